@@ -1,0 +1,125 @@
+"""The controller's configuration file (YAML), validated with field-naming errors.
+
+Usage::
+
+    >>> from otel_adaprof.controller.config import ControllerConfig
+    >>> cfg = ControllerConfig.parse({"listen": {"port": 9000}})
+    >>> cfg.listen.port, cfg.database.path
+    (9000, 'adaprof.db')
+
+Every option has a default; an empty file is a valid configuration. See
+``configs/controller.yaml`` for a commented example and ``docs/controller.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from otel_adaprof.errors import ContractError, from_validation_error
+from otel_adaprof.params import Params
+from otel_adaprof.session_spec import OverheadBudget, RewardWeights
+
+#: Environment variable that supplies the token when the file does not.
+TOKEN_ENV = "ADAPROF_TOKEN"
+#: Environment variable with the agents' own token.
+AGENT_TOKEN_ENV = "ADAPROF_AGENT_TOKEN"
+
+Token = Annotated[str, StringConstraints(min_length=8, max_length=512)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ListenConfig(_Section):
+    """Where the HTTP server listens (loopback by default)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+
+class DatabaseConfig(_Section):
+    """SQLite file and how much history to keep."""
+
+    path: str = "adaprof.db"
+    report_retention: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
+    model_snapshot_interval_s: Annotated[float, Field(ge=1.0, le=3600.0)] = 30.0
+
+
+class AgentsConfig(_Section):
+    """How agents are driven when they poll."""
+
+    poll_interval_s: Annotated[float, Field(ge=0.5, le=300.0)] = 5.0
+    stale_after_s: Annotated[float, Field(ge=1.0, le=86_400.0)] = 60.0
+
+
+class PolicyConfig(_Section):
+    """The learning policy: action catalog, pretrained model, default goal and budget."""
+
+    catalog: str | None = None  # path to an action catalog; None = the packaged default
+    model: str | None = None  # pretrained model that seeds services without one
+    goal: RewardWeights = Field(default_factory=RewardWeights)
+    budget: OverheadBudget = Field(default_factory=OverheadBudget)
+
+
+class ControllerConfig(_Section):
+    """The whole controller configuration."""
+
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    token: Token | None = None
+    agent_token: Token | None = None
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    default_params: Params = Field(default_factory=Params)
+    service_params: dict[str, Params] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | None, source: str = "") -> ControllerConfig:
+        """Validate a mapping; errors name the field (and ``source``, when given)."""
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ContractError([(source, "configuration must be a mapping of options")])
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            err = from_validation_error(exc)
+            if source:
+                err = ContractError([(f"{source}: {f}" if f else source, r) for f, r in err.problems])
+            raise err from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None) -> ControllerConfig:
+        """Read a YAML file (``None`` gives the defaults); tokens fall back to the env."""
+        data: Any = {}
+        source = str(path) if path else ""
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ContractError([(source, f"cannot read configuration: {exc.strerror}")]) from None
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ContractError([(source, f"not valid YAML: {exc}")]) from None
+        cfg = cls.parse(data, source)
+        updates: dict[str, Any] = {}
+        if cfg.token is None and os.environ.get(TOKEN_ENV):
+            updates["token"] = os.environ[TOKEN_ENV]
+        if cfg.agent_token is None and os.environ.get(AGENT_TOKEN_ENV):
+            updates["agent_token"] = os.environ[AGENT_TOKEN_ENV]
+        if updates:
+            cfg = cls.parse({**cfg.model_dump(mode="json"), **updates}, source)
+        return cfg
+
+    def params_for(self, service: str) -> Params:
+        """Default params of ``service``: its own entry, else ``default_params``."""
+        return self.service_params.get(service, self.default_params)

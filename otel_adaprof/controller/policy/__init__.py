@@ -1,0 +1,11 @@
+"""Policies: what params an agent should run next.
+
+The serving path only knows :class:`~otel_adaprof.controller.policy.base.Policy`;
+``static`` (the session's fixed params) is the default and the benchmark's baseline,
+the Vowpal Wabbit contextual bandit plugs in behind the same interface.
+"""
+
+from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
+from otel_adaprof.controller.policy.static import StaticPolicy
+
+__all__ = ["Decision", "DecisionContext", "Policy", "StaticPolicy"]

@@ -1,0 +1,1 @@
+"""Exporters of profiles: speedscope JSON, collapsed stacks, pprof and OTLP."""

@@ -1,0 +1,1 @@
+"""The otel-adaprof agent: sampler, marker processor, profiler and observer."""

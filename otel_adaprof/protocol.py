@@ -1,0 +1,227 @@
+"""Wire protocol between agents and the controller: versioned JSON messages.
+
+An agent sends a :class:`PollRequest` to ``POST /v1/agents/poll`` at the end of each
+window and receives a :class:`PollResponse` with the params to run next. Both sides
+import this module, so they cannot drift apart. ``docs/protocol.md`` shows an example
+of every message.
+
+Usage::
+
+    >>> from otel_adaprof.protocol import PollRequest, AgentIdentity, encode, decode_poll_request
+    >>> req = PollRequest(agent=AgentIdentity(service="shop", instance_id="shop-1",
+    ...                                       host="web-1", pid=4242))
+    >>> decode_poll_request(encode(req)) == req
+    True
+
+Every list and string has a size limit (the ``MAX_*`` constants below); a message
+over a limit, with an unknown field, or with an unknown ``protocol_version`` is
+rejected with a :class:`~otel_adaprof.errors.ContractError` that names the field.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from otel_adaprof.errors import ContractError, UnsupportedProtocolVersion, from_validation_error
+from otel_adaprof.params import Params
+
+#: The protocol version this build speaks. Bumped on any incompatible change.
+PROTOCOL_VERSION = 1
+#: Versions this build accepts.
+SUPPORTED_VERSIONS: frozenset[int] = frozenset({1})
+
+#: Largest encoded message accepted (bytes).
+MAX_MESSAGE_BYTES = 512 * 1024
+#: Most stacks in a window's histogram (top-K by count; the rest only counted).
+MAX_STACKS = 256
+#: Longest collapsed stack string (``root;...;leaf``).
+MAX_STACK_CHARS = 4096
+#: Longest identity string (service, instance, host, versions).
+MAX_NAME_CHARS = 256
+#: Deepest stack, in frames, carried in a histogram.
+MAX_STACK_DEPTH = 128
+#: Longest window an agent may report (seconds).
+MAX_WINDOW_SECONDS = 3600.0
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+OptionalName = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ProfilerBackend(str, enum.Enum):
+    """Which stack sampler an agent runs."""
+
+    PY_SPY = "py-spy"
+    IN_PROCESS = "in-process"
+    NONE = "none"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AgentIdentity(_Message):
+    """Who is polling. ``instance_id`` is unique per process (it survives reconnects)."""
+
+    service: Name
+    instance_id: Name
+    host: OptionalName = ""
+    pid: int = Field(default=0, ge=0, le=2**31)
+    sdk_version: OptionalName = ""
+    agent_version: OptionalName = ""
+    profiler_backend: ProfilerBackend = ProfilerBackend.NONE
+
+
+class ObservedState(_Message):
+    """What the agent measured during one window. Rates are per wall second.
+
+    CPU figures are fractions of one core (a process can exceed 1.0 on several cores);
+    node figures are fractions of the whole machine.
+    """
+
+    window_start: NonNegative = Field(description="unix time (s) the window began")
+    window_seconds: Annotated[float, Field(gt=0.0, le=MAX_WINDOW_SECONDS)]
+    process_cpu: Annotated[float, Field(ge=0.0, le=1024.0)] = 0.0
+    node_cpu: Fraction = 0.0
+    process_memory_bytes: Annotated[int, Field(ge=0)] = 0
+    node_memory: Fraction = 0.0
+    poll_rtt_ms: NonNegative | None = None
+    spans_per_s: NonNegative = 0.0
+    markers_per_s: NonNegative = 0.0
+    samples_per_s: NonNegative = 0.0
+    bytes_exported_per_s: NonNegative = 0.0
+    profiler_cpu_seconds: NonNegative = Field(
+        default=0.0, description="CPU seconds spent by py-spy and the agent's threads"
+    )
+    queue_drops: Annotated[int, Field(ge=0)] = 0
+    export_failures: Annotated[int, Field(ge=0)] = 0
+
+    @property
+    def profiler_cpu_fraction(self) -> float:
+        """Profiler CPU seconds per wall second (fraction of one core)."""
+        return self.profiler_cpu_seconds / self.window_seconds
+
+
+class StackCount(_Message):
+    """One collapsed stack (``root;...;leaf``, frames as ``function (file:line)``)."""
+
+    stack: Annotated[str, StringConstraints(min_length=1, max_length=MAX_STACK_CHARS)]
+    count: Annotated[int, Field(ge=1)]
+
+
+class StackHistogram(_Message):
+    """The window's samples, top-K stacks by count.
+
+    ``total_samples`` counts every sample, including those of stacks left out of
+    ``stacks``; ``depth`` is the stack depth the samples were truncated to.
+    """
+
+    stacks: list[StackCount] = Field(default_factory=list, max_length=MAX_STACKS)
+    total_samples: Annotated[int, Field(ge=0)] = 0
+    depth: Annotated[int, Field(ge=1, le=MAX_STACK_DEPTH)] = MAX_STACK_DEPTH
+
+    def as_dict(self) -> dict[str, int]:
+        """``{stack: count}`` (duplicates, if any, are summed)."""
+        out: dict[str, int] = {}
+        for item in self.stacks:
+            out[item.stack] = out.get(item.stack, 0) + item.count
+        return out
+
+
+class PollRequest(_Message):
+    """Agent → controller, once per window.
+
+    ``config_version`` is the version of the params the window ran under (0 before the
+    agent has heard from the controller); ``window`` and ``stacks`` are absent on the
+    first poll of a process.
+    """
+
+    protocol_version: int = PROTOCOL_VERSION
+    agent: AgentIdentity
+    config_version: Annotated[int, Field(ge=0)] = 0
+    session_id: OptionalName | None = None
+    window: ObservedState | None = None
+    stacks: StackHistogram | None = None
+
+
+class PollResponse(_Message):
+    """Controller → agent: the params to run next and when to poll again."""
+
+    protocol_version: int = PROTOCOL_VERSION
+    config_version: Annotated[int, Field(ge=0)]
+    params: Params
+    session_id: OptionalName | None = None
+    poll_interval_s: Annotated[float, Field(ge=0.5, le=300.0)] = 5.0
+
+
+class ErrorResponse(_Message):
+    """Body of every 4xx answer: what was wrong and which field."""
+
+    error: str
+    message: str
+    field: str = ""
+    problems: list[dict[str, str]] = Field(default_factory=list)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a message to compact JSON bytes."""
+    data = message.model_dump(mode="json", exclude_none=False)
+    if isinstance(message, PollResponse):
+        data["params"] = message.params.to_json()
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _load(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > MAX_MESSAGE_BYTES:
+        raise ContractError([("", f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES} bytes")])
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError([("", f"body is not valid JSON: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ContractError([("", f"body must be a JSON object, got {type(data).__name__}")])
+    return data
+
+
+def check_version(data: dict[str, Any]) -> None:
+    """Raise :class:`UnsupportedProtocolVersion` unless ``protocol_version`` is spoken here."""
+    version = data.get("protocol_version", PROTOCOL_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or (
+        version not in SUPPORTED_VERSIONS
+    ):
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
+        raise UnsupportedProtocolVersion(
+            [("protocol_version", f"unsupported version {version!r}, this build speaks {supported}")]
+        )
+
+
+def decode(model: type[M], raw: bytes | str | dict[str, Any]) -> M:
+    """Parse and validate ``raw`` as ``model``; raise :class:`ContractError` on any problem."""
+    data = _load(raw)
+    if "protocol_version" in model.model_fields:
+        check_version(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def decode_poll_request(raw: bytes | str | dict[str, Any]) -> PollRequest:
+    """Validate an agent's poll."""
+    return decode(PollRequest, raw)
+
+
+def decode_poll_response(raw: bytes | str | dict[str, Any]) -> PollResponse:
+    """Validate the controller's answer (the agent refuses params outside the bounds)."""
+    return decode(PollResponse, raw)
