@@ -12,10 +12,10 @@ Usage::
     100
     >>> p.with_changes(trace_ratio=0.25).trace_ratio
     0.25
-    >>> Params.parse({"stack_depth": 0})
+    >>> Params.parse({"stack_depth": 0})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    otel_adaprof.errors.ContractError: stack_depth: 0 is out of bounds, allowed range is [1, 128] frames
+    otel_adaprof.errors.ContractError: stack_depth: 0 is out of bounds, allowed range ...
 
 Knobs (see :data:`BOUNDS` for the numbers):
 
@@ -124,9 +124,7 @@ class SpanFilters(_Frozen):
             for item in value:
                 name = item.value if isinstance(item, Category) else item
                 if name not in allowed:
-                    raise ValueError(
-                        f"unknown category {item!r}, allowed: {', '.join(allowed)}"
-                    )
+                    raise ValueError(f"unknown category {item!r}, allowed: {', '.join(allowed)}")
         return value
 
     def matches(self, category: Category, is_error: bool) -> bool:
@@ -226,8 +224,10 @@ class Params(_Frozen):
         """A validated copy with some knobs changed (nested knobs as dicts or models)."""
         data = self.to_json()
         for key, value in changes.items():
-            data[key] = value.to_json() if isinstance(value, Params) else (
-                value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+            data[key] = (
+                value.to_json()
+                if isinstance(value, Params)
+                else (value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
             )
         return Params.parse(data)
 

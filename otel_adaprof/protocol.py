@@ -197,13 +197,14 @@ def _load(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
 def check_version(data: dict[str, Any]) -> None:
     """Raise :class:`UnsupportedProtocolVersion` unless ``protocol_version`` is spoken here."""
     version = data.get("protocol_version", PROTOCOL_VERSION)
-    if not isinstance(version, int) or isinstance(version, bool) or (
-        version not in SUPPORTED_VERSIONS
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or (version not in SUPPORTED_VERSIONS)
     ):
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))
-        raise UnsupportedProtocolVersion(
-            [("protocol_version", f"unsupported version {version!r}, this build speaks {supported}")]
-        )
+        reason = f"unsupported version {version!r}, this build speaks {supported}"
+        raise UnsupportedProtocolVersion([("protocol_version", reason)])
 
 
 def decode(model: type[M], raw: bytes | str | dict[str, Any]) -> M:

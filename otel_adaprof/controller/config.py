@@ -93,7 +93,9 @@ class ControllerConfig(_Section):
         except ValidationError as exc:
             err = from_validation_error(exc)
             if source:
-                err = ContractError([(f"{source}: {f}" if f else source, r) for f, r in err.problems])
+                err = ContractError(
+                    [(f"{source}: {f}" if f else source, r) for f, r in err.problems]
+                )
             raise err from None
 
     @classmethod
@@ -105,7 +107,8 @@ class ControllerConfig(_Section):
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except OSError as exc:
-                raise ContractError([(source, f"cannot read configuration: {exc.strerror}")]) from None
+                reason = f"cannot read configuration: {exc.strerror}"
+                raise ContractError([(source, reason)]) from None
             try:
                 data = yaml.safe_load(text)
             except yaml.YAMLError as exc:

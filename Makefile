@@ -1,0 +1,36 @@
+# Two targets a newcomer needs: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install otel-adaprof with its dev tools
+
+demo: $(STAMP) ## controller (SQLite) + demo service + load + adaptive session; report in ./adaprof-report
+	$(BIN)/adaprof demo $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check otel_adaprof tests bench
+	$(BIN)/ruff format --check otel_adaprof tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy otel_adaprof
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+test: lint typecheck pytest ## ruff, mypy and the whole test suite
+
+bench: $(STAMP) ## the insight-per-overhead benchmark, short setting
+	$(BIN)/adaprof bench --quick $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
