@@ -6,7 +6,7 @@ Usage::
     >>> spec = SessionSpec.parse({"service": "shop", "duration_s": 300,
     ...                           "budget": {"cpu_fraction": 0.02}})
     >>> spec.mode.value, spec.budget.cpu_fraction, spec.goal.information
-    ('adaptive', 0.02, 1.0)
+    ('adaptive', 0.02, 20.0)
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ class RewardWeights(_Spec):
     + density·min(1, markers_per_s/target)
     """
 
-    information: Weight = 1.0
-    novelty: Weight = 0.5
+    # A nat of information is worth 20 windows at the full CPU budget: at that exchange
+    # rate learning a new hot path pays for a few windows of 10-20 Hz profiling, while
+    # re-sampling a converged profile does not (docs/policy.md, "Goal").
+    information: Weight = 20.0
+    novelty: Weight = 2.0
     cpu: Weight = 1.0
     bytes: Weight = 0.2
     density: Weight = 0.3

@@ -25,6 +25,9 @@ from otel_adaprof import __version__
 COMMANDS: dict[str, str] = {
     "params": "otel_adaprof.cli.params_cmd:params",
     "config": "otel_adaprof.cli.config_cmd:config",
+    "sim": "otel_adaprof.cli.sim_cmd:sim",
+    "train": "otel_adaprof.cli.train_cmd:train",
+    "policy": "otel_adaprof.cli.policy_cmd:policy",
 }
 
 

@@ -1,0 +1,278 @@
+"""State features: what the policy sees of an agent's last window, as numbers near 0..1.
+
+A pure function of the :class:`DecisionContext`. Values that span decades (rates,
+bytes, memory, latency) are on log scales; CPU and memory utilisation are fractions;
+the profiler's overhead is relative to the session's budget. ``docs/policy.md``
+lists every feature.
+
+The *drift* signal says how far the window's stack distribution is from the service's
+accumulated profile, per sample: the total-variation distance between the two
+distributions over reward keys (0 = same shares, 1 = disjoint), which does not grow
+with the sampling rate, plus the share of samples on never-seen keys (novelty). Their
+noise floor falls with the number of samples, which is a feature too (``conf``).
+
+Usage::
+
+    >>> from otel_adaprof.controller.policy.base import DecisionContext
+    >>> from otel_adaprof.params import Params
+    >>> f = state_features(DecisionContext.initial("shop", Params()))
+    >>> f["first"], f["drift"]
+    (1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from otel_adaprof.controller.policy.base import DecisionContext
+from otel_adaprof.controller.policy.cost import marker_pass_share
+from otel_adaprof.params import Params
+from otel_adaprof.protocol import ObservedState
+from otel_adaprof.reward import PRIOR_MAX_SAMPLES, keyed, novelty
+
+#: Names of the per-state action features (namespace ``C``), in the order
+#: :meth:`ActionContext.matrix` and the logged decisions use.
+C_FEATURES = ("cpu", "bytes", "density", "samples", "weight")
+#: Upper clip of the overhead/budget ratio (a window at 5x budget is already "very over").
+MAX_BUDGET_RATIO = 5.0
+
+
+def _log_scale(value: float, decades: float) -> float:
+    """``log10(1 + value) / decades``: 0 at 0, 1 at ``10**decades``."""
+    return math.log10(1.0 + max(0.0, value)) / decades
+
+
+def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
+    """Total-variation distance between two count histograms (normalised first), 0..1.
+
+    >>> total_variation({"a": 1, "b": 1}, {"a": 2})
+    0.5
+    """
+    sp = sum(p.values())
+    sq = sum(q.values())
+    if sp <= 0 or sq <= 0:
+        return 0.0
+    keys = set(p) | set(q)
+    return 0.5 * sum(abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys)
+
+
+def drift(profile: Mapping[str, float], window: Mapping[str, float]) -> tuple[float, float]:
+    """``(total_variation, novelty)`` of a window against the accumulated profile,
+    both over reward keys. ``(0, 0)`` when either is empty.
+
+    >>> drift({"m (a.py:1)": 9}, {"m (a.py:2)": 1, "n (a.py:3)": 1})
+    (0.5, 0.05)
+    """
+    prof = keyed(profile)
+    win = keyed(window)
+    if not prof or not win:
+        return 0.0, 0.0
+    return total_variation(win, prof), novelty(prof, win)
+
+
+def state_features(ctx: DecisionContext) -> dict[str, float]:
+    """The state vector of one decision (feature name -> value)."""
+    p = ctx.params_in_force
+    feats: dict[str, float] = {
+        "in_log_rate": math.log10(1.0 + p.rate_hz) / 3.0,
+        "in_depth": p.stack_depth / 128.0 if p.profiling_enabled else 0.0,
+        "in_ratio": p.trace_ratio,
+        "profile_mass": _log_scale(min(sum(ctx.profile.values()), PRIOR_MAX_SAMPLES), 3.0),
+    }
+    state = ctx.state
+    if state is None:
+        feats["first"] = 1.0
+        feats["drift"] = 0.0
+        return feats
+    overhead = state.profiler_cpu_fraction / ctx.budget.cpu_fraction
+    data = state.bytes_exported_per_s / ctx.budget.bytes_per_s
+    window = ctx.stacks.as_dict() if ctx.stacks is not None else {}
+    tv, new = drift(ctx.profile, window) if window else (0.0, 0.0)
+    n = float(ctx.stacks.total_samples) if ctx.stacks is not None else 0.0
+    feats.update(
+        {
+            "first": 0.0,
+            "cpu_proc": _log_scale(state.process_cpu, 1.0),
+            "cpu_node": state.node_cpu,
+            "mem_proc": _log_scale(state.process_memory_bytes, 12.0),
+            "mem_node": state.node_memory,
+            "rtt": _log_scale(state.poll_rtt_ms or 0.0, 4.0),
+            "spans": _log_scale(state.spans_per_s, 5.0),
+            "markers": _log_scale(state.markers_per_s, 4.0),
+            "samples": _log_scale(state.samples_per_s, 3.0),
+            "bytes": _log_scale(state.bytes_exported_per_s, 8.0),
+            "overhead": min(overhead, MAX_BUDGET_RATIO) / MAX_BUDGET_RATIO,
+            "over_budget": 1.0 if overhead > 1.0 or data > 1.0 else 0.0,
+            "bytes_budget": min(data, MAX_BUDGET_RATIO) / MAX_BUDGET_RATIO,
+            "drift": tv,
+            "novel": new,
+            # bins let a linear model respond non-linearly to drift
+            "drift_lo": 1.0 if 0.05 < tv <= 0.2 else 0.0,
+            "drift_hi": 1.0 if tv > 0.2 else 0.0,
+            "novel_any": 1.0 if new > 0.0 else 0.0,
+            "conf": _log_scale(n, 4.0),
+            "drops": 1.0 if state.queue_drops or state.export_failures else 0.0,
+        }
+    )
+    return feats
+
+
+def action_context(
+    ctx: DecisionContext, params: Params, cpu_fraction: float, bytes_per_s: float
+) -> dict[str, float]:
+    """Features of one candidate action *in this state* (namespace ``C``).
+
+    What the candidate is expected to cost relative to the budget (from the safety
+    guard's cost model), the marker density it should reach, the samples it should
+    collect, and the weight those samples would have in the updated profile
+    (``n / (profile + n)``: with drift, the share of the KL the window can move).
+    :class:`ActionContext` computes the same for many actions at once.
+
+    >>> from otel_adaprof.controller.policy.base import DecisionContext
+    >>> c = action_context(DecisionContext.initial("s", Params()), Params(), 0.01, 1000.0)
+    >>> c["cpu"], c["weight"]
+    (0.5, 1.0)
+    """
+    shared = ActionContext(ctx)
+    return shared.features(
+        params.rate_hz, params.trace_ratio, marker_pass_share(params), cpu_fraction, bytes_per_s
+    )
+
+
+class ActionContext:
+    """The per-decision part of :func:`action_context`, computed once per decision."""
+
+    def __init__(self, ctx: DecisionContext) -> None:
+        state = ctx.state
+        self.cpu_budget = ctx.budget.cpu_fraction
+        self.bytes_budget = ctx.budget.bytes_per_s
+        self.target = ctx.goal.target_markers_per_s
+        self.secs = state.window_seconds if state is not None else 5.0
+        self.active = 1.0
+        self.spans = 0.0
+        self.pass_scale = 1.0
+        if state is not None:
+            self.spans = state.spans_per_s
+            cur = ctx.params_in_force
+            if cur.profiling_enabled and state.samples_per_s > 0:
+                self.active = min(1.0, state.samples_per_s / max(cur.rate_hz, 1))
+            else:
+                self.active = min(1.0, max(state.process_cpu, 0.05))
+            kept_now = state.spans_per_s * cur.trace_ratio
+            prior_now = marker_pass_share(cur)
+            if kept_now > 0 and prior_now > 0:
+                # scale the prior pass share by how the current filters really do
+                self.pass_scale = min(1.0, state.markers_per_s / kept_now) / prior_now
+        self.mass = min(sum(ctx.profile.values()), PRIOR_MAX_SAMPLES)  # as the reward does
+
+    def matrix(
+        self,
+        rate_hz: np.ndarray,
+        trace_ratio: np.ndarray,
+        pass_share: np.ndarray,
+        cpu_fraction: np.ndarray,
+        bytes_per_s: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`features` for many actions at once: one row per action, columns
+        :data:`C_FEATURES`."""
+        markers = self.spans * trace_ratio * np.minimum(1.0, pass_share * self.pass_scale)
+        samples = rate_hz * (self.active * self.secs)
+        out = np.empty((len(rate_hz), len(C_FEATURES)))
+        out[:, 0] = np.minimum(cpu_fraction / self.cpu_budget, MAX_BUDGET_RATIO)
+        out[:, 1] = np.minimum(bytes_per_s / self.bytes_budget, MAX_BUDGET_RATIO)
+        out[:, 2] = np.minimum(1.0, markers / self.target)
+        out[:, 3] = np.log10(1.0 + samples) / 4.0
+        out[:, 4] = np.where(samples > 0, samples / (self.mass + np.maximum(samples, 1e-12)), 0.0)
+        return out
+
+    def features(
+        self,
+        rate_hz: int,
+        trace_ratio: float,
+        pass_share: float,
+        cpu_fraction: float,
+        bytes_per_s: float,
+    ) -> dict[str, float]:
+        """Features of one action given its rate, ratio, prior pass share and cost."""
+        markers = self.spans * trace_ratio * min(1.0, pass_share * self.pass_scale)
+        samples = rate_hz * self.active * self.secs
+        return {
+            "cpu": min(cpu_fraction / self.cpu_budget, MAX_BUDGET_RATIO),
+            "bytes": min(bytes_per_s / self.bytes_budget, MAX_BUDGET_RATIO),
+            "density": min(1.0, markers / self.target),
+            "samples": _log_scale(samples, 4.0),
+            "weight": samples / (self.mass + samples) if samples > 0 else 0.0,
+        }
+
+
+#: Weight of the newest window in the running averages of :class:`Trend`.
+TREND_RATE = 0.3
+
+
+class Trend:
+    """Running averages of what the agents see without profiling (process CPU, span
+    and marker rates), so a change shows even while the profiler is off.
+
+    A new hot path costs CPU; a new workload changes span rates. These are measured
+    in every window, profiled or not, so they tell the policy *when* sampling is
+    worth it. One per service (the policy's), in memory: after a restart it warms up
+    again in a few windows.
+
+    >>> from otel_adaprof.protocol import ObservedState
+    >>> t = Trend()
+    >>> s = ObservedState(window_start=0, window_seconds=5, process_cpu=0.5)
+    >>> t.update(s)["cpu_change"]
+    0.0
+    >>> round(t.update(s.model_copy(update={"process_cpu": 1.0}))["cpu_change"], 2)
+    0.49
+    """
+
+    def __init__(self) -> None:
+        self.cpu: float | None = None
+        self.spans: float | None = None
+
+    @staticmethod
+    def _change(value: float, average: float | None) -> float:
+        if average is None:
+            return 0.0
+        # log2 ratio, clipped to ±2 (4x) and scaled to ±1
+        ratio = math.log2((value + 0.01) / (average + 0.01))
+        return max(-2.0, min(2.0, ratio)) / 2.0
+
+    def update(self, state: ObservedState) -> dict[str, float]:
+        """Change features of ``state`` against the averages, then fold it in."""
+        cpu = self._change(state.process_cpu, self.cpu)
+        spans = self._change(state.spans_per_s, self.spans)
+        self.cpu = (
+            state.process_cpu
+            if self.cpu is None
+            else (self.cpu + TREND_RATE * (state.process_cpu - self.cpu))
+        )
+        self.spans = (
+            state.spans_per_s
+            if self.spans is None
+            else (self.spans + TREND_RATE * (state.spans_per_s - self.spans))
+        )
+        return {
+            "cpu_change": cpu,
+            "cpu_up": max(0.0, cpu),
+            "cpu_moved": abs(cpu),
+            "spans_change": spans,
+            "spans_moved": abs(spans),
+        }
+
+
+def context_dict(value: object) -> dict[str, float]:
+    """An action's logged ``C`` features as a dict (logged as a list or a dict).
+
+    >>> context_dict([0.5, 0.1, 1.0, 0.2, 0.3])["bytes"]
+    0.1
+    """
+    if isinstance(value, Mapping):
+        return {str(k): float(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and len(value) == len(C_FEATURES):
+        return {k: float(v) for k, v in zip(C_FEATURES, value, strict=True)}
+    return {}

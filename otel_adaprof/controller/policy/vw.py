@@ -1,0 +1,308 @@
+"""The adaptive policy: a Vowpal Wabbit contextual bandit over the action catalog.
+
+One :class:`VWPolicy` (one VW model) per service. Each decision builds a multi-line
+``cb_explore_adf`` example: a *shared* line with the state features (namespace ``S``,
+see :mod:`~otel_adaprof.controller.policy.features`) and one line per action the
+safety guard allows (namespace ``A``: the action's features, tags and its id).
+``-q SA`` crosses every state feature with every action feature, so the model learns,
+per action and per action trait (rate, depth, ratio, filters), how the reward moves
+with the state: a linear model per action that still shares what actions have in common.
+
+Exploration is **SquareCB** (``--squarecb``, Foster & Rakhlin 2020): an action's
+probability falls with its estimated gap to the best, ``p = 1 / (A + γ·gap)``, and
+``γ`` grows with the number of decisions. Unlike ε-greedy it almost never tries an
+action the model already knows is much worse (on this problem: expensive rates while
+the profile is converged), and unlike cover/bagging it needs one model, so a decision
+stays well under a millisecond. The probability of every decision is logged with it.
+
+Learning is delayed credit: :meth:`VWPolicy.learn` is called by the controller only
+with the reward of a window that ran under the decision's config version; the example
+is rebuilt from the features logged in the decision, so it needs nothing else.
+
+Usage::
+
+    >>> from otel_adaprof.controller.policy.base import DecisionContext
+    >>> from otel_adaprof.params import Params
+    >>> from otel_adaprof.session_spec import Mode
+    >>> policy = VWPolicy(seed=1)
+    >>> ctx = DecisionContext(service="shop", initial_params=Params(),
+    ...                       params_in_force=Params(), mode=Mode.ADAPTIVE)
+    >>> d = policy.decide(ctx)
+    >>> 0.0 < d.probability <= 1.0, d.action in policy.catalog.names
+    (True, True)
+    >>> policy.learn(ctx, d, reward=0.5)
+    >>> clone = VWPolicy(seed=1, model=policy.snapshot())
+    >>> offered = list(policy.catalog)
+    >>> clone.scores(d.features["state"], offered) == policy.scores(d.features["state"], offered)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, cast
+
+import numpy as np
+import vowpal_wabbit_next as vw
+
+from otel_adaprof.controller.config import PolicyConfig
+from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
+from otel_adaprof.controller.policy.catalog import Action, Catalog, load_catalog
+from otel_adaprof.controller.policy.features import (
+    C_FEATURES,
+    ActionContext,
+    Trend,
+    context_dict,
+    state_features,
+)
+from otel_adaprof.controller.policy.safety import SafetyGuard, over_budget
+from otel_adaprof.session_spec import Mode
+
+#: SquareCB's γ scale: higher = greedier. Tuned in the simulator (``adaprof sim``).
+DEFAULT_GAMMA_SCALE = 100.0
+#: Rewards are clipped to ±this before learning (one wild window must not wreck the model).
+REWARD_CLIP = 10.0
+#: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
+LEARNING_RATE = 0.1
+POWER_T = 0.0
+
+
+def vw_args(gamma_scale: float = DEFAULT_GAMMA_SCALE) -> list[str]:
+    """The VW command line of every model (a snapshot loads with the same arguments).
+
+    No ``--random_seed``: SquareCB's probabilities are deterministic, the policy samples
+    from them with its own seeded generator, and a snapshot must load under any seed.
+    """
+    return [
+        "--cb_explore_adf",
+        "--squarecb",
+        "--gamma_scale",
+        str(gamma_scale),
+        "-q",
+        "SA",
+        "-q",
+        "SC",
+        "-l",
+        str(LEARNING_RATE),
+        "--power_t",
+        str(POWER_T),
+        "-b",
+        "18",
+        "--quiet",
+    ]
+
+
+def _line(namespace: str, features: Mapping[str, float]) -> str:
+    return f"|{namespace} " + " ".join(
+        f"{name}:{value:.5g}" for name, value in features.items() if value
+    )
+
+
+def _action_line(action: Action) -> str:
+    return _line("A", action.features) + f" id_{action.name.replace('-', '_')}"
+
+
+class VWPolicy(Policy):
+    """Contextual bandit over a catalog with a budget guard (see the module doc)."""
+
+    name: ClassVar[str] = "adaptive"
+
+    def __init__(
+        self,
+        catalog: Catalog | None = None,
+        *,
+        seed: int = 0,
+        model: bytes | None = None,
+        gamma_scale: float = DEFAULT_GAMMA_SCALE,
+        guard: SafetyGuard | None = None,
+    ) -> None:
+        self.catalog = catalog if catalog is not None else load_catalog()
+        self.guard = guard if guard is not None else SafetyGuard(self.catalog)
+        self._args = vw_args(gamma_scale)
+        self._rng = random.Random(seed)
+        self._ws = vw.Workspace(self._args, model_data=model) if model else vw.Workspace(self._args)
+        self._parser = vw.TextFormatParser(self._ws)
+        self._lines = {a.name: _action_line(a) for a in self.catalog}
+        self.updates = 0
+        self.trend = Trend()
+        self._names = self.catalog.names
+        self._init_parsing()
+
+    def _init_parsing(self) -> None:
+        self._cached: dict[str, vw.Example] = {}
+        self._c_template = "|C " + " ".join(f"{k}:1" for k in C_FEATURES)
+        probe = self._parser.parse_line(self._c_template)
+        self._c_indices = np.array(probe["C"].indices, dtype=np.uint64)
+        assert len(self._c_indices) == len(C_FEATURES)
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig, seed: int = 0) -> VWPolicy:
+        """The policy of a new service: catalog from ``config.catalog`` (default: the
+        packaged one), seeded from ``config.model`` when set (``adaprof train``).
+
+        This is the one call the controller's policy factory needs for ``adaptive``
+        sessions; a service with a snapshot in the database then calls
+        :meth:`restore` with it.
+
+        >>> from otel_adaprof.controller.config import PolicyConfig
+        >>> VWPolicy.from_config(PolicyConfig()).catalog.cheapest().name
+        'off'
+        """
+        catalog = load_catalog(config.catalog)
+        model = Path(config.model).read_bytes() if config.model else None
+        return cls(catalog, seed=seed, model=model)
+
+    @classmethod
+    def from_file(cls, path: str | Path, catalog: Catalog | None = None, seed: int = 0) -> VWPolicy:
+        """A policy seeded from a model file written by ``adaprof train``."""
+        return cls(catalog, seed=seed, model=Path(path).read_bytes())
+
+    # -- deciding --------------------------------------------------------------------
+
+    def decide(self, ctx: DecisionContext) -> Decision:
+        if ctx.mode == Mode.STATIC:
+            # A static session never explores: its params, with certainty.
+            return Decision(params=ctx.initial_params, probability=1.0, action="static")
+        self.guard.observe(ctx)
+        feats = state_features(ctx)
+        if ctx.state is not None:
+            feats.update(self.trend.update(ctx.state))
+        if over_budget(ctx):
+            cheap = self.guard.cheapest
+            return Decision(
+                params=cheap.params,
+                probability=1.0,
+                action=cheap.name,
+                features={"state": feats, "offered": [cheap.name], "forced": "over_budget"},
+            )
+        g = self.guard
+        idx, cpu, data = g.assess_arrays(ctx)
+        matrix = ActionContext(ctx).matrix(g.rate[idx], g.ratio[idx], g.pass_share[idx], cpu, data)
+        names = [self._names[i] for i in idx]
+        pmf = self._pmf(feats, names, matrix)
+        greedy = max(range(len(pmf)), key=pmf.__getitem__)
+        choice = self._sample(pmf)
+        action = self.catalog[int(idx[choice])]
+        # logged as plain lists (columns C_FEATURES): JSON-ready and cheap to build
+        context = dict(zip(names, matrix.tolist(), strict=True))
+        return Decision(
+            params=action.params,
+            probability=pmf[choice],
+            action=action.name,
+            explored=choice != greedy,
+            features={"state": feats, "offered": names, "context": context},
+        )
+
+    def _examples(
+        self,
+        feats: Mapping[str, float],
+        names: Sequence[str],
+        dyn: Mapping[str, Any],
+        label: tuple[str, str] | None = None,
+    ) -> list[vw.Example]:
+        """Fresh examples parsed from text (for learning: the labelled example is new)."""
+        parse = self._parser.parse_line
+        examples = [parse("shared " + _line("S", feats))]
+        for name in names:
+            line = f"{self._lines[name]} {_line('C', context_dict(dyn.get(name)))}"
+            if label is not None and label[0] == name:
+                line = f"{label[1]} {line}"
+            examples.append(parse(line))
+        return examples
+
+    def _reused_examples(
+        self, feats: Mapping[str, float], names: Sequence[str], matrix: np.ndarray
+    ) -> list[vw.Example]:
+        """Examples for prediction: each action's example is parsed once and only its
+        ``C`` features are rewritten (text formatting and parsing of 64 lines would
+        cost most of the millisecond a decision may take)."""
+        examples = [self._parser.parse_line("shared " + _line("S", feats))]
+        rows = matrix.astype(np.float32)
+        for i, name in enumerate(names):
+            ex = self._cached.get(name)
+            if ex is None:
+                ex = self._parser.parse_line(f"{self._lines[name]} {self._c_template}")
+                self._cached[name] = ex
+            group = ex["C"]
+            group.truncate_to(0)
+            # the stubs of vowpal_wabbit_next spell the array types wrongly
+            group.push_many_features(self._c_indices, rows[i])  # type: ignore[arg-type]
+            examples.append(ex)
+        return examples
+
+    def scores(
+        self,
+        feats: Mapping[str, float],
+        offered: Sequence[Action],
+        dyn: Mapping[str, Any] | None = None,
+    ) -> list[float]:
+        """The model's probability of each offered action in the state ``feats``;
+        ``dyn`` maps action names to their ``C`` features in this state (dicts or
+        lists in :data:`C_FEATURES` order, as logged), missing = zeros."""
+        names = [a.name for a in offered]
+        dyn = dyn or {}
+        matrix = np.array(
+            [[context_dict(dyn.get(n)).get(k, 0.0) for k in C_FEATURES] for n in names]
+        ).reshape(len(names), len(C_FEATURES))
+        return self._pmf(feats, names, matrix)
+
+    def _pmf(
+        self, feats: Mapping[str, float], names: Sequence[str], matrix: np.ndarray
+    ) -> list[float]:
+        result = cast(
+            "list[tuple[int, float]]",
+            self._ws.predict_one(self._reused_examples(feats, names, matrix)),
+        )
+        pmf = [0.0] * len(names)
+        for index, prob in result:
+            pmf[index] = prob
+        total = sum(pmf)
+        if not total > 0 or math.isnan(total):
+            return [1.0 / len(names)] * len(names)
+        return [p / total for p in pmf]
+
+    def _sample(self, pmf: Sequence[float]) -> int:
+        r = self._rng.random()
+        acc = 0.0
+        for i, p in enumerate(pmf):
+            acc += p
+            if r < acc:
+                return i
+        return len(pmf) - 1
+
+    # -- learning --------------------------------------------------------------------
+
+    def learn(self, ctx: DecisionContext, decision: Decision, reward: float) -> None:
+        """Learn from a credited decision (rebuilt from its logged features)."""
+        feats = decision.features.get("state")
+        offered = decision.features.get("offered")
+        if not isinstance(feats, Mapping) or not isinstance(offered, list):
+            return  # a static or foreign decision: nothing this model can learn from
+        names = [n for n in offered if n in self._lines]
+        if decision.action not in names or not math.isfinite(reward):
+            return
+        cost = -max(-REWARD_CLIP, min(REWARD_CLIP, reward))
+        prob = min(1.0, max(decision.probability, 1e-4))
+        dyn = decision.features.get("context")
+        dyn = dyn if isinstance(dyn, Mapping) else {}
+        label = (decision.action, f"0:{cost:.6g}:{prob:.6g}")
+        self._ws.learn_one(self._examples(feats, names, dyn, label))
+        self.updates += 1
+
+    # -- persistence -----------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The VW model as bytes (load with ``VWPolicy(model=...)`` or :meth:`restore`)."""
+        return bytes(self._ws.serialize())
+
+    def restore(self, blob: bytes) -> None:
+        self._ws = vw.Workspace(self._args, model_data=blob)
+        self._parser = vw.TextFormatParser(self._ws)
+        self._init_parsing()
+
+    def describe(self) -> dict[str, Any]:
+        """Arguments and counters, for logs and ``adaprof policy``."""
+        return {"args": list(self._args), "actions": len(self.catalog), "updates": self.updates}

@@ -1,0 +1,247 @@
+"""Scenarios: what a simulated service does, phase by phase.
+
+A :class:`Phase` fixes, for a number of windows, where the CPU goes (leaf functions and
+their shares), how many spans of which categories the service emits, its load and
+threads. Scenarios chain phases: stack distributions that shift, span rates and
+categories that change, load spikes, new hot paths.
+
+Usage::
+
+    >>> s = SCENARIOS["hot-path"]
+    >>> s.total_windows, s.phase_at(0).name
+    (130, 'steady')
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+#: Seconds per simulated window (an agent's reporting period).
+WINDOW_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of windows during which the service behaves the same way."""
+
+    name: str
+    windows: int
+    functions: Mapping[str, float]  # leaf function -> weight (share of CPU samples)
+    spans_per_s: float = 100.0
+    categories: Mapping[str, float] = field(
+        default_factory=lambda: {"http": 0.5, "db": 0.3, "internal": 0.2}
+    )
+    cpu_load: float = 0.5  # process CPU, fraction of one core
+    threads: float = 4.0  # threads py-spy scans
+    frames: int = 20  # depth of the service's real stacks
+    error_share: float = 0.02
+    slow_share: float = 0.1  # share of spans over 100 ms
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named sequence of phases."""
+
+    name: str
+    phases: tuple[Phase, ...]
+    description: str = ""
+
+    @property
+    def total_windows(self) -> int:
+        """Windows in the whole scenario."""
+        return sum(p.windows for p in self.phases)
+
+    def phase_index(self, window: int) -> int:
+        """Index of the phase that window ``window`` falls in (last phase after the end)."""
+        for i, phase in enumerate(self.phases):
+            if window < phase.windows:
+                return i
+            window -= phase.windows
+        return len(self.phases) - 1
+
+    def phase_at(self, window: int) -> Phase:
+        """The phase of window ``window``."""
+        return self.phases[self.phase_index(window)]
+
+
+def zipf_functions(names: list[str], exponent: float = 1.1) -> dict[str, float]:
+    """Weights ``1 / rank**exponent`` (a typical profile: few hot, many cold functions).
+
+    >>> zipf_functions(["a", "b"], 1.0)
+    {'a': 1.0, 'b': 0.5}
+    """
+    return {n: 1.0 / (i + 1) ** exponent for i, n in enumerate(names)}
+
+
+def with_hot_path(functions: Mapping[str, float], name: str, share: float) -> dict[str, float]:
+    """``functions`` plus ``name`` taking ``share`` of all samples.
+
+    >>> with_hot_path({"a": 1.0}, "hot", 0.5)
+    {'a': 1.0, 'hot': 1.0}
+    """
+    total = sum(functions.values())
+    out = dict(functions)
+    out[name] = total * share / (1.0 - share)
+    return out
+
+
+BASE_FUNCTIONS = zipf_functions(
+    [
+        "render_page",
+        "query_orders",
+        "json_dumps",
+        "validate_form",
+        "hash_password",
+        "load_session",
+        "template_lookup",
+        "compute_tax",
+        "serialize_cart",
+        "gzip_body",
+        "parse_headers",
+        "route_match",
+        "read_config",
+        "log_access",
+        "check_acl",
+        "fetch_prices",
+        "merge_dicts",
+        "encode_url",
+        "sort_items",
+        "format_date",
+    ]
+)
+
+
+def _base(name: str, windows: int, **kw: object) -> Phase:
+    return replace(Phase(name=name, windows=windows, functions=BASE_FUNCTIONS), **kw)  # type: ignore[arg-type]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "hot-path",
+            (
+                _base("steady", 40),
+                _base(
+                    "hot-path",
+                    30,
+                    cpu_load=0.5 / 0.7,
+                    functions=with_hot_path(BASE_FUNCTIONS, "parse_invoice", 0.3),
+                ),
+                _base("steady-again", 30),
+                _base(
+                    "hot-path-2",
+                    30,
+                    cpu_load=0.5 / 0.75,
+                    functions=with_hot_path(BASE_FUNCTIONS, "compress_blob", 0.25),
+                ),
+            ),
+            "a function never called before takes a third of the CPU, goes away, another comes",
+        ),
+        Scenario(
+            "load-spike",
+            (
+                _base("steady", 40),
+                _base(
+                    "spike",
+                    30,
+                    spans_per_s=600.0,
+                    cpu_load=0.95,
+                    threads=16.0,
+                    functions=with_hot_path(BASE_FUNCTIONS, "serialize_batch", 0.2),
+                ),
+                _base("recovery", 40),
+            ),
+            "six times the traffic, four times the threads, a batch serialiser gets hot",
+        ),
+        Scenario(
+            "category-shift",
+            (
+                _base("http-heavy", 40, categories={"http": 0.8, "internal": 0.2}),
+                _base(
+                    "db-heavy",
+                    35,
+                    categories={"db": 0.7, "http": 0.2, "internal": 0.1},
+                    cpu_load=0.5 / 0.7,
+                    functions=with_hot_path(
+                        with_hot_path(BASE_FUNCTIONS, "fetch_rows", 0.2), "decode_row", 0.1
+                    ),
+                ),
+                _base(
+                    "messaging",
+                    35,
+                    categories={"messaging": 0.6, "http": 0.3, "internal": 0.1},
+                    cpu_load=0.5 / 0.75,
+                    functions=with_hot_path(BASE_FUNCTIONS, "consume_message", 0.25),
+                ),
+            ),
+            "traffic moves from HTTP to the database, then to a message queue",
+        ),
+        Scenario(
+            "quiet-busy",
+            (
+                _base("quiet", 40, spans_per_s=3.0, cpu_load=0.05, threads=2.0),
+                _base(
+                    "busy",
+                    40,
+                    spans_per_s=300.0,
+                    cpu_load=0.9,
+                    threads=8.0,
+                    functions=with_hot_path(BASE_FUNCTIONS, "resize_image", 0.3),
+                ),
+                _base("quiet-again", 30, spans_per_s=3.0, cpu_load=0.05, threads=2.0),
+            ),
+            "a mostly idle service gets busy with a new workload, then idles again",
+        ),
+    )
+}
+
+_NEW_FUNCTIONS = [
+    "parse_csv",
+    "render_pdf",
+    "crypto_sign",
+    "resize_thumb",
+    "diff_text",
+    "bloom_check",
+    "regex_scan",
+    "tokenize",
+    "aggregate_stats",
+    "checksum_file",
+    "walk_tree",
+    "pack_msg",
+]
+
+
+def random_scenario(seed: int, phases: int = 6) -> Scenario:
+    """A random scenario for pretraining (never one of :data:`SCENARIOS`' exact phases).
+
+    >>> random_scenario(3).total_windows > 0
+    True
+    """
+    rng = random.Random(seed)
+    out: list[Phase] = []
+    for i in range(phases):
+        funcs: dict[str, float] = dict(BASE_FUNCTIONS)
+        load = rng.uniform(0.03, 1.0)
+        if rng.random() < 0.6:
+            share = rng.uniform(0.05, 0.4)
+            funcs = with_hot_path(funcs, rng.choice(_NEW_FUNCTIONS), share)
+            load = min(1.0, load / (1.0 - share))  # the new work costs CPU
+        cats = {c: rng.random() for c in ("http", "db", "rpc", "messaging", "internal")}
+        out.append(
+            Phase(
+                name=f"p{i}",
+                windows=rng.randint(15, 45),
+                functions=funcs,
+                spans_per_s=10 ** rng.uniform(0.3, 2.9),
+                categories=cats,
+                cpu_load=load,
+                threads=rng.choice([1.0, 2.0, 4.0, 8.0, 16.0]),
+                frames=rng.randint(8, 40),
+                error_share=rng.uniform(0.0, 0.1),
+                slow_share=rng.uniform(0.02, 0.3),
+            )
+        )
+    return Scenario(f"random-{seed}", tuple(out), "random phases for pretraining")
