@@ -25,6 +25,8 @@ from otel_adaprof import __version__
 COMMANDS: dict[str, str] = {
     "params": "otel_adaprof.cli.params_cmd:params",
     "config": "otel_adaprof.cli.config_cmd:config",
+    "controller": "otel_adaprof.cli.controller_cmd:controller",
+    "session": "otel_adaprof.cli.session_cmd:session",
     "sim": "otel_adaprof.cli.sim_cmd:sim",
     "train": "otel_adaprof.cli.train_cmd:train",
     "policy": "otel_adaprof.cli.policy_cmd:policy",

@@ -1,0 +1,127 @@
+"""Session lifecycle and agent polls against the real controller process."""
+
+from __future__ import annotations
+
+from tests.controller.polls import poll_body
+from tests.support.controller import ControllerProcess
+
+
+def test_session_lifecycle(controller: ControllerProcess):
+    created = controller.request(
+        "POST", "/v1/sessions", {"service": "shop", "duration_s": 60, "mode": "static"}
+    )
+    sid = created["id"]
+    assert created["state"] == "open" and created["spec"]["mode"] == "static"
+    assert created["counts"] == {"agents": 0, "reports": 0, "decisions": 0}
+    listed = controller.request("GET", "/v1/sessions")["sessions"]
+    assert [s["id"] for s in listed] == [sid]
+    stopped = controller.request("POST", f"/v1/sessions/{sid}/stop")
+    assert stopped["state"] == "completed" and stopped["stopped_at"] is not None
+    again = controller.request("POST", f"/v1/sessions/{sid}/stop")  # idempotent
+    assert again["state"] == "completed"
+    status, body = controller.raw("GET", "/v1/sessions/nope")
+    assert status == 404 and b"no session 'nope'" in body
+
+
+def test_session_completes_when_its_duration_runs_out(controller: ControllerProcess):
+    import time
+
+    sid = controller.request("POST", "/v1/sessions", {"service": "shop", "duration_s": 5})["id"]
+    deadline = time.monotonic() + 15
+    while controller.request("GET", f"/v1/sessions/{sid}")["state"] == "open":
+        assert time.monotonic() < deadline, "session did not expire"
+        time.sleep(0.5)
+
+
+def test_polls_without_session_get_service_defaults(controller: ControllerProcess):
+    answer = controller.request("POST", "/v1/agents/poll", poll_body("a-1"))
+    assert answer["config_version"] == 1 and answer["session_id"] is None
+    assert answer["params"]["sampling_interval_ms"] == 50  # the default params
+    answer = controller.request("POST", "/v1/agents/poll", poll_body("a-1", 1))
+    assert answer["config_version"] == 2
+
+
+def test_static_session_answers_its_initial_params(controller: ControllerProcess):
+    initial = {
+        "sampling_interval_ms": 10,
+        "stack_depth": 12,
+        "trace_ratio": 0.5,
+        "span_filters": {"categories": ["db"], "errors_only": False},
+    }
+    sid = controller.request(
+        "POST", "/v1/sessions", {"service": "shop", "mode": "static", "initial_params": initial}
+    )["id"]
+    version = 0
+    for _ in range(3):
+        answer = controller.request("POST", "/v1/agents/poll", poll_body("a-1", version))
+        assert answer["session_id"] == sid
+        assert (
+            answer["params"]["stack_depth"] == 12 and answer["params"]["sampling_interval_ms"] == 10
+        )
+        assert answer["params"]["span_filters"]["categories"] == ["db"]
+        assert answer["config_version"] == version + 1
+        version = answer["config_version"]
+    session = controller.request("GET", f"/v1/sessions/{sid}")
+    assert session["params"]["stack_depth"] == 12
+    assert session["counts"] == {"agents": 1, "reports": 2, "decisions": 3}
+
+    timeline = controller.request("GET", f"/v1/sessions/{sid}/timeline")["windows"]
+    assert [w["config_version"] for w in timeline] == [1, 2]
+    for window in timeline:
+        assert window["agent"] == "a-1"
+        assert window["params"]["stack_depth"] == 12
+        assert window["state"]["window_seconds"] == 5.0
+        assert isinstance(window["reward"], float)
+        assert set(window["reward_terms"]) >= {"information_gain", "cpu_cost", "density", "total"}
+
+
+def test_reward_only_credits_the_version_the_window_ran_under(controller: ControllerProcess):
+    sid = controller.request("POST", "/v1/sessions", {"service": "shop", "mode": "static"})["id"]
+    controller.request("POST", "/v1/agents/poll", poll_body("a-1"))  # -> v1
+    controller.request("POST", "/v1/agents/poll", poll_body("a-1", 1))  # credits v1 -> v2
+    controller.request("POST", "/v1/agents/poll", poll_body("a-1", 1))  # v1 again: no credit
+    timeline = controller.request("GET", f"/v1/sessions/{sid}/timeline")["windows"]
+    assert len(timeline) == 2 and all(w["config_version"] == 1 for w in timeline)
+    # The same decision, credited once; v2 (never reported) stays without reward.
+    assert timeline[0]["reward"] == timeline[1]["reward"]
+
+
+def test_agents_listed_with_state_and_staleness(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("agents:\n  stale_after_s: 1\n")
+    with ControllerProcess(tmp_path / "db.sqlite", "--config", str(config)) as ctl:
+        ctl.request("POST", "/v1/agents/poll", poll_body("a-1"))
+        ctl.request("POST", "/v1/agents/poll", poll_body("a-1", 1))
+        agents = ctl.request("GET", "/v1/agents")["agents"]
+        assert len(agents) == 1
+        agent = agents[0]
+        assert agent["instance_id"] == "a-1" and agent["backend"] == "py-spy"
+        assert agent["config_version"] == 2 and agent["params"]["stack_depth"] == 64
+        assert agent["state"]["markers_per_s"] == 4.0 and agent["stale"] is False
+        import time
+
+        time.sleep(1.5)
+        assert ctl.request("GET", "/v1/agents")["agents"][0]["stale"] is True
+
+
+def test_adaptive_session_uses_the_learning_policy(controller: ControllerProcess):
+    sid = controller.request("POST", "/v1/sessions", {"service": "shop", "mode": "adaptive"})["id"]
+    version = 0
+    for _ in range(6):
+        version = controller.request("POST", "/v1/agents/poll", poll_body("a-1", version))[
+            "config_version"
+        ]
+    controller.request("POST", f"/v1/sessions/{sid}/stop")
+    controller.stop()
+    import sqlite3
+
+    db = sqlite3.connect(controller.db_path)
+    rows = db.execute(
+        "SELECT policy, probability, action, reward FROM decisions WHERE session_id = ?", (sid,)
+    ).fetchall()
+    assert len(rows) == 6 and {r[0] for r in rows} == {"adaptive"}
+    assert any(r[1] < 1.0 for r in rows), "the bandit logs exploration probabilities"
+    assert sum(r[3] is not None for r in rows) == 5  # every reported window credited
+    assert (
+        db.execute("SELECT COUNT(*) FROM model_snapshots WHERE service = 'shop'").fetchone()[0] == 1
+    )
