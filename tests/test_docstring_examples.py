@@ -35,11 +35,21 @@ MUST_HAVE_EXAMPLES = {
     "otel_adaprof.exporters.collapsed",
     "otel_adaprof.exporters.speedscope",
     "otel_adaprof.exporters.pprof",
+    "otel_adaprof.demo.workload",
+    "otel_adaprof.demo.phases",
+    "otel_adaprof.demo.ground_truth",
+    "otel_adaprof.demo.loadgen",
+    "otel_adaprof.demo.timeline",
+    "otel_adaprof.demo.svg",
+    "otel_adaprof.demo.report",
+    "otel_adaprof.demo.processes",
+    "otel_adaprof.demo.bench_figures",
+    "otel_adaprof.demo.run",
 }
 
 
 def test_the_public_api_is_walked():
-    assert MUST_HAVE_EXAMPLES <= set(MODULES)
+    assert set(MODULES) >= MUST_HAVE_EXAMPLES
 
 
 @pytest.mark.parametrize("name", MODULES)

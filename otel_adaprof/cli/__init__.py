@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "sim": "otel_adaprof.cli.sim_cmd:sim",
     "train": "otel_adaprof.cli.train_cmd:train",
     "policy": "otel_adaprof.cli.policy_cmd:policy",
+    "demo": "otel_adaprof.cli.demo_cmd:demo",
+    "bench": "otel_adaprof.cli.bench_cmd:bench",
 }
 
 

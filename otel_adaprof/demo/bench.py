@@ -1,0 +1,411 @@
+"""The insight-per-overhead benchmark (``../shared/BENCHMARK.md``) on the demo workload.
+
+Six copies of the demo service run side by side — same phases, same request rate, at
+the same time — each profiled under one configuration through the real controller:
+
+=========== ===============================================================
+off         a static session with the profiler off (overhead baseline)
+static-100  static session, py-spy 100 Hz, depth 128, trace ratio 1.0
+static-10   static session, 10 Hz
+static-1    static session, 1 Hz
+heuristic   the policy engineer's ``ThresholdPolicy``; the controller has no
+            per-session policy choice yet, so the benchmark applies its
+            decisions each window by reopening a static session with them
+adaptive    an adaptive session (the controller's learned policy)
+=========== ===============================================================
+
+Usage::
+
+    >>> from otel_adaprof.demo.bench import BenchSettings, run_bench
+    >>> result = run_bench(BenchSettings.quick(), out="bench-out")   # doctest: +SKIP
+    >>> print(markdown_table(result))                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from otel_adaprof.demo.bench_figures import (
+    detection_time,
+    efficiency,
+    marker_coverage,
+    profile_diff,
+)
+from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
+from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_error, samples_needed
+from otel_adaprof.demo.loadgen import LoadGenerator, LoadResult
+from otel_adaprof.demo.phases import schedule
+from otel_adaprof.demo.processes import Children
+from otel_adaprof.demo.report import parse_collapsed, write_report
+from otel_adaprof.demo.span_sink import SpanSink
+from otel_adaprof.demo.stack import DemoStack
+from otel_adaprof.demo.timeline import TimelineRow, parse_timeline
+from otel_adaprof.demo.workload import HOT_PATH
+from otel_adaprof.params import Params
+
+#: The configurations, in table order.
+CONFIGS = ("off", "static-100", "static-10", "static-1", "heuristic", "adaptive")
+#: Fixed params of the static configurations (full depth, every trace).
+STATIC_PARAMS: dict[str, Params] = {
+    "off": Params(sampling_interval_ms=0),
+    "static-100": Params(sampling_interval_ms=10, stack_depth=128, trace_ratio=1.0),
+    "static-10": Params(sampling_interval_ms=100, stack_depth=128, trace_ratio=1.0),
+    "static-1": Params(sampling_interval_ms=1000, stack_depth=128, trace_ratio=1.0),
+}
+#: Profiler CPU budget of the heuristic and adaptive sessions (fraction of a core).
+BUDGET_CPU = 0.05
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Length, load and window of a run."""
+
+    duration_s: float = 240.0
+    rate_rps: float = 10.0
+    window_s: float = 3.0
+
+    @classmethod
+    def quick(cls) -> BenchSettings:
+        """A short run for tests and CI (every figure, little statistical weight)."""
+        return cls(duration_s=24.0, rate_rps=8.0, window_s=1.0)
+
+
+@dataclass
+class _Run:
+    """What the benchmark tracks for one configuration while it runs."""
+
+    name: str
+    port: int
+    pid: int
+    sink: SpanSink
+    session_ids: list[str] = field(default_factory=list)
+    closed_profile: dict[str, float] = field(default_factory=dict)
+    snapshots: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # (unix t, app CPU s)
+    sink_bytes: list[tuple[float, int]] = field(default_factory=list)
+    params: Params | None = None
+    load: LoadResult | None = None
+
+
+def _session_spec(
+    service: str, name: str, duration_s: float, params: Params | None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "service": service,
+        "duration_s": duration_s,
+        "mode": "adaptive" if name == "adaptive" else "static",
+        "budget": {"cpu_fraction": BUDGET_CPU},
+    }
+    if params is not None:
+        spec["initial_params"] = params.to_json()
+    return spec
+
+
+def _cumulative(api: ControllerClient, run: _Run) -> dict[str, float]:
+    """Samples so far over every session of the run (the last snapshot if unreachable)."""
+    if not run.session_ids:
+        return {}
+    try:
+        raw = api.profile(run.session_ids[-1], "collapsed").decode(errors="replace")
+    except (OSError, ControllerError):
+        return dict(run.snapshots[-1][1]) if run.snapshots else dict(run.closed_profile)
+    total = dict(run.closed_profile)
+    for stack, n in parse_collapsed(raw).items():
+        total[stack] = total.get(stack, 0.0) + n
+    return total
+
+
+def _timeline(api: ControllerClient, run: _Run) -> list[TimelineRow]:
+    rows: list[TimelineRow] = []
+    for sid in run.session_ids:
+        try:
+            rows += parse_timeline(api.timeline(sid))
+        except (OSError, ControllerError):
+            continue
+    return sorted(rows, key=lambda r: r.t)
+
+
+def _heuristic_step(api: ControllerClient, run: _Run, service: str, duration_s: float) -> None:
+    """Apply the threshold heuristic to the last window (reopen the static session)."""
+    from otel_adaprof.controller.policy.base import DecisionContext
+    from otel_adaprof.controller.policy.heuristic import ThresholdPolicy
+    from otel_adaprof.protocol import ObservedState
+    from otel_adaprof.session_spec import OverheadBudget
+
+    rows = parse_timeline(api.timeline(run.session_ids[-1])) if run.session_ids else []
+    if not rows or run.params is None:
+        return
+    try:
+        state = ObservedState.model_validate(
+            {k: v for k, v in rows[-1].state.items() if k in ObservedState.model_fields}
+        )
+    except ValueError:
+        return
+    ctx = DecisionContext(
+        service=service, initial_params=run.params, params_in_force=run.params,
+        budget=OverheadBudget(cpu_fraction=BUDGET_CPU), state=state,
+    )  # fmt: skip
+    decision = ThresholdPolicy().decide(ctx)
+    if decision.params == run.params:
+        return
+    final = _cumulative(api, run)
+    api.stop_session(run.session_ids[-1])
+    run.closed_profile = final
+    session = api.open_session(_session_spec(service, "heuristic", duration_s, decision.params))
+    run.session_ids.append(session_id_of(session))
+    run.params = decision.params
+
+
+def run_bench(
+    settings: BenchSettings,
+    out: str | Path,
+    workdir: str | Path | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """Run every configuration side by side; write JSON, table and plots into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = None if workdir else tempfile.TemporaryDirectory(prefix="adaprof-bench-")
+    folder = Path(workdir) if workdir else Path(tmp.name)  # type: ignore[union-attr]
+    try:
+        with Children() as kids:
+            return _bench(kids, folder, settings, out, on_progress)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _bench(
+    kids: Children,
+    folder: Path,
+    settings: BenchSettings,
+    out: Path,
+    on_progress: Callable[[float, str], None] | None,
+) -> dict[str, Any]:
+    stack = DemoStack(kids, folder, poll_interval_s=settings.window_s)
+    api = stack.start_controller()
+    session_len = settings.duration_s + 120.0
+    runs: dict[str, _Run] = {}
+    try:
+        for name in CONFIGS:
+            sink = SpanSink(folder / f"spans-{name}.jsonl").start()
+            service = f"bench-{name}"
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_TRACES_EXPORTER": "otlp"}
+            port = stack.start_service(service, env, key=name)
+            pid = kids.procs[name].pid
+            runs[name] = _Run(name, port, pid, sink)
+        for name, run in runs.items():
+            params = STATIC_PARAMS.get(name)
+            if name == "heuristic":
+                params = STATIC_PARAMS["static-10"]
+            run.params = params
+            session = api.open_session(_session_spec(f"bench-{name}", name, session_len, params))
+            run.session_ids.append(session_id_of(session))
+        # Let every agent take its session's params before the load starts.
+        time.sleep(2 * settings.window_s + 1.0)
+        phases = schedule(settings.duration_s, settings.rate_rps)
+        gens = {n: LoadGenerator(r.port, phases) for n, r in runs.items()}
+        threads = [
+            threading.Thread(
+                target=lambda n=n: setattr(runs[n], "load", gens[n].run()), daemon=True
+            )
+            for n in runs
+        ]
+        t0 = time.monotonic()
+        for th in threads:
+            th.start()
+        try:
+            while any(th.is_alive() for th in threads):
+                now = time.time()
+                for run in runs.values():
+                    times = psutil.Process(run.pid).cpu_times()
+                    run.cpu.append((now, times.user + times.system))
+                    run.sink_bytes.append((now, run.sink.bytes_received))
+                    run.snapshots.append((now, _cumulative(api, run)))
+                with _ignore_controller_errors():
+                    _heuristic_step(api, runs["heuristic"], "bench-heuristic", session_len)
+                if on_progress is not None:
+                    on_progress(time.monotonic() - t0, "running")
+                time.sleep(settings.window_s)
+        finally:
+            for gen in gens.values():
+                gen.stop()
+        time.sleep(settings.window_s + 1.0)
+        now = time.time()
+        for run in runs.values():
+            times = psutil.Process(run.pid).cpu_times()
+            run.cpu.append((now, times.user + times.system))
+            run.snapshots.append((now, _cumulative(api, run)))
+        timelines = {n: _timeline(api, r) for n, r in runs.items()}
+        raw_adaptive = api.timeline(runs["adaptive"].session_ids[-1])
+        for name in CONFIGS:
+            kids.stop(name)  # SIGTERM: the agent flushes its last spans
+        for run in runs.values():
+            run.sink_bytes.append((time.time(), run.sink.bytes_received))
+    finally:
+        for run in runs.values():
+            run.sink.stop()
+    result = _figures(runs, timelines, settings, folder)
+    write_report(
+        out / "adaptive-report", raw_adaptive, runs["adaptive"].snapshots[-1][1],
+        summary={"configuration": "adaptive", "truth_phase": "hot_path"},
+        marks=[(t, n) for n, t in (runs["adaptive"].load.phase_started_at.items()
+                                   if runs["adaptive"].load else [])],
+    )  # fmt: skip
+    (out / "bench.json").write_text(json.dumps(result, indent=1))
+    (out / "bench.md").write_text(markdown_table(result))
+    return result
+
+
+class _ignore_controller_errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
+        return exc_type is not None and issubclass(exc_type, (OSError, ControllerError, ValueError))
+
+
+def _at(series: list[tuple[float, Any]], t: float) -> Any:
+    """The last value recorded at or before ``t`` (the first one if none)."""
+    best = series[0][1]
+    for ts, value in series:
+        if ts <= t:
+            best = value
+    return best
+
+
+def _figures(
+    runs: dict[str, _Run], timelines: dict[str, list[TimelineRow]], settings: BenchSettings,
+    folder: Path,
+) -> dict[str, Any]:  # fmt: skip
+    phases = schedule(settings.duration_s, settings.rate_rps)
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, run in runs.items():
+        load = run.load
+        started = load.phase_started_at if load else {}
+        spans = [
+            json.loads(line)
+            for line in (folder / f"spans-{name}.jsonl").read_text().splitlines()
+            if line.strip()
+        ] if (folder / f"spans-{name}.jsonl").exists() else []  # fmt: skip
+        table[name] = {}
+        for i, phase in enumerate(phases):
+            start = started.get(phase.name)
+            if start is None:
+                continue
+            nxt = phases[i + 1].name if i + 1 < len(phases) else None
+            end = started.get(nxt, run.cpu[-1][0]) if nxt else run.snapshots[-1][0]
+            span_s = max(end - start, 1e-6)
+            stats = load.per_phase[phase.name] if load else None
+            gained = profile_diff(_at(run.snapshots, end), _at(run.snapshots, start))
+            shares = function_shares(gained)
+            truth = GROUND_TRUTH[phase.name]
+            samples = sum(gained.values())
+            rows = [r for r in timelines[name] if start <= r.t < end]
+            prof = [r.profiler_cpu_fraction for r in rows if r.profiler_cpu_fraction is not None]
+            app_cpu = _at(run.cpu, end) - _at(run.cpu, start)
+            hot_err = abs(shares[HOT_PATH] - truth[HOT_PATH])
+            sent_bytes = _at(run.sink_bytes, end) - _at(run.sink_bytes, start)
+            fig: dict[str, Any] = {
+                "profiler_cpu": round(sum(prof) / len(prof), 5) if prof else None,
+                "app_cpu_ms_per_request": round(1000 * app_cpu / stats.ok, 3)
+                if stats and stats.ok else None,
+                "p50_ms": round(stats.p50_ms, 3) if stats else None,
+                "p99_ms": round(stats.p99_ms, 3) if stats else None,
+                "bytes_per_s": round(sent_bytes / span_s, 1),
+                "samples": samples,
+                "profile_error_l1": round(l1_error(truth, shares), 4) if samples else None,
+                "marker_coverage": marker_coverage(spans, start, end),
+                "requests_ok": stats.ok if stats else 0,
+            }  # fmt: skip
+            if truth[HOT_PATH] > 0:
+                needed = samples_needed(truth[HOT_PATH], max(hot_err, 0.02))
+                fig["samples_needed_for_hot_share"] = needed
+                fig["sample_efficiency"] = efficiency(samples, needed)
+            table[name][phase.name] = fig
+        onset = started.get("hot_path")
+        hot_share = GROUND_TRUTH["hot_path"][HOT_PATH]
+        table[name]["_run"] = {
+            "hot_path_detect_s": detection_time(run.snapshots, onset, hot_share)
+            if onset else None,
+            "sessions": len(run.session_ids),
+        }  # fmt: skip
+    _relative_to_off(table)
+    return {
+        "settings": asdict(settings),
+        "machine": _machine(),
+        "configurations": table,
+        "ground_truth": GROUND_TRUTH,
+    }
+
+
+def _relative_to_off(table: dict[str, dict[str, dict[str, Any]]]) -> None:
+    off = table.get("off", {})
+    for phases in table.values():
+        for phase, fig in phases.items():
+            base = off.get(phase, {})
+            for key in ("app_cpu_ms_per_request", "p50_ms", "p99_ms"):
+                if fig.get(key) and base.get(key):
+                    fig[key + "_vs_off"] = round(fig[key] / base[key], 3)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _cell(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return "–"
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """Every figure per configuration and phase, as markdown."""
+    cols = [
+        ("profiler CPU (core)", "profiler_cpu"),
+        ("app CPU/req vs off", "app_cpu_ms_per_request_vs_off"),
+        ("p50 vs off", "p50_ms_vs_off"), ("p99 vs off", "p99_ms_vs_off"),
+        ("bytes/s", "bytes_per_s"), ("samples", "samples"), ("L1 error", "profile_error_l1"),
+        ("marker coverage", "marker_coverage"), ("sample efficiency", "sample_efficiency"),
+    ]  # fmt: skip
+    lines = [
+        "| configuration | phase | " + " | ".join(c for c, _ in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    detect = ["", "| configuration | hot path detected after (s) | sessions |", "|---|---|---|"]
+    for name, phases in result["configurations"].items():
+        for phase, fig in phases.items():
+            if phase.startswith("_"):
+                continue
+            lines.append(
+                f"| {name} | {phase} | " + " | ".join(_cell(fig.get(k)) for _, k in cols) + " |"
+            )
+        run = phases.get("_run", {})
+        detect.append(f"| {name} | {_cell(run.get('hot_path_detect_s'))} | {run.get('sessions')} |")
+    return "\n".join(lines + detect) + "\n"

@@ -1,0 +1,100 @@
+"""The benchmark's figures, as pure functions over what a run recorded.
+
+Usage::
+
+    >>> from otel_adaprof.demo.bench_figures import profile_diff, detection_time
+    >>> profile_diff({"a": 5.0, "b": 2.0}, {"a": 3.0})
+    {'a': 2.0, 'b': 2.0}
+    >>> snaps = [(10.0, {"x;parse_catalog": 10.0}),
+    ...          (12.0, {"x;parse_catalog": 12.0, "x;compress_report": 0.4}),
+    ...          (14.0, {"x;parse_catalog": 14.0, "x;compress_report": 4.0})]
+    >>> detection_time(snaps, onset=10.0, true_share=0.4)
+    4.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from otel_adaprof.demo.ground_truth import function_shares
+from otel_adaprof.demo.workload import HOT_PATH
+
+Profile = Mapping[str, float]
+
+
+def profile_diff(after: Profile, before: Profile) -> dict[str, float]:
+    """Samples gained between two cumulative profiles (negative counts dropped)."""
+    out: dict[str, float] = {}
+    for stack, count in after.items():
+        delta = count - before.get(stack, 0.0)
+        if delta > 0:
+            out[stack] = delta
+    return out
+
+
+def detection_time(
+    snapshots: Sequence[tuple[float, Profile]], onset: float, true_share: float
+) -> float | None:
+    """Seconds from ``onset`` until the hot path holds ≥ half its true share of the
+    samples gained since onset; ``None`` if it never does.
+
+    ``snapshots`` are ``(unix time, cumulative profile)`` in time order.
+    """
+    base: Profile = {}
+    for t, snap in snapshots:
+        if t <= onset:
+            base = snap
+            continue
+        gained = profile_diff(snap, base)
+        if function_shares(gained)[HOT_PATH] >= true_share / 2.0:
+            return round(t - onset, 3)
+    return None
+
+
+def _attr_value(attr: Mapping[str, Any]) -> Any:
+    value = attr.get("value", {})
+    for key in ("intValue", "doubleValue", "stringValue", "boolValue"):
+        if key in value:
+            return value[key]
+    return None
+
+
+def carries_samples(span: Mapping[str, Any]) -> bool:
+    """Whether a span (OTLP JSON) carries stack samples under the ``adaprof.`` namespace."""
+    for attr in span.get("attributes", []):
+        key = str(attr.get("key", ""))
+        if key.startswith("adaprof.") and "sample" in key:
+            value = _attr_value(attr)
+            try:
+                if value is not None and float(value) > 0:
+                    return True
+            except (TypeError, ValueError):
+                if value:
+                    return True
+    return any(str(ev.get("name", "")).startswith("adaprof.") for ev in span.get("events", []))
+
+
+def marker_coverage(spans: Sequence[Mapping[str, Any]], start: float, end: float) -> float | None:
+    """Share of the slowest tenth of the phase's server spans carrying a stack sample."""
+    durations: list[tuple[float, Mapping[str, Any]]] = []
+    for span in spans:
+        if span.get("kind") != "SPAN_KIND_SERVER":
+            continue
+        t0 = int(span.get("startTimeUnixNano", 0)) / 1e9
+        if not start <= t0 < end:
+            continue
+        dur = (int(span.get("endTimeUnixNano", 0)) - int(span.get("startTimeUnixNano", 0))) / 1e6
+        durations.append((dur, span))
+    if not durations:
+        return None
+    durations.sort(key=lambda d: d[0])
+    slow = [s for _d, s in durations[-max(1, len(durations) // 10) :]]
+    return round(sum(1 for s in slow if carries_samples(s)) / len(slow), 4)
+
+
+def efficiency(samples: float, needed: float) -> float | None:
+    """Statistical minimum samples over samples spent (1.0 = as good as it gets)."""
+    if samples <= 0:
+        return None
+    return round(needed / samples, 4)

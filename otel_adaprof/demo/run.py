@@ -1,0 +1,239 @@
+"""One demo run: controller + instrumented service + phased load + adaptive session.
+
+:func:`run_demo` is what ``adaprof demo`` runs; it returns a :class:`DemoResult` and
+writes the report folder. All processes it starts are stopped before it returns,
+also on Ctrl-C or SIGTERM.
+
+Usage::
+
+    >>> from otel_adaprof.demo.run import run_demo
+    >>> result = run_demo(duration_s=30, out="adaprof-report")      # doctest: +SKIP
+    >>> result.params_changes                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
+from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_error
+from otel_adaprof.demo.loadgen import LoadGenerator, LoadResult
+from otel_adaprof.demo.phases import Phase, schedule
+from otel_adaprof.demo.processes import Children
+from otel_adaprof.demo.report import parse_collapsed, write_report
+from otel_adaprof.demo.stack import DemoStack
+from otel_adaprof.demo.timeline import TimelineRow, param_changes, parse_timeline
+
+#: The service name the demo's agent reports under.
+SERVICE_NAME = "adaprof-demo"
+
+
+def window_seconds_for(duration_s: float) -> float:
+    """Agent window (poll interval): ~15 windows per run, between 1 and 5 s.
+
+    >>> window_seconds_for(30), window_seconds_for(600)
+    (2.0, 5.0)
+    """
+    return float(min(5.0, max(1.0, round(duration_s / 15.0))))
+
+
+@dataclass
+class DemoProgress:
+    """What the live view shows, refreshed while the run goes on."""
+
+    elapsed_s: float = 0.0
+    duration_s: float = 0.0
+    phase: str = ""
+    rows: list[TimelineRow] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    """Figures of a finished demo run, and where the report is."""
+
+    session_id: str
+    report_dir: Path
+    windows: int
+    params_changes: list[tuple[float, str, str]]
+    changes_after_hot_path: int
+    samples: float
+    spans: int
+    profile_error_l1: float
+    load: dict[str, Any]
+    phase_started_at: dict[str, float]
+    files: list[Path]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        return {
+            "session_id": self.session_id,
+            "report": str(self.report_dir),
+            "windows": self.windows,
+            "params_changes": len(self.params_changes),
+            "params_changes_after_hot_path": self.changes_after_hot_path,
+            "samples": self.samples,
+            "spans": self.spans,
+            "profile_error_l1_vs_hot_path_truth": round(self.profile_error_l1, 4),
+        }
+
+
+def _safe_timeline(api: ControllerClient, session_id: str) -> list[TimelineRow]:
+    try:
+        return parse_timeline(api.timeline(session_id))
+    except (OSError, ControllerError, ValueError):
+        return []
+
+
+def run_demo(
+    duration_s: float = 180.0,
+    out: str | Path = "adaprof-report",
+    workdir: str | Path | None = None,
+    otlp_endpoint: str | None = None,
+    rate_rps: float = 20.0,
+    on_progress: Callable[[DemoProgress], None] | None = None,
+    budget_cpu_fraction: float = 0.05,
+) -> DemoResult:
+    """Run the whole demo and write the report folder ``out``."""
+    tmp = None if workdir else tempfile.TemporaryDirectory(prefix="adaprof-demo-")
+    folder = Path(workdir) if workdir else Path(tmp.name)  # type: ignore[union-attr]
+    try:
+        with Children() as kids:
+            return _run(
+                kids, folder, duration_s, Path(out), otlp_endpoint, rate_rps, on_progress,
+                budget_cpu_fraction,
+            )  # fmt: skip
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(
+    kids: Children,
+    folder: Path,
+    duration_s: float,
+    out: Path,
+    otlp_endpoint: str | None,
+    rate_rps: float,
+    on_progress: Callable[[DemoProgress], None] | None,
+    budget_cpu_fraction: float,
+) -> DemoResult:
+    window_s = window_seconds_for(duration_s)
+    stack = DemoStack(kids, folder, poll_interval_s=window_s, otlp_endpoint=otlp_endpoint)
+    api = stack.start_controller()
+    stack.start_sink()
+    port = stack.start_service(SERVICE_NAME)
+    session = api.open_session(
+        {
+            "service": SERVICE_NAME,
+            "duration_s": max(duration_s + 60.0, 5.0),
+            "mode": "adaptive",
+            "budget": {"cpu_fraction": budget_cpu_fraction},
+        }
+    )
+    session_id = session_id_of(session)
+    phases = schedule(duration_s, rate_rps)
+    progress = DemoProgress(duration_s=duration_s)
+
+    def on_phase(phase: Phase) -> None:
+        progress.phase = phase.name
+
+    gen = LoadGenerator(port, phases, on_phase=on_phase)
+    load: list[LoadResult] = []
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            load.append(gen.run())
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    worker = threading.Thread(target=drive, name="demo-load", daemon=True)
+    t0 = time.monotonic()
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(1.0)
+            progress.elapsed_s = time.monotonic() - t0
+            progress.rows = _safe_timeline(api, session_id)
+            if on_progress is not None:
+                on_progress(progress)
+    finally:
+        gen.stop()
+        worker.join(10.0)
+    if errors:
+        raise RuntimeError(f"load generator failed: {errors[0]}") from errors[0]
+    # One more window so the last phase's report reaches the controller.
+    time.sleep(window_s + 0.5)
+    with _suppress():
+        api.stop_session(session_id)
+    timeline = api.timeline(session_id)
+    collapsed: dict[str, float] = {}
+    with _suppress():  # a session without samples may have no profile to export
+        collapsed = parse_collapsed(api.profile(session_id, "collapsed").decode(errors="replace"))
+    speedscope: Any = None
+    with _suppress():
+        speedscope = json.loads(api.profile(session_id, "speedscope"))
+    # SIGTERM lets the agent flush its last spans before the sink closes.
+    kids.stop(f"service-{SERVICE_NAME}")
+    stack.stop_sink()
+    rows = parse_timeline(timeline)
+    changes = param_changes(rows)
+    result_load = load[0] if load else LoadResult({}, {})
+    hot_at = result_load.phase_started_at.get("hot_path", float("inf"))
+    after = [c for c in changes if c[0] >= hot_at]
+    shares = function_shares(collapsed)
+    spans = _count_lines(stack.spans_path)
+    marks = [(t, name) for name, t in result_load.phase_started_at.items()]
+    result = DemoResult(
+        session_id=session_id,
+        report_dir=out,
+        windows=len(rows),
+        params_changes=changes,
+        changes_after_hot_path=len(after),
+        samples=sum(collapsed.values()),
+        spans=spans,
+        profile_error_l1=l1_error(GROUND_TRUTH["hot_path"], shares),
+        load=result_load.summary(),
+        phase_started_at=result_load.phase_started_at,
+        files=[],
+    )
+    summary: dict[str, Any] = dict(result.summary())
+    summary["truth_phase"] = "hot_path"
+    summary["duration_s"] = duration_s
+    summary["window_s"] = window_s
+    summary["load"] = result.load
+    summary["spans_to"] = otlp_endpoint or "spans.jsonl"
+    result.files = write_report(
+        out,
+        timeline,
+        collapsed,
+        speedscope=speedscope if isinstance(speedscope, dict) else None,
+        spans_file=stack.spans_path if otlp_endpoint is None else None,
+        summary=summary,
+        marks=marks,
+    )
+    return result
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+class _suppress:
+    """Ignore controller/network errors for best-effort calls."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> bool:
+        return exc_type is not None and issubclass(exc_type, (OSError, ControllerError, ValueError))

@@ -1,0 +1,181 @@
+"""The demo service: a threaded WSGI app with CPU work, SQLite and a peer HTTP call.
+
+Endpoints (CPU per request from :data:`otel_adaprof.demo.phases.ENDPOINTS`):
+
+``GET /catalog``    ``parse_catalog`` + a SQLite ``SELECT``
+``GET /price``      ``price_items`` + an outbound HTTP call to ``/peer/tax`` (``compute_tax``)
+``GET /checkout``   ``render_invoice`` + a SQLite ``INSERT``; plus ``compress_report``
+                    while the hot path is on
+``GET /peer/tax``   the peer endpoint ``/price`` calls
+``GET|POST /control/hot-path?on=1|0``  the hot-path switch (answers its state)
+``GET /healthz``    ``ok``
+
+Usage::
+
+    OTEL_SERVICE_NAME=adaprof-demo ADAPROF_CONTROLLER_URL=http://127.0.0.1:8080 \\
+        opentelemetry-instrument python -m otel_adaprof.demo.service --port 8000
+
+The app is wrapped in OpenTelemetry's WSGI middleware (server spans); ``sqlite3`` and
+``urllib`` are instrumented by ``opentelemetry-instrument``; each named function runs in
+an internal span. Without OpenTelemetry installed-and-configured the spans are no-ops.
+It prints ``listening on http://HOST:PORT`` once ready (``--port 0`` picks a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+from otel_adaprof.demo import workload
+from otel_adaprof.demo.phases import ENDPOINTS
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_tracer = trace.get_tracer("otel_adaprof.demo")
+_SPEC = {ep.path: ep for ep in ENDPOINTS}
+_PEER_TIMEOUT_S = 5.0
+
+
+class DemoApp:
+    """The WSGI application. ``hot_path`` is the switch; ``db_path`` the SQLite file."""
+
+    def __init__(self, db_path: str, port: int) -> None:
+        self.db_path = db_path
+        self.port = port
+        self.hot_path = threading.Event()
+        with sqlite3.connect(db_path) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS products (id INTEGER PRIMARY KEY, name TEXT)")
+            db.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, total REAL)")
+            if db.execute("SELECT COUNT(*) FROM products").fetchone()[0] == 0:
+                db.executemany(
+                    "INSERT INTO products (name) VALUES (?)", [(f"item-{i}",) for i in range(200)]
+                )
+
+    def _run(self, name: str, cpu_ms: float) -> None:
+        with _tracer.start_as_current_span(name):
+            workload.FUNCTIONS[name](cpu_ms)
+
+    def _catalog(self) -> bytes:
+        self._run("parse_catalog", _SPEC["/catalog"].cpu_ms["parse_catalog"])
+        with sqlite3.connect(self.db_path) as db:
+            rows = db.execute("SELECT id, name FROM products ORDER BY id LIMIT 20").fetchall()
+        return f"{len(rows)} products\n".encode()
+
+    def _price(self) -> bytes:
+        self._run("price_items", _SPEC["/price"].cpu_ms["price_items"])
+        url = f"http://127.0.0.1:{self.port}/peer/tax"
+        with urllib.request.urlopen(url, timeout=_PEER_TIMEOUT_S) as resp:
+            tax = resp.read().decode().strip()
+        return f"price ok, tax {tax}\n".encode()
+
+    def _tax(self) -> bytes:
+        self._run("compute_tax", _SPEC["/price"].cpu_ms["compute_tax"])
+        return b"0.2\n"
+
+    def _checkout(self) -> bytes:
+        spec = _SPEC["/checkout"]
+        self._run("render_invoice", spec.cpu_ms["render_invoice"])
+        if self.hot_path.is_set():
+            self._run("compress_report", spec.hot_cpu_ms)
+        with sqlite3.connect(self.db_path) as db:
+            db.execute("INSERT INTO orders (total) VALUES (?)", (42.0,))
+        return b"order placed\n"
+
+    def _control(self, environ: dict[str, Any]) -> bytes:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            query.update(parse_qs(environ["wsgi.input"].read(length).decode()))
+        if "on" in query:
+            if query["on"][0] in ("1", "true", "on"):
+                self.hot_path.set()
+            else:
+                self.hot_path.clear()
+        return b"on\n" if self.hot_path.is_set() else b"off\n"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        routes: dict[str, Callable[[], bytes]] = {
+            "/catalog": self._catalog,
+            "/price": self._price,
+            "/checkout": self._checkout,
+            "/peer/tax": self._tax,
+            "/control/hot-path": lambda: self._control(environ),
+            "/healthz": lambda: b"ok\n",
+        }
+        handler = routes.get(path)
+        if handler is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        try:
+            body = handler()
+        except Exception as exc:  # a demo endpoint failing must answer, not kill the thread
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [f"error: {exc}\n".encode()]
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per request, like a small production WSGI server."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
+class QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (the load generator records every request)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(host: str, port: int, db_path: str | None = None) -> None:
+    """Run the service until SIGTERM/SIGINT."""
+    db = db_path or os.path.join(tempfile.mkdtemp(prefix="adaprof-demo-"), "shop.db")
+    server = make_server(host, port, lambda e, s: [], ThreadingWSGIServer, QuietHandler)
+    app = DemoApp(db, server.server_port)
+    server.set_app(OpenTelemetryMiddleware(app))
+
+    def _stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"listening on http://{host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m otel_adaprof.demo.service [--host H] [--port P] [--db FILE]``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--db", default=None, help="SQLite file (default: a temp file)")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.db)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
