@@ -47,11 +47,12 @@ from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_err
 from otel_adaprof.demo.loadgen import LoadGenerator, LoadResult
 from otel_adaprof.demo.phases import schedule
 from otel_adaprof.demo.processes import Children
-from otel_adaprof.demo.report import parse_collapsed, write_report
+from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.span_sink import SpanSink
 from otel_adaprof.demo.stack import DemoStack
 from otel_adaprof.demo.timeline import TimelineRow, parse_timeline
 from otel_adaprof.demo.workload import HOT_PATH
+from otel_adaprof.exporters.collapsed import parse_collapsed
 from otel_adaprof.params import Params
 
 #: The configurations, in table order.

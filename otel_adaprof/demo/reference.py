@@ -28,8 +28,8 @@ from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_err
 from otel_adaprof.demo.loadgen import LoadGenerator
 from otel_adaprof.demo.phases import Phase, schedule
 from otel_adaprof.demo.processes import Children, wait_for_line
-from otel_adaprof.demo.report import parse_collapsed
 from otel_adaprof.demo.workload import HOT_PATH
+from otel_adaprof.exporters.collapsed import parse_collapsed
 
 #: Seconds cut from the end of each phase so that no sample straddles two phases.
 PHASE_MARGIN_S = 0.5

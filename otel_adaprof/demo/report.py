@@ -33,6 +33,7 @@ from typing import Any
 from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares
 from otel_adaprof.demo.svg import flame_graph, line_chart
 from otel_adaprof.demo.timeline import TimelineRow, param_changes, parse_timeline
+from otel_adaprof.exporters.speedscope import to_speedscope
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1160px}
@@ -68,46 +69,6 @@ _SCRIPT = """
   document.body.setAttribute('data-report-ready','1');
 })();
 """
-
-
-def collapsed_to_speedscope(stacks: Mapping[str, float], name: str = "session") -> dict[str, Any]:
-    """A speedscope ``sampled`` profile of ``{collapsed stack: count}``.
-
-    >>> doc = collapsed_to_speedscope({"a;b": 2})
-    >>> doc["profiles"][0]["weights"], [f["name"] for f in doc["shared"]["frames"]]
-    ([2], ['a', 'b'])
-    """
-    frames: list[dict[str, str]] = []
-    index: dict[str, int] = {}
-    samples: list[list[int]] = []
-    weights: list[float] = []
-    for stack, count in stacks.items():
-        ids = []
-        for frame in stack.split(";"):
-            if frame not in index:
-                index[frame] = len(frames)
-                frames.append({"name": frame})
-            ids.append(index[frame])
-        samples.append(ids)
-        weights.append(count)
-    total = sum(weights)
-    return {
-        "$schema": "https://www.speedscope.app/file-format-schema.json",
-        "shared": {"frames": frames},
-        "profiles": [
-            {
-                "type": "sampled",
-                "name": name,
-                "unit": "none",
-                "startValue": 0,
-                "endValue": total,
-                "samples": samples,
-                "weights": weights,
-            }
-        ],
-        "name": name,
-        "exporter": "otel-adaprof demo",
-    }
 
 
 def _series(rows: Sequence[TimelineRow], key: str) -> dict[str, list[tuple[float, float | None]]]:
@@ -193,24 +154,6 @@ def render_html(
 """
 
 
-def parse_collapsed(text: str) -> dict[str, float]:
-    """``{stack: count}`` from collapsed-stack text (``a;b;c 12`` per line).
-
-    >>> parse_collapsed("a;b 2\\na;b 1\\nbad line\\n")
-    {'a;b': 3.0}
-    """
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        stack, _, count = line.rstrip().rpartition(" ")
-        try:
-            n = float(count)
-        except ValueError:
-            continue
-        if stack:
-            out[stack] = out.get(stack, 0.0) + n
-    return out
-
-
 def write_report(
     out: str | Path,
     timeline: Any,
@@ -233,7 +176,7 @@ def write_report(
         written.append(path)
 
     put("index.html", render_html(rows, collapsed, data, marks))
-    put("profile.speedscope.json", json.dumps(speedscope or collapsed_to_speedscope(collapsed)))
+    put("profile.speedscope.json", json.dumps(speedscope or to_speedscope(collapsed)))
     put(
         "profile.collapsed.txt",
         "".join(f"{s} {c:g}\n" for s, c in sorted(collapsed.items(), key=lambda kv: -kv[1])),

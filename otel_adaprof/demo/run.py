@@ -27,9 +27,10 @@ from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_err
 from otel_adaprof.demo.loadgen import LoadGenerator, LoadResult
 from otel_adaprof.demo.phases import Phase, schedule
 from otel_adaprof.demo.processes import Children
-from otel_adaprof.demo.report import parse_collapsed, write_report
+from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.stack import DemoStack
 from otel_adaprof.demo.timeline import TimelineRow, param_changes, parse_timeline
+from otel_adaprof.exporters.collapsed import parse_collapsed
 
 #: The service name the demo's agent reports under.
 SERVICE_NAME = "adaprof-demo"
@@ -174,7 +175,7 @@ def _run(
     with _suppress():
         api.stop_session(session_id)
     timeline = api.timeline(session_id)
-    collapsed: dict[str, float] = {}
+    collapsed: dict[str, int] = {}
     with _suppress():  # a session without samples may have no profile to export
         collapsed = parse_collapsed(api.profile(session_id, "collapsed").decode(errors="replace"))
     speedscope: Any = None

@@ -21,7 +21,8 @@ def to_collapsed(histogram: Mapping[str, int]) -> str:
 
 
 def parse_collapsed(text: str) -> dict[str, int]:
-    """Read folded lines back (counts of repeated stacks are summed)."""
+    """Read folded lines back (counts of repeated stacks are summed; lines that are not
+    ``stack count`` are skipped)."""
     out: dict[str, int] = {}
     for line in text.splitlines():
         stack, _, count = line.rstrip().rpartition(" ")

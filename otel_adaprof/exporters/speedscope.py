@@ -19,12 +19,12 @@ from otel_adaprof.exporters.frames import Frame, parse_stack
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 
 
-def to_speedscope(histogram: Mapping[str, int], name: str = "otel-adaprof") -> dict[str, Any]:
+def to_speedscope(histogram: Mapping[str, float], name: str = "otel-adaprof") -> dict[str, Any]:
     """A speedscope document for a ``{collapsed_stack: count}`` histogram."""
     frames: list[dict[str, Any]] = []
     index: dict[Frame, int] = {}
     samples: list[list[int]] = []
-    weights: list[int] = []
+    weights: list[float] = []
     for stack, count in sorted(histogram.items(), key=lambda kv: (-kv[1], kv[0])):
         if count <= 0:
             continue
@@ -39,7 +39,7 @@ def to_speedscope(histogram: Mapping[str, int], name: str = "otel-adaprof") -> d
                 frames.append(entry)
             ids.append(index[frame])
         samples.append(ids)
-        weights.append(int(count))
+        weights.append(int(count) if float(count).is_integer() else float(count))
     total = sum(weights)
     return {
         "$schema": SCHEMA_URL,

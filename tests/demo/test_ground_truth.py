@@ -21,7 +21,7 @@ from otel_adaprof.demo.ground_truth import (
 )
 from otel_adaprof.demo.loadgen import LoadGenerator
 from otel_adaprof.demo.phases import ENDPOINTS, PHASE_PLAN, Phase
-from otel_adaprof.demo.report import parse_collapsed
+from otel_adaprof.exporters.collapsed import parse_collapsed
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 

@@ -7,9 +7,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from otel_adaprof.demo.report import collapsed_to_speedscope, parse_collapsed, write_report
+from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.svg import flame_graph, line_chart
 from otel_adaprof.demo.timeline import param_changes, parse_timeline
+from otel_adaprof.exporters.collapsed import parse_collapsed
 
 from .report_data import COLLAPSED, T0, timeline
 
@@ -60,12 +61,6 @@ def test_write_report_folder(tmp_path):
     again = parse_collapsed((tmp_path / "r/profile.collapsed.txt").read_text())
     assert again == COLLAPSED
     assert json.loads((tmp_path / "r/timeline.json").read_text()) == timeline()
-
-
-def test_speedscope_frames_are_shared():
-    doc = collapsed_to_speedscope({"a;b": 1, "a;c": 2})
-    assert [f["name"] for f in doc["shared"]["frames"]] == ["a", "b", "c"]
-    assert doc["profiles"][0]["samples"] == [[0, 1], [0, 2]]
 
 
 def test_timeline_agent_as_identity_object():
