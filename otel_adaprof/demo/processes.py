@@ -53,6 +53,11 @@ class Children:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 self._old_handlers[sig] = signal.signal(sig, _raise_exit)
+            # A process started in the background of a script (or under nohup) inherits
+            # SIGINT as ignored, and Python keeps it so: Ctrl-C must still stop the demo.
+            self._old_handlers[signal.SIGINT] = signal.signal(
+                signal.SIGINT, signal.default_int_handler
+            )
         return self
 
     def __exit__(
