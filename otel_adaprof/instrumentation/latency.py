@@ -1,0 +1,75 @@
+"""Per-operation latency percentiles, for the ``latency_percentile`` marker trigger.
+
+Each operation (span name) keeps its last :data:`WINDOW` durations; the percentile
+is recomputed every :data:`RECOMPUTE_EVERY` observations, so a span's cost is an
+append and a comparison. At most :data:`MAX_OPERATIONS` operations are tracked (the
+least recently seen is forgotten).
+
+    >>> t = LatencyTracker()
+    >>> for ms in range(1, 101):
+    ...     t.observe("GET /a", float(ms))
+    >>> t.threshold("GET /a", 95.0)
+    95.0
+    >>> t.threshold("GET /never", 95.0) is None
+    True
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+
+#: Durations kept per operation.
+WINDOW = 256
+#: Observations between two recomputations of an operation's percentiles.
+RECOMPUTE_EVERY = 32
+#: Fewer observations than this: no percentile yet (the trigger does not fire).
+MIN_OBSERVATIONS = 20
+#: Operations tracked at most.
+MAX_OPERATIONS = 1024
+
+
+class _Op:
+    __slots__ = ("cache", "durations", "since")
+
+    def __init__(self) -> None:
+        self.durations: deque[float] = deque(maxlen=WINDOW)
+        self.since = 0
+        self.cache: dict[float, float] = {}
+
+
+class LatencyTracker:
+    """Recent durations per operation and their percentiles (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._ops: OrderedDict[str, _Op] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def observe(self, operation: str, duration_ms: float) -> None:
+        """Record one duration."""
+        with self._lock:
+            op = self._ops.get(operation)
+            if op is None:
+                op = self._ops[operation] = _Op()
+                if len(self._ops) > MAX_OPERATIONS:
+                    self._ops.popitem(last=False)
+            else:
+                self._ops.move_to_end(operation)
+            op.durations.append(duration_ms)
+            op.since += 1
+            if op.since >= RECOMPUTE_EVERY:
+                op.cache.clear()
+                op.since = 0
+
+    def threshold(self, operation: str, percentile: float) -> float | None:
+        """The ``percentile`` of the operation's recent durations (nearest rank)."""
+        with self._lock:
+            op = self._ops.get(operation)
+            if op is None or len(op.durations) < MIN_OBSERVATIONS:
+                return None
+            value = op.cache.get(percentile)
+            if value is None:
+                ordered = sorted(op.durations)
+                rank = max(0, min(len(ordered) - 1, round(percentile / 100 * len(ordered)) - 1))
+                value = op.cache[percentile] = ordered[rank]
+            return value

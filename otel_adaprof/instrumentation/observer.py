@@ -1,0 +1,110 @@
+"""The observer: what one window cost and saw, as the controller's ``ObservedState``.
+
+Per window it measures the process's and the machine's CPU and memory (psutil), the
+round trip of the previous poll, spans, markers and samples per second, bytes
+exported per second, the profiler's own CPU (py-spy's runs from their rusage, the
+agent's threads from their CPU times) and the spans that could not be held.
+
+    >>> from otel_adaprof.instrumentation.observer import Counts, WindowObserver
+    >>> obs = WindowObserver(counts=lambda: Counts())
+    >>> state = obs.close_window(now=obs.window_start + 5.0)
+    >>> state.window_seconds, state.markers_per_s
+    (5.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import psutil
+
+from otel_adaprof.protocol import MAX_WINDOW_SECONDS, ObservedState
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Monotonic counters of the agent; the observer reports their per-window change."""
+
+    spans: int = 0
+    markers: int = 0
+    samples: int = 0
+    bytes_exported: int = 0
+    profiler_cpu_s: float = 0.0
+    queue_drops: int = 0
+    export_failures: int = 0
+
+    def minus(self, other: Counts) -> Counts:
+        """Field-wise difference (never negative: counters restart after a fork)."""
+        return Counts(
+            **{f.name: max(0, getattr(self, f.name) - getattr(other, f.name)) for f in fields(self)}
+        )
+
+
+class WindowObserver:
+    """Turns counters and psutil readings into one :class:`ObservedState` per window."""
+
+    def __init__(
+        self,
+        counts: Callable[[], Counts],
+        agent_threads: Callable[[], list[int]] = list,
+    ) -> None:
+        self._counts = counts
+        self._agent_threads = agent_threads
+        self._proc = psutil.Process()
+        self.poll_rtt_ms: float | None = None
+        self._start_window(time.time())
+
+    def _start_window(self, now: float) -> None:
+        self.window_start = now
+        self._mono = time.monotonic()
+        self._base = self._counts()
+        self._cpu = self._process_cpu()
+        self._threads_cpu = self._thread_cpu()
+        psutil.cpu_percent(interval=None)  # starts the machine-wide measurement
+
+    def _process_cpu(self) -> float:
+        times = self._proc.cpu_times()
+        return float(times.user + times.system)
+
+    def _thread_cpu(self) -> float:
+        wanted = set(self._agent_threads())
+        if not wanted:
+            return 0.0
+        try:
+            return sum(t.user_time + t.system_time for t in self._proc.threads() if t.id in wanted)
+        except psutil.Error:
+            return 0.0
+
+    def close_window(self, now: float | None = None) -> ObservedState:
+        """The figures of the window that ends now; the next window starts."""
+        wall_now = now if now is not None else time.time()
+        elapsed = time.monotonic() - self._mono if now is None else wall_now - self.window_start
+        seconds = min(MAX_WINDOW_SECONDS, max(1e-3, elapsed))
+        diff = self._counts().minus(self._base)
+        process_cpu = max(0.0, self._process_cpu() - self._cpu) / seconds
+        agent_threads = max(0.0, self._thread_cpu() - self._threads_cpu)
+        try:
+            memory = self._proc.memory_info().rss
+            node_memory = psutil.virtual_memory().percent / 100.0
+        except psutil.Error:
+            memory, node_memory = 0, 0.0
+        state = ObservedState(
+            window_start=max(0.0, self.window_start),
+            window_seconds=seconds,
+            process_cpu=min(1024.0, process_cpu),
+            node_cpu=min(1.0, psutil.cpu_percent(interval=None) / 100.0),
+            process_memory_bytes=memory,
+            node_memory=min(1.0, node_memory),
+            poll_rtt_ms=self.poll_rtt_ms,
+            spans_per_s=diff.spans / seconds,
+            markers_per_s=diff.markers / seconds,
+            samples_per_s=diff.samples / seconds,
+            bytes_exported_per_s=diff.bytes_exported / seconds,
+            profiler_cpu_seconds=diff.profiler_cpu_s + agent_threads,
+            queue_drops=diff.queue_drops,
+            export_failures=diff.export_failures,
+        )
+        self._start_window(wall_now)
+        return state

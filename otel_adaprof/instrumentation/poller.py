@@ -1,0 +1,227 @@
+"""The poller: one report per window to the controller, new params back, applied live.
+
+A daemon thread. At the end of each window it sends a
+:class:`~otel_adaprof.protocol.PollRequest` (the window's observed state, its CPU
+stack histogram and the config version it ran under) to ``POST /v1/agents/poll`` and
+puts the answered params in force at once. The service never waits for it:
+
+* controller down, slow (``ADAPROF_POLL_TIMEOUT_S``) or answering an error → the last
+  good params stay; the next try comes after a backoff (the window, doubling to
+  :data:`MAX_BACKOFF_S`, ±50 % jitter); after ``ADAPROF_STALE_PARAMS_S`` without an
+  answer the agent goes back to its local params; it recovers by itself;
+* an answer that is not a valid ``PollResponse`` — params outside their bounds, an
+  unknown protocol version — is refused and logged with the field; the last good
+  params stay.
+
+Polls go out through :mod:`http.client` inside ``suppress_instrumentation`` so that
+they never become spans of the service.
+
+    >>> parse_url("http://127.0.0.1:8080/base")
+    ('http', '127.0.0.1', 8080, '/base')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+
+from otel_adaprof.errors import ContractError
+from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.observer import WindowObserver
+from otel_adaprof.protocol import (
+    AgentIdentity,
+    PollRequest,
+    PollResponse,
+    StackHistogram,
+    decode_poll_response,
+    encode,
+)
+
+log = logging.getLogger("otel_adaprof.agent")
+
+#: Longest wait between two tries while the controller is unreachable (s).
+MAX_BACKOFF_S = 60.0
+#: Largest answer read from the controller (bytes).
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+class PollError(RuntimeError):
+    """A poll that did not produce valid params (the message says why)."""
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """``(scheme, host, port, path prefix)`` of the controller URL."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme or "http"
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, parts.hostname or "127.0.0.1", port, parts.path.rstrip("/")
+
+
+class Poller:
+    """Polls the controller once per window in a daemon thread."""
+
+    def __init__(
+        self,
+        live: LiveParams,
+        observer: WindowObserver,
+        identity: Callable[[], AgentIdentity],
+        histogram: Callable[[int], StackHistogram],
+        *,
+        controller_url: str | None,
+        token: str | None = None,
+        window_s: float = 5.0,
+        timeout_s: float = 2.0,
+        stale_after_s: float = 300.0,
+    ) -> None:
+        self.live = live
+        self.observer = observer
+        self.identity = identity
+        self.histogram = histogram
+        self.controller_url = controller_url
+        self.token = token
+        self.window_s = window_s
+        self.timeout_s = timeout_s
+        self.stale_after_s = stale_after_s
+        self.polls = 0
+        self.failures = 0
+        self.refused = 0
+        self.last_error = ""
+        self.last_ok = time.monotonic()
+        self._consecutive = 0
+        self._reverted = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.native_id: int | None = None
+
+    def start(self) -> None:
+        """Start polling (a daemon thread); the first poll goes out at once."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="adaprof-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop polling (an in-flight poll is bounded by the poll timeout)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        self.native_id = threading.get_native_id()
+        first = True
+        while not self._stop.is_set():
+            wait = self.window_s
+            try:
+                wait = self.poll_once(first=first)
+            except Exception:  # never let the poller die: log, keep the params, go on
+                log.exception("otel-adaprof: poll failed unexpectedly")
+            first = False
+            self._stop.wait(wait)
+
+    def poll_once(self, first: bool = False) -> float:
+        """Close the window, report it, apply the answer; seconds until the next poll."""
+        current = self.live.current
+        if first:
+            request = PollRequest(agent=self.identity(), config_version=current.version)
+        else:
+            request = PollRequest(
+                agent=self.identity(),
+                config_version=current.version,
+                session_id=current.session_id,
+                window=self.observer.close_window(),
+                stacks=self.histogram(current.params.stack_depth),
+            )
+        if not self.controller_url:
+            return self.window_s
+        started = time.monotonic()
+        try:
+            answer = self._send(request)
+        except PollError as exc:
+            return self._on_failure(str(exc))
+        self.observer.poll_rtt_ms = (time.monotonic() - started) * 1000.0
+        self.polls += 1
+        self.last_ok = time.monotonic()
+        if self._consecutive or self._reverted:
+            log.info(
+                "otel-adaprof: controller answers again after %d failed polls", self._consecutive
+            )
+        self._consecutive, self._reverted = 0, False
+        changed = self.live.apply(answer.params, answer.config_version, answer.session_id)
+        if changed:
+            log.info(
+                "otel-adaprof: params v%d in force: %d Hz, depth %d, ratio %g",
+                answer.config_version, answer.params.rate_hz, answer.params.stack_depth,
+                answer.params.trace_ratio,
+            )  # fmt: skip
+        self.window_s = float(answer.poll_interval_s)
+        return self.window_s
+
+    def _on_failure(self, reason: str) -> float:
+        self.failures += 1
+        self._consecutive += 1
+        self.last_error = reason
+        if self._consecutive == 1:
+            log.warning("otel-adaprof: poll failed (%s); keeping the params in force", reason)
+        if not self._reverted and time.monotonic() - self.last_ok > self.stale_after_s:
+            self._reverted = True
+            if self.live.revert_to_local():
+                log.warning(
+                    "otel-adaprof: no answer from the controller for %.0f s; back to local params",
+                    self.stale_after_s,
+                )
+        backoff: float = min(MAX_BACKOFF_S, self.window_s * 2.0 ** (self._consecutive - 1))
+        return backoff * random.uniform(0.5, 1.5)
+
+    def _send(self, request: PollRequest) -> PollResponse:
+        assert self.controller_url is not None
+        scheme, host, port, prefix = parse_url(self.controller_url)
+        body = encode(request)
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        conn = conn_cls(host, port, timeout=self.timeout_s)
+        try:
+            with _suppressed():
+                conn.request("POST", prefix + "/v1/agents/poll", body=body, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read(MAX_ANSWER_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise PollError(
+                f"cannot reach {self.controller_url}: {exc or type(exc).__name__}"
+            ) from None
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise PollError(
+                f"controller answered HTTP {resp.status}: {raw[:300].decode(errors='replace')}"
+            )
+        try:
+            return decode_poll_response(raw)
+        except ContractError as exc:
+            self.refused += 1
+            field = exc.field or "body"
+            log.error("otel-adaprof: refused the controller's answer, field %s: %s", field, exc)
+            raise PollError(f"invalid answer ({field}): {exc}") from None
+
+
+class _suppressed:
+    """``suppress_instrumentation`` when the instrumentation package offers it."""
+
+    def __enter__(self) -> None:
+        self._cm: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        with contextlib.suppress(ImportError):
+            from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+            self._cm = suppress_instrumentation()
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(None, None, None)

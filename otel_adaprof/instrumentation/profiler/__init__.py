@@ -1,0 +1,6 @@
+"""Profiler backends behind one supervisor: py-spy runs, or the in-process fallback.
+
+:class:`~otel_adaprof.instrumentation.profiler.supervisor.Profiler` picks the backend,
+restarts py-spy with backoff, falls back to the in-process sampler where py-spy cannot
+attach, and feeds every sample to the :class:`~otel_adaprof.instrumentation.samples.SampleStore`.
+"""

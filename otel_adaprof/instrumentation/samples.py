@@ -1,0 +1,200 @@
+"""Stack samples of this process, kept per thread in time order for the join.
+
+Both profiler backends add samples here; the span join asks for a thread's samples
+between a span's start and end; the poller takes the window's histogram. Stacks are
+interned (a sample is a time and an int). Memory is bounded: samples older than the
+retention, and the oldest beyond :data:`MAX_SAMPLES`, are dropped.
+
+The *watermark* is the wall time up to which every sample has arrived: py-spy's
+samples arrive when its run ends, so a span that ended after the watermark waits.
+
+    >>> store = SampleStore(retention_s=60)
+    >>> store.add_many(7, [(1_000, ("main (a.py:1)", "burn (b.py:2)"), 1_000)])
+    >>> store.set_watermark(2_000)
+    >>> [stack for _t, stack, _waiting in store.samples_between(7, 0, 1_500)]
+    [('main (a.py:1)', 'burn (b.py:2)')]
+    >>> store.take_histogram(depth=1).stacks[0].stack
+    'burn (b.py:2)'
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+from otel_adaprof.instrumentation.stacks import Stack, collapse, is_waiting
+from otel_adaprof.protocol import (
+    MAX_STACK_CHARS,
+    MAX_STACK_DEPTH,
+    MAX_STACKS,
+    StackCount,
+    StackHistogram,
+)
+
+#: Samples kept at most (all threads together).
+MAX_SAMPLES = 400_000
+#: Distinct stacks interned at most before the table is rebuilt from live samples.
+MAX_STACK_TABLE = 50_000
+
+
+class _Thread:
+    __slots__ = ("since", "stacks", "times")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.stacks: list[int] = []
+        self.since: list[int] = []
+
+
+class SampleStore:
+    """Per-thread, time-ordered samples with interned stacks (thread-safe)."""
+
+    def __init__(self, retention_s: float = 30.0) -> None:
+        self.retention_ns = int(retention_s * 1e9)
+        self._threads: dict[int, _Thread] = {}
+        self._ids: dict[Stack, int] = {}
+        self._table: list[Stack] = []
+        self._waiting: list[bool] = []
+        self._window: Counter[int] = Counter()
+        self._window_total = 0
+        self._count = 0
+        self._lock = threading.Lock()
+        self.watermark_ns = 0
+        self.samples_added = 0
+        self.cpu_samples_added = 0
+        self.samples_dropped = 0
+
+    def _intern(self, stack: Stack) -> int:
+        sid = self._ids.get(stack)
+        if sid is None:
+            sid = self._ids[stack] = len(self._table)
+            self._table.append(stack)
+            self._waiting.append(is_waiting(stack))
+        return sid
+
+    def add_many(self, tid: int, samples: Iterable[tuple[int, Stack, int]]) -> None:
+        """Add one thread's samples ``(unix time ns, stack, since ns)``, in time order.
+
+        ``since`` is when the stack was first seen unchanged up to this sample (py-spy
+        reports changes only); the join uses it to tell a thread from a new thread that
+        got the same id.
+        """
+        with self._lock:
+            thread = self._threads.get(tid)
+            if thread is None:
+                thread = self._threads[tid] = _Thread()
+            for t_ns, stack, since in samples:
+                sid = self._intern(stack)
+                if thread.times and t_ns < thread.times[-1]:
+                    at = bisect.bisect_right(thread.times, t_ns)
+                    thread.times.insert(at, t_ns)
+                    thread.stacks.insert(at, sid)
+                    thread.since.insert(at, since)
+                else:
+                    thread.times.append(t_ns)
+                    thread.stacks.append(sid)
+                    thread.since.append(since)
+                self._count += 1
+                self.samples_added += 1
+                if not self._waiting[sid]:
+                    self.cpu_samples_added += 1
+                    self._window[sid] += 1
+                    self._window_total += 1
+            if self._count > MAX_SAMPLES:
+                self._trim(time.time_ns())
+
+    def set_watermark(self, t_ns: int) -> None:
+        """Every sample before ``t_ns`` has been added."""
+        self.watermark_ns = max(self.watermark_ns, t_ns)
+
+    def samples_between(
+        self, tid: int, start_ns: int, end_ns: int, born_ns: int = 0
+    ) -> list[tuple[int, Stack, bool]]:
+        """``(time, stack, waiting)`` of ``tid``'s samples in ``[start_ns, end_ns]``.
+
+        ``born_ns`` is when the thread now using ``tid`` was first seen. py-spy reports
+        stack *changes*, so after a thread exits its last stack seems to go on until a
+        new thread with the same id is first sampled; samples whose stack was already
+        there before ``born_ns`` and that come before the first change after it belong
+        to the old thread and are left out.
+        """
+        with self._lock:
+            thread = self._threads.get(tid)
+            if thread is None:
+                return []
+            times, since = thread.times, thread.since
+            lo = bisect.bisect_left(times, start_ns)
+            hi = bisect.bisect_right(times, end_ns)
+            first_change: int | None = None
+            if lo < hi and since[lo] < born_ns:
+                j = bisect.bisect_left(times, born_ns)
+                while j < len(times) and since[j] < born_ns:
+                    j += 1
+                first_change = times[j] if j < len(times) else None
+            out = []
+            for k in range(lo, hi):
+                t = times[k]
+                if since[k] < born_ns and first_change is not None and t < first_change:
+                    continue
+                sid = thread.stacks[k]
+                out.append((t, self._table[sid], self._waiting[sid]))
+            return out
+
+    def stack(self, sid: int) -> Stack:
+        """The frames of a stack id."""
+        return self._table[sid]
+
+    def waiting(self, sid: int) -> bool:
+        """Whether the stack's leaf is a waiting call."""
+        return self._waiting[sid]
+
+    def take_histogram(self, depth: int) -> StackHistogram:
+        """The samples since the last call (waiting ones left out), top stacks first."""
+        with self._lock:
+            window, total = self._window, self._window_total
+            self._window, self._window_total = Counter(), 0
+            merged: Counter[str] = Counter()
+            depth = max(1, min(depth, MAX_STACK_DEPTH))
+            for sid, count in window.items():
+                text = collapse(self._table[sid], depth)
+                if len(text) > MAX_STACK_CHARS:
+                    text = text[-MAX_STACK_CHARS:].split(";", 1)[-1]
+                if text:
+                    merged[text] += count
+        stacks = [StackCount(stack=s, count=c) for s, c in merged.most_common(MAX_STACKS)]
+        return StackHistogram(stacks=stacks, total_samples=total, depth=depth)
+
+    def trim(self, now_ns: int | None = None) -> None:
+        """Drop samples older than the retention."""
+        with self._lock:
+            self._trim(now_ns if now_ns is not None else time.time_ns())
+
+    def _trim(self, now_ns: int) -> None:
+        cutoff = now_ns - self.retention_ns
+        count = 0
+        for tid in list(self._threads):
+            thread = self._threads[tid]
+            cut = bisect.bisect_left(thread.times, cutoff)
+            if self._count - cut > MAX_SAMPLES:  # still too many: drop the older half
+                cut = max(cut, len(thread.times) // 2)
+            if cut:
+                del thread.times[:cut]
+                del thread.stacks[:cut]
+                del thread.since[:cut]
+                self.samples_dropped += cut
+            if not thread.times:
+                del self._threads[tid]
+            else:
+                count += len(thread.times)
+        self._count = count
+        if len(self._table) > MAX_STACK_TABLE and not self._window:
+            self._rebuild_table()
+
+    def _rebuild_table(self) -> None:
+        old_table = self._table
+        self._ids, self._table, self._waiting = {}, [], []
+        for thread in self._threads.values():
+            thread.stacks = [self._intern(old_table[sid]) for sid in thread.stacks]

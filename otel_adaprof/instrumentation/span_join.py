@@ -1,0 +1,251 @@
+"""The span join: marker spans wait for their samples, then go on to the exporter.
+
+Sits in front of the SDK's export processor (``BatchSpanProcessor``). A span that is
+not a marker, or ends while profiling is off, passes straight through on the
+application's thread. A marker span is held in a bounded queue until the profiler's
+watermark passes its end (py-spy's samples arrive when its run ends) or it has waited
+``hold_s``; a worker thread then reads the samples its thread took while it ran,
+adds the ``adaprof.*`` attributes (:mod:`~otel_adaprof.instrumentation.span_samples`)
+and hands the span on. Nothing is ever dropped here: a full queue, a shutdown or a
+failure sends the span on at once, without samples, and counts it.
+
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    >>> from otel_adaprof.params import Params
+    >>> from otel_adaprof.instrumentation.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.markers import MarkerBook, MarkerProcessor
+    >>> from otel_adaprof.instrumentation.samples import SampleStore
+    >>> live, book, store = LiveParams(Params()), MarkerBook(), SampleStore()
+    >>> memory = InMemorySpanExporter()
+    >>> join = SpanJoin(SimpleSpanProcessor(memory), book, store, live, hold_s=0.1)
+    >>> provider = TracerProvider()
+    >>> provider.add_span_processor(MarkerProcessor(live, book))
+    >>> provider.add_span_processor(join)
+    >>> with provider.get_tracer("t").start_as_current_span("work"):
+    ...     pass
+    >>> provider.shutdown()
+    >>> memory.get_finished_spans()[0].attributes["adaprof.marker"]
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.markers import MarkerBook, MarkerInfo
+from otel_adaprof.instrumentation.samples import SampleStore
+from otel_adaprof.instrumentation.span_samples import attribute_bytes, marker_attributes
+
+log = logging.getLogger("otel_adaprof.agent")
+
+#: How often the worker looks for spans whose samples have arrived (s).
+TICK_S = 0.1
+
+
+@dataclass
+class JoinCounters:
+    """Counts since start (the observer takes per-window differences)."""
+
+    held: int = 0
+    joined: int = 0
+    samples_attached: int = 0
+    overflow: int = 0
+    timed_out: int = 0
+    failures: int = 0
+    attribute_bytes: int = 0
+
+
+class SpanJoin(SpanProcessor):
+    """Holds marker spans until their samples are in; wraps the export processor."""
+
+    def __init__(
+        self,
+        downstream: SpanProcessor,
+        book: MarkerBook,
+        store: SampleStore,
+        live: LiveParams,
+        *,
+        hold_s: float = 6.0,
+        max_held: int = 20_000,
+        top_stacks: int = 5,
+        backend: Callable[[], str] = lambda: "none",
+        profiling: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.downstream = downstream
+        self.book = book
+        self.store = store
+        self.live = live
+        self.hold_ns = int(hold_s * 1e9)
+        self.max_held = max_held
+        self.top_stacks = top_stacks
+        self.backend = backend
+        self.profiling = profiling
+        self.counters = JoinCounters()
+        self._held: deque[tuple[int, ReadableSpan, MarkerInfo]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._worker: threading.Thread | None = None
+        self.native_id: int | None = None
+
+    # SpanProcessor ----------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.downstream.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        hook = getattr(self.downstream, "_on_ending", None)
+        if hook is not None:
+            hook(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        info = self.book.get(span.context.span_id) if span.context is not None else None
+        if info is None:
+            self.downstream.on_end(span)
+            return
+        if not self.profiling() or self._stopped:
+            self._forward(span, info, samples=False)
+            return
+        with self._lock:
+            if len(self._held) >= self.max_held:
+                self.counters.overflow += 1
+                full = True
+            else:
+                self._held.append((time.monotonic_ns() + self.hold_ns, span, info))
+                self.counters.held += 1
+                full = False
+        if full:
+            self._forward(span, info, samples=False)
+        else:
+            self._ensure_worker()
+
+    def shutdown(self) -> None:
+        self._stopped = True
+        self.release_all()
+        self.downstream.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.release_all()
+        return bool(self.downstream.force_flush(timeout_millis))
+
+    # the worker -------------------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Marker spans waiting for samples right now."""
+        return len(self._held)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            with self._lock:
+                if self._worker is None or not self._worker.is_alive():
+                    self._worker = threading.Thread(
+                        target=self._run, name="adaprof-span-join", daemon=True
+                    )
+                    self._worker.start()
+
+    def after_fork(self) -> None:
+        """In a forked child: no worker thread, no spans of the parent."""
+        self._worker = None
+        self._held.clear()
+        self._lock = threading.Lock()
+
+    def _run(self) -> None:
+        self.native_id = threading.get_native_id()
+        while not self._stopped:
+            try:
+                self.release_ready()
+            except Exception:  # keep joining; a bad span must not stop the others
+                log.exception("otel-adaprof: span join failed")
+            time.sleep(TICK_S)
+
+    def release_ready(self) -> int:
+        """Send on every held span whose samples are in (or that waited long enough)."""
+        released = 0
+        while True:
+            with self._lock:
+                if not self._held:
+                    return released
+                deadline, span, info = self._held[0]
+                ready = info.end_ns <= self.store.watermark_ns
+                late = time.monotonic_ns() >= deadline
+                if not (ready or late):
+                    return released
+                self._held.popleft()
+            if late and not ready:
+                self.counters.timed_out += 1
+            self._forward(span, info, samples=True)
+            released += 1
+
+    def release_all(self) -> None:
+        """Send on every held span now, with the samples that are in."""
+        while True:
+            with self._lock:
+                if not self._held:
+                    return
+                _, span, info = self._held.popleft()
+            self._forward(span, info, samples=True)
+
+    def _forward(self, span: ReadableSpan, info: MarkerInfo, *, samples: bool) -> None:
+        try:
+            out = self._with_samples(span, info, samples)
+        except Exception:
+            self.counters.failures += 1
+            log.debug("otel-adaprof: samples not attached", exc_info=True)
+            out = span
+        self.downstream.on_end(out)
+
+    def _with_samples(self, span: ReadableSpan, info: MarkerInfo, samples: bool) -> ReadableSpan:
+        params = self.live.params
+        found = (
+            self.store.samples_between(info.tid, info.start_ns, info.end_ns, info.born_ns)
+            if samples
+            else []
+        )
+        shared = 0
+        if found:
+            others = self.book.concurrent(info)
+            if others:
+                shared = sum(
+                    1 for t, _s, _w in found if any(o.start_ns <= t <= o.end_ns for o in others)
+                )
+        attrs = marker_attributes(
+            category=info.category,
+            trigger=info.trigger,
+            config_version=info.config_version,
+            profiler=self.backend(),
+            samples=[(stack, waiting) for _t, stack, waiting in found],
+            shared=shared,
+            interval_ms=params.sampling_interval_ms,
+            depth=params.stack_depth,
+            top=self.top_stacks,
+        )
+        self.counters.joined += 1
+        self.counters.samples_attached += len(found)
+        self.counters.attribute_bytes += attribute_bytes(attrs)
+        merged = dict(span.attributes or {})
+        merged.update(attrs)
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=merged,
+            events=span.events,
+            links=span.links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )

@@ -1,0 +1,95 @@
+"""Stack frames as text, as both profiler backends produce them.
+
+A frame is written ``function (file:line)`` — py-spy's collapsed format, which the
+controller's exporters parse (:mod:`otel_adaprof.exporters.frames`). Files are
+shortened to their path below the ``sys.path`` entry that holds them, as py-spy does.
+A stack is a tuple of frames, root first; truncating to a depth keeps the leaf end.
+
+    >>> frame_text("burn", "/srv/app/shop/work.py", 12, roots=("/srv/app",))
+    'burn (shop/work.py:12)'
+    >>> collapse(("main (a.py:1)", "handle (b.py:2)", "burn (c.py:3)"), depth=2)
+    'handle (b.py:2);burn (c.py:3)'
+    >>> is_waiting(("serve_forever (socketserver.py:233)", "select (selectors.py:415)"))
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from functools import lru_cache
+
+Stack = tuple[str, ...]
+
+#: ``(file name, function)`` pairs of the standard library where a thread waits rather
+#: than runs: a sample whose leaf is one of these is *waiting*. Waiting samples stay on
+#: the spans they fall in (they show what a slow span waited on) but are left out of
+#: the CPU histogram sent to the controller.
+WAIT_FRAMES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("selectors.py", "select"),
+        ("selectors.py", "EpollSelector.select"),
+        ("selectors.py", "PollSelector.select"),
+        ("selectors.py", "SelectSelector.select"),
+        ("threading.py", "wait"),
+        ("threading.py", "Condition.wait"),
+        ("threading.py", "Event.wait"),
+        ("threading.py", "_wait_for_tstate_lock"),
+        ("threading.py", "Thread._wait_for_tstate_lock"),
+        ("threading.py", "Thread.join"),
+        ("queue.py", "get"),
+        ("queue.py", "Queue.get"),
+        ("socket.py", "accept"),
+        ("socket.py", "socket.accept"),
+        ("socket.py", "readinto"),
+        ("socket.py", "SocketIO.readinto"),
+        ("socketserver.py", "serve_forever"),
+        ("socketserver.py", "BaseServer.serve_forever"),
+        ("ssl.py", "read"),
+        ("ssl.py", "SSLSocket.read"),
+        ("subprocess.py", "_wait"),
+        ("subprocess.py", "Popen._wait"),
+        ("base_events.py", "_run_once"),
+        ("base_events.py", "BaseEventLoop._run_once"),
+        ("connection.py", "_recv"),
+        ("connection.py", "Connection._recv"),
+    }
+)
+
+
+@lru_cache(maxsize=1)
+def _default_roots() -> tuple[str, ...]:
+    roots = {os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)}
+    return tuple(sorted(roots, key=len, reverse=True))
+
+
+@lru_cache(maxsize=8192)
+def short_file(path: str, roots: tuple[str, ...] | None = None) -> str:
+    """``path`` below the longest matching ``sys.path`` entry, else its last two parts."""
+    for root in roots if roots is not None else _default_roots():
+        if path.startswith(root + os.sep):
+            return path[len(root) + 1 :]
+    parts = path.replace("\\", "/").rsplit("/", 2)
+    return "/".join(parts[-2:]).lstrip("/") if len(parts) > 1 else path
+
+
+def frame_text(function: str, path: str, line: int, roots: tuple[str, ...] | None = None) -> str:
+    """One frame as ``function (file:line)``."""
+    return f"{function} ({short_file(path, roots)}:{line})"
+
+
+def collapse(stack: Sequence[str], depth: int) -> str:
+    """``root;...;leaf`` keeping the last ``depth`` frames (the leaf end)."""
+    return ";".join(stack[-depth:]) if depth > 0 else ""
+
+
+def _leaf_key(frame: str) -> tuple[str, str]:
+    name, _, rest = frame.partition(" (")
+    file = rest.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    return file, name
+
+
+def is_waiting(stack: Sequence[str]) -> bool:
+    """Whether the stack's leaf is a known waiting call of the standard library."""
+    return bool(stack) and _leaf_key(stack[-1]) in WAIT_FRAMES
