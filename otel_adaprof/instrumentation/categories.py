@@ -2,7 +2,10 @@
 
 Old and new semantic conventions are both recognised (``db.system`` and
 ``db.system.name``, ``http.method`` and ``http.request.method``, ...). The first
-match wins in the order database, messaging, RPC, HTTP; anything else is internal.
+match wins in the order database, messaging, RPC, HTTP. A server or client span with
+none of these attributes counts as HTTP (some instrumentations set them only at the
+end, or not at all), a producer or consumer span as messaging; anything else is
+internal.
 
     >>> from opentelemetry.trace import SpanKind
     >>> category_of(SpanKind.CLIENT, {"db.system": "sqlite"}).value
@@ -25,7 +28,17 @@ from otel_adaprof.params import Category
 _DB_KEYS = ("db.system", "db.system.name")
 _MESSAGING_KEYS = ("messaging.system",)
 _RPC_KEYS = ("rpc.system",)
-_HTTP_KEYS = ("http.request.method", "http.method", "url.full", "http.url", "http.route")
+_HTTP_KEYS = (
+    "http.request.method",
+    "http.method",
+    "http.response.status_code",
+    "http.status_code",
+    "url.full",
+    "url.path",
+    "http.url",
+    "http.target",
+    "http.route",
+)
 
 
 def category_of(kind: SpanKind | None, attributes: Mapping[str, Any] | None) -> Category:
@@ -41,4 +54,6 @@ def category_of(kind: SpanKind | None, attributes: Mapping[str, Any] | None) -> 
         return Category.HTTP
     if kind in (SpanKind.PRODUCER, SpanKind.CONSUMER):
         return Category.MESSAGING
+    if kind in (SpanKind.SERVER, SpanKind.CLIENT):
+        return Category.HTTP  # a remote call with no other convention: HTTP by far most often
     return Category.INTERNAL
