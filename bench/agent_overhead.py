@@ -68,7 +68,7 @@ from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.stack import DemoStack
 from otel_adaprof.instrumentation.agent import Agent
 from otel_adaprof.instrumentation.runtime import reset_agent
-from otel_adaprof.instrumentation.settings import AgentSettings
+from otel_adaprof.instrumentation.settings import AgentSettings, ProfilerChoice
 
 #: Untimed span pairs before each timed repetition.
 WARMUP_PAIRS = 200
@@ -121,7 +121,7 @@ class SpanConfig:
     label: str
     agent: bool
     params: dict[str, Any] | None = None
-    profiler: str = "off"
+    profiler: ProfilerChoice = "off"
 
 
 SPAN_CONFIGS: tuple[SpanConfig, ...] = (
@@ -156,13 +156,11 @@ def _processor(kind: str, exporter: SpanExporter, spans: int) -> SpanProcessor:
     if kind == "simple":
         return SimpleSpanProcessor(exporter)
     # Queue large enough that no span is dropped (a drop is cheaper than an export).
-    return BatchSpanProcessor(
-        exporter, max_queue_size=max(2048, 2 * (spans + 2 * WARMUP_PAIRS))
-    )
+    return BatchSpanProcessor(exporter, max_queue_size=max(2048, 2 * (spans + 2 * WARMUP_PAIRS)))
 
 
-def span_rep(cfg: SpanConfig, spans: int, processor: str) -> tuple[float, float]:
-    """One timed repetition: (µs per span, markers per span)."""
+def span_rep(cfg: SpanConfig, spans: int, processor: str) -> tuple[float, float, float]:
+    """One timed repetition: (wall µs per span, process CPU µs per span, markers per span)."""
     reset_agent()
     exporter = DiscardExporter()
     provider = TracerProvider(
@@ -173,7 +171,7 @@ def span_rep(cfg: SpanConfig, spans: int, processor: str) -> tuple[float, float]
     if cfg.agent:
         agent = otel_adaprof.configure(
             tracer_provider=provider,
-            settings=AgentSettings(profiler=cfg.profiler),  # type: ignore[arg-type]
+            settings=AgentSettings(profiler=cfg.profiler),
             params=cfg.params,
             start=False,
         )
@@ -183,43 +181,57 @@ def span_rep(cfg: SpanConfig, spans: int, processor: str) -> tuple[float, float]
     provider.force_flush()
     markers0 = agent.counters.markers if agent else 0
     gc.collect()
-    t0 = time.perf_counter_ns()
+    c0, t0 = time.process_time_ns(), time.perf_counter_ns()
     _emit(tracer, pairs)
     provider.force_flush()
-    t1 = time.perf_counter_ns()
+    t1, c1 = time.perf_counter_ns(), time.process_time_ns()
     markers = (agent.counters.markers - markers0) if agent else 0
     provider.shutdown()
     reset_agent()
+    if agent is not None:
+        # reset_agent() does not free the agent (os.register_at_fork keeps a reference
+        # to it): drop its markers so that later repetitions do not pay for them in GC.
+        agent.book._by_span.clear()
     exported = exporter.spans
     if exported != 2 * (pairs + WARMUP_PAIRS):
-        raise RuntimeError(f"{cfg.key}: {exported} spans exported, {2 * (pairs + WARMUP_PAIRS)} made")
-    return (t1 - t0) / 1000.0 / (2 * pairs), markers / (2 * pairs)
+        raise RuntimeError(
+            f"{cfg.key}: {exported} spans exported, {2 * (pairs + WARMUP_PAIRS)} made"
+        )
+    n = 2 * pairs
+    return (t1 - t0) / 1000.0 / n, (c1 - c0) / 1000.0 / n, markers / n
 
 
 def span_cost(spans: int, reps: int, processor: str) -> dict[str, Any]:
     """Interleaved repetitions of every :data:`SPAN_CONFIGS` entry; figures per config."""
     times: dict[str, list[float]] = {c.key: [] for c in SPAN_CONFIGS}
+    cpus: dict[str, list[float]] = {c.key: [] for c in SPAN_CONFIGS}
     marks: dict[str, list[float]] = {c.key: [] for c in SPAN_CONFIGS}
     n = len(SPAN_CONFIGS)
     for r in range(reps):
         for cfg in SPAN_CONFIGS[r % n :] + SPAN_CONFIGS[: r % n]:
-            us, m = span_rep(cfg, spans, processor)
+            us, cpu, m = span_rep(cfg, spans, processor)
             times[cfg.key].append(us)
+            cpus[cfg.key].append(cpu)
             marks[cfg.key].append(m)
-    base = times["sdk"]
     out: dict[str, Any] = {}
     for cfg in SPAN_CONFIGS:
-        t = times[cfg.key]
-        deltas = [a - b for a, b in zip(t, base, strict=True)]
+        t, c = times[cfg.key], cpus[cfg.key]
         out[cfg.key] = {
             "label": cfg.label,
             "us_per_span": round(statistics.median(t), 3),
-            "delta_us": round(statistics.median(deltas), 3),
-            "ratio": round(statistics.median(t) / statistics.median(base), 3),
+            "delta_us": round(_paired_delta(t, times["sdk"]), 3),
+            "ratio": round(statistics.median(t) / statistics.median(times["sdk"]), 3),
+            "cpu_us_per_span": round(statistics.median(c), 3),
+            "cpu_delta_us": round(_paired_delta(c, cpus["sdk"]), 3),
             "markers_per_span": round(statistics.median(marks[cfg.key]), 3),
             "reps_us": [round(x, 3) for x in t],
         }
     return out
+
+
+def _paired_delta(values: list[float], base: list[float]) -> float:
+    """Median of the per-round differences (each round ran every configuration)."""
+    return statistics.median(a - b for a, b in zip(values, base, strict=True))
 
 
 # --------------------------------------------------------------------------------------
@@ -365,49 +377,12 @@ def service_overhead(seconds: float, rounds: int, rate: float) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="adaprof-overhead-") as tmp, Children() as kids:
         stack = DemoStack(kids, workdir=tmp)
         stack.start_sink()
-        runs: dict[str, ServiceRun] = {}
-        for cfg in SERVICE_CONFIGS:
-            name = f"bench-{cfg.key}"
-            port = stack.start_service(name, extra_env=cfg.env, key=name)
-            pid = kids.procs[name].pid
-            runs[cfg.key] = ServiceRun(cfg, pid, port)
-        for run in runs.values():
-            _load(run.port, SERVICE_WARMUP_S, rate)
-            if run.cfg.py_spy:
-                deadline = time.monotonic() + PYSPY_WAIT_S
-                while not has_py_spy_child(run.pid) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-        order = list(runs.values())
-        n = len(order)
-        for r in range(rounds):
-            for run in order[r % n :] + order[: r % n]:
-                before = {k: cpu_snapshot(x.pid) for k, x in runs.items()}
-                t0 = time.monotonic()
-                run.py_spy_seen |= has_py_spy_child(run.pid)
-                stats, load_s = _load(run.port, round_s, rate)
-                time.sleep(DRAIN_S)
-                window = time.monotonic() - t0
-                after = {k: cpu_snapshot(x.pid) for k, x in runs.items()}
-                run.latencies_ms += stats.latencies_ms
-                run.sent += stats.sent
-                run.ok += stats.ok
-                run.errors += stats.errors
-                run.dropped += stats.dropped
-                run.load_s += load_s
-                for key, other in runs.items():
-                    own = after[key][0] - before[key][0]
-                    kid = after[key][1] - before[key][1]
-                    if other is run:
-                        run.own_window_s += window
-                        run.own_cpu_s += own
-                        run.own_kids_s += kid
-                    else:
-                        other.idle_window_s += window
-                        other.idle_cpu_s += own
-                        other.idle_kids_s += kid
-        for cfg in reversed(SERVICE_CONFIGS):  # SIGTERM: the service flushes held spans
-            kids.stop(f"bench-{cfg.key}")
-        stack.stop_sink()
+        try:
+            runs = _run_services(kids, stack, round_s, rounds, rate)
+        finally:
+            for cfg in reversed(SERVICE_CONFIGS):  # SIGTERM: each service flushes its spans
+                kids.stop(f"bench-{cfg.key}")
+            stack.stop_sink()
         check = _span_check(stack.spans_path)
     out: dict[str, Any] = {}
     for key, run in runs.items():
@@ -418,6 +393,53 @@ def service_overhead(seconds: float, rounds: int, rate: float) -> dict[str, Any]
         fig["markers"] = spans["markers"]
         out[key] = fig
     return out
+
+
+def _run_services(
+    kids: Children, stack: DemoStack, round_s: float, rounds: int, rate: float
+) -> dict[str, ServiceRun]:
+    """Start the services, warm them up, then run the interleaved rounds."""
+    runs: dict[str, ServiceRun] = {}
+    for cfg in SERVICE_CONFIGS:
+        name = f"bench-{cfg.key}"
+        port = stack.start_service(name, extra_env=cfg.env, key=name)
+        pid = kids.procs[name].pid
+        runs[cfg.key] = ServiceRun(cfg, pid, port)
+    for run in runs.values():
+        _load(run.port, SERVICE_WARMUP_S, rate)
+        if run.cfg.py_spy:
+            deadline = time.monotonic() + PYSPY_WAIT_S
+            while not has_py_spy_child(run.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+    order = list(runs.values())
+    n = len(order)
+    for r in range(rounds):
+        for run in order[r % n :] + order[: r % n]:
+            before = {k: cpu_snapshot(x.pid) for k, x in runs.items()}
+            t0 = time.monotonic()
+            run.py_spy_seen |= has_py_spy_child(run.pid)
+            stats, load_s = _load(run.port, round_s, rate)
+            time.sleep(DRAIN_S)
+            window = time.monotonic() - t0
+            after = {k: cpu_snapshot(x.pid) for k, x in runs.items()}
+            run.latencies_ms += stats.latencies_ms
+            run.sent += stats.sent
+            run.ok += stats.ok
+            run.errors += stats.errors
+            run.dropped += stats.dropped
+            run.load_s += load_s
+            for key, other in runs.items():
+                own = after[key][0] - before[key][0]
+                kid = after[key][1] - before[key][1]
+                if other is run:
+                    run.own_window_s += window
+                    run.own_cpu_s += own
+                    run.own_kids_s += kid
+                else:
+                    other.idle_window_s += window
+                    other.idle_cpu_s += own
+                    other.idle_kids_s += kid
+    return runs
 
 
 # --------------------------------------------------------------------------------------
@@ -451,13 +473,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"Span cost: {a['spans']} spans per rep x {a['reps']} interleaved reps, "
         f"{a['processor']} processor, discarding exporter",
         "",
-        "| configuration | µs/span (median) | Δ vs SDK µs/span | x SDK | markers/span |",
-        "|---|---:|---:|---:|---:|",
+        "| configuration | µs/span | Δ vs SDK | x SDK | CPU µs/span | CPU Δ vs SDK "
+        "| markers/span |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for fig in result["span_cost"].values():
         lines.append(
             f"| {fig['label']} | {fig['us_per_span']:.2f} | {fig['delta_us']:+.2f} "
-            f"| {fig['ratio']:.2f} | {fig['markers_per_span']:.2f} |"
+            f"| {fig['ratio']:.2f} | {fig['cpu_us_per_span']:.2f} | {fig['cpu_delta_us']:+.2f} "
+            f"| {fig['markers_per_span']:.2f} |"
         )
     lines += [
         "",

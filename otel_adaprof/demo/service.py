@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import sqlite3
 import sys
@@ -32,10 +33,9 @@ import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
@@ -49,6 +49,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _tracer = trace.get_tracer("otel_adaprof.demo")
 _SPEC = {ep.path: ep for ep in ENDPOINTS}
 _PEER_TIMEOUT_S = 5.0
+#: Request threads of the service (a /price request holds two: its own and the peer's).
+DEFAULT_WORKERS = 16
 
 
 class DemoApp:
@@ -133,11 +135,48 @@ class DemoApp:
         return [body]
 
 
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """One thread per request, like a small production WSGI server."""
+class PooledWSGIServer(WSGIServer):
+    """A fixed pool of worker threads, as gunicorn's ``gthread`` workers or waitress run.
 
-    daemon_threads = True
+    Requests queue up for ``workers`` long-lived threads instead of getting a thread
+    each. Idle workers wait in ``Queue.get``, which the agent counts as waiting, not
+    CPU. (With a thread per request, py-spy's chrometrace output keeps an exited
+    thread's last stack open until the run ends or the thread id is reused, which
+    inflates the profile: see docs/benchmarks.md.)
+    """
+
     request_queue_size = 128
+
+    def __init__(self, *args: Any, workers: int = DEFAULT_WORKERS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._requests: queue.Queue[tuple[Any, Any] | None] = queue.Queue()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._requests.put((request, client_address))
+
+    def _work(self) -> None:
+        while True:
+            item = self._requests.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        for _ in self._workers:
+            self._requests.put(None)
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -147,10 +186,12 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve(host: str, port: int, db_path: str | None = None) -> None:
-    """Run the service until SIGTERM/SIGINT."""
+def serve(
+    host: str, port: int, db_path: str | None = None, workers: int = DEFAULT_WORKERS
+) -> None:
+    """Run the service until SIGTERM/SIGINT, with ``workers`` request threads."""
     db = db_path or os.path.join(tempfile.mkdtemp(prefix="adaprof-demo-"), "shop.db")
-    server = make_server(host, port, lambda e, s: [], ThreadingWSGIServer, QuietHandler)
+    server = PooledWSGIServer((host, port), QuietHandler, workers=workers)
     app = DemoApp(db, server.server_port)
     server.set_app(OpenTelemetryMiddleware(app))
 
@@ -167,13 +208,16 @@ def serve(host: str, port: int, db_path: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m otel_adaprof.demo.service [--host H] [--port P] [--db FILE]``."""
+    """``python -m otel_adaprof.demo.service [--host H] [--port P] [--db FILE] [--workers N]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--db", default=None, help="SQLite file (default: a temp file)")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="request threads (default 16)"
+    )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.db)
+    serve(args.host, args.port, args.db, args.workers)
     sys.exit(0)
 
 

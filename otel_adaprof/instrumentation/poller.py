@@ -149,7 +149,7 @@ class Poller:
         self.polls += 1
         self.last_ok = time.monotonic()
         if self._consecutive or self._reverted:
-            log.info(
+            log.warning(
                 "otel-adaprof: controller answers again after %d failed polls", self._consecutive
             )
         self._consecutive, self._reverted = 0, False

@@ -266,6 +266,6 @@ class Profiler:
         delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self._consecutive - 1))
         delay *= random.uniform(0.5, 1.5)
         if self._consecutive == 1:
-            log.info("otel-adaprof: py-spy run failed (%s); retrying in %.1f s", reason, delay)
+            log.warning("otel-adaprof: py-spy run failed (%s); retrying in %.1f s", reason, delay)
         with contextlib.suppress(Exception):
             self._stop.wait(delay)

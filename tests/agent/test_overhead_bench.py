@@ -1,0 +1,62 @@
+"""``bench/agent_overhead.py --json`` runs end to end with small settings.
+
+It measures the span cost in-process and starts three instrumented demo services
+(profiling off, py-spy 10 Hz, py-spy 100 Hz); every configuration must have its figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "agent_overhead.py"
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(PY_SPY).exists(), reason="needs the py-spy binary"),
+]
+
+SPAN_CONFIGS = ("sdk", "agent_markers", "agent_filtered", "agent_markers_held")
+SERVICE_CONFIGS = ("off", "pyspy_10hz", "pyspy_100hz")
+
+
+def test_overhead_bench_reports_every_configuration() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--spans", "300", "--seconds", "2", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["machine"]["nproc"] >= 1
+
+    spans = result["span_cost"]
+    assert tuple(spans) == SPAN_CONFIGS
+    for key, fig in spans.items():
+        assert fig["us_per_span"] > 0, key
+        assert fig["cpu_us_per_span"] > 0, key
+        assert isinstance(fig["delta_us"], float), key
+    assert spans["sdk"]["delta_us"] == 0
+    assert spans["sdk"]["markers_per_span"] == 0
+    assert spans["agent_markers"]["markers_per_span"] == 1
+    assert spans["agent_filtered"]["markers_per_span"] == 0
+    assert spans["agent_markers_held"]["markers_per_span"] == 1
+
+    service = result["service"]
+    assert tuple(service) == SERVICE_CONFIGS
+    for key, fig in service.items():
+        assert fig["ok"] > 0 and fig["errors"] == 0, (key, fig)
+        assert fig["req_per_s"] > 0, key
+        assert 0 < fig["p50_ms"] <= fig["p99_ms"], key
+        assert fig["service_cpu_ms_per_req"] > 0, key
+        assert fig["spans_exported"] > 0, key
+    assert service["off"]["pyspy_cpu_ms_per_req"] == 0
+    for key in ("pyspy_10hz", "pyspy_100hz"):
+        assert service[key]["py_spy_seen"], key
+        assert service[key]["pyspy_cpu_ms_per_req"] > 0, key
+        assert service[key]["markers_with_samples"] > 0, key
