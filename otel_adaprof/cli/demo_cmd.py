@@ -37,6 +37,10 @@ def progress_view(p: DemoProgress, last: int = 8) -> Group:
         f"windows: {len(p.rows)}",
         style="bold",
     )
+    totals = Text(
+        f"spans received: {p.spans}   session samples: {p.samples:g} "
+        f"(in workload functions: {p.workload_samples:g})"
+    )
     bar = ProgressBar(total=max(p.duration_s, 1.0), completed=min(p.elapsed_s, p.duration_s))
     table = Table(box=None, header_style="bold cyan", pad_edge=False)
     for col in ("t (s)", "action", "ver", "rate Hz", "depth", "ratio", "reward",
@@ -56,7 +60,7 @@ def progress_view(p: DemoProgress, last: int = 8) -> Group:
             _fmt(r.figure("markers_per_s"), ".1f"),
             _fmt(r.figure("samples_per_s"), ".1f"),
         )
-    return Group(head, bar, table)
+    return Group(head, bar, totals, table)
 
 
 @click.command()

@@ -49,6 +49,28 @@ GROUND_TRUTH: dict[str, dict[str, float]] = {
 }
 
 
+def run_truth(requests_per_phase: Mapping[str, float]) -> dict[str, float]:
+    """CPU shares over a whole run, given how many requests each phase served.
+
+    A profile taken over several phases (a demo session) mixes their shares in
+    proportion to the CPU each phase burned in the named functions.
+
+    >>> round(run_truth({"steady": 100, "hot_path": 100})["compress_report"], 4)
+    0.25
+    """
+    hot = {name: on for name, _fraction, _mult, on in PHASE_PLAN}
+    total = dict.fromkeys(FUNCTIONS, 0.0)
+    for phase, requests in requests_per_phase.items():
+        if phase not in hot or requests <= 0:
+            continue
+        for name, ms in cpu_ms_per_request(hot[phase]).items():
+            total[name] += requests * ms
+    cpu = sum(total.values())
+    if cpu <= 0:
+        return dict.fromkeys(FUNCTIONS, 0.0)
+    return {name: round(v / cpu, 9) for name, v in total.items()}
+
+
 def function_of(stack: str) -> str | None:
     """The innermost named workload function in a collapsed stack, if any.
 

@@ -80,10 +80,9 @@ def _series(rows: Sequence[TimelineRow], key: str) -> dict[str, list[tuple[float
     return out
 
 
-def _shares_table(captured: Mapping[str, float], truth_phase: str | None) -> str:
-    truth = GROUND_TRUTH.get(truth_phase or "", {})
+def _shares_table(captured: Mapping[str, float], truth: Mapping[str, float], label: str) -> str:
     head = "<tr><th>function</th><th>captured share</th>"
-    head += f"<th>true share ({escape(truth_phase or '')})</th></tr>" if truth else "</tr>"
+    head += f"<th>true share ({escape(label)})</th></tr>" if truth else "</tr>"
     body = []
     for name, share in sorted(captured.items(), key=lambda kv: -kv[1]):
         cells = f"<td>{escape(name)}</td><td>{100 * share:.1f} %</td>"
@@ -91,6 +90,18 @@ def _shares_table(captured: Mapping[str, float], truth_phase: str | None) -> str
             cells += f"<td>{100 * truth.get(name, 0.0):.1f} %</td>"
         body.append(f"<tr>{cells}</tr>")
     return f"<table>{head}{''.join(body)}</table>"
+
+
+def _truth_of(summary: Mapping[str, Any]) -> tuple[dict[str, float], str]:
+    """The ground truth the report compares with: ``summary["truth"]`` (a share map,
+    labelled ``truth_label``) or the shares of phase ``summary["truth_phase"]``."""
+    given = summary.get("truth")
+    if isinstance(given, Mapping) and given:
+        return {str(k): float(v) for k, v in given.items()}, str(summary.get("truth_label", ""))
+    phase = summary.get("truth_phase")
+    if isinstance(phase, str) and phase in GROUND_TRUTH:
+        return dict(GROUND_TRUTH[phase]), phase
+    return {}, ""
 
 
 def render_html(
@@ -128,8 +139,7 @@ def render_html(
         if not isinstance(v, (dict, list))
     )
     shares = function_shares(collapsed)
-    phase = summary.get("truth_phase")
-    truth_phase = phase if isinstance(phase, str) else None
+    truth, truth_label = _truth_of(summary)
     total_samples = sum(collapsed.values())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -145,7 +155,7 @@ def render_html(
 <h2>Overhead and markers</h2><div class="charts">{"".join(charts[6:])}</div>
 <h2>Params changes</h2><ul>{change_items or "<li>none</li>"}</ul>
 <h2>Function shares (session profile)</h2>
-{_shares_table(shares, truth_phase)}
+{_shares_table(shares, truth, truth_label)}
 <h2>Flame graph (session profile)</h2>
 <input id="search" type="search" placeholder="highlight frames…"> <span id="matches"></span>
 <div class="flamewrap">{flame_graph(collapsed)}</div>

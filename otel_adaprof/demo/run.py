@@ -17,23 +17,33 @@ import json
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otel_adaprof.demo.bench_figures import detection_time
 from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
-from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_error
+from otel_adaprof.demo.ground_truth import (
+    GROUND_TRUTH,
+    function_of,
+    function_shares,
+    l1_error,
+    run_truth,
+)
 from otel_adaprof.demo.loadgen import LoadGenerator, LoadResult
 from otel_adaprof.demo.phases import Phase, schedule
 from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.stack import DemoStack
 from otel_adaprof.demo.timeline import TimelineRow, param_changes, parse_timeline
+from otel_adaprof.demo.workload import HOT_PATH
 from otel_adaprof.exporters.collapsed import parse_collapsed
 
 #: The service name the demo's agent reports under.
 SERVICE_NAME = "adaprof-demo"
+#: Length of one py-spy run of the agent (``ADAPROF_PROFILE_SEGMENT_S``, its default).
+SEGMENT_S = 2.0
 
 
 def window_seconds_for(duration_s: float) -> float:
@@ -53,6 +63,11 @@ class DemoProgress:
     duration_s: float = 0.0
     phase: str = ""
     rows: list[TimelineRow] = field(default_factory=list)
+    #: Spans the local sink received so far (0 when spans go to ``--otlp-endpoint``).
+    spans: int = 0
+    #: Samples in the session profile so far, and those in named workload functions.
+    samples: float = 0.0
+    workload_samples: float = 0.0
 
 
 @dataclass
@@ -70,6 +85,12 @@ class DemoResult:
     load: dict[str, Any]
     phase_started_at: dict[str, float]
     files: list[Path]
+    workload_samples: float = 0.0
+    marker_spans: int = 0
+    marker_spans_with_samples: int = 0
+    span_samples: int = 0
+    hot_path_detect_s: float | None = None
+    truth: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -80,8 +101,13 @@ class DemoResult:
             "params_changes": len(self.params_changes),
             "params_changes_after_hot_path": self.changes_after_hot_path,
             "samples": self.samples,
+            "workload_samples": self.workload_samples,
             "spans": self.spans,
-            "profile_error_l1_vs_hot_path_truth": round(self.profile_error_l1, 4),
+            "marker_spans": self.marker_spans,
+            "marker_spans_with_samples": self.marker_spans_with_samples,
+            "span_samples": self.span_samples,
+            "profile_error_l1_vs_run_truth": round(self.profile_error_l1, 4),
+            "hot_path_detected_after_s": self.hot_path_detect_s,
         }
 
 
@@ -156,6 +182,8 @@ def _run(
             errors.append(exc)
 
     worker = threading.Thread(target=drive, name="demo-load", daemon=True)
+    # (unix time, cumulative session profile): when the hot path showed up in it.
+    snapshots: list[tuple[float, dict[str, int]]] = []
     t0 = time.monotonic()
     worker.start()
     try:
@@ -163,6 +191,12 @@ def _run(
             worker.join(1.0)
             progress.elapsed_s = time.monotonic() - t0
             progress.rows = _safe_timeline(api, session_id)
+            snap = _safe_profile(api, session_id)
+            if snap is not None:
+                snapshots.append((time.time(), snap))
+                progress.samples = sum(snap.values())
+                progress.workload_samples = _workload_samples(snap)
+            progress.spans = stack.sink.spans_written if stack.sink is not None else 0
             if on_progress is not None:
                 on_progress(progress)
     finally:
@@ -170,14 +204,15 @@ def _run(
         worker.join(10.0)
     if errors:
         raise RuntimeError(f"load generator failed: {errors[0]}") from errors[0]
-    # One more window so the last phase's report reaches the controller.
-    time.sleep(window_s + 0.5)
+    # One more window (and py-spy segment) so the last samples reach the controller.
+    time.sleep(window_s + SEGMENT_S + 0.5)
     with _suppress():
         api.stop_session(session_id)
     timeline = api.timeline(session_id)
     collapsed: dict[str, int] = {}
     with _suppress():  # a session without samples may have no profile to export
         collapsed = parse_collapsed(api.profile(session_id, "collapsed").decode(errors="replace"))
+    snapshots.append((time.time(), dict(collapsed)))
     speedscope: Any = None
     with _suppress():
         speedscope = json.loads(api.profile(session_id, "speedscope"))
@@ -190,7 +225,11 @@ def _run(
     hot_at = result_load.phase_started_at.get("hot_path", float("inf"))
     after = [c for c in changes if c[0] >= hot_at]
     shares = function_shares(collapsed)
-    spans = _count_lines(stack.spans_path)
+    truth = run_truth({name: st.ok for name, st in result_load.per_phase.items()})
+    spans = _span_stats(stack.spans_path)
+    detect = None
+    if hot_at != float("inf"):
+        detect = detection_time(snapshots, hot_at, GROUND_TRUTH["hot_path"][HOT_PATH])
     marks = [(t, name) for name, t in result_load.phase_started_at.items()]
     result = DemoResult(
         session_id=session_id,
@@ -199,14 +238,21 @@ def _run(
         params_changes=changes,
         changes_after_hot_path=len(after),
         samples=sum(collapsed.values()),
-        spans=spans,
-        profile_error_l1=l1_error(GROUND_TRUTH["hot_path"], shares),
+        spans=spans["spans"],
+        profile_error_l1=l1_error(truth, shares),
         load=result_load.summary(),
         phase_started_at=result_load.phase_started_at,
         files=[],
+        workload_samples=_workload_samples(collapsed),
+        marker_spans=spans["markers"],
+        marker_spans_with_samples=spans["markers_with_samples"],
+        span_samples=spans["samples"],
+        hot_path_detect_s=detect,
+        truth=truth,
     )
     summary: dict[str, Any] = dict(result.summary())
-    summary["truth_phase"] = "hot_path"
+    summary["truth"] = truth
+    summary["truth_label"] = "whole run, by requests served per phase"
     summary["duration_s"] = duration_s
     summary["window_s"] = window_s
     summary["load"] = result.load
@@ -223,11 +269,41 @@ def _run(
     return result
 
 
-def _count_lines(path: Path) -> int:
+def _safe_profile(api: ControllerClient, session_id: str) -> dict[str, int] | None:
+    try:
+        return parse_collapsed(api.profile(session_id, "collapsed").decode(errors="replace"))
+    except (OSError, ControllerError, ValueError):
+        return None
+
+
+def _workload_samples(collapsed: Mapping[str, float]) -> float:
+    """Samples whose stack is in one of the named workload functions."""
+    return sum(n for stack, n in collapsed.items() if function_of(stack) is not None)
+
+
+def _span_stats(path: Path) -> dict[str, int]:
+    """Spans in the sink's file; marker spans; those carrying samples; their samples."""
+    out = {"spans": 0, "markers": 0, "markers_with_samples": 0, "samples": 0}
     if not path.exists():
-        return 0
-    with path.open("rb") as f:
-        return sum(1 for _ in f)
+        return out
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            out["spans"] += 1
+            try:
+                span = json.loads(line)
+            except ValueError:
+                continue
+            attrs = {a.get("key"): a.get("value", {}) for a in span.get("attributes", [])}
+            if "adaprof.marker" not in attrs:
+                continue
+            out["markers"] += 1
+            count = int(attrs.get("adaprof.sample_count", {}).get("intValue", 0) or 0)
+            if count > 0:
+                out["markers_with_samples"] += 1
+                out["samples"] += count
+    return out
 
 
 class _suppress:

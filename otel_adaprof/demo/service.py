@@ -186,9 +186,7 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve(
-    host: str, port: int, db_path: str | None = None, workers: int = DEFAULT_WORKERS
-) -> None:
+def serve(host: str, port: int, db_path: str | None = None, workers: int = DEFAULT_WORKERS) -> None:
     """Run the service until SIGTERM/SIGINT, with ``workers`` request threads."""
     db = db_path or os.path.join(tempfile.mkdtemp(prefix="adaprof-demo-"), "shop.db")
     server = PooledWSGIServer((host, port), QuietHandler, workers=workers)

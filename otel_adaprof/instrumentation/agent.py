@@ -15,6 +15,7 @@ multiprocessing) with a new instance id and fresh threads in the child.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import socket
@@ -72,6 +73,7 @@ class Agent:
         self.profiler = self._new_profiler()
         self.observer = WindowObserver(self.counts, self.agent_threads)
         self.poller = self._new_poller()
+        self.poller.on_thread_start = self._ignore_current_thread
         self.started = False
         self.attached = False
         self._lock = threading.Lock()
@@ -217,7 +219,7 @@ class Agent:
             self.started = True
         self.profiler.start()
         self.poller.start()
-        atexit.register(self.profiler.kill_children)
+        atexit.register(self._at_exit)
         if self.settings.controller_url:
             log.info(
                 "otel-adaprof: agent %s polls %s; profiler %s",
@@ -231,6 +233,9 @@ class Agent:
                 self.live.params.trace_ratio, self.backend,
             )  # fmt: skip
 
+    def _at_exit(self) -> None:
+        self.profiler.kill_children()  # the current profiler (a fork made a new one)
+
     def stop(self) -> None:
         """Stop polling and profiling (bounded); held spans are released by the joins."""
         self.poller.stop()
@@ -241,8 +246,14 @@ class Agent:
         self.live.local = params
         self.live.apply(params, 0, None, source="local")
 
+    def _ignore_current_thread(self) -> None:
+        self.store.ignored.add(threading.get_ident())
+
     def _after_fork(self) -> None:
         self.pid = os.getpid()
+        # A fresh process for the controller: new instance, first poll at version 0.
+        self.live.current = dataclasses.replace(self.live.current, version=0, session_id=None)
+        self.live._lock = threading.Lock()
         self._instance_id = None
         self.store = SampleStore(retention_s=self.settings.hold_s + 10.0)
         for join in self.joins:
@@ -251,6 +262,7 @@ class Agent:
         self.profiler = self._new_profiler()
         self.observer = WindowObserver(self.counts, self.agent_threads)
         self.poller = self._new_poller()
+        self.poller.on_thread_start = self._ignore_current_thread
         self._lock = threading.Lock()
         was_started, self.started = self.started, False
         if was_started:

@@ -77,6 +77,15 @@ def configure(
     if controller_url is not None:
         base = dataclasses.replace(base, controller_url=controller_url.rstrip("/"))
     agent = get_agent(base)
+    if base.disabled:  # ADAPROF_DISABLED: OpenTelemetry as without the agent
+        if tracer_provider is None:
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            attrs = {"service.name": service_name} if service_name else {}
+            tracer_provider = TracerProvider(resource=Resource.create(attrs))
+            tracer_provider.add_span_processor(BatchSpanProcessor(exporter or _default_exporter()))
+            trace.set_tracer_provider(tracer_provider)
+        return agent
     if service_name:
         agent._service_name = service_name
     if params is not None:

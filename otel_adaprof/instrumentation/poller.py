@@ -98,6 +98,7 @@ class Poller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.native_id: int | None = None
+        self.on_thread_start: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Start polling (a daemon thread); the first poll goes out at once."""
@@ -115,6 +116,8 @@ class Poller:
 
     def _loop(self) -> None:
         self.native_id = threading.get_native_id()
+        if self.on_thread_start is not None:
+            self.on_thread_start()
         first = True
         while not self._stop.is_set():
             wait = self.window_s
@@ -176,8 +179,8 @@ class Poller:
                     "otel-adaprof: no answer from the controller for %.0f s; back to local params",
                     self.stale_after_s,
                 )
-        backoff: float = min(MAX_BACKOFF_S, self.window_s * 2.0 ** (self._consecutive - 1))
-        return backoff * random.uniform(0.5, 1.5)
+        backoff: float = self.window_s * 2.0 ** (self._consecutive - 1)
+        return min(MAX_BACKOFF_S, backoff * random.uniform(0.5, 1.5))
 
     def _send(self, request: PollRequest) -> PollResponse:
         assert self.controller_url is not None

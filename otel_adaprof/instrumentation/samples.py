@@ -36,6 +36,8 @@ from otel_adaprof.protocol import (
 
 #: Samples kept at most (all threads together).
 MAX_SAMPLES = 400_000
+#: Characters of stacks sent in one window's histogram at most (the poll's limit is 512 KiB).
+MAX_HISTOGRAM_CHARS = 256 * 1024
 #: Distinct stacks interned at most before the table is rebuilt from live samples.
 MAX_STACK_TABLE = 50_000
 
@@ -63,6 +65,8 @@ class SampleStore:
         self._count = 0
         self._lock = threading.Lock()
         self.watermark_ns = 0
+        #: Thread ids whose samples are not kept (the agent's own threads).
+        self.ignored: set[int] = set()
         self.samples_added = 0
         self.cpu_samples_added = 0
         self.samples_dropped = 0
@@ -82,6 +86,8 @@ class SampleStore:
         reports changes only); the join uses it to tell a thread from a new thread that
         got the same id.
         """
+        if tid in self.ignored:
+            return
         with self._lock:
             thread = self._threads.get(tid)
             if thread is None:
@@ -164,7 +170,12 @@ class SampleStore:
                     text = text[-MAX_STACK_CHARS:].split(";", 1)[-1]
                 if text:
                     merged[text] += count
-        stacks = [StackCount(stack=s, count=c) for s, c in merged.most_common(MAX_STACKS)]
+        stacks, size = [], 0
+        for text, count in merged.most_common(MAX_STACKS):
+            size += len(text) + 32
+            if size > MAX_HISTOGRAM_CHARS:  # keeps the poll under the message limit
+                break
+            stacks.append(StackCount(stack=text, count=count))
         return StackHistogram(stacks=stacks, total_samples=total, depth=depth)
 
     def trim(self, now_ns: int | None = None) -> None:

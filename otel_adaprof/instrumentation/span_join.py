@@ -162,12 +162,13 @@ class SpanJoin(SpanProcessor):
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
+        self.store.ignored.add(threading.get_ident())
         while not self._stopped:
             try:
                 self.release_ready()
             except Exception:  # keep joining; a bad span must not stop the others
                 log.exception("otel-adaprof: span join failed")
-            time.sleep(TICK_S)
+            self._wake.wait(TICK_S)
 
     def release_ready(self) -> int:
         """Send on every held span whose samples are in (or that waited long enough)."""

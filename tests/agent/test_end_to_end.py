@@ -66,7 +66,9 @@ def test_markers_carry_samples_and_follow_the_controllers_params(tmp_path, sink,
         assert HOT in burn["adaprof.top_frame"], burn
         assert any(HOT in s for s in burn["adaprof.stacks"])
         # with only internal spans as markers, server and db spans carry nothing
-        others = [s for s in read_spans(sink.path) if s["name"] != "burn" and start_ns(s) > polled_at]
+        others = [
+            s for s in read_spans(sink.path) if s["name"] != "burn" and start_ns(s) > polled_at
+        ]
         marked = [(s["name"], s["attrs"]) for s in others if "adaprof.marker" in s["attrs"]]
         assert others and not marked, marked[:2]
         # 60 ms of CPU at 100 Hz: a handful of samples each
@@ -81,8 +83,11 @@ def test_markers_carry_samples_and_follow_the_controllers_params(tmp_path, sink,
         _drive(svc, 4.0)
 
         def after_change() -> list[dict[str, Any]]:
-            return [s for s in read_spans(sink.path)
-                    if start_ns(s) > changed_at + 2_500_000_000 and "adaprof.marker" in s["attrs"]]
+            return [
+                s
+                for s in read_spans(sink.path)
+                if start_ns(s) > changed_at + 2_500_000_000 and "adaprof.marker" in s["attrs"]
+            ]
 
         later = _wait_for(
             lambda: (rows := after_change()) and {r["attrs"]["adaprof.category"] for r in rows}

@@ -119,10 +119,15 @@ def test_controller_down_then_back(tmp_path, sink):
             during = _drive(svc, 4.0)  # all answered while the controller is gone
             # the last good params stay in force
             time.sleep(1.5)
-            kept = [s for s in read_spans(sink.path)
-                    if int(s["startTimeUnixNano"]) > down_at and "adaprof.marker" in s["attrs"]]  # fmt: skip
+            kept = [
+                s
+                for s in read_spans(sink.path)
+                if int(s["startTimeUnixNano"]) > down_at and "adaprof.marker" in s["attrs"]
+            ]
             assert kept and all(s["attrs"]["adaprof.stack_depth"] == 5 for s in kept)
-            assert sorted(during)[len(during) // 2] < 5 * sorted(baseline)[len(baseline) // 2] + 0.05
+            assert (
+                sorted(during)[len(during) // 2] < 5 * sorted(baseline)[len(baseline) // 2] + 0.05
+            )
             # back on the same port, same database: the agent finds it by itself
             ctl = ControllerProcess(tmp_path / "adaprof.db", "--config", str(cfg), "--port", port)
             ctl.start()
@@ -147,8 +152,8 @@ class _BadController:
 
     def __init__(self) -> None:
         self.polls = 0
-        good = PollResponse(config_version=1, params=Params(sampling_interval_ms=20,
-                                                            stack_depth=7), poll_interval_s=0.5)  # fmt: skip
+        params = Params(sampling_interval_ms=20, stack_depth=7)
+        good = PollResponse(config_version=1, params=params, poll_interval_s=0.5)
         self.good = encode(good)
         bad = json.loads(self.good)
         bad["config_version"] = 2

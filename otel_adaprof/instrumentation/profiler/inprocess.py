@@ -84,6 +84,7 @@ class InProcessSampler:
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
+        self.store.ignored.add(threading.get_ident())
         t_cpu = time.thread_time()
         next_at = time.monotonic()
         try:

@@ -137,11 +137,19 @@ class Profiler:
             self._tmp = None
 
     def kill_children(self) -> None:
-        """Kill a running py-spy now (at interpreter exit; never blocks)."""
+        """Kill a running py-spy and remove its files (at interpreter exit; never blocks).
+
+        Does nothing in a forked child: the run belongs to the parent.
+        """
+        if os.getpid() != self.pid:
+            return
+        self._stop.set()
         with self._lock:
             run = self._run
         if run is not None:
             run.kill()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     @property
     def thread_native_ids(self) -> list[int]:
@@ -164,6 +172,7 @@ class Profiler:
     # the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        self.store.ignored.add(threading.get_ident())
         try:
             while not self._stop.is_set():
                 params = self.live.params
@@ -263,8 +272,8 @@ class Profiler:
             self.backend = ProfilerBackend.IN_PROCESS.value
             return
         self.restarts += 1
-        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** (self._consecutive - 1))
-        delay *= random.uniform(0.5, 1.5)
+        delay = BACKOFF_START_S * 2 ** (self._consecutive - 1) * random.uniform(0.5, 1.5)
+        delay = min(BACKOFF_MAX_S, delay)
         if self._consecutive == 1:
             log.warning("otel-adaprof: py-spy run failed (%s); retrying in %.1f s", reason, delay)
         with contextlib.suppress(Exception):
