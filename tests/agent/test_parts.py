@@ -1,0 +1,133 @@
+"""The agent's parts on their own, with hand-made inputs (no subprocesses)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_adaprof.errors import ContractError
+from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.markers import MarkerBook, MarkerProcessor
+from otel_adaprof.instrumentation.observer import Counts, WindowObserver
+from otel_adaprof.instrumentation.poller import Poller
+from otel_adaprof.instrumentation.profiler.chrometrace import parse_chrometrace
+from otel_adaprof.instrumentation.sampler import AdaprofSampler, keeps
+from otel_adaprof.instrumentation.samples import SampleStore
+from otel_adaprof.instrumentation.settings import AgentSettings
+from otel_adaprof.instrumentation.span_join import SpanJoin
+from otel_adaprof.params import Params
+from otel_adaprof.protocol import AgentIdentity
+
+
+def _pipeline(params: Params, **join_kw):
+    live, book, store = LiveParams(params), MarkerBook(), SampleStore()
+    memory = InMemorySpanExporter()
+    join = SpanJoin(SimpleSpanProcessor(memory), book, store, live, **join_kw)
+    provider = TracerProvider()
+    provider.add_span_processor(MarkerProcessor(live, book))
+    provider.add_span_processor(join)
+    return provider, memory, join, store, live
+
+
+def test_chrometrace_errors_name_the_event():
+    with pytest.raises(ContractError, match=r"py-spy output\[1\]"):
+        parse_chrometrace([{"ph": "M"}, {"ph": "B", "ts": 3}], started_at_ns=0, rate_hz=10)
+
+
+def test_chrometrace_maps_remapped_thread_ids_back():
+    events = [
+        {"ph": "M", "name": "thread_name", "tid": 0, "args": {"name": "1407: MainThread"}},
+        {"ph": "B", "tid": 0, "ts": 0, "name": "f", "args": {"filename": "/x.py", "line": 3}},
+        {"ph": "E", "tid": 0, "ts": 100_000, "name": "f", "args": {}},
+    ]
+    out = parse_chrometrace(events, started_at_ns=0, rate_hz=100, roots=())
+    assert list(out) == [1407] and len(out[1407]) == 10
+
+
+def test_sampler_is_consistent_per_trace_and_follows_live_params():
+    live = LiveParams(Params(trace_ratio=0.5))
+    sampler = AdaprofSampler(live)
+    ids = range(1, 2000)
+    kept = {
+        t for t in ids if sampler.should_sample(None, t * 7919 << 40, "op").decision.is_sampled()
+    }
+    assert kept == {t for t in ids if keeps(t * 7919 << 40, 0.5)}
+    assert 700 < len(kept) < 1300
+    live.apply(Params(trace_ratio=0.0, operation_ratios={"op": 1.0}), 2, None)
+    assert sampler.should_sample(None, 12345, "op").decision.is_sampled()
+    assert not sampler.should_sample(None, 12345, "other").decision.is_sampled()
+
+
+def test_markers_follow_filters_errors_and_the_latency_percentile():
+    params = Params.parse({"span_filters": {"categories": ["db"], "errors_only": True}})
+    provider, memory, _join, _store, live = _pipeline(params, hold_s=0.0)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("q", kind=SpanKind.CLIENT, attributes={"db.system": "x"}):
+        pass
+    with tracer.start_as_current_span(
+        "q", kind=SpanKind.CLIENT, attributes={"db.system": "x"}
+    ) as s:
+        s.set_status(Status(StatusCode.ERROR))
+    with tracer.start_as_current_span("internal") as s:
+        s.set_status(Status(StatusCode.ERROR))
+    live.apply(Params.parse({"marker_trigger": {"latency_percentile": 90}}), 3, None)
+    for i in range(40):  # 40 fast ones, then one slow: only the slow one is a marker
+        with tracer.start_as_current_span("op"):
+            pass
+    with tracer.start_as_current_span("op"):
+        time.sleep(0.02)
+    provider.shutdown()
+    marked = [(s.name, s.attributes.get("adaprof.trigger")) for s in memory.get_finished_spans()
+              if s.attributes.get("adaprof.marker")]  # fmt: skip
+    assert marked == [("q", "any"), ("op", "p90")]
+
+
+def test_a_full_join_queue_sends_spans_on_without_samples_never_drops():
+    provider, memory, join, store, _live = _pipeline(Params(), hold_s=60.0, max_held=2)
+    tracer = provider.get_tracer("t")
+    for _ in range(5):
+        with tracer.start_as_current_span("work"):
+            pass
+    assert join.counters.overflow == 3 and len(memory.get_finished_spans()) == 3
+    store.set_watermark(time.time_ns())
+    join.release_ready()
+    assert len(memory.get_finished_spans()) == 5
+
+
+def test_samples_of_a_dead_thread_do_not_land_on_the_next_one_with_its_id():
+    store = SampleStore()
+    old, new = ("boot", "handle_old"), ("boot", "handle_new")
+    # py-spy saw the old stack since t=0 and the new thread's stack first at t=50
+    store.add_many(9, [(t, old, 0) for t in range(0, 50, 10)] + [(50, new, 50), (60, new, 50)])
+    got = [stack for _t, stack, _w in store.samples_between(9, 30, 70, born_ns=25)]
+    assert got == [new, new]
+    # a long-lived thread (born before) keeps them all
+    assert len(store.samples_between(9, 30, 70, born_ns=0)) == 4
+
+
+def test_bad_settings_are_reported_and_defaults_used():
+    s = AgentSettings.from_env({"ADAPROF_PROFILER": "perf", "ADAPROF_WINDOW_S": "-1",
+                                "ADAPROF_CONTROLLER_URL": "ftp://x"})  # fmt: skip
+    assert (s.profiler, s.window_s, s.controller_url) == ("auto", 5.0, None)
+    assert len(s.problems) == 3 and "ADAPROF_PROFILER='perf'" in s.problems[1]
+    bad = AgentSettings(params_json='{"stack_depth": 0}')
+    assert bad.local_params()[1] == "built-in defaults"
+
+
+def test_poller_keeps_params_and_backs_off_when_the_controller_is_unreachable():
+    live = LiveParams(Params(stack_depth=9))
+    live.apply(Params(stack_depth=9), 4, "s-1")
+    observer = WindowObserver(counts=Counts)
+    poller = Poller(
+        live, observer, lambda: AgentIdentity(service="x", instance_id="x-1"),
+        SampleStore().take_histogram, controller_url="http://127.0.0.1:9", window_s=1.0,
+        timeout_s=0.5,
+    )  # fmt: skip
+    waits = [poller.poll_once() for _ in range(4)]
+    assert live.current.version == 4 and live.params.stack_depth == 9
+    assert poller.failures == 4 and waits[-1] > waits[0] and max(waits) <= 60.0
