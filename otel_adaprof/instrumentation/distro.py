@@ -56,6 +56,8 @@ class AdaprofDistro(BaseDistro):  # type: ignore[misc]
     """Sets :data:`DISTRO_DEFAULTS` for the ``OTEL_*`` variables that are unset."""
 
     def _configure(self, **kwargs: Any) -> None:
+        if _disabled():
+            return
         for key, value in DISTRO_DEFAULTS.items():
             os.environ.setdefault(key, value)
 

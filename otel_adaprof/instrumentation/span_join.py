@@ -6,8 +6,10 @@ application's thread. A marker span is held in a bounded queue until the profile
 watermark passes its end (py-spy's samples arrive when its run ends) or it has waited
 ``hold_s``; a worker thread then reads the samples its thread took while it ran,
 adds the ``adaprof.*`` attributes (:mod:`~otel_adaprof.instrumentation.span_samples`)
-and hands the span on. Nothing is ever dropped here: a full queue, a shutdown or a
-failure sends the span on at once, without samples, and counts it.
+and hands the span on. Nothing is ever dropped here: a full queue sends the span on at
+once without samples (counted in ``overflow``, reported as ``queue_drops``); shutdown
+and ``force_flush`` send every held span on with the samples already in; a failure
+while attaching sends the span on as it was (counted in ``failures``).
 
     >>> from opentelemetry.sdk.trace import TracerProvider
     >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor

@@ -76,7 +76,7 @@ def test_markers_follow_filters_errors_and_the_latency_percentile():
     with tracer.start_as_current_span("internal") as s:
         s.set_status(Status(StatusCode.ERROR))
     live.apply(Params.parse({"marker_trigger": {"latency_percentile": 90}}), 3, None)
-    for i in range(40):  # 40 fast ones, then one slow: only the slow one is a marker
+    for _ in range(40):  # 40 fast ones, then one slow: only the slow one is a marker
         with tracer.start_as_current_span("op"):
             pass
     with tracer.start_as_current_span("op"):
