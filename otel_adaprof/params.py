@@ -96,7 +96,9 @@ MAX_OPERATION_RULES = 64
 MAX_OPERATION_NAME = 256
 
 #: Defaults used by agents without a controller and by the controller's built-in config.
-DEFAULT_SAMPLING_INTERVAL_MS = 50  # 20 Hz: well under 1 % of a core with --nonblocking
+DEFAULT_SAMPLING_INTERVAL_MS = (
+    50  # 20 Hz: a few % of a core with --nonblocking (docs/benchmarks.md)
+)
 DEFAULT_STACK_DEPTH = 64
 DEFAULT_TRACE_RATIO = 1.0
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import logging
 import os
 import socket
 import threading
 import uuid
+import weakref
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -77,7 +79,8 @@ class Agent:
         self.started = False
         self.attached = False
         self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._after_fork)
+        # A weak reference: the fork hook must not keep a forgotten agent alive.
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
 
     # parts --------------------------------------------------------------------------
 
@@ -86,6 +89,7 @@ class Agent:
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
             segment_s=s.segment_s, idle=s.profile_idle, pid=self.pid,
+            clock_beacon=s.clock_beacon,
         )  # fmt: skip
 
     def _new_poller(self) -> Poller:
@@ -237,7 +241,11 @@ class Agent:
         self.profiler.kill_children()  # the current profiler (a fork made a new one)
 
     def stop(self) -> None:
-        """Stop polling and profiling (bounded); held spans are released by the joins."""
+        """Stop polling and profiling (bounded); held spans are released by the joins.
+
+        A stopped agent stays stopped, also in a process forked later.
+        """
+        self.started = False
         self.poller.stop()
         self.profiler.stop()
 
@@ -267,3 +275,9 @@ class Agent:
         was_started, self.started = self.started, False
         if was_started:
             self.start()
+
+
+def _after_fork(ref: weakref.ReferenceType[Agent]) -> None:
+    agent = ref()
+    if agent is not None:
+        agent._after_fork()

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -117,6 +119,17 @@ def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
     return ",".join(parts) or "any"
 
 
+def _plain_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
+    """The span's attributes as a plain dict where the SDK keeps one.
+
+    ``span.attributes`` is a read-only proxy over ``BoundedAttributes``, where every
+    missing key costs a raised ``KeyError``; classification looks up a dozen keys.
+    """
+    bounded = getattr(span, "_attributes", None)
+    raw = getattr(bounded, "_dict", None)
+    return raw if isinstance(raw, dict) else span.attributes
+
+
 class MarkerProcessor(SpanProcessor):
     """Decides markers at ``on_end``; never blocks, never raises into the application."""
 
@@ -174,7 +187,7 @@ class MarkerProcessor(SpanProcessor):
         pct = trigger.latency_percentile
         threshold = self.latency.threshold(span.name, pct) if pct is not None else None
         self.latency.observe(span.name, duration_ms)
-        category = category_of(span.kind, span.attributes)
+        category = category_of(span.kind, _plain_attributes(span))
         is_error = span.status.status_code is StatusCode.ERROR
         if not params.span_filters.matches(category, is_error):
             return

@@ -62,6 +62,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "length of one py-spy run (whole seconds, 1-30); spans wait about this long"),
     EnvVar("ADAPROF_PROFILE_IDLE", "profile_idle", "true",
            "keep samples of waiting threads (py-spy --idle): spans show what they waited on"),
+    EnvVar("ADAPROF_CLOCK_BEACON", "clock_beacon", "true",
+           "place py-spy's samples on the wall clock with the clock beacon thread"),
     EnvVar("ADAPROF_WINDOW_S", "window_s", "5",
            "report window before the controller sets poll_interval_s (0.5-300)"),
     EnvVar("ADAPROF_POLL_TIMEOUT_S", "poll_timeout_s", "2",
@@ -93,6 +95,7 @@ class AgentSettings:
     py_spy_path: str | None = None
     segment_s: int = 2
     profile_idle: bool = True
+    clock_beacon: bool = True
     window_s: float = 5.0
     poll_timeout_s: float = 2.0
     stale_params_s: float = 300.0
@@ -191,6 +194,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "profiler": _profiler,
     "segment_s": _ranged(int, 1, 30),
     "profile_idle": _bool,
+    "clock_beacon": _bool,
     "window_s": _ranged(float, 0.5, 300.0),
     "poll_timeout_s": _ranged(float, 0.1, 60.0),
     "stale_params_s": _ranged(float, 1.0, 86_400.0),

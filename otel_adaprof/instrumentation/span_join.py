@@ -115,7 +115,11 @@ class SpanJoin(SpanProcessor):
         if info is None:
             self.downstream.on_end(span)
             return
-        if not self.profiling() or self._stopped:
+        if not self.profiling():
+            # No samples to attach: the span goes on as it is, at no cost.
+            self.downstream.on_end(span)
+            return
+        if self._stopped:
             self._forward(span, info, samples=False)
             return
         with self._lock:

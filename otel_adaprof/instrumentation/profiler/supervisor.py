@@ -39,6 +39,7 @@ from otel_adaprof.instrumentation.profiler.chrometrace import (
     load_events,
     parse_chrometrace,
 )
+from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
 from otel_adaprof.instrumentation.samples import SampleStore
@@ -71,6 +72,7 @@ class Profiler:
         segment_s: int = 2,
         idle: bool = True,
         pid: int | None = None,
+        clock_beacon: bool = True,
     ) -> None:
         self.live = live
         self.store = store
@@ -95,6 +97,9 @@ class Profiler:
         self._inproc_cpu_done = 0.0
         self._tmp: str | None = None
         self._lock = threading.Lock()
+        self.beacon = ClockBeacon()
+        self.use_beacon = clock_beacon
+        self.calibrated_runs = 0
 
     def _initial_backend(self) -> str:
         if self.choice == "off":
@@ -130,6 +135,7 @@ class Profiler:
         if run is not None:
             run.kill()
         self._stop_inprocess()
+        self.beacon.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         if self._tmp is not None:
@@ -176,12 +182,16 @@ class Profiler:
         try:
             while not self._stop.is_set():
                 params = self.live.params
+                if self.backend != ProfilerBackend.PY_SPY.value or not params.profiling_enabled:
+                    self.beacon.stop()
                 if not params.profiling_enabled or self.backend == ProfilerBackend.NONE.value:
                     self._stop_inprocess()
                     self.store.set_watermark(time.time_ns())
                     self._stop.wait(IDLE_TICK_S)
                 elif self.backend == ProfilerBackend.PY_SPY.value:
                     self._stop_inprocess()
+                    if self.use_beacon:
+                        self._start_beacon()
                     self._one_pyspy_run(params.rate_hz)
                 else:
                     self._keep_inprocess(params.sampling_interval_ms / 1000.0, params.stack_depth)
@@ -192,6 +202,13 @@ class Profiler:
             self.backend = ProfilerBackend.NONE.value
         finally:
             self._stop_inprocess()
+            self.beacon.stop()
+
+    def _start_beacon(self) -> None:
+        if not self.beacon.running:
+            self.beacon.start()
+            if self.beacon.ident is not None:
+                self.store.ignored.add(self.beacon.ident)
 
     def _keep_inprocess(self, interval_s: float, depth: int) -> None:
         sampler = self._inproc
@@ -239,8 +256,13 @@ class Profiler:
     def _ingest(self, result: RunResult, rate_hz: int) -> None:
         try:
             events = load_events(result.output or b"[]")
-            # py-spy's clock starts after it attached; anchor it at the end (see last_ts_us).
+            # py-spy's clock starts after it attached: anchor it at the end of the run
+            # (see last_ts_us), then to the millisecond with the clock beacon.
             anchor = result.ended_ns - last_ts_us(events) * 1000 - WRITE_LAG_NS
+            fine = self.beacon.calibrate(events, anchor, period_ns=1_000_000_000 // rate_hz)
+            if fine is not None:
+                anchor = fine
+                self.calibrated_runs += 1
             per_thread = parse_chrometrace(
                 events, started_at_ns=max(result.started_ns, anchor), rate_hz=rate_hz
             )
