@@ -23,7 +23,7 @@ on, its interval, its trace) is what the span join needs.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +38,8 @@ from otel_adaprof.instrumentation.live_params import LiveParams
 
 #: Markers remembered for the join at most (oldest forgotten first).
 MAX_MARKERS = 50_000
+#: Recent markers remembered per thread, to find concurrent ones (asyncio).
+PER_THREAD_MARKERS = 256
 #: Open spans whose thread is remembered at most (spans never ended are forgotten).
 MAX_OPEN_SPANS = 100_000
 
@@ -62,14 +64,24 @@ class MarkerBook:
     def __init__(self, limit: int = MAX_MARKERS) -> None:
         self.limit = limit
         self._by_span: OrderedDict[int, MarkerInfo] = OrderedDict()
+        self._by_thread: dict[int, deque[MarkerInfo]] = {}
         self._lock = threading.Lock()
 
     def add(self, span_id: int, info: MarkerInfo) -> None:
         """Remember a marker (forgetting the oldest beyond the limit)."""
         with self._lock:
             self._by_span[span_id] = info
+            recent = self._by_thread.get(info.tid)
+            if recent is None:
+                recent = self._by_thread[info.tid] = deque(maxlen=PER_THREAD_MARKERS)
+            recent.append(info)
             while len(self._by_span) > self.limit:
-                self._by_span.popitem(last=False)
+                _, old = self._by_span.popitem(last=False)
+                kept = self._by_thread.get(old.tid)
+                if kept is not None and kept and kept[0] is old:
+                    kept.popleft()
+                    if not kept:
+                        del self._by_thread[old.tid]
 
     def get(self, span_id: int) -> MarkerInfo | None:
         """The marker with this span id, if it is one."""
@@ -82,19 +94,14 @@ class MarkerBook:
         share the thread and a sample in the overlap cannot be told apart.
         """
         with self._lock:
-            recent = list(reversed(self._by_span.values()))
-        out = []
-        for other in recent[:2000]:
-            if other.end_ns < info.start_ns - 60_000_000_000:
-                break
-            if (
-                other.tid == info.tid
-                and other.trace_id != info.trace_id
-                and other.start_ns < info.end_ns
-                and other.end_ns > info.start_ns
-            ):
-                out.append(other)
-        return out
+            recent = list(self._by_thread.get(info.tid, ()))
+        return [
+            other
+            for other in recent
+            if other.trace_id != info.trace_id
+            and other.start_ns < info.end_ns
+            and other.end_ns > info.start_ns
+        ]
 
 
 @dataclass

@@ -136,3 +136,23 @@ def test_poller_keeps_params_and_backs_off_when_the_controller_is_unreachable():
     waits = [poller.poll_once() for _ in range(4)]
     assert live.current.version == 4 and live.params.stack_depth == 9
     assert poller.failures == 4 and waits[-1] > waits[0] and max(waits) <= 60.0
+
+
+def test_samples_in_the_overlap_of_concurrent_markers_are_counted_as_shared():
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from otel_adaprof.instrumentation.markers import MarkerInfo
+
+    live, book, store = LiveParams(Params()), MarkerBook(), SampleStore()
+    memory = InMemorySpanExporter()
+    join = SpanJoin(SimpleSpanProcessor(memory), book, store, live, hold_s=0.0)
+    # two requests of different traces on one event-loop thread (tid 1), overlapping 50-100
+    a = MarkerInfo(1, 0, 0, 100, trace_id=10, category="http", trigger="any", config_version=0)
+    b = MarkerInfo(1, 0, 50, 150, trace_id=20, category="http", trigger="any", config_version=0)
+    book.add(1, a)
+    book.add(2, b)
+    store.add_many(1, [(t, ("loop", f"handler_{t // 50}"), t) for t in range(0, 150, 10)])
+    span = join._with_samples(ReadableSpan(name="GET /a", start_time=0, end_time=100), a, True)
+    # samples at 0, 10, ..., 100 are a's; those at 50..100 are b's too
+    assert span.attributes["adaprof.sample_count"] == 11
+    assert span.attributes["adaprof.samples_shared"] == 6
