@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -62,6 +60,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Tracer
 
 import otel_adaprof
+from otel_adaprof.demo.bench import machine_description
 from otel_adaprof.demo.loadgen import LoadGenerator, percentile
 from otel_adaprof.demo.phases import Phase
 from otel_adaprof.demo.processes import Children
@@ -446,26 +445,6 @@ def _run_services(
 # output
 
 
-def machine() -> dict[str, Any]:
-    """Where it ran."""
-    return {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def markdown(result: dict[str, Any]) -> str:
     """The result as two markdown tables."""
     a = result["args"]
@@ -525,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--rate must be in (0, {MAX_RATE:g}], --seconds in (0, {MAX_SECONDS:g}]")
     started = time.monotonic()
     result: dict[str, Any] = {
-        "machine": machine(),
+        "machine": machine_description(),
         "args": vars(args) | {"command": " ".join([Path(sys.executable).name, *sys.argv])},
     }
     result["span_cost"] = span_cost(args.spans, args.reps, args.processor)
@@ -535,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         m = result["machine"]
-        print(f"machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}")
+        print(f"machine: {m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}")
         print()
         print(markdown(result))
         print()

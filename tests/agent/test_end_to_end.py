@@ -5,27 +5,17 @@ none; a params change from the controller shows in the next spans and reports.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.support.instrumented import InstrumentedService
 from tests.support.spans import read_spans, start_ns
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 HOT = "burn_cpu_hotspot"
-
-
-def _wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _drive(svc: InstrumentedService, seconds: float) -> None:
@@ -51,11 +41,11 @@ def test_markers_carry_samples_and_follow_the_controllers_params(tmp_path, sink,
     _session(ctl, first)
     with InstrumentedService(tmp_path, sink.endpoint, controller_url=ctl.url) as svc:
         # the agent polls at once and runs under the session's params
-        _wait_for(lambda: ctl.request("GET", "/v1/agents")["agents"], 15, "the agent's first poll")
+        wait_until(lambda: ctl.request("GET", "/v1/agents")["agents"], 15, "the agent's first poll")
         time.sleep(0.5)
         polled_at = time.time_ns()
         _drive(svc, 4.0)
-        spans = _wait_for(
+        spans = wait_until(
             lambda: [s for s in read_spans(sink.path) if s["name"] == "burn"
                      and s["attrs"].get("adaprof.sample_count", 0) > 0],
             20, "burn spans with samples",
@@ -89,7 +79,7 @@ def test_markers_carry_samples_and_follow_the_controllers_params(tmp_path, sink,
                 if start_ns(s) > changed_at + 2_500_000_000 and "adaprof.marker" in s["attrs"]
             ]
 
-        later = _wait_for(
+        later = wait_until(
             lambda: (rows := after_change()) and {r["attrs"]["adaprof.category"] for r in rows}
             >= {"db", "http", "internal"} and rows, 20, "markers of every category",
         )  # fmt: skip

@@ -19,6 +19,7 @@ from otel_adaprof.protocol import PollResponse, encode
 from tests.support.controller import ControllerProcess
 from tests.support.instrumented import InstrumentedService, pyspy_reading
 from tests.support.spans import read_spans
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,16 +46,6 @@ def _sampled(path: Path, since_ns: int = 0, backend: str | None = None) -> list[
     ]  # fmt: skip
 
 
-def _wait(check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.3)
-    return check()
-
-
 def test_py_spy_refused_permission_falls_back_to_the_in_process_sampler(tmp_path, sink):
     # What py-spy says in a container without CAP_SYS_PTRACE, found first on PATH.
     bin_dir = tmp_path / "bin"
@@ -66,7 +57,7 @@ def test_py_spy_refused_permission_falls_back_to_the_in_process_sampler(tmp_path
            "ADAPROF_PARAMS": json.dumps({"sampling_interval_ms": 5})}  # fmt: skip
     with InstrumentedService(tmp_path, sink.endpoint, env=env) as svc:
         _drive(svc, 4.0)
-        spans = _wait(lambda: _sampled(sink.path, backend="in-process"), 10)
+        spans = wait_until(lambda: _sampled(sink.path, backend="in-process"), 10)
         assert spans, svc.log()[-2000:]
         assert any(HOT in s["attrs"]["adaprof.top_frame"] for s in spans)
     assert "falling back to the in-process sampler" in svc.log()
@@ -78,7 +69,7 @@ def test_py_spy_missing_uses_the_in_process_sampler(tmp_path, sink):
            "ADAPROF_PARAMS": json.dumps({"sampling_interval_ms": 5})}  # fmt: skip
     with InstrumentedService(tmp_path, sink.endpoint, env=env) as svc:
         _drive(svc, 2.0)
-        assert _wait(lambda: _sampled(sink.path, backend="in-process"), 10), svc.log()[-2000:]
+        assert wait_until(lambda: _sampled(sink.path, backend="in-process"), 10), svc.log()[-2000:]
         assert svc.pyspy_pids() == []
 
 
@@ -88,7 +79,7 @@ def test_py_spy_killed_mid_run_is_restarted_and_the_app_is_unaffected(tmp_path, 
         _drive(svc, 1.5)
         killed = 0
         for _ in range(3):
-            pids = _wait(svc.pyspy_pids, 5)
+            pids = wait_until(svc.pyspy_pids, 5)
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
@@ -96,7 +87,7 @@ def test_py_spy_killed_mid_run_is_restarted_and_the_app_is_unaffected(tmp_path, 
         assert killed >= 3
         after = time.time_ns()
         _drive(svc, 3.0)
-        spans = _wait(lambda: _sampled(sink.path, after, backend="py-spy"), 10)
+        spans = wait_until(lambda: _sampled(sink.path, after, backend="py-spy"), 10)
         assert spans, svc.log()[-2000:]
     assert "py-spy run failed" in svc.log()
 
@@ -112,7 +103,7 @@ def test_controller_down_then_back(tmp_path, sink):
         ctl.request("POST", "/v1/sessions", body)
         env = {"ADAPROF_POLL_TIMEOUT_S": "0.5"}
         with InstrumentedService(tmp_path, sink.endpoint, controller_url=ctl.url, env=env) as svc:
-            _wait(lambda: ctl.request("GET", "/v1/agents")["agents"], 10)
+            wait_until(lambda: ctl.request("GET", "/v1/agents")["agents"], 10)
             baseline = _drive(svc, 2.0)
             ctl.kill()
             down_at = time.time_ns()
@@ -132,7 +123,7 @@ def test_controller_down_then_back(tmp_path, sink):
             ctl = ControllerProcess(tmp_path / "adaprof.db", "--config", str(cfg), "--port", port)
             ctl.start()
             back_at = time.time()
-            agents = _wait(
+            agents = wait_until(
                 lambda: [a for a in ctl.request("GET", "/v1/agents")["agents"]
                          if a["last_seen"] > back_at],
                 30,
@@ -184,11 +175,11 @@ def test_params_out_of_bounds_from_the_controller_are_refused(tmp_path, sink):
     bad = _BadController()
     try:
         with InstrumentedService(tmp_path, sink.endpoint, controller_url=bad.url) as svc:
-            _wait(lambda: bad.polls >= 5, 20)
+            wait_until(lambda: bad.polls >= 5, 20)
             since = time.time_ns()
             _drive(svc, 2.0)
             time.sleep(1.0)
-            spans = _wait(lambda: [s for s in read_spans(sink.path)
+            spans = wait_until(lambda: [s for s in read_spans(sink.path)
                                    if int(s["startTimeUnixNano"]) > since
                                    and "adaprof.marker" in s["attrs"]], 10)  # fmt: skip
             assert spans and all(s["attrs"]["adaprof.stack_depth"] == 7 for s in spans)
@@ -205,8 +196,8 @@ def test_service_exit_leaves_no_py_spy_behind(tmp_path, sink, sig):
     svc = InstrumentedService(tmp_path, sink.endpoint, env=env).start()
     _drive(svc, 1.0)
     pid = svc.proc.pid
-    assert _wait(lambda: pyspy_reading(pid), 5)
+    assert wait_until(lambda: pyspy_reading(pid), 5)
     svc.stop(sig)
     # SIGTERM: killed at exit; SIGKILL: py-spy stops by itself when its target is gone
-    left = _wait(lambda: not pyspy_reading(pid), 8 if sig == signal.SIGKILL else 3)
+    left = wait_until(lambda: not pyspy_reading(pid), 8 if sig == signal.SIGKILL else 3)
     assert left, pyspy_reading(pid)
