@@ -110,6 +110,11 @@ class Agent:
         """``service.name`` of the tracer provider's resource (or ``OTEL_SERVICE_NAME``)."""
         return self._service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
 
+    def name_service(self, name: str | None, *, override: bool = True) -> None:
+        """Set the service name (``override=False``: only if none was set yet)."""
+        if name and (override or self._service_name is None):
+            self._service_name = str(name)
+
     @property
     def instance_id(self) -> str:
         """Unique per process; stable across reconnects."""
@@ -193,9 +198,8 @@ class Agent:
         with self._lock:
             if self.attached:
                 return True
-            resource_name = provider.resource.attributes.get("service.name")
-            if resource_name and not self._service_name:
-                self._service_name = str(resource_name)
+            name = provider.resource.attributes.get("service.name")
+            self.name_service(str(name) if name else None, override=False)
             multi = getattr(provider, "_active_span_processor", None)
             existing = getattr(multi, "_span_processors", None)
             if multi is None or not isinstance(existing, tuple):

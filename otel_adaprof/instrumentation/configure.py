@@ -87,7 +87,7 @@ def configure(
             trace.set_tracer_provider(tracer_provider)
         return agent
     if service_name:
-        agent._service_name = service_name
+        agent.name_service(service_name)
     if params is not None:
         agent.apply_local(params if isinstance(params, Params) else Params.parse(params))
     if tracer_provider is None and not agent.attached:
@@ -101,7 +101,7 @@ def configure(
         trace.set_tracer_provider(tracer_provider)
         name = tracer_provider.resource.attributes.get("service.name")
         if name and not service_name:
-            agent._service_name = str(name)
+            agent.name_service(str(name))
     elif tracer_provider is not None:
         agent.attach(tracer_provider)
     if start:

@@ -81,8 +81,7 @@ class AdaprofConfigurator(_OTelSDKConfigurator):
         provider = trace.get_tracer_provider()
         if isinstance(provider, TracerProvider):
             name = provider.resource.attributes.get("service.name")
-            if name and agent._service_name is None:
-                agent._service_name = str(name)
+            agent.name_service(str(name) if name else None, override=False)
         agent.attached = True
         agent.start()
 
