@@ -9,7 +9,8 @@ A stack is a tuple of frames, root first; truncating to a depth keeps the leaf e
     'burn (shop/work.py:12)'
     >>> collapse(("main (a.py:1)", "handle (b.py:2)", "burn (c.py:3)"), depth=2)
     'handle (b.py:2);burn (c.py:3)'
-    >>> is_waiting(("serve_forever (socketserver.py:233)", "select (selectors.py:415)"))
+    >>> is_waiting(("serve_forever (socketserver.py:233)",
+    ...             "_PollLikeSelector.select (selectors.py:415)"))
     True
 """
 
@@ -22,38 +23,30 @@ from functools import lru_cache
 
 Stack = tuple[str, ...]
 
-#: ``(file name, function)`` pairs of the standard library where a thread waits rather
-#: than runs: a sample whose leaf is one of these is *waiting*. Waiting samples stay on
-#: the spans they fall in (they show what a slow span waited on) but are left out of
-#: the CPU histogram sent to the controller.
+#: ``(file name, function name)`` pairs of the standard library where a thread waits
+#: rather than runs (the class, if any, is ignored: ``_PollLikeSelector.select`` is
+#: ``select``). A sample whose leaf is one of these is *waiting*: it stays on the spans
+#: it falls in (it shows what a slow span waited on) but is left out of the CPU
+#: histogram sent to the controller.
 WAIT_FRAMES: frozenset[tuple[str, str]] = frozenset(
     {
         ("selectors.py", "select"),
-        ("selectors.py", "EpollSelector.select"),
-        ("selectors.py", "PollSelector.select"),
-        ("selectors.py", "SelectSelector.select"),
         ("threading.py", "wait"),
-        ("threading.py", "Condition.wait"),
-        ("threading.py", "Event.wait"),
         ("threading.py", "_wait_for_tstate_lock"),
-        ("threading.py", "Thread._wait_for_tstate_lock"),
-        ("threading.py", "Thread.join"),
+        ("threading.py", "join"),
         ("queue.py", "get"),
-        ("queue.py", "Queue.get"),
         ("socket.py", "accept"),
-        ("socket.py", "socket.accept"),
         ("socket.py", "readinto"),
-        ("socket.py", "SocketIO.readinto"),
         ("socketserver.py", "serve_forever"),
-        ("socketserver.py", "BaseServer.serve_forever"),
         ("ssl.py", "read"),
-        ("ssl.py", "SSLSocket.read"),
+        ("ssl.py", "recv_into"),
         ("subprocess.py", "_wait"),
-        ("subprocess.py", "Popen._wait"),
+        ("subprocess.py", "wait"),
+        ("subprocess.py", "_communicate"),
         ("base_events.py", "_run_once"),
-        ("base_events.py", "BaseEventLoop._run_once"),
         ("connection.py", "_recv"),
-        ("connection.py", "Connection._recv"),
+        ("connection.py", "_recv_bytes"),
+        ("connection.py", "_poll"),
     }
 )
 
@@ -87,7 +80,7 @@ def collapse(stack: Sequence[str], depth: int) -> str:
 def _leaf_key(frame: str) -> tuple[str, str]:
     name, _, rest = frame.partition(" (")
     file = rest.rsplit(":", 1)[0].rsplit("/", 1)[-1]
-    return file, name
+    return file, name.rsplit(".", 1)[-1]
 
 
 def is_waiting(stack: Sequence[str]) -> bool:
