@@ -34,6 +34,7 @@ from otel_adaprof.instrumentation.markers import MarkerBook, MarkerProcessor, Sp
 from otel_adaprof.instrumentation.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.poller import Poller
+from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
 from otel_adaprof.instrumentation.samples import SampleStore
 from otel_adaprof.instrumentation.settings import AgentSettings
@@ -66,7 +67,10 @@ class Agent:
         self.counters = SpanCounters()
         self.latency = LatencyTracker()
         self.store = SampleStore(retention_s=settings.hold_s + 10.0)
-        self.marker_processor = MarkerProcessor(self.live, self.book, self.latency, self.counters)
+        self.liveness = ThreadLiveness()
+        self.marker_processor = MarkerProcessor(
+            self.live, self.book, self.latency, self.counters, self.liveness
+        )
         self.joins: list[SpanJoin] = []
         self.exporters: list[MeteredSpanExporter] = []
         self._service_name = service_name
@@ -89,7 +93,7 @@ class Agent:
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
             segment_s=s.segment_s, idle=s.profile_idle, pid=self.pid,
-            clock_beacon=s.clock_beacon,
+            clock_beacon=s.clock_beacon, liveness=self.liveness,
         )  # fmt: skip
 
     def _new_poller(self) -> Poller:

@@ -35,6 +35,7 @@ from opentelemetry.trace import StatusCode
 from otel_adaprof.instrumentation.categories import category_of
 from otel_adaprof.instrumentation.latency import LatencyTracker
 from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 
 #: Markers remembered for the join at most (oldest forgotten first).
 MAX_MARKERS = 50_000
@@ -146,12 +147,14 @@ class MarkerProcessor(SpanProcessor):
         book: MarkerBook,
         latency: LatencyTracker | None = None,
         counters: SpanCounters | None = None,
+        liveness: ThreadLiveness | None = None,
     ) -> None:
         self.live = live
         self.book = book
         self.latency = latency or LatencyTracker()
         self.counters = counters or SpanCounters()
-        self._threads: dict[int, tuple[int, int]] = {}
+        self.liveness = liveness
+        self._threads: dict[int, tuple[int, int, int]] = {}
         self._generations: dict[int, tuple[int, int]] = {}
         self.errors = 0
 
@@ -167,7 +170,7 @@ class MarkerProcessor(SpanProcessor):
             if len(self._generations) > MAX_OPEN_SPANS:
                 self._generations.clear()
         threads = self._threads
-        threads[span.context.span_id] = (ident, gen[1])
+        threads[span.context.span_id] = (ident, gen[1], native)
         if len(threads) > MAX_OPEN_SPANS:
             for key in list(threads)[: MAX_OPEN_SPANS // 2]:
                 threads.pop(key, None)
@@ -187,6 +190,8 @@ class MarkerProcessor(SpanProcessor):
         start, end = span.start_time, span.end_time
         if thread is None or start is None or end is None:
             return
+        if self.liveness is not None:  # the span proves its thread was alive
+            self.liveness.span(thread[0], thread[2], start, end)
         duration_ms = (end - start) / 1e6
         current = self.live.current
         params = current.params

@@ -130,6 +130,8 @@ class Poller:
 
     def poll_once(self, first: bool = False) -> float:
         """Close the window, report it, apply the answer; seconds until the next poll."""
+        if not self.controller_url:
+            return self.window_s  # nobody to report to: nothing is measured or taken
         current = self.live.current
         if first:
             request = PollRequest(agent=self.identity(), config_version=current.version)
@@ -141,8 +143,6 @@ class Poller:
                 window=self.observer.close_window(),
                 stacks=self.histogram(current.params.stack_depth),
             )
-        if not self.controller_url:
-            return self.window_s
         started = time.monotonic()
         try:
             answer = self._send(request)

@@ -7,7 +7,8 @@ py-spy sees each move at its next sample, so for every move ``k`` the event's ti
 is about ``wall_k − ts_k`` plus the delay until that sample; with fifty moves a second
 the median over a run, plus half a sampling period, puts samples where they were
 taken (see :meth:`ClockBeacon.calibrate`). The beacon's own samples are never
-kept (its thread is ignored by the sample store).
+kept (its thread is ignored by the sample store). Every 5 ms it also notes which
+threads are alive (:class:`~otel_adaprof.instrumentation.profiler.liveness.ThreadLiveness`).
 
     >>> beacon = ClockBeacon()
     >>> beacon.moves.extend([(0, 1_000_000_000), (1, 1_020_000_000), (2, 1_040_000_000)])
@@ -19,11 +20,16 @@ kept (its thread is ignored by the sample store).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+
+log = logging.getLogger("otel_adaprof.agent")
 
 #: Seconds between two moves of the beacon.
 PERIOD_S = 0.02
@@ -33,23 +39,31 @@ MATCH_WINDOW_NS = 35_000_000
 #: Fewer matched moves than this: keep the rough anchor.
 MIN_MATCHES = 3
 
-_STOP = threading.Event()
+#: Snapshots of the living threads per move (one every 5 ms).
+SNAPSHOTS_PER_MOVE = 4
 
 
-def _adaprof_clock_0(stop: threading.Event) -> None:
-    stop.wait(PERIOD_S)
+def _hold(stop: threading.Event, between: Callable[[], None]) -> None:
+    for _ in range(SNAPSHOTS_PER_MOVE):
+        between()
+        if stop.wait(PERIOD_S / SNAPSHOTS_PER_MOVE):
+            return
 
 
-def _adaprof_clock_1(stop: threading.Event) -> None:
-    stop.wait(PERIOD_S)
+def _adaprof_clock_0(stop: threading.Event, between: Callable[[], None]) -> None:
+    _hold(stop, between)
 
 
-def _adaprof_clock_2(stop: threading.Event) -> None:
-    stop.wait(PERIOD_S)
+def _adaprof_clock_1(stop: threading.Event, between: Callable[[], None]) -> None:
+    _hold(stop, between)
 
 
-def _adaprof_clock_3(stop: threading.Event) -> None:
-    stop.wait(PERIOD_S)
+def _adaprof_clock_2(stop: threading.Event, between: Callable[[], None]) -> None:
+    _hold(stop, between)
+
+
+def _adaprof_clock_3(stop: threading.Event, between: Callable[[], None]) -> None:
+    _hold(stop, between)
 
 
 _STEPS = (_adaprof_clock_0, _adaprof_clock_1, _adaprof_clock_2, _adaprof_clock_3)
@@ -59,7 +73,8 @@ _NAMES = {f.__name__: i for i, f in enumerate(_STEPS)}
 class ClockBeacon:
     """The beacon thread and the moves it made (the last few seconds' worth)."""
 
-    def __init__(self) -> None:
+    def __init__(self, liveness: ThreadLiveness | None = None) -> None:
+        self.liveness = liveness
         self.moves: deque[tuple[int, int]] = deque(maxlen=4096)
         self.ident: int | None = None
         self._stop = threading.Event()
@@ -91,11 +106,20 @@ class ClockBeacon:
         self.ident = threading.get_ident()
         stop = self._stop
         k = 0
-        while not stop.is_set():
-            step = k % len(_STEPS)
-            self.moves.append((step, time.time_ns()))
-            _STEPS[step](stop)
-            k += 1
+        try:
+            while not stop.is_set():
+                step = k % len(_STEPS)
+                self.moves.append((step, time.time_ns()))
+                _STEPS[step](stop, self._snapshot)
+                k += 1
+        except Exception:  # without the beacon, samples keep the rough clock
+            self.moves.clear()
+            log.exception("otel-adaprof: clock beacon stopped")
+
+    def _snapshot(self) -> None:
+        if self.liveness is not None:  # which threads live, for ThreadLiveness
+            alive = {t.ident or 0: t.native_id or 0 for t in threading.enumerate()}
+            self.liveness.seen(alive, time.time_ns())
 
     def calibrate(
         self, events: Sequence[Mapping[str, Any]], rough_t0_ns: int, period_ns: int = 0
@@ -119,9 +143,7 @@ class ClockBeacon:
             if step is None or not isinstance(ts, (int, float)):
                 continue
             seen_at = rough_t0_ns + int(ts * 1000)
-            candidates = [
-                w for s, w in moves if s == step and abs(seen_at - w) <= MATCH_WINDOW_NS
-            ]
+            candidates = [w for s, w in moves if s == step and abs(seen_at - w) <= MATCH_WINDOW_NS]
             if not candidates:
                 continue
             estimates.append(max(candidates) - int(ts * 1000))

@@ -41,6 +41,7 @@ from otel_adaprof.instrumentation.profiler.chrometrace import (
 )
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
+from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
 from otel_adaprof.instrumentation.samples import SampleStore
 from otel_adaprof.protocol import ProfilerBackend
@@ -73,6 +74,7 @@ class Profiler:
         idle: bool = True,
         pid: int | None = None,
         clock_beacon: bool = True,
+        liveness: ThreadLiveness | None = None,
     ) -> None:
         self.live = live
         self.store = store
@@ -97,7 +99,9 @@ class Profiler:
         self._inproc_cpu_done = 0.0
         self._tmp: str | None = None
         self._lock = threading.Lock()
-        self.beacon = ClockBeacon()
+        self.liveness = liveness or ThreadLiveness()
+        self.beacon = ClockBeacon(self.liveness)
+        self.dead_thread_samples = 0
         self.use_beacon = clock_beacon
         self.calibrated_runs = 0
 
@@ -270,6 +274,14 @@ class Profiler:
             self.parse_errors += 1
             log.warning("otel-adaprof: py-spy output skipped: %s", exc)
             per_thread = {}
+        if self.liveness.snapshots:
+            # py-spy goes on with an exited thread's last stack: keep what it lived.
+            alive = self.liveness.alive
+            for tid, samples in per_thread.items():
+                kept = [s for s in samples if alive(tid, s[0])]
+                self.dead_thread_samples += len(samples) - len(kept)
+                per_thread[tid] = kept
+            self.liveness.forget_before(result.started_ns - 60_000_000_000)
         for tid, samples in per_thread.items():
             self.store.add_many(tid, samples)
         self.store.set_watermark(result.ended_ns)

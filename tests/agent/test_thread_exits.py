@@ -1,0 +1,64 @@
+"""Threads that exit (one thread per request) do not multiply their last stack.
+
+py-spy reports nothing when a thread exits, so without the agent's thread liveness
+an exited thread's last stack runs on until py-spy's file ends. Real py-spy, reading
+this test's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PROBE = textwrap.dedent(
+    """
+    import json, threading, time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    memory = InMemorySpanExporter()
+    agent = otel_adaprof.configure(
+        service_name="exits", exporter=memory, params={"sampling_interval_ms": 10},
+        settings=AgentSettings(profiler="py-spy", segment_s=2))
+    tracer = trace.get_tracer("exits")
+
+    def burn_probe():
+        end = time.thread_time() + 0.03
+        while time.thread_time() < end:
+            pass
+
+    def request():
+        with tracer.start_as_current_span("request"):
+            burn_probe()
+
+    time.sleep(1.0)
+    for _ in range(5):
+        t = threading.Thread(target=request)
+        t.start(); t.join(); time.sleep(0.2)
+    time.sleep(4.5)
+    histogram = agent.store.take_histogram(64)
+    seen = sum(s.count for s in histogram.stacks if "burn_probe" in s.stack)
+    spans = [s for s in memory.get_finished_spans() if s.name == "request"]
+    expected = sum(s.end_time - s.start_time for s in spans) / 1e9 * 100
+    print(json.dumps({"seen": seen, "expected": expected,
+                      "dropped": agent.profiler.dead_thread_samples}))
+    """
+)
+
+
+def test_exited_threads_keep_only_the_samples_of_their_life():
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["dropped"] > 0
+    assert 0.5 * got["expected"] <= got["seen"] <= 2.0 * got["expected"], got
