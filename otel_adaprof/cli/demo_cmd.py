@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from otel_adaprof.demo.run import DemoProgress, run_demo
+from otel_adaprof.demo.timeline import param_change_labels
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -41,7 +42,10 @@ def progress_view(p: DemoProgress, last: int = 8) -> Group:
         f"spans received: {p.spans}   session samples: {p.samples:g} "
         f"(in workload functions: {p.workload_samples:g})"
     )
-    bar = ProgressBar(total=max(p.duration_s, 1.0), completed=min(p.elapsed_s, p.duration_s))
+    # In a grid so that the bar ends its line (a bare ProgressBar does not, and the
+    # console crops whatever follows it on the same line).
+    bar = Table.grid(expand=True)
+    bar.add_row(ProgressBar(total=max(p.duration_s, 1.0), completed=min(p.elapsed_s, p.duration_s)))
     table = Table(box=None, header_style="bold cyan", pad_edge=False)
     for col in ("t (s)", "action", "ver", "rate Hz", "depth", "ratio", "reward",
                 "prof CPU", "markers/s", "samples/s"):  # fmt: skip
@@ -127,6 +131,11 @@ def demo(
         table.add_row(key, str(value))
     console.print(table)
     start = result.phase_started_at.get("steady", 0.0)
-    for t, before, after in result.params_changes:
-        console.print(f"  params change at {t - start:+.0f} s: {before} → {after}")
+    for name, t in sorted(result.phase_started_at.items(), key=lambda kv: kv[1]):
+        console.print(f"  phase {name} from {t - start:+.0f} s", highlight=False)
+    for t, before, after, action in param_change_labels(result.rows):
+        console.print(
+            f"  params change at {t - start:+.0f} s ({action or 'policy'}): {before} → {after}",
+            highlight=False,
+        )
     console.print(f"open [bold]{out / 'index.html'}[/] in a browser")

@@ -43,7 +43,14 @@ from otel_adaprof.demo.bench_figures import (
     profile_diff,
 )
 from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
-from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_error, samples_needed
+from otel_adaprof.demo.ground_truth import (
+    GROUND_TRUTH,
+    function_of,
+    function_shares,
+    l1_error,
+    run_truth,
+    samples_needed,
+)
 from otel_adaprof.demo.loadgen import LoadGenerator, LoadResult
 from otel_adaprof.demo.phases import schedule
 from otel_adaprof.demo.processes import Children
@@ -66,6 +73,22 @@ STATIC_PARAMS: dict[str, Params] = {
 }
 #: Profiler CPU budget of the heuristic and adaptive sessions (fraction of a core).
 BUDGET_CPU = 0.05
+#: The agent's py-spy run length (``ADAPROF_PROFILE_SEGMENT_S``, its default).
+SEGMENT_S = 2.0
+
+
+def report_lag_s(window_s: float) -> float:
+    """Mean delay between a stack sample and its reaching the session profile.
+
+    A sample waits for the end of its py-spy run (half a segment on average), then for
+    the agent's next poll and the benchmark's next look at the profile (about half a
+    window each). Per-phase profile figures read the profile this much later than the
+    phase boundaries, so that samples count in the phase they were taken in.
+
+    >>> report_lag_s(3.0)
+    4.0
+    """
+    return window_s + SEGMENT_S / 2.0
 
 
 @dataclass(frozen=True)
@@ -217,12 +240,15 @@ def _bench(
         time.sleep(2 * settings.window_s + 1.0)
         phases = schedule(settings.duration_s, settings.rate_rps)
         gens = {n: LoadGenerator(r.port, phases) for n, r in runs.items()}
-        threads = [
-            threading.Thread(
-                target=lambda n=n: setattr(runs[n], "load", gens[n].run()), daemon=True
-            )
-            for n in runs
-        ]
+        failures: dict[str, BaseException] = {}
+
+        def drive(name: str) -> None:
+            try:
+                runs[name].load = gens[name].run()
+            except BaseException as exc:  # raised in the main thread after the run
+                failures[name] = exc
+
+        threads = [threading.Thread(target=drive, args=(n,), daemon=True) for n in runs]
         t0 = time.monotonic()
         for th in threads:
             th.start()
@@ -242,7 +268,11 @@ def _bench(
         finally:
             for gen in gens.values():
                 gen.stop()
-        time.sleep(settings.window_s + 1.0)
+        load_end = time.time()
+        for name, exc in failures.items():
+            raise RuntimeError(f"the load generator of {name} failed: {exc}") from exc
+        # The last phase's samples reach the controller up to a segment and a window late.
+        time.sleep(settings.window_s + SEGMENT_S + 1.0)
         now = time.time()
         for run in runs.values():
             times = psutil.Process(run.pid).cpu_times()
@@ -257,12 +287,15 @@ def _bench(
     finally:
         for run in runs.values():
             run.sink.stop()
-    result = _figures(runs, timelines, settings, folder)
+    result = _figures(runs, timelines, settings, folder, load_end)
+    adaptive_load = runs["adaptive"].load
+    served = {n: st.ok for n, st in adaptive_load.per_phase.items()} if adaptive_load else {}
     write_report(
         out / "adaptive-report", raw_adaptive, runs["adaptive"].snapshots[-1][1],
-        summary={"configuration": "adaptive", "truth_phase": "hot_path"},
-        marks=[(t, n) for n, t in (runs["adaptive"].load.phase_started_at.items()
-                                   if runs["adaptive"].load else [])],
+        summary={"configuration": "adaptive", "truth": run_truth(served),
+                 "truth_label": "whole run, by requests served per phase"},
+        marks=[(t, n) for n, t in (adaptive_load.phase_started_at.items()
+                                   if adaptive_load else [])],
     )  # fmt: skip
     (out / "bench.json").write_text(json.dumps(result, indent=1))
     (out / "bench.md").write_text(markdown_table(result))
@@ -288,9 +321,10 @@ def _at(series: list[tuple[float, Any]], t: float) -> Any:
 
 def _figures(
     runs: dict[str, _Run], timelines: dict[str, list[TimelineRow]], settings: BenchSettings,
-    folder: Path,
+    folder: Path, load_end: float,
 ) -> dict[str, Any]:  # fmt: skip
     phases = schedule(settings.duration_s, settings.rate_rps)
+    lag = report_lag_s(settings.window_s)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for name, run in runs.items():
         load = run.load
@@ -306,13 +340,16 @@ def _figures(
             if start is None:
                 continue
             nxt = phases[i + 1].name if i + 1 < len(phases) else None
-            end = started.get(nxt, run.cpu[-1][0]) if nxt else run.snapshots[-1][0]
+            end = started.get(nxt, load_end) if nxt else load_end
             span_s = max(end - start, 1e-6)
             stats = load.per_phase[phase.name] if load else None
-            gained = profile_diff(_at(run.snapshots, end), _at(run.snapshots, start))
+            gained = profile_diff(_at(run.snapshots, end + lag), _at(run.snapshots, start + lag))
             shares = function_shares(gained)
             truth = GROUND_TRUTH[phase.name]
             samples = sum(gained.values())
+            # Samples in the named functions: what the share estimate rests on (the
+            # rest are framework, I/O and the agent's own threads).
+            workload = sum(n for st, n in gained.items() if function_of(st) is not None)
             rows = [r for r in timelines[name] if start <= r.t < end]
             prof = [r.profiler_cpu_fraction for r in rows if r.profiler_cpu_fraction is not None]
             app_cpu = _at(run.cpu, end) - _at(run.cpu, start)
@@ -326,14 +363,15 @@ def _figures(
                 "p99_ms": round(stats.p99_ms, 3) if stats else None,
                 "bytes_per_s": round(sent_bytes / span_s, 1),
                 "samples": samples,
-                "profile_error_l1": round(l1_error(truth, shares), 4) if samples else None,
+                "workload_samples": workload,
+                "profile_error_l1": round(l1_error(truth, shares), 4) if workload else None,
                 "marker_coverage": marker_coverage(spans, start, end),
                 "requests_ok": stats.ok if stats else 0,
             }  # fmt: skip
             if truth[HOT_PATH] > 0:
                 needed = samples_needed(truth[HOT_PATH], max(hot_err, 0.02))
                 fig["samples_needed_for_hot_share"] = needed
-                fig["sample_efficiency"] = efficiency(samples, needed)
+                fig["sample_efficiency"] = efficiency(workload, needed)
             table[name][phase.name] = fig
         onset = started.get("hot_path")
         hot_share = GROUND_TRUTH["hot_path"][HOT_PATH]
@@ -345,7 +383,8 @@ def _figures(
     _relative_to_off(table)
     return {
         "settings": asdict(settings),
-        "machine": _machine(),
+        "profile_read_lag_s": lag,
+        "machine": machine_description(),
         "configurations": table,
         "ground_truth": GROUND_TRUTH,
     }
@@ -361,7 +400,8 @@ def _relative_to_off(table: dict[str, dict[str, dict[str, Any]]]) -> None:
                     fig[key + "_vs_off"] = round(fig[key] / base[key], 3)
 
 
-def _machine() -> dict[str, Any]:
+def machine_description() -> dict[str, Any]:
+    """Where a benchmark ran: cores, CPU model, Python, platform."""
     return {
         "cpus": os.cpu_count(),
         "cpu_model": _cpu_model(),
@@ -392,7 +432,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         ("profiler CPU (core)", "profiler_cpu"),
         ("app CPU/req vs off", "app_cpu_ms_per_request_vs_off"),
         ("p50 vs off", "p50_ms_vs_off"), ("p99 vs off", "p99_ms_vs_off"),
-        ("bytes/s", "bytes_per_s"), ("samples", "samples"), ("L1 error", "profile_error_l1"),
+        ("bytes/s", "bytes_per_s"), ("samples", "samples"),
+        ("workload samples", "workload_samples"), ("L1 error", "profile_error_l1"),
         ("marker coverage", "marker_coverage"), ("sample efficiency", "sample_efficiency"),
     ]  # fmt: skip
     lines = [

@@ -19,6 +19,8 @@ from otel_adaprof.controller.client import ControllerClientError
 
 #: Seconds any single call may take.
 TIMEOUT_S = 10.0
+#: Tries of a ``GET`` before its error is raised.
+GET_ATTEMPTS = 3
 
 
 class ControllerError(RuntimeError):
@@ -46,10 +48,16 @@ class ControllerClient:
         self._http = HTTPClient(self.base_url, token=token, timeout=TIMEOUT_S)
 
     def _call(self, method: str, path: str, body: Any = None) -> bytes:
-        try:
-            return self._http.raw(method, path, body)
-        except ControllerClientError as exc:
-            raise ControllerError(str(exc)) from None
+        # Reads are retried: on a loaded machine one may time out while the next works.
+        attempts = GET_ATTEMPTS if method == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                return self._http.raw(method, path, body)
+            except ControllerClientError as exc:
+                if attempt + 1 == attempts:
+                    raise ControllerError(str(exc)) from None
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def json(self, method: str, path: str, body: Any = None) -> Any:
         """Call and decode a JSON answer."""
@@ -60,9 +68,9 @@ class ControllerClient:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                self._call("GET", "/healthz")
+                self._http.raw("GET", "/healthz")
                 return
-            except (OSError, ControllerError):
+            except (OSError, ControllerClientError):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"controller at {self.base_url} not ready") from None
                 time.sleep(0.2)

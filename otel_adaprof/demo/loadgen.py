@@ -146,11 +146,18 @@ class LoadGenerator:
         finally:
             conn.close()
 
-    def set_hot_path(self, on: bool) -> None:
+    def set_hot_path(self, on: bool, attempts: int = 3) -> None:
         """Flip the service's hot-path switch (raises if the service does not answer)."""
-        status = self._request("POST", f"/control/hot-path?on={1 if on else 0}")
-        if status != 200:
-            raise RuntimeError(f"hot-path switch answered HTTP {status}")
+        for attempt in range(attempts):
+            try:
+                status = self._request("POST", f"/control/hot-path?on={1 if on else 0}")
+            except OSError:
+                if attempt + 1 == attempts:
+                    raise
+                continue
+            if status != 200:
+                raise RuntimeError(f"hot-path switch answered HTTP {status}")
+            return
 
     def _send(self, path: str, stats: PhaseStats) -> None:
         start = time.perf_counter()

@@ -32,7 +32,7 @@ from typing import Any
 
 from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares
 from otel_adaprof.demo.svg import flame_graph, line_chart
-from otel_adaprof.demo.timeline import TimelineRow, param_changes, parse_timeline
+from otel_adaprof.demo.timeline import TimelineRow, param_change_labels, parse_timeline
 from otel_adaprof.exporters.speedscope import to_speedscope
 
 _STYLE = """
@@ -127,11 +127,13 @@ def render_html(
         ),
         line_chart("markers", _series(rows, "markers_per_s"), marks=marks, unit="/s"),
     ]
-    changes = param_changes(rows)
+    changes = param_change_labels(rows)
     t0 = rows[0].t if rows else 0.0
     change_items = "".join(
-        f"<li>{t - t0:.0f} s: <code>{escape(a)}</code> → <code>{escape(b)}</code></li>"
-        for t, a, b in changes
+        f"<li>{t - t0:.0f} s: {escape(a)} → <b>{escape(b)}</b>"
+        + (f' <span class="sub">({escape(action)})</span>' if action else "")
+        + "</li>"
+        for t, a, b, action in changes
     )
     summary_rows = "".join(
         f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"

@@ -91,6 +91,7 @@ class DemoResult:
     span_samples: int = 0
     hot_path_detect_s: float | None = None
     truth: dict[str, float] = field(default_factory=dict)
+    rows: list[TimelineRow] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -249,6 +250,7 @@ def _run(
         span_samples=spans["samples"],
         hot_path_detect_s=detect,
         truth=truth,
+        rows=rows,
     )
     summary: dict[str, Any] = dict(result.summary())
     summary["truth"] = truth

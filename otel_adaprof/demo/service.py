@@ -49,8 +49,12 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _tracer = trace.get_tracer("otel_adaprof.demo")
 _SPEC = {ep.path: ep for ep in ENDPOINTS}
 _PEER_TIMEOUT_S = 5.0
-#: Request threads of the service (a /price request holds two: its own and the peer's).
+#: Request threads the service keeps (a /price request holds two: its own and the peer's).
 DEFAULT_WORKERS = 16
+#: Most request threads: beyond the kept ones, extra threads start when none is idle.
+MAX_WORKERS = 128
+#: Seconds an extra request thread waits for work before it leaves.
+EXTRA_WORKER_IDLE_S = 30.0
 
 
 class DemoApp:
@@ -136,35 +140,65 @@ class DemoApp:
 
 
 class PooledWSGIServer(WSGIServer):
-    """A fixed pool of worker threads, as gunicorn's ``gthread`` workers or waitress run.
+    """Long-lived worker threads, as gunicorn's ``gthread`` workers or waitress run.
 
-    Requests queue up for ``workers`` long-lived threads instead of getting a thread
-    each. Idle workers wait in ``Queue.get``, which the agent counts as waiting, not
-    CPU. (With a thread per request, py-spy's chrometrace output keeps an exited
-    thread's last stack open until the run ends or the thread id is reused, which
-    inflates the profile: see docs/benchmarks.md.)
+    ``workers`` threads wait for requests; when a request arrives and none is idle, one
+    more starts (up to ``max_workers``), and such extra threads leave after
+    ``idle_s`` without work. Growing keeps a ``/price`` request — which holds a worker
+    while it waits for its ``/peer/tax`` call to this same server — from starving the
+    peer call under overload. Idle workers wait in ``Queue.get``, which the agent
+    counts as waiting, not CPU.
     """
 
     request_queue_size = 128
 
-    def __init__(self, *args: Any, workers: int = DEFAULT_WORKERS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        workers: int = DEFAULT_WORKERS,
+        max_workers: int = MAX_WORKERS,
+        idle_s: float = EXTRA_WORKER_IDLE_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._requests: queue.Queue[tuple[Any, Any] | None] = queue.Queue()
-        self._workers = [
-            threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
-            for i in range(max(1, workers))
-        ]
-        for worker in self._workers:
-            worker.start()
+        self._lock = threading.Lock()
+        self._core = max(1, workers)
+        self._max = max(self._core, max_workers)
+        self._idle_s = idle_s
+        self._threads = 0
+        self._idle = 0
+        for _ in range(self._core):
+            self._spawn(extra=False)
+
+    def _spawn(self, extra: bool) -> None:
+        # under self._lock, or before any worker runs
+        self._threads += 1
+        self._idle += 1
+        name = f"worker-{self._threads}{'-extra' if extra else ''}"
+        threading.Thread(target=self._work, args=(extra,), name=name, daemon=True).start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if self._idle <= self._requests.qsize() and self._threads < self._max:
+                self._spawn(extra=True)
         self._requests.put((request, client_address))
 
-    def _work(self) -> None:
+    def _work(self, extra: bool) -> None:
         while True:
-            item = self._requests.get()
+            try:
+                item = self._requests.get(timeout=self._idle_s if extra else None)
+            except queue.Empty:
+                with self._lock:
+                    if self._requests.qsize() == 0:
+                        self._threads -= 1
+                        self._idle -= 1
+                        return
+                continue
             if item is None:
                 return
+            with self._lock:
+                self._idle -= 1
             request, client_address = item
             try:
                 self.finish_request(request, client_address)
@@ -172,10 +206,19 @@ class PooledWSGIServer(WSGIServer):
                 self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
+                with self._lock:
+                    self._idle += 1
+
+    @property
+    def threads(self) -> int:
+        """Worker threads now."""
+        return self._threads
 
     def server_close(self) -> None:
         super().server_close()
-        for _ in self._workers:
+        with self._lock:
+            count = self._threads
+        for _ in range(count):
             self._requests.put(None)
 
 
@@ -212,7 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--db", default=None, help="SQLite file (default: a temp file)")
     parser.add_argument(
-        "--workers", type=int, default=DEFAULT_WORKERS, help="request threads (default 16)"
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="request threads kept (default 16; more start when all are busy)",
     )
     args = parser.parse_args(argv)
     serve(args.host, args.port, args.db, args.workers)

@@ -25,6 +25,8 @@ from typing import Any
 
 _STATE_KEYS = ("state", "observed", "observed_state", "window")
 _TERM_KEYS = ("reward_terms", "terms", "reward_breakdown")
+#: Every span category (``otel_adaprof.params.Category``): no filter when all are in.
+_ALL_CATEGORIES = {"db", "http", "internal", "messaging", "rpc"}
 
 
 def _num(value: Any) -> float | None:
@@ -47,9 +49,11 @@ class TimelineRow:
     action: str = ""
 
     @property
-    def rate_hz(self) -> float:
-        """py-spy rate of the params in force (0 = off)."""
+    def rate_hz(self) -> float | None:
+        """py-spy rate of the params in force (0 = off; ``None``: no params known yet)."""
         interval = _num(self.params.get("sampling_interval_ms"))
+        if interval is None:
+            return None
         return 0.0 if not interval else round(1000.0 / interval, 3)
 
     @property
@@ -74,6 +78,40 @@ class TimelineRow:
     def figure(self, key: str) -> float | None:
         """A numeric field of the observed state."""
         return _num(self.state.get(key))
+
+    def params_label(self) -> str:
+        """The params in force in a few words, for people.
+
+        >>> TimelineRow(0.0, "a", 1, params={"sampling_interval_ms": 200, "stack_depth": 32,
+        ...     "trace_ratio": 0.25, "span_filters": {"categories": ["db"]},
+        ...     "marker_trigger": {"latency_percentile": 90.0}}).params_label()
+        '5 Hz, depth 32, ratio 0.25, markers: db, slower than p90'
+        """
+        p = self.params
+        if not p:
+            return "–"
+        rate = self.rate_hz
+        parts = [f"{rate:g} Hz" if rate else "profiler off"]
+        if self.stack_depth is not None:
+            parts.append(f"depth {self.stack_depth:g}")
+        if self.trace_ratio is not None:
+            parts.append(f"ratio {self.trace_ratio:g}")
+        raw_filters = p.get("span_filters")
+        filters: Mapping[str, Any] = raw_filters if isinstance(raw_filters, Mapping) else {}
+        cats = filters.get("categories")
+        if isinstance(cats, (list, tuple)) and set(cats) != _ALL_CATEGORIES:
+            parts.append("markers: " + "+".join(sorted(str(c) for c in cats)))
+        if filters.get("errors_only"):
+            parts.append("errors only")
+        raw_trigger = p.get("marker_trigger")
+        trigger: Mapping[str, Any] = raw_trigger if isinstance(raw_trigger, Mapping) else {}
+        slow = _num(trigger.get("min_duration_ms"))
+        if slow:
+            parts.append(f"≥ {slow:g} ms")
+        pct = _num(trigger.get("latency_percentile"))
+        if pct is not None:
+            parts.append(f"slower than p{pct:g}")
+        return ", ".join(parts)
 
     def params_key(self) -> str:
         """A stable string of the knobs the report tracks, to spot changes."""
@@ -137,6 +175,15 @@ def parse_timeline(raw: Any) -> list[TimelineRow]:
     """Rows in time order from the controller's timeline JSON (tolerant, never raises)."""
     rows = [_row(item, i) for i, item in enumerate(_windows(raw)) if isinstance(item, Mapping)]
     return sorted(rows, key=lambda r: r.t)
+
+
+def param_change_labels(rows: Sequence[TimelineRow]) -> list[tuple[float, str, str, str]]:
+    """``(t, before, after, action)`` per params change, with :meth:`~TimelineRow.params_label`."""
+    out: list[tuple[float, str, str, str]] = []
+    for prev, row in itertools.pairwise(rows):
+        if row.params and prev.params and row.params_key() != prev.params_key():
+            out.append((row.t, prev.params_label(), row.params_label(), row.action))
+    return out
 
 
 def param_changes(rows: Sequence[TimelineRow]) -> list[tuple[float, str, str]]:
