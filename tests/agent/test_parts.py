@@ -76,20 +76,20 @@ def test_markers_follow_filters_errors_and_the_latency_percentile():
     with tracer.start_as_current_span("internal") as s:
         s.set_status(Status(StatusCode.ERROR))
     live.apply(Params.parse({"marker_trigger": {"latency_percentile": 90}}), 3, None)
-    for _ in range(60):  # fast ones, then one slow: the slow one is over p90
-        with tracer.start_as_current_span("op"):
-            pass
-    with tracer.start_as_current_span("op") as slow:
-        time.sleep(0.02)
+    t0 = time.time_ns()
+    for i in range(60):  # 1, 2, ... 10 ms, six times over: p90 is 9 ms
+        span = tracer.start_span("op", start_time=t0)
+        span.end(end_time=t0 + (i % 10 + 1) * 1_000_000)
+    slow = tracer.start_span("op", start_time=t0)
+    slow.end(end_time=t0 + 50_000_000)
     provider.shutdown()
     spans = memory.get_finished_spans()
-    marked = [(s.name, s.attributes.get("adaprof.trigger")) for s in spans
-              if s.attributes.get("adaprof.marker")]  # fmt: skip
-    assert marked[0] == ("q", "any") and set(marked[1:]) == {("op", "p90")}
-    assert spans[-1].context.span_id == slow.get_span_context().span_id
-    assert spans[-1].attributes["adaprof.marker"] is True
-    # the first 20 set the percentile; after that, about a tenth are over it
-    assert len(marked) - 1 <= 1 + 40 * 0.3
+    marked = [(s.name, s.attributes.get("adaprof.trigger"), (s.end_time - s.start_time) // 10**6)
+              for s in spans if s.attributes.get("adaprof.marker")]  # fmt: skip
+    assert marked[0][:2] == ("q", "any")
+    # no percentile before 20 observations; then the 10 ms ones (slower than p90) and
+    # the slow one
+    assert marked[1:] == [("op", "p90", 10)] * 4 + [("op", "p90", 50)]
 
 
 def test_a_full_join_queue_sends_spans_on_without_samples_never_drops():
