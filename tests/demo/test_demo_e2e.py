@@ -79,8 +79,10 @@ def test_demo_30s_adapts_writes_the_report_and_leaves_nothing(tmp_path):
                  "timeline.json", "spans.jsonl", "summary.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     assert summary["spans"] > 0 and summary["samples"] > 0
-    # the spans went through the agent: marker spans, some carrying their stack samples
-    assert summary["marker_spans"] > 0 and summary["marker_spans_with_samples"] > 0
+    # the spans went through the agent. (How many markers carry samples depends on the
+    # rates a cold policy picks in 30 s — often 1–5 Hz against 5–15 ms spans — so it is
+    # a benchmark figure, not asserted here; tests/agent asserts that markers do.)
+    assert summary["marker_spans"] > 0
     rows = parse_timeline(json.loads((out / "timeline.json").read_text()))
     assert len(rows) >= 5
     report = json.loads((out / "summary.json").read_text())
