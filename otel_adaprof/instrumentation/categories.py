@@ -25,32 +25,34 @@ from opentelemetry.trace import SpanKind
 
 from otel_adaprof.params import Category
 
-_DB_KEYS = ("db.system", "db.system.name")
-_MESSAGING_KEYS = ("messaging.system",)
-_RPC_KEYS = ("rpc.system",)
-_HTTP_KEYS = (
-    "http.request.method",
-    "http.method",
-    "http.response.status_code",
-    "http.status_code",
-    "url.full",
-    "url.path",
-    "http.url",
-    "http.target",
-    "http.route",
+_DB_KEYS = frozenset({"db.system", "db.system.name"})
+_MESSAGING_KEYS = frozenset({"messaging.system"})
+_RPC_KEYS = frozenset({"rpc.system"})
+_HTTP_KEYS = frozenset(
+    {
+        "http.request.method",
+        "http.method",
+        "http.response.status_code",
+        "http.status_code",
+        "url.full",
+        "url.path",
+        "http.url",
+        "http.target",
+        "http.route",
+    }
 )
 
 
 def category_of(kind: SpanKind | None, attributes: Mapping[str, Any] | None) -> Category:
     """The span's :class:`~otel_adaprof.params.Category`."""
-    attrs = attributes or {}
-    if any(k in attrs for k in _DB_KEYS):
+    keys = (attributes or {}).keys()  # set operations on a dict's keys run in C
+    if not _DB_KEYS.isdisjoint(keys):
         return Category.DB
-    if any(k in attrs for k in _MESSAGING_KEYS):
+    if not _MESSAGING_KEYS.isdisjoint(keys):
         return Category.MESSAGING
-    if any(k in attrs for k in _RPC_KEYS):
+    if not _RPC_KEYS.isdisjoint(keys):
         return Category.RPC
-    if any(k in attrs for k in _HTTP_KEYS):
+    if not _HTTP_KEYS.isdisjoint(keys):
         return Category.HTTP
     if kind in (SpanKind.PRODUCER, SpanKind.CONSUMER):
         return Category.MESSAGING

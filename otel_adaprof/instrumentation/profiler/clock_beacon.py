@@ -106,6 +106,8 @@ class ClockBeacon:
         self.ident = threading.get_ident()
         stop = self._stop
         k = 0
+        if self.liveness is not None:
+            self.liveness.active = True
         try:
             while not stop.is_set():
                 step = k % len(_STEPS)
@@ -115,6 +117,9 @@ class ClockBeacon:
         except Exception:  # without the beacon, samples keep the rough clock
             self.moves.clear()
             log.exception("otel-adaprof: clock beacon stopped")
+        finally:
+            if self.liveness is not None:
+                self.liveness.active = False
 
     def _snapshot(self) -> None:
         if self.liveness is not None:  # which threads live, for ThreadLiveness

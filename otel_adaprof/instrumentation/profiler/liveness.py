@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections import deque
 
 #: Two sightings closer than this join one interval of life (ns).
 MERGE_GAP_NS = 60_000_000
@@ -30,6 +31,8 @@ SLACK_NS = 25_000_000
 #: How long after its last sign of life a thread that a later snapshot missed still
 #: counts as alive (ns).
 GRACE_NS = 3_000_000
+#: Span lives waiting to be merged at most (the oldest are forgotten beyond it).
+MAX_PENDING = 20_000
 #: Intervals kept per thread id.
 MAX_INTERVALS = 256
 
@@ -48,6 +51,9 @@ class ThreadLiveness:
 
     def __init__(self) -> None:
         self._threads: dict[int, _Life] = {}
+        self._pending: deque[tuple[int, int, int, int]] = deque(maxlen=MAX_PENDING)
+        #: Set while snapshots are taken (py-spy runs); spans are recorded only then.
+        self.active = False
         self._snapshot_times: list[int] = []
         self._lock = threading.Lock()
         self.snapshots = 0
@@ -56,15 +62,26 @@ class ThreadLiveness:
         """A snapshot: ``{thread id: native id}`` of every thread alive at ``t_ns``."""
         with self._lock:
             self.snapshots += 1
+            if self._pending:
+                self._merge_pending()
             if not self._snapshot_times or t_ns >= self._snapshot_times[-1]:
                 self._snapshot_times.append(t_ns)
             for ident, native in alive.items():
                 self._extend(ident, native, t_ns, t_ns)
 
     def span(self, ident: int, native: int, start_ns: int, end_ns: int) -> None:
-        """A span ran on the thread from ``start_ns`` to ``end_ns``: it was alive."""
-        with self._lock:
-            self._extend(ident, native, start_ns, end_ns)
+        """A span ran on the thread from ``start_ns`` to ``end_ns``: it was alive.
+
+        Called on the application's thread: only an append (merged when read).
+        """
+        if self.active:
+            self._pending.append((ident, native, start_ns, end_ns))
+
+    def _merge_pending(self) -> None:  # under self._lock
+        pending = self._pending
+        while pending:
+            ident, native, lo, hi = pending.popleft()
+            self._extend(ident, native, lo, hi)
 
     def _extend(self, ident: int, native: int, lo: int, hi: int) -> None:
         life = self._threads.get(ident)
@@ -87,6 +104,8 @@ class ThreadLiveness:
     def alive(self, ident: int, t_ns: int) -> bool:
         """Whether the thread may have been alive at ``t_ns`` (no evidence: yes)."""
         with self._lock:
+            if self._pending:
+                self._merge_pending()
             life = self._threads.get(ident)
             if life is None or not life.los:
                 return True
