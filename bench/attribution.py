@@ -161,9 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"rate_hz": args.rate, "rows": rows}, indent=2))
         return
     print(f"py-spy {args.rate} Hz, 4 pool threads, {args.rounds} interleaved rounds\n")
-    print(
-        "| span CPU (ms) | clock beacon | samples | precision | waiting share | calibrated runs |"
-    )
+    print("| span CPU (ms) | clock beacon | samples | precision | waiting share | calibrated |")
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:
         ms = "/".join(f"{m:g}" for m in row["span_cpu_ms"])
