@@ -15,7 +15,6 @@ multiprocessing) with a new instance id and fresh threads in the child.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import functools
 import logging
 import os
@@ -268,8 +267,11 @@ class Agent:
     def _after_fork(self) -> None:
         self.pid = os.getpid()
         # A fresh process for the controller: new instance, first poll at version 0.
-        self.live.current = dataclasses.replace(self.live.current, version=0, session_id=None)
-        self.live._lock = threading.Lock()
+        # Locks another thread held at the fork would never be released in the child.
+        self.live.after_fork()
+        self.book.after_fork()
+        self.latency.after_fork()
+        self.liveness.after_fork()
         self._instance_id = None
         self.store = SampleStore(retention_s=self.settings.hold_s + 10.0)
         for join in self.joins:

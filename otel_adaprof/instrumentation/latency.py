@@ -45,6 +45,10 @@ class LatencyTracker:
         self._ops: OrderedDict[str, _Op] = OrderedDict()
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (the durations seen stay useful)."""
+        self._lock = threading.Lock()
+
     def observe(self, operation: str, duration_ms: float) -> None:
         """Record one duration."""
         with self._lock:

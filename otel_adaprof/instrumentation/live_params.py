@@ -64,6 +64,11 @@ class LiveParams:
                 listener(self.current)
         return changed
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock, and version 0 (the child is a new agent)."""
+        self._lock = threading.Lock()
+        self.current = ParamsInForce(self.current.params, 0, None, self.current.source)
+
     def revert_to_local(self) -> bool:
         """Back to the local params (controller gone too long); whether anything changed."""
         return self.apply(self.local, 0, None, source="local")

@@ -84,6 +84,12 @@ class MarkerBook:
                     if not kept:
                         del self._by_thread[old.tid]
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock and no markers of the parent."""
+        self._lock = threading.Lock()
+        self._by_span.clear()
+        self._by_thread.clear()
+
     def get(self, span_id: int) -> MarkerInfo | None:
         """The marker with this span id, if it is one."""
         return self._by_span.get(span_id)

@@ -58,6 +58,14 @@ class ThreadLiveness:
         self._lock = threading.Lock()
         self.snapshots = 0
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock and nothing of the parent's threads."""
+        self._lock = threading.Lock()
+        self._threads.clear()
+        self._pending.clear()
+        self._snapshot_times.clear()
+        self.active = False
+
     def seen(self, alive: dict[int, int], t_ns: int) -> None:
         """A snapshot: ``{thread id: native id}`` of every thread alive at ``t_ns``."""
         with self._lock:
