@@ -149,14 +149,6 @@ class SampleStore:
                 out.append((t, self._table[sid], self._waiting[sid]))
             return out
 
-    def stack(self, sid: int) -> Stack:
-        """The frames of a stack id."""
-        return self._table[sid]
-
-    def waiting(self, sid: int) -> bool:
-        """Whether the stack's leaf is a waiting call."""
-        return self._waiting[sid]
-
     def take_histogram(self, depth: int) -> StackHistogram:
         """The samples since the last call (waiting ones left out), top stacks first."""
         with self._lock:
@@ -165,9 +157,7 @@ class SampleStore:
             merged: Counter[str] = Counter()
             depth = max(1, min(depth, MAX_STACK_DEPTH))
             for sid, count in window.items():
-                text = collapse(self._table[sid], depth)
-                if len(text) > MAX_STACK_CHARS:
-                    text = text[-MAX_STACK_CHARS:].split(";", 1)[-1]
+                text = collapse(self._table[sid], depth, MAX_STACK_CHARS)
                 if text:
                     merged[text] += count
         stacks, size = [], 0

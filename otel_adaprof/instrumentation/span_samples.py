@@ -70,10 +70,7 @@ def marker_attributes(
     waiting = 0
     for stack, is_waiting in samples:
         waiting += is_waiting
-        text = collapse(stack, depth)
-        if len(text) > MAX_STACK_ATTR_CHARS:
-            text = text[-MAX_STACK_ATTR_CHARS:].split(";", 1)[-1]
-        counts[text] += 1
+        counts[collapse(stack, depth, MAX_STACK_ATTR_CHARS)] += 1
         if stack:
             leaves[stack[-1]] += 1
     attrs["adaprof.samples_waiting"] = waiting

@@ -72,9 +72,13 @@ def frame_text(function: str, path: str, line: int, roots: tuple[str, ...] | Non
     return f"{function} ({short_file(path, roots)}:{line})"
 
 
-def collapse(stack: Sequence[str], depth: int) -> str:
-    """``root;...;leaf`` keeping the last ``depth`` frames (the leaf end)."""
-    return ";".join(stack[-depth:]) if depth > 0 else ""
+def collapse(stack: Sequence[str], depth: int, max_chars: int | None = None) -> str:
+    """``root;...;leaf`` keeping the last ``depth`` frames (the leaf end), and at most
+    ``max_chars`` characters (whole frames, cut at the root end)."""
+    text = ";".join(stack[-depth:]) if depth > 0 else ""
+    if max_chars is not None and len(text) > max_chars:
+        text = text[-max_chars:].split(";", 1)[-1]
+    return text
 
 
 def _leaf_key(frame: str) -> tuple[str, str]:
