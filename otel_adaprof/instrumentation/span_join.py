@@ -137,6 +137,7 @@ class SpanJoin(SpanProcessor):
 
     def shutdown(self) -> None:
         self._stopped = True
+        self._wake.set()  # the worker leaves now, not at its next tick
         self.release_all()
         self.downstream.shutdown()
 
