@@ -2,12 +2,13 @@
 
 py-spy stamps events in microseconds since its own clock started, an unknown few tens
 of milliseconds after it was spawned. While py-spy runs, the beacon thread moves
-between four tiny functions every :data:`PERIOD_S`, noting the wall time of each move.
+between four tiny functions every period (20 ms at 100 Hz), noting the wall time of
+each move.
 py-spy sees each move at its next sample, so for every move ``k`` the event's time
-is about ``wall_k − ts_k`` plus the delay until that sample; with fifty moves a second
+is about ``wall_k − ts_k`` plus the delay until that sample; with tens of moves a run
 the median over a run, plus half a sampling period, puts samples where they were
 taken (see :meth:`ClockBeacon.calibrate`). The beacon's own samples are never
-kept (its thread is ignored by the sample store). Every 5 ms it also notes which
+kept (its thread is ignored by the sample store). At every move it also notes which
 threads are alive (:class:`~otel_adaprof.instrumentation.profiler.liveness.ThreadLiveness`).
 
     >>> beacon = ClockBeacon()
@@ -24,46 +25,39 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 
 log = logging.getLogger("otel_adaprof.agent")
 
-#: Seconds between two moves of the beacon.
-PERIOD_S = 0.02
+#: Seconds between two moves of the beacon, at most and at least: the profiler sets the
+#: period per py-spy run to the sampling interval within these bounds (at 1–10 Hz the
+#: sampling period dwarfs any clock error, and each wake-up costs CPU).
+MIN_PERIOD_S = 0.02
+MAX_PERIOD_S = 0.1
 #: A move and the event that saw it are matched within this window of the rough
-#: anchor (ns); same-named moves are four periods apart.
+#: anchor (ns); same-named moves are at least four periods (80 ms) apart.
 MATCH_WINDOW_NS = 35_000_000
 #: Fewer matched moves than this: keep the rough anchor.
 MIN_MATCHES = 3
 
-#: Snapshots of the living threads per move (one every 5 ms).
-SNAPSHOTS_PER_MOVE = 4
+
+def _adaprof_clock_0(beacon: ClockBeacon) -> None:
+    beacon.hold()
 
 
-def _hold(stop: threading.Event, between: Callable[[], None]) -> None:
-    for _ in range(SNAPSHOTS_PER_MOVE):
-        between()
-        if stop.wait(PERIOD_S / SNAPSHOTS_PER_MOVE):
-            return
+def _adaprof_clock_1(beacon: ClockBeacon) -> None:
+    beacon.hold()
 
 
-def _adaprof_clock_0(stop: threading.Event, between: Callable[[], None]) -> None:
-    _hold(stop, between)
+def _adaprof_clock_2(beacon: ClockBeacon) -> None:
+    beacon.hold()
 
 
-def _adaprof_clock_1(stop: threading.Event, between: Callable[[], None]) -> None:
-    _hold(stop, between)
-
-
-def _adaprof_clock_2(stop: threading.Event, between: Callable[[], None]) -> None:
-    _hold(stop, between)
-
-
-def _adaprof_clock_3(stop: threading.Event, between: Callable[[], None]) -> None:
-    _hold(stop, between)
+def _adaprof_clock_3(beacon: ClockBeacon) -> None:
+    beacon.hold()
 
 
 _STEPS = (_adaprof_clock_0, _adaprof_clock_1, _adaprof_clock_2, _adaprof_clock_3)
@@ -77,6 +71,7 @@ class ClockBeacon:
         self.liveness = liveness
         self.moves: deque[tuple[int, int]] = deque(maxlen=4096)
         self.ident: int | None = None
+        self.period_s = MIN_PERIOD_S
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -112,7 +107,7 @@ class ClockBeacon:
             while not stop.is_set():
                 step = k % len(_STEPS)
                 self.moves.append((step, time.time_ns()))
-                _STEPS[step](stop, self._snapshot)
+                _STEPS[step](self)
                 k += 1
         except Exception:  # without the beacon, samples keep the rough clock
             self.moves.clear()
@@ -121,10 +116,21 @@ class ClockBeacon:
             if self.liveness is not None:
                 self.liveness.active = False
 
-    def _snapshot(self) -> None:
+    def set_period(self, seconds: float) -> None:
+        """Move every ``seconds``, within [:data:`MIN_PERIOD_S`, :data:`MAX_PERIOD_S`]."""
+        self.period_s = min(MAX_PERIOD_S, max(MIN_PERIOD_S, seconds))
+
+    def hold(self) -> None:
+        """Between two moves: note the living threads, then sleep one period.
+
+        ``time.sleep``, not a timed ``Event.wait``: that costs twice the CPU per
+        wake-up, and stopping within one period is soon enough.
+        """
         if self.liveness is not None:  # which threads live, for ThreadLiveness
             alive = {t.ident or 0: t.native_id or 0 for t in threading.enumerate()}
             self.liveness.seen(alive, time.time_ns())
+        if not self._stop.is_set():
+            time.sleep(self.period_s)
 
     def calibrate(
         self, events: Sequence[Mapping[str, Any]], rough_t0_ns: int, period_ns: int = 0

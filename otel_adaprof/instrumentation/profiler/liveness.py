@@ -4,7 +4,7 @@ py-spy reports stack *changes*; when a thread exits it reports nothing, so the
 thread's last stack seems to go on until py-spy's file ends (or a new thread reuses
 the id). On a server with one thread per request that multiplies samples many times
 over. While py-spy runs, the clock beacon notes every living thread (id and native
-id) every 20 ms; spans add what they prove (their thread was alive from start to
+id) at every move (20–100 ms); spans add what they prove (their thread was alive from start to
 end). A thread last known alive at ``hi`` and missing from a snapshot taken after
 ``hi`` had exited in between: its samples after ``hi`` (plus :data:`GRACE_NS`) are
 dropped.
@@ -52,6 +52,7 @@ class ThreadLiveness:
     def __init__(self) -> None:
         self._threads: dict[int, _Life] = {}
         self._pending: deque[tuple[int, int, int, int]] = deque(maxlen=MAX_PENDING)
+        self._snapshots_pending: deque[tuple[int, dict[int, int]]] = deque(maxlen=MAX_PENDING)
         #: Set while snapshots are taken (py-spy runs); spans are recorded only then.
         self.active = False
         self._snapshot_times: list[int] = []
@@ -63,15 +64,22 @@ class ThreadLiveness:
         self._lock = threading.Lock()
         self._threads.clear()
         self._pending.clear()
+        self._snapshots_pending.clear()
         self._snapshot_times.clear()
         self.active = False
 
     def seen(self, alive: dict[int, int], t_ns: int) -> None:
-        """A snapshot: ``{thread id: native id}`` of every thread alive at ``t_ns``."""
-        with self._lock:
-            self.snapshots += 1
-            if self._pending:
-                self._merge_pending()
+        """A snapshot: ``{thread id: native id}`` of every thread alive at ``t_ns``.
+
+        Only queued here (the beacon thread stays cheap); merged when read.
+        """
+        self._snapshots_pending.append((t_ns, alive))
+        self.snapshots += 1
+
+    def _merge_snapshots(self) -> None:  # under self._lock
+        pending = self._snapshots_pending
+        while pending:
+            t_ns, alive = pending.popleft()
             if not self._snapshot_times or t_ns >= self._snapshot_times[-1]:
                 self._snapshot_times.append(t_ns)
             for ident, native in alive.items():
@@ -112,6 +120,8 @@ class ThreadLiveness:
     def alive(self, ident: int, t_ns: int) -> bool:
         """Whether the thread may have been alive at ``t_ns`` (no evidence: yes)."""
         with self._lock:
+            if self._snapshots_pending:
+                self._merge_snapshots()
             if self._pending:
                 self._merge_pending()
             life = self._threads.get(ident)

@@ -195,6 +195,7 @@ class Profiler:
                 elif self.backend == ProfilerBackend.PY_SPY.value:
                     self._stop_inprocess()
                     if self.use_beacon:
+                        self.beacon.set_period(params.sampling_interval_ms / 1000.0)
                         self._start_beacon()
                     self._one_pyspy_run(params.rate_hz)
                 else:
