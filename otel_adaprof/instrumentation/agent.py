@@ -44,6 +44,7 @@ from otel_adaprof.protocol import MAX_NAME_CHARS, AgentIdentity, ProfilerBackend
 log = logging.getLogger("otel_adaprof.agent")
 
 
+@functools.cache
 def _sdk_version() -> str:
     try:
         from importlib.metadata import version

@@ -46,7 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from otel_adaprof.instrumentation.live_params import LiveParams
 from otel_adaprof.instrumentation.markers import MarkerBook, MarkerInfo
 from otel_adaprof.instrumentation.samples import SampleStore
-from otel_adaprof.instrumentation.span_samples import attribute_bytes, marker_attributes
+from otel_adaprof.instrumentation.span_samples import marker_attributes
 
 log = logging.getLogger("otel_adaprof.agent")
 
@@ -64,7 +64,6 @@ class JoinCounters:
     overflow: int = 0
     timed_out: int = 0
     failures: int = 0
-    attribute_bytes: int = 0
 
 
 class SpanJoin(SpanProcessor):
@@ -240,7 +239,6 @@ class SpanJoin(SpanProcessor):
         )
         self.counters.joined += 1
         self.counters.samples_attached += len(found)
-        self.counters.attribute_bytes += attribute_bytes(attrs)
         merged = dict(span.attributes or {})
         merged.update(attrs)
         return ReadableSpan(

@@ -80,19 +80,3 @@ def marker_attributes(
     if top > 0:
         attrs["adaprof.stacks"] = tuple(f"{n} {s}" for s, n in counts.most_common(top))
     return attrs
-
-
-def attribute_bytes(attrs: dict[str, AttributeValue]) -> int:
-    """Rough encoded size of attributes (keys and values), for the data-volume figure.
-
-    >>> attribute_bytes({"adaprof.stacks": ("3 a;b",), "adaprof.sample_count": 3})
-    57
-    """
-    total = 0
-    for key, value in attrs.items():
-        total += len(key) + 4
-        if isinstance(value, (tuple, list)):
-            total += sum(len(str(v)) + 2 for v in value)
-        else:
-            total += len(str(value)) if isinstance(value, str) else 8
-    return total
