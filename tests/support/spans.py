@@ -30,7 +30,11 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    # The receiver may be writing as we read: a last line without its newline is not
+    # complete yet, and is read next time.
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    for line in complete.splitlines():
         if line.strip():
             row = json.loads(line)
             row["attrs"] = attrs(row)
