@@ -30,7 +30,7 @@ from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.metrics import ControllerMetrics
 from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS
-from otel_adaprof.controller.store import Store
+from otel_adaprof.controller.store_factory import open_store
 from otel_adaprof.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def create_app(
     app[METRICS] = ControllerMetrics()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        store = Store(config.database.path, report_retention=config.database.report_retention)
+        store = open_store(config.database.path, report_retention=config.database.report_retention)
         core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
         app[CORE] = core
         yield
