@@ -10,7 +10,6 @@ all over one store (:class:`~otel_adaprof.controller.store_api.ControllerStore`)
 Usage::
 
     >>> from otel_adaprof.controller.config import ControllerConfig
-from otel_adaprof.controller.group_commit import GroupCommitter
     >>> from otel_adaprof.controller.store import Store
     >>> from otel_adaprof.protocol import AgentIdentity, PollRequest
     >>> core = ControllerCore(ControllerConfig(), Store(":memory:"))
