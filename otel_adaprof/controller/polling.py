@@ -29,13 +29,14 @@ from typing import Any
 
 from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
+from otel_adaprof.controller.policy.heuristic import ThresholdPolicy
 from otel_adaprof.controller.policy.static import StaticPolicy
 from otel_adaprof.controller.store import Store
 from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse
-from otel_adaprof.reward import compute_reward
-from otel_adaprof.session_spec import Mode, SessionSpec
+from otel_adaprof.reward import PhaseState, RewardBreakdown, WindowObservation, step
+from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class ControllerCore:
         store: Store,
         *,
         adaptive_factory: PolicyFactory | None = None,
+        heuristic: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -79,6 +81,8 @@ class ControllerCore:
         self._adaptive_factory = adaptive_factory or default_adaptive_factory(config)
         self._adaptive: dict[str, Policy] = {}
         self._static = StaticPolicy()
+        self._heuristic: Policy | None = heuristic
+        self._phases: dict[str, PhaseState] = {}
         self._pending: OrderedDict[tuple[str, int], tuple[DecisionContext, Decision]] = (
             OrderedDict()
         )
@@ -86,6 +90,8 @@ class ControllerCore:
         self._last_params: dict[str, Params] = {}
         self.decisions_made = 0
         self.rewards_credited = 0
+        #: The last window's reward per service (diagnostics; the simulator reads it).
+        self.last_reward: dict[str, RewardBreakdown] = {}
 
     # sessions -------------------------------------------------------------------------
 
@@ -191,6 +197,7 @@ class ControllerCore:
             state=window.model_dump(mode="json") if window else None,
         )
         prior = dict(self._profiles.get(service, {}))
+        phase = self._phases.get(service)
         if window is not None:
             self.store.add_report(
                 instance_id=agent.instance_id,
@@ -201,7 +208,7 @@ class ControllerCore:
                 stacks=stacks,
                 now=now,
             )
-            self._credit(request, prior, stacks or {})
+            phase = self._credit(request, stacks or {})
             if stacks:
                 self._fold(service, stacks)
 
@@ -219,8 +226,9 @@ class ControllerCore:
             state=window,
             stacks=request.stacks,
             profile=prior,
+            phase=phase,
         )
-        policy = self.adaptive_policy(service) if mode is Mode.ADAPTIVE else self._static
+        policy = self._policy_for(spec, service)
         decision = self._decide(policy, ctx)
         version = max(self.store.agent_version(agent.instance_id), request.config_version) + 1
         params_json = decision.params.to_json()
@@ -248,6 +256,18 @@ class ControllerCore:
             poll_interval_s=self.config.agents.poll_interval_s,
         )
 
+    def _policy_for(self, spec: SessionSpec | None, service: str) -> Policy:
+        """The session's policy: the service's bandit, the threshold heuristic or static."""
+        if spec is None or spec.mode is Mode.STATIC or spec.policy is PolicyKind.STATIC:
+            return self._static
+        if spec.policy is PolicyKind.HEURISTIC:
+            if self._heuristic is None:
+                from otel_adaprof.controller.policy.catalog import load_catalog
+
+                self._heuristic = ThresholdPolicy(load_catalog(self.config.policy.catalog))
+            return self._heuristic
+        return self.adaptive_policy(service)
+
     def _decide(self, policy: Policy, ctx: DecisionContext) -> Decision:
         try:
             return policy.decide(ctx)
@@ -259,41 +279,55 @@ class ControllerCore:
             )
             return Decision(params=ctx.initial_params, probability=1.0, action="fallback")
 
-    def _credit(
-        self, request: PollRequest, prior: dict[str, float], window_stacks: dict[str, int]
-    ) -> None:
-        """Reward the decision this window ran under (delayed credit by version)."""
+    def _credit(self, request: PollRequest, window_stacks: dict[str, int]) -> PhaseState:
+        """Score the window (advancing the service's phase memory) and reward the
+        decision it ran under (delayed credit by version); returns the new phase state."""
         window = request.window
-        if window is None or request.config_version == 0:
-            return
-        decision_row = self.store.get_decision(request.agent.instance_id, request.config_version)
-        if decision_row is None or decision_row["reward"] is not None:
-            return
-        pending = self._pending.pop((request.agent.instance_id, request.config_version), None)
+        assert window is not None
+        service = request.agent.service
+        instance = request.agent.instance_id
+        pending = None
+        decision_row = None
+        if request.config_version > 0:
+            decision_row = self.store.get_decision(instance, request.config_version)
+            if decision_row is not None and decision_row["reward"] is None:
+                pending = self._pending.pop((instance, request.config_version), None)
         if pending is not None:
             ctx, decision = pending
             goal, budget = ctx.goal, ctx.budget
-        else:  # decided before a restart: store the reward, nothing to learn from
+            changed = decision.params != ctx.params_in_force
+        else:  # decided before a restart, or already credited: score with the defaults
             ctx, decision = None, None
             goal, budget = self.config.policy.goal, self.config.policy.budget
-        reward = compute_reward(
-            prior=prior,
-            window=window_stacks,
+            changed = False
+        signals = getattr(window, "change_signals", None)
+        obs = WindowObservation(
+            end_unix=window.window_start + window.window_seconds,
+            seconds=window.window_seconds,
+            samples=window_stacks,
             profiler_cpu_fraction=window.profiler_cpu_fraction,
             bytes_per_s=window.bytes_exported_per_s,
             markers_per_s=window.markers_per_s,
-            goal=goal,
-            budget=budget,
+            slow_spans=int(getattr(window, "slow_spans", 0) or 0),
+            slow_span_samples=int(getattr(window, "slow_span_samples", 0) or 0),
+            changes=int(getattr(signals, "changes", 0) or 0) if signals is not None else 0,
+            last_change_unix=getattr(signals, "last_change_unix", None) if signals else None,
+            params_changed=changed,
         )
-        self.store.set_reward(
-            request.agent.instance_id, request.config_version, reward.total, reward.to_json()
-        )
+        phase, reward = step(self._phases.get(service, PhaseState()), obs, goal, budget)
+        self._phases[service] = phase
+        self.last_reward[service] = reward
+        if decision_row is None or decision_row["reward"] is not None:
+            return phase
+        self.store.set_reward(instance, request.config_version, reward.total, reward.to_json())
         self.rewards_credited += 1
-        if ctx is not None and decision is not None and ctx.mode is Mode.ADAPTIVE:
+        # Only the bandit's own decisions (they log what it offered) are learned from.
+        if ctx is not None and decision is not None and "offered" in decision.features:
             try:
                 self.adaptive_policy(ctx.service).learn(ctx, decision, reward.total)
             except Exception:
                 log.exception("policy failed to learn for %s", ctx.service)
+        return phase
 
     def _fold(self, service: str, stacks: dict[str, int]) -> None:
         profile = self._profiles.setdefault(service, {})

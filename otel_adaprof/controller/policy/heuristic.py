@@ -46,7 +46,7 @@ class ThresholdPolicy(Policy):
         state = ctx.state
         if state is not None:
             used = state.profiler_cpu_fraction / ctx.budget.cpu_fraction
-            data = state.bytes_exported_per_s / ctx.budget.bytes_per_s
+            data = state.bytes_exported_per_s / (ctx.budget.bytes_per_s or float("inf"))
             if used > 1.0 or data > 1.0:
                 step = max(0, step - 1)
             elif used < self.low and data < self.low:
