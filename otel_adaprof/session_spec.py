@@ -75,8 +75,8 @@ class RewardWeights(_Spec):
     detection_tau_s: Annotated[float, Field(gt=0.0, le=3600.0)] = 10.0
     coverage: Weight = 0.5  # per 5 s with every slow span sampled
     density: Weight = 0.1  # per 5 s at target_markers_per_s markers with samples
-    cpu: Weight = 0.1  # per 5 s at the CPU budget
-    over_budget: Weight = 1.0  # per 5 s with the horizon average one budget over
+    cpu: Weight = 1.0  # per 5 s at the CPU budget
+    over_budget: Weight = 3.0  # per 5 s with the horizon average one budget over
     cost_horizon_s: Annotated[float, Field(ge=5.0, le=86_400.0)] = 300.0
     bytes: Weight = 0.1  # per 5 s at the bytes budget (only when one is set)
     switch: Weight = 0.3  # per params change

@@ -76,10 +76,9 @@ class PolicyRegistry:
             return self.static
         if spec.policy is PolicyKind.HEURISTIC:
             if self._heuristic is None:
-                from otel_adaprof.controller.policy.catalog import load_catalog
                 from otel_adaprof.controller.policy.heuristic import ThresholdPolicy
 
-                self._heuristic = ThresholdPolicy(load_catalog(self.config.policy.catalog))
+                self._heuristic = ThresholdPolicy()
             return self._heuristic
         return self.adaptive(spec.service)
 

@@ -125,17 +125,18 @@ class RunResult:
         return out
 
     def detection_s(self) -> list[float | None]:
-        """Per phase after the first: seconds from its start until the function whose
-        share rose most holds at least half its new share of the phase's samples
-        (``None`` if never; ``0`` for phases where no share rose by 5 points)."""
+        """Per phase after the first: seconds from its start until a function the phase
+        before did not run (its new hot path, at least 5 % of it) holds at least half
+        its share of the phase's samples, as ``adaprof bench`` measures the hot path
+        (``None`` if never, or if the phase brings no new function)."""
         out: list[float | None] = []
         for i in range(1, len(self.truth)):
             before, after = self.truth[i - 1], self.truth[i]
-            rise = {k: after[k] - before.get(k, 0.0) for k in after}
-            key = max(rise, key=lambda k: rise[k])
-            if rise[key] < 0.05:
-                out.append(0.0)
+            new = {k: v for k, v in after.items() if before.get(k, 0.0) <= 0.0 and v >= 0.05}
+            if not new:
+                out.append(None)
                 continue
+            key = max(new, key=lambda k: new[k])
             got: dict[str, float] = {}
             found = None
             windows = [w for w in self.windows if w.phase == i]

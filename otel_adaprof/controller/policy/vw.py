@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -68,6 +69,12 @@ REWARD_CLIP = 10.0
 #: In a steady phase, the params in force are kept while the model gives them at least
 #: this share of the best action's probability (hysteresis: no flip-flop between equals).
 SETTLE_RATIO = 0.2
+#: Bits of the feature hash (2**16 weights): the state × action crossings number about
+#: 2,000, so collisions stay rare while a model stays a few hundred kB, not megabytes.
+HASH_BITS = 16
+#: The packaged pretrained model (``adaprof train --sim --out`` this path), used by
+#: services without a snapshot unless the config names another (or ``"none"``).
+DEFAULT_MODEL = "default_model.vw"
 #: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
 LEARNING_RATE = 0.1
 POWER_T = 0.0
@@ -93,9 +100,20 @@ def vw_args(gamma_scale: float = DEFAULT_GAMMA_SCALE) -> list[str]:
         "--power_t",
         str(POWER_T),
         "-b",
-        "18",
+        str(HASH_BITS),
         "--quiet",
     ]
+
+
+def default_model() -> bytes | None:
+    """The packaged pretrained model's bytes (``None`` if the package has none).
+
+    >>> blob = default_model()
+    >>> blob is None or len(blob) < 2_000_000
+    True
+    """
+    path = resources.files("otel_adaprof.controller.policy").joinpath(DEFAULT_MODEL)
+    return path.read_bytes() if path.is_file() else None
 
 
 def _line(namespace: str, features: Mapping[str, float]) -> str:
@@ -144,7 +162,9 @@ class VWPolicy(Policy):
     @classmethod
     def from_config(cls, config: PolicyConfig, seed: int = 0) -> VWPolicy:
         """The policy of a new service: catalog from ``config.catalog`` (default: the
-        packaged one), seeded from ``config.model`` when set (``adaprof train``).
+        packaged one), seeded from ``config.model`` (``adaprof train``), or, when that is
+        unset and the catalog is the packaged one, from the packaged pretrained model
+        (:data:`DEFAULT_MODEL`); ``model: none`` starts cold.
 
         This is the one call the controller's policy factory needs for ``adaptive``
         sessions; a service with a snapshot in the database then calls
@@ -155,7 +175,12 @@ class VWPolicy(Policy):
         'off'
         """
         catalog = load_catalog(config.catalog)
-        model = Path(config.model).read_bytes() if config.model else None
+        if config.model and config.model.lower() != "none":
+            model: bytes | None = Path(config.model).read_bytes()
+        elif config.model is None and config.catalog is None:
+            model = default_model()
+        else:
+            model = None
         return cls(catalog, seed=seed, model=model)
 
     @classmethod
