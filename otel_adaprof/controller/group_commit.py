@@ -120,7 +120,8 @@ class GroupCommitter:
                     stop = True
                     break
                 batch.extend(item)
-            self._commit(batch)
+            for start in range(0, len(batch), self.max_batch):
+                self._commit(batch[start : start + self.max_batch])
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
