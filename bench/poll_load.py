@@ -80,7 +80,7 @@ async def _drive(
 ) -> dict[str, Any]:
     import aiohttp
 
-    versions = [0] * agents
+    versions = [1] * agents  # every agent made its first poll (see _first_polls)
     latencies: list[float] = []
     errors = 0
     next_agent = 0
@@ -109,12 +109,6 @@ async def _drive(
 
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        # first polls (no window) so every agent has a version, outside the measurement
-        for i in range(agents):
-            async with session.post(
-                f"{url}/v1/agents/poll", data=poll_body(service, f"agent-{i}", 0)
-            ) as resp:
-                versions[i] = json.loads(await resp.read())["config_version"]
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
@@ -142,7 +136,7 @@ async def _drive_paced(
     """Every agent polls once per ``interval`` at its own phase (spread evenly)."""
     import aiohttp
 
-    versions = [0] * agents
+    versions = [1] * agents  # every agent made its first poll (see _first_polls)
     latencies: list[float] = []
     late: list[float] = []  # how late the load process sent polls (its own lag)
     errors = 0
@@ -175,11 +169,6 @@ async def _drive_paced(
     timeout = aiohttp.ClientTimeout(total=10)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        for i in range(agents):
-            async with session.post(
-                f"{url}/v1/agents/poll", data=poll_body(service, f"agent-{i}", 0)
-            ) as resp:
-                versions[i] = json.loads(await resp.read())["config_version"]
         start = time.perf_counter() + 0.5
         await asyncio.gather(*(agent(session, i, start) for i in range(agents)))
         elapsed = time.perf_counter() - start
@@ -254,13 +243,55 @@ def _start_controller(db: Path, source: Path | None) -> tuple[subprocess.Popen[b
     raise RuntimeError(f"controller did not start:\n{log.read_text()}")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
+_BUCKET = re.compile(
+    r'^adaprof_http_request_duration_seconds_bucket\{le="([^"]+)",route="/v1/agents/poll"\} (\S+)',
+    re.M,
+)
+
+
+def _poll_buckets(url: str) -> dict[float, float]:
+    """The controller's own poll-latency histogram (cumulative counts per bound)."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    return {float(le): float(n) for le, n in _BUCKET.findall(text)}
+
+
+def _server_p99(before: dict[float, float], after: dict[float, float]) -> tuple[float, float]:
+    """(share of polls the controller answered within 10 ms, bucket bound holding its p99)
+    over the measurement, from the histogram the controller keeps (its handler's time:
+    without the socket and the client)."""
+    diff = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    total = diff.get(float("inf"), 0.0)
+    if total <= 0:
+        return 0.0, 0.0
+    p99 = next((le for le in sorted(diff) if diff[le] >= 0.99 * total), float("inf"))
+    return diff.get(0.01, 0.0) / total, p99 * 1000
+
+
+def _first_polls(url: str, service: str, agents: int) -> None:
+    """Every agent's first poll (no window yet: version 0 -> 1), before the measurement."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def first(i: int) -> None:
+        req = urllib.request.Request(
+            f"{url}/v1/agents/poll",
+            data=poll_body(service, f"agent-{i}", 0),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert answer["config_version"] == 1, answer
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(first, range(agents)))
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads), from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def run(
@@ -287,7 +318,9 @@ def run(
                     ).encode(),
                 )
                 urllib.request.urlopen(req, timeout=10).read()
+            _first_polls(url, service, agents)
             cpu_before = _cpu_seconds(proc.pid)
+            buckets_before = _poll_buckets(url)
             queue: Any = mp.get_context("spawn").Queue()
             load = mp.get_context("spawn").Process(
                 target=_load_process,
@@ -295,7 +328,12 @@ def run(
             )
             load.start()
             result: dict[str, Any] = queue.get(timeout=seconds + 120)
-            cpu = _cpu_seconds(proc.pid) - cpu_before
+            user, system = (a - b for a, b in zip(_cpu_seconds(proc.pid), cpu_before, strict=True))
+            cpu = user + system
+            result["system_cpu_share"] = system / cpu if cpu > 0 else 0.0
+            within, server_p99 = _server_p99(buckets_before, _poll_buckets(url))
+            result["server_within_10ms"] = within
+            result["server_p99_bucket_ms"] = server_p99
             load.join(timeout=10)
         finally:
             proc.terminate()
@@ -303,10 +341,10 @@ def run(
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    # CPU the controller used during the load (including its first polls of every agent,
-    # which are not counted as requests: a slight overestimate per poll). On a shared
-    # machine this is the steadier figure: polls one core serves = 1 / cpu_s_per_poll.
-    polls = result["requests"] + agents
+    # CPU the controller used during the measurement (the agents' first polls were made
+    # before it). On a shared machine this is the steadier figure: polls one core serves
+    # = 1 / cpu_s_per_poll.
+    polls = result["requests"] + result["errors"]
     result["cpu_ms_per_poll"] = cpu / polls * 1000 if polls else 0.0
     result["polls_per_cpu_s"] = polls / cpu if cpu > 0 else 0.0
     load = f"every {paced:g} s" if paced else f"{concurrency} in flight"
@@ -324,14 +362,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
     lines = [
         "| controller | agents | mode | load | requests | req/s | p50 ms | p99 ms | errors "
-        "| CPU ms/poll | polls per CPU-s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU ms/poll | polls per CPU-s | controller's p99 | answered in 10 ms |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['controller']} | {r['agents']} | {r['mode']} | {r['load']} | "
             f"{r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['errors']} | {r['cpu_ms_per_poll']:.2f} | {r['polls_per_cpu_s']:.0f} |"
+            f"{r['errors']} | {r['cpu_ms_per_poll']:.2f} | {r['polls_per_cpu_s']:.0f} | "
+            f"≤ {r['server_p99_bucket_ms']:g} ms | {r['server_within_10ms'] * 100:.1f} % |"
         )
     return "\n".join(lines)
 
