@@ -57,7 +57,6 @@ def config_hash(body: bytes) -> bytes:
 def read_config_body(body: bytes | str, content_type: str = CONFIG_CONTENT_TYPE) -> PollResponse:
     """Validate a config file; :class:`ContractError` names the offending field."""
     if content_type not in ACCEPTED_CONTENT_TYPES:
-        raise ContractError(
-            [("content_type", f"{content_type!r} is not one of {', '.join(ACCEPTED_CONTENT_TYPES)}")]
-        )
+        allowed = ", ".join(ACCEPTED_CONTENT_TYPES)
+        raise ContractError([("content_type", f"{content_type!r} is not one of {allowed}")])
     return decode_poll_response(body)

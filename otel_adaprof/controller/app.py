@@ -34,8 +34,8 @@ from otel_adaprof.controller import (
 from otel_adaprof.controller.bodies import error_json
 from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.metrics import ControllerMetrics
-from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
 from otel_adaprof.controller.opamp import OpampServer
+from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS, OPAMP
 from otel_adaprof.controller.store import Store
 from otel_adaprof.errors import ContractError

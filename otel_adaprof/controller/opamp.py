@@ -39,6 +39,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -165,11 +166,12 @@ class OpampServer:
         except DecodeError as exc:
             return 400, _error(f"body: not an OpAMP AgentToServer message ({exc})")
         if len(message.instance_uid) != 16:
-            return 400, _error(
-                f"instance_uid: must be 16 bytes, got {len(message.instance_uid)}"
-            )
+            return 400, _error(f"instance_uid: must be 16 bytes, got {len(message.instance_uid)}")
         uid = message.instance_uid.hex()
-        answer = pb.ServerToAgent(instance_uid=message.instance_uid, capabilities=SERVER_CAPABILITIES)
+        answer = pb.ServerToAgent(
+            instance_uid=message.instance_uid, capabilities=SERVER_CAPABILITIES
+        )
+        agent: OpampAgentState | None
         if message.HasField("agent_description"):
             try:
                 agent = self._register(uid, message.agent_description)
@@ -209,9 +211,11 @@ class OpampServer:
             return 200, bytes(answer.SerializeToString())
         body = config_body(response)
         digest = config_hash(body)
-        reported = agent.status_hash if (
-            message.capabilities & pb.AgentCapabilities_ReportsRemoteConfig
-        ) else agent.offered_hash
+        reported = (
+            agent.status_hash
+            if (message.capabilities & pb.AgentCapabilities_ReportsRemoteConfig)
+            else agent.offered_hash
+        )
         if force or digest.hex() != reported:
             answer.remote_config.config_hash = digest
             entry = answer.remote_config.config.config_map[CONFIG_FILE]
@@ -270,10 +274,8 @@ class OpampServer:
             text = bytes(entry.body)[: MAX_TEXT * 4].decode(errors="replace")
             value: Any = text[:MAX_TEXT]
             if entry.content_type in ("application/json", "text/json"):
-                try:
+                with contextlib.suppress(ValueError):
                     value = json.loads(text)
-                except ValueError:
-                    pass
             files[name[:256]] = value
         return files
 
@@ -309,10 +311,10 @@ def merge_agents(
     (``native`` or ``opamp``) and, for OpAMP agents, an ``opamp`` object; an OpAMP
     agent that never sent a native report gets a row of its own (``state`` null)."""
     by_id = {row["instance_id"]: row for row in agents}
-    for row in agents:
-        row["protocol"] = "native"
+    for native in agents:
+        native["protocol"] = "native"
     for agent in opamp_agents:
-        row = by_id.get(agent.instance_id)
+        row: dict[str, Any] | None = by_id.get(agent.instance_id)
         if row is None:
             row = {
                 "instance_id": agent.instance_id,

@@ -27,7 +27,7 @@ CSP = (
 
 
 def _asset(name: str) -> web.Response:
-    body = resources.files("otel_adaprof.controller").joinpath("page", name).read_bytes()
+    body = resources.files("otel_adaprof.controller").joinpath("page").joinpath(name).read_bytes()
     return web.Response(
         body=body,
         content_type=ASSETS[name],
