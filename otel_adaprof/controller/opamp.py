@@ -315,6 +315,8 @@ def merge_agents(
         native["protocol"] = "native"
     for agent in opamp_agents:
         row: dict[str, Any] | None = by_id.get(agent.instance_id)
+        if row is not None and "opamp" in row:
+            continue  # an older OpAMP instance under the same id: the newest one shows
         if row is None:
             row = {
                 "instance_id": agent.instance_id,

@@ -70,8 +70,8 @@ def test_the_agent_runs_a_session_over_opamp(tmp_path, sink, fast_controller):
 
 
 class _OpampStandIn:
-    """An OpAMP server that offers valid params twice, then params out of bounds, and
-    records each ``RemoteConfigStatus`` it is sent."""
+    """An OpAMP server that offers valid params twice, then nothing new once, then
+    params out of bounds; it records every message it is sent."""
 
     def __init__(self) -> None:
         self.messages: list[Any] = []
@@ -90,11 +90,13 @@ class _OpampStandIn:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 owner.messages.append(pb.AgentToServer.FromString(raw))
-                body = owner.good if len(owner.messages) <= 2 else owner.bad
+                n = len(owner.messages)
+                body = owner.good if n <= 2 else None if n == 3 else owner.bad
                 answer = pb.ServerToAgent(instance_uid=owner.messages[-1].instance_uid)
-                answer.remote_config.config_hash = config_hash(body)
-                entry = answer.remote_config.config.config_map[CONFIG_FILE]
-                entry.body, entry.content_type = body, "application/json"
+                if body is not None:  # the third answer has no config: nothing changed
+                    answer.remote_config.config_hash = config_hash(body)
+                    entry = answer.remote_config.config.config_map[CONFIG_FILE]
+                    entry.body, entry.content_type = body, "application/json"
                 data = answer.SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -124,8 +126,11 @@ def test_a_bad_opamp_config_is_refused_and_reported_failed(tmp_path, sink):
     assert all(s["attrs"]["adaprof.config_version"] == 1 for s in spans)
     assert "refused the controller's config, field params.stack_depth" in log
     statuses = [m.remote_config_status for m in stand_in.messages[1:]]
-    assert statuses[0].status == pb.RemoteConfigStatuses_APPLIED
-    assert statuses[0].last_remote_config_hash == config_hash(stand_in.good)
+    for applied in statuses[:3]:  # also after the answer without a config
+        assert applied.status == pb.RemoteConfigStatuses_APPLIED
+        assert applied.last_remote_config_hash == config_hash(stand_in.good)
+    assert "poll failed (invalid config (params.stack_depth)" in log
+    assert log.count("poll failed") == 1, log[-3000:]  # the first refusal; none before
     failed = statuses[-1]
     assert failed.status == pb.RemoteConfigStatuses_FAILED
     assert failed.last_remote_config_hash == config_hash(stand_in.bad)

@@ -183,8 +183,14 @@ class OpampPoller(Poller):
             raise PollError(
                 f"controller answered HTTP {resp.status}: {raw[:300].decode(errors='replace')}"
             )
-        if not answer.HasField("remote_config"):
-            raise PollError("the controller's answer carried no remote config")
+        if not answer.HasField("remote_config"):  # OpAMP: no config = nothing changed
+            current = self.live.current
+            return PollResponse(
+                config_version=current.version,
+                params=current.params,
+                session_id=current.session_id,
+                poll_interval_s=self.window_s,
+            )
         config_hash = bytes(answer.remote_config.config_hash)
         try:
             response = read_remote_config(answer.remote_config)
