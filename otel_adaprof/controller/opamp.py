@@ -153,6 +153,7 @@ class OpampServer:
         self.core = core
         self.max_agents = max_agents
         self._agents: OrderedDict[str, OpampAgentState] = OrderedDict()
+        self.reports = 0  # window reports handled (each one a poll of the core)
 
     def agents(self) -> list[OpampAgentState]:
         """Every remembered OpAMP agent, most recently seen first."""
@@ -282,8 +283,10 @@ class OpampServer:
     def _report(self, agent: OpampAgentState, data: bytes) -> PollResponse:
         request = decode_poll_request(data)
         agent.instance_id = request.agent.instance_id
+        response = self.core.poll(request)
         agent.reports += 1
-        return self.core.poll(request)
+        self.reports += 1
+        return response
 
     def _target(self, agent: OpampAgentState) -> PollResponse:
         """The params the agent's service runs now: its open session's, else defaults."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from otel_adaprof.controller.bodies import error_json
-from otel_adaprof.controller.state import OPAMP
+from otel_adaprof.controller.state import METRICS, OPAMP
 
 routes = web.RouteTableDef()
 
@@ -26,7 +26,11 @@ async def opamp(request: web.Request) -> web.Response:
             "Content-Type",
         )
     raw = await request.read()  # aiohttp undoes Content-Encoding: gzip
-    status, body = request.app[OPAMP].handle(raw)
+    server = request.app[OPAMP]
+    reports = server.reports
+    status, body = server.handle(raw)
+    if server.reports > reports:  # a window report: counted with the native polls
+        request.app[METRICS].polls.inc()
     response = web.Response(body=body, status=status, content_type=PROTOBUF)
     if len(body) > COMPRESS_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
         response.enable_compression(web.ContentCoding.gzip)

@@ -4,6 +4,7 @@ stand-in that sends a config out of bounds."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,9 @@ def test_the_agent_runs_a_session_over_opamp(tmp_path, sink, fast_controller):
     windows = ctl.request("GET", f"/v1/sessions/{session['id']}/timeline")["windows"]
     assert len(windows) >= 2 and any(w["reward"] is not None for w in windows)
     assert "poll failed" not in log
+    metrics = ctl.raw("GET", "/metrics")[1].decode()
+    polls = float(re.search(r"^adaprof_polls_total (\S+)$", metrics, re.M).group(1))
+    assert polls >= row["opamp"]["reports"]  # OpAMP reports count as polls
 
 
 class _OpampStandIn:
