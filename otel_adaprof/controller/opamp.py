@@ -99,6 +99,7 @@ class OpampAgentState:
     sequence_num: int = 0
     connected: bool = True
     offered_hash: str = ""
+    answerable_hash: str = ""  # the config offered before the agent's last message
     offered_version: int = 0
     offered_params: dict[str, Any] | None = None
     session_id: str | None = None
@@ -120,7 +121,7 @@ class OpampAgentState:
                 "status": self.status,
                 "config_hash": self.status_hash,
                 "error_message": self.error_message,
-                "current": bool(self.status_hash) and self.status_hash == self.offered_hash,
+                "current": bool(self.status_hash) and self.status_hash == self.answerable_hash,
             },
             "effective_config": self.effective_config,
             "reports": self.reports,
@@ -185,6 +186,7 @@ class OpampServer:
             return 200, bytes(answer.SerializeToString())
         self._agents.move_to_end(uid)
         agent.last_seen = self.core.clock()
+        agent.answerable_hash = agent.offered_hash
         agent.sequence_num = message.sequence_num
         agent.capabilities = message.capabilities
         if message.HasField("agent_disconnect"):

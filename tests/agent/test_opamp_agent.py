@@ -61,6 +61,7 @@ def test_the_agent_runs_a_session_over_opamp(tmp_path, sink, fast_controller):
         log = svc.log()
     assert row["service"] == "agent-test" and row["backend"] in ("py-spy", "in-process")
     assert row["params"]["stack_depth"] == 5 and row["opamp"]["connected"]
+    assert row["opamp"]["remote_config_status"]["current"]  # about the last config it got
     assert row["opamp"]["effective_config"][CONFIG_FILE]["params"]["stack_depth"] == 5
     late = [s for s in spans if s["attrs"]["adaprof.config_version"] >= 2]
     assert late and all(s["attrs"]["adaprof.stack_depth"] == 5 for s in late), log[-2000:]

@@ -182,3 +182,46 @@ def test_the_agent_token_opens_opamp(tmp_path):
         assert _post(ctl, body)[0] == 401
         assert _post(ctl, body, Authorization="Bearer wrong")[0] == 403
         assert _post(ctl, body, Authorization="Bearer agent-secret")[0] == 200
+
+
+def test_the_status_is_current_only_until_a_newer_config_is_offered(controller):
+    """Raw OpAMP messages, step by step: a new session's config is offered at the next
+    heartbeat, and until the agent answers it the recorded status is not current."""
+    uid = b"c" * 16
+    caps = (
+        pb.AgentCapabilities_ReportsStatus
+        | pb.AgentCapabilities_AcceptsRemoteConfig
+        | pb.AgentCapabilities_ReportsRemoteConfig
+    )
+
+    def send(**fields) -> pb.ServerToAgent:
+        status, raw = _post(controller, pb.AgentToServer(
+            instance_uid=uid, capabilities=caps, **fields).SerializeToString())  # fmt: skip
+        assert status == 200
+        return pb.ServerToAgent.FromString(raw)
+
+    def applied(config_hash: bytes) -> pb.RemoteConfigStatus:
+        return pb.RemoteConfigStatus(
+            last_remote_config_hash=config_hash, status=pb.RemoteConfigStatuses_APPLIED
+        )
+
+    def shown() -> dict:
+        row = opamp_row(controller, uid.hex())
+        assert row is not None
+        return row["opamp"]["remote_config_status"]
+
+    first = send(agent_description=_hello(uid).agent_description)
+    assert shown()["status"] == "UNSET" and not shown()["current"]
+    assert not send(remote_config_status=applied(first.remote_config.config_hash)).HasField(
+        "remote_config"
+    )  # the agent has it: not sent again
+    assert shown() == {"status": "APPLIED", "config_hash": first.remote_config.config_hash.hex(),
+                       "error_message": "", "current": True}  # fmt: skip
+    session = controller.request("POST", "/v1/sessions", SESSION)
+    second = send()  # a heartbeat brings the session's params
+    body = json.loads(second.remote_config.config.config_map[CONFIG_FILE].body)
+    assert body["session_id"] == session["id"] and body["params"]["stack_depth"] == 48
+    send()  # another heartbeat, the new config not answered yet
+    assert shown()["status"] == "APPLIED" and not shown()["current"]
+    send(remote_config_status=applied(second.remote_config.config_hash))
+    assert shown()["current"] and shown()["config_hash"] == second.remote_config.config_hash.hex()
