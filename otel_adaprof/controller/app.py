@@ -115,11 +115,13 @@ def create_app(
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         store = Store(config.database.path, report_retention=config.database.report_retention)
-        app[CORE] = ControllerCore(config, store, adaptive_factory=adaptive_factory)
-        app[OPAMP] = OpampServer(app[CORE])
+        core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
+        app[CORE] = core
+        app[OPAMP] = OpampServer(core)
         yield
         try:
-            app[CORE].snapshot_models()
+            core.close()  # the last group commit
+            core.snapshot_models()
         finally:
             store.close()
 
@@ -146,12 +148,11 @@ async def _housekeeping(app: web.Application) -> None:
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
-            core.expire_sessions()
+            await core.expire_sessions_async()
             if time.monotonic() - last_snapshot >= interval:
-                core.snapshot_models()
+                await core.snapshot_models_async()
                 last_snapshot = time.monotonic()
-            app[METRICS].sessions_open.set(
-                sum(1 for s in core.store.list_sessions() if s["state"] == "open")
-            )
+            sessions = await core.run_db(core.store.list_sessions)
+            app[METRICS].sessions_open.set(sum(1 for s in sessions if s["state"] == "open"))
         except Exception:  # housekeeping must survive a bad pass
             log.exception("housekeeping failed")

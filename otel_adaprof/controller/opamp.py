@@ -60,7 +60,7 @@ from otel_adaprof.opamp_config import (
     config_hash,
 )
 from otel_adaprof.params import Params
-from otel_adaprof.protocol import PollResponse, decode_poll_request
+from otel_adaprof.protocol import PollRequest, PollResponse, decode_poll_request
 
 __all__ = ["MAX_AGENTS", "OpampAgentState", "OpampServer", "anyvalue_pb2"]
 
@@ -147,8 +147,18 @@ def _error(message: str) -> bytes:
     return bytes(answer.SerializeToString())
 
 
+@dataclass
+class _Step:
+    """A received message that still needs params to answer."""
+
+    message: Any
+    agent: OpampAgentState
+    answer: Any
+    report: PollRequest | None
+
+
 class OpampServer:
-    """Answers ``AgentToServer`` messages over a :class:`ControllerCore`. Not async."""
+    """Answers ``AgentToServer`` messages over a :class:`ControllerCore`."""
 
     def __init__(self, core: ControllerCore, max_agents: int = MAX_AGENTS) -> None:
         self.core = core
@@ -161,7 +171,32 @@ class OpampServer:
         return sorted(self._agents.values(), key=lambda a: a.last_seen, reverse=True)
 
     def handle(self, raw: bytes) -> tuple[int, bytes]:
-        """``(HTTP status, ServerToAgent bytes)`` for one ``AgentToServer`` body."""
+        """``(HTTP status, ServerToAgent bytes)`` for one ``AgentToServer`` body
+        (database work on the calling thread)."""
+        step = self._receive(raw)
+        if isinstance(step, tuple):
+            return step
+        if step.report is not None:
+            response = self.core.poll(step.report)
+        else:
+            response = self._target(step.agent)
+        return self._offer(step, response)
+
+    async def handle_async(self, raw: bytes) -> tuple[int, bytes]:
+        """:meth:`handle` from the event loop: a report goes through the core's
+        asynchronous poll (batched writes), the other reads run on its database threads."""
+        step = self._receive(raw)
+        if isinstance(step, tuple):
+            return step
+        if step.report is not None:
+            response = await self.core.poll_async(step.report)
+        else:
+            response = await self.core.run_db(self._target, step.agent)
+        return self._offer(step, response)
+
+    def _receive(self, raw: bytes) -> _Step | tuple[int, bytes]:
+        """Read the message and record what it says; a finished answer, or the step
+        that still needs params (a report to poll, or the service's target)."""
         message = pb.AgentToServer()
         try:
             message.ParseFromString(raw)
@@ -201,25 +236,31 @@ class OpampServer:
         custom = message.custom_message if message.HasField("custom_message") else None
         if custom is not None and custom.capability == REPORT_CAPABILITY:
             try:
-                response = self._report(agent, custom.data)
+                report = decode_poll_request(custom.data)
             except ContractError as exc:
                 return 200, _error(str(exc))
-            force = True  # every report is answered with its decision (a new version)
-        elif agent.reports:  # a reporting agent gets params only in answer to a report
+            agent.instance_id = report.agent.instance_id
+            return _Step(message, agent, answer, report)
+        if agent.reports or not message.capabilities & pb.AgentCapabilities_AcceptsRemoteConfig:
+            # a reporting agent gets params only in answer to a report
             return 200, bytes(answer.SerializeToString())
-        else:
-            response = self._target(agent)
-            force = False
-        if not message.capabilities & pb.AgentCapabilities_AcceptsRemoteConfig:
-            return 200, bytes(answer.SerializeToString())
+        return _Step(message, agent, answer, None)
+
+    def _offer(self, step: _Step, response: PollResponse) -> tuple[int, bytes]:
+        """Put ``response`` in the answer as remote config unless the agent has it."""
+        agent, answer = step.agent, step.answer
+        if step.report is not None:
+            agent.reports += 1
+            self.reports += 1
         body = config_body(response)
         digest = config_hash(body)
         reported = (
             agent.status_hash
-            if (message.capabilities & pb.AgentCapabilities_ReportsRemoteConfig)
+            if (step.message.capabilities & pb.AgentCapabilities_ReportsRemoteConfig)
             else agent.offered_hash
         )
-        if force or digest.hex() != reported:
+        # every report is answered with its decision (a new version); else only news
+        if step.report is not None or digest.hex() != reported:
             answer.remote_config.config_hash = digest
             entry = answer.remote_config.config.config_map[CONFIG_FILE]
             entry.body = body
@@ -281,14 +322,6 @@ class OpampServer:
                     value = json.loads(text)
             files[name[:256]] = value
         return files
-
-    def _report(self, agent: OpampAgentState, data: bytes) -> PollResponse:
-        request = decode_poll_request(data)
-        agent.instance_id = request.agent.instance_id
-        response = self.core.poll(request)
-        agent.reports += 1
-        self.reports += 1
-        return response
 
     def _target(self, agent: OpampAgentState) -> PollResponse:
         """The params the agent's service runs now: its open session's, else defaults."""

@@ -28,7 +28,7 @@ async def opamp(request: web.Request) -> web.Response:
     raw = await request.read()  # aiohttp undoes Content-Encoding: gzip
     server = request.app[OPAMP]
     reports = server.reports
-    status, body = server.handle(raw)
+    status, body = await server.handle_async(raw)
     if server.reports > reports:  # a window report: counted with the native polls
         request.app[METRICS].polls.inc()
     response = web.Response(body=body, status=status, content_type=PROTOBUF)
