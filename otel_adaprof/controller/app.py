@@ -37,7 +37,7 @@ from otel_adaprof.controller.metrics import ControllerMetrics
 from otel_adaprof.controller.opamp import OpampServer
 from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS, OPAMP
-from otel_adaprof.controller.store import Store
+from otel_adaprof.controller.store_factory import open_store
 from otel_adaprof.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def create_app(
     app[METRICS] = ControllerMetrics()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        store = Store(config.database.path, report_retention=config.database.report_retention)
+        store = open_store(config.database.path, report_retention=config.database.report_retention)
         core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
         app[CORE] = core
         app[OPAMP] = OpampServer(core)

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from otel_adaprof.errors import ContractError, from_validation_error
 from otel_adaprof.params import Params
@@ -45,11 +52,23 @@ class ListenConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    """SQLite file and how much history to keep."""
+    """The database (a SQLite file, or a URL of a supported store) and how much history
+    to keep."""
 
     path: str = "adaprof.db"
     report_retention: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
     model_snapshot_interval_s: Annotated[float, Field(ge=1.0, le=3600.0)] = 30.0
+
+    @field_validator("path")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        from otel_adaprof.controller.store_factory import check_database_url
+
+        try:
+            check_database_url(value, "")
+        except ContractError as exc:
+            raise ValueError(exc.problems[0][1]) from None
+        return value
 
 
 class AgentsConfig(_Section):

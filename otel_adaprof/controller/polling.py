@@ -10,7 +10,6 @@ all over one store (:class:`~otel_adaprof.controller.store_api.ControllerStore`)
 Usage::
 
     >>> from otel_adaprof.controller.config import ControllerConfig
-from otel_adaprof.controller.group_commit import GroupCommitter
     >>> from otel_adaprof.controller.store import Store
     >>> from otel_adaprof.protocol import AgentIdentity, PollRequest
     >>> core = ControllerCore(ControllerConfig(), Store(":memory:"))
@@ -46,6 +45,7 @@ from otel_adaprof.controller.poll_handling import (
 from otel_adaprof.controller.sessions import NotFound, Sessions
 from otel_adaprof.controller.store_api import ControllerStore
 from otel_adaprof.protocol import PollRequest, PollResponse
+from otel_adaprof.reward import RewardBreakdown
 from otel_adaprof.session_spec import SessionSpec
 
 __all__ = [
@@ -80,13 +80,14 @@ class ControllerCore:
         store: ControllerStore,
         *,
         adaptive_factory: PolicyFactory | None = None,
+        heuristic: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.policies = PolicyRegistry(
-            config, store, adaptive_factory=adaptive_factory, clock=clock
+            config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
         )
         self.session_book = Sessions(config, store, clock=clock)
         self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
@@ -158,6 +159,11 @@ class ControllerCore:
         if self._committer is None:
             self._committer = GroupCommitter(self.store)
         return await self.polls.poll_async(request, self._committer.submit, self.run_db)
+
+    @property
+    def last_reward(self) -> dict[str, RewardBreakdown]:
+        """The last window's reward per service (diagnostics; the simulator reads it)."""
+        return self.polls.last_reward
 
     @property
     def decisions_made(self) -> int:
