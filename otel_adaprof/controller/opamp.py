@@ -25,7 +25,7 @@ Usage::
     >>> from otel_adaprof.controller.config import ControllerConfig
     >>> from otel_adaprof.controller.polling import ControllerCore
     >>> from otel_adaprof.controller.store import Store
-    >>> from opentelemetry._opamp.proto import opamp_pb2 as pb
+    >>> from opentelemetry._opamp.proto import anyvalue_pb2, opamp_pb2 as pb
     >>> server = OpampServer(ControllerCore(ControllerConfig(), Store(":memory:")))
     >>> hello = pb.AgentToServer(instance_uid=bytes(16), capabilities=0x1003,
     ...     agent_description=pb.AgentDescription(identifying_attributes=[
@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from opentelemetry._opamp.proto import anyvalue_pb2
 from opentelemetry._opamp.proto import opamp_pb2 as pb
 
 from otel_adaprof.controller.polling import ControllerCore
@@ -62,7 +61,7 @@ from otel_adaprof.opamp_config import (
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse, decode_poll_request
 
-__all__ = ["MAX_AGENTS", "OpampAgentState", "OpampServer", "anyvalue_pb2"]
+__all__ = ["MAX_AGENTS", "OpampAgentState", "OpampServer", "merge_agents"]
 
 log = logging.getLogger(__name__)
 
