@@ -47,7 +47,7 @@ from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse
 from otel_adaprof.reward import PhaseState, RewardBreakdown, WindowObservation, step
-from otel_adaprof.session_spec import Mode, SessionSpec
+from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ def _params_json(params: Params) -> dict[str, Any]:
         _PARAMS_JSON.clear()
     _PARAMS_JSON[id(params)] = (params, data)
     return data
+
+
+def _uses_bandit(spec: SessionSpec | None) -> bool:
+    """Whether a session decides with its service's bandit (as ``for_spec`` answers)."""
+    return spec is not None and spec.mode is Mode.ADAPTIVE and spec.policy is PolicyKind.ADAPTIVE
 
 
 @dataclass(frozen=True)
@@ -165,10 +170,12 @@ class PollHandler:
         return _Known(PollContext(session, _params_json(params), True), spec, params)
 
     def _needs_model(self, request: PollRequest, known: _Known) -> bool:
-        if known.spec is not None and known.spec.mode is Mode.ADAPTIVE:
+        """Whether this poll decides or learns with the service's bandit (mirrors
+        :meth:`PolicyRegistry.for_spec` and the learning rule of :meth:`_credit`)."""
+        if _uses_bandit(known.spec):
             return True
         pending = self._pending.get((request.agent.instance_id, request.config_version))
-        return pending is not None and pending[0].mode is Mode.ADAPTIVE
+        return pending is not None and "offered" in pending[1].features
 
     def _plan(self, request: PollRequest, known: _Known) -> _Plan:
         """Credit and decide (in memory); the writes that make it durable."""
@@ -210,6 +217,10 @@ class PollHandler:
             profile=prior,
             phase=self._phases.get(service),
         )
+        if _uses_bandit(spec):
+            self.policies.pin(service)  # an open session keeps its model in memory
+        else:
+            self.policies.unpin(service)  # (a session closed by another controller)
         policy = self.policies.for_spec(spec)
         decision = self._decide(policy, ctx)
         window_json = window.model_dump(mode="json") if window else None
