@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from otel_adaprof.cli.demo_extra import require_demo_extra
 from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
 
 
@@ -84,6 +85,7 @@ def bench(
     reference: bool,
 ) -> None:
     """Benchmark insight per overhead: off, static-100/10/1, heuristic, adaptive."""
+    require_demo_extra("bench")
     base = BenchSettings.quick() if quick else BenchSettings()
     settings = BenchSettings(
         duration_s=duration if duration is not None else base.duration_s,

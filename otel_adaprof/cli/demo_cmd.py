@@ -23,6 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from otel_adaprof.cli.demo_extra import require_demo_extra
 from otel_adaprof.demo.run import DemoProgress, run_demo
 from otel_adaprof.demo.timeline import param_change_labels
 
@@ -110,6 +111,7 @@ def demo(
     as_json: bool,
 ) -> None:
     """Run the adaptive profiling loop on a demo service and write a report."""
+    require_demo_extra("demo")
     console = Console(stderr=as_json)
     if as_json:
         result = run_demo(duration, out, workdir, otlp_endpoint, rate)

@@ -24,12 +24,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from otel_adaprof.controller import routes_agents, routes_ops, routes_sessions
+from otel_adaprof.controller import (
+    routes_agents,
+    routes_opamp,
+    routes_ops,
+    routes_page,
+    routes_sessions,
+)
 from otel_adaprof.controller.bodies import error_json
 from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.metrics import ControllerMetrics
+from otel_adaprof.controller.opamp import OpampServer
 from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
-from otel_adaprof.controller.state import CONFIG, CORE, METRICS
+from otel_adaprof.controller.state import CONFIG, CORE, METRICS, OPAMP
 from otel_adaprof.controller.store_factory import open_store
 from otel_adaprof.errors import ContractError
 
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Endpoints an agent token opens (besides the admin token).
+AGENT_PATHS = ("/v1/agents/poll", "/v1/opamp")
 #: Seconds between housekeeping passes (session expiry, model snapshots).
 HOUSEKEEPING_INTERVAL_S = 1.0
 
@@ -66,7 +75,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     )
     try:
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            if request.path == "/v1/agents/poll":
+            if request.path in AGENT_PATHS:
                 tokens = [t for t in (config.agent_token, config.token) if t]
             else:
                 tokens = [config.token] if config.token else []
@@ -108,6 +117,7 @@ def create_app(
         store = open_store(config.database.path, report_retention=config.database.report_retention)
         core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
         app[CORE] = core
+        app[OPAMP] = OpampServer(core)
         yield
         try:
             core.close()  # the last group commit
@@ -126,6 +136,8 @@ def create_app(
     app.add_routes(routes_sessions.routes)
     app.add_routes(routes_agents.routes)
     app.add_routes(routes_ops.routes)
+    app.add_routes(routes_opamp.routes)
+    app.add_routes(routes_page.routes)
     return app
 
 

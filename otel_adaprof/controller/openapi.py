@@ -10,6 +10,8 @@ from otel_adaprof.protocol import ErrorResponse, PollRequest, PollResponse
 from otel_adaprof.session_spec import SessionSpec
 
 _JSON = "application/json"
+_PROTOBUF = "application/x-protobuf"
+_HTML = {"description": "page", "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -103,6 +105,42 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/agents": {
             "get": {"summary": "Agents seen", "responses": {"200": _answer("agents", _OBJECT)}}
+        },
+        "/v1/opamp": {
+            "post": {
+                "summary": "OpAMP over HTTP: AgentToServer in, ServerToAgent out (protobuf; "
+                "params as the remote config file adaprof.json)",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {_PROTOBUF: {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "ServerToAgent",
+                        "content": {_PROTOBUF: {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "400": {"description": "ServerToAgent with error_response (names the field)"},
+                    "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
+                    "415": _answer("not application/x-protobuf", _ref("ErrorResponse")),
+                },
+            }
+        },
+        "/": {"get": {"summary": "The controller page (HTML)", "responses": {"200": _HTML}}},
+        "/page/{name}": {
+            "get": {
+                "summary": "Script and style of the page",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"enum": ["app.js", "flame.js", "style.css"]},
+                    }
+                ],
+                "responses": {"200": {"description": "the file"}, "404": _answer("no such file")},
+            }
         },
         "/sampling": {"get": _sampling_op()},
         "/api/sampling": {"get": _sampling_op()},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from otel_adaprof.controller.state import CONFIG, CORE, METRICS
+from otel_adaprof.controller.opamp import merge_agents
+from otel_adaprof.controller.state import CONFIG, CORE, METRICS, OPAMP
 from otel_adaprof.protocol import decode_poll_request, encode
 
 routes = web.RouteTableDef()
@@ -25,7 +26,7 @@ async def list_agents(request: web.Request) -> web.Response:
     core = request.app[CORE]
     stale_after = request.app[CONFIG].agents.stale_after_s
     now = core.clock()
-    agents = await core.run_db(core.store.list_agents)
+    agents = merge_agents(await core.run_db(core.store.list_agents), request.app[OPAMP].agents())
     for agent in agents:
         agent["stale"] = now - agent["last_seen"] > stale_after
     return web.json_response({"agents": agents})

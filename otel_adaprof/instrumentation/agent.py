@@ -121,7 +121,12 @@ class Agent:
 
     def _new_poller(self) -> Poller:
         s = self.settings
-        return Poller(
+        poller_cls = Poller
+        if s.control_protocol == "opamp":
+            from otel_adaprof.instrumentation.control.opamp_poller import OpampPoller
+
+            poller_cls = OpampPoller
+        return poller_cls(
             self.live, self.observer, self.identity, self.store.take_histogram,
             controller_url=s.controller_url, token=s.controller_token, window_s=s.window_s,
             timeout_s=s.poll_timeout_s, stale_after_s=s.stale_params_s,

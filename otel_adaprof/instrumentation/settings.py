@@ -33,6 +33,8 @@ log = logging.getLogger("otel_adaprof.agent")
 
 ProfilerChoice = Literal["auto", "py-spy", "in-process", "off"]
 PROFILER_CHOICES: tuple[str, ...] = ("auto", "py-spy", "in-process", "off")
+#: How the agent talks to the controller (``ADAPROF_CONTROL_PROTOCOL``).
+CONTROL_PROTOCOLS: tuple[str, ...] = ("native", "opamp")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "controller base URL; unset = run on local params, no polling"),
     EnvVar("ADAPROF_CONTROLLER_TOKEN", "controller_token", "(unset)",
            "bearer token for the poll, when the controller requires one"),
+    EnvVar("ADAPROF_CONTROL_PROTOCOL", "control_protocol", "native",
+           "native (POST /v1/agents/poll, JSON) or opamp (POST /v1/opamp, OpAMP protobuf)"),
     EnvVar("ADAPROF_PARAMS", "params_json", "(unset)",
            "local params as JSON, used until (or without) the controller"),
     EnvVar("ADAPROF_PARAMS_FILE", "params_file", "(unset)",
@@ -89,6 +93,7 @@ class AgentSettings:
 
     controller_url: str | None = None
     controller_token: str | None = None
+    control_protocol: str = "native"
     params_json: str | None = None
     params_file: str | None = None
     profiler: ProfilerChoice = "auto"
@@ -189,8 +194,15 @@ def _url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _protocol(raw: str) -> str:
+    if raw not in CONTROL_PROTOCOLS:
+        raise ValueError(f"expected one of {', '.join(CONTROL_PROTOCOLS)}")
+    return raw
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "controller_url": _url,
+    "control_protocol": _protocol,
     "profiler": _profiler,
     "segment_s": _ranged(int, 1, 30),
     "profile_idle": _bool,
