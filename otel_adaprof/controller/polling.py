@@ -1,9 +1,11 @@
-"""The controller's domain core: sessions, agent polls, delayed credit, decisions.
+"""The controller's domain core: the three parts that serve sessions and polls, wired.
 
-Jaeger's adaptive sampling has an aggregator, a calculator and a provider; here a poll
-is *recorded* (report → store, stacks → profiles), *credited* (the window's reward goes
-to the decision whose config version it ran under, and only to it) and *answered* (the
-service's policy decides the next params, logged with its probability).
+- :mod:`~otel_adaprof.controller.sessions`: open, read, stop and expire sessions;
+- :mod:`~otel_adaprof.controller.policy_registry`: each adaptive service's policy and
+  its model snapshots;
+- :mod:`~otel_adaprof.controller.poll_handling`: one poll, record → credit → decide;
+
+all over one store (:class:`~otel_adaprof.controller.store_api.ControllerStore`).
 
 Usage::
 
@@ -21,54 +23,44 @@ so a report names exactly one decision.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from otel_adaprof.controller.config import ControllerConfig
-from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
-from otel_adaprof.controller.policy.static import StaticPolicy
-from otel_adaprof.controller.store import Store
-from otel_adaprof.errors import ContractError
-from otel_adaprof.params import Params
+from otel_adaprof.controller.policy.base import Policy
+from otel_adaprof.controller.policy_registry import (
+    PolicyFactory,
+    PolicyRegistry,
+    default_adaptive_factory,
+)
+from otel_adaprof.controller.poll_handling import (
+    MAX_PENDING_DECISIONS,
+    MAX_PROFILE_STACKS,
+    PollHandler,
+)
+from otel_adaprof.controller.sessions import NotFound, Sessions
+from otel_adaprof.controller.store_api import ControllerStore
 from otel_adaprof.protocol import PollRequest, PollResponse
-from otel_adaprof.reward import compute_reward
-from otel_adaprof.session_spec import Mode, SessionSpec
+from otel_adaprof.session_spec import SessionSpec
 
-log = logging.getLogger(__name__)
-
-#: Decisions whose context is kept in memory for learning (older ones are only stored).
-MAX_PENDING_DECISIONS = 10_000
-#: Stacks kept per in-memory service profile (the least counted are dropped beyond it).
-MAX_PROFILE_STACKS = 5_000
-
-PolicyFactory = Callable[[str], Policy]
-
-
-class NotFound(LookupError):
-    """An id that does not exist (answered with 404)."""
-
-
-def default_adaptive_factory(config: ControllerConfig) -> PolicyFactory:
-    """One Vowpal Wabbit policy per service, built from the config's policy section."""
-
-    def build(service: str) -> Policy:
-        from otel_adaprof.controller.policy.vw import VWPolicy
-
-        return VWPolicy.from_config(config.policy)
-
-    return build
+__all__ = [
+    "MAX_PENDING_DECISIONS",
+    "MAX_PROFILE_STACKS",
+    "ControllerCore",
+    "NotFound",
+    "PolicyFactory",
+    "default_adaptive_factory",
+]
 
 
 class ControllerCore:
-    """Sessions and polls over a :class:`Store`. Not async: the HTTP layer calls it."""
+    """Sessions, policies and polls over one store. Not async: the HTTP layer calls it."""
 
     def __init__(
         self,
         config: ControllerConfig,
-        store: Store,
+        store: ControllerStore,
         *,
         adaptive_factory: PolicyFactory | None = None,
         clock: Callable[[], float] = time.time,
@@ -76,236 +68,53 @@ class ControllerCore:
         self.config = config
         self.store = store
         self.clock = clock
-        self._adaptive_factory = adaptive_factory or default_adaptive_factory(config)
-        self._adaptive: dict[str, Policy] = {}
-        self._static = StaticPolicy()
-        self._pending: OrderedDict[tuple[str, int], tuple[DecisionContext, Decision]] = (
-            OrderedDict()
+        self.policies = PolicyRegistry(
+            config, store, adaptive_factory=adaptive_factory, clock=clock
         )
-        self._profiles: dict[str, dict[str, float]] = {}
-        self._last_params: dict[str, Params] = {}
-        self.decisions_made = 0
-        self.rewards_credited = 0
+        self.session_book = Sessions(config, store, clock=clock, on_stop=self.policies.snapshot)
+        self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
 
-    # sessions -------------------------------------------------------------------------
-
+    # sessions
     def open_session(self, spec: SessionSpec) -> dict[str, Any]:
         """Open a session; it completes by itself after ``spec.duration_s``."""
-        now = self.clock()
-        session_id = self.store.create_session(
-            spec.service,
-            self._spec_json(spec),
-            now=now,
-            ends_at=now + spec.duration_s,
-        )
-        return self.session(session_id)
-
-    @staticmethod
-    def _spec_json(spec: SessionSpec) -> dict[str, Any]:
-        data = spec.model_dump(mode="json")
-        if spec.initial_params is not None:
-            data["initial_params"] = spec.initial_params.to_json()
-        return data
+        return self.session_book.open(spec)
 
     def session(self, session_id: str) -> dict[str, Any]:
         """A session with its current params and counts; :class:`NotFound` if unknown."""
-        row = self.store.get_session(session_id)
-        if row is None:
-            raise NotFound(f"no session {session_id!r}")
-        spec = SessionSpec.parse(row["spec"])
-        params = self._last_params.get(session_id) or self._initial_params(spec)
-        return {**row, "params": params.to_json(), "counts": self.store.session_counts(session_id)}
+        return self.session_book.get(session_id)
 
     def sessions(self) -> list[dict[str, Any]]:
         """Every session, newest first, with current params and counts."""
-        return [self.session(row["id"]) for row in self.store.list_sessions()]
+        return self.session_book.all()
 
     def stop_session(self, session_id: str) -> dict[str, Any]:
         """Complete a session (idempotent) and snapshot its service's model."""
-        row = self.store.get_session(session_id)
-        if row is None:
-            raise NotFound(f"no session {session_id!r}")
-        self.store.complete_session(session_id, self.clock())
-        self.snapshot_models(row["service"])
-        return self.session(session_id)
+        return self.session_book.stop(session_id)
 
     def expire_sessions(self) -> list[str]:
         """Complete every session whose duration ran out; returns their ids."""
-        expired = self.store.expired_sessions(self.clock())
-        for session_id in expired:
-            self.stop_session(session_id)
-        return expired
+        return self.session_book.expire()
 
-    def _initial_params(self, spec: SessionSpec) -> Params:
-        return spec.initial_params or self.config.params_for(spec.service)
-
-    # models ---------------------------------------------------------------------------
-
+    # models
     def adaptive_policy(self, service: str) -> Policy:
         """The service's learning policy, resumed from its last snapshot if any."""
-        policy = self._adaptive.get(service)
-        if policy is None:
-            policy = self._adaptive_factory(service)
-            blob = self.store.load_model(service)
-            if blob is not None:
-                try:
-                    policy.restore(blob)
-                except Exception:  # a corrupt snapshot must not stop the service's agents
-                    log.exception("model snapshot of %s could not be restored", service)
-            self._adaptive[service] = policy
-        return policy
+        return self.policies.adaptive(service)
 
     def snapshot_models(self, service: str | None = None) -> int:
         """Write the model of one (or every) adaptive service; returns how many."""
-        written = 0
-        for name, policy in list(self._adaptive.items()):
-            if service is not None and name != service:
-                continue
-            blob = policy.snapshot()
-            if blob is not None:
-                self.store.save_model(name, blob, self.clock())
-                written += 1
-        return written
+        return self.policies.snapshot(service)
 
-    # polls ----------------------------------------------------------------------------
-
+    # polls
     def poll(self, request: PollRequest) -> PollResponse:
         """Record the report, credit the decision it ran under, answer the next params."""
-        now = self.clock()
-        agent = request.agent
-        service = agent.service
-        session = self.store.open_session_for(service)
-        spec = SessionSpec.parse(session["spec"]) if session else None
-        session_id = session["id"] if session else None
-        window = request.window
-        stacks = request.stacks.as_dict() if request.stacks else None
+        return self.polls.poll(request)
 
-        self.store.upsert_agent(
-            instance_id=agent.instance_id,
-            service=service,
-            host=agent.host,
-            pid=agent.pid,
-            backend=agent.profiler_backend.value,
-            sdk_version=agent.sdk_version,
-            now=now,
-            state=window.model_dump(mode="json") if window else None,
-        )
-        prior = dict(self._profiles.get(service, {}))
-        if window is not None:
-            self.store.add_report(
-                instance_id=agent.instance_id,
-                service=service,
-                session_id=request.session_id if request.session_id else session_id,
-                config_version=request.config_version,
-                window=window.model_dump(mode="json"),
-                stacks=stacks,
-                now=now,
-            )
-            self._credit(request, prior, stacks or {})
-            if stacks:
-                self._fold(service, stacks)
+    @property
+    def decisions_made(self) -> int:
+        """Decisions answered since start."""
+        return self.polls.decisions_made
 
-        previous = self.store.get_decision(agent.instance_id, request.config_version)
-        in_force = Params.parse(previous["params"]) if previous else self.config.params_for(service)
-        mode = spec.mode if spec else Mode.STATIC
-        ctx = DecisionContext(
-            service=service,
-            initial_params=self._initial_params(spec) if spec else self.config.params_for(service),
-            params_in_force=in_force,
-            session_id=session_id,
-            mode=mode,
-            goal=spec.goal if spec else self.config.policy.goal,
-            budget=spec.budget if spec else self.config.policy.budget,
-            state=window,
-            stacks=request.stacks,
-            profile=prior,
-        )
-        policy = self.adaptive_policy(service) if mode is Mode.ADAPTIVE else self._static
-        decision = self._decide(policy, ctx)
-        version = max(self.store.agent_version(agent.instance_id), request.config_version) + 1
-        params_json = decision.params.to_json()
-        self.store.add_decision(
-            service=service,
-            instance_id=agent.instance_id,
-            session_id=session_id,
-            config_version=version,
-            policy=policy.name,
-            action=decision.action,
-            probability=decision.probability,
-            features=dict(decision.features),
-            params=params_json,
-            now=now,
-        )
-        self.store.set_agent_config(agent.instance_id, version, params_json)
-        self.decisions_made += 1
-        if session_id:
-            self._last_params[session_id] = decision.params
-        self._remember(agent.instance_id, version, ctx, decision)
-        return PollResponse(
-            config_version=version,
-            params=decision.params,
-            session_id=session_id,
-            poll_interval_s=self.config.agents.poll_interval_s,
-        )
-
-    def _decide(self, policy: Policy, ctx: DecisionContext) -> Decision:
-        try:
-            return policy.decide(ctx)
-        except ContractError:
-            raise
-        except Exception:  # a policy bug must not take the agents down: fall back
-            log.exception(
-                "policy %s failed for %s; answering initial params", policy.name, ctx.service
-            )
-            return Decision(params=ctx.initial_params, probability=1.0, action="fallback")
-
-    def _credit(
-        self, request: PollRequest, prior: dict[str, float], window_stacks: dict[str, int]
-    ) -> None:
-        """Reward the decision this window ran under (delayed credit by version)."""
-        window = request.window
-        if window is None or request.config_version == 0:
-            return
-        decision_row = self.store.get_decision(request.agent.instance_id, request.config_version)
-        if decision_row is None or decision_row["reward"] is not None:
-            return
-        pending = self._pending.pop((request.agent.instance_id, request.config_version), None)
-        if pending is not None:
-            ctx, decision = pending
-            goal, budget = ctx.goal, ctx.budget
-        else:  # decided before a restart: store the reward, nothing to learn from
-            ctx, decision = None, None
-            goal, budget = self.config.policy.goal, self.config.policy.budget
-        reward = compute_reward(
-            prior=prior,
-            window=window_stacks,
-            profiler_cpu_fraction=window.profiler_cpu_fraction,
-            bytes_per_s=window.bytes_exported_per_s,
-            markers_per_s=window.markers_per_s,
-            goal=goal,
-            budget=budget,
-        )
-        self.store.set_reward(
-            request.agent.instance_id, request.config_version, reward.total, reward.to_json()
-        )
-        self.rewards_credited += 1
-        if ctx is not None and decision is not None and ctx.mode is Mode.ADAPTIVE:
-            try:
-                self.adaptive_policy(ctx.service).learn(ctx, decision, reward.total)
-            except Exception:
-                log.exception("policy failed to learn for %s", ctx.service)
-
-    def _fold(self, service: str, stacks: dict[str, int]) -> None:
-        profile = self._profiles.setdefault(service, {})
-        for stack, count in stacks.items():
-            profile[stack] = profile.get(stack, 0.0) + count
-        if len(profile) > MAX_PROFILE_STACKS:
-            keep = sorted(profile.items(), key=lambda kv: kv[1], reverse=True)[:MAX_PROFILE_STACKS]
-            self._profiles[service] = dict(keep)
-
-    def _remember(
-        self, instance_id: str, version: int, ctx: DecisionContext, decision: Decision
-    ) -> None:
-        self._pending[(instance_id, version)] = (ctx, decision)
-        while len(self._pending) > MAX_PENDING_DECISIONS:
-            self._pending.popitem(last=False)
+    @property
+    def rewards_credited(self) -> int:
+        """Rewards written since start."""
+        return self.polls.rewards_credited

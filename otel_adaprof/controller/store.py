@@ -34,6 +34,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from otel_adaprof.controller.store_api import PollContext, PollOutcome, PollWrite
+
 #: Ordered schema migrations; migration ``i`` brings the schema to version ``i + 1``.
 MIGRATIONS: list[str] = [
     """
@@ -218,45 +220,173 @@ class Store:
             ).fetchone()[0]
         return {"agents": int(agents), "reports": int(reports), "decisions": int(decisions)}
 
-    # agents -------------------------------------------------------------------------
+    # the poll path ----------------------------------------------------------------
 
-    def upsert_agent(
-        self,
-        *,
-        instance_id: str,
-        service: str,
-        host: str,
-        pid: int,
-        backend: str,
-        sdk_version: str,
-        now: float,
-        state: Mapping[str, Any] | None,
-    ) -> None:
-        """Record that an agent polled (its last observed state when it sent one)."""
-        self._write(
+    def poll_context(self, instance_id: str, service: str, version: int) -> PollContext:
+        """The service's open session and the decision ``version`` was answered with."""
+        with self._lock:
+            srow = self._db.execute(
+                "SELECT * FROM sessions WHERE service = ? AND state = 'open' "
+                "ORDER BY created_at DESC LIMIT 1",
+                (service,),
+            ).fetchone()
+            drow = (
+                self._db.execute(
+                    "SELECT params, reward FROM decisions "
+                    "WHERE instance_id = ? AND config_version = ?",
+                    (instance_id, version),
+                ).fetchone()
+                if version
+                else None
+            )
+        return PollContext(
+            session=self._session(srow) if srow is not None else None,
+            ran_under=_loads(drow["params"]) if drow is not None else None,
+            awaiting_reward=drow is not None and drow["reward"] is None,
+        )
+
+    def record_poll(self, write: PollWrite) -> PollOutcome:
+        """All the writes of one poll in one transaction (see :class:`PollWrite`)."""
+        outcome = self.record_polls([write])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def record_polls(self, writes: list[PollWrite]) -> list[PollOutcome | BaseException]:
+        """Several polls in one durable transaction (group commit): one fsync for all.
+
+        Each poll runs in its own savepoint, so a poll that fails (its exception is in
+        its slot of the result) does not undo the others. When the commit itself fails,
+        every slot holds that error: nothing of the batch was acknowledged.
+        """
+        results: list[PollOutcome | BaseException] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for write in writes:
+                    self._db.execute("SAVEPOINT poll")
+                    try:
+                        results.append(self._apply_poll(write))
+                    except Exception as exc:
+                        self._db.execute("ROLLBACK TO poll")
+                        results.append(exc)
+                    self._db.execute("RELEASE poll")
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if not isinstance(exc, Exception):
+                    raise
+                return [exc for _ in writes]
+        return results
+
+    def _apply_poll(self, w: PollWrite) -> PollOutcome:
+        db = self._db
+        db.execute(
             "INSERT INTO agents(instance_id, service, host, pid, backend, sdk_version, "
             "last_seen, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(instance_id) DO UPDATE SET service = excluded.service, "
             "host = excluded.host, pid = excluded.pid, backend = excluded.backend, "
             "sdk_version = excluded.sdk_version, last_seen = excluded.last_seen, "
             "state = COALESCE(excluded.state, agents.state)",
-            (instance_id, service, host, pid, backend, sdk_version, now, _dumps(state)),
+            (
+                w.instance_id,
+                w.service,
+                w.host,
+                w.pid,
+                w.backend,
+                w.sdk_version,
+                w.now,
+                _dumps(w.state),
+            ),
         )
-
-    def set_agent_config(self, instance_id: str, version: int, params: Mapping[str, Any]) -> None:
-        """The params (and their version) the agent was last given."""
-        self._write(
+        if w.window is not None:
+            self._insert_report(
+                instance_id=w.instance_id,
+                service=w.service,
+                session_id=w.report_session_id,
+                config_version=w.reported_version,
+                window=w.window,
+                stacks=w.stacks,
+                now=w.now,
+            )
+        credited = False
+        if w.reward is not None:
+            cur = db.execute(
+                "UPDATE decisions SET reward = ?, reward_terms = ? "
+                "WHERE instance_id = ? AND config_version = ? AND reward IS NULL",
+                (w.reward.total, _dumps(dict(w.reward.terms)), w.instance_id, w.reported_version),
+            )
+            credited = cur.rowcount > 0
+        highest = db.execute(
+            "SELECT MAX(config_version) FROM decisions WHERE instance_id = ?", (w.instance_id,)
+        ).fetchone()[0]
+        version = max(int(highest or 0), w.reported_version) + 1
+        d = w.decision
+        params = _dumps(d.params)
+        db.execute(
+            "INSERT INTO decisions(service, instance_id, session_id, config_version, policy, "
+            "action, probability, features, params, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                w.service,
+                w.instance_id,
+                w.session_id,
+                version,
+                d.policy,
+                d.action,
+                d.probability,
+                _dumps(d.features) or "{}",
+                params,
+                w.now,
+            ),
+        )
+        db.execute(
             "UPDATE agents SET config_version = ?, params = ? WHERE instance_id = ?",
-            (version, _dumps(params), instance_id),
+            (version, params, w.instance_id),
         )
+        return PollOutcome(config_version=version, credited=credited)
 
-    def agent_version(self, instance_id: str) -> int:
-        """Highest config version handed to the agent (0 if none)."""
-        rows = self._read(
-            "SELECT MAX(config_version) AS v FROM decisions WHERE instance_id = ?",
-            (instance_id,),
+    def _insert_report(
+        self,
+        *,
+        instance_id: str,
+        service: str,
+        session_id: str | None,
+        config_version: int,
+        window: Mapping[str, Any] | None,
+        stacks: Mapping[str, int] | None,
+        now: float,
+    ) -> int:
+        """Store a report (dropping the oldest beyond the retention) and fold its stacks
+        into the session profile; inside the caller's transaction."""
+        cur = self._db.execute(
+            "INSERT INTO reports(instance_id, service, session_id, config_version, "
+            "window, stacks, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                instance_id,
+                service,
+                session_id,
+                config_version,
+                _dumps(window),
+                _dumps(stacks),
+                now,
+            ),
         )
-        return int(rows[0]["v"] or 0)
+        report_id = int(cur.lastrowid or 0)
+        if session_id and stacks:
+            self._db.executemany(
+                "INSERT INTO profiles(session_id, stack, count) VALUES (?, ?, ?) "
+                "ON CONFLICT(session_id, stack) "
+                "DO UPDATE SET count = count + excluded.count",
+                [(session_id, s, int(c)) for s, c in stacks.items()],
+            )
+        cutoff = report_id - self.report_retention
+        if cutoff > 0 and report_id % 100 == 0:
+            self._db.execute("DELETE FROM reports WHERE id <= ?", (cutoff,))
+        return report_id
+
+    # agents -------------------------------------------------------------------------
 
     def list_agents(self) -> list[dict[str, Any]]:
         """Every agent ever seen, most recent first."""
@@ -279,52 +409,6 @@ class Store:
 
     # reports and profiles ------------------------------------------------------------
 
-    def add_report(
-        self,
-        *,
-        instance_id: str,
-        service: str,
-        session_id: str | None,
-        config_version: int,
-        window: Mapping[str, Any] | None,
-        stacks: Mapping[str, int] | None,
-        now: float,
-    ) -> int:
-        """Store a report (dropping the oldest beyond the retention) and fold its stacks
-        into the session profile. Returns the report id."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute(
-                    "INSERT INTO reports(instance_id, service, session_id, config_version, "
-                    "window, stacks, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        instance_id,
-                        service,
-                        session_id,
-                        config_version,
-                        _dumps(window),
-                        _dumps(stacks),
-                        now,
-                    ),
-                )
-                report_id = int(cur.lastrowid or 0)
-                if session_id and stacks:
-                    self._db.executemany(
-                        "INSERT INTO profiles(session_id, stack, count) VALUES (?, ?, ?) "
-                        "ON CONFLICT(session_id, stack) "
-                        "DO UPDATE SET count = count + excluded.count",
-                        [(session_id, s, int(c)) for s, c in stacks.items()],
-                    )
-                cutoff = report_id - self.report_retention
-                if cutoff > 0 and report_id % 100 == 0:
-                    self._db.execute("DELETE FROM reports WHERE id <= ?", (cutoff,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return report_id
-
     def count_reports(self) -> int:
         """Reports kept."""
         return int(self._read("SELECT COUNT(*) AS n FROM reports")[0]["n"])
@@ -335,39 +419,6 @@ class Store:
         return {r["stack"]: int(r["count"]) for r in rows}
 
     # decisions ------------------------------------------------------------------------
-
-    def add_decision(
-        self,
-        *,
-        service: str,
-        instance_id: str,
-        session_id: str | None,
-        config_version: int,
-        policy: str,
-        action: str,
-        probability: float,
-        features: Mapping[str, Any],
-        params: Mapping[str, Any],
-        now: float,
-    ) -> None:
-        """Log a decision with the probability it had."""
-        self._write(
-            "INSERT INTO decisions(service, instance_id, session_id, config_version, policy, "
-            "action, probability, features, params, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                service,
-                instance_id,
-                session_id,
-                config_version,
-                policy,
-                action,
-                probability,
-                _dumps(features) or "{}",
-                _dumps(params),
-                now,
-            ),
-        )
 
     def get_decision(self, instance_id: str, config_version: int) -> dict[str, Any] | None:
         """The decision that produced ``config_version`` for an agent."""
@@ -393,17 +444,6 @@ class Store:
             "reward_terms": _loads(r["reward_terms"]),
             "created_at": r["created_at"],
         }
-
-    def set_reward(
-        self, instance_id: str, config_version: int, reward: float, terms: Mapping[str, float]
-    ) -> bool:
-        """Credit a decision once; False when it was already credited or is unknown."""
-        cur = self._write(
-            "UPDATE decisions SET reward = ?, reward_terms = ? "
-            "WHERE instance_id = ? AND config_version = ? AND reward IS NULL",
-            (reward, _dumps(dict(terms)), instance_id, config_version),
-        )
-        return cur.rowcount > 0
 
     def decisions(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Logged decisions in order (of one session, or all)."""

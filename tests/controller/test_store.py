@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from otel_adaprof.controller.store import SCHEMA_VERSION, Store, StoreError
+from otel_adaprof.controller.store_api import DecisionWrite, PollWrite
 
 
 def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path):
@@ -23,18 +24,32 @@ def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path):
         Store(str(path))
 
 
+def _poll(version: int) -> PollWrite:
+    return PollWrite(
+        instance_id="a",
+        service="s",
+        host="h",
+        pid=1,
+        backend="py-spy",
+        sdk_version="",
+        now=float(version),
+        state={"n": version},
+        session_id="x",
+        reported_version=version,
+        window={"n": version},
+        stacks={"f": 1},
+        report_session_id="x",
+        reward=None,
+        decision=DecisionWrite(
+            policy="static", action="static", probability=1.0, features={}, params={}
+        ),
+    )
+
+
 def test_reports_beyond_the_retention_are_dropped(tmp_path: Path):
     store = Store(str(tmp_path / "r.db"), report_retention=100)
     for i in range(350):
-        store.add_report(
-            instance_id="a",
-            service="s",
-            session_id="x",
-            config_version=i,
-            window={"n": i},
-            stacks={"f": 1},
-            now=float(i),
-        )
+        store.record_poll(_poll(i))
     kept = store.count_reports()
     assert 100 <= kept < 200, kept
     assert store.profile("x") == {"f": 350}  # the session profile keeps every sample

@@ -1,0 +1,94 @@
+"""The per-service policies of the controller and their model snapshots.
+
+Every service with an adaptive session gets its own learning policy (by default one
+Vowpal Wabbit model, :class:`~otel_adaprof.controller.policy.vw.VWPolicy`), resumed from
+its last snapshot in the store; services without one are answered by the static policy.
+
+Usage::
+
+    >>> from otel_adaprof.controller.config import ControllerConfig
+    >>> from otel_adaprof.controller.store import Store
+    >>> from otel_adaprof.session_spec import Mode
+    >>> registry = PolicyRegistry(ControllerConfig(), Store(":memory:"))
+    >>> registry.for_mode("shop", Mode.STATIC).name
+    'static'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from otel_adaprof.controller.config import ControllerConfig
+from otel_adaprof.controller.policy.base import Policy
+from otel_adaprof.controller.policy.static import StaticPolicy
+from otel_adaprof.controller.store_api import ControllerStore
+from otel_adaprof.session_spec import Mode
+
+log = logging.getLogger(__name__)
+
+PolicyFactory = Callable[[str], Policy]
+
+
+def default_adaptive_factory(config: ControllerConfig) -> PolicyFactory:
+    """One Vowpal Wabbit policy per service, built from the config's policy section."""
+
+    def build(service: str) -> Policy:
+        from otel_adaprof.controller.policy.vw import VWPolicy
+
+        return VWPolicy.from_config(config.policy)
+
+    return build
+
+
+class PolicyRegistry:
+    """The learning policy of each adaptive service, and the static one for the rest."""
+
+    def __init__(
+        self,
+        config: ControllerConfig,
+        store: ControllerStore,
+        *,
+        adaptive_factory: PolicyFactory | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._factory = adaptive_factory or default_adaptive_factory(config)
+        self._adaptive: dict[str, Policy] = {}
+        self.static: Policy = StaticPolicy()
+
+    def for_mode(self, service: str, mode: Mode) -> Policy:
+        """The policy that decides for ``service`` in a session of ``mode``."""
+        return self.adaptive(service) if mode is Mode.ADAPTIVE else self.static
+
+    def adaptive(self, service: str) -> Policy:
+        """The service's learning policy, resumed from its last snapshot if any."""
+        policy = self._adaptive.get(service)
+        if policy is None:
+            policy = self._factory(service)
+            blob = self.store.load_model(service)
+            if blob is not None:
+                try:
+                    policy.restore(blob)
+                except Exception:  # a corrupt snapshot must not stop the service's agents
+                    log.exception("model snapshot of %s could not be restored", service)
+            self._adaptive[service] = policy
+        return policy
+
+    def snapshot(self, service: str | None = None) -> int:
+        """Write the model of one (or every) adaptive service; returns how many."""
+        written = 0
+        for name, policy in list(self._adaptive.items()):
+            if service is not None and name != service:
+                continue
+            blob = policy.snapshot()
+            if blob is not None:
+                self.store.save_model(name, blob, self.clock())
+                written += 1
+        return written
+
+    def loaded(self) -> list[str]:
+        """Services whose model is in memory."""
+        return list(self._adaptive)
