@@ -12,6 +12,7 @@ import click
 
 from otel_adaprof.cli.console import fail
 from otel_adaprof.controller.config import ControllerConfig
+from otel_adaprof.controller.store import StoreError
 from otel_adaprof.errors import ContractError
 
 log = logging.getLogger("otel_adaprof.controller")
@@ -25,7 +26,13 @@ log = logging.getLogger("otel_adaprof.controller")
     default=None,
     help="Port [default: 8080; 0 = any free port].",
 )
-@click.option("--db", "db_path", default=None, help="SQLite file [default: ./adaprof.db].")
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    help="SQLite file, or postgresql://user@host:port/db (replicas may share one) "
+    "[default: ./adaprof.db].",
+)
 @click.option(
     "--token",
     default=None,
@@ -88,6 +95,16 @@ def controller(
     asyncio.run(serve(config))
 
 
+def _database_name(path: str) -> str:
+    """The database for the start line: the SQLite file's absolute path, or the URL
+    without its password."""
+    if path.startswith(("postgresql://", "postgres://")):
+        from otel_adaprof.controller.store_postgres import redact
+
+        return redact(path)
+    return str(Path(path).resolve())
+
+
 async def serve(config: ControllerConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down in order."""
     from aiohttp import web
@@ -95,7 +112,11 @@ async def serve(config: ControllerConfig) -> None:
     from otel_adaprof.controller.app import create_app
 
     runner = web.AppRunner(create_app(config), handle_signals=False, shutdown_timeout=10.0)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except StoreError as exc:
+        print(f"error: database.path: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     site = web.TCPSite(runner, config.listen.host, config.listen.port)
     try:
         await site.start()
@@ -111,7 +132,7 @@ async def serve(config: ControllerConfig) -> None:
         "adaprof controller listening on http://%s:%d (database: %s)",
         config.listen.host,
         port,
-        Path(config.database.path).resolve(),
+        _database_name(config.database.path),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

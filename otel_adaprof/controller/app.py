@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -31,6 +32,7 @@ from otel_adaprof.controller.metrics import ControllerMetrics
 from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS
 from otel_adaprof.controller.store import Store
+from otel_adaprof.controller.store_api import ControllerStore
 from otel_adaprof.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,29 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+def open_store(config: ControllerConfig) -> ControllerStore:
+    """The store ``database.path`` names: a ``postgresql://`` URL or a SQLite file."""
+    db = config.database
+    if db.path.startswith(("postgresql://", "postgres://")):
+        from otel_adaprof.controller.store_postgres import PostgresStore
+
+        return PostgresStore(
+            db.path, report_retention=db.report_retention, max_connections=db.pool_size
+        )
+    return Store(db.path, report_retention=db.report_retention)
+
+
+def _start_ownership(policies: object) -> asyncio.Task[None] | None:
+    """On PostgreSQL, the model-lease passes of this replica (model_lease.py)."""
+    if "otel_adaprof.controller.model_lease" not in sys.modules:
+        return None
+    from otel_adaprof.controller.model_lease import OwnedPolicyRegistry, run_ownership
+
+    if not isinstance(policies, OwnedPolicyRegistry):
+        return None
+    return asyncio.create_task(run_ownership(policies))
+
+
 def create_app(
     config: ControllerConfig,
     *,
@@ -105,11 +130,18 @@ def create_app(
     app[METRICS] = ControllerMetrics()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        store = Store(config.database.path, report_retention=config.database.report_retention)
+        store = open_store(config)
         app[CORE] = ControllerCore(config, store, adaptive_factory=adaptive_factory)
+        ownership = _start_ownership(app[CORE].policies)
         yield
         try:
+            if ownership is not None:
+                ownership.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ownership
             app[CORE].snapshot_models()
+            if ownership is not None:  # leases freed: another replica takes over at once
+                await asyncio.to_thread(app[CORE].policies.release)  # type: ignore[attr-defined]
         finally:
             store.close()
 

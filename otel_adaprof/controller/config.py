@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from otel_adaprof.errors import ContractError, from_validation_error
 from otel_adaprof.params import Params
@@ -45,11 +52,24 @@ class ListenConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    """SQLite file and how much history to keep."""
+    """SQLite file (or ``postgresql://`` URL) and how much history to keep; with
+    PostgreSQL, the model leases of replicas and the connection pool."""
 
     path: str = "adaprof.db"
     report_retention: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
     model_snapshot_interval_s: Annotated[float, Field(ge=1.0, le=3600.0)] = 30.0
+    lease_s: Annotated[float, Field(ge=2.0, le=600.0)] = 15.0
+    lease_renew_s: Annotated[float, Field(ge=0.5, le=300.0)] = 5.0
+    pool_size: Annotated[int, Field(ge=1, le=200)] = 8
+
+    @model_validator(mode="after")
+    def _renew_well_within_the_lease(self) -> DatabaseConfig:
+        if self.lease_renew_s * 2 > self.lease_s:
+            raise ValueError(
+                f"lease_renew_s ({self.lease_renew_s}) must be at most half of lease_s "
+                f"({self.lease_s}): a missed renewal must not lose the lease"
+            )
+        return self
 
 
 class AgentsConfig(_Section):

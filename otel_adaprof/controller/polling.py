@@ -23,6 +23,7 @@ so a report names exactly one decision.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,21 @@ __all__ = [
 ]
 
 
+def _registry_for(
+    config: ControllerConfig,
+    store: ControllerStore,
+    adaptive_factory: PolicyFactory | None,
+    clock: Callable[[], float],
+) -> PolicyRegistry:
+    """Model leases between replicas on PostgreSQL; the in-process registry on SQLite
+    (psycopg is imported only when a PostgreSQL store was opened)."""
+    if "otel_adaprof.controller.store_postgres" in sys.modules:
+        from otel_adaprof.controller.model_lease import registry_for
+
+        return registry_for(config, store, adaptive_factory=adaptive_factory, clock=clock)
+    return PolicyRegistry(config, store, adaptive_factory=adaptive_factory, clock=clock)
+
+
 class ControllerCore:
     """Sessions, policies and polls over one store. Not async: the HTTP layer calls it."""
 
@@ -68,9 +84,7 @@ class ControllerCore:
         self.config = config
         self.store = store
         self.clock = clock
-        self.policies = PolicyRegistry(
-            config, store, adaptive_factory=adaptive_factory, clock=clock
-        )
+        self.policies = _registry_for(config, store, adaptive_factory, clock)
         self.session_book = Sessions(config, store, clock=clock, on_stop=self.policies.snapshot)
         self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
 

@@ -254,6 +254,11 @@ class PostgresStore:
             )
         return [self._session(r) for r in rows]
 
+    def open_sessions(self) -> list[dict[str, Any]]:
+        """Every open session (of any service)."""
+        rows = self._read("SELECT * FROM sessions WHERE state = 'open' ORDER BY created_at DESC")
+        return [self._session(r) for r in rows]
+
     def open_session_for(self, service: str) -> dict[str, Any] | None:
         """The newest open session of ``service``."""
         rows = self._read(
@@ -276,9 +281,7 @@ class PostgresStore:
 
     def expired_sessions(self, now: float) -> list[str]:
         """Ids of open sessions whose duration has run out."""
-        rows = self._read(
-            "SELECT id FROM sessions WHERE state = 'open' AND ends_at <= %s", (now,)
-        )
+        rows = self._read("SELECT id FROM sessions WHERE state = 'open' AND ends_at <= %s", (now,))
         return [r["id"] for r in rows]
 
     def session_counts(self, session_id: str) -> dict[str, int]:
@@ -353,21 +356,25 @@ class PostgresStore:
                 # every agent row in one order first: concurrent batches never deadlock
                 for w in sorted(writes, key=lambda w: w.instance_id):
                     self._upsert_agent(conn, w)
+                # the profile folds of the whole batch, summed and applied in one order
+                folds: dict[tuple[str, str], int] = {}
                 for w in writes:
                     try:
+                        fold = (
+                            {(w.report_session_id, s): int(c) for s, c in w.stacks.items()}
+                            if w.report_session_id and w.stacks
+                            else {}
+                        )
                         with conn.transaction():
                             results.append(self._apply_poll(conn, w))
-                            reports += w.window is not None
                     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                         raise
                     except Exception as exc:
                         results.append(exc)
-                folds: dict[tuple[str, str], int] = {}
-                for w, result in zip(writes, results, strict=True):
-                    if isinstance(result, PollOutcome) and w.report_session_id and w.stacks:
-                        for stack, count in w.stacks.items():
-                            key = (w.report_session_id, stack)
-                            folds[key] = folds.get(key, 0) + int(count)
+                        continue
+                    reports += w.window is not None
+                    for key, count in fold.items():
+                        folds[key] = folds.get(key, 0) + count
                 if folds:
                     with conn.cursor() as cur:
                         cur.executemany(
@@ -503,9 +510,7 @@ class PostgresStore:
 
     def profile(self, session_id: str) -> dict[str, int]:
         """The session's merged ``{stack: count}``."""
-        rows = self._read(
-            "SELECT stack, count FROM profiles WHERE session_id = %s", (session_id,)
-        )
+        rows = self._read("SELECT stack, count FROM profiles WHERE session_id = %s", (session_id,))
         return {r["stack"]: int(r["count"]) for r in rows}
 
     # decisions ----------------------------------------------------------------------
@@ -634,9 +639,7 @@ class PostgresStore:
 
     def model_generation(self, service: str) -> int:
         """A number that changes whenever the service's snapshot is rewritten (0: none)."""
-        rows = self._read(
-            "SELECT generation FROM model_snapshots WHERE service = %s", (service,)
-        )
+        rows = self._read("SELECT generation FROM model_snapshots WHERE service = %s", (service,))
         return int(rows[0]["generation"]) if rows else 0
 
     def credited_to_learn(
