@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from otel_adaprof.controller import routes_agents, routes_ops, routes_sessions
+from otel_adaprof.controller import routes_agents, routes_ops, routes_replicas, routes_sessions
 from otel_adaprof.controller.bodies import error_json
 from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.metrics import ControllerMetrics
@@ -156,6 +156,7 @@ def create_app(
     app.add_routes(routes_sessions.routes)
     app.add_routes(routes_agents.routes)
     app.add_routes(routes_ops.routes)
+    app.add_routes(routes_replicas.routes)
     return app
 
 

@@ -103,7 +103,8 @@ class _Model:
     renewed_at: float = 0.0  # monotonic
     generation: int = -1  # snapshot generation a follower copy was loaded from
     unsaved: list[int] = field(default_factory=list)  # learned, not yet in a snapshot
-    learned: int = 0
+    learned: int = 0  # credited decisions learned since this replica took it over
+    restored_generation: int = 0  # the snapshot an owner started from (0: none)
 
 
 class OwnedPolicyRegistry(PolicyRegistry):
@@ -163,17 +164,29 @@ class OwnedPolicyRegistry(PolicyRegistry):
             return sorted(n for n, m in self._models.items() if m.epoch is not None)
 
     def describe(self) -> dict[str, Any]:
-        """Replica id, owned and followed services, counters (for ``/readyz``, logs)."""
+        """This replica: id, pid, lease times, counters, and per loaded model whether it
+        owns it (epoch, the snapshot generation it took over from, decisions learned) or
+        follows the snapshot (generation loaded). Shown by ``GET /v1/replicas``."""
         with self._lock:
             models = dict(self._models)
         return {
             "replica": self.replica_id,
-            "owned": sorted(n for n, m in models.items() if m.epoch is not None),
-            "following": sorted(n for n, m in models.items() if m.epoch is None),
+            "pid": os.getpid(),
             "lease_s": self.lease_s,
             "renew_s": self.renew_s,
             "takeovers": self.takeovers,
             "losses": self.losses,
+            "owned": sorted(n for n, m in models.items() if m.epoch is not None),
+            "models": {
+                name: {
+                    "role": "owner" if m.epoch is not None else "follower",
+                    "epoch": m.epoch,
+                    "generation": m.generation,
+                    "restored_generation": m.restored_generation,
+                    "learned": m.learned,
+                }
+                for name, m in sorted(models.items())
+            },
         }
 
     # the ownership pass ---------------------------------------------------------------
@@ -228,18 +241,27 @@ class OwnedPolicyRegistry(PolicyRegistry):
         self._follow(service)
 
     def _take_over(self, service: str, epoch: int, started: float) -> None:
-        policy = self._fresh(service)
+        # the lease is ours: no other replica can write the snapshot between these reads
+        generation = self.pg.model_generation(service)
+        policy, restored = self._fresh(service)
         model = _Model(
             policy=policy,
             epoch=epoch,
             valid_until=started + self.lease_s - SAFETY_MARGIN_S,
             renewed_at=started,
-            generation=self.pg.model_generation(service),
+            generation=generation,
+            restored_generation=generation if restored else 0,
         )
         with self._lock:
             self._models[service] = model
         self.takeovers += 1
-        log.info("replica %s owns the model of %s (epoch %d)", self.replica_id, service, epoch)
+        log.info(
+            "replica %s owns the model of %s (epoch %d, from snapshot generation %d)",
+            self.replica_id,
+            service,
+            epoch,
+            model.restored_generation,
+        )
         self._learn(service, model)
 
     def _learn(self, service: str, model: _Model) -> None:
@@ -295,15 +317,18 @@ class OwnedPolicyRegistry(PolicyRegistry):
                 del self._models[service]
         self._follow(service)
 
-    def _fresh(self, service: str) -> SharedPolicy:
+    def _fresh(self, service: str) -> tuple[SharedPolicy, bool]:
+        """A new model of ``service`` restored from its snapshot; and whether it was."""
         policy = self._factory(service)
         blob = self.pg.load_model(service)
+        restored = False
         if blob is not None:
             try:
                 policy.restore(blob)
+                restored = True
             except Exception:  # a corrupt snapshot must not stop the service's agents
                 log.exception("model snapshot of %s could not be restored", service)
-        return SharedPolicy(policy)
+        return SharedPolicy(policy), restored
 
     def _follow(self, service: str) -> _Model:
         """The follower copy of ``service``'s newest snapshot (reloaded when it changed)."""
@@ -312,7 +337,7 @@ class OwnedPolicyRegistry(PolicyRegistry):
             model = self._models.get(service)
             if model is not None and (model.epoch is not None or model.generation == generation):
                 return model
-        fresh = _Model(policy=self._fresh(service), generation=generation)
+        fresh = _Model(policy=self._fresh(service)[0], generation=generation)
         with self._lock:
             current = self._models.get(service)
             if current is not None and current.epoch is not None:
