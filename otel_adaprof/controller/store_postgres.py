@@ -98,6 +98,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x6164_6170_726F_66  # "adaprof"
 #: How often a poll transaction is retried after a deadlock or serialization failure.
 _RETRIES = 3
+#: Seconds the pool retries a lost connection before it waits for demand to reconnect.
+RECONNECT_S = 2.0
 #: The database's clock, in Unix seconds (leases are timed by it, not by the replicas').
 DB_NOW = "extract(epoch from clock_timestamp())"
 
@@ -142,7 +144,7 @@ class PostgresStore:
         *,
         min_connections: int = 1,
         max_connections: int = 8,
-        timeout_s: float = 10.0,
+        timeout_s: float = 5.0,
     ) -> None:
         self.path = redact(url)
         self.url = url
@@ -154,6 +156,9 @@ class PostgresStore:
             min_size=min_connections,
             max_size=max_connections,
             timeout=timeout_s,
+            # a lost server is retried for 2 s by the pool, then on demand at once: a
+            # restarted database is used again within a poll, not after a long backoff
+            reconnect_timeout=RECONNECT_S,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
             check=ConnectionPool.check_connection,
             open=False,

@@ -24,6 +24,7 @@ import psycopg
 from otel_adaprof.controller.model_lease import PASS_INTERVAL_S
 from tests.controller.polls import poll_body
 from tests.support.controller import ControllerProcess
+from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_until
 
 LEASE_S = 3.0
@@ -182,3 +183,72 @@ def _generation(url: str) -> int:
     with psycopg.connect(url) as db:
         row = db.execute("SELECT generation FROM model_snapshots WHERE service = 'shop'").fetchone()
     return int(row[0]) if row else 0
+
+
+def test_database_crash_and_restart_under_two_replicas(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_url: str
+):
+    """PostgreSQL killed (immediate stop: crash recovery on start) and back after 2 s:
+    polls fail while it is away, both replicas answer again once it is back, nothing
+    acknowledged is lost, and the model has one owner again."""
+    config = tmp_path / "controller.yaml"
+    config.write_text(
+        f"database:\n  lease_s: {LEASE_S}\n  lease_renew_s: {RENEW_S}\n"
+        f"agents:\n  poll_interval_s: {POLL_INTERVAL_S}\n"
+    )
+    replicas = [
+        ControllerProcess(tmp_path / f"r{i}.db", "--config", str(config), db_url=postgres_url)
+        for i in range(2)
+    ]
+    for r in replicas:
+        r.start()
+    stop = threading.Event()
+    agents: list[RoundRobinAgent] = []
+    try:
+        replicas[0].request("POST", "/v1/sessions", {"service": "shop"})
+        agents = [RoundRobinAgent(f"a-{i}", replicas, stop) for i in range(4)]
+        for a in agents:
+            a.start()
+        wait_until(lambda: min(len(a.acked) for a in agents) >= 4, timeout=20, what="polls")
+        down_at = time.monotonic()
+        postgres_server.restart(mode="immediate", down_s=2.0)
+        up_at = time.monotonic()
+        wait_until(
+            lambda: all(sum(1 for ack in a.acked if ack[0] > up_at) >= 3 for a in agents),
+            timeout=15,
+            what="agents answered again after the restart",
+        )
+        back_s = min(next(ack[0] for ack in a.acked if ack[0] > up_at) for a in agents) - up_at
+        stop.set()
+        for a in agents:
+            a.join(timeout=10)
+        assert sum(a.failovers for a in agents) >= 1  # polls did fail while it was away
+        assert back_s < 5.0, back_s
+        assert all(
+            not any(down_at + 0.2 < ack[0] < up_at - 0.2 for ack in a.acked) for a in agents
+        )  # nothing was acknowledged while the database was away
+        for r in replicas:
+            r.request("GET", "/readyz")
+        with psycopg.connect(postgres_url) as db:
+            for a in agents:
+                versions = {
+                    v
+                    for (v,) in db.execute(
+                        "SELECT config_version FROM decisions WHERE instance_id = %s", (a.name,)
+                    )
+                }
+                assert {ack[3] for ack in a.acked} <= versions, a.name
+
+        def one_owner() -> bool:
+            owners = [_replica(r)["replica"]["owned"] for r in replicas]
+            return sorted(owners) == [[], ["shop"]]
+
+        wait_until(one_owner, timeout=LEASE_S + 3, what="one owner of 'shop' again")
+    finally:
+        stop.set()
+        for a in agents:
+            a.join(timeout=5)
+        for r in replicas:
+            r.kill()
+        if not postgres_server.running():
+            postgres_server.start()
