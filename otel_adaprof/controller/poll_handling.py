@@ -184,9 +184,11 @@ class PollHandler:
         if pending is not None:
             ctx, decision = pending
             goal, budget = ctx.goal, ctx.budget
-        else:  # decided before a restart: store the reward, nothing to learn from
+        else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
-            goal, budget = self.config.policy.goal, self.config.policy.budget
+            spec = SessionSpec.parse(known.session["spec"]) if known.session else None
+            goal = spec.goal if spec else self.config.policy.goal
+            budget = spec.budget if spec else self.config.policy.budget
         reward = compute_reward(
             prior=prior,
             window=window_stacks,
