@@ -131,17 +131,19 @@ def create_app(
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         store = open_store(config)
-        app[CORE] = ControllerCore(config, store, adaptive_factory=adaptive_factory)
-        ownership = _start_ownership(app[CORE].policies)
+        core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
+        app[CORE] = core
+        ownership = _start_ownership(core.policies)
         yield
         try:
             if ownership is not None:
                 ownership.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ownership
-            app[CORE].snapshot_models()
+            core.close()  # the last group commit
+            core.snapshot_models()
             if ownership is not None:  # leases freed: another replica takes over at once
-                await asyncio.to_thread(app[CORE].policies.release)  # type: ignore[attr-defined]
+                await asyncio.to_thread(core.policies.release)  # type: ignore[attr-defined]
         finally:
             store.close()
 
@@ -167,12 +169,11 @@ async def _housekeeping(app: web.Application) -> None:
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
-            core.expire_sessions()
+            await core.expire_sessions_async()
             if time.monotonic() - last_snapshot >= interval:
-                core.snapshot_models()
+                await core.snapshot_models_async()
                 last_snapshot = time.monotonic()
-            app[METRICS].sessions_open.set(
-                sum(1 for s in core.store.list_sessions() if s["state"] == "open")
-            )
+            sessions = await core.run_db(core.store.list_sessions)
+            app[METRICS].sessions_open.set(sum(1 for s in sessions if s["state"] == "open"))
         except Exception:  # housekeeping must survive a bad pass
             log.exception("housekeeping failed")

@@ -140,8 +140,31 @@ class OwnedPolicyRegistry(PolicyRegistry):
             model = self._follow(service)
         return model.policy
 
-    def learn(self, ctx: DecisionContext, decision: Decision, reward: float) -> None:
-        """Nothing here: rewards reach the owner through the ``decisions`` table."""
+    def is_loaded(self, service: str) -> bool:
+        with self._lock:
+            return service in self._models
+
+    def install(self, service: str, blob: bytes | None) -> Policy:
+        """A follower copy built from ``blob`` (read off the event loop by the caller);
+        the next ownership pass takes the lease or checks the copy's generation."""
+        with self._lock:
+            model = self._models.get(service)
+        if model is not None:
+            return model.policy
+        policy = self._factory(service)
+        if blob is not None:
+            try:
+                policy.restore(blob)
+            except Exception:  # a corrupt snapshot must not stop the service's agents
+                log.exception("model snapshot of %s could not be restored", service)
+        fresh = _Model(policy=SharedPolicy(policy), generation=-1)
+        with self._lock:
+            return self._models.setdefault(service, fresh).policy
+
+    def snapshot_blobs(self, service: str | None = None) -> list[tuple[str, bytes]]:
+        """Nothing for the caller to write: each ownership pass writes the owned
+        snapshots itself, fenced by the lease and with the decisions they learned."""
+        return []
 
     def snapshot(self, service: str | None = None) -> int:
         """Write the snapshot of every owned model (fenced); returns how many."""

@@ -67,27 +67,50 @@ class PolicyRegistry:
         """The service's learning policy, resumed from its last snapshot if any."""
         policy = self._adaptive.get(service)
         if policy is None:
-            policy = self._factory(service)
-            blob = self.store.load_model(service)
-            if blob is not None:
-                try:
-                    policy.restore(blob)
-                except Exception:  # a corrupt snapshot must not stop the service's agents
-                    log.exception("model snapshot of %s could not be restored", service)
-            self._adaptive[service] = policy
+            policy = self.install(service, self.store.load_model(service))
+        return policy
+
+    def is_loaded(self, service: str) -> bool:
+        """Whether the service's model is in memory."""
+        return service in self._adaptive
+
+    def install(self, service: str, blob: bytes | None) -> Policy:
+        """Build the service's policy from its snapshot ``blob`` (read by the caller,
+        off the event loop); a policy already in memory wins."""
+        policy = self._adaptive.get(service)
+        if policy is not None:
+            return policy
+        policy = self._factory(service)
+        if blob is not None:
+            try:
+                policy.restore(blob)
+            except Exception:  # a corrupt snapshot must not stop the service's agents
+                log.exception("model snapshot of %s could not be restored", service)
+        self._adaptive[service] = policy
         return policy
 
     def snapshot(self, service: str | None = None) -> int:
         """Write the model of one (or every) adaptive service; returns how many."""
-        written = 0
+        return self.save(self.snapshot_blobs(service))
+
+    def snapshot_blobs(self, service: str | None = None) -> list[tuple[str, bytes]]:
+        """The models of one (or every) service as bytes, taken where the policies are
+        used (models are not thread-safe); :meth:`save` writes them."""
+        blobs = []
         for name, policy in list(self._adaptive.items()):
             if service is not None and name != service:
                 continue
             blob = policy.snapshot()
             if blob is not None:
-                self.store.save_model(name, blob, self.clock())
-                written += 1
-        return written
+                blobs.append((name, blob))
+        return blobs
+
+    def save(self, blobs: list[tuple[str, bytes]]) -> int:
+        """Write model snapshots to the store (any thread); returns how many."""
+        now = self.clock()
+        for name, blob in blobs:
+            self.store.save_model(name, blob, now)
+        return len(blobs)
 
     def loaded(self) -> list[str]:
         """Services whose model is in memory."""

@@ -10,6 +10,7 @@ all over one store (:class:`~otel_adaprof.controller.store_api.ControllerStore`)
 Usage::
 
     >>> from otel_adaprof.controller.config import ControllerConfig
+from otel_adaprof.controller.group_commit import GroupCommitter
     >>> from otel_adaprof.controller.store import Store
     >>> from otel_adaprof.protocol import AgentIdentity, PollRequest
     >>> core = ControllerCore(ControllerConfig(), Store(":memory:"))
@@ -23,12 +24,15 @@ so a report names exactly one decision.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from otel_adaprof.controller.config import ControllerConfig
+from otel_adaprof.controller.group_commit import GroupCommitter
 from otel_adaprof.controller.policy.base import Policy
 from otel_adaprof.controller.policy_registry import (
     PolicyFactory,
@@ -70,8 +74,21 @@ def _registry_for(
     return PolicyRegistry(config, store, adaptive_factory=adaptive_factory, clock=clock)
 
 
+T = TypeVar("T")
+
+#: Threads for the database's reads and non-poll writes (poll writes have their own).
+DB_THREADS = 4
+
+
 class ControllerCore:
-    """Sessions, policies and polls over one store. Not async: the HTTP layer calls it."""
+    """Sessions, policies and polls over one store.
+
+    The blocking methods (:meth:`poll`, :meth:`open_session`, ...) run the store's calls
+    on the caller's thread; the HTTP layer uses the ``*_async`` ones and :meth:`run_db`,
+    which keep the database off the event loop (poll writes are group-committed by one
+    writer thread, :class:`~otel_adaprof.controller.group_commit.GroupCommitter`).
+    Models are used on the event loop's thread only.
+    """
 
     def __init__(
         self,
@@ -85,8 +102,10 @@ class ControllerCore:
         self.store = store
         self.clock = clock
         self.policies = _registry_for(config, store, adaptive_factory, clock)
-        self.session_book = Sessions(config, store, clock=clock, on_stop=self.policies.snapshot)
+        self.session_book = Sessions(config, store, clock=clock)
         self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
+        self._committer: GroupCommitter | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     # sessions
     def open_session(self, spec: SessionSpec) -> dict[str, Any]:
@@ -103,11 +122,29 @@ class ControllerCore:
 
     def stop_session(self, session_id: str) -> dict[str, Any]:
         """Complete a session (idempotent) and snapshot its service's model."""
-        return self.session_book.stop(session_id)
+        stopped = self.session_book.stop(session_id)
+        self.policies.snapshot(stopped["service"])
+        return stopped
 
     def expire_sessions(self) -> list[str]:
         """Complete every session whose duration ran out; returns their ids."""
-        return self.session_book.expire()
+        expired = self.session_book.expire()
+        for session in expired:
+            self.policies.snapshot(session["service"])
+        return [s["id"] for s in expired]
+
+    async def stop_session_async(self, session_id: str) -> dict[str, Any]:
+        """:meth:`stop_session` from the event loop."""
+        stopped: dict[str, Any] = await self.run_db(self.session_book.stop, session_id)
+        await self.snapshot_models_async(stopped["service"])
+        return stopped
+
+    async def expire_sessions_async(self) -> list[str]:
+        """:meth:`expire_sessions` from the event loop."""
+        expired: list[dict[str, Any]] = await self.run_db(self.session_book.expire)
+        for session in expired:
+            await self.snapshot_models_async(session["service"])
+        return [s["id"] for s in expired]
 
     # models
     def adaptive_policy(self, service: str) -> Policy:
@@ -118,10 +155,23 @@ class ControllerCore:
         """Write the model of one (or every) adaptive service; returns how many."""
         return self.policies.snapshot(service)
 
+    async def snapshot_models_async(self, service: str | None = None) -> int:
+        """:meth:`snapshot_models` from the event loop (models serialized on it, written
+        off it)."""
+        written: int = await self.run_db(self.policies.save, self.policies.snapshot_blobs(service))
+        return written
+
     # polls
     def poll(self, request: PollRequest) -> PollResponse:
         """Record the report, credit the decision it ran under, answer the next params."""
         return self.polls.poll(request)
+
+    async def poll_async(self, request: PollRequest) -> PollResponse:
+        """:meth:`poll` from the event loop: database work on threads, writes batched
+        with concurrent polls into one durable transaction."""
+        if self._committer is None:
+            self._committer = GroupCommitter(self.store)
+        return await self.polls.poll_async(request, self._committer.submit, self.run_db)
 
     @property
     def decisions_made(self) -> int:
@@ -132,3 +182,18 @@ class ControllerCore:
     def rewards_credited(self) -> int:
         """Rewards written since start."""
         return self.polls.rewards_credited
+
+    # threads
+    async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store call on the controller's database threads."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="adaprof-db")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        """Commit the queued poll writes and stop the database threads (the store stays
+        open: its owner closes it)."""
+        if self._committer is not None:
+            self._committer.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
