@@ -169,12 +169,13 @@ class OwnedPolicyRegistry(PolicyRegistry):
     def snapshot(self, service: str | None = None) -> int:
         """Write the snapshot of every owned model (fenced); returns how many."""
         written = 0
-        with self._lock:
-            owned = [(n, m) for n, m in self._models.items() if m.epoch is not None]
-        for name, model in owned:
-            if service is not None and name != service:
-                continue
-            written += self._save(name, model)
+        with self._pass_lock:  # not while a pass learns on the same models
+            with self._lock:
+                owned = [(n, m) for n, m in self._models.items() if m.epoch is not None]
+            for name, model in owned:
+                if service is not None and name != service:
+                    continue
+                written += self._save(name, model)
         return written
 
     def loaded(self) -> list[str]:

@@ -26,11 +26,12 @@ it), ``model_snapshots.owner/epoch/generation`` and ``model_leases``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -132,6 +133,80 @@ def redact(url: str) -> str:
     if not at or ":" not in creds:
         return url
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+#: Every write of one poll in one statement. The agent's row is upserted first: its
+#: lock orders the polls of one agent across replicas, and ``agents.config_version`` is
+#: the agent's counter (``max(highest, reported) + 1``, re-read under the lock).
+_POLL_SQL = """
+WITH a AS (
+    INSERT INTO agents AS g(instance_id, service, host, pid, backend, sdk_version,
+        last_seen, state, config_version, params)
+    VALUES (%(instance_id)s, %(service)s, %(host)s, %(pid)s, %(backend)s, %(sdk_version)s,
+        %(now)s, %(state)s, %(reported)s + 1, %(params)s)
+    ON CONFLICT (instance_id) DO UPDATE SET service = excluded.service,
+        host = excluded.host, pid = excluded.pid, backend = excluded.backend,
+        sdk_version = excluded.sdk_version, last_seen = excluded.last_seen,
+        state = COALESCE(excluded.state, g.state),
+        config_version = GREATEST(g.config_version, %(reported)s) + 1,
+        params = excluded.params
+    RETURNING config_version
+), r AS (
+    INSERT INTO reports(instance_id, service, session_id, config_version, window_state,
+        stacks, received_at)
+    SELECT %(instance_id)s, %(service)s, %(report_session_id)s, %(reported)s, %(window)s,
+        %(stacks)s, %(now)s
+    WHERE %(has_window)s
+), c AS (
+    UPDATE decisions SET reward = %(reward)s, reward_terms = %(reward_terms)s
+    WHERE %(has_reward)s AND instance_id = %(instance_id)s
+        AND config_version = %(reported)s AND reward IS NULL
+    RETURNING 1
+), d AS (
+    INSERT INTO decisions(service, instance_id, session_id, config_version, policy, action,
+        probability, features, params, created_at)
+    SELECT %(service)s, %(instance_id)s, %(session_id)s, a.config_version, %(policy)s,
+        %(action)s, %(probability)s, %(features)s, %(params)s, %(now)s
+    FROM a
+    RETURNING config_version
+)
+SELECT (SELECT config_version FROM d) AS version, (SELECT COUNT(*) FROM c) AS credited
+"""
+
+
+def _poll_args(w: PollWrite) -> dict[str, Any]:
+    d = w.decision
+    return {
+        "instance_id": w.instance_id,
+        "service": w.service,
+        "host": w.host,
+        "pid": w.pid,
+        "backend": w.backend,
+        "sdk_version": w.sdk_version,
+        "now": w.now,
+        "state": _dumps(w.state),
+        "reported": w.reported_version,
+        "params": _dumps(d.params),
+        "report_session_id": w.report_session_id,
+        "window": _dumps(w.window),
+        "stacks": _dumps(w.stacks),
+        "has_window": w.window is not None,
+        "has_reward": w.reward is not None,
+        "reward": w.reward.total if w.reward is not None else None,
+        "reward_terms": _dumps(dict(w.reward.terms)) if w.reward is not None else None,
+        "session_id": w.session_id,
+        "policy": d.policy,
+        "action": d.action,
+        "probability": d.probability,
+        "features": _dumps(d.features) or "{}",
+    }
+
+
+def _fold_of(w: PollWrite) -> dict[tuple[str, str], int]:
+    """The poll's additions to its session's profile (raises on a count that is no int)."""
+    if not w.report_session_id or not w.stacks:
+        return {}
+    return {(w.report_session_id, stack): int(count) for stack, count in w.stacks.items()}
 
 
 class PostgresStore:
@@ -338,141 +413,81 @@ class PostgresStore:
         return outcome
 
     def record_polls(self, writes: list[PollWrite]) -> list[PollOutcome | BaseException]:
-        """Several polls in one transaction, each in its own savepoint (a poll that fails
-        has its exception in its slot; when the commit fails every slot holds the error).
-        A deadlock with another replica's transaction is retried."""
-        last: Exception | None = None
-        for _ in range(_RETRIES):
+        """Several polls in one transaction: one statement per poll, all sent at once
+        (pipeline mode), one commit. When a statement fails, the batch is rolled back and
+        each poll is applied in its own transaction, so a failing poll loses only itself
+        (its slot holds the exception). A deadlock with another replica is retried."""
+        results: list[PollOutcome | BaseException | None] = [None] * len(writes)
+        batch: list[tuple[int, PollWrite, dict[tuple[str, str], int]]] = []
+        for index, w in enumerate(writes):
             try:
-                return self._record_polls_once(writes)
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
-                last = exc
-                continue
-            except psycopg.Error as exc:
-                return [exc for _ in writes]
-        assert last is not None
-        return [last for _ in writes]
+                batch.append((index, w, _fold_of(w)))
+            except (TypeError, ValueError) as exc:  # a count that is not a number
+                results[index] = exc
+        try:
+            for index, outcome in self._retrying(lambda: self._apply(batch)):
+                results[index] = outcome
+        except psycopg.Error:
+            for item in batch:  # find the poll that failed: each on its own
+                try:
+                    for index, outcome in self._retrying(functools.partial(self._apply, [item])):
+                        results[index] = outcome
+                except psycopg.Error as exc:
+                    results[item[0]] = exc
+        return [r if r is not None else RuntimeError("poll not applied") for r in results]
 
-    def _record_polls_once(self, writes: list[PollWrite]) -> list[PollOutcome | BaseException]:
-        results: list[PollOutcome | BaseException] = []
-        reports = 0
+    @staticmethod
+    def _retrying(
+        apply: Callable[[], list[tuple[int, PollOutcome]]],
+    ) -> list[tuple[int, PollOutcome]]:
+        for attempt in range(_RETRIES):
+            try:
+                return apply()
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _apply(
+        self, batch: list[tuple[int, PollWrite, dict[tuple[str, str], int]]]
+    ) -> list[tuple[int, PollOutcome]]:
+        """One transaction for ``batch``; raises (all rolled back) if any statement fails."""
+        if not batch:
+            return []
+        folds: dict[tuple[str, str], int] = {}
+        for _, _, fold in batch:
+            for key, count in fold.items():
+                folds[key] = folds.get(key, 0) + count
+        reports = sum(1 for _, w, _ in batch if w.window is not None)
         with self._conn() as conn:
-            with conn.transaction():
-                # every agent row in one order first: concurrent batches never deadlock
-                for w in sorted(writes, key=lambda w: w.instance_id):
-                    self._upsert_agent(conn, w)
-                # the profile folds of the whole batch, summed and applied in one order
-                folds: dict[tuple[str, str], int] = {}
-                for w in writes:
-                    try:
-                        fold = (
-                            {(w.report_session_id, s): int(c) for s, c in w.stacks.items()}
-                            if w.report_session_id and w.stacks
-                            else {}
-                        )
-                        with conn.transaction():
-                            results.append(self._apply_poll(conn, w))
-                    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                        raise
-                    except Exception as exc:
-                        results.append(exc)
-                        continue
-                    reports += w.window is not None
-                    for key, count in fold.items():
-                        folds[key] = folds.get(key, 0) + count
+            with conn.transaction(), conn.pipeline():
+                # agents in one order: concurrent batches lock their rows without deadlock
+                ordered = sorted(batch, key=lambda item: item[1].instance_id)
+                cursors = [
+                    (index, conn.execute(_POLL_SQL, _poll_args(w))) for index, w, _ in ordered
+                ]
                 if folds:
                     with conn.cursor() as cur:
                         cur.executemany(
                             "INSERT INTO profiles(session_id, stack, count) VALUES (%s, %s, %s) "
                             "ON CONFLICT (session_id, stack) "
                             "DO UPDATE SET count = profiles.count + excluded.count",
-                            [(s, k, c) for (s, k), c in sorted(folds.items())],
+                            [(sid, stack, c) for (sid, stack), c in sorted(folds.items())],
                         )
-            self._trim_reports(conn, reports)
-        return results
-
-    @staticmethod
-    def _upsert_agent(conn: psycopg.Connection[dict[str, Any]], w: PollWrite) -> None:
-        conn.execute(
-            "INSERT INTO agents(instance_id, service, host, pid, backend, sdk_version, "
-            "last_seen, state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (instance_id) DO UPDATE SET service = excluded.service, "
-            "host = excluded.host, pid = excluded.pid, backend = excluded.backend, "
-            "sdk_version = excluded.sdk_version, last_seen = excluded.last_seen, "
-            "state = COALESCE(excluded.state, agents.state)",
-            (
-                w.instance_id,
-                w.service,
-                w.host,
-                w.pid,
-                w.backend,
-                w.sdk_version,
-                w.now,
-                _dumps(w.state),
-            ),
-        )
-
-    @staticmethod
-    def _apply_poll(conn: psycopg.Connection[dict[str, Any]], w: PollWrite) -> PollOutcome:
-        """The poll's writes after its agent row is locked (which orders the polls of one
-        agent across replicas, so the next version below is never handed out twice)."""
-        if w.window is not None:
-            conn.execute(
-                "INSERT INTO reports(instance_id, service, session_id, config_version, "
-                "window_state, stacks, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    w.instance_id,
-                    w.service,
-                    w.report_session_id,
-                    w.reported_version,
-                    _dumps(w.window),
-                    _dumps(w.stacks),
-                    w.now,
-                ),
-            )
-        credited = False
-        if w.reward is not None:
-            credited = (
-                conn.execute(
-                    "UPDATE decisions SET reward = %s, reward_terms = %s "
-                    "WHERE instance_id = %s AND config_version = %s AND reward IS NULL",
+            outcomes = []
+            for index, cur in cursors:
+                row = cur.fetchone()
+                assert row is not None
+                outcomes.append(
                     (
-                        w.reward.total,
-                        _dumps(dict(w.reward.terms)),
-                        w.instance_id,
-                        w.reported_version,
-                    ),
-                ).rowcount
-                > 0
-            )
-        d = w.decision
-        params = _dumps(d.params)
-        row = conn.execute(
-            "WITH v AS (SELECT GREATEST(COALESCE(MAX(config_version), 0), %s) + 1 AS version "
-            "FROM decisions WHERE instance_id = %s), "
-            "d AS (INSERT INTO decisions(service, instance_id, session_id, config_version, "
-            "policy, action, probability, features, params, created_at) "
-            "SELECT %s, %s, %s, v.version, %s, %s, %s, %s, %s, %s FROM v RETURNING config_version) "
-            "UPDATE agents SET config_version = d.config_version, params = %s FROM d "
-            "WHERE agents.instance_id = %s RETURNING d.config_version",
-            (
-                w.reported_version,
-                w.instance_id,
-                w.service,
-                w.instance_id,
-                w.session_id,
-                d.policy,
-                d.action,
-                d.probability,
-                _dumps(d.features) or "{}",
-                params,
-                w.now,
-                params,
-                w.instance_id,
-            ),
-        ).fetchone()
-        assert row is not None
-        return PollOutcome(config_version=int(row["config_version"]), credited=credited)
+                        index,
+                        PollOutcome(
+                            config_version=int(row["version"]), credited=bool(row["credited"])
+                        ),
+                    )
+                )
+            self._trim_reports(conn, reports)
+        return outcomes
 
     def _trim_reports(self, conn: psycopg.Connection[dict[str, Any]], added: int) -> None:
         """Drop the oldest reports beyond the retention (checked every 100 reports)."""
