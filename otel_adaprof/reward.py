@@ -1,24 +1,52 @@
-"""The reward of one window: information gain − overhead cost + marker density.
+"""The reward of one window, in what a profiler's user values.
 
-Pure functions over plain values, shared by the controller and the simulator, so the
-same report always earns the same reward. ``docs/policy.md`` writes the formula with
-units.
+Pure functions over plain values, shared by the controller's poll handling and the
+simulator (which drives that same poll handling), so the same report always earns the
+same reward. ``docs/policy.md`` gives every term with its unit and the test that pins it.
+
+::
+
+    reward = accuracy · A  +  detection · D  +  coverage · S  +  density · M
+             −  cpu · C  −  over_budget · O  −  bytes · B  −  switch · W
+
+* **A, accuracy** (nats of error removed): the expected L1 error of the current phase's
+  function-share estimate from ``n`` samples over ``K`` functions is
+  ``e(n) = min(2, sqrt(2K / (π n)))``; a window that brings the phase from ``n₀`` to
+  ``n₀ + n`` samples earns ``ln max(e(n₀), t) − ln max(e(n₀ + n), t)`` for the target
+  ``t`` (the error's log falls by ``½ ln(n₁/n₀)``: the tenth sample and the three
+  hundredth weigh within a factor of 30, not 1,000). It telescopes, so the same samples
+  earn the same however they are batched, and it stops paying at the target. ``n``
+  counts from the last detected change.
+* **D, detection** (0..1): ``exp(−delay / τ)`` once, when a change signalled by the
+  agent (or seen in the samples) is confirmed by samples that differ from the
+  previous phase's profile.
+* **S, slow-span coverage** (share × window/5 s): samples captured on slow spans over
+  slow spans, capped at 1.
+* **M, density** (share × window/5 s): ``min(1, markers with samples/s ÷ target)``;
+  markers can carry samples only when there are samples, so a window without any
+  earns nothing.
+* **C, cpu** (budget × window/5 s): profiler CPU of all agent threads over the budget.
+* **O, over budget** (budget × window/5 s): how far the profiler CPU *averaged over the
+  horizon* (the budget bank) is above the budget. Bursts that keep the average in the
+  budget pay only C.
+* **B, bytes** (budget × window/5 s): only when the goal sets a bytes budget; the
+  trace ratio is never bought down for bytes nobody asked to save.
+* **W, switch** (0 or 1): the window ran under params that differ from the previous
+  window's: calm adaptation is worth something to the person reading it.
 
 Usage::
 
-    >>> from otel_adaprof.reward import compute_reward
+    >>> from otel_adaprof.reward import PhaseState, WindowObservation, step
     >>> from otel_adaprof.session_spec import RewardWeights, OverheadBudget
-    >>> r = compute_reward(prior={"main;work": 90.0}, window={"main;work": 5, "main;new": 5},
-    ...                    profiler_cpu_fraction=0.01, bytes_per_s=1000.0, markers_per_s=5.0,
-    ...                    goal=RewardWeights(), budget=OverheadBudget())
-    >>> r.novelty, round(r.cpu_cost, 3), r.density
-    (0.25, 0.5, 1.0)
+    >>> obs = WindowObservation(end_unix=5.0, seconds=5.0,
+    ...                         samples={"main;work (w.py:3)": 50}, profiler_cpu_fraction=0.01)
+    >>> state, r = step(PhaseState(), obs, RewardWeights(), OverheadBudget())
+    >>> state.samples, round(r.accuracy, 3), r.cpu_cost
+    (50.0, 1.835, 0.5)
 
-Stack key: stacks are compared at *function level of the leaf frame* (where the CPU
-time is spent, with line numbers stripped). That key does not change when the
-controller changes ``stack_depth``, so a deeper setting does not look like "new
-information", and it is what the benchmark's ground truth (function CPU shares) is
-stated in.
+Stack key: samples are compared at *function level of the leaf frame* (line numbers
+stripped), what the benchmark's ground truth is stated in; the key does not change with
+``stack_depth``.
 """
 
 from __future__ import annotations
@@ -26,15 +54,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 
 from otel_adaprof.session_spec import OverheadBudget, RewardWeights
 
-#: Dirichlet pseudo-count added to every key (and to one "unseen" bucket).
-DIRICHLET_ALPHA = 0.5
-#: Most samples' worth of evidence the prior profile counts for (see :func:`capped`).
-PRIOR_MAX_SAMPLES = 500.0
+#: Seconds a rate term is counted against (one reference window).
+REFERENCE_WINDOW_S = 5.0
+#: Largest L1 distance between two distributions (the error of knowing nothing).
+MAX_L1 = 2.0
+#: Fewest samples that can confirm (or reveal) a change of the function shares.
+MIN_CONFIRM_SAMPLES = 20.0
+#: Margin over the sampling noise a total-variation distance must clear to be a change.
+CHANGE_MARGIN = 0.1
 #: Fewest samples a novelty share is counted against (see :func:`novelty`).
 NOVELTY_MIN_SAMPLES = 20.0
 
@@ -64,103 +96,13 @@ def keyed(histogram: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def smoothed(counts: Mapping[str, float], keys: list[str], alpha: float) -> list[float]:
-    """Posterior-mean distribution over ``keys`` + one unseen bucket (Dirichlet(alpha))."""
-    total = sum(counts.get(k, 0.0) for k in keys) + alpha * (len(keys) + 1)
-    probs = [(counts.get(k, 0.0) + alpha) / total for k in keys]
-    probs.append(alpha / total)
-    return probs
-
-
-def kl_divergence(p: list[float], q: list[float]) -> float:
-    """KL(p‖q) in nats; both must be strictly positive and of equal length."""
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0.0)
-
-
-def capped(prior: Mapping[str, float], max_samples: float = PRIOR_MAX_SAMPLES) -> dict[str, float]:
-    """The prior scaled down to at most ``max_samples`` counts, shares unchanged.
-
-    The profile is a belief about what the service does *now*. Counted at full weight,
-    hours of samples would make any window's KL vanish, so a new hot path would earn
-    next to nothing; capping the evidence (not forgetting the shares) keeps the gain
-    of a real change visible, while a window that repeats the profile still earns ~0
-    and re-sampling an unchanged service earns nothing however long it was not sampled.
-
-    >>> capped({"a": 900.0, "b": 100.0}, 500.0)
-    {'a': 450.0, 'b': 50.0}
-    """
-    mass = sum(prior.values())
-    if mass <= max_samples:
-        return dict(prior)
-    scale = max_samples / mass
-    return {k: v * scale for k, v in prior.items()}
-
-
-def noise_floor(
-    prior: Mapping[str, float], window: Mapping[str, float], alpha: float = DIRICHLET_ALPHA
-) -> float:
-    """Expected KL(after‖before) in nats when the window is pure sampling noise.
-
-    With ``N`` smoothed prior counts over ``K`` keys and ``n`` window samples drawn from
-    the prior's own distribution, each share moves by about ``n/(N+n)`` times the
-    sampling error of the window, so ``E[KL] ≈ K·n / (2·(N+n)²)`` (second-order
-    expansion of KL). Subtracting it keeps a handful of noisy samples from looking
-    like information.
-
-    >>> round(noise_floor({"a": 50.0, "b": 50.0}, {"a": 10.0}), 5)
-    0.0008
-    """
-    n = sum(window.values())
-    if n <= 0:
-        return 0.0
-    keys = len(set(prior) | set(window))
-    mass = sum(prior.values()) + alpha * (keys + 1)
-    return keys * n / (2.0 * (mass + n) ** 2)
-
-
-def raw_information_gain(
-    prior: Mapping[str, float], window: Mapping[str, float], alpha: float = DIRICHLET_ALPHA
-) -> float:
-    """KL(after‖before) in nats between the smoothed distributions, keys already folded."""
-    if not window or sum(window.values()) <= 0:
-        return 0.0
-    keys = sorted(set(prior) | set(window))
-    before = smoothed(prior, keys, alpha)
-    after_counts = dict(prior)
-    for key, count in window.items():
-        after_counts[key] = after_counts.get(key, 0.0) + count
-    after = smoothed(after_counts, keys, alpha)
-    return kl_divergence(after, before)
-
-
-def information_gain(
-    prior: Mapping[str, float], window: Mapping[str, float], alpha: float = DIRICHLET_ALPHA
-) -> float:
-    """Information gain in nats: KL(after‖before) beyond the sampling-noise floor, ≥ 0.
-
-    Keys already folded (see :func:`keyed`). A window that only repeats what the
-    profile says earns about 0; one that shifts the profile earns its KL.
-
-    >>> information_gain({"a": 500.0, "b": 500.0}, {"a": 50.0, "b": 50.0}) < 1e-3
-    True
-    >>> round(information_gain({"a": 500.0, "b": 500.0}, {"new": 100.0}), 3)
-    0.703
-    """
-    prior = capped(prior)
-    raw = raw_information_gain(prior, window, alpha)
-    return max(0.0, raw - noise_floor(prior, window, alpha))
-
-
 def novelty(
     prior: Mapping[str, float],
     window: Mapping[str, float],
     min_samples: float = NOVELTY_MIN_SAMPLES,
 ) -> float:
     """Share of the window's samples on keys never seen before (0..1), counted against
-    at least ``min_samples`` samples.
-
-    The floor keeps a window of one or two samples from scoring a full share on one
-    lucky rare key: below ``min_samples`` a share cannot be told from noise.
+    at least ``min_samples`` samples (a state feature, not a reward term).
 
     >>> novelty({"a": 10.0}, {"a": 10.0, "b": 30.0})
     0.75
@@ -174,52 +116,239 @@ def novelty(
     return new / max(total, min_samples)
 
 
-def density_term(markers_per_s: float, target: float) -> float:
-    """Saturating marker-density reward: ``min(1, markers_per_s / target)``."""
-    return min(1.0, max(0.0, markers_per_s) / target)
+def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
+    """Total-variation distance between two count histograms (normalised first), 0..1.
+
+    >>> total_variation({"a": 1, "b": 1}, {"a": 2})
+    0.5
+    """
+    sp = sum(p.values())
+    sq = sum(q.values())
+    if sp <= 0 or sq <= 0:
+        return 0.0
+    keys = set(p) | set(q)
+    return 0.5 * sum(abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys)
+
+
+def expected_l1(samples: float, functions: int) -> float:
+    """Expected L1 error of a function-share estimate from ``samples`` samples over
+    ``functions`` functions: ``sqrt(2K / (π n))``, at most 2 (knowing nothing).
+
+    >>> expected_l1(0, 8), round(expected_l1(400, 8), 3)
+    (2.0, 0.113)
+    """
+    if samples <= 0:
+        return MAX_L1
+    return min(MAX_L1, math.sqrt(2.0 * functions / (math.pi * samples)))
+
+
+def samples_for_error(error: float, functions: int) -> float:
+    """Samples the phase needs for an expected L1 error of ``error``: ``2K / (π e²)``.
+
+    >>> round(samples_for_error(0.12, 8))
+    354
+    """
+    return 2.0 * functions / (math.pi * error * error)
+
+
+def accuracy_gain(before: float, added: float, functions: int, target: float) -> float:
+    """Log of the expected L1 error removed by ``added`` samples on top of ``before`` in
+    the same phase, counted only down to ``target`` (nats). Additive:
+    ``gain(a, b+c) = gain(a, b) + gain(a+b, c)``.
+
+    >>> round(accuracy_gain(0, 100, 8, 0.12), 3), accuracy_gain(1000, 100, 8, 0.12)
+    (2.182, 0.0)
+    """
+    if added <= 0:
+        return 0.0
+    e0 = max(expected_l1(before, functions), target)
+    e1 = max(expected_l1(before + added, functions), target)
+    return max(0.0, math.log(e0) - math.log(e1))
+
+
+def shares_differ(new: Mapping[str, float], old: Mapping[str, float], functions: int) -> bool:
+    """Whether two keyed sample histograms differ beyond sampling noise.
+
+    Needs :data:`MIN_CONFIRM_SAMPLES` on both sides; the total-variation distance must
+    exceed the expected total-variation noise ``½·sqrt(e(n₁)² + e(n₂)²)`` plus
+    :data:`CHANGE_MARGIN`.
+
+    >>> shares_differ({"a": 30.0, "hot": 30.0}, {"a": 300.0}, 8)
+    True
+    >>> shares_differ({"a": 15.0, "b": 15.0}, {"a": 150.0, "b": 140.0}, 8)
+    False
+    """
+    n_new, n_old = sum(new.values()), sum(old.values())
+    if n_new < MIN_CONFIRM_SAMPLES or n_old < MIN_CONFIRM_SAMPLES:
+        return False
+    noise = 0.5 * math.hypot(expected_l1(n_new, functions), expected_l1(n_old, functions))
+    return total_variation(new, old) > noise + CHANGE_MARGIN
+
+
+def detection_credit(delay_s: float, tau_s: float) -> float:
+    """Credit of a confirmed detection ``delay_s`` after the change: ``exp(−delay/τ)``.
+
+    >>> detection_credit(0.0, 10.0), round(detection_credit(10.0, 10.0), 3)
+    (1.0, 0.368)
+    """
+    return math.exp(-max(0.0, delay_s) / tau_s)
+
+
+def horizon_average(average: float, value: float, seconds: float, horizon_s: float) -> float:
+    """Exponential average of ``value`` over ``horizon_s`` after ``seconds`` more.
+
+    >>> round(horizon_average(0.0, 1.0, 60.0, 60.0), 3)
+    0.632
+    """
+    keep = math.exp(-max(0.0, seconds) / horizon_s)
+    return keep * average + (1.0 - keep) * value
+
+
+@dataclass(frozen=True)
+class WindowObservation:
+    """One reported window as the reward sees it (from an ``ObservedState`` + stacks)."""
+
+    end_unix: float
+    seconds: float
+    samples: Mapping[str, float] = field(default_factory=dict)  # raw {stack: count}
+    profiler_cpu_fraction: float = 0.0  # all agent threads, fraction of one core
+    bytes_per_s: float = 0.0
+    markers_per_s: float = 0.0
+    slow_spans: int = 0
+    slow_span_samples: int = 0
+    changes: int = 0  # change signals the agent fired in the window
+    last_change_unix: float | None = None
+    params_changed: bool = False  # ran under params that differ from the window before
+
+
+@dataclass(frozen=True)
+class PhaseState:
+    """The reward's memory of one service: the current phase and the budget bank."""
+
+    samples: float = 0.0  # samples since the last detected change
+    profile: Mapping[str, float] = field(default_factory=dict)  # keyed, this phase
+    previous: Mapping[str, float] = field(default_factory=dict)  # keyed, phase before
+    pending_change_unix: float | None = None  # signalled, not yet confirmed by samples
+    cpu_average: float = 0.0  # profiler CPU over the horizon (fraction of a core)
+    windows: int = 0
+    phase_started_unix: float | None = None
+    changed: bool = False  # the last window started a new phase
+
+    def accuracy_reached(self, functions: int) -> float:
+        """Expected L1 error of the current phase's profile (0..2)."""
+        return expected_l1(self.samples, functions)
+
+    def to_json(self) -> dict[str, object]:
+        """Figures for logs and the timeline (not the profiles)."""
+        return {
+            "phase_samples": self.samples,
+            "pending_change": self.pending_change_unix is not None,
+            "cpu_average": self.cpu_average,
+        }
 
 
 @dataclass(frozen=True)
 class RewardBreakdown:
-    """Every term of one window's reward, before and after weighting."""
+    """Every term of one window's reward, before weighting, and the weighted total."""
 
-    information_gain: float  # nats
-    novelty: float  # share of samples, 0..1
-    cpu_cost: float  # profiler CPU / budget
-    bytes_cost: float  # bytes per second / budget
-    density: float  # 0..1
+    accuracy: float  # nats of expected L1 error removed in the current phase
+    detection: float  # 0..1, once per confirmed change
+    coverage: float  # slow-span share × window/5 s
+    density: float  # sampled-marker density × window/5 s
+    cpu_cost: float  # profiler CPU / budget × window/5 s
+    over_budget: float  # horizon average over the budget × window/5 s
+    bytes_cost: float  # bytes/s over the bytes budget × window/5 s (0 without one)
+    switch: float  # 1 if the params changed
+    phase_error: float  # expected L1 of the phase's profile after the window
+    change: bool  # a change was detected in this window (phase restarted)
     total: float  # weighted sum
 
-    def to_json(self) -> dict[str, float]:
+    def to_json(self) -> dict[str, float | bool]:
         """Plain dict for storage and the timeline."""
         return asdict(self)
 
 
-def compute_reward(
-    *,
-    prior: Mapping[str, float],
-    window: Mapping[str, float],
-    profiler_cpu_fraction: float,
-    bytes_per_s: float,
-    markers_per_s: float,
-    goal: RewardWeights,
-    budget: OverheadBudget,
-    alpha: float = DIRICHLET_ALPHA,
-) -> RewardBreakdown:
-    """Reward of one window. ``prior`` and ``window`` are raw ``{stack: count}`` histograms:
-    the service's accumulated profile before the window, and the window's samples."""
-    prior_k = keyed(prior)
-    window_k = keyed(window)
-    gain = information_gain(prior_k, window_k, alpha)
-    new = novelty(prior_k, window_k)
-    cpu = max(0.0, profiler_cpu_fraction) / budget.cpu_fraction
-    data = max(0.0, bytes_per_s) / budget.bytes_per_s
-    dens = density_term(markers_per_s, goal.target_markers_per_s)
-    total = (
-        goal.information * gain
-        + goal.novelty * new
-        - goal.cpu * cpu
-        - goal.bytes * data
-        + goal.density * dens
+def _restart(state: PhaseState, at: float) -> PhaseState:
+    return replace(
+        state,
+        samples=0.0,
+        previous=dict(state.profile) if state.profile else dict(state.previous),
+        profile={},
+        phase_started_unix=at,
     )
-    return RewardBreakdown(gain, new, cpu, data, dens, total)
+
+
+def step(
+    state: PhaseState, obs: WindowObservation, goal: RewardWeights, budget: OverheadBudget
+) -> tuple[PhaseState, RewardBreakdown]:
+    """Score one window and advance the service's reward memory (a pure function)."""
+    k = goal.functions
+    window = keyed(obs.samples)
+    n = sum(window.values())
+    change = False
+    detection = 0.0
+    start = obs.end_unix - obs.seconds
+    # 1. A change the agent signalled starts a new phase at once.
+    if obs.changes > 0:
+        at = obs.last_change_unix if obs.last_change_unix is not None else start
+        state = replace(_restart(state, at), pending_change_unix=at)
+        change = True
+    # 2. Otherwise a window whose samples differ from the phase's is a change seen in the
+    #    samples (the onset lies somewhere in this window).
+    elif shares_differ(window, state.profile, k) and state.samples >= 2 * MIN_CONFIRM_SAMPLES:
+        state = replace(_restart(state, start), pending_change_unix=start)
+        change = True
+    gain = accuracy_gain(state.samples, n, k, goal.accuracy_target)
+    profile = dict(state.profile)
+    for key, count in window.items():
+        profile[key] = profile.get(key, 0.0) + count
+    state = replace(state, samples=state.samples + n, profile=profile)
+    # 3. A pending change is confirmed once the new phase's samples differ from the old.
+    if state.pending_change_unix is not None and shares_differ(profile, state.previous, k):
+        detection = detection_credit(obs.end_unix - state.pending_change_unix, goal.detection_tau_s)
+        state = replace(state, pending_change_unix=None)
+    elif state.pending_change_unix is not None and not state.previous:
+        state = replace(state, pending_change_unix=None)  # nothing to compare with
+    scale = obs.seconds / REFERENCE_WINDOW_S
+    cpu = max(0.0, obs.profiler_cpu_fraction)
+    average = horizon_average(state.cpu_average, cpu, obs.seconds, goal.cost_horizon_s)
+    state = replace(state, cpu_average=average, windows=state.windows + 1, changed=change)
+    if state.phase_started_unix is None:
+        state = replace(state, phase_started_unix=start)
+    cpu_cost = cpu / budget.cpu_fraction * scale
+    over = max(0.0, average / budget.cpu_fraction - 1.0) * scale
+    bytes_cost = (
+        max(0.0, obs.bytes_per_s) / budget.bytes_per_s * scale
+        if budget.bytes_per_s is not None
+        else 0.0
+    )
+    coverage = (
+        min(1.0, obs.slow_span_samples / obs.slow_spans) * scale if obs.slow_spans > 0 else 0.0
+    )
+    sampled_markers = min(max(0.0, obs.markers_per_s), n / obs.seconds if obs.seconds else 0.0)
+    density = min(1.0, sampled_markers / goal.target_markers_per_s) * scale
+    switch = 1.0 if obs.params_changed else 0.0
+    total = (
+        goal.accuracy * gain
+        + goal.detection * detection
+        + goal.coverage * coverage
+        + goal.density * density
+        - goal.cpu * cpu_cost
+        - goal.over_budget * over
+        - goal.bytes * bytes_cost
+        - goal.switch * switch
+    )
+    breakdown = RewardBreakdown(
+        accuracy=gain,
+        detection=detection,
+        coverage=coverage,
+        density=density,
+        cpu_cost=cpu_cost,
+        over_budget=over,
+        bytes_cost=bytes_cost,
+        switch=switch,
+        phase_error=expected_l1(state.samples, k),
+        change=change,
+        total=total,
+    )
+    return state, breakdown

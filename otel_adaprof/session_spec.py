@@ -5,8 +5,13 @@ Usage::
     >>> from otel_adaprof.session_spec import SessionSpec
     >>> spec = SessionSpec.parse({"service": "shop", "duration_s": 300,
     ...                           "budget": {"cpu_fraction": 0.02}})
-    >>> spec.mode.value, spec.budget.cpu_fraction, spec.goal.information
-    ('adaptive', 0.02, 20.0)
+    >>> spec.mode.value, spec.policy.value, spec.budget.cpu_fraction, spec.budget.bytes_per_s
+    ('adaptive', 'adaptive', 0.02, None)
+    >>> SessionSpec.parse({"service": "shop", "policy": "heuristic"}).policy.value
+    'heuristic'
+    >>> SessionSpec.parse({"service": "shop", "mode": "static"}).policy.value
+    'static'
+
 """
 
 from __future__ import annotations
@@ -35,33 +40,55 @@ class Mode(str, enum.Enum):
     STATIC = "static"
 
 
+class PolicyKind(str, enum.Enum):
+    """Who chooses the params of an adaptive session.
+
+    ``adaptive``: the service's learned bandit; ``heuristic``: the threshold rule
+    (:class:`~otel_adaprof.controller.policy.heuristic.ThresholdPolicy`), server side;
+    ``static``: the initial params, never changed.
+    """
+
+    ADAPTIVE = "adaptive"
+    HEURISTIC = "heuristic"
+    STATIC = "static"
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class RewardWeights(_Spec):
-    """The session's goal: weights of the reward terms (see ``docs/policy.md``).
+    """The session's goal: weights and targets of the reward terms (``docs/policy.md``).
 
-    reward = information·KL + novelty·new_share − cpu·cpu/budget − bytes·bytes/budget
-    + density·min(1, markers_per_s/target)
+    reward = accuracy·A + detection·D + coverage·S + density·M
+             − cpu·C − over_budget·O − bytes·B − switch·W
+
+    The defaults make a phase's profile worth gathering to ``accuracy_target`` (about
+    350 samples over 8 functions) at a few tenths of a core for a few windows, and
+    not worth a sample more once it is there.
     """
 
-    # A nat of information is worth 20 windows at the full CPU budget: at that exchange
-    # rate learning a new hot path pays for a few windows of 10-20 Hz profiling, while
-    # re-sampling a converged profile does not (docs/policy.md, "Goal").
-    information: Weight = 20.0
-    novelty: Weight = 2.0
-    cpu: Weight = 1.0
-    bytes: Weight = 0.2
-    density: Weight = 0.3
+    accuracy: Weight = 10.0  # per nat of expected L1 error removed
+    accuracy_target: Annotated[float, Field(gt=0.0, le=2.0)] = 0.12  # L1 error
+    functions: Annotated[int, Field(ge=2, le=10_000)] = 8  # K, functions to resolve
+    detection: Weight = 3.0  # per confirmed change, × exp(-delay/τ)
+    detection_tau_s: Annotated[float, Field(gt=0.0, le=3600.0)] = 10.0
+    coverage: Weight = 0.5  # per 5 s with every slow span sampled
+    density: Weight = 0.1  # per 5 s at target_markers_per_s markers with samples
+    cpu: Weight = 1.0  # per 5 s at the CPU budget
+    over_budget: Weight = 3.0  # per 5 s with the horizon average one budget over
+    cost_horizon_s: Annotated[float, Field(ge=5.0, le=86_400.0)] = 300.0
+    bytes: Weight = 0.1  # per 5 s at the bytes budget (only when one is set)
+    switch: Weight = 0.3  # per params change
     target_markers_per_s: Annotated[float, Field(gt=0.0, le=1e6)] = 5.0
 
 
 class OverheadBudget(_Spec):
-    """Hard limits the safety guard holds: profiler CPU (fraction of one core) and bytes/s."""
+    """Limits: profiler CPU of all agent threads (fraction of one core, held on average
+    over the goal's ``cost_horizon_s``) and, only if set, bytes exported per second."""
 
     cpu_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.02
-    bytes_per_s: Annotated[float, Field(gt=0.0, le=1e9)] = 200_000.0
+    bytes_per_s: Annotated[float, Field(gt=0.0, le=1e9)] | None = None
 
 
 class SessionSpec(_Spec):
@@ -72,6 +99,7 @@ class SessionSpec(_Spec):
         DEFAULT_SESSION_SECONDS
     )
     mode: Mode = Mode.ADAPTIVE
+    policy: PolicyKind | None = None  # default: "adaptive" in adaptive mode, else "static"
     goal: RewardWeights = Field(default_factory=RewardWeights)
     budget: OverheadBudget = Field(default_factory=OverheadBudget)
     initial_params: Params | None = None
@@ -82,6 +110,14 @@ class SessionSpec(_Spec):
         if not isinstance(data, Mapping):
             raise ContractError([("", f"must be a JSON object, got {type(data).__name__}")])
         try:
-            return cls.model_validate(dict(data))
+            spec = cls.model_validate(dict(data))
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+        if spec.policy is None:
+            kind = PolicyKind.ADAPTIVE if spec.mode is Mode.ADAPTIVE else PolicyKind.STATIC
+            spec = spec.model_copy(update={"policy": kind})
+        elif spec.mode is Mode.STATIC and spec.policy is not PolicyKind.STATIC:
+            raise ContractError(
+                [("policy", f"{spec.policy.value!r} needs mode 'adaptive' (mode is 'static')")]
+            )
+        return spec

@@ -9,6 +9,8 @@ Usage::
 
     adaprof bench                    # ~4 minutes of load
     adaprof bench --quick --json     # ~25 s of load: every figure, little weight
+    adaprof bench --phase-scale 4    # every phase 4x longer, same loads (~16 minutes)
+    adaprof bench --order-seed 2     # start the configurations in another order
     adaprof bench --reference --duration 120   # check the ground truth with py-spy 100 Hz
 """
 
@@ -38,6 +40,20 @@ from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
     help="Base requests per second per service (default 10, --quick 8).",
 )
 @click.option(
+    "--phase-scale",
+    type=click.FloatRange(0.1, 20),
+    default=1.0,
+    show_default=True,
+    help="Stretch every phase this many times (same loads, same shares of the run).",
+)
+@click.option(
+    "--order-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Shuffle the order the configurations are started in (0: table order).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("adaprof-bench"),
@@ -60,6 +76,8 @@ def bench(
     quick: bool,
     duration: float | None,
     rate: float | None,
+    phase_scale: float,
+    order_seed: int,
     out: Path,
     workdir: Path | None,
     as_json: bool,
@@ -71,13 +89,15 @@ def bench(
         duration_s=duration if duration is not None else base.duration_s,
         rate_rps=rate if rate is not None else base.rate_rps,
         window_s=base.window_s,
+        phase_scale=phase_scale,
+        order_seed=order_seed,
     )
     console = Console(stderr=True)
     if reference:
         _reference(settings, out, workdir, as_json)
         return
     console.print(
-        f"adaprof bench: {settings.duration_s:.0f} s of load at {settings.rate_rps:g} req/s "
+        f"adaprof bench: {settings.load_s:.0f} s of load at {settings.rate_rps:g} req/s "
         f"per configuration, windows of {settings.window_s:g} s"
     )
 
@@ -86,7 +106,7 @@ def bench(
     def progress(elapsed: float, what: str) -> None:
         if int(elapsed // 10) > shown[0]:  # a line every 10 s is enough
             shown[0] = int(elapsed // 10)
-            console.print(f"  {elapsed:5.0f} / {settings.duration_s:.0f} s {what}", highlight=False)
+            console.print(f"  {elapsed:5.0f} / {settings.load_s:.0f} s {what}", highlight=False)
 
     result = run_bench(settings, out, workdir, on_progress=progress)
     if as_json:

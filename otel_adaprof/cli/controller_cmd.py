@@ -30,8 +30,8 @@ log = logging.getLogger("otel_adaprof.controller")
     "--db",
     "db_path",
     default=None,
-    help="SQLite file, or postgresql://user@host:port/db (replicas may share one) "
-    "[default: ./adaprof.db].",
+    help="SQLite file or URL (sqlite:///path), or postgresql://user@host:port/db "
+    "(several replicas may share one) [default: ./adaprof.db].",
 )
 @click.option(
     "--token",
@@ -72,7 +72,11 @@ def controller(
     Command-line options override the configuration file. Stops cleanly on SIGTERM or
     Ctrl-C: requests in flight finish, models are snapshotted, the database is closed.
     """
+    from otel_adaprof.controller.store_factory import check_database_url
+
     try:
+        if db_path is not None:
+            check_database_url(db_path, "--db")
         config = ControllerConfig.load(config_path)
         data = config.model_dump(mode="json")
         if host is not None:
@@ -95,21 +99,12 @@ def controller(
     asyncio.run(serve(config))
 
 
-def _database_name(path: str) -> str:
-    """The database for the start line: the SQLite file's absolute path, or the URL
-    without its password."""
-    if path.startswith(("postgresql://", "postgres://")):
-        from otel_adaprof.controller.store_postgres import redact
-
-        return redact(path)
-    return str(Path(path).resolve())
-
-
 async def serve(config: ControllerConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down in order."""
     from aiohttp import web
 
     from otel_adaprof.controller.app import create_app
+    from otel_adaprof.controller.store_factory import describe_database
 
     runner = web.AppRunner(create_app(config), handle_signals=False, shutdown_timeout=10.0)
     try:
@@ -132,7 +127,7 @@ async def serve(config: ControllerConfig) -> None:
         "adaprof controller listening on http://%s:%d (database: %s)",
         config.listen.host,
         port,
-        _database_name(config.database.path),
+        describe_database(config.database.path),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,7 +2,9 @@
 
 Usage::
 
-    adaprof train --sim --out model.vw               # 60 random scenarios
+    adaprof train --sim --out model.vw               # 200 random scenarios
+    # the packaged default model (used by new services unless the config names another):
+    adaprof train --sim --out otel_adaprof/controller/policy/default_model.vw
     adaprof train --sim --out model.vw --scenarios 200 --catalog my-actions.yaml
     adaprof controller --model model.vw              # seeds services without a model
     # or in the controller config: policy: {model: model.vw}

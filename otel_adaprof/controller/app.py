@@ -31,8 +31,7 @@ from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.metrics import ControllerMetrics
 from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS
-from otel_adaprof.controller.store import Store
-from otel_adaprof.controller.store_api import ControllerStore
+from otel_adaprof.controller.store_factory import open_store
 from otel_adaprof.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -96,18 +95,6 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-def open_store(config: ControllerConfig) -> ControllerStore:
-    """The store ``database.path`` names: a ``postgresql://`` URL or a SQLite file."""
-    db = config.database
-    if db.path.startswith(("postgresql://", "postgres://")):
-        from otel_adaprof.controller.store_postgres import PostgresStore
-
-        return PostgresStore(
-            db.path, report_retention=db.report_retention, max_connections=db.pool_size
-        )
-    return Store(db.path, report_retention=db.report_retention)
-
-
 def _start_ownership(policies: object) -> asyncio.Task[None] | None:
     """On PostgreSQL, the model-lease passes of this replica (model_lease.py)."""
     if "otel_adaprof.controller.model_lease" not in sys.modules:
@@ -130,7 +117,7 @@ def create_app(
     app[METRICS] = ControllerMetrics()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        store = open_store(config)
+        store = open_store(config.database.path, report_retention=config.database.report_retention)
         core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
         app[CORE] = core
         ownership = _start_ownership(core.policies)

@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -52,15 +53,14 @@ class ListenConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    """SQLite file (or ``postgresql://`` URL) and how much history to keep; with
-    PostgreSQL, the model leases of replicas and the connection pool."""
+    """The database (a SQLite file, a ``sqlite:`` or ``postgresql://`` URL) and how much
+    history to keep; with PostgreSQL, the model leases of replicas."""
 
     path: str = "adaprof.db"
     report_retention: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
     model_snapshot_interval_s: Annotated[float, Field(ge=1.0, le=3600.0)] = 30.0
     lease_s: Annotated[float, Field(ge=2.0, le=600.0)] = 15.0
     lease_renew_s: Annotated[float, Field(ge=0.5, le=300.0)] = 5.0
-    pool_size: Annotated[int, Field(ge=1, le=200)] = 8
 
     @model_validator(mode="after")
     def _renew_well_within_the_lease(self) -> DatabaseConfig:
@@ -70,6 +70,17 @@ class DatabaseConfig(_Section):
                 f"({self.lease_s}): a missed renewal must not lose the lease"
             )
         return self
+
+    @field_validator("path")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        from otel_adaprof.controller.store_factory import check_database_url
+
+        try:
+            check_database_url(value, "")
+        except ContractError as exc:
+            raise ValueError(exc.problems[0][1]) from None
+        return value
 
 
 class AgentsConfig(_Section):

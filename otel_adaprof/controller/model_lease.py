@@ -116,10 +116,13 @@ class OwnedPolicyRegistry(PolicyRegistry):
         store: PostgresStore,
         *,
         adaptive_factory: PolicyFactory | None = None,
+        heuristic: Policy | None = None,
         clock: Callable[[], float] = time.time,
         replica_id: str | None = None,
     ) -> None:
-        super().__init__(config, store, adaptive_factory=adaptive_factory, clock=clock)
+        super().__init__(
+            config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
+        )
         self.pg = store
         self.replica_id = replica_id or default_replica_id()
         self.lease_s = config.database.lease_s
@@ -388,13 +391,18 @@ def registry_for(
     store: ControllerStore,
     *,
     adaptive_factory: PolicyFactory | None = None,
+    heuristic: Policy | None = None,
     clock: Callable[[], float] = time.time,
 ) -> PolicyRegistry:
     """The registry for ``store``: model leases on PostgreSQL (replicas may share it),
     the plain in-process registry on SQLite."""
     if isinstance(store, PostgresStore):
-        return OwnedPolicyRegistry(config, store, adaptive_factory=adaptive_factory, clock=clock)
-    return PolicyRegistry(config, store, adaptive_factory=adaptive_factory, clock=clock)
+        return OwnedPolicyRegistry(
+            config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
+        )
+    return PolicyRegistry(
+        config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
+    )
 
 
 async def run_ownership(registry: OwnedPolicyRegistry, interval_s: float = PASS_INTERVAL_S) -> None:

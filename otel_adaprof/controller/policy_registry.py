@@ -8,10 +8,13 @@ Usage::
 
     >>> from otel_adaprof.controller.config import ControllerConfig
     >>> from otel_adaprof.controller.store import Store
-    >>> from otel_adaprof.session_spec import Mode
+    >>> from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
     >>> registry = PolicyRegistry(ControllerConfig(), Store(":memory:"))
     >>> registry.for_mode("shop", Mode.STATIC).name
     'static'
+    >>> from otel_adaprof.session_spec import SessionSpec
+    >>> registry.for_spec(SessionSpec.parse({"service": "shop", "policy": "heuristic"})).name
+    'heuristic'
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.policy.base import Policy
 from otel_adaprof.controller.policy.static import StaticPolicy
 from otel_adaprof.controller.store_api import ControllerStore
-from otel_adaprof.session_spec import Mode
+from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,11 @@ class PolicyRegistry:
         store: ControllerStore,
         *,
         adaptive_factory: PolicyFactory | None = None,
+        heuristic: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.config = config
+        self._heuristic = heuristic
         self.store = store
         self.clock = clock
         self._factory = adaptive_factory or default_adaptive_factory(config)
@@ -62,6 +68,19 @@ class PolicyRegistry:
     def for_mode(self, service: str, mode: Mode) -> Policy:
         """The policy that decides for ``service`` in a session of ``mode``."""
         return self.adaptive(service) if mode is Mode.ADAPTIVE else self.static
+
+    def for_spec(self, spec: SessionSpec | None) -> Policy:
+        """The session's policy (``SessionSpec.policy``): the service's bandit, the
+        threshold heuristic (one for all services: it keeps no state) or static."""
+        if spec is None or spec.mode is Mode.STATIC or spec.policy is PolicyKind.STATIC:
+            return self.static
+        if spec.policy is PolicyKind.HEURISTIC:
+            if self._heuristic is None:
+                from otel_adaprof.controller.policy.heuristic import ThresholdPolicy
+
+                self._heuristic = ThresholdPolicy()
+            return self._heuristic
+        return self.adaptive(spec.service)
 
     def adaptive(self, service: str) -> Policy:
         """The service's learning policy, resumed from its last snapshot if any."""

@@ -46,7 +46,7 @@ from otel_adaprof.controller.store_api import (
 from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse
-from otel_adaprof.reward import compute_reward
+from otel_adaprof.reward import PhaseState, RewardBreakdown, WindowObservation, step
 from otel_adaprof.session_spec import Mode, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,11 @@ class PollHandler:
             OrderedDict()
         )
         self._profiles: dict[str, dict[str, float]] = {}
+        self._phases: dict[str, PhaseState] = {}
         self.decisions_made = 0
         self.rewards_credited = 0
+        #: The last window's reward per service (diagnostics; the simulator reads it).
+        self.last_reward: dict[str, RewardBreakdown] = {}
 
     def poll(self, request: PollRequest) -> PollResponse:
         """Record the report, credit the decision it ran under, answer the next params
@@ -205,8 +208,9 @@ class PollHandler:
             state=window,
             stacks=request.stacks,
             profile=prior,
+            phase=self._phases.get(service),
         )
-        policy = self.policies.for_mode(service, mode)
+        policy = self.policies.for_spec(spec)
         decision = self._decide(policy, ctx)
         window_json = window.model_dump(mode="json") if window else None
         write = PollWrite(
@@ -269,30 +273,49 @@ class PollHandler:
         prior: dict[str, float],
         window_stacks: dict[str, int],
     ) -> RewardWrite | None:
-        """The reward of the decision this window ran under (delayed credit by version);
+        """Score the window (advancing the service's phase memory, whatever the session)
+        and return the reward of the decision it ran under (delayed credit by version);
         the policy learns from it when the decision's context is still in memory."""
         window = request.window
-        if window is None or request.config_version == 0 or not known.awaiting_reward:
-            return None
-        pending = self._pending.pop((request.agent.instance_id, request.config_version), None)
+        assert window is not None
+        service = request.agent.service
+        awaiting = request.config_version > 0 and known.awaiting_reward
+        pending = (
+            self._pending.pop((request.agent.instance_id, request.config_version), None)
+            if awaiting
+            else None
+        )
         if pending is not None:
             ctx, decision = pending
             goal, budget = ctx.goal, ctx.budget
+            changed = decision.params != ctx.params_in_force
         else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
             spec = SessionSpec.parse(known.session["spec"]) if known.session else None
             goal = spec.goal if spec else self.config.policy.goal
             budget = spec.budget if spec else self.config.policy.budget
-        reward = compute_reward(
-            prior=prior,
-            window=window_stacks,
+            changed = False
+        signals = getattr(window, "change_signals", None)
+        obs = WindowObservation(
+            end_unix=window.window_start + window.window_seconds,
+            seconds=window.window_seconds,
+            samples=window_stacks,
             profiler_cpu_fraction=window.profiler_cpu_fraction,
             bytes_per_s=window.bytes_exported_per_s,
             markers_per_s=window.markers_per_s,
-            goal=goal,
-            budget=budget,
+            slow_spans=int(getattr(window, "slow_spans", 0) or 0),
+            slow_span_samples=int(getattr(window, "slow_span_samples", 0) or 0),
+            changes=int(getattr(signals, "changes", 0) or 0) if signals is not None else 0,
+            last_change_unix=getattr(signals, "last_change_unix", None) if signals else None,
+            params_changed=changed,
         )
-        if ctx is not None and decision is not None and ctx.mode is Mode.ADAPTIVE:
+        phase, reward = step(self._phases.get(service, PhaseState()), obs, goal, budget)
+        self._phases[service] = phase
+        self.last_reward[service] = reward
+        if not awaiting:
+            return None
+        # Only the bandit's own decisions (they log what it offered) are learned from.
+        if ctx is not None and decision is not None and "offered" in decision.features:
             try:
                 self.policies.adaptive(ctx.service).learn(ctx, decision, reward.total)
             except Exception:

@@ -10,7 +10,6 @@ all over one store (:class:`~otel_adaprof.controller.store_api.ControllerStore`)
 Usage::
 
     >>> from otel_adaprof.controller.config import ControllerConfig
-from otel_adaprof.controller.group_commit import GroupCommitter
     >>> from otel_adaprof.controller.store import Store
     >>> from otel_adaprof.protocol import AgentIdentity, PollRequest
     >>> core = ControllerCore(ControllerConfig(), Store(":memory:"))
@@ -47,6 +46,7 @@ from otel_adaprof.controller.poll_handling import (
 from otel_adaprof.controller.sessions import NotFound, Sessions
 from otel_adaprof.controller.store_api import ControllerStore
 from otel_adaprof.protocol import PollRequest, PollResponse
+from otel_adaprof.reward import RewardBreakdown
 from otel_adaprof.session_spec import SessionSpec
 
 __all__ = [
@@ -63,6 +63,7 @@ def _registry_for(
     config: ControllerConfig,
     store: ControllerStore,
     adaptive_factory: PolicyFactory | None,
+    heuristic: Policy | None,
     clock: Callable[[], float],
 ) -> PolicyRegistry:
     """Model leases between replicas on PostgreSQL; the in-process registry on SQLite
@@ -70,8 +71,12 @@ def _registry_for(
     if "otel_adaprof.controller.store_postgres" in sys.modules:
         from otel_adaprof.controller.model_lease import registry_for
 
-        return registry_for(config, store, adaptive_factory=adaptive_factory, clock=clock)
-    return PolicyRegistry(config, store, adaptive_factory=adaptive_factory, clock=clock)
+        return registry_for(
+            config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
+        )
+    return PolicyRegistry(
+        config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
+    )
 
 
 T = TypeVar("T")
@@ -96,12 +101,13 @@ class ControllerCore:
         store: ControllerStore,
         *,
         adaptive_factory: PolicyFactory | None = None,
+        heuristic: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
-        self.policies = _registry_for(config, store, adaptive_factory, clock)
+        self.policies = _registry_for(config, store, adaptive_factory, heuristic, clock)
         self.session_book = Sessions(config, store, clock=clock)
         self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
         self._committer: GroupCommitter | None = None
@@ -172,6 +178,11 @@ class ControllerCore:
         if self._committer is None:
             self._committer = GroupCommitter(self.store)
         return await self.polls.poll_async(request, self._committer.submit, self.run_db)
+
+    @property
+    def last_reward(self) -> dict[str, RewardBreakdown]:
+        """The last window's reward per service (diagnostics; the simulator reads it)."""
+        return self.polls.last_reward
 
     @property
     def decisions_made(self) -> int:

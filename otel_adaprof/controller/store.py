@@ -77,6 +77,9 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Seconds between checkpoints of the WAL into the database file (off the commit path).
+CHECKPOINT_INTERVAL_S = 1.0
+
 
 class StoreError(RuntimeError):
     """The database is unusable (newer schema, unreadable file)."""
@@ -106,10 +109,19 @@ class Store:
         self._lock = threading.Lock()  # the writer connection
         self._db = self._connect(path)
         self._migrate()
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
         if path == ":memory:" or path.startswith("file::memory:"):
             self._rlock, self._rdb = self._lock, self._db  # one database per connection
         else:  # WAL: reads go on their own connection and never wait for a commit
             self._rlock, self._rdb = threading.Lock(), self._connect(path)
+            # Commits only append to the WAL (one fsync); copying it back into the
+            # database file happens on a thread of its own, never inside a commit.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="adaprof-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
@@ -139,8 +151,22 @@ class Store:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
+    def _checkpoint_loop(self) -> None:
+        db = self._connect(self.path)
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:  # busy or failing disk: the next pass retries
+                    continue
+        finally:
+            db.close()
+
     def close(self) -> None:
         """Checkpoint the WAL and close."""
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
         if self._rdb is not self._db:
             with self._rlock:
                 self._rdb.close()

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otel_adaprof.demo.ground_truth import function_shares
+from otel_adaprof.demo.loadgen import REQUEST_ID_ATTRIBUTE, RequestRecord
 from otel_adaprof.demo.workload import HOT_PATH
 
 Profile = Mapping[str, float]
@@ -91,6 +92,50 @@ def marker_coverage(spans: Sequence[Mapping[str, Any]], start: float, end: float
     durations.sort(key=lambda d: d[0])
     slow = [s for _d, s in durations[-max(1, len(durations) // 10) :]]
     return round(sum(1 for s in slow if carries_samples(s)) / len(slow), 4)
+
+
+def _request_id(span: Mapping[str, Any]) -> str | None:
+    for attr in span.get("attributes", []):
+        if attr.get("key") != REQUEST_ID_ATTRIBUTE:
+            continue
+        value = attr.get("value", {})
+        if "stringValue" in value:
+            return str(value["stringValue"])
+        items = value.get("arrayValue", {}).get("values", [])
+        if items and "stringValue" in items[0]:
+            return str(items[0]["stringValue"])
+    return None
+
+
+def sampled_requests(spans: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Request ids (server spans' :data:`REQUEST_ID_ATTRIBUTE`) whose trace carries at
+    least one stack sample on any of its spans."""
+    sampled_traces = {str(s.get("traceId", "")) for s in spans if carries_samples(s)}
+    out: set[str] = set()
+    for span in spans:
+        rid = _request_id(span)
+        if rid is not None and str(span.get("traceId", "")) in sampled_traces:
+            out.add(rid)
+    return out
+
+
+def request_coverage(
+    requests: Sequence[RequestRecord], sampled: set[str], phase: str
+) -> float | None:
+    """Share of the slowest tenth (by client latency) of *every request sent* in
+    ``phase`` whose trace carries a stack sample; a request whose trace was dropped,
+    or that failed, counts as uncovered. ``None`` if the phase sent nothing.
+
+    >>> reqs = [RequestRecord(str(i), "p", 0.0, float(i), True) for i in range(20)]
+    >>> request_coverage(reqs, {"19", "3"}, "p")
+    0.5
+    """
+    sent = [r for r in requests if r.phase == phase]
+    if not sent:
+        return None
+    sent.sort(key=lambda r: r.latency_ms)
+    slow = sent[-max(1, len(sent) // 10) :]
+    return round(sum(1 for r in slow if r.ok and r.request_id in sampled) / len(slow), 4)
 
 
 def efficiency(samples: float, needed: float) -> float | None:

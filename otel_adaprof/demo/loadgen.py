@@ -6,6 +6,15 @@ most ``max_in_flight`` requests are outstanding; a request due when that many ar
 outstanding is dropped and counted, so the generator itself stays bounded. It talks
 to loopback addresses only. At each phase start it sets the service's hot-path switch.
 
+Every request carries a request id in the :data:`REQUEST_ID_HEADER` header and is
+recorded (:class:`RequestRecord`: id, phase, send time, client latency, outcome), so a
+benchmark can judge coverage over *every request sent*, not only over the spans that
+reached a sink: the service's OpenTelemetry WSGI middleware records the header on its
+server span when ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`` names it
+(:data:`CAPTURE_ENV`), and a request whose trace was dropped simply has no span. (An id
+in a ``traceparent`` header would do the same, but the service's parent-based sampler
+would then follow the caller's sampled flag instead of its own trace ratio.)
+
 Usage::
 
     >>> from otel_adaprof.demo.loadgen import LoadGenerator
@@ -37,6 +46,12 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_MAX_IN_FLIGHT = 32
 #: Per-request timeout (s).
 REQUEST_TIMEOUT_S = 10.0
+#: Header carrying each request's id.
+REQUEST_ID_HEADER = "X-Adaprof-Request"
+#: Environment a service needs so its server spans record :data:`REQUEST_ID_HEADER`.
+CAPTURE_ENV = {"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": REQUEST_ID_HEADER}
+#: Span attribute the WSGI middleware records the header under.
+REQUEST_ID_ATTRIBUTE = "http.request.header." + REQUEST_ID_HEADER.lower().replace("-", "_")
 
 
 def endpoint_cycle() -> list[str]:
@@ -91,12 +106,25 @@ class PhaseStats:
         return data
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request sent: its id, phase, send time (unix), client latency and outcome."""
+
+    request_id: str
+    phase: str
+    sent_unix: float
+    latency_ms: float
+    ok: bool
+
+
 @dataclass
 class LoadResult:
-    """Per-phase stats of a run, and when each phase really started (unix time)."""
+    """Per-phase stats of a run, when each phase really started (unix time), and every
+    request sent."""
 
     per_phase: dict[str, PhaseStats]
     phase_started_at: dict[str, float]
+    requests: list[RequestRecord] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         """JSON-ready summary."""
@@ -131,15 +159,18 @@ class LoadGenerator:
         self._stop = threading.Event()
         self.in_flight_peak = 0
         self._in_flight = 0
+        self._records: list[RequestRecord] = []
+        self._run_id = f"{int(time.time() * 1000) % 10**9:x}"
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop at the next request slot."""
         self._stop.set()
 
-    def _request(self, method: str, path: str) -> int:
+    def _request(self, method: str, path: str, request_id: str | None = None) -> int:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT_S)
         try:
-            conn.request(method, path)
+            headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+            conn.request(method, path, headers=headers)
             resp = conn.getresponse()
             resp.read()
             return resp.status
@@ -159,16 +190,18 @@ class LoadGenerator:
                 raise RuntimeError(f"hot-path switch answered HTTP {status}")
             return
 
-    def _send(self, path: str, stats: PhaseStats) -> None:
+    def _send(self, path: str, stats: PhaseStats, request_id: str, phase: str) -> None:
+        sent = time.time()
         start = time.perf_counter()
         try:
-            status = self._request("GET", path)
+            status = self._request("GET", path, request_id)
             ok = status == 200
         except OSError:
             ok = False
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         with self._lock:
             self._in_flight -= 1
+            self._records.append(RequestRecord(request_id, phase, sent, elapsed_ms, ok))
             if ok:
                 stats.ok += 1
                 stats.latencies_ms.append(elapsed_ms)
@@ -204,12 +237,15 @@ class LoadGenerator:
                     with self._lock:
                         self._in_flight += 1
                         self.in_flight_peak = max(self.in_flight_peak, self._in_flight)
-                    pool.submit(self._send, cycle[i % len(cycle)], st)
+                    rid = f"{self._run_id}-{i}"
+                    pool.submit(self._send, cycle[i % len(cycle)], st, rid, phase.name)
                 else:
                     st.dropped += 1
                 i += 1
                 next_at += 1.0 / phase.rate_rps
-        return LoadResult(stats, started)
+        with self._lock:
+            records = sorted(self._records, key=lambda r: r.sent_unix)
+        return LoadResult(stats, started, records)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,11 +18,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.demo.bench_figures import detection_time
+from otel_adaprof.demo.bench_figures import detection_time, request_coverage, sampled_requests
 from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
 from otel_adaprof.demo.ground_truth import (
     GROUND_TRUTH,
@@ -31,7 +31,7 @@ from otel_adaprof.demo.ground_truth import (
     l1_error,
     run_truth,
 )
-from otel_adaprof.demo.loadgen import LoadGenerator, LoadResult
+from otel_adaprof.demo.loadgen import CAPTURE_ENV, LoadGenerator, LoadResult
 from otel_adaprof.demo.phases import Phase, schedule
 from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
@@ -44,6 +44,27 @@ from otel_adaprof.exporters.collapsed import parse_collapsed
 SERVICE_NAME = "adaprof-demo"
 #: Length of one py-spy run of the agent (``ADAPROF_PROFILE_SEGMENT_S``, its default).
 SEGMENT_S = 2.0
+#: Windows after a phase starts during which params changes are the expected reaction
+#: (a burst, then a settle); changes later than that count as changes in a steady phase.
+SETTLE_WINDOWS = 4
+
+
+def steady_changes(
+    changes: list[tuple[float, str, str]], phase_starts: list[float], window_s: float
+) -> int:
+    """Params changes more than :data:`SETTLE_WINDOWS` windows after the last phase start.
+
+    >>> steady_changes([(1.0, "a", "b"), (30.0, "b", "c")], [0.0], 5.0)
+    1
+    """
+    starts = sorted(phase_starts)
+    settle = SETTLE_WINDOWS * window_s
+    count = 0
+    for t, _old, _new in changes:
+        last = max((s for s in starts if s <= t), default=None)
+        if last is None or t - last > settle:
+            count += 1
+    return count
 
 
 def window_seconds_for(duration_s: float) -> float:
@@ -90,6 +111,9 @@ class DemoResult:
     marker_spans_with_samples: int = 0
     span_samples: int = 0
     hot_path_detect_s: float | None = None
+    steady_params_changes: int = 0
+    slow_request_coverage: float | None = None
+    slow_request_coverage_per_phase: dict[str, float | None] = field(default_factory=dict)
     truth: dict[str, float] = field(default_factory=dict)
     rows: list[TimelineRow] = field(default_factory=list)
 
@@ -109,6 +133,9 @@ class DemoResult:
             "span_samples": self.span_samples,
             "profile_error_l1_vs_run_truth": round(self.profile_error_l1, 4),
             "hot_path_detected_after_s": self.hot_path_detect_s,
+            "params_changes_in_steady_phases": self.steady_params_changes,
+            "slow_request_coverage": self.slow_request_coverage,
+            "slow_request_coverage_per_phase": self.slow_request_coverage_per_phase,
         }
 
 
@@ -126,7 +153,7 @@ def run_demo(
     otlp_endpoint: str | None = None,
     rate_rps: float = 20.0,
     on_progress: Callable[[DemoProgress], None] | None = None,
-    budget_cpu_fraction: float = 0.05,
+    budget_cpu_fraction: float = 0.15,
 ) -> DemoResult:
     """Run the whole demo and write the report folder ``out``."""
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="adaprof-demo-")
@@ -156,7 +183,7 @@ def _run(
     stack = DemoStack(kids, folder, poll_interval_s=window_s, otlp_endpoint=otlp_endpoint)
     api = stack.start_controller()
     stack.start_sink()
-    port = stack.start_service(SERVICE_NAME)
+    port = stack.start_service(SERVICE_NAME, dict(CAPTURE_ENV))
     session = api.open_session(
         {
             "service": SERVICE_NAME,
@@ -228,6 +255,9 @@ def _run(
     shares = function_shares(collapsed)
     truth = run_truth({name: st.ok for name, st in result_load.per_phase.items()})
     spans = _span_stats(stack.spans_path)
+    sampled = _sampled_requests(stack.spans_path)
+    requests = result_load.requests
+    everything = [replace(r, phase="run") for r in requests]
     detect = None
     if hot_at != float("inf"):
         detect = detection_time(snapshots, hot_at, GROUND_TRUTH["hot_path"][HOT_PATH])
@@ -249,6 +279,15 @@ def _run(
         marker_spans_with_samples=spans["markers_with_samples"],
         span_samples=spans["samples"],
         hot_path_detect_s=detect,
+        steady_params_changes=steady_changes(
+            changes, list(result_load.phase_started_at.values()), window_s
+        ),
+        slow_request_coverage=(
+            request_coverage(everything, sampled, "run") if otlp_endpoint is None else None
+        ),
+        slow_request_coverage_per_phase={
+            p.name: request_coverage(requests, sampled, p.name) for p in phases
+        },
         truth=truth,
         rows=rows,
     )
@@ -281,6 +320,20 @@ def _safe_profile(api: ControllerClient, session_id: str) -> dict[str, int] | No
 def _workload_samples(collapsed: Mapping[str, float]) -> float:
     """Samples whose stack is in one of the named workload functions."""
     return sum(n for stack, n in collapsed.items() if function_of(stack) is not None)
+
+
+def _sampled_requests(path: Path) -> set[str]:
+    """Request ids whose trace carries a stack sample (spans of the sink's file)."""
+    if not path.exists():
+        return set()
+    spans = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                spans.append(json.loads(line))
+            except ValueError:
+                continue
+    return sampled_requests(spans)
 
 
 def _span_stats(path: Path) -> dict[str, int]:

@@ -27,17 +27,19 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_adaprof import __version__
-from otel_adaprof.instrumentation.latency import LatencyTracker
-from otel_adaprof.instrumentation.live_params import LiveParams
-from otel_adaprof.instrumentation.markers import MarkerBook, MarkerProcessor, SpanCounters
-from otel_adaprof.instrumentation.metered_exporter import MeteredSpanExporter
-from otel_adaprof.instrumentation.observer import Counts, WindowObserver
-from otel_adaprof.instrumentation.poller import Poller
+from otel_adaprof.instrumentation.control.fast_loop import FastLoop
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.control.poller import Poller
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.span_join import SpanJoin
+from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
+from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.profiler.slow_spans import OpenSpan, SlowSpanCapture
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
-from otel_adaprof.instrumentation.samples import SampleStore
 from otel_adaprof.instrumentation.settings import AgentSettings
-from otel_adaprof.instrumentation.span_join import SpanJoin
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor, SpanCounters
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import MAX_NAME_CHARS, AgentIdentity, ProfilerBackend
 
@@ -77,7 +79,11 @@ class Agent:
         self._instance_id = settings.instance_id
         self.pid = os.getpid()
         self.profiler = self._new_profiler()
-        self.observer = WindowObserver(self.counts, self.agent_threads)
+        self.slow_capture = SlowSpanCapture(
+            self.live, self.store, self.latency, enable=self._index_open_spans
+        )
+        self.fast_loop = self._new_fast_loop()
+        self.observer = self._new_observer()
         self.poller = self._new_poller()
         self.poller.on_thread_start = self._ignore_current_thread
         self.started = False
@@ -95,6 +101,23 @@ class Agent:
             segment_s=s.segment_s, idle=s.profile_idle, pid=self.pid,
             clock_beacon=s.clock_beacon, liveness=self.liveness,
         )  # fmt: skip
+
+    def _new_fast_loop(self) -> FastLoop:
+        return FastLoop(
+            self.live, self.slow_capture, self.latency,
+            counts=lambda: (self.counters.requests, self.counters.spans),
+            agent_threads=self.agent_threads,
+        )  # fmt: skip
+
+    def _new_observer(self) -> WindowObserver:
+        return WindowObserver(
+            self.counts, self.agent_threads, signals=lambda n: self.fast_loop.detector.report(n)
+        )
+
+    def _index_open_spans(self, index: dict[int, OpenSpan] | None) -> bool:
+        """Install (or remove) the marker processor's open-span index for slow-span capture."""
+        self.marker_processor.open_spans = index
+        return True
 
     def _new_poller(self) -> Poller:
         s = self.settings
@@ -156,6 +179,10 @@ class Agent:
             profiler_cpu_s=self.profiler.cpu_seconds(),
             queue_drops=sum(j.counters.overflow for j in self.joins),
             export_failures=sum(e.failures for e in self.exporters),
+            slow_spans=self.slow_capture.slow_spans,
+            slow_span_samples=self.slow_capture.samples,
+            burst_s=self.fast_loop.reflex.burst_seconds,
+            changes=self.fast_loop.detector.changes,
         )
 
     def agent_threads(self) -> list[int]:
@@ -167,6 +194,9 @@ class Agent:
         poller = getattr(self, "poller", None)  # absent while __init__ runs
         if poller is not None and poller.native_id is not None:
             ids.append(poller.native_id)
+        fast_loop = getattr(self, "fast_loop", None)
+        if fast_loop is not None and fast_loop.native_id is not None:
+            ids.append(fast_loop.native_id)
         return ids
 
     # wiring -------------------------------------------------------------------------
@@ -186,10 +216,19 @@ class Agent:
             downstream, self.book, self.store, self.live,
             hold_s=self.settings.hold_s, max_held=self.settings.max_held_spans,
             top_stacks=self.settings.span_top_stacks,
-            backend=lambda: self.backend, profiling=lambda: self.profiler.active,
+            backend=self._span_backend, profiling=self._samples_expected,
         )  # fmt: skip
         self.joins.append(join)
         return join
+
+    def _samples_expected(self) -> bool:
+        """Whether marker spans should wait for samples (a profiler or slow-span capture)."""
+        return self.profiler.active or self.slow_capture.on
+
+    def _span_backend(self) -> str:
+        if not self.profiler.active and self.slow_capture.on:
+            return "in-process"  # the slow-span capture's samples only
+        return self.backend
 
     def attach(self, provider: TracerProvider) -> bool:
         """Attach to a provider someone else configured; whether it worked.
@@ -230,6 +269,7 @@ class Agent:
                 return
             self.started = True
         self.profiler.start()
+        self.fast_loop.start()
         self.poller.start()
         atexit.register(self._at_exit)
         if self.settings.controller_url:
@@ -255,6 +295,7 @@ class Agent:
         """
         self.started = False
         self.poller.stop()
+        self.fast_loop.stop()
         self.profiler.stop()
 
     def apply_local(self, params: Params) -> None:
@@ -279,7 +320,12 @@ class Agent:
             join.store = self.store
             join.after_fork()
         self.profiler = self._new_profiler()
-        self.observer = WindowObserver(self.counts, self.agent_threads)
+        self.marker_processor.open_spans = None
+        self.slow_capture = SlowSpanCapture(
+            self.live, self.store, self.latency, enable=self._index_open_spans
+        )
+        self.fast_loop = self._new_fast_loop()
+        self.observer = self._new_observer()
         self.poller = self._new_poller()
         self.poller.on_thread_start = self._ignore_current_thread
         self._lock = threading.Lock()

@@ -33,8 +33,13 @@ from otel_adaprof.protocol import (
     StackCount,
     StackHistogram,
 )
-from otel_adaprof.sim.physics import BYTES_NOISE, CPU_NOISE, window_truth
+from otel_adaprof.sim.physics import BYTES_NOISE, CPU_NOISE, calibration, window_truth
 from otel_adaprof.sim.scenario import WINDOW_SECONDS, Phase
+
+#: Where the attribution bias puts the samples it takes from the workload.
+BIAS_STACK = "main (app.py:12);serve_forever (server.py:88);select (selectors.py:468)"
+#: Seconds from a change until the agent's reflex fires (its change signals' delay).
+REFLEX_DELAY_S = 1.0
 
 _CALLERS = ["main (app.py:12)", "serve_forever (server.py:88)", "handle (server.py:140)"]
 
@@ -71,6 +76,9 @@ class SimulatedAgent:
 
     def __init__(self, service: str, rng: np.random.Generator, instance: str = "sim-1") -> None:
         self.rng = rng
+        self._last_params: Params | None = None
+        self._last_phase: str | None = None
+        self._burst_left = 0.0
         self.identity = AgentIdentity(
             service=service,
             instance_id=instance,
@@ -79,6 +87,45 @@ class SimulatedAgent:
             profiler_backend=ProfilerBackend.PY_SPY,
         )
 
+    def _seconds_by_rate(self, params: Params, phase: Phase) -> list[tuple[float, float, bool]]:
+        """``(seconds, rate)`` spent in this window: a lagging segment at the old rate
+        after a params change, the agent's reflex burst after a phase change, the rest
+        at the params' rate; the flag marks burst time."""
+        secs = WINDOW_SECONDS
+        parts: list[tuple[float, float, bool]] = []
+        old = self._last_params
+        if old is not None and old != params:
+            lag = min(secs, calibration().segment_lag_s)
+            parts.append((lag, float(old.rate_hz), False))
+            secs -= lag
+        sensitivity = float(getattr(params, "burst_sensitivity", 0.0) or 0.0)
+        changed = self._last_phase is not None and phase.name != self._last_phase
+        if sensitivity > 0 and changed:
+            self._burst_left = float(getattr(params, "burst_seconds", 0.0) or 0.0)
+            delay = min(secs, REFLEX_DELAY_S)
+            parts.append((delay, float(params.rate_hz), False))
+            secs -= delay
+        if self._burst_left > 0 and sensitivity > 0:
+            burst = min(secs, self._burst_left)
+            interval = int(getattr(params, "burst_interval_ms", 10) or 10)
+            parts.append((burst, 1000.0 / interval, True))
+            self._burst_left -= burst
+            secs -= burst
+        parts.append((secs, float(params.rate_hz), False))
+        return [(t, r, b) for t, r, b in parts if t > 0]
+
+    @staticmethod
+    def _signals(params: Params, changed: bool, burst_s: float) -> dict[str, object]:
+        """The agent's change signals and burst time, when this build reports them."""
+        fields = ObservedState.model_fields
+        out: dict[str, object] = {}
+        if "change_signals" in fields:
+            sensitive = float(getattr(params, "burst_sensitivity", 0.0) or 0.0) > 0
+            out["change_signals"] = {"changes": 1 if changed and sensitive else 0}
+        if "burst_seconds" in fields:
+            out["burst_seconds"] = burst_s
+        return out
+
     def report(
         self, params: Params, config_version: int, phase: Phase, window_start: float
     ) -> PollRequest:
@@ -86,15 +133,25 @@ class SimulatedAgent:
         rng = self.rng
         truth = window_truth(params, phase)
         secs = WINDOW_SECONDS
-        n = int(rng.poisson(truth.samples_per_s * secs)) if params.profiling_enabled else 0
+        parts = self._seconds_by_rate(params, phase)
+        burst_s = sum(t for t, _r, b in parts if b)
+        changed = self._last_phase is not None and phase.name != self._last_phase
+        self._last_params, self._last_phase = params, phase.name
+        expected = sum(t * window_truth(params, phase, r).samples_per_s for t, r, _ in parts)
+        spy = sum(t * window_truth(params, phase, r).pyspy_cpu for t, r, _ in parts) / secs
+        n = int(rng.poisson(expected))
         stacks: list[StackCount] = []
         if n > 0:
             names, probs = _stacks(
                 tuple(sorted(phase.functions.items())), phase.frames, params.stack_depth
             )
-            counts = rng.multinomial(n, probs)
-            order = np.argsort(-counts)[:MAX_STACKS]
+            bias = min(0.5, calibration().attribution_bias / 2.0)
+            moved = int(rng.binomial(n, bias))
+            counts = rng.multinomial(n - moved, probs)
+            order = np.argsort(-counts)[: MAX_STACKS - 1]
             stacks = [StackCount(stack=names[i], count=int(counts[i])) for i in order if counts[i]]
+            if moved:
+                stacks.append(StackCount(stack=BIAS_STACK, count=moved))
         cpu_noise = float(rng.lognormal(0.0, CPU_NOISE))
         spans = float(rng.poisson(phase.spans_per_s * secs)) / secs
         markers = float(rng.poisson(truth.markers_per_s * secs)) / secs
@@ -110,7 +167,8 @@ class SimulatedAgent:
             markers_per_s=markers,
             samples_per_s=n / secs,
             bytes_exported_per_s=truth.bytes_per_s * float(rng.lognormal(0.0, BYTES_NOISE)),
-            profiler_cpu_seconds=(truth.pyspy_cpu + truth.agent_cpu) * cpu_noise * secs,
+            profiler_cpu_seconds=(spy + truth.agent_cpu) * cpu_noise * secs,
+            **self._signals(params, changed, burst_s),
         )
         histogram = StackHistogram(stacks=stacks, total_samples=n, depth=params.stack_depth)
         return PollRequest(

@@ -1,39 +1,63 @@
-"""What profiling costs and observes in the simulator: the calibrated cost model.
+"""What profiling costs and observes in the simulator, calibrated on real processes.
 
-The same constants as the controller's prior
-(:mod:`otel_adaprof.controller.policy.cost`, where the measurements are cited), plus
-what the controller's prior cannot know and must learn from reports: the service's
-thread count and real stack depth (py-spy's per-sample cost grows with both), and
-measurement noise (±8 % log-normal on CPU, ±5 % on bytes).
+Nothing here comes from the controller's prior: the profiler's CPU is the measured
+cost model (:func:`otel_adaprof.cost_model.load_cost_model`, ``bench/cost_model.py``)
+at the service's thread count; what a rate yields in samples, the lag before new
+params show, and the attribution bias come from ``bench/sim_calibration.py`` (the
+packaged ``calibration.json``, measured on the demo service under the real agent).
+Measurement noise: ±8 % log-normal on CPU, ±5 % on bytes.
 
 Usage::
 
     >>> from otel_adaprof.params import Params
     >>> from otel_adaprof.sim.scenario import SCENARIOS
     >>> truth = window_truth(Params(sampling_interval_ms=10), SCENARIOS["hot-path"].phases[0])
-    >>> round(truth.pyspy_cpu, 3), round(truth.samples_per_s)
-    (0.043, 50)
+    >>> truth.pyspy_cpu > window_truth(Params(sampling_interval_ms=100),
+    ...                                SCENARIOS["hot-path"].phases[0]).pyspy_cpu
+    True
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 
-from otel_adaprof.controller.policy.cost import (
-    AGENT_CPU_PER_MARKER_S,
-    AGENT_CPU_PER_SPAN_S,
-    BYTES_PER_FRAME,
-    BYTES_PER_SAMPLE,
-    BYTES_PER_SPAN,
-    pyspy_cpu,
-)
+from otel_adaprof.cost_model import load_cost_model
 from otel_adaprof.params import Category, Params
 from otel_adaprof.sim.scenario import Phase
 
 #: Log-normal sigma of measured CPU and bytes.
 CPU_NOISE = 0.08
 BYTES_NOISE = 0.05
-#: Share of spans above a latency percentile p is (1 - p/100) by definition.
+#: Agent CPU per exported span and per marker (seconds), bytes per span and per sample:
+#: small next to the profiler's, kept as the simulator's own constants.
+AGENT_CPU_PER_SPAN_S = 15e-6
+AGENT_CPU_PER_MARKER_S = 40e-6
+BYTES_PER_SPAN = 400.0
+BYTES_PER_SAMPLE = 24.0
+BYTES_PER_FRAME = 6.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured on real processes by ``bench/sim_calibration.py``."""
+
+    sample_yield: float  # samples/s per Hz per core of workload CPU
+    attribution_bias: float  # L1 error no sample count removes
+    segment_lag_s: float  # mean delay before new params show in the samples
+
+
+@lru_cache(maxsize=1)
+def calibration() -> Calibration:
+    """The packaged calibration (``otel_adaprof/sim/calibration.json``)."""
+    data = json.loads(resources.files("otel_adaprof.sim").joinpath("calibration.json").read_text())
+    return Calibration(
+        sample_yield=float(data.get("sample_yield") or 1.0),
+        attribution_bias=float(data.get("attribution_bias") or 0.0),
+        segment_lag_s=float(data.get("segment_lag_s") or 0.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -61,18 +85,20 @@ def marker_share(params: Params, phase: Phase) -> float:
     if pct is not None:
         share *= 1.0 - pct / 100.0
     if params.marker_trigger.min_duration_ms > 0:
-        # slow_share is the share over 100 ms; shorter thresholds catch more, linearly
         share *= min(1.0, phase.slow_share * 100.0 / params.marker_trigger.min_duration_ms)
     return share
 
 
-def window_truth(params: Params, phase: Phase) -> WindowTruth:
-    """Noise-free cost and volumes of running ``params`` during ``phase``."""
+def window_truth(params: Params, phase: Phase, rate_hz: float | None = None) -> WindowTruth:
+    """Noise-free cost and volumes of running ``params`` during ``phase`` (at
+    ``rate_hz`` instead of the params' rate, for a burst or a lagging segment)."""
+    rate = float(params.rate_hz if rate_hz is None else rate_hz)
     frames = min(params.stack_depth, phase.frames)
-    spy = pyspy_cpu(params.rate_hz, frames, phase.threads)
+    mode = str(getattr(params, "profile_mode", "wall"))
+    spy = load_cost_model().profiler_cores(rate, int(phase.threads), mode)
     kept = phase.spans_per_s * params.trace_ratio
     markers = kept * marker_share(params, phase)
     agent = kept * AGENT_CPU_PER_SPAN_S + markers * AGENT_CPU_PER_MARKER_S
-    samples = params.rate_hz * min(1.0, phase.cpu_load)
+    samples = rate * min(1.0, phase.cpu_load * calibration().sample_yield)
     data = kept * BYTES_PER_SPAN + samples * (BYTES_PER_SAMPLE + BYTES_PER_FRAME * frames)
     return WindowTruth(spy, agent, samples, kept, markers, data)

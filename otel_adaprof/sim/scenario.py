@@ -117,6 +117,51 @@ def _base(name: str, windows: int, **kw: object) -> Phase:
     return replace(Phase(name=name, windows=windows, functions=BASE_FUNCTIONS), **kw)  # type: ignore[arg-type]
 
 
+#: The demo service's function shares (``otel_adaprof.demo.phases``), for the scenario
+#: that mirrors ``adaprof bench``.
+DEMO_FUNCTIONS = {
+    "parse_catalog": 0.30,
+    "price_items": 0.40,
+    "compute_tax": 0.10,
+    "render_invoice": 0.20,
+}
+
+
+def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
+    """``adaprof bench``'s story at its default length (240 s at 10 req/s: phases of
+    72/60/60/48 s in 5 s windows), every phase ``phase_scale`` times longer. Workload
+    CPU is 5 ms per request (0.05 of a core), 40 % more with the hot path.
+
+    >>> [p.windows for p in demo_scenario().phases], demo_scenario(4).total_windows
+    ([14, 12, 12, 10], 192)
+    """
+    hot = with_hot_path(DEMO_FUNCTIONS, "compress_report", 0.4)
+    plan = (
+        ("steady", 14, DEMO_FUNCTIONS, 0.05, 20.0),
+        ("hot_path", 12, hot, 0.083, 20.0),
+        ("load_change", 12, hot, 0.167, 40.0),
+        ("hot_path_gone", 10, DEMO_FUNCTIONS, 0.05, 20.0),
+    )
+    cats = {"http": 0.6, "db": 0.2, "internal": 0.2}
+    return Scenario(
+        name,
+        tuple(
+            Phase(
+                ph,
+                max(1, round(w * phase_scale)),
+                fns,
+                spans_per_s=spans,
+                cpu_load=load,
+                threads=16.0,
+                frames=14,
+                categories=cats,
+            )
+            for ph, w, fns, load, spans in plan
+        ),
+        "the demo service's phases, as adaprof bench runs them",
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -195,6 +240,8 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             "a mostly idle service gets busy with a new workload, then idles again",
         ),
+        demo_scenario(),
+        demo_scenario(4.0, "demo-4x"),
     )
 }
 
@@ -224,7 +271,7 @@ def random_scenario(seed: int, phases: int = 6) -> Scenario:
     out: list[Phase] = []
     for i in range(phases):
         funcs: dict[str, float] = dict(BASE_FUNCTIONS)
-        load = rng.uniform(0.03, 1.0)
+        load = 10 ** rng.uniform(-1.6, 0.0)  # 0.025 to 1 core, as many light as busy
         if rng.random() < 0.6:
             share = rng.uniform(0.05, 0.4)
             funcs = with_hot_path(funcs, rng.choice(_NEW_FUNCTIONS), share)
@@ -233,7 +280,7 @@ def random_scenario(seed: int, phases: int = 6) -> Scenario:
         out.append(
             Phase(
                 name=f"p{i}",
-                windows=rng.randint(15, 45),
+                windows=rng.randint(8, 60),
                 functions=funcs,
                 spans_per_s=10 ** rng.uniform(0.3, 2.9),
                 categories=cats,

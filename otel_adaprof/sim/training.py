@@ -28,9 +28,14 @@ TRAIN_SEED_BASE = 100_000
 #: random scenarios, and only learnable once tried — is learned in 3 of 4 training
 #: seeds instead of 1 of 3.)
 DEFAULT_TRAIN_SCENARIOS = 200
-#: The goal the simulator's sessions use: the session default (docs/policy.md, "Goal"),
-#: under which learning about a new hot path pays for a burst of profiling.
+#: The goal the simulator's sessions use: the session default (docs/policy.md, "Goal").
 SIM_GOAL = RewardWeights()
+#: The budget of the simulated benchmark: the same as ``adaprof bench`` gives its
+#: heuristic and adaptive sessions (``otel_adaprof.demo.bench.BUDGET_CPU``).
+SIM_BUDGET = OverheadBudget(cpu_fraction=0.15)
+#: Budgets pretraining draws from (fractions of a core), so the model learns how the
+#: best action moves with the budget (its features are relative to the budget).
+TRAIN_BUDGETS = (0.05, 0.1, 0.15, 0.3)
 
 
 def pretrain(
@@ -44,11 +49,13 @@ def pretrain(
     gamma_scale: float = DEFAULT_GAMMA_SCALE,
     progress: Callable[[int, int], None] | None = None,
 ) -> VWPolicy:
-    """A policy trained on ``scenarios`` random scenarios (``windows`` each, default all)."""
+    """A policy trained on ``scenarios`` random scenarios (``windows`` each, default all);
+    each scenario under ``budget``, or, when it is ``None``, one of :data:`TRAIN_BUDGETS`."""
     policy = VWPolicy(catalog, seed=TRAIN_SEED_BASE + seed, gamma_scale=gamma_scale)
     for i in range(scenarios):
         s = TRAIN_SEED_BASE + seed * 1000 + i
-        run_policy(policy, random_scenario(s), seed=s, windows=windows, goal=goal, budget=budget)
+        b = budget or OverheadBudget(cpu_fraction=TRAIN_BUDGETS[i % len(TRAIN_BUDGETS)])
+        run_policy(policy, random_scenario(s), seed=s, windows=windows, goal=goal, budget=b)
         if progress is not None:
             progress(i + 1, scenarios)
     return policy

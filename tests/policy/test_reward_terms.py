@@ -1,4 +1,4 @@
-"""Each reward term on hand-made histograms."""
+"""The reward's properties, pinned on hand-made windows (docs/policy.md, "Reward")."""
 
 from __future__ import annotations
 
@@ -7,100 +7,154 @@ import math
 import pytest
 
 from otel_adaprof.reward import (
-    capped,
-    compute_reward,
-    density_term,
-    information_gain,
+    PhaseState,
+    WindowObservation,
+    accuracy_gain,
+    expected_l1,
     keyed,
-    noise_floor,
-    novelty,
-    raw_information_gain,
+    samples_for_error,
+    shares_differ,
     stack_key,
+    step,
 )
 from otel_adaprof.session_spec import OverheadBudget, RewardWeights
 
-BASE = {"a": 400.0, "b": 300.0, "c": 200.0, "d": 100.0}
+GOAL = RewardWeights()
+BUDGET = OverheadBudget(cpu_fraction=0.05)
+STEADY = {"main;a (a.py:1)": 0.5, "main;b (b.py:1)": 0.3, "main;c (c.py:1)": 0.2}
+HOT = {"main;a (a.py:1)": 0.3, "main;b (b.py:1)": 0.1, "main;hot (h.py:1)": 0.6}
+
+
+def _split(shares: dict[str, float], n: int) -> dict[str, float]:
+    return {k: v * n for k, v in shares.items()}
+
+
+def _run(windows: list[WindowObservation], state: PhaseState | None = None):
+    state = state or PhaseState()
+    out = []
+    for obs in windows:
+        state, r = step(state, obs, GOAL, BUDGET)
+        out.append(r)
+    return state, out
+
+
+def _windows(shares: dict[str, float], total: int, count: int, t0: float = 0.0, cpu=0.0):
+    secs = 150.0 / count
+    return [
+        WindowObservation(
+            end_unix=t0 + (i + 1) * secs,
+            seconds=secs,
+            samples=_split(shares, total // count),
+            profiler_cpu_fraction=cpu,
+        )
+        for i in range(count)
+    ]
 
 
 def test_stack_key_is_leaf_function_without_line():
     assert stack_key("main (app.py:1);work (w.py:10)") == "work (w.py)"
-    assert stack_key("main (app.py:1);work (w.py:99)") == "work (w.py)"
-    # depth does not change the key: a deeper setting is not "new information"
     assert stack_key("work (w.py:10)") == stack_key("x (x.py:1);y (y.py:2);work (w.py:10)")
+    assert keyed({"m (a.py:1);f (f.py:3)": 2, "f (f.py:4)": 3}) == {"f (f.py)": 5.0}
 
 
-def test_keyed_folds_lines_and_depths():
-    hist = {"m (a.py:1);f (f.py:3)": 2, "f (f.py:4)": 3, "g (g.py:1)": 1}
-    assert keyed(hist) == {"f (f.py)": 5.0, "g (g.py)": 1.0}
+def test_same_samples_earn_the_same_in_one_window_or_thirty():
+    one = sum(r.accuracy for r in _run(_windows(STEADY, 300, 1))[1])
+    thirty = sum(r.accuracy for r in _run(_windows(STEADY, 300, 30))[1])
+    assert one > 1.0
+    assert thirty == pytest.approx(one, rel=1e-9)
+    # cost is additive in CPU-seconds too: the same CPU over the same time costs the same
+    c1 = sum(r.cpu_cost for r in _run(_windows(STEADY, 300, 1, cpu=0.1))[1])
+    c30 = sum(r.cpu_cost for r in _run(_windows(STEADY, 300, 30, cpu=0.1))[1])
+    assert c30 == pytest.approx(c1)
 
 
-def test_information_gain_is_near_zero_when_window_repeats_the_profile():
-    window = {k: v / 10 for k, v in BASE.items()}  # same shares, 100 samples
-    assert raw_information_gain(BASE, window) > 0.0  # the smoothed estimate moves a bit
-    assert information_gain(BASE, window) == pytest.approx(0.0, abs=2e-4)
+def test_accuracy_saturates_at_the_target():
+    needed = samples_for_error(GOAL.accuracy_target, GOAL.functions)
+    state, rs = _run(_windows(STEADY, int(needed) + 50, 1))
+    full = rs[0].accuracy
+    assert full == pytest.approx(math.log(2.0 / GOAL.accuracy_target))
+    # more samples in the same phase earn nothing more
+    _, more = _run(_windows(STEADY, 1000, 10, t0=200.0), state)
+    assert sum(r.accuracy for r in more) == 0.0
+    assert accuracy_gain(needed + 1, 500, GOAL.functions, GOAL.accuracy_target) == 0.0
 
 
-def test_information_gain_grows_with_a_shift_and_with_its_size():
-    small = information_gain(BASE, {"hot": 10.0, "a": 10.0})
-    large = information_gain(BASE, {"hot": 100.0, "a": 100.0})
-    assert 0.0 < small < large
+def test_expected_l1_formula():
+    assert expected_l1(0, 8) == 2.0
+    assert expected_l1(400, 8) == pytest.approx(math.sqrt(16 / (math.pi * 400)))
 
 
-def test_information_gain_by_hand():
-    # prior {a:1}, window {b:1}, alpha 0.5: keys [a, b] + unseen bucket
-    before = [1.5 / 2.5, 0.5 / 2.5, 0.5 / 2.5]
-    after = [1.5 / 3.5, 1.5 / 3.5, 0.5 / 3.5]
-    kl = sum(p * math.log(p / q) for p, q in zip(after, before, strict=True))
-    assert raw_information_gain({"a": 1.0}, {"b": 1.0}) == pytest.approx(kl)
-    floor = 2 * 1 / (2 * (1 + 0.5 * 3 + 1) ** 2)
-    assert noise_floor({"a": 1.0}, {"b": 1.0}) == pytest.approx(floor)
-    assert information_gain({"a": 1.0}, {"b": 1.0}) == pytest.approx(kl - floor)
+def test_a_detected_change_makes_the_new_phase_worth_sampling_again():
+    state, _ = _run(_windows(STEADY, 1000, 10))  # steady phase learned to the target
+    assert state.accuracy_reached(GOAL.functions) <= GOAL.accuracy_target
+    # the hot path: the first window's samples differ from the phase -> a new phase
+    state, rs = _run(_windows(HOT, 400, 4, t0=200.0), state)
+    assert rs[0].change
+    assert sum(r.accuracy for r in rs) > 1.0
+    # a returning steady profile is a change again, and earns again
+    _, back = _run(_windows(STEADY, 400, 4, t0=400.0), state)
+    assert back[0].change and sum(r.accuracy for r in back) > 1.0
 
 
-def test_information_gain_of_empty_window_is_zero():
-    assert information_gain(BASE, {}) == 0.0
-
-
-def test_novelty_counts_new_keys_against_a_sample_floor():
-    assert novelty(BASE, {"a": 30.0, "new": 10.0}) == pytest.approx(0.25)
-    assert novelty(BASE, {"new": 1.0}) == pytest.approx(1 / 20)
-    assert novelty(BASE, {"a": 5.0}) == 0.0
-    assert novelty({}, {}) == 0.0
-
-
-def test_density_saturates_at_target():
-    assert density_term(2.5, 5.0) == 0.5
-    assert density_term(50.0, 5.0) == 1.0
-    assert density_term(0.0, 5.0) == 0.0
-
-
-def test_costs_are_relative_to_budget_and_total_is_the_weighted_sum():
-    goal = RewardWeights(information=2.0, novelty=1.0, cpu=3.0, bytes=0.5, density=0.25)
-    budget = OverheadBudget(cpu_fraction=0.02, bytes_per_s=1000.0)
-    r = compute_reward(
-        prior={"m (a.py:1)": 100.0},
-        window={"m (a.py:2)": 10, "n (b.py:3)": 10},
-        profiler_cpu_fraction=0.01,
-        bytes_per_s=500.0,
-        markers_per_s=2.5,
-        goal=goal,
-        budget=budget,
+def test_a_signalled_change_restarts_the_phase_and_is_credited_once_confirmed():
+    state, _ = _run(_windows(STEADY, 1000, 10))
+    signal = WindowObservation(
+        end_unix=205.0, seconds=5.0, changes=1, last_change_unix=202.0, samples={}
     )
-    assert r.cpu_cost == pytest.approx(0.5)
-    assert r.bytes_cost == pytest.approx(0.5)
-    assert r.density == pytest.approx(0.5)
-    assert r.novelty == pytest.approx(0.5)
-    assert r.information_gain > 0
-    expected = 2.0 * r.information_gain + 0.5 - 1.5 - 0.25 + 0.125
-    assert r.total == pytest.approx(expected)
+    state, r0 = step(state, signal, GOAL, BUDGET)
+    assert r0.change and state.samples == 0.0 and r0.detection == 0.0  # not confirmed yet
+    confirm = WindowObservation(end_unix=210.0, seconds=5.0, samples=_split(HOT, 40))
+    state, r1 = step(state, confirm, GOAL, BUDGET)
+    assert r1.detection == pytest.approx(math.exp(-8.0 / GOAL.detection_tau_s))
+    assert r1.accuracy > 0.5
+    _, r2 = step(state, confirm, GOAL, BUDGET)
+    assert r2.detection == 0.0  # credited once
 
 
-def test_prior_evidence_is_capped_so_a_change_stays_visible():
-    assert capped({"a": 3000.0, "b": 1000.0}, 400.0) == {"a": 300.0, "b": 100.0}
-    assert capped({"a": 10.0}, 400.0) == {"a": 10.0}
-    huge = {k: v * 1000 for k, v in BASE.items()}  # hours of samples
-    shifted = {"hot": 30.0, "a": 70.0}
-    assert information_gain(huge, shifted) == pytest.approx(
-        information_gain({k: v / 2 for k, v in BASE.items()}, shifted)
-    )  # both count as 500 samples
-    assert information_gain(huge, shifted) > 0.05
+def test_noise_is_not_a_change():
+    assert not shares_differ(_split(STEADY, 30), _split(STEADY, 600), 8)
+    assert shares_differ(_split(HOT, 30), _split(STEADY, 600), 8)
+
+
+def test_markers_without_samples_earn_nothing():
+    obs = WindowObservation(end_unix=5.0, seconds=5.0, markers_per_s=50.0)
+    _, r = step(PhaseState(), obs, GOAL, BUDGET)
+    assert r.density == 0.0 and r.total == 0.0
+    with_samples = WindowObservation(
+        end_unix=5.0, seconds=5.0, markers_per_s=50.0, samples=_split(STEADY, 50)
+    )
+    assert step(PhaseState(), with_samples, GOAL, BUDGET)[1].density == 1.0
+
+
+def test_cost_is_held_on_average_a_burst_inside_the_bank_pays_only_its_cpu():
+    # one 5 s burst at 4 budgets after a quiet stretch: the horizon average stays under
+    quiet = [WindowObservation(end_unix=5.0 * (i + 1), seconds=5.0) for i in range(10)]
+    state, _ = _run(quiet)
+    burst = WindowObservation(end_unix=55.0, seconds=5.0, profiler_cpu_fraction=0.2)
+    state, r = step(state, burst, GOAL, BUDGET)
+    assert r.cpu_cost == pytest.approx(4.0) and r.over_budget == 0.0
+    # sustained, the average passes the budget and the over-budget term starts
+    over = []
+    for i in range(60):
+        obs = WindowObservation(end_unix=60.0 + 5 * i, seconds=5.0, profiler_cpu_fraction=0.2)
+        state, r = step(state, obs, GOAL, BUDGET)
+        over.append(r.over_budget)
+    assert over[0] == 0.0 and over[-1] > 1.0
+    assert state.cpu_average > BUDGET.cpu_fraction
+
+
+def test_bytes_cost_only_with_a_bytes_budget():
+    obs = WindowObservation(end_unix=5.0, seconds=5.0, bytes_per_s=1e6)
+    assert step(PhaseState(), obs, GOAL, BUDGET)[1].bytes_cost == 0.0
+    capped = OverheadBudget(cpu_fraction=0.05, bytes_per_s=1e5)
+    assert step(PhaseState(), obs, GOAL, capped)[1].bytes_cost == pytest.approx(10.0)
+
+
+def test_slow_span_coverage_and_switch_terms():
+    obs = WindowObservation(
+        end_unix=5.0, seconds=5.0, slow_spans=10, slow_span_samples=4, params_changed=True
+    )
+    _, r = step(PhaseState(), obs, GOAL, BUDGET)
+    assert r.coverage == pytest.approx(0.4)
+    assert r.switch == 1.0
+    assert r.total == pytest.approx(GOAL.coverage * 0.4 - GOAL.switch)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import ObservedState, StackHistogram
+from otel_adaprof.reward import PhaseState
 from otel_adaprof.session_spec import Mode, OverheadBudget, RewardWeights
 
 
@@ -40,6 +41,7 @@ class DecisionContext:
     state: ObservedState | None = None  # the last window, None on an agent's first poll
     stacks: StackHistogram | None = None  # the last window's samples
     profile: Mapping[str, float] = field(default_factory=dict)  # service profile before it
+    phase: PhaseState | None = None  # the reward's phase memory after the last window
 
     @classmethod
     def initial(cls, service: str, params: Params) -> DecisionContext:

@@ -64,6 +64,15 @@ def action_features(params: Params, tags: Sequence[str] = ()) -> dict[str, float
         "pct_trigger": (params.marker_trigger.latency_percentile or 0.0) / 100.0,
         "min_dur": math.log10(1.0 + params.marker_trigger.min_duration_ms) / 5.0,
     }
+    sensitivity = float(getattr(params, "burst_sensitivity", 0.0) or 0.0)
+    if sensitivity > 0:
+        # the agent's reflex: 1.0 at 4 baseline std, 0.5 at 8; burst length in minutes
+        feats["reflex"] = min(1.0, 4.0 / sensitivity)
+        feats["burst_len"] = float(getattr(params, "burst_seconds", 0.0) or 0.0) / 60.0
+    if int(getattr(params, "slow_span_interval_ms", 0) or 0) > 0:
+        feats["capture"] = 1.0
+    if str(getattr(params, "profile_mode", "wall")) == "cpu":
+        feats["cpu_mode"] = 1.0
     for cat in Category:
         feats[f"cat_{cat.value}"] = 1.0 if cat in cats else 0.0
     for tag in tags:

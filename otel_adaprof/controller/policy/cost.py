@@ -2,13 +2,9 @@
 
 A calibrated prior, corrected by what the agent measured. Where the numbers come from:
 
-* py-spy ``--nonblocking`` CPU (fraction of one core) grows sub-linearly with the rate:
-  measured on this kind of machine (2 vCPU, CPython 3.11, a CPU-bound target with a
-  5-frame stack, ``py-spy record -r R -d 8``): 0.36 % at 10 Hz, 2.07 % at 100 Hz, so
-  ``cpu ≈ 6.3e-4 · rate^0.76``. DESIGN.md's figures for deeper, real stacks (4–5 % at
-  100 Hz, ≈30 % at 1000 Hz) are about 2x that: the per-sample cost grows with the
-  frames py-spy unwinds, modelled as ``0.8 + 0.04 · frames`` (1.0 at 5 frames, 2.0 at
-  30) and with the threads it scans.
+* Profiler CPU (py-spy and every agent thread it keeps busy) comes from the measured
+  cost model, :func:`otel_adaprof.cost_model.load_cost_model` (``bench/cost_model.py``),
+  at :data:`TYPICAL_THREADS` threads; slow-span capture from the same model.
 * The agent's own threads: about 15 µs of CPU per exported span and 40 µs per marker
   (stack join), a typical OpenTelemetry SDK batch-export cost.
 * Bytes: about 400 bytes per exported span (OTLP protobuf, a few attributes) and
@@ -22,24 +18,24 @@ Usage::
 
     >>> from otel_adaprof.params import Params
     >>> est = expected_cost(Params(sampling_interval_ms=10), spans_per_s=0.0)
-    >>> round(est.cpu_fraction, 4)
-    0.0367
+    >>> slow = expected_cost(Params(sampling_interval_ms=100), spans_per_s=0.0)
+    >>> est.cpu_fraction > slow.cpu_fraction
+    True
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from otel_adaprof.cost_model import load_cost_model
 from otel_adaprof.params import ALL_CATEGORIES, Params
 
-#: py-spy CPU (fraction of a core) at 1 Hz on a 5-frame stack: 0.0036 / 10**0.76.
-PY_SPY_CPU_AT_1HZ = 6.3e-4
-#: Exponent of the rate in py-spy's CPU cost (from the 10 Hz and 100 Hz measurements).
-PY_SPY_RATE_EXPONENT = 0.76
-#: Per-frame growth of py-spy's per-sample cost (calibrated against DESIGN.md's 4-5 %).
-PY_SPY_FRAME_FACTOR = 0.04
 #: Frames a typical Python web service stack has (used when nothing is measured yet).
 TYPICAL_FRAMES = 24
+#: Threads a typical Python web service runs (workers + SDK + agent).
+TYPICAL_THREADS = 16
+#: Share of the time a slow span is alive on some thread (for slow-span capture's cost).
+SLOW_SPAN_BUSY = 0.2
 #: Agent CPU seconds per exported span.
 AGENT_CPU_PER_SPAN_S = 15e-6
 #: Agent CPU seconds per marker (joining samples to the span).
@@ -51,17 +47,33 @@ BYTES_PER_SAMPLE = 24.0
 BYTES_PER_FRAME = 6.0
 
 
-def pyspy_cpu(rate_hz: float, frames: float, threads: float = 1.0) -> float:
-    """py-spy's CPU (fraction of one core) at ``rate_hz`` unwinding ``frames`` per sample.
+def pyspy_cpu(
+    rate_hz: float, frames: float, threads: float = TYPICAL_THREADS, mode: str = "cpu"
+) -> float:
+    """Profiler CPU (fraction of one core) at ``rate_hz``, from the measured cost model
+    (:mod:`otel_adaprof.cost_model`); ``frames`` is kept for callers, the fit does not
+    depend on it.
 
-    >>> round(pyspy_cpu(100, 30), 3)
-    0.042
+    >>> pyspy_cpu(100, 30) > pyspy_cpu(10, 30) > pyspy_cpu(0, 30)
+    True
     """
     if rate_hz <= 0:
         return 0.0
-    per_frames = 0.8 + PY_SPY_FRAME_FACTOR * frames
-    per_threads = 0.9 + 0.1 * max(1.0, threads)
-    return float(PY_SPY_CPU_AT_1HZ * rate_hz**PY_SPY_RATE_EXPONENT * per_frames * per_threads)
+    return load_cost_model().profiler_cores(rate_hz, int(threads), mode)
+
+
+def slow_span_cpu(params: Params) -> float:
+    """Expected CPU of slow-span capture under ``params`` (:data:`SLOW_SPAN_BUSY` of the
+    time a slow span is alive)."""
+    interval = int(getattr(params, "slow_span_interval_ms", 0) or 0)
+    if interval <= 0:
+        return 0.0
+    return load_cost_model().slow_span_cores(SLOW_SPAN_BUSY * 1000.0 / interval)
+
+
+def profile_mode(params: Params) -> str:
+    """``cpu`` or ``wall`` (``wall`` on an agent that predates ``profile_mode``)."""
+    return str(getattr(params, "profile_mode", "wall"))
 
 
 def marker_pass_share(params: Params) -> float:
@@ -97,7 +109,8 @@ def expected_cost(
     threads busy ``active_share`` of the time, ``frames``-deep stacks; py-spy's part
     scaled by ``calibration`` (measured / predicted of recent windows)."""
     eff_frames = min(float(params.stack_depth), frames)
-    spy = pyspy_cpu(params.rate_hz, eff_frames) * calibration
+    spy = pyspy_cpu(params.rate_hz, eff_frames, mode=profile_mode(params)) * calibration
+    spy += slow_span_cpu(params)
     kept = spans_per_s * params.trace_ratio
     markers = kept * marker_pass_share(params)
     agent = kept * AGENT_CPU_PER_SPAN_S + markers * AGENT_CPU_PER_MARKER_S
@@ -129,7 +142,7 @@ class CostTerms:
         return cls(
             rate_hz=params.rate_hz,
             frames=eff,
-            spy=pyspy_cpu(params.rate_hz, eff),
+            spy=pyspy_cpu(params.rate_hz, eff, mode=profile_mode(params)) + slow_span_cpu(params),
             trace_ratio=params.trace_ratio,
             pass_share=marker_pass_share(params),
             bytes_per_sample=BYTES_PER_SAMPLE + BYTES_PER_FRAME * eff,

@@ -31,11 +31,11 @@ from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.cost import marker_pass_share
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import ObservedState
-from otel_adaprof.reward import PRIOR_MAX_SAMPLES, keyed, novelty
+from otel_adaprof.reward import accuracy_gain, expected_l1, keyed, novelty
 
 #: Names of the per-state action features (namespace ``C``), in the order
 #: :meth:`ActionContext.matrix` and the logged decisions use.
-C_FEATURES = ("cpu", "bytes", "density", "samples", "weight")
+C_FEATURES = ("cpu", "bytes", "density", "samples", "gain", "stay")
 #: Upper clip of the overhead/budget ratio (a window at 5x budget is already "very over").
 MAX_BUDGET_RATIO = 5.0
 
@@ -73,6 +73,42 @@ def drift(profile: Mapping[str, float], window: Mapping[str, float]) -> tuple[fl
     return total_variation(win, prof), novelty(prof, win)
 
 
+def phase_features(ctx: DecisionContext) -> dict[str, float]:
+    """Where the current phase stands: samples since the last change, the expected
+    error reached against the goal's target, a change just detected or signalled, a
+    burst in flight, and the agent's change signals (CUSUM, baseline std units).
+
+    >>> from otel_adaprof.params import Params
+    >>> phase_features(DecisionContext.initial("s", Params()))["phase_error"]
+    1.0
+    """
+    phase = ctx.phase
+    k, target = ctx.goal.functions, ctx.goal.accuracy_target
+    n = phase.samples if phase is not None else 0.0
+    err = expected_l1(n, k)
+    feats = {
+        "phase_n": _log_scale(n, 4.0),
+        "phase_error": err / 2.0,
+        "reached": 1.0 if err <= target else 0.0,
+        "to_go": min(1.0, accuracy_gain(n, 1e9, k, target) / 3.0),
+        "change": 1.0 if phase is not None and phase.changed else 0.0,
+        "pending": 1.0 if phase is not None and phase.pending_change_unix is not None else 0.0,
+    }
+    state = ctx.state
+    if state is not None:
+        feats["bursting"] = 1.0 if float(getattr(state, "burst_seconds", 0.0) or 0.0) > 0 else 0.0
+        signals = getattr(state, "change_signals", None)
+        if signals is not None:
+            for name in ("cpu_per_request", "latency", "span_rate"):
+                value = float(getattr(signals, name, 0.0) or 0.0)
+                feats[f"sig_{name}"] = max(-1.0, min(1.0, value / 10.0))
+        slow = int(getattr(state, "slow_spans", 0) or 0)
+        if slow:
+            captured = int(getattr(state, "slow_span_samples", 0) or 0)
+            feats["slow_cov"] = min(1.0, captured / slow)
+    return feats
+
+
 def state_features(ctx: DecisionContext) -> dict[str, float]:
     """The state vector of one decision (feature name -> value)."""
     p = ctx.params_in_force
@@ -80,15 +116,15 @@ def state_features(ctx: DecisionContext) -> dict[str, float]:
         "in_log_rate": math.log10(1.0 + p.rate_hz) / 3.0,
         "in_depth": p.stack_depth / 128.0 if p.profiling_enabled else 0.0,
         "in_ratio": p.trace_ratio,
-        "profile_mass": _log_scale(min(sum(ctx.profile.values()), PRIOR_MAX_SAMPLES), 3.0),
     }
+    feats.update(phase_features(ctx))
     state = ctx.state
     if state is None:
         feats["first"] = 1.0
         feats["drift"] = 0.0
         return feats
     overhead = state.profiler_cpu_fraction / ctx.budget.cpu_fraction
-    data = state.bytes_exported_per_s / ctx.budget.bytes_per_s
+    data = state.bytes_exported_per_s / (ctx.budget.bytes_per_s or math.inf)
     window = ctx.stacks.as_dict() if ctx.stacks is not None else {}
     tv, new = drift(ctx.profile, window) if window else (0.0, 0.0)
     n = float(ctx.stacks.total_samples) if ctx.stacks is not None else 0.0
@@ -127,18 +163,23 @@ def action_context(
 
     What the candidate is expected to cost relative to the budget (from the safety
     guard's cost model), the marker density it should reach, the samples it should
-    collect, and the weight those samples would have in the updated profile
-    (``n / (profile + n)``: with drift, the share of the KL the window can move).
+    collect, the accuracy they would add to the current phase (the reward's accuracy
+    term, nats / 3) and whether the action keeps the params in force (``stay``).
     :class:`ActionContext` computes the same for many actions at once.
 
     >>> from otel_adaprof.controller.policy.base import DecisionContext
     >>> c = action_context(DecisionContext.initial("s", Params()), Params(), 0.01, 1000.0)
-    >>> c["cpu"], c["weight"]
-    (0.5, 1.0)
+    >>> c["cpu"], c["stay"], round(c["gain"], 2)
+    (0.5, 1.0, 0.88)
     """
     shared = ActionContext(ctx)
     return shared.features(
-        params.rate_hz, params.trace_ratio, marker_pass_share(params), cpu_fraction, bytes_per_s
+        params.rate_hz,
+        params.trace_ratio,
+        marker_pass_share(params),
+        cpu_fraction,
+        bytes_per_s,
+        same=params == ctx.params_in_force,
     )
 
 
@@ -148,7 +189,7 @@ class ActionContext:
     def __init__(self, ctx: DecisionContext) -> None:
         state = ctx.state
         self.cpu_budget = ctx.budget.cpu_fraction
-        self.bytes_budget = ctx.budget.bytes_per_s
+        self.bytes_budget = ctx.budget.bytes_per_s or math.inf
         self.target = ctx.goal.target_markers_per_s
         self.secs = state.window_seconds if state is not None else 5.0
         self.active = 1.0
@@ -166,7 +207,9 @@ class ActionContext:
             if kept_now > 0 and prior_now > 0:
                 # scale the prior pass share by how the current filters really do
                 self.pass_scale = min(1.0, state.markers_per_s / kept_now) / prior_now
-        self.mass = min(sum(ctx.profile.values()), PRIOR_MAX_SAMPLES)  # as the reward does
+        self.phase_n = ctx.phase.samples if ctx.phase is not None else 0.0
+        self.functions = ctx.goal.functions
+        self.acc_target = ctx.goal.accuracy_target
 
     def matrix(
         self,
@@ -175,6 +218,7 @@ class ActionContext:
         pass_share: np.ndarray,
         cpu_fraction: np.ndarray,
         bytes_per_s: np.ndarray,
+        same: np.ndarray | None = None,
     ) -> np.ndarray:
         """:meth:`features` for many actions at once: one row per action, columns
         :data:`C_FEATURES`."""
@@ -185,8 +229,12 @@ class ActionContext:
         out[:, 1] = np.minimum(bytes_per_s / self.bytes_budget, MAX_BUDGET_RATIO)
         out[:, 2] = np.minimum(1.0, markers / self.target)
         out[:, 3] = np.log10(1.0 + samples) / 4.0
-        out[:, 4] = np.where(samples > 0, samples / (self.mass + np.maximum(samples, 1e-12)), 0.0)
+        out[:, 4] = [self._gain(float(n)) for n in samples]
+        out[:, 5] = same if same is not None else 0.0
         return out
+
+    def _gain(self, samples: float) -> float:
+        return accuracy_gain(self.phase_n, samples, self.functions, self.acc_target) / 3.0
 
     def features(
         self,
@@ -195,6 +243,7 @@ class ActionContext:
         pass_share: float,
         cpu_fraction: float,
         bytes_per_s: float,
+        same: bool = False,
     ) -> dict[str, float]:
         """Features of one action given its rate, ratio, prior pass share and cost."""
         markers = self.spans * trace_ratio * min(1.0, pass_share * self.pass_scale)
@@ -204,7 +253,8 @@ class ActionContext:
             "bytes": min(bytes_per_s / self.bytes_budget, MAX_BUDGET_RATIO),
             "density": min(1.0, markers / self.target),
             "samples": _log_scale(samples, 4.0),
-            "weight": samples / (self.mass + samples) if samples > 0 else 0.0,
+            "gain": self._gain(samples),
+            "stay": 1.0 if same else 0.0,
         }
 
 
@@ -268,7 +318,7 @@ class Trend:
 def context_dict(value: object) -> dict[str, float]:
     """An action's logged ``C`` features as a dict (logged as a list or a dict).
 
-    >>> context_dict([0.5, 0.1, 1.0, 0.2, 0.3])["bytes"]
+    >>> context_dict([0.5, 0.1, 1.0, 0.2, 0.3, 0.0])["bytes"]
     0.1
     """
     if isinstance(value, Mapping):

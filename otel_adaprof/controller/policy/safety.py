@@ -1,16 +1,19 @@
 """The hard overhead budget: mask actions expected to exceed it, retreat when one did.
 
-Two rules, applied before the learner chooses:
+The CPU budget holds *on average over the goal's horizon* (a budget bank): the guard
+keeps the exponential average of the measured profiler CPU of all agent threads over
+``goal.cost_horizon_s``. Two rules, applied before the learner chooses:
 
-1. *Masking.* An action is offered only when its expected cost (see
-   :mod:`~otel_adaprof.controller.policy.cost`, calibrated on the service's measured
-   overhead) stays under ``margin`` times the budget, for CPU and for bytes. The
-   cheapest action is always offered, so there is always a choice.
-2. *Retreat.* When the window just reported was measured over budget, the next
-   window runs the cheapest action, whatever the learner would pick; the agent is
-   back under after one window, so an excursion costs at most one window over budget.
-   The over-budget measurement also raises the calibration, so the actions that led
-   there stay masked under the same load.
+1. *Masking.* An action is offered only when one more window at its expected cost
+   (see :mod:`~otel_adaprof.controller.policy.cost`, calibrated on the service's
+   measured overhead) keeps that average under ``margin`` times the budget, and its
+   expected cost is under :data:`MAX_BURST_FACTOR` budgets. So a burst is allowed
+   while the bank holds, and refused once the average is spent. Bytes are masked only
+   when the session sets a bytes budget. The cheapest action is always offered.
+2. *Retreat.* When the average is over the budget (or the window was over the bytes
+   budget), the next window runs the cheapest action, whatever the learner would pick.
+   A measurement above the prediction also raises the calibration, so the actions that
+   led there stay masked under the same load.
 
 Usage::
 
@@ -25,6 +28,8 @@ Usage::
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from otel_adaprof.controller.policy.base import DecisionContext
@@ -38,6 +43,7 @@ from otel_adaprof.controller.policy.cost import (
     expected_cost,
     pyspy_cpu,
 )
+from otel_adaprof.reward import horizon_average
 
 #: Share of the budget an action's *expected* cost may use (room for measurement noise).
 DEFAULT_MARGIN = 0.8
@@ -45,17 +51,27 @@ DEFAULT_MARGIN = 0.8
 CALIBRATION_RATE = 0.5
 #: Calibration bounds (measured/predicted py-spy CPU).
 CALIBRATION_RANGE = (0.25, 8.0)
+#: Most budgets one window's expected cost may reach (the size of a burst).
+MAX_BURST_FACTOR = 10.0
+#: Window length assumed before an agent has reported one (s).
+DEFAULT_WINDOW_S = 5.0
 
 
 def over_budget(ctx: DecisionContext) -> bool:
-    """Whether the reported window was measured over the session's budget."""
+    """Whether the reported window alone was over the session's CPU or bytes budget."""
     state = ctx.state
     if state is None:
         return False
-    return (
-        state.profiler_cpu_fraction > ctx.budget.cpu_fraction
-        or state.bytes_exported_per_s > ctx.budget.bytes_per_s
+    bytes_cap = ctx.budget.bytes_per_s
+    return state.profiler_cpu_fraction > ctx.budget.cpu_fraction or (
+        bytes_cap is not None and state.bytes_exported_per_s > bytes_cap
     )
+
+
+def bytes_over(ctx: DecisionContext) -> bool:
+    """Whether the reported window was over the session's bytes budget (if it has one)."""
+    cap = ctx.budget.bytes_per_s
+    return ctx.state is not None and cap is not None and ctx.state.bytes_exported_per_s > cap
 
 
 class SafetyGuard:
@@ -65,6 +81,8 @@ class SafetyGuard:
         self.catalog = catalog
         self.margin = margin
         self.calibration = 1.0
+        self.average = 0.0  # profiler CPU over the horizon (fraction of a core)
+        self.window_s = DEFAULT_WINDOW_S
         self._cheapest = catalog.cheapest()
         self._terms = {a.name: CostTerms.of(a.params) for a in catalog}
         terms = [self._terms[a.name] for a in catalog]
@@ -85,9 +103,15 @@ class SafetyGuard:
         return self._cheapest
 
     def observe(self, ctx: DecisionContext) -> None:
-        """Update the calibration from the reported window (measured vs prior py-spy CPU)."""
+        """Update the budget bank and the calibration (measured vs prior py-spy CPU)."""
         state = ctx.state
         p = ctx.params_in_force
+        if state is not None:
+            self.window_s = state.window_seconds
+            self.average = horizon_average(
+                self.average, state.profiler_cpu_fraction, state.window_seconds,
+                ctx.goal.cost_horizon_s,
+            )  # fmt: skip
         if state is None or not p.profiling_enabled or state.samples_per_s <= 0:
             return
         active = min(1.0, state.samples_per_s / max(p.rate_hz, 1))
@@ -104,6 +128,17 @@ class SafetyGuard:
         else:
             self.calibration += CALIBRATION_RATE * (ratio - self.calibration)
 
+    def must_retreat(self, ctx: DecisionContext) -> bool:
+        """Whether the bank is spent (average over the budget) or bytes were over."""
+        return self.average > ctx.budget.cpu_fraction or bytes_over(ctx)
+
+    def cpu_room(self, ctx: DecisionContext) -> float:
+        """Most expected CPU one more window may cost and keep the average in budget."""
+        keep = math.exp(-self.window_s / ctx.goal.cost_horizon_s)
+        cap = ctx.budget.cpu_fraction * self.margin
+        room = (cap - keep * self.average) / (1.0 - keep)
+        return max(0.0, min(room, ctx.budget.cpu_fraction * MAX_BURST_FACTOR))
+
     def estimate(self, action: Action, ctx: DecisionContext) -> CostEstimate:
         """Expected cost of ``action`` in the situation of ``ctx``."""
         spans, active = situation(ctx)
@@ -116,8 +151,8 @@ class SafetyGuard:
 
     def assess(self, ctx: DecisionContext) -> list[tuple[Action, CostEstimate]]:
         """The allowed actions with their expected cost, in catalog order."""
-        cpu_cap = ctx.budget.cpu_fraction * self.margin
-        bytes_cap = ctx.budget.bytes_per_s * self.margin
+        cpu_cap = self.cpu_room(ctx)
+        bytes_cap = (ctx.budget.bytes_per_s or math.inf) * self.margin
         spans, active = situation(ctx)
         out = []
         for action in self.catalog:
@@ -135,8 +170,8 @@ class SafetyGuard:
         kept = spans * self.ratio
         cpu = self._spy * self.calibration + kept * self._agent
         data = kept * BYTES_PER_SPAN + self.rate * active * self._bps
-        ok = (cpu <= ctx.budget.cpu_fraction * self.margin) & (
-            data <= ctx.budget.bytes_per_s * self.margin
+        ok = (cpu <= self.cpu_room(ctx)) & (
+            data <= (ctx.budget.bytes_per_s or math.inf) * self.margin
         )
         ok[self._cheapest_index] = True
         idx = np.flatnonzero(ok)

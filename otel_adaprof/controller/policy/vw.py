@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -58,13 +59,22 @@ from otel_adaprof.controller.policy.features import (
     context_dict,
     state_features,
 )
-from otel_adaprof.controller.policy.safety import SafetyGuard, over_budget
+from otel_adaprof.controller.policy.safety import SafetyGuard
 from otel_adaprof.session_spec import Mode
 
 #: SquareCB's γ scale: higher = greedier. Tuned in the simulator (``adaprof sim``).
 DEFAULT_GAMMA_SCALE = 100.0
 #: Rewards are clipped to ±this before learning (one wild window must not wreck the model).
 REWARD_CLIP = 10.0
+#: In a steady phase, the params in force are kept while the model gives them at least
+#: this share of the best action's probability (hysteresis: no flip-flop between equals).
+SETTLE_RATIO = 0.2
+#: Bits of the feature hash (2**16 weights): the state × action crossings number about
+#: 2,000, so collisions stay rare while a model stays a few hundred kB, not megabytes.
+HASH_BITS = 16
+#: The packaged pretrained model (``adaprof train --sim --out`` this path), used by
+#: services without a snapshot unless the config names another (or ``"none"``).
+DEFAULT_MODEL = "default_model.vw"
 #: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
 LEARNING_RATE = 0.1
 POWER_T = 0.0
@@ -90,9 +100,20 @@ def vw_args(gamma_scale: float = DEFAULT_GAMMA_SCALE) -> list[str]:
         "--power_t",
         str(POWER_T),
         "-b",
-        "18",
+        str(HASH_BITS),
         "--quiet",
     ]
+
+
+def default_model() -> bytes | None:
+    """The packaged pretrained model's bytes (``None`` if the package has none).
+
+    >>> blob = default_model()
+    >>> blob is None or len(blob) < 2_000_000
+    True
+    """
+    path = resources.files("otel_adaprof.controller.policy").joinpath(DEFAULT_MODEL)
+    return path.read_bytes() if path.is_file() else None
 
 
 def _line(namespace: str, features: Mapping[str, float]) -> str:
@@ -141,7 +162,9 @@ class VWPolicy(Policy):
     @classmethod
     def from_config(cls, config: PolicyConfig, seed: int = 0) -> VWPolicy:
         """The policy of a new service: catalog from ``config.catalog`` (default: the
-        packaged one), seeded from ``config.model`` when set (``adaprof train``).
+        packaged one), seeded from ``config.model`` (``adaprof train``), or, when that is
+        unset and the catalog is the packaged one, from the packaged pretrained model
+        (:data:`DEFAULT_MODEL`); ``model: none`` starts cold.
 
         This is the one call the controller's policy factory needs for ``adaptive``
         sessions; a service with a snapshot in the database then calls
@@ -152,7 +175,12 @@ class VWPolicy(Policy):
         'off'
         """
         catalog = load_catalog(config.catalog)
-        model = Path(config.model).read_bytes() if config.model else None
+        if config.model and config.model.lower() != "none":
+            model: bytes | None = Path(config.model).read_bytes()
+        elif config.model is None and config.catalog is None:
+            model = default_model()
+        else:
+            model = None
         return cls(catalog, seed=seed, model=model)
 
     @classmethod
@@ -168,9 +196,10 @@ class VWPolicy(Policy):
             return Decision(params=ctx.initial_params, probability=1.0, action="static")
         self.guard.observe(ctx)
         feats = state_features(ctx)
+        feats["bank"] = min(self.guard.average / ctx.budget.cpu_fraction, 5.0) / 5.0
         if ctx.state is not None:
             feats.update(self.trend.update(ctx.state))
-        if over_budget(ctx):
+        if self.guard.must_retreat(ctx):
             cheap = self.guard.cheapest
             return Decision(
                 params=cheap.params,
@@ -180,21 +209,47 @@ class VWPolicy(Policy):
             )
         g = self.guard
         idx, cpu, data = g.assess_arrays(ctx)
-        matrix = ActionContext(ctx).matrix(g.rate[idx], g.ratio[idx], g.pass_share[idx], cpu, data)
         names = [self._names[i] for i in idx]
+        same = np.array([self.catalog[int(i)].params == ctx.params_in_force for i in idx], float)
+        matrix = ActionContext(ctx).matrix(
+            g.rate[idx], g.ratio[idx], g.pass_share[idx], cpu, data, same
+        )
         pmf = self._pmf(feats, names, matrix)
         greedy = max(range(len(pmf)), key=pmf.__getitem__)
-        choice = self._sample(pmf)
+        settled = self._settled(ctx, pmf, same, greedy)
+        choice = settled if settled is not None else self._sample(pmf)
         action = self.catalog[int(idx[choice])]
         # logged as plain lists (columns C_FEATURES): JSON-ready and cheap to build
         context = dict(zip(names, matrix.tolist(), strict=True))
+        features: dict[str, Any] = {"state": feats, "offered": names, "context": context}
+        if settled is not None:
+            features["settled"] = True
         return Decision(
             params=action.params,
-            probability=pmf[choice],
+            probability=1.0 if settled is not None else pmf[choice],
             action=action.name,
             explored=choice != greedy,
-            features={"state": feats, "offered": names, "context": context},
+            features=features,
         )
+
+    def _settled(
+        self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, greedy: int
+    ) -> int | None:
+        """In a steady phase (its profile at the target, no change just seen, no burst in
+        flight) the policy does not explore: it keeps the params in force while the
+        model rates them within :data:`SETTLE_RATIO` of the best, else takes the best.
+        ``None`` while a phase is still being learned (explore as usual)."""
+        phase = ctx.phase
+        if phase is None or ctx.state is None or phase.changed or phase.pending_change_unix:
+            return None
+        if phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target:
+            return None
+        if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
+            return None
+        stay = [i for i in range(len(pmf)) if same[i]]
+        if stay and pmf[stay[0]] >= SETTLE_RATIO * pmf[greedy]:
+            return stay[0]
+        return greedy
 
     def _examples(
         self,

@@ -5,7 +5,7 @@ round trip of the previous poll, spans, markers and samples per second, bytes
 exported per second, the profiler's own CPU (py-spy's runs from their rusage, the
 agent's threads from their CPU times) and the spans that could not be held.
 
-    >>> from otel_adaprof.instrumentation.observer import Counts, WindowObserver
+    >>> from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
     >>> obs = WindowObserver(counts=lambda: Counts())
     >>> state = obs.close_window(now=obs.window_start + 5.0)
     >>> state.window_seconds, state.markers_per_s
@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 
 import psutil
 
-from otel_adaprof.protocol import MAX_WINDOW_SECONDS, ObservedState
+from otel_adaprof.protocol import MAX_WINDOW_SECONDS, ChangeSignals, ObservedState
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class Counts:
     profiler_cpu_s: float = 0.0
     queue_drops: int = 0
     export_failures: int = 0
+    slow_spans: int = 0
+    slow_span_samples: int = 0
+    burst_s: float = 0.0
+    changes: int = 0
 
     def minus(self, other: Counts) -> Counts:
         """Field-wise difference (never negative: counters restart after a fork)."""
@@ -49,9 +53,12 @@ class WindowObserver:
         self,
         counts: Callable[[], Counts],
         agent_threads: Callable[[], list[int]] = list,
+        signals: Callable[[int], ChangeSignals] | None = None,
     ) -> None:
         self._counts = counts
         self._agent_threads = agent_threads
+        #: The change signals now, given the changes counted in the window.
+        self._signals = signals
         self._proc = psutil.Process()
         self.poll_rtt_ms: float | None = None
         self._start_window(time.time())
@@ -105,6 +112,14 @@ class WindowObserver:
             profiler_cpu_seconds=diff.profiler_cpu_s + agent_threads,
             queue_drops=diff.queue_drops,
             export_failures=diff.export_failures,
+            change_signals=(
+                self._signals(diff.changes)
+                if self._signals is not None
+                else ChangeSignals(changes=diff.changes)
+            ),
+            burst_seconds=min(diff.burst_s, seconds),
+            slow_spans=diff.slow_spans,
+            slow_span_samples=diff.slow_span_samples,
         )
         self._start_window(wall_now)
         return state

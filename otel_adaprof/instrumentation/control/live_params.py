@@ -13,6 +13,18 @@ Usage::
     (0.5, 3)
     >>> live.apply(Params(trace_ratio=0.5), version=4, session_id="s-1")  # same knobs
     False
+
+A local override (the agent's burst reflex) replaces the params in force, under the
+same config version, until it is lifted; the controller's params stay underneath::
+
+    >>> live.set_override(Params(sampling_interval_ms=10), reason="burst")
+    True
+    >>> live.params.sampling_interval_ms, live.current.version, live.override_reason
+    (10, 4, 'burst')
+    >>> live.set_override(None, reason="burst over")
+    True
+    >>> live.params.sampling_interval_ms, live.base.params.trace_ratio
+    (50, 0.5)
 """
 
 from __future__ import annotations
@@ -39,6 +51,10 @@ class LiveParams:
 
     def __init__(self, params: Params, source: str = "local") -> None:
         self.current = ParamsInForce(params, 0, None, source)
+        #: The controller's (or local) params, under any override.
+        self.base = self.current
+        self.override: Params | None = None
+        self.override_reason = ""
         self.local = params
         self._listeners: list[Callable[[ParamsInForce], None]] = []
         self._lock = threading.Lock()
@@ -55,18 +71,45 @@ class LiveParams:
     def apply(
         self, params: Params, version: int, session_id: str | None, source: str = "controller"
     ) -> bool:
-        """Put ``params`` in force; returns whether any knob changed."""
+        """Put ``params`` in force; returns whether any knob changed.
+
+        Under an override the override stays in force (with the new version).
+        """
         with self._lock:
-            changed = params != self.current.params
-            self.current = ParamsInForce(params, version, session_id, source)
+            self.base = ParamsInForce(params, version, session_id, source)
+            changed = self._refresh()
+        self._notify(changed)
+        return changed
+
+    def set_override(self, params: Params | None, reason: str = "") -> bool:
+        """Run on ``params`` instead of the base params (``None``: back to them).
+
+        The config version stays the base's: what is taken under the override belongs
+        to it. Returns whether any knob in force changed.
+        """
+        with self._lock:
+            self.override = params
+            self.override_reason = reason if params is not None else ""
+            changed = self._refresh()
+        self._notify(changed)
+        return changed
+
+    def _refresh(self) -> bool:
+        base = self.base
+        params = self.override if self.override is not None else base.params
+        changed = params != self.current.params
+        self.current = ParamsInForce(params, base.version, base.session_id, base.source)
+        return changed
+
+    def _notify(self, changed: bool) -> None:
         if changed:
             for listener in list(self._listeners):
                 listener(self.current)
-        return changed
 
     def after_fork(self) -> None:
         """In a forked child: a new lock, and version 0 (the child is a new agent)."""
         self._lock = threading.Lock()
+        self.base = ParamsInForce(self.base.params, 0, None, self.base.source)
         self.current = ParamsInForce(self.current.params, 0, None, self.current.source)
 
     def revert_to_local(self) -> bool:

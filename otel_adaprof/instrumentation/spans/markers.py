@@ -9,7 +9,7 @@ on, its interval, its trace) is what the span join needs.
 
     >>> from opentelemetry.sdk.trace import TracerProvider
     >>> from otel_adaprof.params import Params
-    >>> from otel_adaprof.instrumentation.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
     >>> live = LiveParams(Params.parse({"marker_trigger": {"min_duration_ms": 0}}))
     >>> book = MarkerBook()
     >>> provider = TracerProvider()
@@ -32,10 +32,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from otel_adaprof.instrumentation.categories import category_of
-from otel_adaprof.instrumentation.latency import LatencyTracker
-from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.spans.categories import category_of
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 
 #: Markers remembered for the join at most (oldest forgotten first).
 MAX_MARKERS = 50_000
@@ -117,6 +117,8 @@ class SpanCounters:
 
     spans: int = 0
     markers: int = 0
+    #: Local root spans (no parent, or a remote one): the service's requests.
+    requests: int = 0
 
 
 def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
@@ -163,6 +165,9 @@ class MarkerProcessor(SpanProcessor):
         self._threads: dict[int, tuple[int, int, int]] = {}
         self._generations: dict[int, tuple[int, int]] = {}
         self.errors = 0
+        #: Open spans (span id → thread ident, native id, start ns, name) while
+        #: slow-span capture is on (``None``: off); read by its capture thread.
+        self.open_spans: dict[int, tuple[int, int, int, str]] | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # A thread id is reused once its thread has exited (one thread per request
@@ -177,6 +182,9 @@ class MarkerProcessor(SpanProcessor):
                 self._generations.clear()
         threads = self._threads
         threads[span.context.span_id] = (ident, gen[1], native)
+        open_spans = self.open_spans
+        if open_spans is not None:
+            open_spans[span.context.span_id] = (ident, native, span.start_time or 0, span.name)
         if len(threads) > MAX_OPEN_SPANS:
             for key in list(threads)[: MAX_OPEN_SPANS // 2]:
                 threads.pop(key, None)
@@ -192,7 +200,13 @@ class MarkerProcessor(SpanProcessor):
         if ctx is None:
             return
         thread = self._threads.pop(ctx.span_id, None)
+        open_spans = self.open_spans
+        if open_spans is not None:
+            open_spans.pop(ctx.span_id, None)
         self.counters.spans += 1
+        parent = span.parent
+        if parent is None or parent.is_remote:
+            self.counters.requests += 1
         start, end = span.start_time, span.end_time
         if thread is None or start is None or end is None:
             return

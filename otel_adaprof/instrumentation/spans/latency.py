@@ -30,11 +30,12 @@ MAX_OPERATIONS = 1024
 
 
 class _Op:
-    __slots__ = ("cache", "durations", "since")
+    __slots__ = ("cache", "durations", "since", "total")
 
     def __init__(self) -> None:
         self.durations: deque[float] = deque(maxlen=WINDOW)
         self.since = 0
+        self.total = 0
         self.cache: dict[float, float] = {}
 
 
@@ -60,10 +61,35 @@ class LatencyTracker:
             else:
                 self._ops.move_to_end(operation)
             op.durations.append(duration_ms)
+            op.total += 1
             op.since += 1
             if op.since >= RECOMPUTE_EVERY:
                 op.cache.clear()
                 op.since = 0
+
+    def take_new(self, seen: dict[str, int]) -> dict[str, list[float]]:
+        """Durations observed since the last call, per operation (at most :data:`WINDOW`).
+
+        ``seen`` is the caller's bookmark (operation → count already taken), updated here.
+
+        >>> t, seen = LatencyTracker(), {}
+        >>> t.observe("GET /a", 5.0); t.take_new(seen)
+        {'GET /a': [5.0]}
+        >>> t.observe("GET /a", 7.0); t.take_new(seen), t.take_new(seen)
+        ({'GET /a': [7.0]}, {})
+        """
+        out: dict[str, list[float]] = {}
+        with self._lock:
+            for name, op in self._ops.items():
+                new = op.total - seen.get(name, 0)
+                if new > 0:
+                    n = min(new, len(op.durations))
+                    out[name] = list(op.durations)[-n:]
+                    seen[name] = op.total
+        if len(seen) > 2 * MAX_OPERATIONS:
+            for name in [n for n in seen if n not in out][: len(seen) - MAX_OPERATIONS]:
+                del seen[name]
+        return out
 
     def threshold(self, operation: str, percentile: float) -> float | None:
         """The ``percentile`` of the operation's recent durations (nearest rank)."""
