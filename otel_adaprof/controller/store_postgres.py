@@ -235,7 +235,6 @@ class PostgresStore:
             # restarted database is used again within a poll, not after a long backoff
             reconnect_timeout=RECONNECT_S,
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
-            check=ConnectionPool.check_connection,
             open=False,
             name="adaprof",
         )
@@ -254,8 +253,17 @@ class PostgresStore:
             yield conn  # type: ignore[misc]
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._conn() as conn:
-            return conn.execute(sql, args).fetchall()
+        """Rows of a query; once more on a fresh connection when a pooled one turns out
+        broken (the server restarted since it was opened: connections are not checked
+        on every checkout, which would cost a round trip each)."""
+        for attempt in range(2):
+            try:
+                with self._conn() as conn:
+                    return conn.execute(sql, args).fetchall()
+            except psycopg.OperationalError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         with self._conn() as conn:
@@ -382,6 +390,12 @@ class PostgresStore:
 
     def poll_context(self, instance_id: str, service: str, version: int) -> PollContext:
         """The service's open session and the decision ``version`` was answered with."""
+        try:
+            return self._poll_context(instance_id, service, version)
+        except psycopg.OperationalError:  # a pooled connection broken by a server restart
+            return self._poll_context(instance_id, service, version)
+
+    def _poll_context(self, instance_id: str, service: str, version: int) -> PollContext:
         with self._conn() as conn, conn.pipeline():
             scur = conn.execute(
                 "SELECT * FROM sessions WHERE service = %s AND state = 'open' "
@@ -460,7 +474,8 @@ class PostgresStore:
                 folds[key] = folds.get(key, 0) + count
         reports = sum(1 for _, w, _ in batch if w.window is not None)
         with self._conn() as conn:
-            with conn.transaction(), conn.pipeline():
+            # BEGIN, every poll's statement, the profile fold and COMMIT: one round trip
+            with conn.pipeline(), conn.transaction():
                 # agents in one order: concurrent batches lock their rows without deadlock
                 ordered = sorted(batch, key=lambda item: item[1].instance_id)
                 cursors = [
