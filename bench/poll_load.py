@@ -36,6 +36,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -478,8 +479,17 @@ def main() -> None:
         default=[1],
         help="controller replicas sharing the database (more than 1: PostgreSQL only)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every setup this many times, interleaved, and report the medians "
+        "(a shared machine's load then falls on every setup alike)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
+    if args.repeat < 1 or args.repeat > 20:
+        parser.error("--repeat must be in [1, 20]")
     for db in args.db:
         if db not in ("sqlite", "postgresql") and not db.startswith("postgresql://"):
             parser.error(f"--db {db}: expected sqlite, postgresql or a postgresql:// URL")
@@ -505,34 +515,60 @@ def main() -> None:
     try:
         for agents in args.agents:
             for mode in args.modes:
-                for db, replicas in setups:
-                    for source, label in trees:
-                        if source is not None and db != "sqlite":
-                            continue  # the baseline tree may not know PostgreSQL
-                        rows.append(
-                            run(
-                                agents,
-                                mode,
-                                args.seconds,
-                                args.concurrency,
-                                args.paced,
-                                source,
-                                label,
-                                db,
-                                replicas,
-                                databases,
-                            )
+                for db, replicas, source, label in [
+                    (db, n, source, label)
+                    for _ in range(args.repeat)  # interleaved: every setup sees the same load
+                    for db, n in setups
+                    for source, label in trees
+                ]:
+                    if source is not None and db != "sqlite":
+                        continue  # the baseline tree may not know PostgreSQL
+                    rows.append(
+                        run(
+                            agents,
+                            mode,
+                            args.seconds,
+                            args.concurrency,
+                            args.paced,
+                            source,
+                            label,
+                            db,
+                            replicas,
+                            databases,
                         )
-                        if not args.json:
-                            r = rows[-1]
-                            print(
-                                f"  {label}, {r['db']} x{replicas}: {agents} agents, {mode}, "
-                                f"{r['load']}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms",
-                                file=sys.stderr,
-                            )
+                    )
+                    if not args.json:
+                        r = rows[-1]
+                        print(
+                            f"  {label}, {r['db']} x{replicas}: {agents} agents, {mode}, "
+                            f"{r['load']}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms",
+                            file=sys.stderr,
+                        )
     finally:
         databases.close()
+    if args.repeat > 1:
+        rows = medians(rows)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
+
+
+def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per setup: the median of each figure over its repeats (``runs`` = how many)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["controller"], r["db"], r["replicas"], r["agents"], r["mode"], r["load"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for group in groups.values():
+        row = dict(group[0])
+        for field, value in group[0].items():
+            if isinstance(value, (int, float)) and field not in ("replicas", "agents"):
+                values = [g[field] for g in group if g.get(field) is not None]
+                middle = statistics.median(values) if values else None
+                is_count = isinstance(value, int) and not isinstance(value, bool)
+                row[field] = round(middle) if is_count and middle is not None else middle
+        row["runs"] = len(group)
+        out.append(row)
+    return out
 
 
 if __name__ == "__main__":
