@@ -104,6 +104,12 @@ def openapi_document() -> dict[str, Any]:
         "/v1/agents": {
             "get": {"summary": "Agents seen", "responses": {"200": _answer("agents", _OBJECT)}}
         },
+        "/v1/replicas": {
+            "get": {
+                "summary": "This replica's owned models and every model lease (PostgreSQL)",
+                "responses": {"200": _answer("replica and leases", _OBJECT)},
+            }
+        },
         "/sampling": {"get": _sampling_op()},
         "/api/sampling": {"get": _sampling_op()},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _answer("ok", _OBJECT)}}},

@@ -312,9 +312,11 @@ class PollHandler:
             ctx, decision = pending
             goal, budget = ctx.goal, ctx.budget
             changed = decision.params != ctx.params_in_force
-        else:  # decided before a restart: store the reward, nothing to learn from
+        else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
-            goal, budget = self.config.policy.goal, self.config.policy.budget
+            spec = SessionSpec.parse(known.session["spec"]) if known.session else None
+            goal = spec.goal if spec else self.config.policy.goal
+            budget = spec.budget if spec else self.config.policy.budget
             changed = False
         signals = getattr(window, "change_signals", None)
         obs = WindowObservation(

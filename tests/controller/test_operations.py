@@ -56,6 +56,7 @@ def test_openapi_describes_every_route(controller: ControllerProcess):
         "/v1/sessions/{id}/profile",
         "/v1/agents/poll",
         "/v1/agents",
+        "/v1/replicas",
         "/sampling",
         "/api/sampling",
         "/healthz",
