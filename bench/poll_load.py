@@ -14,9 +14,18 @@ session (Vowpal Wabbit decides and learns on every poll). ``--baseline DIR`` als
 the controller of another source tree (e.g. ``git archive main | tar -x -C DIR``) in
 the same run, alternating with this one, so that each figure has its comparison.
 
+``--db sqlite postgresql --replicas 1 2`` measures the same load on SQLite and on
+PostgreSQL with one and with two controller replicas (every replica pinned to CPU 0,
+the load's round-robin client sending each poll to the next replica), each on a fresh
+database. ``postgresql`` starts a temporary PostgreSQL 15 server (tests/support/postgres.py;
+as an unprivileged user when run as root); ``postgresql://…`` uses a server you run (a
+fresh database is created on it per measurement and dropped after). Rows on PostgreSQL
+also give the server's CPU per poll (``db CPU ms/poll``), when it runs on this machine.
+
     python bench/poll_load.py                      # 100 and 1000 agents, both modes
     python bench/poll_load.py --agents 100 --seconds 5 --json
     python bench/poll_load.py --agents 1000 --modes adaptive --paced 5 --seconds 20
+    python bench/poll_load.py --agents 1000 --modes adaptive --db sqlite postgresql --replicas 1 2
 """
 
 from __future__ import annotations
@@ -27,11 +36,14 @@ import json
 import multiprocessing as mp
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +88,7 @@ def poll_body(service: str, instance: str, version: int) -> bytes:
 
 
 async def _drive(
-    url: str, service: str, agents: int, seconds: float, concurrency: int
+    urls: list[str], service: str, agents: int, seconds: float, concurrency: int
 ) -> dict[str, Any]:
     import aiohttp
 
@@ -84,13 +96,16 @@ async def _drive(
     latencies: list[float] = []
     errors = 0
     next_agent = 0
+    sent = 0
     deadline = time.perf_counter() + seconds
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal next_agent, errors
+        nonlocal next_agent, errors, sent
         while time.perf_counter() < deadline:
             i = next_agent
             next_agent = (next_agent + 1) % agents
+            url = urls[sent % len(urls)]  # round robin over the replicas
+            sent += 1
             body = poll_body(service, f"agent-{i}", versions[i])
             started = time.perf_counter()
             try:
@@ -131,7 +146,7 @@ async def _drive(
 
 
 async def _drive_paced(
-    url: str, service: str, agents: int, seconds: float, interval: float
+    urls: list[str], service: str, agents: int, seconds: float, interval: float
 ) -> dict[str, Any]:
     """Every agent polls once per ``interval`` at its own phase (spread evenly)."""
     import aiohttp
@@ -144,7 +159,10 @@ async def _drive_paced(
     async def agent(session: aiohttp.ClientSession, i: int, start: float) -> None:
         nonlocal errors
         due = start + interval * i / agents
+        turn = i
         while due < start + seconds:
+            url = urls[turn % len(urls)]  # round robin over the replicas
+            turn += 1
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -191,7 +209,7 @@ async def _drive_paced(
 
 
 def _load_process(
-    url: str,
+    urls: list[str],
     service: str,
     agents: int,
     seconds: float,
@@ -202,17 +220,18 @@ def _load_process(
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
         os.sched_setaffinity(0, {1})
     if paced:
-        out.put(asyncio.run(_drive_paced(url, service, agents, seconds, paced)))
+        out.put(asyncio.run(_drive_paced(urls, service, agents, seconds, paced)))
     else:
-        out.put(asyncio.run(_drive(url, service, agents, seconds, concurrency)))
+        out.put(asyncio.run(_drive(urls, service, agents, seconds, concurrency)))
 
 
-def _start_controller(db: Path, source: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+def _start_controller(
+    db: str, source: Path | None, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     def pin() -> None:
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {0})
 
-    log = db.with_suffix(".log")
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
             [
@@ -223,7 +242,7 @@ def _start_controller(db: Path, source: Path | None) -> tuple[subprocess.Popen[b
                 "--port",
                 "0",
                 "--db",
-                str(db),
+                db,
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -267,13 +286,13 @@ def _server_p99(before: dict[float, float], after: dict[float, float]) -> tuple[
     return diff.get(0.01, 0.0) / total, p99 * 1000
 
 
-def _first_polls(url: str, service: str, agents: int) -> None:
+def _first_polls(urls: list[str], service: str, agents: int) -> None:
     """Every agent's first poll (no window yet: version 0 -> 1), before the measurement."""
     from concurrent.futures import ThreadPoolExecutor
 
     def first(i: int) -> None:
         req = urllib.request.Request(
-            f"{url}/v1/agents/poll",
+            f"{urls[i % len(urls)]}/v1/agents/poll",
             data=poll_body(service, f"agent-{i}", 0),
             headers={"Content-Type": "application/json"},
         )
@@ -282,6 +301,21 @@ def _first_polls(url: str, service: str, agents: int) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(first, range(agents)))
+
+
+def _poll_buckets_all(urls: list[str]) -> dict[float, float]:
+    """The poll-latency histograms of every replica, added."""
+    total: dict[float, float] = {}
+    for url in urls:
+        for le, n in _poll_buckets(url).items():
+            total[le] = total.get(le, 0.0) + n
+    return total
+
+
+def _cpu_all(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of several processes, added."""
+    times = [_cpu_seconds(pid) for pid in pids]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
@@ -294,6 +328,65 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+class Databases:
+    """Where each measurement's fresh database comes from: a SQLite file in a temporary
+    folder, or a new database on a PostgreSQL server (temporary or given by URL)."""
+
+    def __init__(self) -> None:
+        self._server: Any = None  # tests.support.postgres.PostgresServer, when started here
+
+    def fresh(self, kind: str, folder: Path) -> tuple[str, Callable[[], None]]:
+        """A ``--db`` argument for a new empty database, and how to drop it."""
+        if kind == "sqlite":
+            return str(folder / "bench.db"), lambda: None
+        import psycopg
+
+        admin = kind
+        if kind == "postgresql":
+            admin = self._temporary_server().url()
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+        url = admin.rsplit("/", 1)[0] + "/" + name
+
+        def drop() -> None:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+        return url, drop
+
+    def _temporary_server(self) -> Any:
+        if self._server is None:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.support.postgres import PostgresServer
+
+            self._server = PostgresServer().start()
+        return self._server
+
+    def server_pids(self) -> list[int]:
+        """Processes of the temporary server (postmaster and its backends)."""
+        if self._server is None:
+            return []
+        try:
+            root = int((self._server.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        pids = [root]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == root:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.remove()
+            self._server = None
+
+
 def run(
     agents: int,
     mode: str,
@@ -302,57 +395,83 @@ def run(
     paced: float = 0.0,
     source: Path | None = None,
     label: str = "this tree",
+    db: str = "sqlite",
+    replicas: int = 1,
+    databases: Databases | None = None,
 ) -> dict[str, Any]:
-    """One measurement on a fresh controller (of ``source``, default this tree) and
-    database; ``paced`` > 0 makes every agent poll once per ``paced`` seconds."""
+    """One measurement on fresh controllers (of ``source``, default this tree) and a
+    fresh database; ``paced`` > 0 makes every agent poll once per ``paced`` seconds;
+    ``replicas`` controllers share the database, polls go to them in turn."""
+    databases = databases or Databases()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _start_controller(Path(tmp) / "bench.db", source)
+        db_arg, drop = databases.fresh(db, Path(tmp))
+        procs: list[subprocess.Popen[bytes]] = []
         try:
+            urls = []
+            for k in range(replicas):
+                proc, url = _start_controller(db_arg, source, Path(tmp) / f"controller-{k}.log")
+                procs.append(proc)
+                urls.append(url)
             service = "bench"
             if mode == "adaptive":
                 req = urllib.request.Request(
-                    f"{url}/v1/sessions",
+                    f"{urls[0]}/v1/sessions",
                     method="POST",
                     data=json.dumps(
                         {"service": service, "mode": "adaptive", "duration_s": 3600}
                     ).encode(),
                 )
                 urllib.request.urlopen(req, timeout=10).read()
-            _first_polls(url, service, agents)
-            cpu_before = _cpu_seconds(proc.pid)
-            buckets_before = _poll_buckets(url)
+                if replicas > 1:
+                    time.sleep(1.5)  # every replica sees the session (1 s cache), one owns it
+            _first_polls(urls, service, agents)
+            server = databases.server_pids() if db != "sqlite" else []
+            cpu_before = _cpu_all([p.pid for p in procs])
+            db_cpu_before = sum(sum(_cpu_seconds(pid)) for pid in server)
+            buckets_before = _poll_buckets_all(urls)
             queue: Any = mp.get_context("spawn").Queue()
             load = mp.get_context("spawn").Process(
                 target=_load_process,
-                args=(url, service, agents, seconds, concurrency, paced, queue),
+                args=(urls, service, agents, seconds, concurrency, paced, queue),
             )
             load.start()
             result: dict[str, Any] = queue.get(timeout=seconds + 120)
-            user, system = (a - b for a, b in zip(_cpu_seconds(proc.pid), cpu_before, strict=True))
+            user, system = (
+                a - b for a, b in zip(_cpu_all([p.pid for p in procs]), cpu_before, strict=True)
+            )
             cpu = user + system
             result["system_cpu_share"] = system / cpu if cpu > 0 else 0.0
-            within, server_p99 = _server_p99(buckets_before, _poll_buckets(url))
+            within, server_p99 = _server_p99(buckets_before, _poll_buckets_all(urls))
             result["server_within_10ms"] = within
             result["server_p99_bucket_ms"] = server_p99
+            server_after = databases.server_pids() if db != "sqlite" else []
+            db_cpu = sum(sum(_cpu_seconds(pid)) for pid in server_after) - db_cpu_before
             load.join(timeout=10)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    # CPU the controller used during the measurement (the agents' first polls were made
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            drop()
+    # CPU the controllers used during the measurement (the agents' first polls were made
     # before it). On a shared machine this is the steadier figure: polls one core serves
     # = 1 / cpu_s_per_poll.
     polls = result["requests"] + result["errors"]
     result["cpu_ms_per_poll"] = cpu / polls * 1000 if polls else 0.0
     result["polls_per_cpu_s"] = polls / cpu if cpu > 0 else 0.0
-    load = f"every {paced:g} s" if paced else f"{concurrency} in flight"
+    # backends that ended during the run are not counted: a lower bound
+    result["db_cpu_ms_per_poll"] = db_cpu / polls * 1000 if polls and server else None
+    load_shape = f"every {paced:g} s" if paced else f"{concurrency} in flight"
     return {
         "controller": label,
+        "db": "sqlite" if db == "sqlite" else "postgresql",
+        "replicas": replicas,
         "agents": agents,
         "mode": mode,
-        "load": load,
+        "load": load_shape,
         "concurrency": concurrency,
         **result,
     }
@@ -361,16 +480,19 @@ def run(
 def table(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
     lines = [
-        "| controller | agents | mode | load | requests | req/s | p50 ms | p99 ms | errors "
-        "| CPU ms/poll | polls per CPU-s | controller's p99 | answered in 10 ms |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| controller | db | replicas | agents | mode | load | requests | req/s | p50 ms "
+        "| p99 ms | errors | CPU ms/poll | polls per CPU-s | db CPU ms/poll "
+        "| controller's p99 | answered in 10 ms |",
+        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        db_cpu = r.get("db_cpu_ms_per_poll")
         lines.append(
-            f"| {r['controller']} | {r['agents']} | {r['mode']} | {r['load']} | "
-            f"{r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['errors']} | {r['cpu_ms_per_poll']:.2f} | {r['polls_per_cpu_s']:.0f} | "
-            f"≤ {r['server_p99_bucket_ms']:g} ms | {r['server_within_10ms'] * 100:.1f} % |"
+            f"| {r['controller']} | {r['db']} | {r['replicas']} | {r['agents']} | {r['mode']} "
+            f"| {r['load']} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} | {r['errors']} | {r['cpu_ms_per_poll']:.2f} "
+            f"| {r['polls_per_cpu_s']:.0f} | {'' if db_cpu is None else f'{db_cpu:.2f}'} "
+            f"| ≤ {r['server_p99_bucket_ms']:g} ms | {r['server_within_10ms'] * 100:.1f} % |"
         )
     return "\n".join(lines)
 
@@ -399,8 +521,37 @@ def main() -> None:
     )
     parser.add_argument("--label", default="this tree", help="name of this tree's rows")
     parser.add_argument("--baseline-label", default="baseline", help="name of the baseline rows")
+    parser.add_argument(
+        "--db",
+        nargs="+",
+        default=["sqlite"],
+        metavar="DB",
+        help="sqlite, postgresql (a temporary server) or a postgresql:// URL; several "
+        "are measured in turn",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="controller replicas sharing the database (more than 1: PostgreSQL only)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every setup this many times, interleaved, and report the medians "
+        "(a shared machine's load then falls on every setup alike)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
+    if args.repeat < 1 or args.repeat > 20:
+        parser.error("--repeat must be in [1, 20]")
+    for db in args.db:
+        if db not in ("sqlite", "postgresql") and not db.startswith("postgresql://"):
+            parser.error(f"--db {db}: expected sqlite, postgresql or a postgresql:// URL")
+    if any(n < 1 or n > 8 for n in args.replicas):
+        parser.error("--replicas must be in [1, 8]")
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
     if args.paced < 0 or args.paced > 300:
@@ -410,21 +561,71 @@ def main() -> None:
     trees: list[tuple[Path | None, str]] = [(None, args.label)]
     if args.baseline is not None:
         trees.insert(0, (args.baseline.resolve(), args.baseline_label))
+    setups = [
+        (db, n)
+        for db in args.db
+        for n in args.replicas
+        if n == 1 or db != "sqlite"  # one SQLite file has one controller
+    ]
     rows = []
-    for agents in args.agents:
-        for mode in args.modes:
-            for source, label in trees:
-                rows.append(
-                    run(agents, mode, args.seconds, args.concurrency, args.paced, source, label)
-                )
-                if not args.json:
-                    r = rows[-1]
-                    print(
-                        f"  {label}: {agents} agents, {mode}, {r['load']}: {r['rps']:.0f} req/s, "
-                        f"p99 {r['p99_ms']:.2f} ms",
-                        file=sys.stderr,
+    databases = Databases()
+    try:
+        for agents in args.agents:
+            for mode in args.modes:
+                for db, replicas, source, label in [
+                    (db, n, source, label)
+                    for _ in range(args.repeat)  # interleaved: every setup sees the same load
+                    for db, n in setups
+                    for source, label in trees
+                ]:
+                    if source is not None and db != "sqlite":
+                        continue  # the baseline tree may not know PostgreSQL
+                    rows.append(
+                        run(
+                            agents,
+                            mode,
+                            args.seconds,
+                            args.concurrency,
+                            args.paced,
+                            source,
+                            label,
+                            db,
+                            replicas,
+                            databases,
+                        )
                     )
+                    if not args.json:
+                        r = rows[-1]
+                        print(
+                            f"  {label}, {r['db']} x{replicas}: {agents} agents, {mode}, "
+                            f"{r['load']}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms",
+                            file=sys.stderr,
+                        )
+    finally:
+        databases.close()
+    if args.repeat > 1:
+        rows = medians(rows)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
+
+
+def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per setup: the median of each figure over its repeats (``runs`` = how many)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["controller"], r["db"], r["replicas"], r["agents"], r["mode"], r["load"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for group in groups.values():
+        row = dict(group[0])
+        for field, value in group[0].items():
+            if isinstance(value, (int, float)) and field not in ("replicas", "agents"):
+                values = [g[field] for g in group if g.get(field) is not None]
+                middle = statistics.median(values) if values else None
+                is_count = isinstance(value, int) and not isinstance(value, bool)
+                row[field] = round(middle) if is_count and middle is not None else middle
+        row["runs"] = len(group)
+        out.append(row)
+    return out
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import click
 
 from otel_adaprof.cli.console import fail
 from otel_adaprof.controller.config import ControllerConfig
+from otel_adaprof.controller.store import StoreError
 from otel_adaprof.errors import ContractError
 
 log = logging.getLogger("otel_adaprof.controller")
@@ -29,7 +30,8 @@ log = logging.getLogger("otel_adaprof.controller")
     "--db",
     "db_path",
     default=None,
-    help="SQLite file or database URL (sqlite:///path) [default: ./adaprof.db].",
+    help="SQLite file or URL (sqlite:///path), or postgresql://user@host:port/db "
+    "(several replicas may share one) [default: ./adaprof.db].",
 )
 @click.option(
     "--token",
@@ -105,7 +107,11 @@ async def serve(config: ControllerConfig) -> None:
     from otel_adaprof.controller.store_factory import describe_database
 
     runner = web.AppRunner(create_app(config), handle_signals=False, shutdown_timeout=10.0)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except StoreError as exc:
+        print(f"error: database.path: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     site = web.TCPSite(runner, config.listen.host, config.listen.port)
     try:
         await site.start()

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -29,6 +30,7 @@ from otel_adaprof.controller import (
     routes_opamp,
     routes_ops,
     routes_page,
+    routes_replicas,
     routes_sessions,
 )
 from otel_adaprof.controller.bodies import error_json
@@ -103,6 +105,17 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+def _start_ownership(policies: object) -> asyncio.Task[None] | None:
+    """On PostgreSQL, the model-lease passes of this replica (model_lease.py)."""
+    if "otel_adaprof.controller.model_lease" not in sys.modules:
+        return None
+    from otel_adaprof.controller.model_lease import OwnedPolicyRegistry, run_ownership
+
+    if not isinstance(policies, OwnedPolicyRegistry):
+        return None
+    return asyncio.create_task(run_ownership(policies))
+
+
 def create_app(
     config: ControllerConfig,
     *,
@@ -118,10 +131,17 @@ def create_app(
         core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
         app[CORE] = core
         app[OPAMP] = OpampServer(core)
+        ownership = _start_ownership(core.policies)
         yield
         try:
+            if ownership is not None:
+                ownership.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ownership
             core.close()  # the last group commit
             core.snapshot_models()
+            if ownership is not None:  # leases freed: another replica takes over at once
+                await asyncio.to_thread(core.policies.release)  # type: ignore[attr-defined]
         finally:
             store.close()
 
@@ -138,6 +158,7 @@ def create_app(
     app.add_routes(routes_ops.routes)
     app.add_routes(routes_opamp.routes)
     app.add_routes(routes_page.routes)
+    app.add_routes(routes_replicas.routes)
     return app
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from otel_adaprof.errors import ContractError, from_validation_error
@@ -52,12 +53,23 @@ class ListenConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    """The database (a SQLite file, or a URL of a supported store) and how much history
-    to keep."""
+    """The database (a SQLite file, a ``sqlite:`` or ``postgresql://`` URL) and how much
+    history to keep; with PostgreSQL, the model leases of replicas."""
 
     path: str = "adaprof.db"
     report_retention: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
     model_snapshot_interval_s: Annotated[float, Field(ge=1.0, le=3600.0)] = 30.0
+    lease_s: Annotated[float, Field(ge=2.0, le=600.0)] = 15.0
+    lease_renew_s: Annotated[float, Field(ge=0.5, le=300.0)] = 5.0
+
+    @model_validator(mode="after")
+    def _renew_well_within_the_lease(self) -> DatabaseConfig:
+        if self.lease_renew_s * 2 > self.lease_s:
+            raise ValueError(
+                f"lease_renew_s ({self.lease_renew_s}) must be at most half of lease_s "
+                f"({self.lease_s}): a missed renewal must not lose the lease"
+            )
+        return self
 
     @field_validator("path")
     @classmethod

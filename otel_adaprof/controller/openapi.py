@@ -142,6 +142,12 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "the file"}, "404": _answer("no such file")},
             }
         },
+        "/v1/replicas": {
+            "get": {
+                "summary": "This replica's owned models and every model lease (PostgreSQL)",
+                "responses": {"200": _answer("replica and leases", _OBJECT)},
+            }
+        },
         "/sampling": {"get": _sampling_op()},
         "/api/sampling": {"get": _sampling_op()},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _answer("ok", _OBJECT)}}},

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Decisions whose context is kept in memory for learning (older ones are only stored).
 MAX_PENDING_DECISIONS = 10_000
+#: Highest config version an agent may report (the next one must fit a 64-bit integer).
+MAX_CONFIG_VERSION = 2**62
 #: Stacks kept per in-memory service profile (the least counted are dropped beyond it).
 MAX_PROFILE_STACKS = 5_000
 
@@ -73,6 +75,14 @@ def _params_json(params: Params) -> dict[str, Any]:
         _PARAMS_JSON.clear()
     _PARAMS_JSON[id(params)] = (params, data)
     return data
+
+
+def _check_version(request: PollRequest) -> None:
+    """A version the database can store (and store the next one of)."""
+    if request.config_version > MAX_CONFIG_VERSION:
+        raise ContractError(
+            [("config_version", f"{request.config_version} is over {MAX_CONFIG_VERSION}")]
+        )
 
 
 def _uses_bandit(spec: SessionSpec | None) -> bool:
@@ -124,6 +134,7 @@ class PollHandler:
     def poll(self, request: PollRequest) -> PollResponse:
         """Record the report, credit the decision it ran under, answer the next params
         (synchronously: the store's calls run on the caller's thread)."""
+        _check_version(request)
         known = self._known(request) or self.fetch(request)
         plan = self._plan(request, known)
         return self._answer(plan, self.store.record_poll(plan.write))
@@ -137,6 +148,7 @@ class PollHandler:
         """:meth:`poll` for the event loop: reads run with ``run_db`` (a thread) and only
         when memory cannot answer; the writes go to ``commit`` (group commit). The
         policy decides and learns on the caller's thread, the only one using models."""
+        _check_version(request)
         known = self._known(request)
         if known is None:
             known = await run_db(self.fetch, request)
@@ -300,9 +312,11 @@ class PollHandler:
             ctx, decision = pending
             goal, budget = ctx.goal, ctx.budget
             changed = decision.params != ctx.params_in_force
-        else:  # decided before a restart: store the reward, nothing to learn from
+        else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
-            goal, budget = self.config.policy.goal, self.config.policy.budget
+            spec = SessionSpec.parse(known.session["spec"]) if known.session else None
+            goal = spec.goal if spec else self.config.policy.goal
+            budget = spec.budget if spec else self.config.policy.budget
             changed = False
         signals = getattr(window, "change_signals", None)
         obs = WindowObservation(

@@ -24,6 +24,7 @@ so a report names exactly one decision.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,26 @@ __all__ = [
 ]
 
 
+def _registry_for(
+    config: ControllerConfig,
+    store: ControllerStore,
+    adaptive_factory: PolicyFactory | None,
+    heuristic: Policy | None,
+    clock: Callable[[], float],
+) -> PolicyRegistry:
+    """Model leases between replicas on PostgreSQL; the in-process registry on SQLite
+    (psycopg is imported only when a PostgreSQL store was opened)."""
+    if "otel_adaprof.controller.store_postgres" in sys.modules:
+        from otel_adaprof.controller.model_lease import registry_for
+
+        return registry_for(
+            config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
+        )
+    return PolicyRegistry(
+        config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
+    )
+
+
 T = TypeVar("T")
 
 #: Threads for the database's reads and non-poll writes (poll writes have their own).
@@ -86,9 +107,7 @@ class ControllerCore:
         self.config = config
         self.store = store
         self.clock = clock
-        self.policies = PolicyRegistry(
-            config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
-        )
+        self.policies = _registry_for(config, store, adaptive_factory, heuristic, clock)
         self.session_book = Sessions(config, store, clock=clock)
         self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
         self._committer: GroupCommitter | None = None

@@ -13,8 +13,10 @@ Usage::
     >>> try:
     ...     check_database_url("mysql://db/adaprof", "--db")
     ... except ContractError as exc:
-    ...     print(exc.field, "|", exc.problems[0][1])
-    --db | unsupported database URL scheme 'mysql' (supported: a file path, sqlite)
+    ...     print(exc.field, "|", exc.problems[0][1].split(" (")[0])
+    --db | unsupported database URL scheme 'mysql'
+    >>> store_scheme("postgresql://adaprof@db:5432/adaprof") in OPENERS
+    True
     >>> store = open_store(":memory:")
     >>> store.ping(); store.close()
 """
@@ -51,8 +53,18 @@ def _open_sqlite(url: str, report_retention: int) -> ControllerStore:
     return Store(_sqlite_path(url), report_retention=report_retention)
 
 
+def _open_postgres(url: str, report_retention: int) -> ControllerStore:
+    from otel_adaprof.controller.store_postgres import PostgresStore
+
+    return PostgresStore(url, report_retention=report_retention)
+
+
 #: URL scheme -> how to open that store.
-OPENERS: dict[str, Opener] = {"sqlite": _open_sqlite}
+OPENERS: dict[str, Opener] = {
+    "sqlite": _open_sqlite,
+    "postgresql": _open_postgres,  # replicas may share one (docs/controller.md)
+    "postgres": _open_postgres,
+}
 
 
 def store_scheme(url: str) -> str:

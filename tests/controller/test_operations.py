@@ -59,6 +59,7 @@ def test_openapi_describes_every_route(controller: ControllerProcess):
         "/v1/opamp",
         "/",
         "/page/{name}",
+        "/v1/replicas",
         "/sampling",
         "/api/sampling",
         "/healthz",

@@ -33,8 +33,11 @@ _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 class ControllerProcess:
     """One controller subprocess; ``url`` is its base URL once started."""
 
-    def __init__(self, db_path: Path, *args: str, token: str | None = None) -> None:
-        self.db_path = Path(db_path)
+    def __init__(
+        self, db_path: Path, *args: str, token: str | None = None, db_url: str | None = None
+    ) -> None:
+        self.db_path = Path(db_path)  # the SQLite file (with db_url: names the log only)
+        self.db_url = db_url  # a postgresql:// URL instead of the file
         self.args = list(args)
         self.token = token
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,7 +54,7 @@ class ControllerProcess:
             "--port",
             "0",
             "--db",
-            str(self.db_path),
+            self.db_url or str(self.db_path),
             *self.args,
         ]
         if self.token:

@@ -1,0 +1,43 @@
+"""bench/poll_load.py on PostgreSQL with two replicas: a short run reports its figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "poll_load.py"
+
+
+def test_poll_bench_on_postgresql_with_two_replicas(postgres_url: str):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--agents",
+            "20",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "4",
+            "--modes",
+            "adaptive",
+            "--db",
+            postgres_url,
+            "--replicas",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["db"], r["replicas"], r["mode"]) for r in rows] == [("postgresql", 2, "adaptive")]
+    row = rows[0]
+    assert row["requests"] > 0 and row["rps"] > 0 and row["errors"] == 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert row["cpu_ms_per_poll"] > 0
