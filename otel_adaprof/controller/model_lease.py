@@ -50,8 +50,9 @@ from otel_adaprof.controller.policy.base import Decision, DecisionContext, Polic
 from otel_adaprof.controller.policy_registry import PolicyFactory, PolicyRegistry
 from otel_adaprof.controller.store_api import ControllerStore
 from otel_adaprof.controller.store_postgres import PostgresStore
+from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
-from otel_adaprof.session_spec import Mode
+from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -232,12 +233,16 @@ class OwnedPolicyRegistry(PolicyRegistry):
                     log.warning("ownership pass failed for %s", service, exc_info=True)
 
     def _adaptive_services(self) -> set[str]:
-        """Services with an open adaptive session."""
-        return {
-            session["service"]
-            for session in self.pg.open_sessions()
-            if (session["spec"] or {}).get("mode", "adaptive") == Mode.ADAPTIVE.value
-        }
+        """Services with an open session that the learning policy serves."""
+        services = set()
+        for session in self.pg.open_sessions():
+            try:
+                spec = SessionSpec.parse(session["spec"])
+            except ContractError:  # written by another release: not ours to learn for
+                continue
+            if spec.mode is Mode.ADAPTIVE and spec.policy is PolicyKind.ADAPTIVE:
+                services.add(spec.service)
+        return services
 
     def _pass(self, service: str, *, active: bool) -> None:
         now = time.monotonic()
