@@ -16,6 +16,9 @@ adaptive-sampling leader lock, per service):
   epoch: a replica that lost its lease cannot overwrite its successor's model. A new
   owner restores the snapshot and learns the rest, so every credited decision is learned
   exactly once by the model in the database, whichever replica was killed when.
+  The pass reads and writes the database on a thread; the learning itself runs on the
+  event loop's thread, like every other use of the models, a few decisions at a time
+  between polls.
 - **Deciding**: the owner decides from its live model. Any other replica decides from
   the **newest snapshot**: it keeps a copy restored from ``model_snapshots`` and reloads
   it whenever the snapshot's generation changes (checked every pass); the owner writes
@@ -27,7 +30,7 @@ Usage (``ControllerCore`` builds this registry itself for a PostgreSQL store, an
 app runs :func:`run_ownership`)::
 
     registry = OwnedPolicyRegistry(config, store, replica_id="ctl-a")
-    registry.tick()          # one pass: renew or take leases, learn, snapshot, reload
+    registry.tick()          # one pass: renew or take leases, reload, learn, snapshot
     registry.owned()         # ['shop']
     registry.release()       # clean shutdown: final snapshot, leases freed at once
 """
