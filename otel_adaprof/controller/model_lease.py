@@ -22,9 +22,10 @@ adaptive-sampling leader lock, per service):
 - **Deciding**: the owner decides from its live model. Any other replica decides from
   the **newest snapshot**: it keeps a copy restored from ``model_snapshots`` and reloads
   it whenever the snapshot's generation changes (checked every pass); the owner writes
-  a snapshot every pass in which it learned something, so a follower's model lags the
-  owner's by about one pass (1–2 s). Every decision is logged with the probability the
-  deciding model gave it, so learning from it stays unbiased. Followers learn nothing.
+  a snapshot when it has learned something, at most every ``renew_s`` (5 s), so a
+  follower's model lags the owner's by at most ``renew_s`` + one pass. Every decision
+  is logged with the probability the deciding model gave it, so learning from it stays
+  unbiased. Followers learn nothing.
 
 Usage (``ControllerCore`` builds this registry itself for a PostgreSQL store, and the
 app runs :func:`run_ownership`)::
@@ -107,6 +108,7 @@ class _Model:
     epoch: int | None = None  # None: following the snapshot
     valid_until: float = 0.0  # monotonic: the lease may have expired after this
     renewed_at: float = 0.0  # monotonic
+    saved_at: float = 0.0  # monotonic: last snapshot written by this owner
     generation: int = -1  # snapshot generation a follower copy was loaded from
     unsaved: list[int] = field(default_factory=list)  # learned, not yet in a snapshot
     learned: int = 0  # credited decisions learned since this replica took it over
@@ -280,8 +282,12 @@ class OwnedPolicyRegistry(PolicyRegistry):
         """Snapshot each model that learned, with the decisions it learned (fenced)."""
         with self._pass_lock:
             for item in work:
-                if item.model.epoch is None or not item.model.unsaved:
+                model = item.model
+                if model.epoch is None or not model.unsaved:
                     continue
+                if time.monotonic() - model.saved_at < self.renew_s:
+                    continue  # snapshots at most every lease_renew_s
+
                 try:
                     self._save(item.service, item.model)
                 except Exception:  # the database may be away: saved at the next pass
@@ -372,6 +378,7 @@ class OwnedPolicyRegistry(PolicyRegistry):
             self._lose(service, model, "the database refused the snapshot (lease lost)")
             return 0
         model.unsaved.clear()
+        model.saved_at = time.monotonic()
         model.generation = self.pg.model_generation(service)
         return 1
 
@@ -408,6 +415,15 @@ class OwnedPolicyRegistry(PolicyRegistry):
             model = self._models.get(service)
             if model is not None and (model.epoch is not None or model.generation == generation):
                 return model
+        if model is not None:  # a newer snapshot: reload the copy in place
+            blob = self.pg.load_model(service)
+            if blob is not None:
+                try:
+                    model.policy.restore(blob)
+                except Exception:  # a corrupt snapshot: keep deciding from the copy we have
+                    log.exception("model snapshot of %s could not be restored", service)
+            model.generation = generation
+            return model
         fresh = _Model(policy=self._fresh(service)[0], generation=generation)
         with self._lock:
             current = self._models.get(service)
