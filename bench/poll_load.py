@@ -92,7 +92,7 @@ async def _drive(
 ) -> dict[str, Any]:
     import aiohttp
 
-    versions = [0] * agents
+    versions = [1] * agents  # every agent made its first poll (see _first_polls)
     latencies: list[float] = []
     errors = 0
     next_agent = 0
@@ -124,12 +124,6 @@ async def _drive(
 
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        # first polls (no window) so every agent has a version, outside the measurement
-        for i in range(agents):
-            async with session.post(
-                f"{urls[i % len(urls)]}/v1/agents/poll", data=poll_body(service, f"agent-{i}", 0)
-            ) as resp:
-                versions[i] = json.loads(await resp.read())["config_version"]
         started = time.perf_counter()
         deadline = started + seconds
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
@@ -157,7 +151,7 @@ async def _drive_paced(
     """Every agent polls once per ``interval`` at its own phase (spread evenly)."""
     import aiohttp
 
-    versions = [0] * agents
+    versions = [1] * agents  # every agent made its first poll (see _first_polls)
     latencies: list[float] = []
     late: list[float] = []  # how late the load process sent polls (its own lag)
     errors = 0
@@ -193,11 +187,6 @@ async def _drive_paced(
     timeout = aiohttp.ClientTimeout(total=10)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        for i in range(agents):
-            async with session.post(
-                f"{urls[i % len(urls)]}/v1/agents/poll", data=poll_body(service, f"agent-{i}", 0)
-            ) as resp:
-                versions[i] = json.loads(await resp.read())["config_version"]
         start = time.perf_counter() + 0.5
         await asyncio.gather(*(agent(session, i, start) for i in range(agents)))
         elapsed = time.perf_counter() - start
@@ -273,13 +262,70 @@ def _start_controller(
     raise RuntimeError(f"controller did not start:\n{log.read_text()}")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
+_BUCKET = re.compile(
+    r'^adaprof_http_request_duration_seconds_bucket\{le="([^"]+)",route="/v1/agents/poll"\} (\S+)',
+    re.M,
+)
+
+
+def _poll_buckets(url: str) -> dict[float, float]:
+    """The controller's own poll-latency histogram (cumulative counts per bound)."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    return {float(le): float(n) for le, n in _BUCKET.findall(text)}
+
+
+def _server_p99(before: dict[float, float], after: dict[float, float]) -> tuple[float, float]:
+    """(share of polls the controller answered within 10 ms, bucket bound holding its p99)
+    over the measurement, from the histogram the controller keeps (its handler's time:
+    without the socket and the client)."""
+    diff = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    total = diff.get(float("inf"), 0.0)
+    if total <= 0:
+        return 0.0, 0.0
+    p99 = next((le for le in sorted(diff) if diff[le] >= 0.99 * total), float("inf"))
+    return diff.get(0.01, 0.0) / total, p99 * 1000
+
+
+def _first_polls(urls: list[str], service: str, agents: int) -> None:
+    """Every agent's first poll (no window yet: version 0 -> 1), before the measurement."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def first(i: int) -> None:
+        req = urllib.request.Request(
+            f"{urls[i % len(urls)]}/v1/agents/poll",
+            data=poll_body(service, f"agent-{i}", 0),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert answer["config_version"] == 1, answer
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(first, range(agents)))
+
+
+def _poll_buckets_all(urls: list[str]) -> dict[float, float]:
+    """The poll-latency histograms of every replica, added."""
+    total: dict[float, float] = {}
+    for url in urls:
+        for le, n in _poll_buckets(url).items():
+            total[le] = total.get(le, 0.0) + n
+    return total
+
+
+def _cpu_all(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of several processes, added."""
+    times = [_cpu_seconds(pid) for pid in pids]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads), from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 class Databases:
@@ -378,9 +424,11 @@ def run(
                 urllib.request.urlopen(req, timeout=10).read()
                 if replicas > 1:
                     time.sleep(1.5)  # every replica sees the session (1 s cache), one owns it
+            _first_polls(urls, service, agents)
             server = databases.server_pids() if db != "sqlite" else []
-            cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
-            db_cpu_before = sum(_cpu_seconds(pid) for pid in server)
+            cpu_before = _cpu_all([p.pid for p in procs])
+            db_cpu_before = sum(sum(_cpu_seconds(pid)) for pid in server)
+            buckets_before = _poll_buckets_all(urls)
             queue: Any = mp.get_context("spawn").Queue()
             load = mp.get_context("spawn").Process(
                 target=_load_process,
@@ -388,9 +436,16 @@ def run(
             )
             load.start()
             result: dict[str, Any] = queue.get(timeout=seconds + 120)
-            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+            user, system = (
+                a - b for a, b in zip(_cpu_all([p.pid for p in procs]), cpu_before, strict=True)
+            )
+            cpu = user + system
+            result["system_cpu_share"] = system / cpu if cpu > 0 else 0.0
+            within, server_p99 = _server_p99(buckets_before, _poll_buckets_all(urls))
+            result["server_within_10ms"] = within
+            result["server_p99_bucket_ms"] = server_p99
             server_after = databases.server_pids() if db != "sqlite" else []
-            db_cpu = sum(_cpu_seconds(pid) for pid in server_after) - db_cpu_before
+            db_cpu = sum(sum(_cpu_seconds(pid)) for pid in server_after) - db_cpu_before
             load.join(timeout=10)
         finally:
             for proc in procs:
@@ -401,10 +456,10 @@ def run(
                 except subprocess.TimeoutExpired:
                     proc.kill()
             drop()
-    # CPU the controllers used during the load (including their first polls of every
-    # agent, which are not counted as requests: a slight overestimate per poll). On a
-    # shared machine this is the steadier figure: polls one core serves = 1 / cpu_s_per_poll.
-    polls = result["requests"] + agents
+    # CPU the controllers used during the measurement (the agents' first polls were made
+    # before it). On a shared machine this is the steadier figure: polls one core serves
+    # = 1 / cpu_s_per_poll.
+    polls = result["requests"] + result["errors"]
     result["cpu_ms_per_poll"] = cpu / polls * 1000 if polls else 0.0
     result["polls_per_cpu_s"] = polls / cpu if cpu > 0 else 0.0
     # backends that ended during the run are not counted: a lower bound
@@ -426,8 +481,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
     lines = [
         "| controller | db | replicas | agents | mode | load | requests | req/s | p50 ms "
-        "| p99 ms | errors | CPU ms/poll | polls per CPU-s | db CPU ms/poll |",
-        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 ms | errors | CPU ms/poll | polls per CPU-s | db CPU ms/poll "
+        "| controller's p99 | answered in 10 ms |",
+        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         db_cpu = r.get("db_cpu_ms_per_poll")
@@ -435,7 +491,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['controller']} | {r['db']} | {r['replicas']} | {r['agents']} | {r['mode']} "
             f"| {r['load']} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {r['errors']} | {r['cpu_ms_per_poll']:.2f} "
-            f"| {r['polls_per_cpu_s']:.0f} | {'' if db_cpu is None else f'{db_cpu:.2f}'} |"
+            f"| {r['polls_per_cpu_s']:.0f} | {'' if db_cpu is None else f'{db_cpu:.2f}'} "
+            f"| ≤ {r['server_p99_bucket_ms']:g} ms | {r['server_within_10ms'] * 100:.1f} % |"
         )
     return "\n".join(lines)
 

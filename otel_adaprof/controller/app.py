@@ -160,6 +160,7 @@ async def _housekeeping(app: web.Application) -> None:
             if time.monotonic() - last_snapshot >= interval:
                 await core.snapshot_models_async()
                 last_snapshot = time.monotonic()
+            await core.evict_models_async()
             sessions = await core.run_db(core.store.list_sessions)
             app[METRICS].sessions_open.set(sum(1 for s in sessions if s["state"] == "open"))
         except Exception:  # housekeeping must survive a bad pass

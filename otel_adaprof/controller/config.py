@@ -83,6 +83,14 @@ class DatabaseConfig(_Section):
         return value
 
 
+class ModelsConfig(_Section):
+    """Learning models kept in memory (one per adaptive service)."""
+
+    #: Models of services without an open session beyond this many (least recently
+    #: used first) are snapshotted to the database and dropped from memory.
+    max_in_memory: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+
 class AgentsConfig(_Section):
     """How agents are driven when they poll."""
 
@@ -108,6 +116,7 @@ class ControllerConfig(_Section):
     agent_token: Token | None = None
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     default_params: Params = Field(default_factory=Params)
     service_params: dict[str, Params] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

@@ -1,8 +1,9 @@
 """Group commit: concurrent polls share one durable transaction, written off the event loop.
 
 A poll hands its writes (:class:`~otel_adaprof.controller.store_api.PollWrite`) to
-:meth:`GroupCommitter.submit` and awaits the outcome. One writer thread takes every
-write queued since its last commit and applies them with
+:meth:`GroupCommitter.submit` and awaits the outcome. The writes submitted in one turn
+of the event loop are handed to the writer together (one wake-up), and the writer
+thread takes every write queued since its last commit and applies them with
 :meth:`~otel_adaprof.controller.store_api.ControllerStore.record_polls`: one
 transaction, one fsync (``synchronous=FULL``), whatever the number of polls. A poll is
 answered only after the transaction that holds its writes is on disk, so nothing
@@ -72,7 +73,8 @@ class GroupCommitter:
         self.store = store
         self.max_batch = max_batch
         self.stats = CommitStats()
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._gathered: list[_Pending] = []  # submitted in this turn of the event loop
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="adaprof-group-commit", daemon=True)
         self._thread.start()
@@ -83,14 +85,22 @@ class GroupCommitter:
             raise RuntimeError("the controller's writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PollOutcome] = loop.create_future()
-        self._queue.put(_Pending(write, future, loop))
+        if not self._gathered:  # one hand-over (one wake-up of the writer) per loop turn
+            loop.call_soon(self._hand_over)
+        self._gathered.append(_Pending(write, future, loop))
         return await future
+
+    def _hand_over(self) -> None:
+        gathered, self._gathered = self._gathered, []
+        if gathered:
+            self._queue.put(gathered)
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued, then stop the writer thread."""
         if self._closed:
             return
         self._closed = True
+        self._hand_over()
         self._queue.put(None)
         self._thread.join(timeout)
 
@@ -100,7 +110,7 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
             while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -109,8 +119,9 @@ class GroupCommitter:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
-            self._commit(batch)
+                batch.extend(item)
+            for start in range(0, len(batch), self.max_batch):
+                self._commit(batch[start : start + self.max_batch])
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:

@@ -47,12 +47,14 @@ from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse
 from otel_adaprof.reward import PhaseState, RewardBreakdown, WindowObservation, step
-from otel_adaprof.session_spec import Mode, SessionSpec
+from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
 
 #: Decisions whose context is kept in memory for learning (older ones are only stored).
 MAX_PENDING_DECISIONS = 10_000
+#: Highest config version an agent may report (the next one must fit a 64-bit integer).
+MAX_CONFIG_VERSION = 2**62
 #: Stacks kept per in-memory service profile (the least counted are dropped beyond it).
 MAX_PROFILE_STACKS = 5_000
 
@@ -73,6 +75,19 @@ def _params_json(params: Params) -> dict[str, Any]:
         _PARAMS_JSON.clear()
     _PARAMS_JSON[id(params)] = (params, data)
     return data
+
+
+def _check_version(request: PollRequest) -> None:
+    """A version the database can store (and store the next one of)."""
+    if request.config_version > MAX_CONFIG_VERSION:
+        raise ContractError(
+            [("config_version", f"{request.config_version} is over {MAX_CONFIG_VERSION}")]
+        )
+
+
+def _uses_bandit(spec: SessionSpec | None) -> bool:
+    """Whether a session decides with its service's bandit (as ``for_spec`` answers)."""
+    return spec is not None and spec.mode is Mode.ADAPTIVE and spec.policy is PolicyKind.ADAPTIVE
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class PollHandler:
     def poll(self, request: PollRequest) -> PollResponse:
         """Record the report, credit the decision it ran under, answer the next params
         (synchronously: the store's calls run on the caller's thread)."""
+        _check_version(request)
         known = self._known(request) or self.fetch(request)
         plan = self._plan(request, known)
         return self._answer(plan, self.store.record_poll(plan.write))
@@ -132,6 +148,7 @@ class PollHandler:
         """:meth:`poll` for the event loop: reads run with ``run_db`` (a thread) and only
         when memory cannot answer; the writes go to ``commit`` (group commit). The
         policy decides and learns on the caller's thread, the only one using models."""
+        _check_version(request)
         known = self._known(request)
         if known is None:
             known = await run_db(self.fetch, request)
@@ -165,10 +182,12 @@ class PollHandler:
         return _Known(PollContext(session, _params_json(params), True), spec, params)
 
     def _needs_model(self, request: PollRequest, known: _Known) -> bool:
-        if known.spec is not None and known.spec.mode is Mode.ADAPTIVE:
+        """Whether this poll decides or learns with the service's bandit (mirrors
+        :meth:`PolicyRegistry.for_spec` and the learning rule of :meth:`_credit`)."""
+        if _uses_bandit(known.spec):
             return True
         pending = self._pending.get((request.agent.instance_id, request.config_version))
-        return pending is not None and pending[0].mode is Mode.ADAPTIVE
+        return pending is not None and "offered" in pending[1].features
 
     def _plan(self, request: PollRequest, known: _Known) -> _Plan:
         """Credit and decide (in memory); the writes that make it durable."""
@@ -210,6 +229,10 @@ class PollHandler:
             profile=prior,
             phase=self._phases.get(service),
         )
+        if _uses_bandit(spec):
+            self.policies.pin(service)  # an open session keeps its model in memory
+        else:
+            self.policies.unpin(service)  # (a session closed by another controller)
         policy = self.policies.for_spec(spec)
         decision = self._decide(policy, ctx)
         window_json = window.model_dump(mode="json") if window else None

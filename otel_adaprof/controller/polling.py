@@ -112,6 +112,7 @@ class ControllerCore:
         self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
         self._committer: GroupCommitter | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[int]] = set()
 
     # sessions
     def open_session(self, spec: SessionSpec) -> dict[str, Any]:
@@ -127,30 +128,49 @@ class ControllerCore:
         return self.session_book.all()
 
     def stop_session(self, session_id: str) -> dict[str, Any]:
-        """Complete a session (idempotent) and snapshot its service's model."""
+        """Complete a session (idempotent), snapshot its service's model and drop the
+        models beyond ``models.max_in_memory``."""
         stopped = self.session_book.stop(session_id)
-        self.policies.snapshot(stopped["service"])
+        self._closed(stopped["service"])
+        self.policies.save(self.policies.take_evictions())
         return stopped
 
     def expire_sessions(self) -> list[str]:
         """Complete every session whose duration ran out; returns their ids."""
         expired = self.session_book.expire()
         for session in expired:
-            self.policies.snapshot(session["service"])
+            self._closed(session["service"])
+        self.policies.save(self.policies.take_evictions())
         return [s["id"] for s in expired]
+
+    def _closed(self, service: str) -> None:
+        self.policies.unpin(service)
+        self.policies.snapshot(service)
 
     async def stop_session_async(self, session_id: str) -> dict[str, Any]:
         """:meth:`stop_session` from the event loop."""
         stopped: dict[str, Any] = await self.run_db(self.session_book.stop, session_id)
+        self.policies.unpin(stopped["service"])
         await self.snapshot_models_async(stopped["service"])
+        await self.evict_models_async()
         return stopped
 
     async def expire_sessions_async(self) -> list[str]:
         """:meth:`expire_sessions` from the event loop."""
         expired: list[dict[str, Any]] = await self.run_db(self.session_book.expire)
         for session in expired:
+            self.policies.unpin(session["service"])
             await self.snapshot_models_async(session["service"])
+        await self.evict_models_async()
         return [s["id"] for s in expired]
+
+    async def evict_models_async(self) -> int:
+        """Drop the models beyond ``models.max_in_memory`` (services without an open
+        session, least recently used first), their snapshots written off the loop."""
+        dropped = self.policies.take_evictions()
+        if dropped:
+            await self.run_db(self.policies.save, dropped)
+        return len(dropped)
 
     # models
     def adaptive_policy(self, service: str) -> Policy:
@@ -170,14 +190,22 @@ class ControllerCore:
     # polls
     def poll(self, request: PollRequest) -> PollResponse:
         """Record the report, credit the decision it ran under, answer the next params."""
-        return self.polls.poll(request)
+        answer = self.polls.poll(request)
+        if self.policies.over_bound():
+            self.policies.save(self.policies.take_evictions())
+        return answer
 
     async def poll_async(self, request: PollRequest) -> PollResponse:
         """:meth:`poll` from the event loop: database work on threads, writes batched
         with concurrent polls into one durable transaction."""
         if self._committer is None:
             self._committer = GroupCommitter(self.store)
-        return await self.polls.poll_async(request, self._committer.submit, self.run_db)
+        answer = await self.polls.poll_async(request, self._committer.submit, self.run_db)
+        if self.policies.over_bound():  # a model was restored or created: drop the oldest
+            task = asyncio.create_task(self.evict_models_async())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return answer
 
     @property
     def last_reward(self) -> dict[str, RewardBreakdown]:
@@ -208,3 +236,4 @@ class ControllerCore:
             self._committer.close()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        self.policies.save(self.policies.unsaved())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.controller.polls import poll_body
 from tests.support.controller import ControllerProcess
 
@@ -125,3 +127,16 @@ def test_adaptive_session_uses_the_learning_policy(controller: ControllerProcess
     assert (
         db.execute("SELECT COUNT(*) FROM model_snapshots WHERE service = 'shop'").fetchone()[0] == 1
     )
+
+
+def test_a_version_beyond_what_the_database_stores_is_a_clear_400(controller: ControllerProcess):
+    body = poll_body("big-1", 2**63 - 1)
+    status, raw = controller.raw(
+        "POST",
+        "/v1/agents/poll",
+        json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400, raw
+    assert json.loads(raw)["field"] == "config_version"
+    assert controller.request("POST", "/v1/agents/poll", poll_body("big-1"))["config_version"] == 1
