@@ -16,18 +16,22 @@ adaptive-sampling leader lock, per service):
   epoch: a replica that lost its lease cannot overwrite its successor's model. A new
   owner restores the snapshot and learns the rest, so every credited decision is learned
   exactly once by the model in the database, whichever replica was killed when.
+  The pass reads and writes the database on a thread; the learning itself runs on the
+  event loop's thread, like every other use of the models, a few decisions at a time
+  between polls.
 - **Deciding**: the owner decides from its live model. Any other replica decides from
   the **newest snapshot**: it keeps a copy restored from ``model_snapshots`` and reloads
   it whenever the snapshot's generation changes (checked every pass); the owner writes
-  a snapshot every pass in which it learned something, so a follower's model lags the
-  owner's by about one pass (1–2 s). Every decision is logged with the probability the
-  deciding model gave it, so learning from it stays unbiased. Followers learn nothing.
+  a snapshot when it has learned something, at most every ``renew_s`` (5 s), so a
+  follower's model lags the owner's by at most ``renew_s`` + one pass. Every decision
+  is logged with the probability the deciding model gave it, so learning from it stays
+  unbiased. Followers learn nothing.
 
 Usage (``ControllerCore`` builds this registry itself for a PostgreSQL store, and the
 app runs :func:`run_ownership`)::
 
     registry = OwnedPolicyRegistry(config, store, replica_id="ctl-a")
-    registry.tick()          # one pass: renew or take leases, learn, snapshot, reload
+    registry.tick()          # one pass: renew or take leases, reload, learn, snapshot
     registry.owned()         # ['shop']
     registry.release()       # clean shutdown: final snapshot, leases freed at once
 """
@@ -50,13 +54,16 @@ from otel_adaprof.controller.policy.base import Decision, DecisionContext, Polic
 from otel_adaprof.controller.policy_registry import PolicyFactory, PolicyRegistry
 from otel_adaprof.controller.store_api import ControllerStore
 from otel_adaprof.controller.store_postgres import PostgresStore
+from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
-from otel_adaprof.session_spec import Mode
+from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
 
 #: Seconds between ownership passes (lease take-over checks, learning, follower reloads).
 PASS_INTERVAL_S = 1.0
+#: Credited decisions learned in one go on the event loop before polls get their turn.
+LEARN_CHUNK = 8
 #: An owner stops acting as owner this long before its lease could expire in the database.
 SAFETY_MARGIN_S = 1.0
 
@@ -101,10 +108,20 @@ class _Model:
     epoch: int | None = None  # None: following the snapshot
     valid_until: float = 0.0  # monotonic: the lease may have expired after this
     renewed_at: float = 0.0  # monotonic
+    saved_at: float = 0.0  # monotonic: last snapshot written by this owner
     generation: int = -1  # snapshot generation a follower copy was loaded from
     unsaved: list[int] = field(default_factory=list)  # learned, not yet in a snapshot
     learned: int = 0  # credited decisions learned since this replica took it over
     restored_generation: int = 0  # the snapshot an owner started from (0: none)
+
+
+@dataclass
+class _Work:
+    """What one pass found for an owned model to learn."""
+
+    service: str
+    model: _Model
+    rows: list[dict[str, Any]]
 
 
 class OwnedPolicyRegistry(PolicyRegistry):
@@ -219,55 +236,103 @@ class OwnedPolicyRegistry(PolicyRegistry):
     # the ownership pass ---------------------------------------------------------------
 
     def tick(self) -> None:
-        """One pass: keep or take the lease of every service with an open adaptive
-        session, learn what was credited, snapshot, and reload followed copies."""
+        """One pass, all on the calling thread: :meth:`collect`, learn, :meth:`finish`."""
+        work = self.collect()
+        for item in work:
+            self.learn_rows(item, item.rows)
+        self.finish(work)
+
+    def collect(self) -> list[_Work]:
+        """The database part of a pass: keep or take the lease of every service with an
+        open adaptive session, reload followed copies, and read what each owned model
+        has to learn (credited decisions no snapshot contains)."""
+        work: list[_Work] = []
         with self._pass_lock:
             active = self._adaptive_services()
             with self._lock:
                 services = active | set(self._models)
             for service in sorted(services):
                 try:
-                    self._pass(service, active=service in active)
+                    item = self._pass(service, active=service in active)
                 except Exception:  # the database may be away: keep serving, retry next pass
                     log.warning("ownership pass failed for %s", service, exc_info=True)
+                    continue
+                if item is not None:
+                    work.append(item)
+        return work
+
+    def learn_rows(self, item: _Work, rows: list[dict[str, Any]]) -> None:
+        """Learn credited decisions (read by :meth:`collect`) on the owned model; the app
+        calls this on the event loop's thread, a few rows at a time between polls."""
+        model = item.model
+        for row in rows:
+            decision = Decision(
+                params=Params.parse(row["params"]),
+                probability=float(row["probability"]),
+                action=str(row["action"]),
+                features=row["features"] or {},
+            )
+            ctx = DecisionContext.initial(item.service, decision.params)
+            with model.policy.lock:
+                model.policy.inner.learn(ctx, decision, float(row["reward"]))
+            model.unsaved.append(int(row["id"]))
+            model.learned += 1
+
+    def finish(self, work: list[_Work]) -> None:
+        """Snapshot each model that learned, with the decisions it learned (fenced)."""
+        with self._pass_lock:
+            for item in work:
+                model = item.model
+                if model.epoch is None or not model.unsaved:
+                    continue
+                if time.monotonic() - model.saved_at < self.renew_s:
+                    continue  # snapshots at most every lease_renew_s
+
+                try:
+                    self._save(item.service, item.model)
+                except Exception:  # the database may be away: saved at the next pass
+                    log.warning("snapshot of %s failed", item.service, exc_info=True)
 
     def _adaptive_services(self) -> set[str]:
-        """Services with an open adaptive session."""
-        return {
-            session["service"]
-            for session in self.pg.open_sessions()
-            if (session["spec"] or {}).get("mode", "adaptive") == Mode.ADAPTIVE.value
-        }
+        """Services with an open session that the learning policy serves."""
+        services = set()
+        for session in self.pg.open_sessions():
+            try:
+                spec = SessionSpec.parse(session["spec"])
+            except ContractError:  # written by another release: not ours to learn for
+                continue
+            if spec.mode is Mode.ADAPTIVE and spec.policy is PolicyKind.ADAPTIVE:
+                services.add(spec.service)
+        return services
 
-    def _pass(self, service: str, *, active: bool) -> None:
+    def _pass(self, service: str, *, active: bool) -> _Work | None:
         now = time.monotonic()
         with self._lock:
             model = self._models.get(service)
         if model is not None and model.epoch is not None:
             if now >= model.valid_until:
                 self._lose(service, model, "lease ran out before it could be renewed")
-                return
+                return None
             if not active:  # its sessions ended: final snapshot, free the lease
                 self._save(service, model)
                 self.pg.release_lease(service, self.replica_id, model.epoch)
                 self._demote(service, model)
-                return
+                return None
             if now - model.renewed_at >= self.renew_s:
                 if not self.pg.renew_lease(service, self.replica_id, model.epoch, self.lease_s):
                     self._lose(service, model, "another replica holds the lease")
-                    return
+                    return None
                 model.renewed_at = now
                 model.valid_until = now + self.lease_s - SAFETY_MARGIN_S
-            self._learn(service, model)
-            return
+            return self._to_learn(service, model)
         if active:
             epoch = self.pg.acquire_lease(service, self.replica_id, self.lease_s)
             if epoch is not None:
-                self._take_over(service, epoch, now)
-                return
+                return self._take_over(service, epoch, now)
         self._follow(service)
+        return None
 
-    def _take_over(self, service: str, epoch: int, started: float) -> None:
+    def _take_over(self, service: str, epoch: int, started: float) -> _Work:
         # the lease is ours: no other replica can write the snapshot between these reads
         generation = self.pg.model_generation(service)
         policy, restored = self._fresh(service)
@@ -289,26 +354,11 @@ class OwnedPolicyRegistry(PolicyRegistry):
             epoch,
             model.restored_generation,
         )
-        self._learn(service, model)
+        return self._to_learn(service, model)
 
-    def _learn(self, service: str, model: _Model) -> None:
-        """Learn every credited decision not yet in a snapshot, then snapshot."""
-        assert model.epoch is not None
-        rows = self.pg.credited_to_learn(service, exclude=model.unsaved)
-        for row in rows:
-            decision = Decision(
-                params=Params.parse(row["params"]),
-                probability=float(row["probability"]),
-                action=str(row["action"]),
-                features=row["features"] or {},
-            )
-            ctx = DecisionContext.initial(service, decision.params)
-            with model.policy.lock:
-                model.policy.inner.learn(ctx, decision, float(row["reward"]))
-            model.unsaved.append(int(row["id"]))
-            model.learned += 1
-        if model.unsaved:
-            self._save(service, model)
+    def _to_learn(self, service: str, model: _Model) -> _Work:
+        """The credited decisions of ``service`` that no snapshot has learned yet."""
+        return _Work(service, model, self.pg.credited_to_learn(service, exclude=model.unsaved))
 
     def _save(self, service: str, model: _Model) -> int:
         if model.epoch is None:
@@ -328,6 +378,7 @@ class OwnedPolicyRegistry(PolicyRegistry):
             self._lose(service, model, "the database refused the snapshot (lease lost)")
             return 0
         model.unsaved.clear()
+        model.saved_at = time.monotonic()
         model.generation = self.pg.model_generation(service)
         return 1
 
@@ -364,6 +415,15 @@ class OwnedPolicyRegistry(PolicyRegistry):
             model = self._models.get(service)
             if model is not None and (model.epoch is not None or model.generation == generation):
                 return model
+        if model is not None:  # a newer snapshot: reload the copy in place
+            blob = self.pg.load_model(service)
+            if blob is not None:
+                try:
+                    model.policy.restore(blob)
+                except Exception:  # a corrupt snapshot: keep deciding from the copy we have
+                    log.exception("model snapshot of %s could not be restored", service)
+            model.generation = generation
+            return model
         fresh = _Model(policy=self._fresh(service)[0], generation=generation)
         with self._lock:
             current = self._models.get(service)
@@ -406,10 +466,20 @@ def registry_for(
 
 
 async def run_ownership(registry: OwnedPolicyRegistry, interval_s: float = PASS_INTERVAL_S) -> None:
-    """The ownership passes, every ``interval_s``, off the event loop (cancel to stop)."""
+    """The ownership passes, every ``interval_s`` (cancel to stop): the database work on a
+    thread; the learning on the event loop's thread, like every other use of the models,
+    :data:`LEARN_CHUNK` decisions at a time between polls (a burst of learning on another
+    thread would hold the GIL against the polls)."""
     while True:
         try:
-            await asyncio.to_thread(registry.tick)
+            work = await asyncio.to_thread(registry.collect)
+            for item in work:
+                for start in range(0, len(item.rows), LEARN_CHUNK):
+                    registry.learn_rows(item, item.rows[start : start + LEARN_CHUNK])
+                    await asyncio.sleep(0)
+            await asyncio.to_thread(registry.finish, work)
+        except asyncio.CancelledError:
+            raise
         except Exception:  # a pass must never end the loop
             log.exception("ownership pass failed")
         await asyncio.sleep(interval_s)

@@ -26,7 +26,7 @@ def _poll(core: ControllerCore, name: str, version: int) -> int:
 
 
 def test_owner_learns_follower_reloads_and_a_lost_lease_is_fenced(postgres_url: str):
-    config = ControllerConfig.parse({"database": {"lease_s": 2.0, "lease_renew_s": 0.5}})
+    config = ControllerConfig.parse({"database": {"lease_s": 6.0, "lease_renew_s": 0.5}})
     stores = [PostgresStore(postgres_url), PostgresStore(postgres_url)]
     a, b = (ControllerCore(config, s) for s in stores)
     ra, rb = a.policies, b.policies
