@@ -27,17 +27,17 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_adaprof import __version__
-from otel_adaprof.instrumentation.latency import LatencyTracker
-from otel_adaprof.instrumentation.live_params import LiveParams
-from otel_adaprof.instrumentation.markers import MarkerBook, MarkerProcessor, SpanCounters
-from otel_adaprof.instrumentation.metered_exporter import MeteredSpanExporter
-from otel_adaprof.instrumentation.observer import Counts, WindowObserver
-from otel_adaprof.instrumentation.poller import Poller
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.control.poller import Poller
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.span_join import SpanJoin
+from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
+from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
-from otel_adaprof.instrumentation.samples import SampleStore
 from otel_adaprof.instrumentation.settings import AgentSettings
-from otel_adaprof.instrumentation.span_join import SpanJoin
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor, SpanCounters
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import MAX_NAME_CHARS, AgentIdentity, ProfilerBackend
 

@@ -38,8 +38,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_adaprof.instrumentation.agent import Agent
 from otel_adaprof.instrumentation.runtime import get_agent
-from otel_adaprof.instrumentation.sampler import AdaprofSampler
 from otel_adaprof.instrumentation.settings import AgentSettings
+from otel_adaprof.instrumentation.spans.sampler import AdaprofSampler
 from otel_adaprof.params import Params
 
 

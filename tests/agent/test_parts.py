@@ -11,15 +11,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_adaprof.errors import ContractError
-from otel_adaprof.instrumentation.live_params import LiveParams
-from otel_adaprof.instrumentation.markers import MarkerBook, MarkerProcessor
-from otel_adaprof.instrumentation.observer import Counts, WindowObserver
-from otel_adaprof.instrumentation.poller import Poller
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.control.poller import Poller
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.span_join import SpanJoin
+from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.chrometrace import parse_chrometrace
-from otel_adaprof.instrumentation.sampler import AdaprofSampler, keeps
-from otel_adaprof.instrumentation.samples import SampleStore
 from otel_adaprof.instrumentation.settings import AgentSettings
-from otel_adaprof.instrumentation.span_join import SpanJoin
+from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor
+from otel_adaprof.instrumentation.spans.sampler import AdaprofSampler, keeps
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import AgentIdentity
 
@@ -141,7 +141,7 @@ def test_poller_keeps_params_and_backs_off_when_the_controller_is_unreachable():
 def test_samples_in_the_overlap_of_concurrent_markers_are_counted_as_shared():
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from otel_adaprof.instrumentation.markers import MarkerInfo
+    from otel_adaprof.instrumentation.spans.markers import MarkerInfo
 
     live, book, store = LiveParams(Params()), MarkerBook(), SampleStore()
     memory = InMemorySpanExporter()

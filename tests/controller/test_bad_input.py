@@ -33,8 +33,10 @@ def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]
     with ControllerProcess(tmp_path_factory.mktemp("fuzz") / "adaprof.db") as proc:
         proc.sid = proc.request("POST", "/v1/sessions", {"service": "shop"})["id"]
         yield proc
-    # the process must have survived everything
-    assert proc.proc is not None
+        # the process must have survived everything: still running, still answering
+        assert proc.proc is not None and proc.proc.poll() is None, proc.log()
+        assert proc.request("GET", "/healthz") == {"status": "ok"}
+        assert proc.request("GET", f"/v1/sessions/{proc.sid}")["id"] == proc.sid
 
 
 def check(ctl: ControllerProcess, method: str, path: str, body: bytes | None) -> None:

@@ -2,5 +2,6 @@
 
 :class:`~otel_adaprof.instrumentation.profiler.supervisor.Profiler` picks the backend,
 restarts py-spy with backoff, falls back to the in-process sampler where py-spy cannot
-attach, and feeds every sample to the :class:`~otel_adaprof.instrumentation.samples.SampleStore`.
+attach, and feeds every sample to the
+:class:`~otel_adaprof.instrumentation.join.samples.SampleStore`.
 """

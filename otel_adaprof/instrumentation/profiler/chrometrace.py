@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otel_adaprof.errors import ContractError
-from otel_adaprof.instrumentation.stacks import Stack, frame_text
+from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
 
 #: Most samples reconstructed from one interval (guards against a bogus ``ts``).
 MAX_SAMPLES_PER_INTERVAL = 100_000

@@ -8,7 +8,7 @@ asyncio service it mostly finds the event loop waiting in ``select``. Its own CP
 measured (thread CPU time) and reported as profiler overhead.
 
     >>> import time
-    >>> from otel_adaprof.instrumentation.samples import SampleStore
+    >>> from otel_adaprof.instrumentation.join.samples import SampleStore
     >>> store = SampleStore()
     >>> sampler = InProcessSampler(store, interval_s=0.005, depth=16)
     >>> sampler.start(); time.sleep(0.05); sampler.stop()
@@ -23,8 +23,8 @@ import threading
 import time
 from types import CodeType, FrameType
 
-from otel_adaprof.instrumentation.samples import SampleStore
-from otel_adaprof.instrumentation.stacks import Stack, frame_text
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
 
 
 def _qualname(code: CodeType) -> str:

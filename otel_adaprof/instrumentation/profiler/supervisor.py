@@ -13,8 +13,8 @@ off (``sampling_interval_ms = 0``) stops sampling and moves the watermark with t
 clock, so no span waits for samples that will not come.
 
     >>> from otel_adaprof.params import Params
-    >>> from otel_adaprof.instrumentation.live_params import LiveParams
-    >>> from otel_adaprof.instrumentation.samples import SampleStore
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.join.samples import SampleStore
     >>> p = Profiler(LiveParams(Params(sampling_interval_ms=0)), SampleStore(), choice="off")
     >>> p.backend
     'none'
@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 from otel_adaprof.errors import ContractError
-from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.profiler.chrometrace import (
     last_ts_us,
     load_events,
@@ -43,7 +44,6 @@ from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
 from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
-from otel_adaprof.instrumentation.samples import SampleStore
 from otel_adaprof.protocol import ProfilerBackend
 
 log = logging.getLogger("otel_adaprof.agent")

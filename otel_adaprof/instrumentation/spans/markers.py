@@ -9,7 +9,7 @@ on, its interval, its trace) is what the span join needs.
 
     >>> from opentelemetry.sdk.trace import TracerProvider
     >>> from otel_adaprof.params import Params
-    >>> from otel_adaprof.instrumentation.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
     >>> live = LiveParams(Params.parse({"marker_trigger": {"min_duration_ms": 0}}))
     >>> book = MarkerBook()
     >>> provider = TracerProvider()
@@ -32,10 +32,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from otel_adaprof.instrumentation.categories import category_of
-from otel_adaprof.instrumentation.latency import LatencyTracker
-from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.spans.categories import category_of
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 
 #: Markers remembered for the join at most (oldest forgotten first).
 MAX_MARKERS = 50_000

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from opentelemetry.util.types import AttributeValue
 
-from otel_adaprof.instrumentation.stacks import Stack, collapse
+from otel_adaprof.instrumentation.join.stacks import Stack, collapse
 
 #: Longest collapsed stack written on a span (characters, the root end is cut).
 MAX_STACK_ATTR_CHARS = 2048

@@ -32,8 +32,8 @@ import urllib.parse
 from collections.abc import Callable
 
 from otel_adaprof.errors import ContractError
-from otel_adaprof.instrumentation.live_params import LiveParams
-from otel_adaprof.instrumentation.observer import WindowObserver
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.observe.observer import WindowObserver
 from otel_adaprof.protocol import (
     AgentIdentity,
     PollRequest,

@@ -5,7 +5,7 @@ not a marker, or ends while profiling is off, passes straight through on the
 application's thread. A marker span is held in a bounded queue until the profiler's
 watermark passes its end (py-spy's samples arrive when its run ends) or it has waited
 ``hold_s``; a worker thread then reads the samples its thread took while it ran,
-adds the ``adaprof.*`` attributes (:mod:`~otel_adaprof.instrumentation.span_samples`)
+adds the ``adaprof.*`` attributes (:mod:`~otel_adaprof.instrumentation.join.span_samples`)
 and hands the span on. Nothing is ever dropped here: a full queue sends the span on at
 once without samples (counted in ``overflow``, reported as ``queue_drops``); shutdown
 and ``force_flush`` send every held span on with the samples already in; a failure
@@ -15,9 +15,9 @@ while attaching sends the span on as it was (counted in ``failures``).
     >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     >>> from otel_adaprof.params import Params
-    >>> from otel_adaprof.instrumentation.live_params import LiveParams
-    >>> from otel_adaprof.instrumentation.markers import MarkerBook, MarkerProcessor
-    >>> from otel_adaprof.instrumentation.samples import SampleStore
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor
+    >>> from otel_adaprof.instrumentation.join.samples import SampleStore
     >>> live, book, store = LiveParams(Params()), MarkerBook(), SampleStore()
     >>> memory = InMemorySpanExporter()
     >>> join = SpanJoin(SimpleSpanProcessor(memory), book, store, live, hold_s=0.1)
@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_adaprof.instrumentation.live_params import LiveParams
-from otel_adaprof.instrumentation.markers import MarkerBook, MarkerInfo
-from otel_adaprof.instrumentation.samples import SampleStore
-from otel_adaprof.instrumentation.span_samples import marker_attributes
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.span_samples import marker_attributes
+from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerInfo
 
 log = logging.getLogger("otel_adaprof.agent")
 

@@ -5,7 +5,7 @@ round trip of the previous poll, spans, markers and samples per second, bytes
 exported per second, the profiler's own CPU (py-spy's runs from their rusage, the
 agent's threads from their CPU times) and the spans that could not be held.
 
-    >>> from otel_adaprof.instrumentation.observer import Counts, WindowObserver
+    >>> from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
     >>> obs = WindowObserver(counts=lambda: Counts())
     >>> state = obs.close_window(now=obs.window_start + 5.0)
     >>> state.window_seconds, state.markers_per_s

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 
-from otel_adaprof.instrumentation.stacks import Stack, collapse, is_waiting
+from otel_adaprof.instrumentation.join.stacks import Stack, collapse, is_waiting
 from otel_adaprof.protocol import (
     MAX_STACK_CHARS,
     MAX_STACK_DEPTH,

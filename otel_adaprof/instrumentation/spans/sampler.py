@@ -10,7 +10,7 @@ Selected with ``OTEL_TRACES_SAMPLER=adaprof`` (``OTEL_TRACES_SAMPLER_ARG`` is th
 used before the controller has spoken), or built directly::
 
     >>> from otel_adaprof.params import Params
-    >>> from otel_adaprof.instrumentation.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
     >>> live = LiveParams(Params(trace_ratio=0.0, operation_ratios={"GET /health": 1.0}))
     >>> sampler = AdaprofSampler(live)
     >>> sampler.should_sample(None, 0xABC, "GET /orders").decision.is_sampled()
@@ -35,7 +35,7 @@ from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from otel_adaprof.instrumentation.live_params import LiveParams
+from otel_adaprof.instrumentation.control.live_params import LiveParams
 
 log = logging.getLogger("otel_adaprof.agent")
 

@@ -1,0 +1,1 @@
+"""Control: the poller that reports windows and the live params it applies."""

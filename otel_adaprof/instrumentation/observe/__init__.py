@@ -1,0 +1,1 @@
+"""Observation: what a window cost and carried (CPU, bytes, counts)."""

@@ -1,0 +1,1 @@
+"""Span side of the agent: which spans are kept, and which become markers."""
