@@ -72,7 +72,7 @@ class OtlpReceiver:
                             self._answer(rx.fail_profiles, b"refused by the test")
                             return
                         rx.profiles.append(ExportProfilesServiceRequest.FromString(body))
-                        rx.profile_headers.append(dict(self.headers.items()))
+                        rx.profile_headers.append({k.lower(): v for k, v in self.headers.items()})
                     self._answer(200, ExportProfilesServiceResponse().SerializeToString())
                 else:
                     self._answer(404, b"unknown path")
