@@ -67,6 +67,14 @@ def test_a_sample_goes_to_the_first_span_that_claims_it(rx):
     assert export.counters.bytes_sent > 0
 
 
+def test_stacks_keep_the_params_depth_from_the_leaf(rx):
+    export = _export(rx)
+    export.link(_span(0x1), 7, _samples(2), PERIOD, depth=2)
+    export.send_queued()
+    stacks = {s.stack for s in observations(rx.profile_requests()[0])}
+    assert stacks == {HOT[-2:]}
+
+
 def test_one_profile_per_sampling_period(rx):
     export = _export(rx)
     export.link(_span(0x1), 7, _samples(3), PERIOD)

@@ -123,9 +123,17 @@ class ProfilesExport:
 
     # the join's hook ------------------------------------------------------------------
 
-    def link(self, span: ReadableSpan, tid: int, samples: Sequence[Sample], period_ns: int) -> int:
-        """Queue the on-CPU ``samples`` of thread ``tid`` linked to ``span``; how many of
-        them the profile links to this span (0: the span gets no profile id)."""
+    def link(
+        self,
+        span: ReadableSpan,
+        tid: int,
+        samples: Sequence[Sample],
+        period_ns: int,
+        depth: int = 0,
+    ) -> int:
+        """Queue the on-CPU ``samples`` of thread ``tid`` linked to ``span``, each stack
+        cut to its last ``depth`` frames (the leaf end; 0 = whole); how many of them the
+        profile links to this span (0: the span gets no profile id)."""
         context = span.context
         if context is None or not context.span_id or period_ns <= 0:
             return 0
@@ -147,7 +155,8 @@ class ProfilesExport:
                     dropped += 1
                     continue
                 self._claim(key, span_id)
-                self._queue.append((period_ns, ProfileSample(stack, t_ns, trace_id, span_id)))
+                frames = stack[-depth:] if depth > 0 else stack
+                self._queue.append((period_ns, ProfileSample(frames, t_ns, trace_id, span_id)))
                 linked += 1
                 queued += 1
             self.counters.linked += queued

@@ -65,8 +65,10 @@ class SampleLinker(Protocol):
         tid: int,
         samples: Sequence[tuple[int, Stack, bool]],
         period_ns: int,
+        depth: int,
     ) -> int:
-        """How many of ``samples`` are linked to ``span`` there (0: none)."""
+        """How many of ``samples`` (stacks cut to ``depth`` frames from the leaf) are
+        linked to ``span`` there (0: none)."""
 
     def flush(self) -> None:
         """Send what is queued (at shutdown and ``force_flush``)."""
@@ -272,7 +274,7 @@ class SpanJoin(SpanProcessor):
         merged.update(attrs)
         if found and self.linker is not None and span.context is not None:
             period_ns = params.sampling_interval_ms * 1_000_000
-            if self.linker.link(span, info.tid, found, period_ns) > 0:
+            if self.linker.link(span, info.tid, found, period_ns, params.stack_depth) > 0:
                 merged[PROFILE_ID_ATTRIBUTE] = f"{span.context.span_id:016x}"
         return ReadableSpan(
             name=span.name,
