@@ -22,6 +22,7 @@ import socket
 import threading
 import uuid
 import weakref
+from urllib.parse import urlparse
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -115,6 +116,12 @@ class Agent:
             log.error("otel-adaprof: OTLP profiles stay off: %s", exc)
             return None
         log.info("otel-adaprof: OTLP profiles to %s", export.endpoint.url)
+        if urlparse(export.endpoint.url).port == 4317:
+            log.warning(
+                "otel-adaprof: OTLP profiles go over HTTP, but %s is gRPC's port; set "
+                "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT to the HTTP receiver (port 4318)",
+                export.endpoint.url,
+            )
         return export
 
     @property

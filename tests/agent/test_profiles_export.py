@@ -167,3 +167,9 @@ def test_the_switch_is_off_by_default_and_a_bad_endpoint_keeps_it_off(monkeypatc
     agent = Agent(AgentSettings(profiler="off", profiles_export="otlp"))
     assert agent.profiles is None
     assert "OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL" in caplog.text
+    caplog.clear()
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+    agent = Agent(AgentSettings(profiler="off", profiles_export="otlp"))
+    assert agent.profiles is not None
+    assert "gRPC's port" in caplog.text
