@@ -75,6 +75,15 @@ def test_stacks_keep_the_params_depth_from_the_leaf(rx):
     assert stacks == {HOT[-2:]}
 
 
+def test_a_forked_child_starts_empty(rx):
+    export = _export(rx)
+    export.link(_span(0x1), 7, _samples(3), PERIOD)
+    export.after_fork()
+    assert export.queued == 0 and export.native_id is None
+    # the parent's claims are gone too: the child's own spans take their samples
+    assert export.link(_span(0x2), 7, _samples(3), PERIOD) == 3
+
+
 def test_one_profile_per_sampling_period(rx):
     export = _export(rx)
     export.link(_span(0x1), 7, _samples(3), PERIOD)
