@@ -3,6 +3,9 @@ one span per sample, bounded queue with counted drops, failures counted, never r
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -121,6 +124,32 @@ def test_an_unreachable_receiver_is_counted_and_does_not_raise():
     export.link(_span(0x1), 7, _samples(2), PERIOD)
     export.flush()
     assert export.counters.failures == 1
+
+
+def test_link_never_waits_for_a_receiver_that_hangs():
+    # a receiver that takes the connection and never answers
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    try:
+        target = ProfilesEndpoint(f"http://127.0.0.1:{port}/v1development/profiles", timeout_s=4)
+        export = ProfilesExport(target, batch_samples=1)
+        export.link(_span(0x1), 7, _samples(1), PERIOD)  # wakes the worker: it hangs in send
+        conn, _ = server.accept()  # the worker is connected and waiting for an answer
+        done = threading.Event()
+
+        def more() -> None:
+            for i in range(50):
+                export.link(_span(0x10 + i), 7, _samples(20, start=100 * (i + 1)), PERIOD)
+            done.set()
+
+        threading.Thread(target=more, daemon=True).start()
+        assert done.wait(1.0), "link waited for the sender"
+        assert export.queued == 1000 and export.counters.sent_samples == 0
+        conn.close()
+    finally:
+        server.close()
 
 
 def test_the_worker_sends_by_itself_when_a_batch_is_full(rx):
