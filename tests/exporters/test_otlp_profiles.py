@@ -159,3 +159,46 @@ def test_the_installed_proto_has_the_sample_layout_of_1_43_and_later():
         "timestamps_unix_nano": 5,
     }
     assert HTTP_PATH == "/v1development/profiles"
+
+
+def _check_what_receivers_require(data) -> None:
+    """The rules a receiver applies (Pyroscope's converter, the Collector's pdata): every
+    index inside its table, a sample type and a non-zero period with its type, and each
+    sample with one value per sample type or timestamps alone."""
+    d = data.dictionary
+    for rp in data.resource_profiles:
+        for sp in rp.scope_profiles:
+            for profile in sp.profiles:
+                assert profile.HasField("sample_type") and profile.HasField("period_type")
+                assert profile.period > 0
+                for vt in (profile.sample_type, profile.period_type):
+                    assert 0 < vt.type_strindex < len(d.string_table)
+                    assert 0 < vt.unit_strindex < len(d.string_table)
+                for sample in profile.samples:
+                    assert len(sample.values) == 1 or (
+                        not sample.values and sample.timestamps_unix_nano
+                    )
+                    assert 0 < sample.stack_index < len(d.stack_table)
+                    assert 0 <= sample.link_index < len(d.link_table)
+    for stack in d.stack_table[1:]:
+        assert stack.location_indices
+        assert all(0 < i < len(d.location_table) for i in stack.location_indices)
+    for loc in d.location_table[1:]:
+        assert loc.mapping_index == 0 and len(loc.lines) == 1
+        assert 0 < loc.lines[0].function_index < len(d.function_table)
+    for fn in d.function_table[1:]:
+        for index in (fn.name_strindex, fn.system_name_strindex, fn.filename_strindex):
+            assert 0 <= index < len(d.string_table)
+    assert len(set(d.string_table)) == len(d.string_table)  # each string once
+
+
+def test_requests_follow_the_rules_receivers_apply():
+    _check_what_receivers_require(_roundtrip(_samples()))
+    req = histogram_request(
+        {";".join(BURN): 5, "bare_frame": 2},
+        resource={"service.name": "shop"},
+        period_ns=10**7,
+        time_unix_nano=T0,
+        duration_nano=10**9,
+    )
+    _check_what_receivers_require(decode(req.SerializeToString()))
