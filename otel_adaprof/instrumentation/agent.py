@@ -83,6 +83,8 @@ class Agent:
         self.observer = WindowObserver(self.counts, self.agent_threads)
         self.poller = self._new_poller()
         self.poller.on_thread_start = self._ignore_current_thread
+        if self.profiles is not None:
+            self.profiles.on_thread_start = self._ignore_current_thread
         self.started = False
         self.attached = False
         self._lock = threading.Lock()

@@ -16,6 +16,7 @@ from otel_adaprof.instrumentation.export.profiles import ProfilesExport
 from otel_adaprof.instrumentation.settings import AgentSettings
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.profiles import observations, resource_attributes
+from tests.support.waiting import wait_until
 
 T0 = 1_764_000_000_000_000_000
 HOT = ("main (app.py:1)", "handle (app.py:9)", "burn (work.py:3)")
@@ -154,11 +155,12 @@ def test_link_never_waits_for_a_receiver_that_hangs():
 
 def test_the_worker_sends_by_itself_when_a_batch_is_full(rx):
     export = _export(rx, batch_samples=3)
+    started = []
+    export.on_thread_start = lambda: started.append(threading.get_ident())
     export.link(_span(0x1), 7, _samples(3), PERIOD)
-    from tests.support.waiting import wait_until
-
     wait_until(rx.profile_requests, 5, "the worker's send")
     assert export.native_id is not None
+    assert started and started[0] != threading.get_ident()  # the agent marks it as its own
 
 
 def test_gzip_compression_from_the_standard_variable(rx):

@@ -42,7 +42,7 @@ import logging
 import threading
 import urllib.error
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,8 @@ class ProfilesExport:
         self.batch_samples = batch_samples
         self.counters = ExportCounters()
         self.native_id: int | None = None
+        #: Called first thing on the worker thread (the agent marks it as its own).
+        self.on_thread_start: Callable[[], None] | None = None
         self._queue: deque[tuple[int, ProfileSample]] = deque()
         self._claimed: dict[tuple[int, int], int] = {}
         self._claim_order: deque[tuple[int, int]] = deque()
@@ -191,6 +193,8 @@ class ProfilesExport:
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
+        if self.on_thread_start is not None:
+            self.on_thread_start()
         while not self._stopped:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
