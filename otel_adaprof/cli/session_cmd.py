@@ -140,7 +140,7 @@ def status(client: ControllerClient, session_id: str | None, as_json: bool) -> N
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["speedscope", "collapsed", "pprof", "timeline"]),
+    type=click.Choice(["speedscope", "collapsed", "pprof", "otlp", "timeline"]),
     default="speedscope",
     show_default=True,
 )
@@ -152,13 +152,32 @@ def status(client: ControllerClient, session_id: str | None, as_json: bool) -> N
     default=None,
     help="File to write [default: SESSION.<ext>].",
 )
+@click.option(
+    "--otlp-endpoint",
+    default=None,
+    metavar="URL",
+    help="Push the profile as OTLP profiles (protobuf over HTTP) to this receiver instead "
+    "of writing a file; a URL without a path gets /v1development/profiles appended. "
+    "Headers, timeout and compression come from OTEL_EXPORTER_OTLP_PROFILES_* / "
+    "OTEL_EXPORTER_OTLP_* as for the agent.",
+)
 @click.pass_obj
-def export(client: ControllerClient, session_id: str, fmt: str, out_path: Path | None) -> None:
-    """Write a session's merged profile (or its timeline) to a file."""
+def export(
+    client: ControllerClient,
+    session_id: str,
+    fmt: str,
+    out_path: Path | None,
+    otlp_endpoint: str | None,
+) -> None:
+    """Write a session's merged profile (or its timeline) to a file, or push it over OTLP."""
+    if otlp_endpoint is not None:
+        _push(client, session_id, otlp_endpoint)
+        return
     ext = {
         "speedscope": "speedscope.json",
         "collapsed": "collapsed.txt",
         "pprof": "pb.gz",
+        "otlp": "otlp.pb",
         "timeline": "timeline.json",
     }[fmt]
     path = out_path or Path(f"{session_id}.{ext}")
@@ -173,3 +192,30 @@ def export(client: ControllerClient, session_id: str, fmt: str, out_path: Path |
         fail(str(exc))
     path.write_bytes(data)
     out.print(f"wrote {path} ({len(data)} bytes)")
+
+
+def _push(client: ControllerClient, session_id: str, url: str) -> None:
+    import os
+    import urllib.error
+    from urllib.parse import urlparse
+
+    from otel_adaprof.exporters.otlp_http import endpoint_from_env, profiles_url
+
+    if urlparse(url).path in ("", "/"):
+        url = profiles_url(url)
+    try:
+        target = endpoint_from_env({**os.environ, "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT": url})
+    except ValueError as exc:
+        fail(f"--otlp-endpoint: {exc}")
+    try:
+        data = client.raw("GET", f"/v1/sessions/{session_id}/profile?format=otlp")
+    except ControllerClientError as exc:
+        fail(str(exc))
+    try:
+        status = target.send(data)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:200]
+        fail(f"{target.url}: HTTP {exc.code}: {detail}")
+    except OSError as exc:
+        fail(f"cannot reach {target.url}: {getattr(exc, 'reason', exc)}")
+    out.print(f"pushed session {session_id} to {target.url} ({len(data)} bytes, HTTP {status})")

@@ -86,7 +86,7 @@ def openapi_document() -> dict[str, Any]:
                     {
                         "name": "format",
                         "in": "query",
-                        "schema": {"enum": ["speedscope", "collapsed", "pprof"]},
+                        "schema": {"enum": ["speedscope", "collapsed", "pprof", "otlp"]},
                     },
                 ],
                 "responses": {"200": _answer("profile"), "400": _ERRORS["400"], **not_found},

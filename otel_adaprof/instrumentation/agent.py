@@ -22,6 +22,7 @@ import socket
 import threading
 import uuid
 import weakref
+from urllib.parse import urlparse
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -30,6 +31,7 @@ from otel_adaprof import __version__
 from otel_adaprof.instrumentation.control.fast_loop import FastLoop
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.poller import Poller
+from otel_adaprof.instrumentation.export.profiles import ExportCounters, ProfilesExport
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
@@ -75,6 +77,7 @@ class Agent:
         )
         self.joins: list[SpanJoin] = []
         self.exporters: list[MeteredSpanExporter] = []
+        self.profiles = self._new_profiles_export()
         self._service_name = service_name
         self._instance_id = settings.instance_id
         self.pid = os.getpid()
@@ -86,6 +89,8 @@ class Agent:
         self.observer = self._new_observer()
         self.poller = self._new_poller()
         self.poller.on_thread_start = self._ignore_current_thread
+        if self.profiles is not None:
+            self.profiles.on_thread_start = self._ignore_current_thread
         self.started = False
         self.attached = False
         self._lock = threading.Lock()
@@ -132,6 +137,23 @@ class Agent:
             timeout_s=s.poll_timeout_s, stale_after_s=s.stale_params_s,
         )  # fmt: skip
 
+    def _new_profiles_export(self) -> ProfilesExport | None:
+        if self.settings.profiles_export != "otlp":
+            return None
+        try:
+            export = ProfilesExport.from_env()
+        except ValueError as exc:
+            log.error("otel-adaprof: OTLP profiles stay off: %s", exc)
+            return None
+        log.info("otel-adaprof: OTLP profiles to %s", export.endpoint.url)
+        if urlparse(export.endpoint.url).port == 4317:
+            log.warning(
+                "otel-adaprof: OTLP profiles go over HTTP, but %s is gRPC's port; set "
+                "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT to the HTTP receiver (port 4318)",
+                export.endpoint.url,
+            )
+        return export
+
     @property
     def backend(self) -> str:
         """The profiler backend in use: ``py-spy``, ``in-process`` or ``none``."""
@@ -175,15 +197,16 @@ class Agent:
             self.live.apply(params, 0, None, source="local")
 
     def counts(self) -> Counts:
-        """The agent's monotonic counters."""
+        """The agent's monotonic counters (OTLP profiles' bytes, drops and failures in)."""
+        profiles = self.profiles.counters if self.profiles else ExportCounters()
         return Counts(
             spans=self.counters.spans,
             markers=self.counters.markers,
             samples=self.store.cpu_samples_added,
-            bytes_exported=sum(e.bytes for e in self.exporters),
+            bytes_exported=sum(e.bytes for e in self.exporters) + profiles.bytes_sent,
             profiler_cpu_s=self.profiler.cpu_seconds(),
-            queue_drops=sum(j.counters.overflow for j in self.joins),
-            export_failures=sum(e.failures for e in self.exporters),
+            queue_drops=sum(j.counters.overflow for j in self.joins) + profiles.dropped,
+            export_failures=sum(e.failures for e in self.exporters) + profiles.failures,
             slow_spans=self.slow_capture.slow_spans,
             slow_span_samples=self.slow_capture.samples,
             burst_s=self.fast_loop.reflex.burst_seconds,
@@ -196,6 +219,9 @@ class Agent:
         for j in self.joins:
             if j.native_id is not None:
                 ids.append(j.native_id)
+        profiles = getattr(self, "profiles", None)
+        if profiles is not None and profiles.native_id is not None:
+            ids.append(profiles.native_id)
         poller = getattr(self, "poller", None)  # absent while __init__ runs
         if poller is not None and poller.native_id is not None:
             ids.append(poller.native_id)
@@ -222,6 +248,7 @@ class Agent:
             hold_s=self.settings.hold_s, max_held=self.settings.max_held_spans,
             top_stacks=self.settings.span_top_stacks,
             backend=self._span_backend, profiling=self._samples_expected,
+            linker=self.profiles,
         )  # fmt: skip
         self.joins.append(join)
         return join
@@ -324,6 +351,8 @@ class Agent:
         for join in self.joins:
             join.store = self.store
             join.after_fork()
+        if self.profiles is not None:
+            self.profiles.after_fork()
         self.profiler = self._new_profiler()
         self.marker_processor.open_spans = None
         self.slow_capture = SlowSpanCapture(

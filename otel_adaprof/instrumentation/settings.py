@@ -35,6 +35,7 @@ ProfilerChoice = Literal["auto", "py-spy", "in-process", "off"]
 PROFILER_CHOICES: tuple[str, ...] = ("auto", "py-spy", "in-process", "off")
 #: How the agent talks to the controller (``ADAPROF_CONTROL_PROTOCOL``).
 CONTROL_PROTOCOLS: tuple[str, ...] = ("native", "opamp")
+ProfilesExportChoice = Literal["off", "otlp"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "marker spans held at once; beyond it spans leave at once, without samples"),
     EnvVar("ADAPROF_SPAN_TOP_STACKS", "span_top_stacks", "5",
            "collapsed stacks attached per marker span (most sampled first)"),
+    EnvVar("ADAPROF_PROFILES_EXPORT", "profiles_export", "off",
+           "otlp: also send the samples on marker spans as OTLP profiles, linked to their "
+           "spans, to OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT (else OTEL_EXPORTER_OTLP_ENDPOINT)"),
     EnvVar("ADAPROF_INSTANCE_ID", "instance_id", "service-host-pid-random",
            "this process's id at the controller"),
     EnvVar("ADAPROF_DISABLED", "disabled", "false",
@@ -107,6 +111,7 @@ class AgentSettings:
     max_hold_s: float | None = None
     max_held_spans: int = 20_000
     span_top_stacks: int = 5
+    profiles_export: ProfilesExportChoice = "off"
     instance_id: str | None = None
     disabled: bool = False
     problems: tuple[str, ...] = field(default=(), compare=False)
@@ -188,6 +193,12 @@ def _profiler(raw: str) -> str:
     return raw
 
 
+def _profiles_export(raw: str) -> str:
+    if raw not in ("off", "otlp"):
+        raise ValueError("expected off or otlp")
+    return raw
+
+
 def _url(raw: str) -> str:
     if not raw.startswith(("http://", "https://")):
         raise ValueError("expected an http:// or https:// URL")
@@ -213,5 +224,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_hold_s": _ranged(float, 0.5, 600.0),
     "max_held_spans": _ranged(int, 0, 1_000_000),
     "span_top_stacks": _ranged(int, 0, 50),
+    "profiles_export": _profiles_export,
     "disabled": _bool,
 }

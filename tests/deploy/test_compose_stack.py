@@ -47,6 +47,7 @@ IMAGE_PORTS = {
     "grafana/tempo": {3200, 4317, 4318},
     "otel/opentelemetry-collector-contrib": {4317, 4318, 13133},
     "grafana/grafana": {3000},
+    "grafana/pyroscope": {4040},
 }
 
 
@@ -64,7 +65,10 @@ def test_every_yaml_parses():
 
 def test_compose_services_and_depends_on_exist(compose):
     services = compose["services"]
-    expected = {"otel-collector", "jaeger", "tempo", "grafana", "controller", "demo", "loadgen"}
+    expected = {
+        "otel-collector", "jaeger", "tempo", "pyroscope", "grafana", "controller", "demo",
+        "loadgen",
+    }  # fmt: skip
     assert expected <= set(services)
     for name, svc in services.items():
         assert "image" in svc or "build" in svc, name
@@ -166,7 +170,7 @@ def test_grafana_datasources_name_compose_services(compose):
     ds_file = CONFIGS / "grafana/provisioning/datasources/datasources.yaml"
     sources = load(ds_file)["datasources"]
     types = {s["type"] for s in sources}
-    assert {"tempo", "jaeger"} <= types
+    assert {"tempo", "jaeger", "grafana-pyroscope-datasource"} <= types
     services = compose["services"]
     for source in sources:
         url = urlparse(source["url"])
@@ -180,3 +184,57 @@ def test_controller_config_in_image_is_valid():
     from otel_adaprof.controller.config import ControllerConfig
 
     ControllerConfig.parse(load(CONFIGS / "controller.yaml"))
+
+
+# OTLP profiles: agent → collector (profiles pipeline) → Pyroscope ← Grafana ← Tempo
+
+
+def test_collector_has_a_profiles_pipeline_to_pyroscope(compose, collector):
+    pipeline = collector["service"]["pipelines"]["profiles"]
+    assert pipeline["receivers"] == ["otlp"]
+    for kind in ("receivers", "processors", "exporters"):
+        for name in pipeline.get(kind, []):
+            assert name in collector[kind], f"profiles pipeline uses undefined {name}"
+    (exporter,) = pipeline["exporters"]
+    host, port = collector["exporters"][exporter]["endpoint"].rsplit(":", 1)
+    assert host == "pyroscope" and int(port) in listening_ports(compose["services"][host])
+    # the profiles signal is behind a feature gate: the compose command must pass it
+    command = " ".join(compose["services"]["otel-collector"]["command"])
+    assert "--feature-gates=service.profilesSupport" in command
+    assert "service.profilesSupport" in (CONFIGS / "otel-collector.yaml").read_text()
+    # a Collector that reads the Sample layout the agent writes (proto >= 1.10, contrib >= 0.148)
+    tag = compose["services"]["otel-collector"]["image"].rsplit(":", 1)[1]
+    assert tuple(int(x) for x in tag.split(".")) >= (0, 148, 0), tag
+
+
+def test_the_demo_exports_profiles_to_the_collector(compose, collector):
+    env = compose["services"]["demo"]["environment"]
+    assert env["ADAPROF_PROFILES_EXPORT"] == "otlp"
+    from otel_adaprof.exporters.otlp_http import endpoint_from_env
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    dockerfile_env = dict(
+        re.findall(r"(OTEL_\w+)=(\S+)", (DOCKER / "Dockerfile.service").read_text())
+    )
+    target = endpoint_from_env({**dockerfile_env, **env})  # protocol http/protobuf
+    url = urlparse(target.url)
+    assert url.hostname == "otel-collector" and url.path == "/v1development/profiles"
+    assert f"0.0.0.0:{url.port}" == collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert AgentSettings.from_env(env).profiles_export == "otlp"
+
+
+def test_grafana_links_tempo_traces_to_pyroscope_profiles(compose):
+    sources = load(CONFIGS / "grafana/provisioning/datasources/datasources.yaml")["datasources"]
+    by_uid = {s["uid"]: s for s in sources}
+    tempo = next(s for s in sources if s["type"] == "tempo")
+    link = tempo["jsonData"]["tracesToProfiles"]
+    pyroscope = by_uid[link["datasourceUid"]]
+    assert pyroscope["type"] == "grafana-pyroscope-datasource"
+    assert urlparse(pyroscope["url"]).hostname == "pyroscope"
+    # what Pyroscope calls samples/count with a cpu/nanoseconds period (our OTLP profiles)
+    from otel_adaprof.exporters.otlp_profiles import PERIOD_TYPE, SAMPLE_TYPE
+
+    assert link["profileTypeId"] == "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+    assert (SAMPLE_TYPE, PERIOD_TYPE) == (("samples", "count"), ("cpu", "nanoseconds"))
+    assert {"key": "service.name", "value": "service_name"} in link["tags"]
+    assert "pyroscope" in compose["services"]["grafana"]["depends_on"]

@@ -37,8 +37,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -46,12 +47,36 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_samples import marker_attributes
+from otel_adaprof.instrumentation.join.stacks import Stack
 from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerInfo
 
 log = logging.getLogger("otel_adaprof.agent")
 
 #: How often the worker looks for spans whose samples have arrived (s).
 TICK_S = 0.1
+
+
+class SampleLinker(Protocol):
+    """Takes a marker span's samples to another signal (OTLP profiles)."""
+
+    def link(
+        self,
+        span: ReadableSpan,
+        tid: int,
+        samples: Sequence[tuple[int, Stack, bool]],
+        period_ns: int,
+        depth: int,
+    ) -> int:
+        """How many of ``samples`` (stacks cut to ``depth`` frames from the leaf) are
+        linked to ``span`` there (0: none)."""
+
+    def flush(self) -> None:
+        """Send what is queued (at shutdown and ``force_flush``)."""
+
+
+#: Span attribute naming the span's profile: its span id in 16 hex digits (Grafana's
+#: traces-to-profiles reads it), set when a linker took samples of the span.
+PROFILE_ID_ATTRIBUTE = "pyroscope.profile.id"
 
 
 @dataclass
@@ -81,6 +106,7 @@ class SpanJoin(SpanProcessor):
         top_stacks: int = 5,
         backend: Callable[[], str] = lambda: "none",
         profiling: Callable[[], bool] = lambda: True,
+        linker: SampleLinker | None = None,
     ) -> None:
         self.downstream = downstream
         self.book = book
@@ -91,6 +117,7 @@ class SpanJoin(SpanProcessor):
         self.top_stacks = top_stacks
         self.backend = backend
         self.profiling = profiling
+        self.linker = linker
         self.counters = JoinCounters()
         self._held: deque[tuple[int, ReadableSpan, MarkerInfo]] = deque()
         self._lock = threading.Lock()
@@ -138,10 +165,14 @@ class SpanJoin(SpanProcessor):
         self._stopped = True
         self._wake.set()  # the worker leaves now, not at its next tick
         self.release_all()
+        if self.linker is not None:
+            self.linker.flush()
         self.downstream.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         self.release_all()
+        if self.linker is not None:
+            self.linker.flush()
         return bool(self.downstream.force_flush(timeout_millis))
 
     # the worker -------------------------------------------------------------------------
@@ -241,6 +272,10 @@ class SpanJoin(SpanProcessor):
         self.counters.samples_attached += len(found)
         merged = dict(span.attributes or {})
         merged.update(attrs)
+        if found and self.linker is not None and span.context is not None:
+            period_ns = params.sampling_interval_ms * 1_000_000
+            if self.linker.link(span, info.tid, found, period_ns, params.stack_depth) > 0:
+                merged[PROFILE_ID_ATTRIBUTE] = f"{span.context.span_id:016x}"
         return ReadableSpan(
             name=span.name,
             context=span.context,
