@@ -33,11 +33,13 @@ from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
+from otel_adaprof.instrumentation.sdk_compat import replace_processors
 from otel_adaprof.instrumentation.settings import AgentSettings
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor, SpanCounters
+from otel_adaprof.instrumentation.spans.sampler import AdaprofSampler
+from otel_adaprof.instrumentation.threads import AgentThreads, ThreadIdentity, ThreadLiveness
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import MAX_NAME_CHARS, AgentIdentity, ProfilerBackend
 
@@ -66,11 +68,17 @@ class Agent:
         self.book = MarkerBook()
         self.counters = SpanCounters()
         self.latency = LatencyTracker()
-        self.store = SampleStore(retention_s=settings.hold_s + 10.0)
+        #: The threads this agent started (their samples are ignored, their CPU counted).
+        self.threads = AgentThreads()
+        self.thread_identity = ThreadIdentity()
+        self.store = SampleStore(retention_s=settings.hold_s + 10.0, agent_threads=self.threads)
         self.liveness = ThreadLiveness()
         self.marker_processor = MarkerProcessor(
-            self.live, self.book, self.latency, self.counters, self.liveness
+            self.live, self.book, self.latency, self.counters, self.liveness, self.thread_identity
         )
+        #: The tracer provider the agent is attached to (``None``: not attached).
+        self.provider: TracerProvider | None = None
+        self._retired_sampler: AdaprofSampler | None = None
         self.joins: list[SpanJoin] = []
         self.exporters: list[MeteredSpanExporter] = []
         self._service_name = service_name
@@ -159,13 +167,17 @@ class Agent:
         )
 
     def agent_threads(self) -> list[int]:
-        """Native ids of the agent's own threads (their CPU is profiler overhead)."""
-        ids = list(self.profiler.thread_native_ids)
+        """Native ids of the agent's own threads (their CPU is profiler overhead).
+
+        Every thread registered in :attr:`threads`, and those the parts know of.
+        """
+        ids = self.threads.native_ids()
+        ids += [i for i in self.profiler.thread_native_ids if i not in ids]
         for j in self.joins:
-            if j.native_id is not None:
+            if j.native_id is not None and j.native_id not in ids:
                 ids.append(j.native_id)
         poller = getattr(self, "poller", None)  # absent while __init__ runs
-        if poller is not None and poller.native_id is not None:
+        if poller is not None and poller.native_id is not None and poller.native_id not in ids:
             ids.append(poller.native_id)
         return ids
 
@@ -204,24 +216,60 @@ class Agent:
                 return True
             name = provider.resource.attributes.get("service.name")
             self.name_service(str(name) if name else None, override=False)
-            multi = getattr(provider, "_active_span_processor", None)
-            existing = getattr(multi, "_span_processors", None)
-            if multi is None or not isinstance(existing, tuple):
+            self.provider = provider
+            self.attached = True
+            retired, self._retired_sampler = self._retired_sampler, None
+            if retired is not None and provider.sampler is retired.default:
+                retired.retired = False  # attached again after detach(): sample as before
+                provider.sampler = retired
+
+            def wrap(existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
+                wrapped = tuple(
+                    p if isinstance(p, (SpanJoin, MarkerProcessor)) else self.wrap_processor(p)
+                    for p in existing
+                )
+                return (self.marker_processor, *wrapped)
+
+            if not replace_processors(provider, wrap):
                 log.warning(
                     "otel-adaprof: this TracerProvider has no processor list to join; "
                     "markers are decided but carry no samples"
                 )
                 provider.add_span_processor(self.marker_processor)
-                self.attached = True
                 return False
-            wrapped = tuple(
-                p if isinstance(p, (SpanJoin, MarkerProcessor)) else self.wrap_processor(p)
-                for p in existing
-            )
-            with multi._lock:
-                multi._span_processors = (self.marker_processor, *wrapped)
-            self.attached = True
             return True
+
+    def detach(self) -> None:
+        """Undo what attaching and starting did (``AdaprofInstrumentor().uninstrument()``).
+
+        The agent's threads stop; held spans go on with the samples already in; the
+        marker processor leaves the provider and each export processor takes the place
+        of its span join; an adaprof sampler samples as the SDK's default does
+        (``ParentBased(ALWAYS_ON)``), on the provider and in the tracers made from it.
+        Attaching again (``instrument()``) puts everything back.
+        """
+        self.stop()
+        with self._lock:
+            provider, self.provider = self.provider, None
+            self.attached = False
+        for join in self.joins:
+            join.stop()
+        if provider is None:
+            return
+
+        def unwrap(existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
+            return tuple(
+                p.downstream if isinstance(p, SpanJoin) else p
+                for p in existing
+                if p is not self.marker_processor
+            )
+
+        replace_processors(provider, unwrap)
+        sampler = provider.sampler
+        if isinstance(sampler, AdaprofSampler):
+            sampler.retired = True
+            provider.sampler = sampler.default
+            self._retired_sampler = sampler
 
     def start(self) -> None:
         """Start the profiler and the poller (idempotent), and say what runs."""
@@ -273,8 +321,12 @@ class Agent:
         self.book.after_fork()
         self.latency.after_fork()
         self.liveness.after_fork()
+        self.threads.after_fork()
+        self.thread_identity.after_fork()
         self._instance_id = None
-        self.store = SampleStore(retention_s=self.settings.hold_s + 10.0)
+        self.store = SampleStore(
+            retention_s=self.settings.hold_s + 10.0, agent_threads=self.threads
+        )
         for join in self.joins:
             join.store = self.store
             join.after_fork()

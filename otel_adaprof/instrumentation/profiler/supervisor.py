@@ -42,8 +42,8 @@ from otel_adaprof.instrumentation.profiler.chrometrace import (
 )
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
+from otel_adaprof.instrumentation.threads import ThreadLiveness
 from otel_adaprof.protocol import ProfilerBackend
 
 log = logging.getLogger("otel_adaprof.agent")
@@ -277,9 +277,8 @@ class Profiler:
             per_thread = {}
         if self.liveness.snapshots:
             # py-spy goes on with an exited thread's last stack: keep what it lived.
-            alive = self.liveness.alive
             for tid, samples in per_thread.items():
-                kept = [s for s in samples if alive(tid, s[0])]
+                kept = self.liveness.keep(tid, samples)
                 self.dead_thread_samples += len(samples) - len(kept)
                 per_thread[tid] = kept
             self.liveness.forget_before(result.started_ns - 60_000_000_000)
