@@ -18,6 +18,7 @@ import atexit
 import functools
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -33,6 +34,7 @@ from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
+from otel_adaprof.instrumentation.profiler.run_folder import remove_orphans
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
 from otel_adaprof.instrumentation.sdk_compat import replace_processors
 from otel_adaprof.instrumentation.settings import AgentSettings
@@ -90,6 +92,7 @@ class Agent:
         self.poller.on_thread_start = self._ignore_current_thread
         self.started = False
         self.attached = False
+        self._exit_hooked = False
         self._lock = threading.Lock()
         # A weak reference: the fork hook must not keep a forgotten agent alive.
         os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
@@ -277,9 +280,16 @@ class Agent:
             if self.started or self.settings.disabled:
                 return
             self.started = True
+        if self.profiler.backend == ProfilerBackend.PY_SPY.value:
+            removed = remove_orphans()  # of processes killed outright (SIGKILL)
+            if removed:
+                log.info("otel-adaprof: removed %d run folders of exited processes", len(removed))
         self.profiler.start()
         self.poller.start()
-        atexit.register(self._at_exit)
+        if not self._exit_hooked:
+            self._exit_hooked = True
+            atexit.register(self._at_exit)
+            _clean_up_on_sigterm(weakref.ref(self))
         if self.settings.controller_url:
             log.info(
                 "otel-adaprof: agent %s polls %s; profiler %s",
@@ -338,6 +348,34 @@ class Agent:
         was_started, self.started = self.started, False
         if was_started:
             self.start()
+
+
+def _clean_up_on_sigterm(ref: weakref.ReferenceType[Agent]) -> None:
+    """On SIGTERM with the default action (the process dies without running ``atexit``),
+    kill py-spy and remove the run folder first, then die of SIGTERM as before.
+
+    Only where the application left SIGTERM alone, and only from the main thread (the
+    only one that may set handlers); an application that handles SIGTERM exits through
+    ``atexit``, which does the same.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            agent = ref()
+            try:
+                if agent is not None:
+                    agent._at_exit()
+            finally:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
 
 
 def _after_fork(ref: weakref.ReferenceType[Agent]) -> None:

@@ -54,6 +54,8 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: How often the worker looks for spans whose samples have arrived (s).
 TICK_S = 0.1
+#: Markers between two looks at whether a profiler runs (params changes: at once).
+PROFILING_RECHECK = 256
 
 
 @dataclass
@@ -101,6 +103,9 @@ class SpanJoin(SpanProcessor):
         self._worker: threading.Thread | None = None
         self.native_id: int | None = None
         self._downstream_on_ending = on_ending_hook(downstream)
+        self._profiling_for: object = None
+        self._profiling_now = False
+        self._profiling_age = 0
 
     # SpanProcessor ----------------------------------------------------------------------
 
@@ -117,7 +122,7 @@ class SpanJoin(SpanProcessor):
         if info is None:
             self.downstream.on_end(span)
             return
-        if not self.profiling():
+        if not self._profiling():
             # No samples to attach: the span goes on as it is, at no cost.
             self.downstream.on_end(span)
             return
@@ -136,6 +141,15 @@ class SpanJoin(SpanProcessor):
             self._forward(span, info, samples=False)
         else:
             self._ensure_worker()
+
+    def _profiling(self) -> bool:
+        """``profiling()``, asked again when the params change or every 256 markers."""
+        current = self.live.current
+        self._profiling_age += 1
+        if current is not self._profiling_for or self._profiling_age >= PROFILING_RECHECK:
+            self._profiling_for, self._profiling_age = current, 0
+            self._profiling_now = self.profiling()
+        return self._profiling_now
 
     def shutdown(self) -> None:
         self.stop()

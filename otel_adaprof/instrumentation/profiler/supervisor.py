@@ -26,8 +26,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,6 +41,7 @@ from otel_adaprof.instrumentation.profiler.chrometrace import (
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
+from otel_adaprof.instrumentation.profiler.run_folder import RunFolder
 from otel_adaprof.instrumentation.threads import ThreadLiveness
 from otel_adaprof.protocol import ProfilerBackend
 
@@ -97,7 +96,7 @@ class Profiler:
         self._run: PySpyRun | None = None
         self._inproc: InProcessSampler | None = None
         self._inproc_cpu_done = 0.0
-        self._tmp: str | None = None
+        self._folder = RunFolder(self.pid)
         self._lock = threading.Lock()
         self.liveness = liveness or ThreadLiveness()
         self.beacon = ClockBeacon(self.liveness)
@@ -128,6 +127,7 @@ class Profiler:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self._folder.reopen()
         self._thread = threading.Thread(target=self._loop, name="adaprof-profiler", daemon=True)
         self._thread.start()
 
@@ -142,9 +142,7 @@ class Profiler:
         self.beacon.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        self._folder.close()
 
     def kill_children(self) -> None:
         """Kill a running py-spy and remove its files (at interpreter exit; never blocks).
@@ -158,8 +156,7 @@ class Profiler:
             run = self._run
         if run is not None:
             run.kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._folder.close()  # for good: the loop, still running, makes no new one
 
     @property
     def thread_native_ids(self) -> list[int]:
@@ -229,14 +226,16 @@ class Profiler:
             sampler.stop()
             self._inproc_cpu_done += sampler.cpu_seconds
 
-    def _tmpdir(self) -> Path:
-        if self._tmp is None or not os.path.isdir(self._tmp):
-            self._tmp = tempfile.mkdtemp(prefix=f"adaprof-{self.pid}-")
-        return Path(self._tmp)
+    def _tmpdir(self) -> Path | None:
+        return self._folder.path()
 
     def _one_pyspy_run(self, rate_hz: int) -> None:
         assert self.py_spy is not None
-        out = self._tmpdir() / f"run-{self.runs}.json"
+        folder = self._tmpdir()
+        if folder is None:  # closed: the process is exiting
+            self._stop.set()
+            return
+        out = folder / f"run-{self.runs}.json"
         try:
             run = PySpyRun(self.py_spy, self.pid, rate_hz, self.segment_s, out, self.idle)
         except OSError as exc:

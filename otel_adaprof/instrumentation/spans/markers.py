@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -48,11 +49,11 @@ PER_THREAD_MARKERS = 256
 MAX_OPEN_SPANS = 100_000
 
 
-@dataclass(slots=True)
-class MarkerInfo:
+class MarkerInfo(NamedTuple):
     """What the join needs to know about a marker span.
 
     ``category`` is empty when no filter needed it; the join computes it from the span.
+    (A named tuple: cheap to make, and of no concern to the garbage collector.)
     """
 
     tid: int
