@@ -26,9 +26,9 @@ Two measurements, each side by side in one run (these machines are shared and no
 
 Usage::
 
-    /work/main/.venv/bin/python bench/agent_overhead.py                 # about 2 minutes
-    /work/main/.venv/bin/python bench/agent_overhead.py --spans 20000 --seconds 40
-    /work/main/.venv/bin/python bench/agent_overhead.py --spans 300 --seconds 2 --json
+    python bench/agent_overhead.py                 # about 2 minutes
+    python bench/agent_overhead.py --spans 20000 --seconds 40
+    python bench/agent_overhead.py --spans 300 --seconds 2 --json
 
 Every process it starts is stopped on exit (``otel_adaprof.demo.processes.Children``);
 the load targets 127.0.0.1 only and is bounded in rate, in-flight requests and time.
