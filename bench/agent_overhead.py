@@ -16,7 +16,8 @@ Two measurements, each side by side in one run (these machines are shared and no
 2. **Demo service** (child processes). One ``python -m otel_adaprof.demo.service``
    under ``opentelemetry-instrument`` per configuration (profiling off, py-spy at
    10 Hz, py-spy at 100 Hz, local params, no controller), spans exported over
-   OTLP/HTTP to an in-process span sink. Open-loop load on 127.0.0.1 (the demo's
+   OTLP/HTTP to an in-process span sink. py-spy runs in the default
+   ``profile_mode: cpu`` (``--gil``), and at 100 Hz also in ``wall`` mode. Open-loop load on 127.0.0.1 (the demo's
    /catalog /price /checkout mix) at ``--rate`` req/s, ``--seconds`` per configuration
    in ``--rounds`` short rounds interleaved between the services (rotating order),
    each followed by a short drain. Per configuration: achieved req/s, p50/p99 client
@@ -251,14 +252,23 @@ SERVICE_CONFIGS: tuple[ServiceConfig, ...] = (
     ServiceConfig("off", "profiling off", {"ADAPROF_PROFILER": "off"}, py_spy=False),
     ServiceConfig(
         "pyspy_10hz",
-        "py-spy 10 Hz",
+        "py-spy 10 Hz (cpu)",
         {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 100}'},
         py_spy=True,
     ),
     ServiceConfig(
         "pyspy_100hz",
-        "py-spy 100 Hz",
+        "py-spy 100 Hz (cpu)",
         {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 10}'},
+        py_spy=True,
+    ),
+    ServiceConfig(
+        "pyspy_100hz_wall",
+        "py-spy 100 Hz (wall)",
+        {
+            "ADAPROF_PROFILER": "py-spy",
+            "ADAPROF_PARAMS": '{"sampling_interval_ms": 10, "profile_mode": "wall"}',
+        },
         py_spy=True,
     ),
 )

@@ -33,6 +33,10 @@ Knobs (see :data:`BOUNDS` for the numbers):
 ``marker_trigger``
     When a filtered span becomes a marker: minimum duration and/or slower than the
     given per-operation latency percentile.
+``profile_mode``
+    ``cpu`` (default): py-spy ``--gil``, on-CPU samples of the thread holding the GIL
+    only, a fraction of the cost with many threads; ``wall``: every thread at every
+    sample, waiting ones included and marked (see :data:`PROFILE_MODES`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -89,6 +93,14 @@ BOUNDS: dict[str, Bound] = {
         50.0, 99.9, "percentile", "marker when slower than this per-operation percentile"
     ),
 }
+
+#: ``profile_mode`` values: what each one samples.
+PROFILE_MODES: dict[str, str] = {
+    "cpu": "py-spy --gil: on-CPU samples of the thread holding the GIL (cheap with many threads)",
+    "wall": "every thread at every sample, waiting ones kept and marked (cost grows with threads)",
+}
+ProfileMode = Literal["cpu", "wall"]
+DEFAULT_PROFILE_MODE: ProfileMode = "cpu"
 
 #: At most this many per-operation ratio rules.
 MAX_OPERATION_RULES = 64
@@ -170,6 +182,14 @@ class Params(_Frozen):
     operation_ratios: dict[str, float] = Field(default_factory=dict)
     span_filters: SpanFilters = Field(default_factory=SpanFilters)
     marker_trigger: MarkerTrigger = Field(default_factory=MarkerTrigger)
+    profile_mode: ProfileMode = DEFAULT_PROFILE_MODE
+
+    @field_validator("profile_mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        if value not in PROFILE_MODES:
+            raise ValueError(f"{value!r} is not a profile mode, allowed: cpu, wall")
+        return value
 
     @field_validator("sampling_interval_ms")
     @classmethod

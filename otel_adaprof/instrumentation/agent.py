@@ -31,6 +31,7 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.poller import Poller
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
+from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
@@ -76,10 +77,10 @@ class Agent:
         self._service_name = service_name
         self._instance_id = settings.instance_id
         self.pid = os.getpid()
+        self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
-        self.observer = WindowObserver(self.counts, self.agent_threads)
+        self.observer = self._new_observer()
         self.poller = self._new_poller()
-        self.poller.on_thread_start = self._ignore_current_thread
         self.started = False
         self.attached = False
         self._lock = threading.Lock()
@@ -93,16 +94,34 @@ class Agent:
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
             segment_s=s.segment_s, idle=s.profile_idle, pid=self.pid,
-            clock_beacon=s.clock_beacon, liveness=self.liveness,
+            clock_beacon=s.clock_beacon, liveness=self.liveness, cpu=self.cpu,
         )  # fmt: skip
+
+    def _new_observer(self) -> WindowObserver:
+        return WindowObserver(
+            self.counts, self.agent_threads, cpu=self.cpu, rates=self.profiler.take_rates
+        )
 
     def _new_poller(self) -> Poller:
         s = self.settings
-        return Poller(
+        poller = Poller(
             self.live, self.observer, self.identity, self.store.take_histogram,
             controller_url=s.controller_url, token=s.controller_token, window_s=s.window_s,
             timeout_s=s.poll_timeout_s, stale_after_s=s.stale_params_s,
         )  # fmt: skip
+        poller.on_thread_start = self._poller_thread_started
+        poller.on_thread_end = self.cpu.leave
+        poller.pause_profiler = self.profiler.pause
+        poller.resume_profiler = self.profiler.resume
+        return poller
+
+    def _poller_thread_started(self) -> None:
+        self.cpu.enter("poller")
+        self._ignore_current_thread()
+
+    def _other_threads(self) -> list[tuple[str, int]]:
+        """Agent threads that do not register themselves (the span joins' threads)."""
+        return [("join", j.native_id) for j in self.joins if j.native_id is not None]
 
     @property
     def backend(self) -> str:
@@ -153,20 +172,15 @@ class Agent:
             markers=self.counters.markers,
             samples=self.store.cpu_samples_added,
             bytes_exported=sum(e.bytes for e in self.exporters),
-            profiler_cpu_s=self.profiler.cpu_seconds(),
+            profiler_cpu_s=0.0,  # counted per version by AgentCpu
             queue_drops=sum(j.counters.overflow for j in self.joins),
             export_failures=sum(e.failures for e in self.exporters),
         )
 
     def agent_threads(self) -> list[int]:
         """Native ids of the agent's own threads (their CPU is profiler overhead)."""
-        ids = list(self.profiler.thread_native_ids)
-        for j in self.joins:
-            if j.native_id is not None:
-                ids.append(j.native_id)
-        poller = getattr(self, "poller", None)  # absent while __init__ runs
-        if poller is not None and poller.native_id is not None:
-            ids.append(poller.native_id)
+        ids = self.cpu.native_ids()
+        ids.extend(native for _part, native in self._other_threads())
         return ids
 
     # wiring -------------------------------------------------------------------------
@@ -278,10 +292,10 @@ class Agent:
         for join in self.joins:
             join.store = self.store
             join.after_fork()
+        self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
-        self.observer = WindowObserver(self.counts, self.agent_threads)
+        self.observer = self._new_observer()
         self.poller = self._new_poller()
-        self.poller.on_thread_start = self._ignore_current_thread
         self._lock = threading.Lock()
         was_started, self.started = self.started, False
         if was_started:
