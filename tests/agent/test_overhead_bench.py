@@ -1,7 +1,8 @@
 """``bench/agent_overhead.py --json`` runs end to end with small settings.
 
-It measures the span cost in-process and starts three instrumented demo services
-(profiling off, py-spy 10 and 100 Hz in cpu mode, 100 Hz in wall mode); every configuration must have its figures.
+It measures the span cost in-process and starts four instrumented demo services
+(profiling off, py-spy 10 and 100 Hz in cpu mode, 100 Hz in wall mode); every
+configuration must have its figures.
 """
 
 from __future__ import annotations

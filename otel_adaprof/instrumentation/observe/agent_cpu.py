@@ -9,7 +9,8 @@ checkpoint to the config version in force, and :meth:`AgentCpu.take` hands a win
 exactly its version's CPU per part (what other versions used is dropped and counted).
 
 A live thread's CPU is read from ``/proc/self/task/<tid>/schedstat`` (nanoseconds),
-else ``/proc/self/task/<tid>/stat`` (clock ticks).
+else ``/proc/self/task/<tid>/stat`` (clock ticks). Each agent thread is also named
+``adaprof-<part>`` for the operating system (``top -H``, ``ps -L``, the benchmarks).
 
     >>> import threading, time
     >>> cpu = AgentCpu()
@@ -27,6 +28,7 @@ else ``/proc/self/task/<tid>/stat`` (clock ticks).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -34,6 +36,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def name_os_thread(native_id: int, part: str) -> None:
+    """Name a thread of this process ``adaprof-<part>`` for the OS (best effort)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/self/task/{native_id}/comm").write_text(f"adaprof-{part}"[:15])
 
 
 def thread_cpu_seconds(native_id: int) -> float | None:
@@ -61,14 +69,17 @@ class AgentCpu:
         self._meters: dict[str, Callable[[], float]] = {}
         self._last: dict[tuple[str, int], float] = {}  # (part, native id or 0) -> seconds
         self._by_version: dict[int, dict[str, float]] = {}
+        self._named: set[int] = set()
         self._lock = threading.Lock()
         #: CPU seconds that belonged to a version no window reported.
         self.dropped_seconds = 0.0
 
     def enter(self, part: str) -> None:
         """Register the calling thread as part ``part`` of the agent."""
+        native = threading.get_native_id()
+        name_os_thread(native, part)
         with self._lock:
-            self._live[threading.get_native_id()] = part
+            self._live[native] = part
 
     def leave(self) -> None:
         """The calling thread ends: keep its CPU time (call it last in the thread)."""
@@ -89,10 +100,19 @@ class AgentCpu:
         with self._lock:
             return list(self._live)
 
+    def name_threads(self) -> list[tuple[str, int]]:
+        """Name the threads given by ``extra`` for the OS (once each); they are returned."""
+        extra = list(self._extra()) if self._extra is not None else []
+        for part, native in extra:
+            if native not in self._named:
+                self._named.add(native)
+                name_os_thread(native, part)
+        return extra
+
     def checkpoint(self, version: int) -> None:
         """Attribute the CPU used since the last checkpoint to ``version``."""
         threads = dict(self._live)
-        extra = list(self._extra()) if self._extra is not None else []
+        extra = self.name_threads()
         readings: list[tuple[str, int, float]] = []
         for native, part in [*threads.items(), *((n, p) for p, n in extra)]:
             spent = thread_cpu_seconds(native)

@@ -1,4 +1,4 @@
-"""One py-spy run against this process: spawn, cut, wait (with its CPU time), read.
+r"""One py-spy run against this process: spawn, cut, wait (with its CPU time), read.
 
 py-spy's rate is fixed per run, and its chrometrace file is written when the run
 ends. A run lasts until the params change, a window closes or ``--duration`` (the
@@ -44,6 +44,22 @@ _UNIT_S = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def count_behind(output: str) -> tuple[int, float]:
+    """``(warnings, seconds late at the last one)`` of py-spy's "behind in sampling".
+
+    >>> count_behind("py-spy> 1.01s behind in sampling; py-spy> 980.5ms behind in sampling")
+    (2, 0.9805)
+    """
+    found = _BEHIND.findall(output)
+    if not found:
+        return 0, 0.0
+    value, unit = found[-1]
+    try:
+        return len(found), round(float(value) * _UNIT_S.get(unit, 1.0), 6)
+    except ValueError:
+        return len(found), 0.0
+
+
 def find_py_spy(explicit: str | None = None) -> str | None:
     """The py-spy binary: ``explicit`` if given, else on ``PATH``, else beside Python."""
     if explicit:
@@ -79,6 +95,9 @@ class RunResult:
     started_ns: int
     ended_ns: int
     cpu_seconds: float
+    #: ``(warnings, seconds late at the last one)`` counted over py-spy's whole output
+    #: (``stderr`` keeps only its head and tail); ``None``: count in ``stderr``.
+    behind: tuple[int, float] | None = None
 
     @property
     def permission_denied(self) -> bool:
@@ -94,20 +113,13 @@ class RunResult:
 
     @property
     def behind_events(self) -> int:
-        """ "behind in sampling" warnings py-spy printed during the run."""
-        return len(_BEHIND.findall(self.stderr))
+        """How many "behind in sampling" warnings py-spy printed during the run."""
+        return (self.behind or count_behind(self.stderr))[0]
 
     @property
     def behind_s(self) -> float:
         """How late py-spy said it was at its last warning (0.0: never more than 1 s)."""
-        found = _BEHIND.findall(self.stderr)
-        if not found:
-            return 0.0
-        value, unit = found[-1]
-        try:
-            return float(value) * _UNIT_S.get(unit, 1.0)
-        except ValueError:
-            return 0.0
+        return (self.behind or count_behind(self.stderr))[1]
 
     def error_line(self) -> str:
         """The first line of py-spy's error output (for logs)."""
@@ -194,7 +206,7 @@ class PySpyRun:
         output = None
         with contextlib.suppress(OSError):
             output = self.out_path.read_bytes()
-        stderr = ""
+        stderr, text = "", ""
         with contextlib.suppress(OSError):
             text = self.stderr_path.read_text(errors="replace")
             # the head says what went wrong at start; the tail holds the counts
@@ -202,7 +214,8 @@ class PySpyRun:
         for path in (self.out_path, self.stderr_path):
             with contextlib.suppress(OSError):
                 path.unlink()
-        self._reaped = RunResult(code, output, stderr, self.started_ns, ended, cpu)
+        behind = count_behind(text)
+        self._reaped = RunResult(code, output, stderr, self.started_ns, ended, cpu, behind)
         return True
 
     def cpu_seconds_so_far(self) -> float:

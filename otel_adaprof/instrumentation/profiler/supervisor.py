@@ -337,6 +337,7 @@ class Profiler:
         params = current.params
         rate_hz = params.rate_hz
         gil = params.profile_mode == "cpu"
+        self.cpu.name_threads()  # agent threads started elsewhere show as adaprof-* in top -H
         out = self._tmpdir() / f"run-{self.runs}.json"
         try:
             run = PySpyRun(self.py_spy, self.pid, rate_hz, self.segment_s, out, self.idle, gil=gil)
