@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from otel_adaprof.instrumentation.join.stacks import Stack, collapse, is_waiting
+from otel_adaprof.instrumentation.threads import AgentThreads
 from otel_adaprof.protocol import (
     MAX_STACK_CHARS,
     MAX_STACK_DEPTH,
@@ -54,7 +55,9 @@ class _Thread:
 class SampleStore:
     """Per-thread, time-ordered samples with interned stacks (thread-safe)."""
 
-    def __init__(self, retention_s: float = 30.0) -> None:
+    def __init__(
+        self, retention_s: float = 30.0, agent_threads: AgentThreads | None = None
+    ) -> None:
         self.retention_ns = int(retention_s * 1e9)
         self._threads: dict[int, _Thread] = {}
         self._ids: dict[Stack, int] = {}
@@ -66,8 +69,8 @@ class SampleStore:
         self._count = 0
         self._lock = threading.Lock()
         self.watermark_ns = 0
-        #: Thread ids whose samples are not kept (the agent's own threads).
-        self.ignored: set[int] = set()
+        #: The agent's own threads: their samples are not kept.
+        self.ignored = agent_threads if agent_threads is not None else AgentThreads()
         self.samples_added = 0
         self.cpu_samples_added = 0
         self.samples_dropped = 0

@@ -44,6 +44,28 @@ def name_os_thread(native_id: int, part: str) -> None:
         Path(f"/proc/self/task/{native_id}/comm").write_text(f"adaprof-{part}"[:15])
 
 
+#: Part of the agent each thread name belongs to (``profiler_cpu_breakdown`` keys).
+PARTS_BY_THREAD_NAME = {
+    "adaprof-profiler": "parse",
+    "adaprof-clock": "beacon",
+    "adaprof-sampler": "inprocess",
+    "adaprof-poller": "poller",
+    "adaprof-span-join": "join",
+}
+
+
+def thread_part(name: str) -> str:
+    """The part an agent thread belongs to, from its Python name.
+
+    >>> thread_part("adaprof-span-join"), thread_part("adaprof-slow-span")
+    ('join', 'slow_span')
+    """
+    known = PARTS_BY_THREAD_NAME.get(name)
+    if known is not None:
+        return known
+    return (name.removeprefix("adaprof-").replace("-", "_") or "agent")[:64]
+
+
 def thread_cpu_seconds(native_id: int) -> float | None:
     """CPU seconds of one thread of this process, ``None`` when it is gone."""
     base = f"/proc/self/task/{native_id}"
@@ -70,6 +92,7 @@ class AgentCpu:
         self._last: dict[tuple[str, int], float] = {}  # (part, native id or 0) -> seconds
         self._by_version: dict[int, dict[str, float]] = {}
         self._named: set[int] = set()
+        self._left: set[int] = set()  # native ids that counted themselves and left
         self._lock = threading.Lock()
         #: CPU seconds that belonged to a version no window reported.
         self.dropped_seconds = 0.0
@@ -80,6 +103,7 @@ class AgentCpu:
         name_os_thread(native, part)
         with self._lock:
             self._live[native] = part
+            self._left.discard(native)
 
     def leave(self) -> None:
         """The calling thread ends: keep its CPU time (call it last in the thread)."""
@@ -87,6 +111,7 @@ class AgentCpu:
         spent = time.thread_time()
         with self._lock:
             part = self._live.pop(native, None)
+            self._left.add(native)
             if part is not None:
                 seen = self._last.pop((part, native), 0.0)
                 self._retired[part] = self._retired.get(part, 0.0) + max(0.0, spent - seen)
@@ -94,6 +119,10 @@ class AgentCpu:
     def add_meter(self, part: str, seconds: Callable[[], float]) -> None:
         """A monotonic source of CPU seconds (e.g. py-spy's runs) counted as ``part``."""
         self._meters[part] = seconds
+
+    def counts_itself(self, native_id: int) -> bool:
+        """Whether this thread counts its own CPU here (now, or until it left)."""
+        return native_id in self._live or native_id in self._left
 
     def native_ids(self) -> list[int]:
         """Native ids of the registered threads alive now."""
@@ -113,6 +142,7 @@ class AgentCpu:
         """Attribute the CPU used since the last checkpoint to ``version``."""
         threads = dict(self._live)
         extra = self.name_threads()
+        self._left = {n for n in self._left if os.path.exists(f"/proc/self/task/{n}")}
         readings: list[tuple[str, int, float]] = []
         for native, part in [*threads.items(), *((n, p) for p, n in extra)]:
             spent = thread_cpu_seconds(native)

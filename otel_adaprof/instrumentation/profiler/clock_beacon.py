@@ -9,7 +9,7 @@ is about ``wall_k − ts_k`` plus the delay until that sample; with tens of move
 the median over a run, plus half a sampling period, puts samples where they were
 taken (see :meth:`ClockBeacon.calibrate`). The beacon's own samples are never
 kept (its thread is ignored by the sample store). At every move it also notes which
-threads are alive (:class:`~otel_adaprof.instrumentation.profiler.liveness.ThreadLiveness`).
+threads are alive (:class:`~otel_adaprof.instrumentation.threads.ThreadLiveness`).
 
     >>> beacon = ClockBeacon()
     >>> beacon.moves.extend([(0, 1_000_000_000), (1, 1_020_000_000), (2, 1_040_000_000)])
@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.threads import ThreadLiveness
 
 log = logging.getLogger("otel_adaprof.agent")
 

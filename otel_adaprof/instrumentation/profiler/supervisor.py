@@ -34,8 +34,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,8 +49,9 @@ from otel_adaprof.instrumentation.profiler.chrometrace import (
 )
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
+from otel_adaprof.instrumentation.profiler.run_folder import RunFolder
+from otel_adaprof.instrumentation.threads import ThreadLiveness
 from otel_adaprof.protocol import ProfilerBackend
 
 log = logging.getLogger("otel_adaprof.agent")
@@ -114,7 +113,7 @@ class Profiler:
         self._thread: threading.Thread | None = None
         self._run: PySpyRun | None = None
         self._inproc: InProcessSampler | None = None
-        self._tmp: str | None = None
+        self._folder = RunFolder(self.pid)
         self._lock = threading.Lock()
         self.liveness = liveness or ThreadLiveness()
         self.cpu = cpu or AgentCpu()
@@ -152,6 +151,7 @@ class Profiler:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self._folder.reopen()
         self._thread = threading.Thread(target=self._loop, name="adaprof-profiler", daemon=True)
         self._thread.start()
 
@@ -167,9 +167,7 @@ class Profiler:
         self.beacon.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        self._folder.close()
 
     def kill_children(self) -> None:
         """Kill a running py-spy and remove its files (at interpreter exit; never blocks).
@@ -183,8 +181,7 @@ class Profiler:
             run = self._run
         if run is not None:
             run.kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._folder.close()  # for good: the loop, still running, makes no new one
 
     @property
     def thread_native_ids(self) -> list[int]:
@@ -327,10 +324,8 @@ class Profiler:
         if sampler is not None:
             sampler.stop()
 
-    def _tmpdir(self) -> Path:
-        if self._tmp is None or not os.path.isdir(self._tmp):
-            self._tmp = tempfile.mkdtemp(prefix=f"adaprof-{self.pid}-")
-        return Path(self._tmp)
+    def _tmpdir(self) -> Path | None:
+        return self._folder.path()
 
     def _one_pyspy_run(self, current: ParamsInForce, gen: int) -> None:
         assert self.py_spy is not None
@@ -338,7 +333,11 @@ class Profiler:
         rate_hz = params.rate_hz
         gil = params.profile_mode == "cpu"
         self.cpu.name_threads()  # agent threads started elsewhere show as adaprof-* in top -H
-        out = self._tmpdir() / f"run-{self.runs}.json"
+        folder = self._tmpdir()
+        if folder is None:  # closed: the process is exiting
+            self._stop.set()
+            return
+        out = folder / f"run-{self.runs}.json"
         try:
             run = PySpyRun(self.py_spy, self.pid, rate_hz, self.segment_s, out, self.idle, gil=gil)
         except OSError as exc:
@@ -398,7 +397,7 @@ class Profiler:
                 rate_hz=rate_hz,
                 gil=gil,
                 total_samples=result.samples,
-                ignored=set(self.store.ignored),
+                ignored={t.ident for t in self.store.ignored.threads() if t.ident},
             )
         except (ContractError, ValueError, TypeError) as exc:
             self.parse_errors += 1
@@ -406,9 +405,8 @@ class Profiler:
             per_thread, ran_us = {}, 0
         if self.liveness.snapshots:
             # py-spy goes on with an exited thread's last stack: keep what it lived.
-            alive = self.liveness.alive
             for tid, samples in per_thread.items():
-                kept = [s for s in samples if alive(tid, s[0])]
+                kept = self.liveness.keep(tid, samples)
                 self.dead_thread_samples += len(samples) - len(kept)
                 per_thread[tid] = kept
             self.liveness.forget_before(result.started_ns - 60_000_000_000)
