@@ -13,9 +13,10 @@ earliest open span could become slow.
 The samples go into the same :class:`~otel_adaprof.instrumentation.join.samples.SampleStore`
 as py-spy's, so they land on the span (through the span join) and in the window's
 histogram, cut to ``stack_depth`` frames. A sample is *waiting* when its leaf is a
-known wait, or when the thread used less than half the time since the previous capture
-on the CPU (``/proc/self/task/<tid>/schedstat``): a sleep in C or a lock wait is not
-counted as CPU.
+known wait, or when the thread was on a CPU (or in the run queue) less than a fifth of
+the time since the previous capture (``/proc/self/task/<tid>/schedstat``): a sleep in
+C or a lock wait is not counted as CPU. (So a span's first capture comes one interval
+after it turned slow: the first look only starts its thread's clock.)
 
     >>> import threading, time
     >>> from otel_adaprof.params import Params
@@ -29,13 +30,15 @@ counted as CPU.
     >>> capture.tick(time.time_ns())  # installs the open-span index; nothing is slow
     0.05
     >>> done = threading.Event()
-    >>> worker = threading.Thread(target=done.wait); worker.start()
+    >>> worker = threading.Thread(target=done.wait); worker.start(); time.sleep(0.05)
     >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 50_000_000, "op")
-    >>> capture.tick(time.time_ns())  # 50 ms > 10 ms: captured, the next in 5 ms
+    >>> capture.tick(time.time_ns())  # 50 ms > 10 ms: slow; its thread's clock starts
+    0.005
+    >>> time.sleep(0.005); capture.tick(time.time_ns())  # captured: waiting, no CPU used
     0.005
     >>> done.set(); worker.join()
     >>> capture.slow_spans, capture.samples, capture.waiting_samples
-    (1, 1, 0)
+    (1, 1, 1)
 """
 
 from __future__ import annotations
@@ -64,8 +67,10 @@ OFF_TICK_S = 0.25
 MAX_OPEN_SPANS = 100_000
 #: Open spans older than this are forgotten (s).
 MAX_OPEN_AGE_S = 600.0
-#: A thread that ran at least this share of the time since the previous capture is on CPU.
-ON_CPU_SHARE = 0.5
+#: A thread that ran, or waited for a CPU in the run queue, at least this share of the
+#: time since the previous capture is on CPU (a thread blocked in I/O, a lock or a
+#: sleep uses next to none; two busy threads sharing the GIL use about half each).
+ON_CPU_SHARE = 0.2
 
 
 def _qualname(code: CodeType) -> str:
@@ -73,7 +78,10 @@ def _qualname(code: CodeType) -> str:
 
 
 class _ThreadClock:
-    """A thread's CPU time from ``/proc/self/task/<tid>/schedstat`` (ns), fd kept open."""
+    """A thread's time on a CPU and in the run queue (``/proc/self/task/<tid>/schedstat``, ns).
+
+    The file stays open while the thread is slow: a read is one ``pread``.
+    """
 
     __slots__ = ("fd", "last_cpu", "last_wall")
 
@@ -84,7 +92,8 @@ class _ThreadClock:
 
     def on_cpu(self, now_ns: int) -> bool | None:
         """Whether the thread ran ≥ :data:`ON_CPU_SHARE` since the last call (None: unknown)."""
-        cpu = int(os.pread(self.fd, 64, 0).split(maxsplit=1)[0])
+        run, queued = os.pread(self.fd, 96, 0).split()[:2]
+        cpu = int(run) + int(queued)
         last, wall = self.last_cpu, self.last_wall
         self.last_cpu, self.last_wall = cpu, now_ns
         if last is None or now_ns <= wall:
@@ -218,22 +227,27 @@ class SlowSpanCapture:
             top = frames.get(tid)
             if top is None or tid == me:
                 continue
+            on_cpu = self._on_cpu(native, now_ns)
+            if on_cpu == "primed":  # the thread's first capture: its CPU clock starts now
+                continue
             stack: list[str] = []
             frame: FrameType | None = top
             while frame is not None and len(stack) < depth:
                 stack.append(self._frame(frame))
                 frame = frame.f_back
             stack.reverse()
-            on_cpu = self._on_cpu(native, now_ns)
             if self.store.add_one(tid, now_ns, tuple(stack), idle=on_cpu is False):
                 self.samples += 1
                 self.waiting_samples += on_cpu is False
 
-    def _on_cpu(self, native: int, now_ns: int) -> bool | None:
+    def _on_cpu(self, native: int, now_ns: int) -> bool | str | None:
+        """On CPU since the last capture; ``"primed"`` on the first; ``None``: unknown."""
         clock = self._clocks.get(native)
         try:
             if clock is None:
                 clock = self._clocks[native] = _ThreadClock(native)
+                clock.on_cpu(now_ns)
+                return "primed"
             return clock.on_cpu(now_ns)
         except (OSError, ValueError, IndexError):  # thread gone, or no /proc
             if clock is not None:
