@@ -67,7 +67,7 @@ def test_a_steady_signal_does_not_fire_on_small_wiggles():
 def test_a_startup_outlier_does_not_blunt_the_baseline():
     # The first observation of a process is often far off (imports, warm-up).
     c = Cusum()
-    values = [80.0] + _noise(4, WARMUP - 1 + 20, 10.0, 1.0)
+    values = [80.0, *_noise(4, WARMUP - 1 + 20, 10.0, 1.0)]
     assert _first_fire(c, values, threshold=5.0) is None
     assert c.std < 2.0
     assert _first_fire(c, [14.0] * 5, threshold=5.0) is not None
