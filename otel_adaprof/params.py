@@ -37,6 +37,14 @@ Knobs (see :data:`BOUNDS` for the numbers):
     ``cpu`` (default): py-spy ``--gil``, on-CPU samples of the thread holding the GIL
     only, a fraction of the cost with many threads; ``wall``: every thread at every
     sample, waiting ones included and marked (see :data:`PROFILE_MODES`).
+``slow_span_interval_ms``
+    In-process capture of a slow span's own thread: while a span outlives its
+    ``marker_trigger``, its thread's stack is read every interval. ``0`` = off.
+``burst_sensitivity``
+    The agent's reflex: a change signal (CUSUM, in baseline standard deviations) above
+    this starts a burst at once. Lower = more sensitive; ``0`` = reflex off.
+``burst_interval_ms``, ``burst_seconds``
+    The sampling interval during a burst, and how long a burst lasts.
 """
 
 from __future__ import annotations
@@ -92,6 +100,14 @@ BOUNDS: dict[str, Bound] = {
     "marker_trigger.latency_percentile": Bound(
         50.0, 99.9, "percentile", "marker when slower than this per-operation percentile"
     ),
+    "slow_span_interval_ms": Bound(
+        1, 1000, "ms", "capture a slow span's thread every interval; 0 = off"
+    ),
+    "burst_sensitivity": Bound(
+        0.0, 20.0, "std", "change-signal threshold starting a burst; lower = more; 0 = off"
+    ),
+    "burst_interval_ms": Bound(1, 1000, "ms", "sampling interval during a burst"),
+    "burst_seconds": Bound(0.0, 120.0, "s", "length of a burst"),
 }
 
 #: ``profile_mode`` values: what each one samples.
@@ -113,6 +129,8 @@ DEFAULT_SAMPLING_INTERVAL_MS = (
 )
 DEFAULT_STACK_DEPTH = 64
 DEFAULT_TRACE_RATIO = 1.0
+DEFAULT_BURST_INTERVAL_MS = 10
+DEFAULT_BURST_SECONDS = 10.0
 
 
 class _Frozen(BaseModel):
@@ -183,6 +201,10 @@ class Params(_Frozen):
     span_filters: SpanFilters = Field(default_factory=SpanFilters)
     marker_trigger: MarkerTrigger = Field(default_factory=MarkerTrigger)
     profile_mode: ProfileMode = DEFAULT_PROFILE_MODE
+    slow_span_interval_ms: int = 0
+    burst_sensitivity: float = 0.0
+    burst_interval_ms: int = DEFAULT_BURST_INTERVAL_MS
+    burst_seconds: float = DEFAULT_BURST_SECONDS
 
     @field_validator("profile_mode", mode="before")
     @classmethod
@@ -199,6 +221,37 @@ class Params(_Frozen):
                 BOUNDS["sampling_interval_ms"].check("sampling_interval_ms", value)
             except ValueError as exc:
                 raise ValueError(f"{exc}, or 0 to turn profiling off") from None
+        return value
+
+    @field_validator("slow_span_interval_ms")
+    @classmethod
+    def _slow_interval(cls, value: int) -> int:
+        if value != 0:
+            try:
+                BOUNDS["slow_span_interval_ms"].check("slow_span_interval_ms", value)
+            except ValueError as exc:
+                raise ValueError(f"{exc}, or 0 to turn slow-span capture off") from None
+        return value
+
+    @field_validator("burst_sensitivity")
+    @classmethod
+    def _sensitivity(cls, value: float) -> float:
+        try:
+            BOUNDS["burst_sensitivity"].check("burst_sensitivity", value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; 0 turns the burst reflex off") from None
+        return value
+
+    @field_validator("burst_interval_ms")
+    @classmethod
+    def _burst_interval(cls, value: int) -> int:
+        BOUNDS["burst_interval_ms"].check("burst_interval_ms", value)
+        return value
+
+    @field_validator("burst_seconds")
+    @classmethod
+    def _burst_seconds(cls, value: float) -> float:
+        BOUNDS["burst_seconds"].check("burst_seconds", value)
         return value
 
     @field_validator("stack_depth")

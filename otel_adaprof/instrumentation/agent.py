@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_adaprof import __version__
+from otel_adaprof.instrumentation.control.fast_loop import FastLoop
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.poller import Poller
 from otel_adaprof.instrumentation.join.samples import SampleStore
@@ -36,6 +37,7 @@ from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu, thread_part
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.run_folder import remove_orphans
+from otel_adaprof.instrumentation.profiler.slow_spans import OpenSpan, SlowSpanCapture
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
 from otel_adaprof.instrumentation.sdk_compat import replace_processors
 from otel_adaprof.instrumentation.settings import AgentSettings
@@ -89,6 +91,10 @@ class Agent:
         self.pid = os.getpid()
         self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
+        self.slow_capture = SlowSpanCapture(
+            self.live, self.store, self.latency, enable=self._index_open_spans
+        )
+        self.fast_loop = self._new_fast_loop()
         self.observer = self._new_observer()
         self.poller = self._new_poller()
         self.started = False
@@ -108,10 +114,26 @@ class Agent:
             clock_beacon=s.clock_beacon, liveness=self.liveness, cpu=self.cpu,
         )  # fmt: skip
 
+    def _new_fast_loop(self) -> FastLoop:
+        return FastLoop(
+            self.live, self.slow_capture, self.latency,
+            counts=lambda: (self.counters.requests, self.counters.spans),
+            agent_threads=self.agent_threads,
+        )  # fmt: skip
+
     def _new_observer(self) -> WindowObserver:
         return WindowObserver(
-            self.counts, self.agent_threads, cpu=self.cpu, rates=self.profiler.take_rates
+            self.counts,
+            self.agent_threads,
+            signals=lambda n: self.fast_loop.detector.report(n),
+            cpu=self.cpu,
+            rates=self.profiler.take_rates,
         )
+
+    def _index_open_spans(self, index: dict[int, OpenSpan] | None) -> bool:
+        """Install (or remove) the marker processor's open-span index for slow-span capture."""
+        self.marker_processor.open_spans = index
+        return True
 
     def _new_poller(self) -> Poller:
         s = self.settings
@@ -197,6 +219,10 @@ class Agent:
             profiler_cpu_s=0.0,  # counted per version by AgentCpu
             queue_drops=sum(j.counters.overflow for j in self.joins),
             export_failures=sum(e.failures for e in self.exporters),
+            slow_spans=self.slow_capture.slow_spans,
+            slow_span_samples=self.slow_capture.samples,
+            burst_s=self.fast_loop.reflex.burst_seconds,
+            changes=self.fast_loop.detector.changes,
         )
 
     def agent_threads(self) -> list[int]:
@@ -207,6 +233,9 @@ class Agent:
         ids = self.threads.native_ids()
         ids += [i for i in self.cpu.native_ids() if i not in ids]
         ids += [i for _part, i in self._other_threads() if i not in ids]
+        fast_loop = getattr(self, "fast_loop", None)  # absent while __init__ runs
+        if fast_loop is not None and fast_loop.native_id is not None:
+            ids += [] if fast_loop.native_id in ids else [fast_loop.native_id]
         return ids
 
     # wiring -------------------------------------------------------------------------
@@ -226,10 +255,19 @@ class Agent:
             downstream, self.book, self.store, self.live,
             hold_s=self.settings.hold_s, max_held=self.settings.max_held_spans,
             top_stacks=self.settings.span_top_stacks,
-            backend=lambda: self.backend, profiling=lambda: self.profiler.active,
+            backend=self._span_backend, profiling=self._samples_expected,
         )  # fmt: skip
         self.joins.append(join)
         return join
+
+    def _samples_expected(self) -> bool:
+        """Whether marker spans should wait for samples (a profiler or slow-span capture)."""
+        return self.profiler.active or self.slow_capture.on
+
+    def _span_backend(self) -> str:
+        if not self.profiler.active and self.slow_capture.on:
+            return "in-process"  # the slow-span capture's samples only
+        return self.backend
 
     def attach(self, provider: TracerProvider) -> bool:
         """Attach to a provider someone else configured; whether it worked.
@@ -310,6 +348,7 @@ class Agent:
             if removed:
                 log.info("otel-adaprof: removed %d run folders of exited processes", len(removed))
         self.profiler.start()
+        self.fast_loop.start()
         self.poller.start()
         if not self._exit_hooked:
             self._exit_hooked = True
@@ -338,6 +377,7 @@ class Agent:
         """
         self.started = False
         self.poller.stop()
+        self.fast_loop.stop()
         self.profiler.stop()
 
     def apply_local(self, params: Params) -> None:
@@ -367,6 +407,11 @@ class Agent:
             join.after_fork()
         self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
+        self.marker_processor.open_spans = None
+        self.slow_capture = SlowSpanCapture(
+            self.live, self.store, self.latency, enable=self._index_open_spans
+        )
+        self.fast_loop = self._new_fast_loop()
         self.observer = self._new_observer()
         self.poller = self._new_poller()
         self._lock = threading.Lock()

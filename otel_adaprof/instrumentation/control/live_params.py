@@ -2,11 +2,11 @@
 
 Readers (the sampler and the marker processor, on the application's threads) read one
 attribute and never take a lock. Writers are the poller (:meth:`LiveParams.apply`, the
-controller's answer) and the agent's reflexes (:meth:`LiveParams.set_override`, e.g. a
-burst). Every change of the *effective* params — a new config version, new knobs, an
-override set or lifted — bumps :attr:`LiveParams.generation` and wakes whoever waits
-in :meth:`LiveParams.wait_change` (the profiler, which then cuts its running segment).
-Samples and CPU taken under an override still belong to the current config version.
+controller's answer) and the agent's reflexes (:meth:`LiveParams.set_override`, the
+burst reflex). Every change of the *effective* params — a new config version, new
+knobs, an override set or lifted — bumps :attr:`LiveParams.generation` and wakes
+whoever waits in :meth:`LiveParams.wait_change` (the profiler, which then cuts its
+running py-spy segment within one sampling interval).
 
 Usage::
 
@@ -18,54 +18,53 @@ Usage::
     (0.5, 3)
     >>> live.apply(Params(trace_ratio=0.5), version=4, session_id="s-1")  # same knobs
     False
+
+A local override (the agent's burst reflex) replaces the params in force, under the
+same config version, until it is lifted; the controller's params stay underneath.
+Samples and CPU taken under an override belong to that config version::
+
     >>> g = live.generation
     >>> live.set_override(Params(sampling_interval_ms=10), reason="burst")
-    >>> live.params.rate_hz, live.current.version, live.current.override_reason
-    (100, 4, 'burst')
+    True
+    >>> live.params.sampling_interval_ms, live.current.version, live.override_reason
+    (10, 4, 'burst')
     >>> live.set_override(None, reason="burst over")
-    >>> live.params.trace_ratio, live.generation - g
-    (0.5, 2)
+    True
+    >>> live.params.sampling_interval_ms, live.base.params.trace_ratio, live.generation - g
+    (50, 0.5, 2)
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from otel_adaprof.params import Params
 
 
 @dataclass(frozen=True)
 class ParamsInForce:
-    """Effective params with the controller's config version (0: local) and session.
-
-    ``params`` is the override when one is set (``override_reason`` says why), else
-    ``base``, the controller's (or local) params.
-    """
+    """Params with the controller's config version (0: local) and session."""
 
     params: Params
     version: int = 0
     session_id: str | None = None
     source: str = "local"
-    base: Params | None = None
-    override_reason: str | None = None
-
-    @property
-    def controller_params(self) -> Params:
-        """The params without the override."""
-        return self.base if self.base is not None else self.params
 
 
 class LiveParams:
     """Holds the current :class:`ParamsInForce`; notifies listeners on a change of knobs."""
 
     def __init__(self, params: Params, source: str = "local") -> None:
-        self.current = ParamsInForce(params, 0, None, source, params)
+        self.current = ParamsInForce(params, 0, None, source)
+        #: The controller's (or local) params, under any override.
+        self.base = self.current
+        self.override: Params | None = None
+        self.override_reason = ""
         self.local = params
-        #: Bumped at every change of the effective params or of the config version.
+        #: Bumped at every change of the effective params, of the version or override.
         self.generation = 0
-        self._override: Params | None = None
         self._listeners: list[Callable[[ParamsInForce], None]] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -82,69 +81,65 @@ class LiveParams:
     def apply(
         self, params: Params, version: int, session_id: str | None, source: str = "controller"
     ) -> bool:
-        """Put the controller's ``params`` in force; returns whether any knob changed.
+        """Put ``params`` in force; returns whether any knob changed.
 
-        With an override set, the effective knobs stay the override's, but a new
-        version still counts as a change for :meth:`wait_change`.
+        Under an override the override stays in force (with the new version).
         """
         with self._lock:
-            old = self.current
-            effective = self._override if self._override is not None else params
-            self.current = ParamsInForce(
-                effective, version, session_id, source, params, old.override_reason
-            )
-            knobs_changed = effective != old.params
-            if knobs_changed or version != old.version:
-                self.generation += 1
-                self._changed.notify_all()
-        if knobs_changed:
-            self._notify()
-        return params != old.controller_params
+            self.base = ParamsInForce(params, version, session_id, source)
+            changed = self._refresh()
+        self._notify(changed)
+        return changed
 
-    def set_override(self, params: Params | None, reason: str) -> None:
-        """Put local ``params`` in force over the controller's (``None``: lift it).
+    def set_override(self, params: Params | None, reason: str = "") -> bool:
+        """Run on ``params`` instead of the base params (``None``: back to them).
 
-        The config version stays; the profiler cuts its segment within one interval.
+        The config version stays the base's: what is taken under the override belongs
+        to it. Returns whether any knob in force changed.
         """
         with self._lock:
-            old = self.current
-            self._override = params
-            base = old.controller_params
-            effective = params if params is not None else base
-            self.current = replace(
-                old,
-                params=effective,
-                base=base,
-                override_reason=reason if params is not None else None,
-            )
-            changed = effective != old.params
-            if changed or (params is None) != (old.override_reason is None):
-                self.generation += 1
-                self._changed.notify_all()
-        if changed:
-            self._notify()
+            was = self.override is not None
+            self.override = params
+            self.override_reason = reason if params is not None else ""
+            changed = self._refresh(force=was != (params is not None))
+        self._notify(changed)
+        return changed
+
+    def _refresh(self, force: bool = False) -> bool:  # under self._lock
+        base = self.base
+        old = self.current
+        params = self.override if self.override is not None else base.params
+        changed = params != old.params
+        self.current = ParamsInForce(params, base.version, base.session_id, base.source)
+        if changed or force or base.version != old.version:
+            self.generation += 1
+            self._changed.notify_all()
+        return changed
 
     def wait_change(self, generation: int, timeout: float) -> int:
-        """Wait until :attr:`generation` differs from ``generation`` (or ``timeout`` s)."""
+        """Wait until :attr:`generation` differs from ``generation`` (or ``timeout`` s,
+        or :meth:`wake`); the generation now."""
         with self._lock:
             if self.generation == generation:
                 self._changed.wait(timeout)
             return self.generation
 
     def wake(self) -> None:
-        """Wake every :meth:`wait_change` without a change (stop, flush)."""
+        """Wake every :meth:`wait_change` without a change (stop, a window's cut)."""
         with self._lock:
             self._changed.notify_all()
 
-    def _notify(self) -> None:
-        for listener in list(self._listeners):
-            listener(self.current)
+    def _notify(self, changed: bool) -> None:
+        if changed:
+            for listener in list(self._listeners):
+                listener(self.current)
 
     def after_fork(self) -> None:
         """In a forked child: a new lock, and version 0 (the child is a new agent)."""
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self.current = replace(self.current, version=0, session_id=None)
+        self.base = ParamsInForce(self.base.params, 0, None, self.base.source)
+        self.current = ParamsInForce(self.current.params, 0, None, self.current.source)
 
     def revert_to_local(self) -> bool:
         """Back to the local params (controller gone too long); whether anything changed."""

@@ -61,6 +61,9 @@ class SampleStore:
         self.retention_ns = int(retention_s * 1e9)
         self._threads: dict[int, _Thread] = {}
         self._ids: dict[Stack, int] = {}
+        #: Stacks seen as waiting although their leaf is not a known wait (the
+        #: slow-span capture saw the thread use no CPU): interned apart.
+        self._idle_ids: dict[Stack, int] = {}
         self._table: list[Stack] = []
         self._waiting: list[bool] = []
         # the window's CPU histogram, per config version the samples were taken under
@@ -77,13 +80,49 @@ class SampleStore:
         #: Samples of a config version whose window had already been reported.
         self.stale_samples = 0
 
-    def _intern(self, stack: Stack) -> int:
-        sid = self._ids.get(stack)
+    def _intern(self, stack: Stack, idle: bool = False) -> int:
+        ids = self._idle_ids if idle else self._ids
+        sid = ids.get(stack)
         if sid is None:
-            sid = self._ids[stack] = len(self._table)
+            sid = ids[stack] = len(self._table)
             self._table.append(stack)
-            self._waiting.append(is_waiting(stack))
+            self._waiting.append(idle or is_waiting(stack))
         return sid
+
+    def add_one(
+        self, tid: int, t_ns: int, stack: Stack, *, idle: bool = False, version: int = 0
+    ) -> bool:
+        """Add one sample taken now; ``idle``: the thread was seen using no CPU.
+
+        An idle sample is *waiting* whatever its leaf (it stays on spans, out of the CPU
+        histogram). ``version``: the config version it was taken under. Returns whether
+        it was kept (not an ignored agent thread).
+        """
+        if tid in self.ignored:
+            return False
+        with self._lock:
+            sid = self._intern(stack, idle and not is_waiting(stack))
+            thread = self._threads.get(tid)
+            if thread is None:
+                thread = self._threads[tid] = _Thread()
+            at = len(thread.times)
+            if thread.times and t_ns < thread.times[-1]:
+                at = bisect.bisect_right(thread.times, t_ns)
+            thread.times.insert(at, t_ns)
+            thread.stacks.insert(at, sid)
+            thread.since.insert(at, t_ns)
+            self._count += 1
+            self.samples_added += 1
+            if not self._waiting[sid]:
+                self.cpu_samples_added += 1
+                window = self._window.get(version)
+                if window is None:
+                    window = self._window[version] = Counter()
+                window[sid] += 1
+                self._window_total[version] = self._window_total.get(version, 0) + 1
+            if self._count > MAX_SAMPLES:
+                self._trim(time.time_ns())
+        return True
 
     def add_many(
         self, tid: int, samples: Iterable[tuple[int, Stack, int]], version: int = 0
@@ -224,7 +263,10 @@ class SampleStore:
             self._rebuild_table()
 
     def _rebuild_table(self) -> None:
-        old_table = self._table
-        self._ids, self._table, self._waiting = {}, [], []
+        old_table, old_waiting = self._table, self._waiting
+        self._ids, self._idle_ids, self._table, self._waiting = {}, {}, [], []
         for thread in self._threads.values():
-            thread.stacks = [self._intern(old_table[sid]) for sid in thread.stacks]
+            thread.stacks = [
+                self._intern(old_table[sid], old_waiting[sid] and not is_waiting(old_table[sid]))
+                for sid in thread.stacks
+            ]

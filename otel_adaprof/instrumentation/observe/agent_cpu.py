@@ -51,6 +51,7 @@ PARTS_BY_THREAD_NAME = {
     "adaprof-sampler": "inprocess",
     "adaprof-poller": "poller",
     "adaprof-span-join": "join",
+    "adaprof-fast-loop": "slow_span",  # slow-span capture and the change signals
 }
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 import psutil
 
 from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu
-from otel_adaprof.protocol import MAX_WINDOW_SECONDS, ObservedState
+from otel_adaprof.protocol import MAX_WINDOW_SECONDS, ChangeSignals, ObservedState
 
 #: ``(behind events, requested Hz, effective Hz)`` of one config version's window.
 Rates = tuple[int, float, float]
@@ -41,6 +41,10 @@ class Counts:
     profiler_cpu_s: float = 0.0
     queue_drops: int = 0
     export_failures: int = 0
+    slow_spans: int = 0
+    slow_span_samples: int = 0
+    burst_s: float = 0.0
+    changes: int = 0
 
     def minus(self, other: Counts) -> Counts:
         """Field-wise difference (never negative: counters restart after a fork)."""
@@ -56,11 +60,14 @@ class WindowObserver:
         self,
         counts: Callable[[], Counts],
         agent_threads: Callable[[], list[int]] = list,
+        signals: Callable[[int], ChangeSignals] | None = None,
         cpu: AgentCpu | None = None,
         rates: Callable[[int], Rates] | None = None,
     ) -> None:
         self._counts = counts
         self._agent_threads = agent_threads
+        #: The change signals now, given the changes counted in the window.
+        self._signals = signals
         self._agent_cpu = cpu
         self._rates = rates
         self._proc = psutil.Process()
@@ -137,6 +144,14 @@ class WindowObserver:
             requested_rate_hz=requested,
             effective_rate_hz=effective,
             profiler_cpu_breakdown=breakdown,
+            change_signals=(
+                self._signals(diff.changes)
+                if self._signals is not None
+                else ChangeSignals(changes=diff.changes)
+            ),
+            burst_seconds=min(diff.burst_s, seconds),
+            slow_spans=diff.slow_spans,
+            slow_span_samples=diff.slow_span_samples,
         )
         self._start_window(wall_now)
         return state
