@@ -33,6 +33,18 @@ Knobs (see :data:`BOUNDS` for the numbers):
 ``marker_trigger``
     When a filtered span becomes a marker: minimum duration and/or slower than the
     given per-operation latency percentile.
+``profile_mode``
+    ``cpu`` (default): py-spy ``--gil``, on-CPU samples of the thread holding the GIL
+    only, a fraction of the cost with many threads; ``wall``: every thread at every
+    sample, waiting ones included and marked (see :data:`PROFILE_MODES`).
+``slow_span_interval_ms``
+    In-process capture of a slow span's own thread: while a span outlives its
+    ``marker_trigger``, its thread's stack is read every interval. ``0`` = off.
+``burst_sensitivity``
+    The agent's reflex: a change signal (CUSUM, in baseline standard deviations) above
+    this starts a burst at once. Lower = more sensitive; ``0`` = reflex off.
+``burst_interval_ms``, ``burst_seconds``
+    The sampling interval during a burst, and how long a burst lasts.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -88,7 +100,23 @@ BOUNDS: dict[str, Bound] = {
     "marker_trigger.latency_percentile": Bound(
         50.0, 99.9, "percentile", "marker when slower than this per-operation percentile"
     ),
+    "slow_span_interval_ms": Bound(
+        1, 1000, "ms", "capture a slow span's thread every interval; 0 = off"
+    ),
+    "burst_sensitivity": Bound(
+        0.0, 20.0, "std", "change-signal threshold starting a burst; lower = more; 0 = off"
+    ),
+    "burst_interval_ms": Bound(1, 1000, "ms", "sampling interval during a burst"),
+    "burst_seconds": Bound(0.0, 120.0, "s", "length of a burst"),
 }
+
+#: ``profile_mode`` values: what each one samples.
+PROFILE_MODES: dict[str, str] = {
+    "cpu": "py-spy --gil: on-CPU samples of the thread holding the GIL (cheap with many threads)",
+    "wall": "every thread at every sample, waiting ones kept and marked (cost grows with threads)",
+}
+ProfileMode = Literal["cpu", "wall"]
+DEFAULT_PROFILE_MODE: ProfileMode = "cpu"
 
 #: At most this many per-operation ratio rules.
 MAX_OPERATION_RULES = 64
@@ -101,6 +129,8 @@ DEFAULT_SAMPLING_INTERVAL_MS = (
 )
 DEFAULT_STACK_DEPTH = 64
 DEFAULT_TRACE_RATIO = 1.0
+DEFAULT_BURST_INTERVAL_MS = 10
+DEFAULT_BURST_SECONDS = 10.0
 
 
 class _Frozen(BaseModel):
@@ -170,6 +200,18 @@ class Params(_Frozen):
     operation_ratios: dict[str, float] = Field(default_factory=dict)
     span_filters: SpanFilters = Field(default_factory=SpanFilters)
     marker_trigger: MarkerTrigger = Field(default_factory=MarkerTrigger)
+    profile_mode: ProfileMode = DEFAULT_PROFILE_MODE
+    slow_span_interval_ms: int = 0
+    burst_sensitivity: float = 0.0
+    burst_interval_ms: int = DEFAULT_BURST_INTERVAL_MS
+    burst_seconds: float = DEFAULT_BURST_SECONDS
+
+    @field_validator("profile_mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        if value not in PROFILE_MODES:
+            raise ValueError(f"{value!r} is not a profile mode, allowed: cpu, wall")
+        return value
 
     @field_validator("sampling_interval_ms")
     @classmethod
@@ -179,6 +221,37 @@ class Params(_Frozen):
                 BOUNDS["sampling_interval_ms"].check("sampling_interval_ms", value)
             except ValueError as exc:
                 raise ValueError(f"{exc}, or 0 to turn profiling off") from None
+        return value
+
+    @field_validator("slow_span_interval_ms")
+    @classmethod
+    def _slow_interval(cls, value: int) -> int:
+        if value != 0:
+            try:
+                BOUNDS["slow_span_interval_ms"].check("slow_span_interval_ms", value)
+            except ValueError as exc:
+                raise ValueError(f"{exc}, or 0 to turn slow-span capture off") from None
+        return value
+
+    @field_validator("burst_sensitivity")
+    @classmethod
+    def _sensitivity(cls, value: float) -> float:
+        try:
+            BOUNDS["burst_sensitivity"].check("burst_sensitivity", value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; 0 turns the burst reflex off") from None
+        return value
+
+    @field_validator("burst_interval_ms")
+    @classmethod
+    def _burst_interval(cls, value: int) -> int:
+        BOUNDS["burst_interval_ms"].check("burst_interval_ms", value)
+        return value
+
+    @field_validator("burst_seconds")
+    @classmethod
+    def _burst_seconds(cls, value: float) -> float:
+        BOUNDS["burst_seconds"].check("burst_seconds", value)
         return value
 
     @field_validator("stack_depth")

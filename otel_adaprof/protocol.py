@@ -77,6 +77,21 @@ class AgentIdentity(_Message):
     profiler_backend: ProfilerBackend = ProfilerBackend.NONE
 
 
+class ChangeSignals(_Message):
+    """The agent's cheap change signals at the end of a window.
+
+    Each signal is its current CUSUM statistic in baseline standard deviations, signed
+    (positive: above the baseline). ``changes`` counts the signals that fired in the
+    window; ``last_change_unix`` is when one last fired (``None``: never).
+    """
+
+    cpu_per_request: float = Field(default=0.0, ge=-1e6, le=1e6)
+    latency: float = Field(default=0.0, ge=-1e6, le=1e6)
+    span_rate: float = Field(default=0.0, ge=-1e6, le=1e6)
+    changes: Annotated[int, Field(ge=0)] = 0
+    last_change_unix: NonNegative | None = None
+
+
 class ObservedState(_Message):
     """What the agent measured during one window. Rates are per wall second.
 
@@ -100,6 +115,33 @@ class ObservedState(_Message):
     )
     queue_drops: Annotated[int, Field(ge=0)] = 0
     export_failures: Annotated[int, Field(ge=0)] = 0
+    pyspy_behind_events: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="py-spy 'behind in sampling' warnings in the window"
+    )
+    requested_rate_hz: Annotated[float, Field(ge=0.0, le=10_000.0)] = Field(
+        default=0.0, description="sampling rate asked for (0: profiler off)"
+    )
+    effective_rate_hz: Annotated[float, Field(ge=0.0, le=10_000.0)] = Field(
+        default=0.0, description="sampling rate achieved (behind in sampling: lower)"
+    )
+    profiler_cpu_breakdown: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)], NonNegative
+    ] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="CPU seconds per agent part (pyspy, beacon, parse, join, poller, ...);"
+        " sums to profiler_cpu_seconds",
+    )
+    change_signals: ChangeSignals = Field(default_factory=ChangeSignals)
+    burst_seconds: NonNegative = Field(
+        default=0.0, description="seconds of the window spent in a burst (agent reflex)"
+    )
+    slow_spans: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="spans that outlived the marker trigger in the window"
+    )
+    slow_span_samples: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="stacks captured on slow spans in the window"
+    )
 
     @property
     def profiler_cpu_fraction(self) -> float:

@@ -28,13 +28,16 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_adaprof import __version__
+from otel_adaprof.instrumentation.control.fast_loop import FastLoop
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.poller import Poller
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
+from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu, thread_part
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.run_folder import remove_orphans
+from otel_adaprof.instrumentation.profiler.slow_spans import OpenSpan, SlowSpanCapture
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
 from otel_adaprof.instrumentation.sdk_compat import replace_processors
 from otel_adaprof.instrumentation.settings import AgentSettings
@@ -86,10 +89,14 @@ class Agent:
         self._service_name = service_name
         self._instance_id = settings.instance_id
         self.pid = os.getpid()
+        self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
-        self.observer = WindowObserver(self.counts, self.agent_threads)
+        self.slow_capture = SlowSpanCapture(
+            self.live, self.store, self.latency, enable=self._index_open_spans
+        )
+        self.fast_loop = self._new_fast_loop()
+        self.observer = self._new_observer()
         self.poller = self._new_poller()
-        self.poller.on_thread_start = self._ignore_current_thread
         self.started = False
         self.attached = False
         self._exit_hooked = False
@@ -104,16 +111,61 @@ class Agent:
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
             segment_s=s.segment_s, idle=s.profile_idle, pid=self.pid,
-            clock_beacon=s.clock_beacon, liveness=self.liveness,
+            clock_beacon=s.clock_beacon, liveness=self.liveness, cpu=self.cpu,
         )  # fmt: skip
+
+    def _new_fast_loop(self) -> FastLoop:
+        return FastLoop(
+            self.live, self.slow_capture, self.latency,
+            counts=lambda: (self.counters.requests, self.counters.spans),
+            agent_threads=self.agent_threads,
+        )  # fmt: skip
+
+    def _new_observer(self) -> WindowObserver:
+        return WindowObserver(
+            self.counts,
+            self.agent_threads,
+            signals=lambda n: self.fast_loop.detector.report(n),
+            cpu=self.cpu,
+            rates=self.profiler.take_rates,
+        )
+
+    def _index_open_spans(self, index: dict[int, OpenSpan] | None) -> bool:
+        """Install (or remove) the marker processor's open-span index for slow-span capture."""
+        self.marker_processor.open_spans = index
+        return True
 
     def _new_poller(self) -> Poller:
         s = self.settings
-        return Poller(
+        poller = Poller(
             self.live, self.observer, self.identity, self.store.take_histogram,
             controller_url=s.controller_url, token=s.controller_token, window_s=s.window_s,
             timeout_s=s.poll_timeout_s, stale_after_s=s.stale_params_s,
         )  # fmt: skip
+        poller.on_thread_start = self._poller_thread_started
+        poller.on_thread_end = self.cpu.leave
+        poller.pause_profiler = self.profiler.pause
+        poller.resume_profiler = self.profiler.resume
+        return poller
+
+    def _poller_thread_started(self) -> None:
+        self.cpu.enter("poller")
+        self._ignore_current_thread()
+
+    def _other_threads(self) -> list[tuple[str, int]]:
+        """``(part, native id)`` of the agent threads that do not count their own CPU in
+        :attr:`cpu`: those registered in :attr:`threads` (the span joins', slow-span
+        capture's, ...) and the joins' workers, named after their thread's name."""
+        out: dict[int, str] = {}
+        for thread in self.threads.threads():
+            native = thread.native_id
+            if native is not None and not self.cpu.counts_itself(native):
+                out[native] = thread_part(thread.name)
+        for join in self.joins:
+            native = join.native_id
+            if native is not None and native not in out and not self.cpu.counts_itself(native):
+                out[native] = "join"
+        return [(part, native) for native, part in out.items()]
 
     @property
     def backend(self) -> str:
@@ -164,24 +216,26 @@ class Agent:
             markers=self.counters.markers,
             samples=self.store.cpu_samples_added,
             bytes_exported=sum(e.bytes for e in self.exporters),
-            profiler_cpu_s=self.profiler.cpu_seconds(),
+            profiler_cpu_s=0.0,  # counted per version by AgentCpu
             queue_drops=sum(j.counters.overflow for j in self.joins),
             export_failures=sum(e.failures for e in self.exporters),
+            slow_spans=self.slow_capture.slow_spans,
+            slow_span_samples=self.slow_capture.samples,
+            burst_s=self.fast_loop.reflex.burst_seconds,
+            changes=self.fast_loop.detector.changes,
         )
 
     def agent_threads(self) -> list[int]:
         """Native ids of the agent's own threads (their CPU is profiler overhead).
 
-        Every thread registered in :attr:`threads`, and those the parts know of.
+        Every thread registered in :attr:`threads` or counting itself in :attr:`cpu`.
         """
         ids = self.threads.native_ids()
-        ids += [i for i in self.profiler.thread_native_ids if i not in ids]
-        for j in self.joins:
-            if j.native_id is not None and j.native_id not in ids:
-                ids.append(j.native_id)
-        poller = getattr(self, "poller", None)  # absent while __init__ runs
-        if poller is not None and poller.native_id is not None and poller.native_id not in ids:
-            ids.append(poller.native_id)
+        ids += [i for i in self.cpu.native_ids() if i not in ids]
+        ids += [i for _part, i in self._other_threads() if i not in ids]
+        fast_loop = getattr(self, "fast_loop", None)  # absent while __init__ runs
+        if fast_loop is not None and fast_loop.native_id is not None:
+            ids += [] if fast_loop.native_id in ids else [fast_loop.native_id]
         return ids
 
     # wiring -------------------------------------------------------------------------
@@ -201,10 +255,19 @@ class Agent:
             downstream, self.book, self.store, self.live,
             hold_s=self.settings.hold_s, max_held=self.settings.max_held_spans,
             top_stacks=self.settings.span_top_stacks,
-            backend=lambda: self.backend, profiling=lambda: self.profiler.active,
+            backend=self._span_backend, profiling=self._samples_expected,
         )  # fmt: skip
         self.joins.append(join)
         return join
+
+    def _samples_expected(self) -> bool:
+        """Whether marker spans should wait for samples (a profiler or slow-span capture)."""
+        return self.profiler.active or self.slow_capture.on
+
+    def _span_backend(self) -> str:
+        if not self.profiler.active and self.slow_capture.on:
+            return "in-process"  # the slow-span capture's samples only
+        return self.backend
 
     def attach(self, provider: TracerProvider) -> bool:
         """Attach to a provider someone else configured; whether it worked.
@@ -285,6 +348,7 @@ class Agent:
             if removed:
                 log.info("otel-adaprof: removed %d run folders of exited processes", len(removed))
         self.profiler.start()
+        self.fast_loop.start()
         self.poller.start()
         if not self._exit_hooked:
             self._exit_hooked = True
@@ -313,6 +377,7 @@ class Agent:
         """
         self.started = False
         self.poller.stop()
+        self.fast_loop.stop()
         self.profiler.stop()
 
     def apply_local(self, params: Params) -> None:
@@ -340,10 +405,15 @@ class Agent:
         for join in self.joins:
             join.store = self.store
             join.after_fork()
+        self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
-        self.observer = WindowObserver(self.counts, self.agent_threads)
+        self.marker_processor.open_spans = None
+        self.slow_capture = SlowSpanCapture(
+            self.live, self.store, self.latency, enable=self._index_open_spans
+        )
+        self.fast_loop = self._new_fast_loop()
+        self.observer = self._new_observer()
         self.poller = self._new_poller()
-        self.poller.on_thread_start = self._ignore_current_thread
         self._lock = threading.Lock()
         was_started, self.started = self.started, False
         if was_started:

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from otel_adaprof.instrumentation.threads import ThreadLiveness
@@ -67,8 +67,14 @@ _NAMES = {f.__name__: i for i, f in enumerate(_STEPS)}
 class ClockBeacon:
     """The beacon thread and the moves it made (the last few seconds' worth)."""
 
-    def __init__(self, liveness: ThreadLiveness | None = None) -> None:
+    def __init__(
+        self,
+        liveness: ThreadLiveness | None = None,
+        on_thread: Callable[[bool], None] | None = None,
+    ) -> None:
         self.liveness = liveness
+        #: Called in the beacon thread when it starts (True) and ends (False): CPU counting.
+        self.on_thread = on_thread
         self.moves: deque[tuple[int, int]] = deque(maxlen=4096)
         self.ident: int | None = None
         self.period_s = MIN_PERIOD_S
@@ -99,6 +105,8 @@ class ClockBeacon:
 
     def _run(self) -> None:
         self.ident = threading.get_ident()
+        if self.on_thread is not None:
+            self.on_thread(True)
         stop = self._stop
         k = 0
         if self.liveness is not None:
@@ -115,6 +123,8 @@ class ClockBeacon:
         finally:
             if self.liveness is not None:
                 self.liveness.active = False
+            if self.on_thread is not None:
+                self.on_thread(False)
 
     def set_period(self, seconds: float) -> None:
         """Move every ``seconds``, within [:data:`MIN_PERIOD_S`, :data:`MAX_PERIOD_S`]."""

@@ -30,12 +30,13 @@ MAX_OPERATIONS = 1024
 
 
 class _Op:
-    __slots__ = ("cache", "durations", "seen", "since")
+    __slots__ = ("cache", "durations", "seen", "since", "total")
 
     def __init__(self) -> None:
         self.durations: deque[float] = deque(maxlen=WINDOW)
         self.since = 0
         self.seen = 0
+        self.total = 0  # observations ever (take_new's bookmark)
         self.cache: dict[float, float] = {}
 
 
@@ -64,6 +65,7 @@ class LatencyTracker:
         op.durations.append(duration_ms)
         self._tick += 1
         op.seen = self._tick
+        op.total += 1
         op.since += 1
         if op.since >= RECOMPUTE_EVERY:
             op.cache = {}
@@ -78,6 +80,30 @@ class LatencyTracker:
                     del self._ops[oldest]
                 op = self._ops[operation] = _Op()
             return op
+
+    def take_new(self, seen: dict[str, int]) -> dict[str, list[float]]:
+        """Durations observed since the last call, per operation (at most :data:`WINDOW`).
+
+        ``seen`` is the caller's bookmark (operation → count already taken), updated here.
+
+        >>> t, seen = LatencyTracker(), {}
+        >>> t.observe("GET /a", 5.0); t.take_new(seen)
+        {'GET /a': [5.0]}
+        >>> t.observe("GET /a", 7.0); t.take_new(seen), t.take_new(seen)
+        ({'GET /a': [7.0]}, {})
+        """
+        out: dict[str, list[float]] = {}
+        with self._lock:
+            for name, op in self._ops.items():
+                new = op.total - seen.get(name, 0)
+                if new > 0:
+                    n = min(new, len(op.durations))
+                    out[name] = list(op.durations)[-n:]
+                    seen[name] = op.total
+        if len(seen) > 2 * MAX_OPERATIONS:
+            for name in [n for n in seen if n not in out][: len(seen) - MAX_OPERATIONS]:
+                del seen[name]
+        return out
 
     def threshold(self, operation: str, percentile: float) -> float | None:
         """The ``percentile`` of the operation's recent durations (nearest rank)."""

@@ -140,6 +140,8 @@ class SpanCounters:
 
     spans: int = 0
     markers: int = 0
+    #: Local root spans (no parent, or a remote one): the service's requests.
+    requests: int = 0
 
 
 def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
@@ -198,12 +200,23 @@ class MarkerProcessor(SpanProcessor):
         self._threads: dict[int, tuple[int, int, int]] = {}
         self._plan = _Plan(live.current)
         self.errors = 0
+        #: Open spans (span id → thread ident, native id, start ns, name) while
+        #: slow-span capture is on (``None``: off); read by its capture thread.
+        self.open_spans: dict[int, tuple[int, int, int, str]] | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # (ident, native id, born): a thread id reused by a new thread (one thread per
         # request) is a new key, so samples of the old thread are told apart.
         threads = self._threads
-        threads[span.context.span_id] = self.identity.current()
+        thread_key = threads[span.context.span_id] = self.identity.current()
+        open_spans = self.open_spans
+        if open_spans is not None:  # slow-span capture is on
+            open_spans[span.context.span_id] = (
+                thread_key[0],
+                thread_key[1],
+                span.start_time or 0,
+                span.name,
+            )
         if len(threads) > MAX_OPEN_SPANS:
             for key in list(threads)[: MAX_OPEN_SPANS // 2]:
                 threads.pop(key, None)
@@ -219,7 +232,13 @@ class MarkerProcessor(SpanProcessor):
         if ctx is None:
             return
         thread = self._threads.pop(ctx.span_id, None)
+        open_spans = self.open_spans
+        if open_spans is not None:
+            open_spans.pop(ctx.span_id, None)
         self.counters.spans += 1
+        parent = span.parent
+        if parent is None or parent.is_remote:
+            self.counters.requests += 1
         start, end = span.start_time, span.end_time
         if thread is None or start is None or end is None:
             return

@@ -1,0 +1,140 @@
+"""The agent's fast loop: slow-span captures and the change signals, in one daemon thread.
+
+Every :data:`SIGNAL_TICK_S` it reads a few counters — the process's CPU net of the
+agent's own threads, the requests and spans ended, the new span durations — feeds
+them to the change signals and lets the burst reflex act on what fired, so a burst
+starts within a tick or two of a change, not at the next poll. In between, it runs
+the slow-span capture as often as ``slow_span_interval_ms`` asks while a span is slow,
+and sleeps otherwise. Its thread is one of the agent's: its CPU is profiler overhead.
+
+    >>> from otel_adaprof.params import Params
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.join.samples import SampleStore
+    >>> from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+    >>> live, latency = LiveParams(Params()), LatencyTracker()
+    >>> loop = FastLoop(live, SlowSpanCapture(live, SampleStore(), latency), latency,
+    ...                 counts=lambda: (0, 0), agent_threads=list)
+    >>> loop.start(); loop.stop()
+    >>> loop.ticks >= 1
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.control.reflex import BurstReflex
+from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
+from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+
+log = logging.getLogger("otel_adaprof.agent")
+
+#: Time between two readings of the change signals (s).
+SIGNAL_TICK_S = 0.25
+
+
+def threads_cpu_seconds(native_ids: list[int]) -> float:
+    """CPU seconds of these threads of this process (``/proc``, ns precision).
+
+    >>> threads_cpu_seconds([threading.get_native_id()]) > 0
+    True
+    """
+    total = 0
+    for native in native_ids:
+        try:
+            with open(f"/proc/self/task/{native}/schedstat", "rb") as f:
+                total += int(f.read(64).split(maxsplit=1)[0])
+        except (OSError, ValueError, IndexError):  # exited, or no /proc
+            continue
+    return total / 1e9
+
+
+class FastLoop:
+    """One daemon thread: slow-span capture ticks, change signals and the burst reflex."""
+
+    def __init__(
+        self,
+        live: LiveParams,
+        capture: SlowSpanCapture,
+        latency: LatencyTracker,
+        *,
+        counts: Callable[[], tuple[int, int]],
+        agent_threads: Callable[[], list[int]],
+    ) -> None:
+        self.live = live
+        self.capture = capture
+        self.latency = latency
+        #: ``(requests, spans)`` ended since start.
+        self.counts = counts
+        self.agent_threads = agent_threads
+        self.detector = ChangeDetector()
+        self.reflex = BurstReflex(live)
+        self.ticks = 0
+        self.native_id: int | None = None
+        self.ident: int | None = None
+        self._seen: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (a daemon; idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="adaprof-fast-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the thread; a running burst ends and the capture index is removed."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self.reflex.stop()
+        self.capture.stop()
+
+    def after_fork(self) -> None:
+        """In a forked child: no thread, fresh signals (the child is a new process)."""
+        self._thread = None
+        self._stop = threading.Event()
+        self.detector = ChangeDetector()
+        self.reflex = BurstReflex(self.live)
+        self._seen = {}
+
+    def signal_tick(self, now: float) -> list[str]:
+        """Read the counters, update the signals, let the reflex act; what fired."""
+        requests, spans = self.counts()
+        cpu = time.process_time() - threads_cpu_seconds(self.agent_threads())
+        inputs = Inputs(
+            now=now,
+            cpu_seconds=cpu,
+            requests=requests,
+            spans=spans,
+            durations=self.latency.take_new(self._seen),
+        )
+        fired = self.detector.observe(inputs, self.reflex.threshold, now_unix=time.time())
+        self.reflex.react(fired, now)
+        return fired
+
+    def _run(self) -> None:
+        self.native_id = threading.get_native_id()
+        self.ident = threading.get_ident()
+        self.capture.store.ignored.add(self.ident)
+        next_signal = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                wait = self.capture.tick(time.time_ns())
+                now = time.monotonic()
+                if now >= next_signal:
+                    self.signal_tick(now)
+                    next_signal = now + SIGNAL_TICK_S
+                self.ticks += 1
+                wait = min(wait, max(0.0, next_signal - time.monotonic()))
+            except Exception:  # never let the loop die (nor the service): log, slow down
+                log.exception("otel-adaprof: fast loop tick failed")
+                wait = 1.0
+            self._stop.wait(wait)

@@ -1,0 +1,104 @@
+"""The burst reflex: a change signal starts a burst in the agent, with no round trip.
+
+A decision from the controller reaches the agent at its next poll, seconds after a
+change; a burst that waits for it comes too late. So the agent acts by itself: when a
+change signal (:mod:`~otel_adaprof.instrumentation.observe.change_signals`) crosses
+``burst_sensitivity`` (CUSUM, in baseline standard deviations; 0 = reflex off), the
+reflex puts ``sampling_interval_ms = burst_interval_ms`` in force at once, as a local
+override of the controller's params (:meth:`LiveParams.set_override`), for
+``burst_seconds``; then the controller's params again. A change during a burst extends
+it. The controller sets the three knobs — how sensitive each service's trigger is and
+how big its bursts are — and learns them from the reports (``burst_seconds``,
+``change_signals``).
+
+    >>> from otel_adaprof.params import Params
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
+    >>> live = LiveParams(Params.parse({"burst_sensitivity": 4, "burst_seconds": 2}))
+    >>> reflex = BurstReflex(live)
+    >>> reflex.react(["cpu_per_request"], now=100.0)
+    True
+    >>> live.params.sampling_interval_ms, live.override_reason
+    (10, 'burst')
+    >>> reflex.react([], now=101.0), reflex.react([], now=102.5)
+    (False, False)
+    >>> live.params.sampling_interval_ms, reflex.burst_seconds
+    (50, 2.0)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.observe.change_signals import REPORT_THRESHOLD
+from otel_adaprof.params import Params
+
+log = logging.getLogger("otel_adaprof.agent")
+
+#: The override reason while a burst runs.
+REASON = "burst"
+
+
+class BurstReflex:
+    """Starts, extends and ends bursts; counts the seconds spent in them."""
+
+    def __init__(self, live: LiveParams) -> None:
+        self.live = live
+        #: Bursts started, and seconds spent in bursts (since start; monotonic counters).
+        self.bursts = 0
+        self.burst_seconds = 0.0
+        #: When the last burst started (monotonic s), if one did.
+        self.started_at: float | None = None
+        self._until: float | None = None
+        self._last: float | None = None
+        self._base: Params | None = None
+
+    @property
+    def threshold(self) -> float:
+        """The CUSUM threshold in force: ``burst_sensitivity``, or the report's default."""
+        sensitivity = self.live.base.params.burst_sensitivity
+        return sensitivity if sensitivity > 0 else REPORT_THRESHOLD
+
+    @property
+    def in_burst(self) -> bool:
+        """Whether a burst runs now."""
+        return self._until is not None
+
+    def react(self, fired: list[str], now: float) -> bool:
+        """One tick (``now``: monotonic s): account, end or start a burst; whether one started."""
+        if self._until is not None and self._last is not None:
+            self.burst_seconds += max(0.0, min(now, self._until) - self._last)
+        self._last = now
+        base = self.live.base.params
+        on = base.burst_sensitivity > 0 and base.burst_seconds > 0
+        if self._until is not None and (not on or now >= self._until):
+            self._end()
+        started = False
+        if fired and on:
+            started = self._until is None
+            self._until = now + base.burst_seconds
+            if started:
+                self.bursts += 1
+                self.started_at = now
+                log.info(
+                    "otel-adaprof: burst at %d ms for %g s (%s changed)",
+                    base.burst_interval_ms, base.burst_seconds, ", ".join(fired),
+                )  # fmt: skip
+        if self._until is not None and base is not self._base:
+            # A burst, or new params from the controller under it: the burst's params.
+            self._base = base
+            self.live.set_override(
+                base.with_changes(sampling_interval_ms=base.burst_interval_ms), reason=REASON
+            )
+        return started
+
+    def _end(self) -> None:
+        self._until = None
+        self._base = None
+        if self.live.override_reason == REASON:
+            self.live.set_override(None, reason="burst over")
+
+    def stop(self) -> None:
+        """End a running burst (the agent stops)."""
+        if self._until is not None:
+            self._end()

@@ -1,0 +1,274 @@
+"""Cheap, always-on change signals: is the service still in the regime it was in?
+
+Three signals, each against its own slowly-updated baseline:
+
+* **latency** — per operation (span name), the p90 of the spans that ended since the
+  last observation (in log space: a step of +50 % is the same size at 2 ms and 2 s);
+* **CPU per request** — the process's CPU net of the agent's own threads, per local
+  root span;
+* **span rate** — spans per second.
+
+Each observation is compared with its baseline by a two-sided CUSUM (:class:`Cusum`)
+in baseline standard deviations: a step of ``d`` standard deviations adds about
+``d - SLACK`` (0.75) per observation, so a signal fires after ``threshold / (d - SLACK)``
+observations, while noise at the baseline drifts back to 0. When a signal fires its
+baseline restarts from the new level (it learns the new regime instead of firing on).
+
+    >>> c = Cusum()
+    >>> fired = [c.update(x, threshold=5.0) for x in [10.0, 10.2, 9.8] * 4 + [14.0] * 3]
+    >>> fired.index(True)  # the step from 10 to 14 (8 std) fires on its first observation
+    12
+    >>> round(c.statistic, 2)  # restarted after firing
+    0.0
+
+Everything here is plain arithmetic on numbers handed in; the agent's fast loop
+(:mod:`otel_adaprof.instrumentation.control.fast_loop`) reads the counters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from otel_adaprof.protocol import ChangeSignals
+
+#: Allowance per observation, in standard deviations: shifts smaller than this are not
+#: accumulated (tuned to shifts of 1.5 std or more; it also absorbs the error of a
+#: baseline mean learnt from :data:`WARMUP` observations, about 0.3 std).
+SLACK = 0.75
+#: Weight of one observation in the baseline's mean and variance (a slow baseline: about
+#: 50 observations of memory, i.e. tens of seconds at the agent's tick).
+BASELINE_ALPHA = 0.02
+#: Observations that form a baseline before a signal may fire (again, after a change).
+WARMUP = 12
+#: Smallest standard deviation, relative to the baseline's mean (5 %): a perfectly
+#: steady signal must not fire on a 1 % wiggle.
+REL_FLOOR = 0.05
+#: Residuals are clipped at this many std before they move the baseline (a burst of
+#: outliers does not drag it).
+CLIP = 3.0
+#: Threshold at which changes are counted when the reflex is off (``burst_sensitivity``
+#: 0): the signals are still reported.
+REPORT_THRESHOLD = 5.0
+#: Operations whose latency is followed at most (least recently seen forgotten).
+MAX_OPERATIONS = 64
+#: Latency: durations needed for one observation (its p90).
+LATENCY_MIN_SPANS = 8
+#: CPU per request: requests needed for one observation.
+CPU_MIN_REQUESTS = 4
+#: Any signal: a partial observation is made after this long if it has some data (s).
+MAX_OBSERVATION_S = 2.0
+#: Span rate: seconds per observation.
+RATE_PERIOD_S = 1.0
+
+
+@dataclass
+class Cusum:
+    """A two-sided CUSUM against a slowly-updated baseline (mean and variance).
+
+    ``update`` returns whether the signal fired. The first :data:`WARMUP` observations
+    (and again after each firing) only build the baseline: their mean and variance
+    without the one furthest from their median, so a start-up outlier does not blunt it.
+
+    >>> c = Cusum()
+    >>> any(c.update(100.0 + (-1) ** i, threshold=5.0) for i in range(200))
+    False
+    """
+
+    slack: float = SLACK
+    alpha: float = BASELINE_ALPHA
+    warmup: int = WARMUP
+    rel_floor: float = REL_FLOOR
+    abs_floor: float = 1e-9
+    n: int = 0
+    mean: float = 0.0
+    var: float = 0.0
+    high: float = 0.0
+    low: float = 0.0
+    _warm: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def std(self) -> float:
+        """The baseline's standard deviation (floored)."""
+        return max(math.sqrt(max(self.var, 0.0)), self.rel_floor * abs(self.mean), self.abs_floor)
+
+    @property
+    def statistic(self) -> float:
+        """The larger side of the CUSUM, signed (positive: above the baseline)."""
+        return self.high if self.high >= -self.low else self.low
+
+    def restart(self) -> None:
+        """Forget the baseline (the next observations build a new one)."""
+        self.n, self.mean, self.var, self.high, self.low = 0, 0.0, 0.0, 0.0, 0.0
+        self._warm.clear()
+
+    def update(self, x: float, threshold: float) -> bool:
+        """Add one observation; whether the CUSUM crossed ``threshold`` (std units)."""
+        if not math.isfinite(x):
+            return False
+        if self.n < self.warmup:  # the baseline's first level and spread, robustly
+            self.n += 1
+            self._warm.append(x)
+            if self.n == self.warmup:
+                ordered = sorted(self._warm)
+                median = _median(ordered)
+                kept = sorted(ordered, key=lambda v: abs(v - median))[:-1]  # drop one outlier
+                self.mean = sum(kept) / len(kept)
+                self.var = sum((v - self.mean) ** 2 for v in kept) / max(1, len(kept) - 1)
+                self._warm.clear()
+            return False
+        std = self.std
+        z = (x - self.mean) / std
+        self.high = max(0.0, self.high + z - self.slack)
+        self.low = min(0.0, self.low + z + self.slack)
+        if self.high > threshold or -self.low > threshold:
+            self.restart()
+            self.update(x, threshold)  # the new regime's first observation
+            return True
+        # A young baseline learns as a running mean; then slowly (weight ``alpha``).
+        self.n += 1
+        alpha = max(self.alpha, 1.0 / self.n)
+        r = max(-CLIP * std, min(CLIP * std, x - self.mean))
+        self.mean += alpha * r
+        self.var = (1.0 - alpha) * self.var + alpha * r * r
+        return False
+
+
+def _median(ordered: Sequence[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def p90(values: Sequence[float]) -> float:
+    """The 90th percentile (nearest rank) of a non-empty sequence.
+
+    >>> p90([float(v) for v in range(1, 11)])
+    9.0
+    """
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+@dataclass
+class _Latency:
+    cusum: Cusum = field(default_factory=lambda: Cusum(rel_floor=0.0, abs_floor=REL_FLOOR))
+    pending: list[float] = field(default_factory=list)
+    since: float = 0.0
+
+
+@dataclass
+class Inputs:
+    """One reading of the agent's counters (cumulative), taken at ``now`` (monotonic s)."""
+
+    now: float
+    cpu_seconds: float
+    requests: int
+    spans: int
+    durations: Mapping[str, Sequence[float]] = field(default_factory=dict)
+
+
+class ChangeDetector:
+    """The three signals, fed by :meth:`observe`; which fired, and a report per window.
+
+    >>> d = ChangeDetector()
+    >>> cpu = 0.0
+    >>> for i in range(40):  # 5 ms of CPU per request, then 25 ms from i = 30
+    ...     cpu += 10 * (0.005 if i < 30 else 0.025)
+    ...     fired = d.observe(Inputs(now=i * 0.25, cpu_seconds=cpu, requests=10 * i,
+    ...                              spans=10 * i), threshold=5.0)
+    ...     if fired:
+    ...         break
+    >>> i, fired
+    (30, ['cpu_per_request'])
+    """
+
+    def __init__(self) -> None:
+        self.cpu = Cusum()
+        self.rate = Cusum()
+        self.latency: OrderedDict[str, _Latency] = OrderedDict()
+        self.changes = 0
+        self.last_change_unix: float | None = None
+        self._last: Inputs | None = None
+        self._cpu_acc = (0.0, 0, 0.0)  # CPU s, requests, since
+        self._rate_acc = (0, 0.0)  # spans, since
+
+    def observe(self, inputs: Inputs, threshold: float, now_unix: float | None = None) -> list[str]:
+        """Take one reading; the names of the signals that fired on it."""
+        fired: list[str] = []
+        last, self._last = self._last, inputs
+        if last is None:
+            self._cpu_acc = (0.0, 0, inputs.now)
+            self._rate_acc = (0, inputs.now)
+            return fired
+        # CPU per request: one observation per CPU_MIN_REQUESTS requests (or per 2 s).
+        cpu_s, reqs, since = self._cpu_acc
+        cpu_s += max(0.0, inputs.cpu_seconds - last.cpu_seconds)
+        reqs += max(0, inputs.requests - last.requests)
+        if reqs >= CPU_MIN_REQUESTS or (reqs > 0 and inputs.now - since >= MAX_OBSERVATION_S):
+            if self.cpu.update(cpu_s / reqs, threshold):
+                fired.append("cpu_per_request")
+            cpu_s, reqs, since = 0.0, 0, inputs.now
+        elif reqs == 0 and inputs.now - since >= MAX_OBSERVATION_S:
+            cpu_s, since = 0.0, inputs.now  # idle: nothing to divide by
+        self._cpu_acc = (cpu_s, reqs, since)
+        # Span rate: one observation per RATE_PERIOD_S.
+        spans, since = self._rate_acc
+        spans += max(0, inputs.spans - last.spans)
+        if inputs.now - since >= RATE_PERIOD_S:
+            if self.rate.update(spans / (inputs.now - since), threshold):
+                fired.append("span_rate")
+            spans, since = 0, inputs.now
+        self._rate_acc = (spans, since)
+        # Latency per operation: the p90 of every LATENCY_MIN_SPANS durations (log space).
+        for name, durations in inputs.durations.items():
+            if self._latency_update(name, durations, inputs.now, threshold):
+                fired.append("latency")
+        if fired:
+            self.changes += len(fired)
+            self.last_change_unix = now_unix
+        return fired
+
+    def _latency_update(
+        self, name: str, durations: Sequence[float], now: float, threshold: float
+    ) -> bool:
+        op = self.latency.get(name)
+        if op is None:
+            op = self.latency[name] = _Latency(since=now)
+            if len(self.latency) > MAX_OPERATIONS:
+                self.latency.popitem(last=False)
+        else:
+            self.latency.move_to_end(name)
+        op.pending.extend(durations)
+        enough = len(op.pending) >= LATENCY_MIN_SPANS
+        if not enough and not (op.pending and now - op.since >= MAX_OBSERVATION_S):
+            return False
+        value = math.log(max(p90(op.pending), 1e-3))
+        op.pending.clear()
+        op.since = now
+        return op.cusum.update(value, threshold)
+
+    @property
+    def latency_statistic(self) -> float:
+        """The latency signal: the operation whose CUSUM is furthest from 0, signed."""
+        best = 0.0
+        for op in self.latency.values():
+            s = op.cusum.statistic
+            if abs(s) > abs(best):
+                best = s
+        return best
+
+    def report(self, changes: int) -> ChangeSignals:
+        """The signals now, with ``changes`` (fired in the window) for the report."""
+        return ChangeSignals(
+            cpu_per_request=_bounded(self.cpu.statistic),
+            latency=_bounded(self.latency_statistic),
+            span_rate=_bounded(self.rate.statistic),
+            changes=changes,
+            last_change_unix=self.last_change_unix,
+        )
+
+
+def _bounded(value: float) -> float:
+    return max(-1e6, min(1e6, value))

@@ -1,0 +1,277 @@
+"""Slow-span capture: the stack of one slow span's own thread, read in-process.
+
+While ``slow_span_interval_ms`` is set, the marker processor keeps an index of open
+spans (span id → thread, start, name). At each :meth:`SlowSpanCapture.tick` the
+capture looks for open spans that have outlived their ``marker_trigger`` — longer
+than ``min_duration_ms`` and, if a ``latency_percentile`` is set, slower than that
+percentile of their operation (:mod:`~otel_adaprof.instrumentation.spans.latency`) —
+and reads the stack of each such span's thread from ``sys._current_frames()``. Its
+cost grows with the number of slow spans, not with the number of threads: a thread
+with no slow span is never walked, and with no slow span the capture sleeps until the
+earliest open span (or a span starting now) could become slow.
+
+The samples go into the same :class:`~otel_adaprof.instrumentation.join.samples.SampleStore`
+as py-spy's, so they land on the span (through the span join) and in the window's
+histogram, cut to ``stack_depth`` frames. A sample is *waiting* when its leaf is a
+known wait, or when the thread was on a CPU (or in the run queue) less than a fifth of
+the time since the previous capture (``/proc/self/task/<tid>/schedstat``): a sleep in
+C or a lock wait is not counted as CPU. The thread's clock starts an interval before its
+span turns slow; a span first seen already slow gets its first sample judged by the
+stack alone.
+
+    >>> import threading, time
+    >>> from otel_adaprof.params import Params
+    >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
+    >>> from otel_adaprof.instrumentation.join.samples import SampleStore
+    >>> from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+    >>> live = LiveParams(Params.parse({"slow_span_interval_ms": 5,
+    ...                                 "marker_trigger": {"min_duration_ms": 10}}))
+    >>> store = SampleStore()
+    >>> capture = SlowSpanCapture(live, store, LatencyTracker(), enable=lambda index: True)
+    >>> capture.tick(time.time_ns())  # installs the open-span index; nothing is slow
+    0.05
+    >>> done = threading.Event()
+    >>> worker = threading.Thread(target=done.wait); worker.start(); time.sleep(0.05)
+    >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 7_000_000, "op")
+    >>> capture.tick(time.time_ns())  # 7 ms: slow in 3 ms; its thread's clock starts
+    0.005
+    >>> time.sleep(0.005); capture.tick(time.time_ns())  # slow now, captured: no CPU used
+    0.005
+    >>> done.set(); worker.join()
+    >>> capture.slow_spans, capture.samples, capture.waiting_samples
+    (1, 1, 1)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import CodeType, FrameType
+
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+
+#: Open span: (thread ident, native thread id, start unix ns, span name).
+OpenSpan = tuple[int, int, int, str]
+
+#: Longest sleep while capture is on but no span is slow (s): a span that starts
+#: after a tick is looked at within this long of its trigger.
+IDLE_MAX_S = 0.05
+#: Sleep while capture is off (s): how fast a new ``slow_span_interval_ms`` is seen.
+OFF_TICK_S = 0.25
+#: Open spans indexed at most; beyond it the oldest are forgotten (spans never ended).
+MAX_OPEN_SPANS = 100_000
+#: Open spans older than this are forgotten (s).
+MAX_OPEN_AGE_S = 600.0
+#: A thread that ran, or waited for a CPU in the run queue, at least this share of the
+#: time since the previous capture is on CPU (a thread blocked in I/O, a lock or a
+#: sleep uses next to none; two busy threads sharing the GIL use about half each).
+ON_CPU_SHARE = 0.2
+
+
+def _qualname(code: CodeType) -> str:
+    return getattr(code, "co_qualname", code.co_name)
+
+
+class _ThreadClock:
+    """A thread's time on a CPU and in the run queue (``/proc/self/task/<tid>/schedstat``, ns).
+
+    The file stays open while the thread is slow: a read is one ``pread``.
+    """
+
+    __slots__ = ("fd", "last_cpu", "last_wall")
+
+    def __init__(self, native_id: int) -> None:
+        self.fd = os.open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY)
+        self.last_cpu: int | None = None
+        self.last_wall = 0
+
+    def on_cpu(self, now_ns: int) -> bool | None:
+        """Whether the thread ran ≥ :data:`ON_CPU_SHARE` since the last call (None: unknown)."""
+        run, queued = os.pread(self.fd, 96, 0).split()[:2]
+        cpu = int(run) + int(queued)
+        last, wall = self.last_cpu, self.last_wall
+        self.last_cpu, self.last_wall = cpu, now_ns
+        if last is None or now_ns <= wall:
+            return None
+        return (cpu - last) >= ON_CPU_SHARE * (now_ns - wall)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class SlowSpanCapture:
+    """Captures the stacks of slow spans' threads; called by the agent's fast loop."""
+
+    def __init__(
+        self,
+        live: LiveParams,
+        store: SampleStore,
+        latency: LatencyTracker,
+        enable: Callable[[dict[int, OpenSpan] | None], bool] | None = None,
+    ) -> None:
+        self.live = live
+        self.store = store
+        self.latency = latency
+        #: Installs (a dict) or removes (``None``) the marker processor's open-span
+        #: index; returns whether it could.
+        self.enable = enable or (lambda index: False)
+        self.open_spans: dict[int, OpenSpan] | None = None
+        #: Spans that outlived their trigger, and samples taken on them (since start).
+        self.slow_spans = 0
+        self.samples = 0
+        self.waiting_samples = 0
+        #: CPU seconds of the captures (thread time spent in :meth:`tick`).
+        self.cpu_seconds = 0.0
+        self._seen: set[int] = set()
+        self._min_limit_ns: int | None = None
+        self._clocks: dict[int, _ThreadClock] = {}
+        self._names: dict[tuple[CodeType, int], str] = {}
+
+    @property
+    def on(self) -> bool:
+        """Whether the capture is running (its index is installed)."""
+        return self.open_spans is not None
+
+    def stop(self) -> None:
+        """Remove the index and close the thread clocks."""
+        self._switch(False)
+
+    def _switch(self, on: bool) -> None:
+        if on and self.open_spans is None:
+            index: dict[int, OpenSpan] = {}
+            if self.enable(index):
+                self.open_spans = index
+        elif not on and self.open_spans is not None:
+            self.enable(None)
+            self.open_spans = None
+            self._seen.clear()
+            for clock in self._clocks.values():
+                clock.close()
+            self._clocks.clear()
+
+    def tick(self, now_ns: int) -> float:
+        """Capture the threads of the spans slow now; seconds until the next tick."""
+        t_cpu = time.thread_time()
+        try:
+            return self._tick(now_ns)
+        finally:
+            self.cpu_seconds += time.thread_time() - t_cpu
+
+    def _tick(self, now_ns: int) -> float:
+        params = self.live.params
+        interval_ms = params.slow_span_interval_ms
+        self._switch(interval_ms > 0)
+        index = self.open_spans
+        if index is None:
+            return OFF_TICK_S
+        interval_ns = interval_ms * 1_000_000
+        trigger = params.marker_trigger
+        min_ns = int(trigger.min_duration_ms * 1e6)
+        pct = trigger.latency_percentile
+        limits: dict[str, int | None] = {}
+        slow: dict[int, int] = {}  # thread ident → native id
+        soon: dict[int, int] = {}  # threads of spans slow within an interval: clocks start
+        wake = now_ns + int(IDLE_MAX_S * 1e9)
+        seen = self._seen
+        still_open: set[int] = set()
+        items = list(index.items())
+        if len(items) > MAX_OPEN_SPANS:
+            self._forget(index, items, now_ns)
+        for span_id, (tid, native, start_ns, name) in items:
+            limit = limits.get(name, -1)
+            if limit == -1:
+                limit = min_ns
+                if pct is not None:
+                    ms = self.latency.threshold(name, pct)
+                    limit = None if ms is None else max(min_ns, int(ms * 1e6) + 1)
+                limits[name] = limit
+            if limit is None:  # no percentile yet: the trigger cannot fire
+                continue
+            due = start_ns + limit
+            if now_ns >= due:
+                slow[tid] = native
+                still_open.add(span_id)
+                if span_id not in seen:
+                    seen.add(span_id)
+                    self.slow_spans += 1
+            elif now_ns >= due - interval_ns:
+                soon[tid] = native
+            else:
+                wake = min(wake, due - interval_ns)
+        seen.intersection_update(still_open)
+        known = [v for v in limits.values() if v is not None]
+        if known:
+            self._min_limit_ns = min(known)
+        if self._min_limit_ns is not None:  # a span starting now is slow this soon at best
+            wake = min(wake, now_ns + self._min_limit_ns - interval_ns)
+        for native in soon.values():
+            self._on_cpu(native, now_ns)  # starts its clock
+        if slow:
+            self._capture(slow, now_ns, params.stack_depth)
+        watched = set(slow.values()) | set(soon.values())
+        for native in [n for n in self._clocks if n not in watched]:
+            self._clocks.pop(native).close()
+        if slow:
+            return interval_ns / 1e9
+        return max(interval_ns, wake - now_ns) / 1e9
+
+    @staticmethod
+    def _forget(index: dict[int, OpenSpan], items: list[tuple[int, OpenSpan]], now_ns: int) -> None:
+        """Too many open spans (some never end): forget the oldest half and the very old."""
+        cutoff = now_ns - int(MAX_OPEN_AGE_S * 1e9)
+        items.sort(key=lambda item: item[1][2])
+        for k, (span_id, span) in enumerate(items):
+            if k < len(items) - MAX_OPEN_SPANS // 2 or span[2] < cutoff:
+                index.pop(span_id, None)
+        items[:] = list(index.items())
+
+    def _capture(self, slow: dict[int, int], now_ns: int, depth: int) -> None:
+        frames = sys._current_frames()
+        me = threading.get_ident()
+        for tid, native in slow.items():
+            top = frames.get(tid)
+            if top is None or tid == me:
+                continue
+            on_cpu = self._on_cpu(native, now_ns)
+            stack: list[str] = []
+            frame: FrameType | None = top
+            while frame is not None and len(stack) < depth:
+                stack.append(self._frame(frame))
+                frame = frame.f_back
+            stack.reverse()
+            version = self.live.current.version  # the config version it is taken under
+            if self.store.add_one(tid, now_ns, tuple(stack), idle=on_cpu is False, version=version):
+                self.samples += 1
+                self.waiting_samples += on_cpu is False
+
+    def _on_cpu(self, native: int, now_ns: int) -> bool | None:
+        """Whether the thread was on CPU since its clock's last reading (None: unknown)."""
+        clock = self._clocks.get(native)
+        try:
+            if clock is None:
+                clock = self._clocks[native] = _ThreadClock(native)
+            return clock.on_cpu(now_ns)
+        except (OSError, ValueError, IndexError):  # thread gone, or no /proc
+            if clock is not None:
+                self._clocks.pop(native, None)
+                clock.close()
+            return None
+
+    def _frame(self, frame: FrameType) -> str:
+        key = (frame.f_code, frame.f_lineno)
+        text = self._names.get(key)
+        if text is None:
+            if len(self._names) > 20_000:
+                self._names.clear()
+            code = frame.f_code
+            text = self._names[key] = frame_text(_qualname(code), code.co_filename, frame.f_lineno)
+        return text
+
+
+__all__ = ["OpenSpan", "SlowSpanCapture", "Stack"]
