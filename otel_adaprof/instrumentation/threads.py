@@ -43,7 +43,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 #: Two sightings closer than this join one interval of life (ns).
@@ -251,6 +251,24 @@ class ThreadLiveness:
                 life.natives = [life.natives[k] for k in keep]
                 if not life.los:
                     del self._threads[ident]
+
+
+def inherited_until(times: Sequence[int], since: Sequence[int], born_ns: int) -> int | None:
+    """Until when a thread first seen at ``born_ns`` shows its forerunner's last stack.
+
+    ``times`` and ``since`` are one thread id's samples (time order) and when each
+    one's stack began. py-spy reports stack *changes*, so after a thread exits its last
+    stack seems to go on until the new thread with the same id changes it: samples
+    whose stack began before ``born_ns`` and that come before the first change after
+    it are the forerunner's. ``None``: no change after it is known.
+
+    >>> inherited_until([10, 20, 30, 40], [0, 0, 0, 35], born_ns=15)
+    40
+    """
+    j = bisect.bisect_left(times, born_ns)
+    while j < len(times) and since[j] < born_ns:
+        j += 1
+    return times[j] if j < len(times) else None
 
 
 class AgentThreads:
