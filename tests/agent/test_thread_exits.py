@@ -2,7 +2,8 @@
 
 py-spy reports nothing when a thread exits, so without the agent's thread liveness
 an exited thread's last stack runs on until py-spy's file ends. Real py-spy, reading
-this test's own process.
+this test's own process, in wall mode (every thread at every sample: where the exited
+threads' stacks went on; with ``--gil`` an exited thread is never the GIL holder).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ PROBE = textwrap.dedent(
 
     memory = InMemorySpanExporter()
     agent = otel_adaprof.configure(
-        service_name="exits", exporter=memory, params={"sampling_interval_ms": 10},
+        service_name="exits", exporter=memory,
+        params={"sampling_interval_ms": 10, "profile_mode": "wall"},
         settings=AgentSettings(profiler="py-spy", segment_s=2))
     tracer = trace.get_tracer("exits")
 

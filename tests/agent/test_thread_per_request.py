@@ -9,7 +9,9 @@ the real controller. The work per request is known by construction: 16 ms of CPU
 (``parse_catalog`` 8, ``price_items`` 4, ``render_invoice`` 4), 20 requests a second.
 py-spy samples a running thread by the wall clock, so on a busy machine (a thread
 waiting for a core) the truth is the wall time each function took, which the service
-reports; on a quiet machine that is its CPU time.
+reports; on a quiet machine that is its CPU time. Wall mode (every thread at every
+sample) is where an exited thread's stack went on; with ``--gil`` an exited thread is
+never the GIL holder.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
         "service": "agent-test",
         "mode": "static",
         "duration_s": 600,
-        "initial_params": {"sampling_interval_ms": 1000 // RATE_HZ},
+        "initial_params": {"sampling_interval_ms": 1000 // RATE_HZ, "profile_mode": "wall"},
     }
     session = str(ctl.request("POST", "/v1/sessions", body)["id"])
     walls = dict.fromkeys(FUNCTIONS, 0.0)
