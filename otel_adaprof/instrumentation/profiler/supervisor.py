@@ -43,6 +43,8 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsI
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu
 from otel_adaprof.instrumentation.profiler.chrometrace import (
+    Keep,
+    Sample,
     last_ts_us,
     load_events,
     parse_chrometrace,
@@ -262,6 +264,7 @@ class Profiler:
                     self._stop_inprocess()
                     if self.use_beacon:
                         self.beacon.set_period(params.sampling_interval_ms / 1000.0)
+                        self.beacon.track_cpu = params.profile_mode == "cpu"
                         self._start_beacon()
                     self._one_pyspy_run(current, gen)
                 else:
@@ -398,6 +401,7 @@ class Profiler:
                 gil=gil,
                 total_samples=result.samples,
                 ignored={t.ident for t in self.store.ignored.threads() if t.ident},
+                keep=self._keep(gil),
             )
         except (ContractError, ValueError, TypeError) as exc:
             self.parse_errors += 1
@@ -417,6 +421,21 @@ class Profiler:
         if self._consecutive:
             log.info("otel-adaprof: py-spy runs again after %d failed runs", self._consecutive)
         self._consecutive = 0
+
+    def _keep(self, gil: bool) -> Keep | None:
+        """Where a ``--gil`` run's samples may go: threads alive and on CPU then."""
+        if not gil:
+            return None
+        alive = self.liveness.keep if self.liveness.snapshots else None
+        ran = self.beacon.ran_on_cpu()
+        if alive is None and ran is None:
+            return None
+
+        def keep(tid: int, ticks: list[Sample]) -> list[Sample]:
+            kept = alive(tid, ticks) if alive is not None else ticks
+            return [x for x in kept if ran(tid, x[0])] if ran is not None else kept
+
+        return keep
 
     def _count_rate(self, version: int, rate_hz: int, seconds: float, result: RunResult) -> None:
         """Asked vs achieved rate: py-spy's last "behind" says how late it was at the end."""
