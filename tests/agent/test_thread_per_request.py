@@ -80,6 +80,9 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
         wait_until(lambda: sum(profiled().values()) >= 0.7 * expected, 20)
         time.sleep(3.0)
         counts = profiled()
+    planned = LOAD_S * REQUESTS_PER_S
+    if done < 0.9 * planned:  # not the scenario asked for: the machine is saturated
+        pytest.skip(f"the service served {done} of {planned:.0f} requests: machine saturated")
     total = sum(counts.values())
     why = {"counts": counts, "expected": expected, "cpu_expected": cpu_expected, "done": done}
     assert 0.7 * expected <= total <= 1.3 * expected, why
