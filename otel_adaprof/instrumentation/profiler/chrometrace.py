@@ -217,9 +217,11 @@ def _gil_track(
         if gap == 0 or is_waiting(stack):
             candidates.append([])
             continue
+        # ``since`` = the tick: a thread id reused by a new thread with the same stack
+        # shows no change in a --gil run, so the stack's start says nothing of whose it is
         ticks = [
-            (started_at_ns + int((ts + k * period_us) * 1000), stack, since)
-            for k in range(1, gap + 1)
+            (t, stack, t)
+            for t in (started_at_ns + int((ts + k * period_us) * 1000) for k in range(1, gap + 1))
         ]
         candidates.append(keep(tid, ticks) if keep is not None else ticks)
     available = sum(len(c) for c in candidates)
