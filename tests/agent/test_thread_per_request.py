@@ -51,6 +51,8 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
         "service": "agent-test",
         "mode": "static",
         "duration_s": 600,
+        # wall mode: every thread at every sample, the case where py-spy repeats an
+        # exited thread's last stack (cpu mode: tests/agent/test_thread_exits.py)
         "initial_params": {"sampling_interval_ms": 1000 // RATE_HZ, "profile_mode": "wall"},
     }
     session = str(ctl.request("POST", "/v1/sessions", body)["id"])
