@@ -6,7 +6,8 @@ params, no controller, spans over OTLP/HTTP to an in-process span sink) per
 configuration:
 
 * **off** — the agent with profiling off and no capture (the CPU baseline);
-* **py-spy 10 Hz**, **py-spy 100 Hz** — ``sampling_interval_ms`` 100 / 10;
+* **py-spy 10 Hz**, **py-spy 100 Hz** — ``sampling_interval_ms`` 100 / 10, in
+  ``profile_mode`` cpu (the default, py-spy ``--gil``) and wall (every thread);
 * **slow-span 10 ms**, **slow-span 2 ms** — no py-spy (``sampling_interval_ms: 0``),
   slow-span capture every 10 / 2 ms (``slow_span_interval_ms``);
 * **slow-span 10 ms + py-spy 10 Hz** — both.
@@ -32,7 +33,7 @@ as its thread's CPU (``schedstat``) over the wall time.
 
 Usage::
 
-    .venv/bin/python bench/slow_span_capture.py                      # about 5 minutes
+    .venv/bin/python bench/slow_span_capture.py                      # about 6 minutes
     .venv/bin/python bench/slow_span_capture.py --seconds 12 --rounds 2 --json
 
 Every process it starts is stopped on exit; the load targets 127.0.0.1 only and is
@@ -84,8 +85,22 @@ class Config:
 
 CONFIGS = (
     Config("off", "off", {"sampling_interval_ms": 0}, "off", False),
-    Config("pyspy_10hz", "py-spy 10 Hz", {"sampling_interval_ms": 100}, "py-spy", True),
-    Config("pyspy_100hz", "py-spy 100 Hz", {"sampling_interval_ms": 10}, "py-spy", True),
+    Config("pyspy_10hz", "py-spy 10 Hz (cpu)", {"sampling_interval_ms": 100}, "py-spy", True),
+    Config("pyspy_100hz", "py-spy 100 Hz (cpu)", {"sampling_interval_ms": 10}, "py-spy", True),
+    Config(
+        "pyspy_10hz_wall",
+        "py-spy 10 Hz (wall)",
+        {"sampling_interval_ms": 100, "profile_mode": "wall"},
+        "py-spy",
+        True,
+    ),
+    Config(
+        "pyspy_100hz_wall",
+        "py-spy 100 Hz (wall)",
+        {"sampling_interval_ms": 10, "profile_mode": "wall"},
+        "py-spy",
+        True,
+    ),
     Config(
         "slow_10ms",
         "slow-span 10 ms",
@@ -102,7 +117,7 @@ CONFIGS = (
     ),
     Config(
         "slow_10ms_pyspy_10hz",
-        "slow-span 10 ms + py-spy 10 Hz",
+        "slow-span 10 ms + py-spy 10 Hz (cpu)",
         {"sampling_interval_ms": 100, "slow_span_interval_ms": 10},
         "py-spy",
         True,
