@@ -28,9 +28,9 @@ Two measurements, each side by side in one run (these machines are shared and no
 
 Usage::
 
-    /work/main/.venv/bin/python bench/agent_overhead.py                 # about 2 minutes
-    /work/main/.venv/bin/python bench/agent_overhead.py --spans 20000 --seconds 40
-    /work/main/.venv/bin/python bench/agent_overhead.py --spans 300 --seconds 2 --json
+    python bench/agent_overhead.py                 # about 2 minutes
+    python bench/agent_overhead.py --spans 20000 --seconds 40
+    python bench/agent_overhead.py --spans 300 --seconds 2 --json
 
 Every process it starts is stopped on exit (``otel_adaprof.demo.processes.Children``);
 the load targets 127.0.0.1 only and is bounded in rate, in-flight requests and time.
@@ -494,6 +494,15 @@ def _run_services(
 
 def markdown(result: dict[str, Any]) -> str:
     """The result as two markdown tables."""
+    lines: list[str] = []
+    if "span_cost" in result:
+        lines += _span_table(result)
+    if "service" in result:
+        lines += _service_table(result)
+    return "\n".join(lines)
+
+
+def _span_table(result: dict[str, Any]) -> list[str]:
     a = result["args"]
     lines = [
         f"Span cost: {a['spans']} spans per rep x {a['reps']} interleaved reps, "
@@ -509,7 +518,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fig['ratio']:.2f} | {fig['cpu_us_per_span']:.2f} | {fig['cpu_delta_us']:+.2f} "
             f"| {fig['markers_per_span']:.2f} |"
         )
-    lines += [
+    return lines
+
+
+def _service_table(result: dict[str, Any]) -> list[str]:
+    a = result["args"]
+    lines = [
         "",
         f"Demo service: {a['rate']:g} req/s open loop, {a['seconds']:g} s per configuration "
         f"in {a['rounds']} interleaved rounds",
@@ -527,7 +541,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fig['pyspy_cpu_ms_per_req']:.2f} | {fig['pyspy_cpu_pct_loaded']:.1f} "
             f"| {idle:.1f} | {fig['markers_with_samples']} / {fig['markers']} |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -543,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds per service")
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second (open loop)")
+    parser.add_argument(
+        "--only",
+        choices=("spans", "service"),
+        default=None,
+        help="run only the span cost or only the demo service measurement",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
     if args.spans < 2 or args.reps < 1 or args.rounds < 1:
@@ -554,8 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_description(),
         "args": vars(args) | {"command": " ".join([Path(sys.executable).name, *sys.argv])},
     }
-    result["span_cost"] = span_cost(args.spans, args.reps, args.processor)
-    result["service"] = service_overhead(args.seconds, args.rounds, args.rate)
+    if args.only != "service":
+        result["span_cost"] = span_cost(args.spans, args.reps, args.processor)
+    if args.only != "spans":
+        result["service"] = service_overhead(args.seconds, args.rounds, args.rate)
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -21,6 +21,7 @@ Usage::
     python bench/cost_model.py                     # 36 cells of 5 s, about 4 minutes
     python bench/cost_model.py --write             # same, and store the fit
     python bench/cost_model.py --quick --json      # 6 cells of 2 s (tests)
+    python bench/cost_model.py --refit --write     # fit the committed cells again
 """
 
 from __future__ import annotations
@@ -136,10 +137,23 @@ def capture_cost(repeats: int = 2000) -> float:
 
 
 def fit(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Least squares ``cores = a + b·rate + c·rate·threads`` with residuals."""
+    """Least squares ``cores = a + b·rate + c·rate·threads`` with residuals.
+
+    Cost cannot fall as threads or the rate grow: a negative ``b`` or ``c`` (noise, or
+    py-spy starved of CPU in a cell) is set to 0 and the others refitted.
+    """
     x = np.array([[1.0, c["rate_hz"], c["rate_hz"] * c["threads"]] for c in cells])
     y = np.array([c["cores"] for c in cells])
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    keep = [0, 1, 2]
+    coef = np.zeros(3)
+    while True:
+        sub, *_ = np.linalg.lstsq(x[:, keep], y, rcond=None)
+        coef = np.zeros(3)
+        coef[keep] = sub
+        negative = [k for k in keep[1:] if coef[k] < 0]
+        if not negative:
+            break
+        keep.remove(negative[0])
     a, b, c = (float(v) for v in coef)
     predicted = x @ coef
     residuals = y - predicted
@@ -188,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="6 cells of 2 s (tests)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--write", action="store_true", help="store the fit and raw output")
+    parser.add_argument(
+        "--refit", action="store_true", help="fit again the cells of bench/output/cost_model.json"
+    )
     parser.add_argument("--cell", nargs=4, metavar=("MODE", "THREADS", "RATE", "LOADED"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args(argv)
@@ -196,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cell(mode, int(n), int(rate), loaded == "1", args.seconds)))
         return 0
     seconds = 2.0 if args.quick else args.seconds
-    cells = run_cells(args.quick, seconds)
+    if args.refit:
+        old = json.loads(RAW_PATH.read_text())
+        cells, seconds = old["cells"], old["seconds_per_cell"]
+    else:
+        cells = run_cells(args.quick, seconds)
     fits: dict[str, dict[str, Any]] = {}
     for mode in MODES:
         for state, loaded in (("loaded", True), ("idle", False)):
@@ -204,9 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             if len(group) >= 3:
                 fits.setdefault(mode, {})[state] = fit(group)
     capture_s = capture_cost()
+    measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if args.refit:
+        measured_at = old["measured_at"]
     result = {
         "command": "python bench/cost_model.py" + (" --quick" if args.quick else ""),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_at": measured_at,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -7,8 +7,10 @@ thread) at 1, 10 and 100 Hz on 4, 20 and 64 threads in both profile modes, fits
 The controller's cost estimates, its budget guard and the simulator read the cost
 from here, and nowhere else.
 
-Two fits per mode: ``loaded`` (a thread always holds the GIL; what a budget must plan
-for, used by default) and ``idle`` (every thread waits).
+Two fits per mode: ``loaded`` (two threads always run Python code) and ``idle``
+(every thread waits). By default a cost is the larger of the two: what a budget must
+plan for (in ``wall`` mode py-spy reads waiting threads as well, and can cost more
+on an idle service than on a busy one, where it gets less CPU).
 
     >>> model = load_cost_model()
     >>> model.profiler_cores(0, threads=20)
@@ -58,18 +60,23 @@ class CostModel:
     provisional: bool = False
 
     def profiler_cores(
-        self, rate_hz: float, threads: int, mode: str = "cpu", *, busy: bool = True
+        self, rate_hz: float, threads: int, mode: str = "cpu", *, busy: bool | None = None
     ) -> float:
         """CPU of py-spy and every agent thread, as a fraction of one core.
 
-        ``busy=False`` uses the idle fit (every thread waiting); 0 at rate 0 (off).
+        ``busy``: ``True`` the loaded fit, ``False`` the idle fit, ``None`` (default)
+        the larger of the two. 0 at rate 0 (profiling off).
         """
         if rate_hz <= 0:
             return 0.0
-        fits = self.loaded if busy else self.idle
-        if mode not in fits:
-            raise ValueError(f"mode: {mode!r} is not a profile mode, allowed: {', '.join(fits)}")
-        return fits[mode].cores(rate_hz, threads)
+        if mode not in self.loaded:
+            allowed = ", ".join(self.loaded)
+            raise ValueError(f"mode: {mode!r} is not a profile mode, allowed: {allowed}")
+        loaded = self.loaded[mode].cores(rate_hz, threads)
+        idle = self.idle[mode].cores(rate_hz, threads)
+        if busy is None:
+            return max(loaded, idle)
+        return loaded if busy else idle
 
     def slow_span_cores(self, captures_per_s: float) -> float:
         """CPU of in-process slow-span captures at ``captures_per_s`` (fraction of a core)."""

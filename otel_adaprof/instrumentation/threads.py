@@ -11,9 +11,11 @@ Three questions about threads come up all over the agent, and are answered here 
   when a thread exits it reports nothing, so the thread's last stack seems to go on
   until py-spy's file ends, or until a new thread with the same id changes it. While
   py-spy runs, the clock beacon notes every living thread (id and native id) at every
-  move, and spans prove their thread alive from start to end. A sample is kept while
-  the thread *whose stack it is* (the one alive when that stack began, ``since``) may
-  still have lived; the samples of the histogram and of the spans obey the same rule.
+  move, and spans prove their thread alive from start to end. A sample is kept while a
+  thread with its id lived; just before a new thread's first sign of life, only if its
+  stack began then too (``since``), not before, when it was the exited thread's. The
+  samples of the histogram and of the spans obey the same rule: they are filtered
+  once, as they arrive.
 * **Which threads are the agent's?** (:class:`AgentThreads`) Their samples are not the
   service's, and their CPU is the agent's overhead.
 
@@ -25,11 +27,12 @@ Three questions about threads come up all over the agent, and are answered here 
     >>> live.alive(8, 10)          # never seen: no evidence against it
     True
 
-A thread id reused at once: the old thread's last stack (begun at 15 ms) is not the new
-thread's, while the new thread's own stack (begun at 41 ms) is:
+Thread id 7 reused by a new thread, first seen at 42 ms. At 41 ms, a stack that began at
+15 ms is the old thread's last one, which py-spy seems to go on with after it exited;
+one that began at 39 ms is the new thread's own, from just before it was first seen:
 
     >>> live.seen({7: 71}, 42_000_000); live.seen({7: 71}, 60_000_000)
-    >>> live.alive(7, 50_000_000, since_ns=15_000_000), live.alive(7, 50_000_000, 41_000_000)
+    >>> live.alive(7, 41_000_000, since_ns=15_000_000), live.alive(7, 41_000_000, 39_000_000)
     (False, True)
 """
 
@@ -40,7 +43,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 #: Two sightings closer than this join one interval of life (ns).
@@ -201,27 +204,32 @@ class ThreadLiveness:
         if life is None or not life.los:
             return True
         los, his, natives = life.los, life.his, life.natives
-        if t_ns < los[0] - SLACK_NS:
-            return True  # before what we know of it: no evidence either way
-        # whose stack: the thread of the last interval begun by `since`, unless that one
-        # was over by then and the next began (within the slack) around `since`
-        k = bisect.bisect_right(los, since_ns) - 1
-        if k < 0:
-            k = 0
-        elif (
-            since_ns > his[k] + GRACE_NS
-            and k + 1 < len(los)
-            and los[k + 1] - SLACK_NS <= since_ns
-            and natives[k + 1] != natives[k]
-        ):
-            k += 1
-        native = natives[k]
         end = bisect.bisect_right(los, t_ns + SLACK_NS)
-        hi = -1
-        for j in range(max(0, end - 64), end):
-            if natives[j] == native and his[j] > hi:
-                hi = his[j]
-        if hi < 0 or t_ns <= hi:
+        if end == 0:
+            return True  # before what we know of it: no evidence either way
+        # the latest thread with this id seen by t (+ slack): its intervals run back
+        # to its first sign of life, `start`
+        first = max(0, end - 64)
+        j = end - 1
+        native, hi = natives[j], his[j]
+        while j > first and natives[j - 1] == native:
+            j -= 1
+            hi = max(hi, his[j])
+        start = los[j]
+        if t_ns >= start:
+            # py-spy read this thread's own stack (even one equal to its forerunner's)
+            return self._lived(t_ns, hi)
+        if since_ns >= start - SLACK_NS:
+            return True  # its own stack, begun just before its first sign of life
+        if j == 0:
+            return True  # nothing known before it
+        # a stack begun before this thread: its forerunner's, if it still lived at t
+        previous = natives[j - 1]
+        hi = max(his[k] for k in range(first, j) if natives[k] == previous)
+        return self._lived(t_ns, hi)
+
+    def _lived(self, t_ns: int, hi: int) -> bool:  # under self._lock
+        if t_ns <= hi:
             return True
         # After its last sign of life: if a later snapshot missed it, it exited in
         # between, most likely right away (threads end soon after their last span), so
@@ -243,6 +251,24 @@ class ThreadLiveness:
                 life.natives = [life.natives[k] for k in keep]
                 if not life.los:
                     del self._threads[ident]
+
+
+def inherited_until(times: Sequence[int], since: Sequence[int], born_ns: int) -> int | None:
+    """Until when a thread first seen at ``born_ns`` shows its forerunner's last stack.
+
+    ``times`` and ``since`` are one thread id's samples (time order) and when each
+    one's stack began. py-spy reports stack *changes*, so after a thread exits its last
+    stack seems to go on until the new thread with the same id changes it: samples
+    whose stack began before ``born_ns`` and that come before the first change after
+    it are the forerunner's. ``None``: no change after it is known.
+
+    >>> inherited_until([10, 20, 30, 40], [0, 0, 0, 35], born_ns=15)
+    40
+    """
+    j = bisect.bisect_left(times, born_ns)
+    while j < len(times) and since[j] < born_ns:
+        j += 1
+    return times[j] if j < len(times) else None
 
 
 class AgentThreads:

@@ -56,12 +56,12 @@ if BURN:  # known CPU inside the agent's own threads
     from otel_adaprof.instrumentation.profiler import clock_beacon, supervisor
     hold = clock_beacon.ClockBeacon.hold
     def slow_hold(self):
-        spin(0.01)  # 10 ms per move (a move every 20 ms at 100 Hz): 0.2-0.3 of a core
+        spin(0.005)  # 5 ms per move (a move every 20 ms at 100 Hz): up to 0.2 of a core
         hold(self)
     clock_beacon.ClockBeacon.hold = slow_hold
     report = poller.Poller._report
     def slow_report(self, first):
-        spin(0.2)
+        spin(0.1)
         return report(self, first)
     poller.Poller._report = slow_report
     parse = supervisor.parse_chrometrace
@@ -77,8 +77,7 @@ if SATURATE:
     for _ in range(32):
         threading.Thread(target=deep, args=(40,), daemon=True).start()
 else:
-    for _ in range(2):
-        threading.Thread(target=hot_loop, daemon=True).start()
+    threading.Thread(target=hot_loop, daemon=True).start()
 otel_adaprof.configure(
     service_name="accounting", exporter=InMemorySpanExporter(),
     settings=AgentSettings(profiler="py-spy", controller_url=sys.argv[1], window_s=1.0,
@@ -198,7 +197,7 @@ def test_cpu_burnt_in_every_agent_thread_is_reported(tmp_path, recorder):
     recorder.params = Params(sampling_interval_ms=10, profile_mode="cpu")
     proc = _service(tmp_path, recorder.url, "burn")
     try:
-        windows = recorder.wait_windows(1, 4)[1:]
+        windows = recorder.wait_windows(1, 4, timeout=60.0)[1:]
     finally:
         _stop(proc)
     for report in windows:
@@ -206,11 +205,11 @@ def test_cpu_burnt_in_every_agent_thread_is_reported(tmp_path, recorder):
         assert w is not None
         parts = w.profiler_cpu_breakdown
         assert abs(sum(parts.values()) - w.profiler_cpu_seconds) < 1e-3, w
-        # 0.2 s in the poller per poll; 10 ms per beacon move; 50 ms per parse. The
-        # beacon moves less often while two hot threads hold the GIL: >= 0.08 of a core
+        # 0.1 s in the poller per poll; 5 ms per beacon move; 50 ms per parse. The
+        # beacon moves less often while a hot thread holds the GIL: >= 0.04 of a core
         # (unburnt it uses ~0.005)
-        assert parts.get("poller", 0) >= 0.18, parts
-        assert parts.get("beacon", 0) >= 0.08 * w.window_seconds, parts
+        assert parts.get("poller", 0) >= 0.09, parts
+        assert parts.get("beacon", 0) >= 0.04 * w.window_seconds, parts
         assert parts.get("pyspy", 0) > 0, parts
     assert sum(r.window.profiler_cpu_breakdown.get("parse", 0) for r in windows if r.window) >= 0.1
     print(json.dumps([r.window.profiler_cpu_breakdown for r in windows if r.window]))

@@ -9,7 +9,9 @@ the real controller. The work per request is known by construction: 16 ms of CPU
 (``parse_catalog`` 8, ``price_items`` 4, ``render_invoice`` 4), 20 requests a second.
 py-spy samples a running thread by the wall clock, so on a busy machine (a thread
 waiting for a core) the truth is the wall time each function took, which the service
-reports; on a quiet machine that is its CPU time.
+reports; on a quiet machine that is its CPU time. Wall mode (every thread at every
+sample) is where an exited thread's stack went on; with ``--gil`` an exited thread is
+never the GIL holder.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
         "service": "agent-test",
         "mode": "static",
         "duration_s": 600,
-        "initial_params": {"sampling_interval_ms": 1000 // RATE_HZ},
+        # wall mode: every thread at every sample, the case where py-spy repeats an
+        # exited thread's last stack (cpu mode: tests/agent/test_thread_exits.py)
+        "initial_params": {"sampling_interval_ms": 1000 // RATE_HZ, "profile_mode": "wall"},
     }
     session = str(ctl.request("POST", "/v1/sessions", body)["id"])
     walls = dict.fromkeys(FUNCTIONS, 0.0)
@@ -78,6 +82,9 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
         wait_until(lambda: sum(profiled().values()) >= 0.7 * expected, 20)
         time.sleep(3.0)
         counts = profiled()
+    planned = LOAD_S * REQUESTS_PER_S
+    if done < 0.9 * planned:  # not the scenario asked for: the machine is saturated
+        pytest.skip(f"the service served {done} of {planned:.0f} requests: machine saturated")
     total = sum(counts.values())
     why = {"counts": counts, "expected": expected, "cpu_expected": cpu_expected, "done": done}
     assert 0.7 * expected <= total <= 1.3 * expected, why

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from otel_adaprof.instrumentation.join.stacks import Stack, collapse, is_waiting
-from otel_adaprof.instrumentation.threads import AgentThreads
+from otel_adaprof.instrumentation.threads import AgentThreads, inherited_until
 from otel_adaprof.protocol import (
     MAX_STACK_CHARS,
     MAX_STACK_DEPTH,
@@ -180,7 +180,8 @@ class SampleStore:
         stack *changes*, so after a thread exits its last stack seems to go on until a
         new thread with the same id is first sampled; samples whose stack was already
         there before ``born_ns`` and that come before the first change after it belong
-        to the old thread and are left out.
+        to the old thread and are left out
+        (:func:`~otel_adaprof.instrumentation.threads.inherited_until`).
         """
         with self._lock:
             thread = self._threads.get(tid)
@@ -191,10 +192,7 @@ class SampleStore:
             hi = bisect.bisect_right(times, end_ns)
             first_change: int | None = None
             if lo < hi and since[lo] < born_ns:
-                j = bisect.bisect_left(times, born_ns)
-                while j < len(times) and since[j] < born_ns:
-                    j += 1
-                first_change = times[j] if j < len(times) else None
+                first_change = inherited_until(times, since, born_ns)
             out = []
             for k in range(lo, hi):
                 t = times[k]

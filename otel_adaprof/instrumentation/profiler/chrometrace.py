@@ -25,11 +25,16 @@ intervals have no gaps.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from otel_adaprof.errors import ContractError
-from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
+from otel_adaprof.instrumentation.join.stacks import Stack, frame_text, is_waiting
+
+#: One sample: ``(unix time ns, stack root-first, since ns)``.
+Sample = tuple[int, Stack, int]
+#: Of one thread's samples, those where it may have been the GIL holder.
+Keep = Callable[[int, list[Sample]], list[Sample]]
 
 #: Most samples reconstructed from one interval (guards against a bogus ``ts``).
 MAX_SAMPLES_PER_INTERVAL = 100_000
@@ -93,6 +98,7 @@ def parse_chrometrace(
     gil: bool = False,
     total_samples: int | None = None,
     ignored: Collection[int] = (),
+    keep: Keep | None = None,
 ) -> dict[int, list[tuple[int, Stack, int]]]:
     """``{tid: [(unix time ns, stack root-first, since ns), ...]}`` from py-spy's events.
 
@@ -101,7 +107,9 @@ def parse_chrometrace(
     frame is formatted once.
 
     ``gil=True`` reads a ``--gil`` run (see :func:`_gil_track`); ``total_samples`` is
-    py-spy's own count of the samples it took (its ``Samples: N`` line).
+    py-spy's own count of the samples it took (its ``Samples: N`` line); ``keep``
+    (thread liveness: of one thread's samples, those it lived) narrows where the
+    samples between two changes of a ``--gil`` run may go.
 
     A malformed event raises :class:`ContractError` naming its index and field.
     """
@@ -137,7 +145,7 @@ def parse_chrometrace(
     period_us = 1e6 / max(1, rate_hz)
     changes = {tid: _changes(items) for tid, items in per_thread.items()}
     if gil:
-        return _gil_track(changes, started_at_ns, period_us, total_samples, ignored)
+        return _gil_track(changes, started_at_ns, period_us, total_samples, ignored, keep)
     out: dict[int, list[tuple[int, Stack, int]]] = {}
     for tid, points in changes.items():
         if tid in ignored:
@@ -182,6 +190,7 @@ def _gil_track(
     period_us: float,
     total_samples: int | None,
     ignored: Collection[int],
+    keep: Keep | None = None,
 ) -> dict[int, list[tuple[int, Stack, int]]]:
     """Samples of a ``--gil`` run: one thread (the GIL holder) or none at each tick.
 
@@ -189,29 +198,42 @@ def _gil_track(
     it samples a thread only while it holds the GIL, so a stack that was not seen
     again does not mean it went on. What is known: a change at tick ``t`` means that
     thread held the GIL at ``t`` (one sample each), and py-spy's ``Samples: N`` is the
-    number of samples in all. The ticks between two changes went to the thread that
-    changed last (the GIL is mostly handed over with a change of stack), in the
-    share ``(N - changes) / ticks between changes``, spread evenly, so the total is
-    py-spy's. Without ``N`` every tick between changes is counted (the wall-mode
-    reading, an over-count when the service idles).
+    number of samples in all. The ticks between two changes are *candidates* of the
+    thread that changed last (the GIL is mostly handed over with a change of stack),
+    unless its stack was a wait (it was letting the GIL go) or ``keep`` (thread
+    liveness) says the thread was gone by then. The ``N - changes`` remaining samples
+    are spread evenly over the candidates, so the total is py-spy's. Without ``N``
+    every candidate counts (an over-count when the service idles).
     """
     points = sorted((ts, tid, stack) for tid, pts in changes.items() for ts, stack in pts if stack)
     if not points:
         return {}
     end_ts = max(pts[-1][0] for pts in changes.values())
-    gaps: list[int] = []
-    for i, (ts, _tid, _stack) in enumerate(points):
+    candidates: list[list[tuple[int, Stack, int]]] = []
+    for i, (ts, tid, stack) in enumerate(points):
         nxt = points[i + 1][0] if i + 1 < len(points) else max(end_ts, ts)
-        gaps.append(max(0, round((nxt - ts) / period_us) - 1))
-    interior = sum(gaps)
+        gap = min(MAX_SAMPLES_PER_INTERVAL, max(0, round((nxt - ts) / period_us) - 1))
+        since = started_at_ns + ts * 1000
+        if gap == 0 or is_waiting(stack):
+            candidates.append([])
+            continue
+        # ``since`` = the tick: a thread id reused by a new thread with the same stack
+        # shows no change in a --gil run, so the stack's start says nothing of whose it is
+        ticks = [
+            (t, stack, t)
+            for t in (started_at_ns + int((ts + k * period_us) * 1000) for k in range(1, gap + 1))
+        ]
+        candidates.append(keep(tid, ticks) if keep is not None else ticks)
+    available = sum(len(c) for c in candidates)
     fill = 1.0
     if total_samples is not None:
-        fill = min(1.0, max(0.0, (total_samples - len(points)) / interior)) if interior else 0.0
+        left = total_samples - len(points)
+        fill = min(1.0, max(0.0, left / available)) if available else 0.0
     out: dict[int, list[tuple[int, Stack, int]]] = {}
     carry = 0.0
-    for (ts, tid, stack), gap in zip(points, gaps, strict=True):
-        carry += fill * gap
-        count = min(MAX_SAMPLES_PER_INTERVAL, int(carry))
+    for (ts, tid, stack), ticks in zip(points, candidates, strict=True):
+        carry += fill * len(ticks)
+        count = min(len(ticks), int(carry))
         carry -= count
         if tid in ignored:
             continue
@@ -219,8 +241,6 @@ def _gil_track(
         bucket = out.setdefault(tid, [])
         bucket.append((since, stack, since))
         if count:
-            step = gap * period_us / count
-            for k in range(1, count + 1):
-                t = ts + period_us / 2 + (k - 0.5) * step
-                bucket.append((started_at_ns + int(t * 1000), stack, since))
+            step = len(ticks) / count
+            bucket.extend(ticks[int((k + 0.5) * step)] for k in range(count))
     return out

@@ -21,6 +21,7 @@ threads are alive (:class:`~otel_adaprof.instrumentation.threads.ThreadLiveness`
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -76,6 +77,10 @@ class ClockBeacon:
         #: Called in the beacon thread when it starts (True) and ends (False): CPU counting.
         self.on_thread = on_thread
         self.moves: deque[tuple[int, int]] = deque(maxlen=4096)
+        #: In ``profile_mode: cpu``: note at every move which threads ran since the last.
+        self.track_cpu = False
+        self._ran: deque[tuple[int, frozenset[int]]] = deque(maxlen=4096)
+        self._cpu_seen: dict[int, int] = {}
         self.ident: int | None = None
         self.period_s = MIN_PERIOD_S
         self._stop = threading.Event()
@@ -136,11 +141,50 @@ class ClockBeacon:
         ``time.sleep``, not a timed ``Event.wait``: that costs twice the CPU per
         wake-up, and stopping within one period is soon enough.
         """
-        if self.liveness is not None:  # which threads live, for ThreadLiveness
+        if self.liveness is not None or self.track_cpu:
             alive = {t.ident or 0: t.native_id or 0 for t in threading.enumerate()}
-            self.liveness.seen(alive, time.time_ns())
+            now = time.time_ns()
+            if self.liveness is not None:  # which threads live, for ThreadLiveness
+                self.liveness.seen(alive, now)
+            if self.track_cpu:
+                self._note_cpu(alive, now)
         if not self._stop.is_set():
             time.sleep(self.period_s)
+
+    def _note_cpu(self, alive: dict[int, int], now_ns: int) -> None:
+        """Which threads used CPU since the last move (``/proc/self/task/*/schedstat``)."""
+        seen, ran = self._cpu_seen, set()
+        me = threading.get_ident()
+        now_seen: dict[int, int] = {}
+        for ident, native in alive.items():
+            if ident == me or not native:
+                continue
+            try:
+                with open(f"/proc/self/task/{native}/schedstat", "rb") as f:
+                    spent = int(f.read(64).split(maxsplit=1)[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            now_seen[native] = spent
+            if spent != seen.get(native, -1):
+                ran.add(ident)
+        self._cpu_seen = now_seen
+        self._ran.append((now_ns, frozenset(ran)))
+
+    def ran_on_cpu(self) -> Callable[[int, int], bool] | None:
+        """``ran(ident, t_ns)``: whether that thread used CPU in the beacon's interval
+        around ``t_ns`` (``True`` where nothing was noted); ``None`` if nothing was."""
+        rows = list(self._ran)
+        if len(rows) < 2:
+            return None
+        times = [t for t, _ in rows]
+
+        def ran(ident: int, t_ns: int) -> bool:
+            k = bisect.bisect_left(times, t_ns)
+            if k == 0 or k >= len(times):
+                return True  # before the first or after the last note: unknown
+            return ident in rows[k][1]
+
+        return ran
 
     def calibrate(
         self, events: Sequence[Mapping[str, Any]], rough_t0_ns: int, period_ns: int = 0

@@ -205,6 +205,8 @@ class PySpyRun:
         ended = time.time_ns()
         output = None
         with contextlib.suppress(OSError):
+            # when py-spy finished writing (its exit is seen here up to a tick later)
+            ended = min(ended, self.out_path.stat().st_mtime_ns)
             output = self.out_path.read_bytes()
         stderr, text = "", ""
         with contextlib.suppress(OSError):

@@ -43,6 +43,8 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsI
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu
 from otel_adaprof.instrumentation.profiler.chrometrace import (
+    Keep,
+    Sample,
     last_ts_us,
     load_events,
     parse_chrometrace,
@@ -62,7 +64,8 @@ MAX_FAILURES = 6
 MAX_PERMISSION_FAILURES = 2
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
-#: Time between py-spy writing its file and its exit being seen here (ns, estimated).
+#: Time between py-spy's last sample and the end of writing its file (ns, estimated;
+#: the run's end is the file's modification time).
 WRITE_LAG_NS = 2_000_000
 #: How often the supervisor looks at the params while profiling is off (s).
 IDLE_TICK_S = 0.2
@@ -106,6 +109,8 @@ class Profiler:
         self.parse_errors = 0
         self.pyspy_cpu_seconds = 0.0
         self.behind_events = 0
+        #: Stack samples py-spy says it took, all runs (its ``Samples: N``).
+        self.pyspy_samples = 0
         self.last_error = ""
         self._consecutive = 0
         self._denied = 0
@@ -262,6 +267,7 @@ class Profiler:
                     self._stop_inprocess()
                     if self.use_beacon:
                         self.beacon.set_period(params.sampling_interval_ms / 1000.0)
+                        self.beacon.track_cpu = params.profile_mode == "cpu"
                         self._start_beacon()
                     self._one_pyspy_run(current, gen)
                 else:
@@ -374,7 +380,9 @@ class Profiler:
             done = run.wait(timeout=0)
             if done is not None:
                 return done
-            self.live.wait_change(gen, RUN_TICK_S)
+            # near the run's own end, look often: the next run starts without a gap
+            left = run.started_ns / 1e9 + self.segment_s - time.time()
+            self.live.wait_change(gen, RUN_TICK_S if left > RUN_TICK_S else 0.01)
         done = run.wait(timeout=5.0)
         if done is None:  # not reaped: count nothing, try again later
             return RunResult(-1, None, "py-spy did not exit", run.started_ns, time.time_ns(), 0.0)
@@ -398,6 +406,7 @@ class Profiler:
                 gil=gil,
                 total_samples=result.samples,
                 ignored={t.ident for t in self.store.ignored.threads() if t.ident},
+                keep=self._keep(gil),
             )
         except (ContractError, ValueError, TypeError) as exc:
             self.parse_errors += 1
@@ -414,9 +423,25 @@ class Profiler:
             self.store.add_many(tid, samples, version)
         self.store.set_watermark(result.ended_ns)
         self._count_rate(version, rate_hz, ran_us / 1e6, result)
+        self.pyspy_samples += result.samples or 0
         if self._consecutive:
             log.info("otel-adaprof: py-spy runs again after %d failed runs", self._consecutive)
         self._consecutive = 0
+
+    def _keep(self, gil: bool) -> Keep | None:
+        """Where a ``--gil`` run's samples may go: threads alive and on CPU then."""
+        if not gil:
+            return None
+        alive = self.liveness.keep if self.liveness.snapshots else None
+        ran = self.beacon.ran_on_cpu()
+        if alive is None and ran is None:
+            return None
+
+        def keep(tid: int, ticks: list[Sample]) -> list[Sample]:
+            kept = alive(tid, ticks) if alive is not None else ticks
+            return [x for x in kept if ran(tid, x[0])] if ran is not None else kept
+
+        return keep
 
     def _count_rate(self, version: int, rate_hz: int, seconds: float, result: RunResult) -> None:
         """Asked vs achieved rate: py-spy's last "behind" says how late it was at the end."""

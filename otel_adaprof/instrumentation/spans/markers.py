@@ -36,7 +36,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsInForce
 from otel_adaprof.instrumentation.sdk_compat import raw_attributes
-from otel_adaprof.instrumentation.spans.categories import category_of
+from otel_adaprof.instrumentation.spans.categories import category_in
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.instrumentation.threads import ThreadIdentity, ThreadLiveness
 from otel_adaprof.params import Category
@@ -264,8 +264,8 @@ class MarkerProcessor(SpanProcessor):
             return
         category = ""
         if plan.categories is not None:
-            found = category_of(span.kind, raw_attributes(span))
-            if found not in plan.categories:
+            found = category_in(span.kind, raw_attributes(span), plan.categories)
+            if found is None:
                 return
             category = found.value
         self.book.add(
