@@ -332,7 +332,7 @@ def capture_cost(threads: int, slow: int, ticks: int = 400) -> dict[str, float]:
         "threads": threads,
         "slow": slow,
         "us_per_tick": round(1e6 * spent / ticks, 2),
-        "us_per_capture": round(1e6 * spent / max(1, taken), 2),
+        "us_per_capture": round(1e6 * spent / taken, 2) if taken else 0.0,
         "captures": taken,
     }
 
@@ -371,9 +371,8 @@ def markdown(result: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|",
     ]
     for c in result["capture_cost"]:
-        lines.append(
-            f"| {c['threads']} | {c['slow']} | {c['us_per_tick']:.1f} | {c['us_per_capture']:.1f} |"
-        )
+        per = f"{c['us_per_capture']:.1f}" if c["captures"] else "—"
+        lines.append(f"| {c['threads']} | {c['slow']} | {c['us_per_tick']:.1f} | {per} |")
     return "\n".join(lines)
 
 
@@ -394,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     t0 = time.monotonic()
     fast_loop = fast_loop_cost(10.0, min(args.signal_rate, 1000.0))
-    costs = [capture_cost(n, k) for n, k in ((4, 1), (64, 1), (4, 4), (64, 4), (64, 16))]
+    costs = [
+        capture_cost(n, k) for n, k in ((4, 0), (64, 0), (4, 1), (64, 1), (4, 4), (64, 4), (64, 16))
+    ]
     configs = run(args.seconds, args.rounds, args.rate)
     result = {
         "args": vars(args),
