@@ -6,7 +6,8 @@ params, no controller, spans over OTLP/HTTP to an in-process span sink) per
 configuration:
 
 * **off** — the agent with profiling off and no capture (the CPU baseline);
-* **py-spy 10 Hz**, **py-spy 100 Hz** — ``sampling_interval_ms`` 100 / 10;
+* **py-spy 10 Hz**, **py-spy 100 Hz** — ``sampling_interval_ms`` 100 / 10, in
+  ``profile_mode`` cpu (the default, py-spy ``--gil``) and wall (every thread);
 * **slow-span 10 ms**, **slow-span 2 ms** — no py-spy (``sampling_interval_ms: 0``),
   slow-span capture every 10 / 2 ms (``slow_span_interval_ms``);
 * **slow-span 10 ms + py-spy 10 Hz** — both.
@@ -24,13 +25,15 @@ order). Per configuration:
   excess over *off* (the in-process cost: the capture thread, joins, parse), py-spy's
   CPU per request, and the agent's total in % of a core while loaded.
 
-It also measures, in this process, the cost of the always-on part: the agent's fast
+It also measures, in this process, the real capture path's CPU per capture with 4 and
+64 threads and 1–16 slow spans (the cost grows with slow spans, not threads), and the
+cost of the always-on part: the agent's fast
 loop (change signals every 0.25 s, capture idle) under ``--signal-rate`` root spans/s,
 as its thread's CPU (``schedstat``) over the wall time.
 
 Usage::
 
-    .venv/bin/python bench/slow_span_capture.py                      # about 5 minutes
+    .venv/bin/python bench/slow_span_capture.py                      # about 6 minutes
     .venv/bin/python bench/slow_span_capture.py --seconds 12 --rounds 2 --json
 
 Every process it starts is stopped on exit; the load targets 127.0.0.1 only and is
@@ -43,6 +46,7 @@ import argparse
 import json
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +85,22 @@ class Config:
 
 CONFIGS = (
     Config("off", "off", {"sampling_interval_ms": 0}, "off", False),
-    Config("pyspy_10hz", "py-spy 10 Hz", {"sampling_interval_ms": 100}, "py-spy", True),
-    Config("pyspy_100hz", "py-spy 100 Hz", {"sampling_interval_ms": 10}, "py-spy", True),
+    Config("pyspy_10hz", "py-spy 10 Hz (cpu)", {"sampling_interval_ms": 100}, "py-spy", True),
+    Config("pyspy_100hz", "py-spy 100 Hz (cpu)", {"sampling_interval_ms": 10}, "py-spy", True),
+    Config(
+        "pyspy_10hz_wall",
+        "py-spy 10 Hz (wall)",
+        {"sampling_interval_ms": 100, "profile_mode": "wall"},
+        "py-spy",
+        True,
+    ),
+    Config(
+        "pyspy_100hz_wall",
+        "py-spy 100 Hz (wall)",
+        {"sampling_interval_ms": 10, "profile_mode": "wall"},
+        "py-spy",
+        True,
+    ),
     Config(
         "slow_10ms",
         "slow-span 10 ms",
@@ -99,7 +117,7 @@ CONFIGS = (
     ),
     Config(
         "slow_10ms_pyspy_10hz",
-        "slow-span 10 ms + py-spy 10 Hz",
+        "slow-span 10 ms + py-spy 10 Hz (cpu)",
         {"sampling_interval_ms": 100, "slow_span_interval_ms": 10},
         "py-spy",
         True,
@@ -260,6 +278,65 @@ def fast_loop_cost(seconds: float, rate: float) -> dict[str, float]:
     }
 
 
+def _deep_wait(n: int, stop: threading.Event) -> None:
+    if n:
+        _deep_wait(n - 1, stop)
+    else:
+        stop.wait()
+
+
+def capture_cost(threads: int, slow: int, ticks: int = 400) -> dict[str, float]:
+    """CPU of the real capture path (``SlowSpanCapture.tick``) in this process.
+
+    ``threads`` threads wait 20 frames deep; ``slow`` of them have an open span past
+    its trigger, the others an open span that is not slow yet. Per tick: one capture of
+    each slow thread.
+    """
+    from otel_adaprof.instrumentation.control.live_params import LiveParams
+    from otel_adaprof.instrumentation.join.samples import SampleStore
+    from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
+    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+    from otel_adaprof.params import Params
+
+    stop = threading.Event()
+    workers = [
+        threading.Thread(target=_deep_wait, args=(20, stop), daemon=True) for _ in range(threads)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(0.1)
+    live = LiveParams(
+        Params.parse({"slow_span_interval_ms": 1, "marker_trigger": {"min_duration_ms": 1000}})
+    )
+    capture = SlowSpanCapture(
+        live, SampleStore(retention_s=3600), LatencyTracker(), enable=lambda i: True
+    )
+    capture.tick(time.time_ns())
+    index = capture.open_spans
+    assert index is not None
+    now = time.time_ns()
+    for k, w in enumerate(workers):
+        start = now - 2_000_000_000 if k < slow else now + 3_600_000_000_000
+        index[k + 1] = (w.ident or 0, w.native_id or 0, start, "op")
+    try:
+        capture.tick(time.time_ns())  # starts the slow threads' clocks
+        cpu0, samples0 = capture.cpu_seconds, capture.samples
+        for _ in range(ticks):
+            capture.tick(time.time_ns())
+        spent = capture.cpu_seconds - cpu0
+        taken = capture.samples - samples0
+    finally:
+        stop.set()
+        capture.stop()
+    return {
+        "threads": threads,
+        "slow": slow,
+        "us_per_tick": round(1e6 * spent / ticks, 2),
+        "us_per_capture": round(1e6 * spent / taken, 2) if taken else 0.0,
+        "captures": taken,
+    }
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The result as a markdown table."""
     a = result["args"]
@@ -286,7 +363,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"Always-on fast loop (change signals every 0.25 s, capture idle), in-process, "
         f"{f['root_spans_per_s']:g} root spans/s for {f['seconds']:g} s: "
         f"{f['fast_loop_cpu_pct_core']:.3f} % of a core",
+        "",
+        "Capture cost in-process (the real SlowSpanCapture.tick, threads waiting 20 frames "
+        "deep, stack_depth 64):",
+        "",
+        "| threads | slow spans | µs per tick | µs per capture |",
+        "|---:|---:|---:|---:|",
     ]
+    for c in result["capture_cost"]:
+        per = f"{c['us_per_capture']:.1f}" if c["captures"] else "—"
+        lines.append(f"| {c['threads']} | {c['slow']} | {c['us_per_tick']:.1f} | {per} |")
     return "\n".join(lines)
 
 
@@ -307,12 +393,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     t0 = time.monotonic()
     fast_loop = fast_loop_cost(10.0, min(args.signal_rate, 1000.0))
+    costs = [
+        capture_cost(n, k) for n, k in ((4, 0), (64, 0), (4, 1), (64, 1), (4, 4), (64, 4), (64, 16))
+    ]
     configs = run(args.seconds, args.rounds, args.rate)
     result = {
         "args": vars(args),
         "machine": machine_description(),
         "wall_s": round(time.monotonic() - t0, 1),
         "fast_loop": fast_loop,
+        "capture_cost": costs,
         "configs": configs,
     }
     print(json.dumps(result, indent=2) if args.json else markdown(result))

@@ -9,7 +9,9 @@ the real controller. The work per request is known by construction: 16 ms of CPU
 (``parse_catalog`` 8, ``price_items`` 4, ``render_invoice`` 4), 20 requests a second.
 py-spy samples a running thread by the wall clock, so on a busy machine (a thread
 waiting for a core) the truth is the wall time each function took, which the service
-reports; on a quiet machine that is its CPU time.
+reports; on a quiet machine that is its CPU time. Wall mode (every thread at every
+sample) is where an exited thread's stack went on; with ``--gil`` an exited thread is
+never the GIL holder.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import urllib.request
 import pytest
 
 from tests.support.instrumented import InstrumentedService
-from tests.support.spans import read_spans
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -89,7 +90,3 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
     wall = sum(walls.values())
     l1 = sum(abs(counts[f] / total - walls[f] / wall) for f in FUNCTIONS)
     assert l1 <= 0.08, (why, walls, l1)
-    # the same samples as the spans carry: each request's span holds its own
-    spans = [s for s in read_spans(sink.path) if s["name"] == "mix"]
-    on_spans = sum(s["attrs"].get("adaprof.sample_count", 0) for s in spans)
-    assert 0.7 * on_spans <= total <= 1.3 * on_spans, (why, on_spans, len(spans))
