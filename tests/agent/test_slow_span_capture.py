@@ -128,12 +128,13 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
             assert "burn_slow_probe" in span["top"], span
         assert all(len(st.split(" ", 1)[1].split(";")) <= 3 for st in span["stacks"])  # depth
     assert sum(s["samples"] for s in slow if s["name"] == "slow-op") >= 6 * 2
-    # A span asleep in C gets samples too, waiting ones (out of the CPU histogram); at
-    # most its last may be on CPU (caught waking up, before the span ends).
+    # A span asleep in C gets samples too, waiting ones (out of the CPU histogram). Not
+    # all: once awake the thread may wait for a CPU (a loaded machine), which counts as
+    # wanting CPU, until the span ends.
     sleepy = [s for s in slow if s["name"] == "sleepy-op"]
     assert len(sleepy) == 3 and sum(s["samples"] for s in sleepy) >= 3, sleepy
-    assert all(s["waiting"] >= s["samples"] - 1 for s in sleepy), sleepy
-    assert sum(s["waiting"] for s in sleepy) >= 2, sleepy
+    waiting = sum(s["waiting"] for s in sleepy)
+    assert waiting >= 2 and waiting >= 0.5 * sum(s["samples"] for s in sleepy), sleepy
     state = got["state"]
     # A span just over the trigger may end before a tick sees it: counted or not.
     assert sum(s["ms"] >= 150 for s in slow) <= state["slow_spans"] <= len(slow)
