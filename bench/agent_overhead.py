@@ -359,6 +359,10 @@ class ServiceRun:
             "p99_ms": round(percentile(self.latencies_ms, 99), 2),
             "service_cpu_ms_per_req": round(1000.0 * self.own_cpu_s / ok, 3),
             "pyspy_cpu_ms_per_req": round(1000.0 * self.own_kids_s / ok, 3),
+            "agent_threads_cpu_ms_per_req": round(1000.0 * self.own_agent_s / ok, 3),
+            "app_threads_cpu_ms_per_req": round(
+                1000.0 * (self.own_cpu_s - self.own_agent_s) / ok, 3
+            ),
             "pyspy_cpu_pct_loaded": round(100.0 * self.own_kids_s / self.own_window_s, 2)
             if self.own_window_s
             else 0.0,

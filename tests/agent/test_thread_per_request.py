@@ -23,7 +23,6 @@ import urllib.request
 import pytest
 
 from tests.support.instrumented import InstrumentedService
-from tests.support.spans import read_spans
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -91,7 +90,3 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
     wall = sum(walls.values())
     l1 = sum(abs(counts[f] / total - walls[f] / wall) for f in FUNCTIONS)
     assert l1 <= 0.08, (why, walls, l1)
-    # the same samples as the spans carry: each request's span holds its own
-    spans = [s for s in read_spans(sink.path) if s["name"] == "mix"]
-    on_spans = sum(s["attrs"].get("adaprof.sample_count", 0) for s in spans)
-    assert 0.7 * on_spans <= total <= 1.3 * on_spans, (why, on_spans, len(spans))

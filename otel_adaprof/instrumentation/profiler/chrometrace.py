@@ -202,7 +202,8 @@ def _gil_track(
     thread that changed last (the GIL is mostly handed over with a change of stack),
     unless its stack was a wait (it was letting the GIL go) or ``keep`` (thread
     liveness) says the thread was gone by then. The ``N - changes`` remaining samples
-    are spread evenly over the candidates, so the total is py-spy's. Without ``N``
+    are spread evenly over the candidates, so the total is py-spy's (less what has no
+    candidate). Without ``N``
     every candidate counts (an over-count when the service idles).
     """
     points = sorted((ts, tid, stack) for tid, pts in changes.items() for ts, stack in pts if stack)
