@@ -202,8 +202,8 @@ class SlowSpanCapture:
                     self.slow_spans += 1
             elif now_ns >= due - interval_ns:
                 soon[tid] = native
-            else:
-                wake = min(wake, due - interval_ns)
+            elif due - interval_ns < wake:
+                wake = due - interval_ns
         seen.intersection_update(still_open)
         known = [v for v in limits.values() if v is not None]
         if known:
