@@ -28,5 +28,8 @@ The folders follow the loop, one step each:
 - ``control/`` — the poller (:mod:`.control.poller`) reports each window to the
   controller and applies the live params it answers (:mod:`.control.live_params`).
 
-Settings: :mod:`.settings`; the process singleton: :mod:`.runtime`. docs/agent.md has all of it.
+Shared by all steps: thread identity and liveness, for spans and samples alike, and the
+registry of the agent's own threads (:mod:`.threads`); every use of the SDK's internals
+(:mod:`.sdk_compat`). Settings: :mod:`.settings`; the process singleton:
+:mod:`.runtime`. docs/agent.md has all of it.
 """

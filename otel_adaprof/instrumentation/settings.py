@@ -64,9 +64,10 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "auto (py-spy, else in-process), py-spy, in-process or off"),
     EnvVar("ADAPROF_PY_SPY", "py_spy_path", "(found on PATH)", "path of the py-spy binary"),
     EnvVar("ADAPROF_PROFILE_SEGMENT_S", "segment_s", "2",
-           "length of one py-spy run (whole seconds, 1-30); spans wait about this long"),
+           "longest py-spy run (whole seconds, 1-30; also cut at a window's close or a "
+           "params change); spans wait up to this long"),
     EnvVar("ADAPROF_PROFILE_IDLE", "profile_idle", "true",
-           "keep samples of waiting threads (py-spy --idle): spans show what they waited on"),
+           "profile_mode wall: keep samples of waiting threads (py-spy --idle)"),
     EnvVar("ADAPROF_CLOCK_BEACON", "clock_beacon", "true",
            "place py-spy's samples on the wall clock with the clock beacon thread"),
     EnvVar("ADAPROF_WINDOW_S", "window_s", "5",

@@ -156,3 +156,28 @@ def test_samples_in_the_overlap_of_concurrent_markers_are_counted_as_shared():
     # samples at 0, 10, ..., 100 are a's; those at 50..100 are b's too
     assert span.attributes["adaprof.sample_count"] == 11
     assert span.attributes["adaprof.samples_shared"] == 6
+
+
+def test_category_in_agrees_with_category_of_for_every_filter():
+    import itertools
+
+    from otel_adaprof.instrumentation.spans.categories import category_in, category_of
+    from otel_adaprof.params import Category
+
+    keysets = [
+        {},
+        {"db.system": "x"},
+        {"messaging.system": "x"},
+        {"rpc.system": "x"},
+        {"http.method": "GET"},
+        {"db.system.name": "x", "http.method": "GET"},
+        {"rpc.system": "x", "url.path": "/"},
+    ]
+    cats = list(Category)
+    for kind in [*SpanKind, None]:
+        for attrs in keysets:
+            truth = category_of(kind, attrs)
+            for r in range(1, len(cats) + 1):
+                for wanted in map(frozenset, itertools.combinations(cats, r)):
+                    expected = truth if truth in wanted else None
+                    assert category_in(kind, attrs, wanted) == expected, (kind, attrs, wanted)

@@ -9,7 +9,7 @@ is about ``wall_k − ts_k`` plus the delay until that sample; with tens of move
 the median over a run, plus half a sampling period, puts samples where they were
 taken (see :meth:`ClockBeacon.calibrate`). The beacon's own samples are never
 kept (its thread is ignored by the sample store). At every move it also notes which
-threads are alive (:class:`~otel_adaprof.instrumentation.profiler.liveness.ThreadLiveness`).
+threads are alive (:class:`~otel_adaprof.instrumentation.threads.ThreadLiveness`).
 
     >>> beacon = ClockBeacon()
     >>> beacon.moves.extend([(0, 1_000_000_000), (1, 1_020_000_000), (2, 1_040_000_000)])
@@ -21,14 +21,15 @@ threads are alive (:class:`~otel_adaprof.instrumentation.profiler.liveness.Threa
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.threads import ThreadLiveness
 
 log = logging.getLogger("otel_adaprof.agent")
 
@@ -67,9 +68,19 @@ _NAMES = {f.__name__: i for i, f in enumerate(_STEPS)}
 class ClockBeacon:
     """The beacon thread and the moves it made (the last few seconds' worth)."""
 
-    def __init__(self, liveness: ThreadLiveness | None = None) -> None:
+    def __init__(
+        self,
+        liveness: ThreadLiveness | None = None,
+        on_thread: Callable[[bool], None] | None = None,
+    ) -> None:
         self.liveness = liveness
+        #: Called in the beacon thread when it starts (True) and ends (False): CPU counting.
+        self.on_thread = on_thread
         self.moves: deque[tuple[int, int]] = deque(maxlen=4096)
+        #: In ``profile_mode: cpu``: note at every move which threads ran since the last.
+        self.track_cpu = False
+        self._ran: deque[tuple[int, frozenset[int]]] = deque(maxlen=4096)
+        self._cpu_seen: dict[int, int] = {}
         self.ident: int | None = None
         self.period_s = MIN_PERIOD_S
         self._stop = threading.Event()
@@ -99,6 +110,8 @@ class ClockBeacon:
 
     def _run(self) -> None:
         self.ident = threading.get_ident()
+        if self.on_thread is not None:
+            self.on_thread(True)
         stop = self._stop
         k = 0
         if self.liveness is not None:
@@ -115,6 +128,8 @@ class ClockBeacon:
         finally:
             if self.liveness is not None:
                 self.liveness.active = False
+            if self.on_thread is not None:
+                self.on_thread(False)
 
     def set_period(self, seconds: float) -> None:
         """Move every ``seconds``, within [:data:`MIN_PERIOD_S`, :data:`MAX_PERIOD_S`]."""
@@ -126,11 +141,50 @@ class ClockBeacon:
         ``time.sleep``, not a timed ``Event.wait``: that costs twice the CPU per
         wake-up, and stopping within one period is soon enough.
         """
-        if self.liveness is not None:  # which threads live, for ThreadLiveness
+        if self.liveness is not None or self.track_cpu:
             alive = {t.ident or 0: t.native_id or 0 for t in threading.enumerate()}
-            self.liveness.seen(alive, time.time_ns())
+            now = time.time_ns()
+            if self.liveness is not None:  # which threads live, for ThreadLiveness
+                self.liveness.seen(alive, now)
+            if self.track_cpu:
+                self._note_cpu(alive, now)
         if not self._stop.is_set():
             time.sleep(self.period_s)
+
+    def _note_cpu(self, alive: dict[int, int], now_ns: int) -> None:
+        """Which threads used CPU since the last move (``/proc/self/task/*/schedstat``)."""
+        seen, ran = self._cpu_seen, set()
+        me = threading.get_ident()
+        now_seen: dict[int, int] = {}
+        for ident, native in alive.items():
+            if ident == me or not native:
+                continue
+            try:
+                with open(f"/proc/self/task/{native}/schedstat", "rb") as f:
+                    spent = int(f.read(64).split(maxsplit=1)[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            now_seen[native] = spent
+            if spent != seen.get(native, -1):
+                ran.add(ident)
+        self._cpu_seen = now_seen
+        self._ran.append((now_ns, frozenset(ran)))
+
+    def ran_on_cpu(self) -> Callable[[int, int], bool] | None:
+        """``ran(ident, t_ns)``: whether that thread used CPU in the beacon's interval
+        around ``t_ns`` (``True`` where nothing was noted); ``None`` if nothing was."""
+        rows = list(self._ran)
+        if len(rows) < 2:
+            return None
+        times = [t for t, _ in rows]
+
+        def ran(ident: int, t_ns: int) -> bool:
+            k = bisect.bisect_left(times, t_ns)
+            if k == 0 or k >= len(times):
+                return True  # before the first or after the last note: unknown
+            return ident in rows[k][1]
+
+        return ran
 
     def calibrate(
         self, events: Sequence[Mapping[str, Any]], rough_t0_ns: int, period_ns: int = 0

@@ -1,0 +1,134 @@
+"""The burst reflex on a real process: how fast a burst starts after a change, and what it buys.
+
+One child process per mode runs a request loop (20 requests/s, root spans) with the
+agent and real py-spy at 5 Hz (1 s segments), ``burst_sensitivity: 8``,
+``burst_interval_ms: 10``, ``burst_seconds: 3``:
+
+* **step** — after 5 s each request also calls a new hot function (3 → 15 ms of CPU);
+* **steady** — the same load for 9 s, no step.
+
+Per mode: bursts started, the delay from the step to the burst's start (the reflex's
+own clock), CPU samples per second in the 1.5 s before the step and in the 2 s after
+it, and the window report's ``burst_seconds`` and ``change_signals``.
+
+Usage::
+
+    .venv/bin/python bench/burst_reflex.py            # about 30 s
+    .venv/bin/python bench/burst_reflex.py --json
+
+The same probe is asserted by ``tests/agent/test_burst_reflex.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    step = sys.argv[1] == "step"
+    agent = otel_adaprof.configure(
+        service_name="reflex", exporter=InMemorySpanExporter(),
+        params={"sampling_interval_ms": 200, "burst_sensitivity": 8,
+                "burst_interval_ms": 10, "burst_seconds": 3},
+        settings=AgentSettings(profiler="py-spy", segment_s=1))
+    tracer = trace.get_tracer("reflex")
+
+    def burn(s):
+        end = time.thread_time() + s
+        while time.thread_time() < end:
+            pass
+
+    def handler_probe():
+        burn(0.003)
+
+    def new_hot_function():
+        burn(0.012)
+
+    marks = {}
+    def requests():
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < 9.0:
+            with tracer.start_as_current_span("GET /work"):
+                handler_probe()
+                if step and time.monotonic() - start >= 5.0:
+                    marks.setdefault("step", time.monotonic())
+                    new_hot_function()
+            n += 1
+            time.sleep(max(0.0, start + n * 0.05 - time.monotonic()))  # 20 requests/s
+
+    def samples_per_s(seconds):
+        a, t = agent.store.cpu_samples_added, time.monotonic()
+        time.sleep(seconds)
+        return (agent.store.cpu_samples_added - a) / (time.monotonic() - t)
+
+    time.sleep(1.0)
+    agent.observer.close_window()
+    worker = threading.Thread(target=requests); worker.start()
+    time.sleep(3.5)
+    before = samples_per_s(1.5)  # 3.5-5 s: steady, 5 Hz
+    time.sleep(0.5)
+    during = samples_per_s(2.0)  # 5.5-7.5 s: in the burst after a step
+    worker.join()
+    time.sleep(1.0)
+    reflex = agent.fast_loop.reflex
+    state = agent.observer.close_window()
+    print(json.dumps({
+        "bursts": reflex.bursts,
+        "delay": (reflex.started_at - marks["step"]) if step and reflex.started_at else None,
+        "before": before, "during": during,
+        "state": state.model_dump(mode="json"),
+        "rate_after": agent.live.params.sampling_interval_ms}))
+    """
+)
+
+
+def run(mode: str) -> dict[str, Any]:
+    """One child process in ``mode`` (``step`` or ``steady``); its figures."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+    got: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return got
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both modes; print markdown (or JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    args = parser.parse_args(argv)
+    result = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    result.update({mode: run(mode) for mode in ("step", "steady")})
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print("| mode | bursts | delay s | CPU samples/s before | after | burst_seconds | changes |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for mode in ("step", "steady"):
+        r = result[mode]
+        delay = "—" if r["delay"] is None else f"{r['delay']:.2f}"
+        state = r["state"]
+        print(
+            f"| {mode} | {r['bursts']} | {delay} | {r['before']:.1f} | {r['during']:.1f} "
+            f"| {state['burst_seconds']:.1f} | {state['change_signals']['changes']} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

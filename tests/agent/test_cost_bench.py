@@ -1,0 +1,38 @@
+"""``bench/cost_model.py --quick --json`` measures real cells and fits them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "cost_model.py"
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(PY_SPY).exists(), reason="needs the py-spy binary"),
+]
+
+
+def test_cost_bench_measures_both_modes_and_fits_them():
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--json"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    cells = result["cells"]
+    assert {c["mode"] for c in cells} == {"cpu", "wall"}
+    for cell in cells:
+        assert cell["cores"] > 0 and cell["failures"] == 0, cell  # py-spy read while it runs
+        assert abs(sum(cell["parts"].values()) - cell["cores"]) < 0.01, cell
+        assert cell["parts"].get("pyspy", 0) > 0, cell
+        assert "predicted" in cell
+    for mode in ("cpu", "wall"):
+        fit = result["fits"][mode]["loaded"]
+        assert fit["b"] >= 0 and fit["c"] >= 0 and fit["cells"] == 3
+    assert result["slow_span_capture_cpu_s"] > 0

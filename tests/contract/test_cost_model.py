@@ -1,0 +1,52 @@
+"""The packaged cost model: the committed fit of ``bench/cost_model.py``, read once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from otel_adaprof.cost_model import load_cost_model, parse_cost_fit
+from otel_adaprof.errors import ContractError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_packaged_fit_is_the_measured_one():
+    fit = json.loads((ROOT / "otel_adaprof" / "cost_fit.json").read_text())
+    raw = json.loads((ROOT / "bench" / "output" / "cost_model.json").read_text())
+    assert fit["provisional"] is False
+    assert fit["measured_at"] == raw["measured_at"]
+    for mode, by in raw["fits"].items():
+        for state, coefficients in by.items():
+            for name in ("a", "b", "c"):
+                assert fit["profiler"][mode][state][name] == coefficients[name]
+
+
+def test_cost_grows_with_rate_and_threads_and_wall_costs_more():
+    model = load_cost_model()
+    for mode in ("cpu", "wall"):
+        assert model.profiler_cores(0, 20, mode) == 0.0
+        assert model.profiler_cores(100, 20, mode) > model.profiler_cores(10, 20, mode)
+        assert model.profiler_cores(100, 64, mode) >= model.profiler_cores(100, 4, mode)
+        both = model.profiler_cores(100, 20, mode)
+        assert both == max(
+            model.profiler_cores(100, 20, mode, busy=True),
+            model.profiler_cores(100, 20, mode, busy=False),
+        )
+    assert model.profiler_cores(100, 20, "wall") > 2 * model.profiler_cores(100, 20, "cpu")
+    assert model.slow_span_cores(100.0) == pytest.approx(100 * model.slow_span_capture_cpu_s)
+    with pytest.raises(ValueError, match="mode"):
+        model.profiler_cores(100, 20, "gpu")
+
+
+def test_a_broken_fit_is_refused_naming_the_field():
+    good = json.loads((ROOT / "otel_adaprof" / "cost_fit.json").read_text())
+    bad = json.loads(json.dumps(good))
+    del bad["profiler"]["wall"]["loaded"]["b"]
+    with pytest.raises(ContractError, match=r"profiler\.wall\.loaded"):
+        parse_cost_fit(bad)
+    with pytest.raises(ContractError, match="profiler"):
+        parse_cost_fit({"provisional": True})
+    assert parse_cost_fit(good).profiler_cores(10, 4) > 0
