@@ -9,7 +9,8 @@ keeps the exponential average of the measured profiler CPU of all agent threads 
    measured overhead) keeps that average under ``margin`` times the budget, and its
    expected cost is under :data:`MAX_BURST_FACTOR` budgets. So a burst is allowed
    while the bank holds, and refused once the average is spent. Bytes are masked only
-   when the session sets a bytes budget. The cheapest action is always offered.
+   when the session sets a bytes budget. Actions tagged ``fallback`` are never offered
+   (they are the retreat); the cheapest other action is always offered.
 2. *Retreat.* When the average is over the budget (or the window was over the bytes
    budget), the next window runs the cheapest action, whatever the learner would pick.
    A measurement above the prediction also raises the calibration, so the actions that
@@ -22,8 +23,9 @@ Usage::
     >>> from otel_adaprof.params import Params
     >>> guard = SafetyGuard(load_catalog())
     >>> allowed = guard.allowed(DecisionContext.initial("shop", Params()))
-    >>> "off" in [a.name for a in allowed], "deep-200hz" in [a.name for a in allowed]
-    (True, False)
+    >>> names = [a.name for a in allowed]
+    >>> guard.cheapest.name, "off" in names, "watch-reflex" in names, "learn-100hz" in names
+    ('off', False, True, False)
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ CALIBRATION_RATE = 0.5
 CALIBRATION_RANGE = (0.25, 8.0)
 #: Most budgets one window's expected cost may reach (the size of a burst).
 MAX_BURST_FACTOR = 10.0
+#: Tag of actions kept for the retreat only (never offered to the learner).
+FALLBACK_TAG = "fallback"
 #: Window length assumed before an agent has reported one (s).
 DEFAULT_WINDOW_S = 5.0
 
@@ -83,7 +87,8 @@ class SafetyGuard:
         self.calibration = 1.0
         self.average = 0.0  # profiler CPU over the horizon (fraction of a core)
         self.window_s = DEFAULT_WINDOW_S
-        self._cheapest = catalog.cheapest()
+        fallbacks = [a for a in catalog if FALLBACK_TAG in a.tags]
+        self._cheapest = fallbacks[0] if fallbacks else catalog.cheapest()
         self._terms = {a.name: CostTerms.of(a.params) for a in catalog}
         terms = [self._terms[a.name] for a in catalog]
         #: Per-action constants as arrays (catalog order), for :meth:`assess_arrays`.
@@ -96,6 +101,14 @@ class SafetyGuard:
         )
         self._bps = np.array([t.bytes_per_sample for t in terms])
         self._cheapest_index = catalog.index(self._cheapest.name)
+        # Actions tagged "fallback" are the retreat only, never offered to the learner;
+        # the cheapest of the others is always offered.
+        self._offerable = np.array([FALLBACK_TAG not in a.tags for a in catalog])
+        if not self._offerable.any():
+            self._offerable[:] = True
+        offer = [a for a in catalog if FALLBACK_TAG not in a.tags] or list(catalog)
+        floor = min(offer, key=lambda a: (a.params.rate_hz, a.params.stack_depth))
+        self._floor_index = catalog.index(floor.name)
 
     @property
     def cheapest(self) -> Action:
@@ -157,9 +170,9 @@ class SafetyGuard:
         out = []
         for action in self.catalog:
             est = self._terms[action.name].estimate(spans, active, self.calibration)
-            if (est.cpu_fraction <= cpu_cap and est.bytes_per_s <= bytes_cap) or (
-                action is self._cheapest
-            ):
+            i = self.catalog.index(action.name)
+            fits = est.cpu_fraction <= cpu_cap and est.bytes_per_s <= bytes_cap
+            if (fits and self._offerable[i]) or i == self._floor_index:
                 out.append((action, est))
         return out
 
@@ -173,7 +186,8 @@ class SafetyGuard:
         ok = (cpu <= self.cpu_room(ctx)) & (
             data <= (ctx.budget.bytes_per_s or math.inf) * self.margin
         )
-        ok[self._cheapest_index] = True
+        ok &= self._offerable
+        ok[self._floor_index] = True
         idx = np.flatnonzero(ok)
         return idx, cpu[idx], data[idx]
 

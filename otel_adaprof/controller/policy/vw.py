@@ -216,7 +216,7 @@ class VWPolicy(Policy):
         )
         pmf = self._pmf(feats, names, matrix)
         greedy = max(range(len(pmf)), key=pmf.__getitem__)
-        settled = self._settled(ctx, pmf, same, greedy)
+        settled = self._settled(ctx, pmf, same, g.rate[idx], greedy)
         choice = settled if settled is not None else self._sample(pmf)
         action = self.catalog[int(idx[choice])]
         # logged as plain lists (columns C_FEATURES): JSON-ready and cheap to build
@@ -233,12 +233,19 @@ class VWPolicy(Policy):
         )
 
     def _settled(
-        self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, greedy: int
+        self,
+        ctx: DecisionContext,
+        pmf: Sequence[float],
+        same: np.ndarray,
+        rates: np.ndarray,
+        greedy: int,
     ) -> int | None:
         """In a steady phase (its profile at the target, no change just seen, no burst in
-        flight) the policy does not explore: it keeps the params in force while the
-        model rates them within :data:`SETTLE_RATIO` of the best, else takes the best.
-        ``None`` while a phase is still being learned (explore as usual)."""
+        flight) the policy does not explore and only settles: among the offered actions
+        no faster than the params in force, it keeps those params while the model rates
+        them within :data:`SETTLE_RATIO` of the best, else takes the best. So a steady
+        phase sees a few steps down at most, never a flip-flop. ``None`` while a phase
+        is still being learned (explore as usual)."""
         phase = ctx.phase
         if phase is None or ctx.state is None or phase.changed or phase.pending_change_unix:
             return None
@@ -247,9 +254,15 @@ class VWPolicy(Policy):
         if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
             return None
         stay = [i for i in range(len(pmf)) if same[i]]
-        if stay and pmf[stay[0]] >= SETTLE_RATIO * pmf[greedy]:
-            return stay[0]
-        return greedy
+        if not stay:
+            return greedy
+        here = stay[0]
+        ceiling = ctx.params_in_force.rate_hz
+        lower = [i for i in range(len(pmf)) if rates[i] <= ceiling]
+        best = max(lower, key=pmf.__getitem__)
+        if pmf[here] >= SETTLE_RATIO * pmf[best]:
+            return here
+        return best
 
     def _examples(
         self,
