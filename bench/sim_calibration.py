@@ -81,7 +81,7 @@ def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]
             "duration_s": settings.duration_s,
             "rate_rps": settings.rate_rps,
             "window_s": settings.window_s,
-        },  # fmt: skip
+        },
         "machine": result.get("machine"),
         "per_rate": per_rate,
         "sample_yield": statistics.median(yields) if yields else None,

@@ -1,8 +1,7 @@
 """The budget guard: masking, retreat to the cheapest action, static never explores,
-at most one over-budget window per excursion in the simulator."""
+the budget held on average in the simulator."""
 
 from __future__ import annotations
-
 
 from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.catalog import load_catalog
@@ -78,9 +77,16 @@ def test_measured_overhead_raises_the_calibration():
     guard.observe(heavy)
     assert guard.calibration > 1.5
     est = guard.estimate(load_catalog().get("learn-20hz"), heavy).cpu_fraction  # type: ignore[arg-type]
-    assert est > 2 * SafetyGuard(load_catalog()).estimate(
-        load_catalog().get("learn-20hz"), calm  # type: ignore[arg-type]
-    ).cpu_fraction
+    assert (
+        est
+        > 2
+        * SafetyGuard(load_catalog())
+        .estimate(
+            load_catalog().get("learn-20hz"),
+            calm,  # type: ignore[arg-type]
+        )
+        .cpu_fraction
+    )
 
 
 def test_a_spent_bank_retreats_to_the_off_fallback():

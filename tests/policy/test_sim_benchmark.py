@@ -14,9 +14,7 @@ from otel_adaprof.sim.scenario import SCENARIOS
 
 @pytest.fixture(scope="module")
 def report(pretrained_model):
-    return compare(
-        [SCENARIOS["demo"], SCENARIOS["demo-4x"]], seeds=[1, 2], model=pretrained_model
-    )
+    return compare([SCENARIOS["demo"], SCENARIOS["demo-4x"]], seeds=[1, 2], model=pretrained_model)
 
 
 @pytest.mark.parametrize("name", ["demo", "demo-4x"])
@@ -28,9 +26,7 @@ def test_adaptive_meets_the_bounds_against_static_100(report, name):
 
 
 def test_longer_phases_cost_less_relative_to_static_100(report):
-    ratio = {
-        s.name: s.get("adaptive").cpu / s.get("static-100").cpu for s in report.scenarios
-    }
+    ratio = {s.name: s.get("adaptive").cpu / s.get("static-100").cpu for s in report.scenarios}
     assert ratio["demo-4x"] <= 0.2 and ratio["demo-4x"] < ratio["demo"]
 
 

@@ -40,7 +40,12 @@ def test_decisions_carry_probability_and_json_features():
 def test_learning_moves_the_model_towards_the_rewarded_action():
     full = load_catalog()
     policy = VWPolicy(
-        Catalog([full[full.index(n)] for n in ("off", "watch-reflex", "maintain-2hz-reflex", "learn-20hz")]),
+        Catalog(
+            [
+                full[full.index(n)]
+                for n in ("off", "watch-reflex", "maintain-2hz-reflex", "learn-20hz")
+            ]
+        ),
         seed=2,
     )
     ctx = _ctx()
