@@ -170,7 +170,8 @@ def shares_differ(new: Mapping[str, float], old: Mapping[str, float], functions:
     """Whether two keyed sample histograms differ beyond sampling noise.
 
     Needs :data:`MIN_CONFIRM_SAMPLES` on both sides; the total-variation distance must
-    exceed the expected total-variation noise ``½·sqrt(e(n₁)² + e(n₂)²)`` plus
+    exceed (with ``K`` the larger of ``functions`` and the keys seen) the expected
+    total-variation noise ``½·sqrt(e(n₁)² + e(n₂)²)`` plus
     :data:`CHANGE_MARGIN`.
 
     >>> shares_differ({"a": 30.0, "hot": 30.0}, {"a": 300.0}, 8)
@@ -181,7 +182,8 @@ def shares_differ(new: Mapping[str, float], old: Mapping[str, float], functions:
     n_new, n_old = sum(new.values()), sum(old.values())
     if n_new < MIN_CONFIRM_SAMPLES or n_old < MIN_CONFIRM_SAMPLES:
         return False
-    noise = 0.5 * math.hypot(expected_l1(n_new, functions), expected_l1(n_old, functions))
+    k = max(functions, len(set(new) | set(old)))  # a service may run more than K
+    noise = 0.5 * math.hypot(expected_l1(n_new, k), expected_l1(n_old, k))
     return total_variation(new, old) > noise + CHANGE_MARGIN
 
 

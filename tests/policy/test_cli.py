@@ -108,4 +108,4 @@ def test_policy_eval_estimates_model_and_static_actions(tmp_path, pretrained_mod
 
 def test_policy_catalog_shows_the_default():
     proc = _run("policy", "catalog")
-    assert proc.returncode == 0 and "maintain-2hz-reflex" in proc.stdout
+    assert proc.returncode == 0 and "watch-reflex" in proc.stdout
