@@ -47,6 +47,8 @@ class BurstReflex:
         #: Bursts started, and seconds spent in bursts (since start; monotonic counters).
         self.bursts = 0
         self.burst_seconds = 0.0
+        #: When the last burst started (monotonic s), if one did.
+        self.started_at: float | None = None
         self._until: float | None = None
         self._last: float | None = None
         self._base: Params | None = None
@@ -77,6 +79,7 @@ class BurstReflex:
             self._until = now + base.burst_seconds
             if started:
                 self.bursts += 1
+                self.started_at = now
                 log.info(
                     "otel-adaprof: burst at %d ms for %g s (%s changed)",
                     base.burst_interval_ms, base.burst_seconds, ", ".join(fired),

@@ -10,7 +10,7 @@ Three signals, each against its own slowly-updated baseline:
 
 Each observation is compared with its baseline by a two-sided CUSUM (:class:`Cusum`)
 in baseline standard deviations: a step of ``d`` standard deviations adds about
-``d - SLACK`` per observation, so a signal fires after ``threshold / (d - SLACK)``
+``d - SLACK`` (0.75) per observation, so a signal fires after ``threshold / (d - SLACK)``
 observations, while noise at the baseline drifts back to 0. When a signal fires its
 baseline restarts from the new level (it learns the new regime instead of firing on).
 
@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 from otel_adaprof.protocol import ChangeSignals
 
 #: Allowance per observation, in standard deviations: shifts smaller than this are not
-#: accumulated (the classic ``k = 0.5``: tuned to detect shifts of one std or more).
-SLACK = 0.5
+#: accumulated (tuned to shifts of 1.5 std or more; it also absorbs the error of a
+#: baseline mean learnt from :data:`WARMUP` observations, about 0.3 std).
+SLACK = 0.75
 #: Weight of one observation in the baseline's mean and variance (a slow baseline: about
 #: 50 observations of memory, i.e. tens of seconds at the agent's tick).
 BASELINE_ALPHA = 0.02
 #: Observations that form a baseline before a signal may fire (again, after a change).
-WARMUP = 8
+WARMUP = 12
 #: Smallest standard deviation, relative to the baseline's mean (5 %): a perfectly
 #: steady signal must not fire on a 1 % wiggle.
 REL_FLOOR = 0.05
@@ -68,7 +69,8 @@ class Cusum:
     """A two-sided CUSUM against a slowly-updated baseline (mean and variance).
 
     ``update`` returns whether the signal fired. The first :data:`WARMUP` observations
-    (and again after each firing) only build the baseline.
+    (and again after each firing) only build the baseline: their mean and variance
+    without the one furthest from their median, so a start-up outlier does not blunt it.
 
     >>> c = Cusum()
     >>> any(c.update(100.0 + (-1) ** i, threshold=5.0) for i in range(200))
@@ -85,6 +87,7 @@ class Cusum:
     var: float = 0.0
     high: float = 0.0
     low: float = 0.0
+    _warm: list[float] = field(default_factory=list, repr=False)
 
     @property
     def std(self) -> float:
@@ -99,16 +102,22 @@ class Cusum:
     def restart(self) -> None:
         """Forget the baseline (the next observations build a new one)."""
         self.n, self.mean, self.var, self.high, self.low = 0, 0.0, 0.0, 0.0, 0.0
+        self._warm.clear()
 
     def update(self, x: float, threshold: float) -> bool:
         """Add one observation; whether the CUSUM crossed ``threshold`` (std units)."""
         if not math.isfinite(x):
             return False
-        if self.n < self.warmup:  # Welford: the baseline's first mean and variance
+        if self.n < self.warmup:  # the baseline's first level and spread, robustly
             self.n += 1
-            delta = x - self.mean
-            self.mean += delta / self.n
-            self.var += (delta * (x - self.mean) - self.var) / self.n
+            self._warm.append(x)
+            if self.n == self.warmup:
+                ordered = sorted(self._warm)
+                median = _median(ordered)
+                kept = sorted(ordered, key=lambda v: abs(v - median))[:-1]  # drop one outlier
+                self.mean = sum(kept) / len(kept)
+                self.var = sum((v - self.mean) ** 2 for v in kept) / max(1, len(kept) - 1)
+                self._warm.clear()
             return False
         std = self.std
         z = (x - self.mean) / std
@@ -118,10 +127,18 @@ class Cusum:
             self.restart()
             self.update(x, threshold)  # the new regime's first observation
             return True
+        # A young baseline learns as a running mean; then slowly (weight ``alpha``).
+        self.n += 1
+        alpha = max(self.alpha, 1.0 / self.n)
         r = max(-CLIP * std, min(CLIP * std, x - self.mean))
-        self.mean += self.alpha * r
-        self.var = (1.0 - self.alpha) * self.var + self.alpha * r * r
+        self.mean += alpha * r
+        self.var = (1.0 - alpha) * self.var + alpha * r * r
         return False
+
+
+def _median(ordered: Sequence[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
 def p90(values: Sequence[float]) -> float:

@@ -8,14 +8,16 @@ percentile of their operation (:mod:`~otel_adaprof.instrumentation.spans.latency
 and reads the stack of each such span's thread from ``sys._current_frames()``. Its
 cost grows with the number of slow spans, not with the number of threads: a thread
 with no slow span is never walked, and with no slow span the capture sleeps until the
-earliest open span could become slow.
+earliest open span (or a span starting now) could become slow.
 
 The samples go into the same :class:`~otel_adaprof.instrumentation.join.samples.SampleStore`
 as py-spy's, so they land on the span (through the span join) and in the window's
 histogram, cut to ``stack_depth`` frames. A sample is *waiting* when its leaf is a
-known wait, or when the thread used less than half the time since the previous capture
-on the CPU (``/proc/self/task/<tid>/schedstat``): a sleep in C or a lock wait is not
-counted as CPU.
+known wait, or when the thread was on a CPU (or in the run queue) less than a fifth of
+the time since the previous capture (``/proc/self/task/<tid>/schedstat``): a sleep in
+C or a lock wait is not counted as CPU. The thread's clock starts an interval before its
+span turns slow; a span first seen already slow gets its first sample judged by the
+stack alone.
 
     >>> import threading, time
     >>> from otel_adaprof.params import Params
@@ -29,13 +31,15 @@ counted as CPU.
     >>> capture.tick(time.time_ns())  # installs the open-span index; nothing is slow
     0.05
     >>> done = threading.Event()
-    >>> worker = threading.Thread(target=done.wait); worker.start()
-    >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 50_000_000, "op")
-    >>> capture.tick(time.time_ns())  # 50 ms > 10 ms: captured, the next in 5 ms
+    >>> worker = threading.Thread(target=done.wait); worker.start(); time.sleep(0.05)
+    >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 7_000_000, "op")
+    >>> capture.tick(time.time_ns())  # 7 ms: slow in 3 ms; its thread's clock starts
+    0.005
+    >>> time.sleep(0.005); capture.tick(time.time_ns())  # slow now, captured: no CPU used
     0.005
     >>> done.set(); worker.join()
     >>> capture.slow_spans, capture.samples, capture.waiting_samples
-    (1, 1, 0)
+    (1, 1, 1)
 """
 
 from __future__ import annotations
@@ -64,8 +68,10 @@ OFF_TICK_S = 0.25
 MAX_OPEN_SPANS = 100_000
 #: Open spans older than this are forgotten (s).
 MAX_OPEN_AGE_S = 600.0
-#: A thread that ran at least this share of the time since the previous capture is on CPU.
-ON_CPU_SHARE = 0.5
+#: A thread that ran, or waited for a CPU in the run queue, at least this share of the
+#: time since the previous capture is on CPU (a thread blocked in I/O, a lock or a
+#: sleep uses next to none; two busy threads sharing the GIL use about half each).
+ON_CPU_SHARE = 0.2
 
 
 def _qualname(code: CodeType) -> str:
@@ -73,7 +79,10 @@ def _qualname(code: CodeType) -> str:
 
 
 class _ThreadClock:
-    """A thread's CPU time from ``/proc/self/task/<tid>/schedstat`` (ns), fd kept open."""
+    """A thread's time on a CPU and in the run queue (``/proc/self/task/<tid>/schedstat``, ns).
+
+    The file stays open while the thread is slow: a read is one ``pread``.
+    """
 
     __slots__ = ("fd", "last_cpu", "last_wall")
 
@@ -84,7 +93,8 @@ class _ThreadClock:
 
     def on_cpu(self, now_ns: int) -> bool | None:
         """Whether the thread ran ≥ :data:`ON_CPU_SHARE` since the last call (None: unknown)."""
-        cpu = int(os.pread(self.fd, 64, 0).split(maxsplit=1)[0])
+        run, queued = os.pread(self.fd, 96, 0).split()[:2]
+        cpu = int(run) + int(queued)
         last, wall = self.last_cpu, self.last_wall
         self.last_cpu, self.last_wall = cpu, now_ns
         if last is None or now_ns <= wall:
@@ -119,6 +129,7 @@ class SlowSpanCapture:
         #: CPU seconds of the captures (thread time spent in :meth:`tick`).
         self.cpu_seconds = 0.0
         self._seen: set[int] = set()
+        self._min_limit_ns: int | None = None
         self._clocks: dict[int, _ThreadClock] = {}
         self._names: dict[tuple[CodeType, int], str] = {}
 
@@ -159,26 +170,27 @@ class SlowSpanCapture:
         index = self.open_spans
         if index is None:
             return OFF_TICK_S
-        interval_s = interval_ms / 1000.0
+        interval_ns = interval_ms * 1_000_000
         trigger = params.marker_trigger
         min_ns = int(trigger.min_duration_ms * 1e6)
         pct = trigger.latency_percentile
-        thresholds: dict[str, int | None] = {}
+        limits: dict[str, int | None] = {}
         slow: dict[int, int] = {}  # thread ident → native id
-        earliest = now_ns + int(IDLE_MAX_S * 1e9)
+        soon: dict[int, int] = {}  # threads of spans slow within an interval: clocks start
+        wake = now_ns + int(IDLE_MAX_S * 1e9)
         seen = self._seen
         still_open: set[int] = set()
         items = list(index.items())
         if len(items) > MAX_OPEN_SPANS:
             self._forget(index, items, now_ns)
         for span_id, (tid, native, start_ns, name) in items:
-            limit = thresholds.get(name, -1)
+            limit = limits.get(name, -1)
             if limit == -1:
                 limit = min_ns
                 if pct is not None:
                     ms = self.latency.threshold(name, pct)
                     limit = None if ms is None else max(min_ns, int(ms * 1e6) + 1)
-                thresholds[name] = limit
+                limits[name] = limit
             if limit is None:  # no percentile yet: the trigger cannot fire
                 continue
             due = start_ns + limit
@@ -188,18 +200,26 @@ class SlowSpanCapture:
                 if span_id not in seen:
                     seen.add(span_id)
                     self.slow_spans += 1
-            elif due < earliest:
-                earliest = due
+            elif now_ns >= due - interval_ns:
+                soon[tid] = native
+            else:
+                wake = min(wake, due - interval_ns)
         seen.intersection_update(still_open)
+        known = [v for v in limits.values() if v is not None]
+        if known:
+            self._min_limit_ns = min(known)
+        if self._min_limit_ns is not None:  # a span starting now is slow this soon at best
+            wake = min(wake, now_ns + self._min_limit_ns - interval_ns)
+        for native in soon.values():
+            self._on_cpu(native, now_ns)  # starts its clock
         if slow:
             self._capture(slow, now_ns, params.stack_depth)
-            for native in set(self._clocks) - set(slow.values()):
-                self._clocks.pop(native).close()
-            return interval_s
-        for clock in self._clocks.values():
-            clock.close()
-        self._clocks.clear()
-        return max(interval_s, min(IDLE_MAX_S, (earliest - now_ns) / 1e9))
+        watched = set(slow.values()) | set(soon.values())
+        for native in [n for n in self._clocks if n not in watched]:
+            self._clocks.pop(native).close()
+        if slow:
+            return interval_ns / 1e9
+        return max(interval_ns, wake - now_ns) / 1e9
 
     @staticmethod
     def _forget(index: dict[int, OpenSpan], items: list[tuple[int, OpenSpan]], now_ns: int) -> None:
@@ -218,18 +238,19 @@ class SlowSpanCapture:
             top = frames.get(tid)
             if top is None or tid == me:
                 continue
+            on_cpu = self._on_cpu(native, now_ns)
             stack: list[str] = []
             frame: FrameType | None = top
             while frame is not None and len(stack) < depth:
                 stack.append(self._frame(frame))
                 frame = frame.f_back
             stack.reverse()
-            on_cpu = self._on_cpu(native, now_ns)
             if self.store.add_one(tid, now_ns, tuple(stack), idle=on_cpu is False):
                 self.samples += 1
                 self.waiting_samples += on_cpu is False
 
     def _on_cpu(self, native: int, now_ns: int) -> bool | None:
+        """Whether the thread was on CPU since its clock's last reading (None: unknown)."""
         clock = self._clocks.get(native)
         try:
             if clock is None:

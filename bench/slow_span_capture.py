@@ -1,0 +1,266 @@
+"""Slow-span capture against py-spy: samples on the slowest spans, and what they cost.
+
+Side by side in one run (the machine is shared and noisy), one demo service
+(``python -m otel_adaprof.demo.service`` under ``opentelemetry-instrument``, local
+params, no controller, spans over OTLP/HTTP to an in-process span sink) per
+configuration:
+
+* **off** — the agent with profiling off and no capture (the CPU baseline);
+* **py-spy 10 Hz**, **py-spy 100 Hz** — ``sampling_interval_ms`` 100 / 10;
+* **slow-span 10 ms**, **slow-span 2 ms** — no py-spy (``sampling_interval_ms: 0``),
+  slow-span capture every 10 / 2 ms (``slow_span_interval_ms``);
+* **slow-span 10 ms + py-spy 10 Hz** — both.
+
+Every configuration has the same marker trigger, ``latency_percentile: 90``: a span is
+a marker, and slow, when it is slower than its operation's p90 so far. Open-loop load on
+127.0.0.1 (the demo's /catalog /price /checkout mix) at ``--rate`` req/s, ``--seconds``
+per configuration in ``--rounds`` rounds interleaved between the services (rotating
+order). Per configuration:
+
+* **slow-span coverage** — of each server operation's slowest 10 % of server spans
+  (by duration, all operations pooled), the share that carry at least one sample
+  (``adaprof.sample_count > 0``), and their mean samples;
+* **CPU** — the service's CPU per request (psutil, over its own rounds and drains), its
+  excess over *off* (the in-process cost: the capture thread, joins, parse), py-spy's
+  CPU per request, and the agent's total in % of a core while loaded.
+
+Usage::
+
+    .venv/bin/python bench/slow_span_capture.py                      # about 5 minutes
+    .venv/bin/python bench/slow_span_capture.py --seconds 12 --rounds 2 --json
+
+Every process it starts is stopped on exit; the load targets 127.0.0.1 only and is
+bounded in rate and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from agent_overhead import cpu_snapshot, has_py_spy_child
+
+from otel_adaprof.demo.bench import machine_description
+from otel_adaprof.demo.loadgen import LoadGenerator
+from otel_adaprof.demo.phases import Phase
+from otel_adaprof.demo.processes import Children
+from otel_adaprof.demo.stack import DemoStack
+
+#: Seconds of unmeasured load each service gets after it started (its percentiles fill).
+WARMUP_S = 4.0
+#: Seconds after each round before the next starts (held spans and exports drain).
+DRAIN_S = 2.0
+#: Longest wait for a py-spy service's first py-spy child (s).
+PYSPY_WAIT_S = 10.0
+#: Share of each operation's spans that count as its slowest.
+SLOWEST = 0.10
+TRIGGER = {"latency_percentile": 90}
+MAX_RATE, MAX_SECONDS = 200.0, 600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    key: str
+    label: str
+    params: dict[str, Any]
+    profiler: str
+    py_spy: bool
+
+
+CONFIGS = (
+    Config("off", "off", {"sampling_interval_ms": 0}, "off", False),
+    Config("pyspy_10hz", "py-spy 10 Hz", {"sampling_interval_ms": 100}, "py-spy", True),
+    Config("pyspy_100hz", "py-spy 100 Hz", {"sampling_interval_ms": 10}, "py-spy", True),
+    Config(
+        "slow_10ms",
+        "slow-span 10 ms",
+        {"sampling_interval_ms": 0, "slow_span_interval_ms": 10},
+        "off",
+        False,
+    ),
+    Config(
+        "slow_2ms",
+        "slow-span 2 ms",
+        {"sampling_interval_ms": 0, "slow_span_interval_ms": 2},
+        "off",
+        False,
+    ),
+    Config(
+        "slow_10ms_pyspy_10hz",
+        "slow-span 10 ms + py-spy 10 Hz",
+        {"sampling_interval_ms": 100, "slow_span_interval_ms": 10},
+        "py-spy",
+        True,
+    ),
+)
+
+
+@dataclass
+class Run:
+    cfg: Config
+    pid: int
+    port: int
+    ok: int = 0
+    window_s: float = 0.0
+    cpu_s: float = 0.0
+    kids_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(port: int, seconds: float, rate: float) -> Any:
+    return LoadGenerator(port, [Phase("round", 0.0, seconds, rate, False)]).run().per_phase["round"]
+
+
+def coverage(spans_path: Path) -> dict[str, dict[str, float]]:
+    """Per service: share of each operation's slowest server spans carrying samples."""
+    per: dict[str, dict[str, list[tuple[float, int]]]] = {}
+    with spans_path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if row.get("kind") != "SPAN_KIND_SERVER":
+                continue
+            ms = (int(row["endTimeUnixNano"]) - int(row["startTimeUnixNano"])) / 1e6
+            attrs = {a["key"]: a.get("value", {}) for a in row.get("attributes", [])}
+            count = int(attrs.get("adaprof.sample_count", {}).get("intValue", "0"))
+            ops = per.setdefault(row.get("service", ""), {})
+            ops.setdefault(row.get("name", ""), []).append((ms, count))
+    out: dict[str, dict[str, float]] = {}
+    for service, ops in per.items():
+        slowest: list[int] = []
+        spans = 0
+        for durations in ops.values():
+            spans += len(durations)
+            ranked = sorted(durations, reverse=True)
+            slowest += [c for _ms, c in ranked[: max(1, round(SLOWEST * len(ranked)))]]
+        out[service] = {
+            "server_spans": spans,
+            "slowest": len(slowest),
+            "covered": sum(1 for c in slowest if c > 0),
+            "coverage": sum(1 for c in slowest if c > 0) / max(1, len(slowest)),
+            "mean_samples": sum(slowest) / max(1, len(slowest)),
+        }
+    return out
+
+
+def run(seconds: float, rounds: int, rate: float) -> dict[str, Any]:
+    """Start the services, load them in interleaved rounds, read their spans."""
+    round_s = seconds / rounds
+    with tempfile.TemporaryDirectory(prefix="adaprof-slowspan-") as tmp, Children() as kids:
+        stack = DemoStack(kids, workdir=tmp)
+        stack.start_sink()
+        runs: dict[str, Run] = {}
+        try:
+            for cfg in CONFIGS:
+                name = f"bench-{cfg.key}"
+                env = {
+                    "ADAPROF_PROFILER": cfg.profiler,
+                    "ADAPROF_PARAMS": json.dumps({**cfg.params, "marker_trigger": TRIGGER}),
+                }
+                port = stack.start_service(name, extra_env=env, key=name)
+                runs[cfg.key] = Run(cfg, kids.procs[name].pid, port)
+            for r in runs.values():
+                _load(r.port, WARMUP_S, rate)
+                if r.cfg.py_spy:
+                    deadline = time.monotonic() + PYSPY_WAIT_S
+                    while not has_py_spy_child(r.pid) and time.monotonic() < deadline:
+                        time.sleep(0.1)
+            order = list(runs.values())
+            for k in range(rounds):
+                for r in order[k % len(order) :] + order[: k % len(order)]:
+                    before, t0 = cpu_snapshot(r.pid), time.monotonic()
+                    stats = _load(r.port, round_s, rate)
+                    time.sleep(DRAIN_S)
+                    after = cpu_snapshot(r.pid)
+                    r.window_s += time.monotonic() - t0
+                    r.ok += stats.ok
+                    r.cpu_s += after[0] - before[0]
+                    r.kids_s += after[1] - before[1]
+        finally:
+            for cfg in reversed(CONFIGS):  # SIGTERM: each service flushes its spans
+                kids.stop(f"bench-{cfg.key}")
+            stack.stop_sink()
+        cov = coverage(stack.spans_path)
+    base = runs["off"]
+    base_ms = 1000.0 * base.cpu_s / max(1, base.ok)
+    out: dict[str, Any] = {}
+    for key, r in runs.items():
+        ok = max(1, r.ok)
+        service_ms = 1000.0 * r.cpu_s / ok
+        excess_s = max(0.0, r.cpu_s - base_ms / 1000.0 * r.ok)
+        c = cov.get(f"bench-{key}", {"coverage": 0.0, "slowest": 0, "covered": 0})
+        out[key] = {
+            "label": r.cfg.label,
+            "requests": r.ok,
+            "server_spans": c.get("server_spans", 0),
+            "slowest": c["slowest"],
+            "covered": c["covered"],
+            "coverage": round(c["coverage"], 3),
+            "mean_samples_on_slowest": round(c.get("mean_samples", 0.0), 2),
+            "service_cpu_ms_per_req": round(service_ms, 3),
+            "excess_cpu_ms_per_req": round(service_ms - base_ms, 3),
+            "pyspy_cpu_ms_per_req": round(1000.0 * r.kids_s / ok, 3),
+            "agent_pct_core": round(100.0 * (excess_s + r.kids_s) / max(1e-9, r.window_s), 2),
+        }
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a markdown table."""
+    a = result["args"]
+    lines = [
+        f"Demo service, {a['rate']:g} req/s open loop, {a['seconds']:g} s per configuration in "
+        f"{a['rounds']} interleaved rounds; trigger latency_percentile 90; "
+        f"slowest {int(SLOWEST * 100)} % of each operation's server spans",
+        "",
+        "| configuration | slowest spans with samples | mean samples on them "
+        "| service CPU ms/req | excess over off ms/req | py-spy CPU ms/req "
+        "| agent % core (excess + py-spy) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for fig in result["configs"].values():
+        lines.append(
+            f"| {fig['label']} | {fig['covered']} / {fig['slowest']} ({fig['coverage']:.0%}) "
+            f"| {fig['mean_samples_on_slowest']:.1f} | {fig['service_cpu_ms_per_req']:.2f} "
+            f"| {fig['excess_cpu_ms_per_req']:+.2f} | {fig['pyspy_cpu_ms_per_req']:.2f} "
+            f"| {fig['agent_pct_core']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run and print markdown (or JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="load per configuration")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per service")
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second (open loop)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    args = parser.parse_args(argv)
+    if not (0 < args.rate <= MAX_RATE and 0 < args.seconds <= MAX_SECONDS and args.rounds >= 1):
+        parser.error(
+            f"--rate in (0, {MAX_RATE:g}], --seconds in (0, {MAX_SECONDS:g}], --rounds ≥ 1"
+        )
+    t0 = time.monotonic()
+    configs = run(args.seconds, args.rounds, args.rate)
+    result = {
+        "args": vars(args),
+        "machine": machine_description(),
+        "wall_s": round(time.monotonic() - t0, 1),
+        "configs": configs,
+    }
+    print(json.dumps(result, indent=2) if args.json else markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

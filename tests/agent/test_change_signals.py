@@ -1,0 +1,218 @@
+"""Change signals, the burst reflex and the params override, pinned by hand-made numbers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from otel_adaprof.errors import ContractError
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.control.reflex import BurstReflex
+from otel_adaprof.instrumentation.observe.change_signals import (
+    REPORT_THRESHOLD,
+    WARMUP,
+    ChangeDetector,
+    Cusum,
+    Inputs,
+)
+from otel_adaprof.params import Params
+
+
+def _noise(seed: int, n: int, mean: float, sd: float) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.gauss(mean, sd) for _ in range(n)]
+
+
+def _first_fire(c: Cusum, values: list[float], threshold: float) -> int | None:
+    for i, x in enumerate(values):
+        if c.update(x, threshold):
+            return i
+    return None
+
+
+# Cusum ---------------------------------------------------------------------------------
+
+
+def test_a_step_of_three_std_fires_within_three_observations():
+    # Baseline 10 ± 1 (std 1, above the 5 % floor); a step to 13 adds 2.5 per observation.
+    c = Cusum()
+    assert _first_fire(c, _noise(1, 40, 10.0, 1.0), threshold=5.0) is None
+    fired_at = _first_fire(c, [13.0] * 10, threshold=5.0)
+    assert fired_at is not None and fired_at <= 2  # 2.5, 5.0, 7.5: fires at the third
+
+
+def test_a_drop_fires_too_and_the_statistic_is_negative_before():
+    c = Cusum()
+    for x in _noise(2, 40, 10.0, 1.0):
+        c.update(x, threshold=8.0)
+    c.update(7.5, threshold=8.0)
+    assert c.statistic < -1.5
+    assert _first_fire(c, [7.0] * 10, threshold=8.0) is not None
+
+
+def test_noise_at_the_baseline_does_not_fire():
+    c = Cusum()
+    assert _first_fire(c, _noise(3, 2000, 10.0, 1.0), threshold=8.0) is None
+    assert abs(c.statistic) < 8.0
+
+
+def test_a_steady_signal_does_not_fire_on_small_wiggles():
+    # 1 % wiggles on a constant: the 5 % floor on the spread keeps z small.
+    c = Cusum()
+    values = [100.0 + (1.0 if i % 3 == 0 else -0.5) for i in range(500)]
+    assert _first_fire(c, values, threshold=REPORT_THRESHOLD) is None
+
+
+def test_a_startup_outlier_does_not_blunt_the_baseline():
+    # The first observation of a process is often far off (imports, warm-up).
+    c = Cusum()
+    values = [80.0, *_noise(4, WARMUP - 1 + 20, 10.0, 1.0)]
+    assert _first_fire(c, values, threshold=5.0) is None
+    assert c.std < 2.0
+    assert _first_fire(c, [14.0] * 5, threshold=5.0) is not None
+
+
+def test_after_firing_the_new_level_becomes_the_baseline():
+    c = Cusum()
+    _first_fire(c, _noise(5, 30, 10.0, 1.0), threshold=5.0)
+    assert _first_fire(c, [20.0] * 3, threshold=5.0) == 0
+    assert _first_fire(c, _noise(6, 300, 20.0, 1.0), threshold=8.0) is None
+
+
+def test_no_observation_before_the_warmup_fires():
+    c = Cusum()
+    assert _first_fire(c, [1.0, 100.0, 1.0, 100.0, 1.0, 100.0, 1.0], threshold=0.1) is None
+
+
+# ChangeDetector ------------------------------------------------------------------------
+
+
+def _run(detector: ChangeDetector, ticks: list[tuple[float, int, dict[str, list[float]]]]):
+    """Feed ticks of (CPU s, requests, durations) 0.25 s apart; (tick, fired) of each."""
+    cpu, reqs, spans, out = 0.0, 0, 0, []
+    for i, (d_cpu, d_reqs, durations) in enumerate(ticks):
+        cpu, reqs, spans = cpu + d_cpu, reqs + d_reqs, spans + 3 * d_reqs
+        inputs = Inputs(now=i * 0.25, cpu_seconds=cpu, requests=reqs, spans=spans,
+                        durations=durations)  # fmt: skip
+        out.append(detector.observe(inputs, threshold=5.0, now_unix=1000.0 + i))
+    return out
+
+
+def test_cpu_per_request_step_fires_within_two_ticks_and_is_reported():
+    rng = random.Random(7)
+    steady = [(5 * rng.uniform(0.0045, 0.0055), 5, {}) for _ in range(40)]
+    step = [(5 * rng.uniform(0.0095, 0.0105), 5, {}) for _ in range(8)]
+    d = ChangeDetector()
+    fired = _run(d, steady + step)
+    assert not any(fired[:40])
+    first = next(i for i, f in enumerate(fired) if f)
+    assert first - 40 <= 1 and "cpu_per_request" in fired[first]
+    report = d.report(changes=d.changes)
+    assert report.changes >= 1 and report.last_change_unix == 1000.0 + first
+
+
+def test_steady_load_with_jitter_fires_nothing():
+    rng = random.Random(8)
+    ticks = [
+        (rng.randint(4, 6) * 0.005 * rng.uniform(0.9, 1.1), 5,
+         {"GET /a": [rng.uniform(8.0, 12.0) for _ in range(5)]})
+        for _ in range(400)
+    ]  # fmt: skip
+    d = ChangeDetector()
+    assert not any(_run(d, ticks))
+    assert d.changes == 0
+
+
+def test_latency_step_of_one_operation_fires():
+    rng = random.Random(9)
+    d = ChangeDetector()
+    before = [(0.025, 5, {"GET /a": [rng.uniform(8, 12) for _ in range(8)],
+                          "GET /b": [rng.uniform(1, 2) for _ in range(8)]})
+              for _ in range(30)]  # fmt: skip
+    after = [(0.025, 5, {"GET /a": [rng.uniform(8, 12) for _ in range(8)],
+                         "GET /b": [rng.uniform(4, 8) for _ in range(8)]})
+             for _ in range(4)]  # fmt: skip
+    fired = _run(d, before + after)
+    assert not any(fired[:30])
+    assert any("latency" in f for f in fired[30:32])
+
+
+def test_span_rate_collapse_fires():
+    d = ChangeDetector()
+    ticks = [(0.025, 5, {}) for _ in range(60)] + [(0.0, 0, {}) for _ in range(12)]
+    fired = _run(d, ticks)
+    assert not any(fired[:60])
+    assert any("span_rate" in f for f in fired[60:])
+    assert d.report(0).span_rate == 0.0  # restarted after firing
+
+
+# LiveParams override and the burst reflex ----------------------------------------------
+
+
+def test_override_keeps_the_version_and_the_controllers_params_underneath():
+    live = LiveParams(Params())
+    seen = []
+    live.on_change(lambda p: seen.append(p.params.sampling_interval_ms))
+    live.apply(Params(sampling_interval_ms=100), 7, "s")
+    assert live.set_override(Params(sampling_interval_ms=10), reason="burst")
+    live.apply(Params(sampling_interval_ms=200), 8, "s")  # the controller answers under it
+    assert (live.params.sampling_interval_ms, live.current.version) == (10, 8)
+    assert live.base.params.sampling_interval_ms == 200
+    assert live.set_override(None, reason="over")
+    assert live.params.sampling_interval_ms == 200 and seen == [100, 10, 200]
+
+
+def test_reflex_starts_extends_and_ends_a_burst():
+    live = LiveParams(Params.parse({"sampling_interval_ms": 200, "burst_sensitivity": 3,
+                                    "burst_interval_ms": 5, "burst_seconds": 2}))  # fmt: skip
+    r = BurstReflex(live)
+    assert r.threshold == 3
+    assert not r.react([], 0.0)
+    assert r.react(["latency"], 1.0) and live.params.sampling_interval_ms == 5
+    assert not r.react(["cpu_per_request"], 2.5)  # extends to 4.5, not a new burst
+    r.react([], 4.0)
+    assert live.params.sampling_interval_ms == 5
+    r.react([], 4.75)
+    assert live.params.sampling_interval_ms == 200 and live.override is None
+    assert (r.bursts, r.burst_seconds) == (1, 3.5)
+
+
+def test_reflex_follows_new_controller_params_and_stops_when_turned_off():
+    live = LiveParams(Params.parse({"burst_sensitivity": 3, "burst_seconds": 10}))
+    r = BurstReflex(live)
+    r.react(["span_rate"], 0.0)
+    live.apply(Params.parse({"burst_sensitivity": 3, "stack_depth": 16}), 2, None)
+    r.react([], 0.25)
+    assert (live.params.sampling_interval_ms, live.params.stack_depth) == (10, 16)
+    live.apply(Params.parse({"burst_sensitivity": 0, "stack_depth": 16}), 3, None)
+    r.react([], 0.5)
+    assert live.override is None and not r.in_burst
+    assert not r.react(["span_rate"], 1.0)  # reflex off: changes are counted, no burst
+    assert r.threshold == REPORT_THRESHOLD
+
+
+# params --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("slow_span_interval_ms", 1001),
+        ("slow_span_interval_ms", -5),
+        ("burst_sensitivity", 20.5),
+        ("burst_sensitivity", -1.0),
+        ("burst_interval_ms", 0),
+        ("burst_seconds", 121.0),
+    ],
+)
+def test_new_params_out_of_bounds_are_refused_naming_the_field(field, value):
+    with pytest.raises(ContractError) as err:
+        Params.parse({field: value})
+    assert err.value.field == field and "out of bounds" in str(err.value)
+
+
+def test_new_params_defaults_leave_capture_and_reflex_off():
+    p = Params()
+    assert (p.slow_span_interval_ms, p.burst_sensitivity) == (0, 0.0)
+    assert (p.burst_interval_ms, p.burst_seconds) == (10, 10.0)
