@@ -75,6 +75,8 @@ HASH_BITS = 16
 #: The packaged pretrained model (``adaprof train --sim --out`` this path), used by
 #: services without a snapshot unless the config names another (or ``"none"``).
 DEFAULT_MODEL = "default_model.vw"
+#: Tag of the catalog's maintenance actions (what a steady phase settles on).
+MAINTAIN_TAG = "maintain"
 #: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
 LEARNING_RATE = 0.1
 POWER_T = 0.0
@@ -216,7 +218,7 @@ class VWPolicy(Policy):
         )
         pmf = self._pmf(feats, names, matrix)
         greedy = max(range(len(pmf)), key=pmf.__getitem__)
-        settled = self._settled(ctx, pmf, same, g.rate[idx], greedy)
+        settled = self._settled(ctx, pmf, same, idx)
         choice = settled if settled is not None else self._sample(pmf)
         action = self.catalog[int(idx[choice])]
         # logged as plain lists (columns C_FEATURES): JSON-ready and cheap to build
@@ -233,19 +235,15 @@ class VWPolicy(Policy):
         )
 
     def _settled(
-        self,
-        ctx: DecisionContext,
-        pmf: Sequence[float],
-        same: np.ndarray,
-        rates: np.ndarray,
-        greedy: int,
+        self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, idx: np.ndarray
     ) -> int | None:
         """In a steady phase (its profile at the target, no change just seen, no burst in
-        flight) the policy does not explore and only settles: among the offered actions
-        no faster than the params in force, it keeps those params while the model rates
-        them within :data:`SETTLE_RATIO` of the best, else takes the best. So a steady
-        phase sees a few steps down at most, never a flip-flop. ``None`` while a phase
-        is still being learned (explore as usual)."""
+        flight) the reward's accuracy term is 0 by construction, so the policy does not
+        explore and chooses among the maintenance actions only (tag ``maintain``): it
+        keeps the params in force while the model gives them at least
+        :data:`SETTLE_RATIO` of the best maintenance action's probability, else takes
+        that best one. A steady phase sees one step down to maintenance, then no change.
+        ``None`` while a phase is still being learned (explore as usual)."""
         phase = ctx.phase
         if phase is None or ctx.state is None or phase.changed or phase.pending_change_unix:
             return None
@@ -253,15 +251,18 @@ class VWPolicy(Policy):
             return None
         if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
             return None
-        stay = [i for i in range(len(pmf)) if same[i]]
-        if not stay:
-            return greedy
-        here = stay[0]
-        ceiling = ctx.params_in_force.rate_hz
-        lower = [i for i in range(len(pmf)) if rates[i] <= ceiling]
-        best = max(lower, key=pmf.__getitem__)
-        if pmf[here] >= SETTLE_RATIO * pmf[best]:
-            return here
+        maintain = [i for i in range(len(pmf)) if MAINTAIN_TAG in self.catalog[int(idx[i])].tags]
+        if not maintain:
+            ceiling = ctx.params_in_force.rate_hz
+            maintain = [
+                i for i in range(len(pmf)) if self.catalog[int(idx[i])].params.rate_hz <= ceiling
+            ]
+        if not maintain:
+            return None
+        best = max(maintain, key=pmf.__getitem__)
+        here = [i for i in maintain if same[i]]
+        if here and pmf[here[0]] >= SETTLE_RATIO * pmf[best]:
+            return here[0]
         return best
 
     def _examples(
