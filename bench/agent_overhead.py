@@ -16,7 +16,9 @@ Two measurements, each side by side in one run (these machines are shared and no
 2. **Demo service** (child processes). One ``python -m otel_adaprof.demo.service``
    under ``opentelemetry-instrument`` per configuration (profiling off, py-spy at
    10 Hz, py-spy at 100 Hz, local params, no controller), spans exported over
-   OTLP/HTTP to an in-process span sink. Open-loop load on 127.0.0.1 (the demo's
+   OTLP/HTTP to an in-process span sink. py-spy runs in the default
+   ``profile_mode: cpu`` (``--gil``), and at 100 Hz also in ``wall`` mode. Open-loop
+   load on 127.0.0.1 (the demo's
    /catalog /price /checkout mix) at ``--rate`` req/s, ``--seconds`` per configuration
    in ``--rounds`` short rounds interleaved between the services (rotating order),
    each followed by a short drain. Per configuration: achieved req/s, p50/p99 client
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -251,21 +254,31 @@ SERVICE_CONFIGS: tuple[ServiceConfig, ...] = (
     ServiceConfig("off", "profiling off", {"ADAPROF_PROFILER": "off"}, py_spy=False),
     ServiceConfig(
         "pyspy_10hz",
-        "py-spy 10 Hz",
+        "py-spy 10 Hz (cpu)",
         {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 100}'},
         py_spy=True,
     ),
     ServiceConfig(
         "pyspy_100hz",
-        "py-spy 100 Hz",
+        "py-spy 100 Hz (cpu)",
         {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 10}'},
+        py_spy=True,
+    ),
+    ServiceConfig(
+        "pyspy_100hz_wall",
+        "py-spy 100 Hz (wall)",
+        {
+            "ADAPROF_PROFILER": "py-spy",
+            "ADAPROF_PARAMS": '{"sampling_interval_ms": 10, "profile_mode": "wall"}',
+        },
         py_spy=True,
     ),
 )
 
 
-def cpu_snapshot(pid: int) -> tuple[float, float]:
-    """CPU seconds so far of the process itself and of its children (reaped + live)."""
+def cpu_snapshot(pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far of the process itself, of its children (reaped + live), and
+    of its agent threads (the threads the agent names ``adaprof-*``, still alive)."""
     proc = psutil.Process(pid)
     t = proc.cpu_times()
     kids = t.children_user + t.children_system
@@ -275,7 +288,23 @@ def cpu_snapshot(pid: int) -> tuple[float, float]:
         except psutil.Error:
             continue
         kids += ct.user + ct.system
-    return t.user + t.system, kids
+    return t.user + t.system, kids, agent_threads_cpu(pid)
+
+
+def agent_threads_cpu(pid: int) -> float:
+    """CPU seconds of the live threads of ``pid`` named ``adaprof-*`` (/proc)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            if not (task / "comm").read_text().startswith("adaprof-"):
+                continue
+            raw = (task / "stat").read_bytes()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def has_py_spy_child(pid: int) -> bool:
@@ -309,9 +338,11 @@ class ServiceRun:
     own_window_s: float = 0.0
     own_cpu_s: float = 0.0
     own_kids_s: float = 0.0
+    own_agent_s: float = 0.0
     idle_window_s: float = 0.0
     idle_cpu_s: float = 0.0
     idle_kids_s: float = 0.0
+    idle_agent_s: float = 0.0
     py_spy_seen: bool = False
 
     def summary(self) -> dict[str, Any]:
@@ -335,6 +366,19 @@ class ServiceRun:
             if self.idle_window_s
             else 0.0,
             "idle_pyspy_cpu_pct": round(100.0 * self.idle_kids_s / self.idle_window_s, 2)
+            if self.idle_window_s
+            else 0.0,
+            "agent_threads_pct_loaded": round(100.0 * self.own_agent_s / self.own_window_s, 2)
+            if self.own_window_s
+            else 0.0,
+            "profiler_pct_loaded": round(
+                100.0 * (self.own_kids_s + self.own_agent_s) / self.own_window_s, 2
+            )
+            if self.own_window_s
+            else 0.0,
+            "profiler_pct_idle": round(
+                100.0 * (self.idle_kids_s + self.idle_agent_s) / self.idle_window_s, 2
+            )
             if self.idle_window_s
             else 0.0,
             "py_spy_seen": self.py_spy_seen,
@@ -430,14 +474,17 @@ def _run_services(
             for key, other in runs.items():
                 own = after[key][0] - before[key][0]
                 kid = after[key][1] - before[key][1]
+                agent = max(0.0, after[key][2] - before[key][2])
                 if other is run:
                     run.own_window_s += window
                     run.own_cpu_s += own
                     run.own_kids_s += kid
+                    run.own_agent_s += agent
                 else:
                     other.idle_window_s += window
                     other.idle_cpu_s += own
                     other.idle_kids_s += kid
+                    other.idle_agent_s += agent
     return runs
 
 

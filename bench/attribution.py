@@ -12,6 +12,10 @@ Usage::
 
     python bench/attribution.py                  # scales 1 and 5, 3 rounds, ~2 min
     python bench/attribution.py --json --rounds 1 --scales 5
+    python bench/attribution.py --mode cpu       # py-spy --gil (the beacon rarely holds
+                                                 # the GIL at a sample: runs keep the rough clock)
+
+``--mode wall`` (the default here) samples every thread, which the beacon needs.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ def fc() -> None:
     _spin(BASE_MS["fc"] * SCALE[0])
 
 
-def child(beacon: bool, rate_hz: int, scale: float, seconds: float) -> dict[str, Any]:
+def child(
+    beacon: bool, rate_hz: int, scale: float, seconds: float, mode: str = "wall"
+) -> dict[str, Any]:
     """One configuration in this process; its figures."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -64,7 +70,7 @@ def child(beacon: bool, rate_hz: int, scale: float, seconds: float) -> dict[str,
         service_name="attribution",
         exporter=memory,
         settings=AgentSettings(profiler="py-spy", segment_s=1, clock_beacon=beacon),
-        params={"sampling_interval_ms": max(1, round(1000 / rate_hz))},
+        params={"sampling_interval_ms": max(1, round(1000 / rate_hz)), "profile_mode": mode},
     )
     tracer = trace.get_tracer("bench.attribution")
     SCALE[0] = scale
@@ -125,10 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="load per configuration")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--mode", choices=("wall", "cpu"), default="wall", help="profile_mode")
     parser.add_argument("--child", nargs=2, metavar=("BEACON", "SCALE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        out = child(args.child[0] == "1", args.rate, float(args.child[1]), args.seconds)
+        out = child(args.child[0] == "1", args.rate, float(args.child[1]), args.seconds, args.mode)
         print(json.dumps(out))
         return
     results: dict[tuple[float, bool], list[dict[str, Any]]] = {}
@@ -137,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             for beacon in (True, False):
                 done = subprocess.run(
                     [sys.executable, __file__, "--child", "1" if beacon else "0", str(scale),
-                     "--rate", str(args.rate), "--seconds", str(args.seconds)],
+                     "--rate", str(args.rate), "--seconds", str(args.seconds),
+                     "--mode", args.mode],
                     capture_output=True, text=True, timeout=120, check=True,
                 )  # fmt: skip
                 results.setdefault((scale, beacon), []).append(
@@ -158,9 +166,9 @@ def main(argv: list[str] | None = None) -> None:
                                f"{sum(r['runs'] for r in runs)}",
         })  # fmt: skip
     if args.json:
-        print(json.dumps({"rate_hz": args.rate, "rows": rows}, indent=2))
+        print(json.dumps({"rate_hz": args.rate, "mode": args.mode, "rows": rows}, indent=2))
         return
-    print(f"py-spy {args.rate} Hz, 4 pool threads, {args.rounds} interleaved rounds\n")
+    print(f"py-spy {args.rate} Hz, {args.mode} mode, 4 pool threads, {args.rounds} rounds\n")
     print("| span CPU (ms) | clock beacon | samples | precision | waiting share | calibrated |")
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:

@@ -24,6 +24,10 @@ order). Per configuration:
   excess over *off* (the in-process cost: the capture thread, joins, parse), py-spy's
   CPU per request, and the agent's total in % of a core while loaded.
 
+It also measures, in this process, the cost of the always-on part: the agent's fast
+loop (change signals every 0.25 s, capture idle) under ``--signal-rate`` root spans/s,
+as its thread's CPU (``schedstat``) over the wall time.
+
 Usage::
 
     .venv/bin/python bench/slow_span_capture.py                      # about 5 minutes
@@ -215,6 +219,47 @@ def run(seconds: float, rounds: int, rate: float) -> dict[str, Any]:
     return out
 
 
+def fast_loop_cost(seconds: float, rate: float) -> dict[str, float]:
+    """CPU of the agent's fast loop thread in this process, spans at ``rate``/s."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_adaprof.instrumentation.agent import Agent
+    from otel_adaprof.instrumentation.control.fast_loop import threads_cpu_seconds
+    from otel_adaprof.instrumentation.settings import AgentSettings
+    from otel_adaprof.params import Params
+
+    agent = Agent(AgentSettings(profiler="off"), service_name="fast-loop-cost")
+    agent.apply_local(Params(sampling_interval_ms=0))
+    provider = TracerProvider()
+    provider.add_span_processor(agent.marker_processor)
+    tracer = provider.get_tracer("cost")
+    agent.start()
+    try:
+        time.sleep(0.5)
+        native = agent.fast_loop.native_id
+        assert native is not None
+        cpu0, t0, n = threads_cpu_seconds([native]), time.monotonic(), 0
+        while (elapsed := time.monotonic() - t0) < seconds:
+            with (
+                tracer.start_as_current_span(f"GET /op{n % 4}"),
+                tracer.start_as_current_span("child"),
+            ):
+                pass
+            n += 1
+            time.sleep(max(0.0, n / rate - (time.monotonic() - t0)))
+        cpu = threads_cpu_seconds([native]) - cpu0
+        ticks = agent.fast_loop.ticks
+    finally:
+        agent.stop()
+        provider.shutdown()
+    return {
+        "seconds": round(elapsed, 2),
+        "root_spans_per_s": round(n / elapsed, 1),
+        "fast_loop_cpu_pct_core": round(100.0 * cpu / elapsed, 3),
+        "ticks": ticks,
+    }
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The result as a markdown table."""
     a = result["args"]
@@ -235,6 +280,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fig['excess_cpu_ms_per_req']:+.2f} | {fig['pyspy_cpu_ms_per_req']:.2f} "
             f"| {fig['agent_pct_core']:.1f} |"
         )
+    f = result["fast_loop"]
+    lines += [
+        "",
+        f"Always-on fast loop (change signals every 0.25 s, capture idle), in-process, "
+        f"{f['root_spans_per_s']:g} root spans/s for {f['seconds']:g} s: "
+        f"{f['fast_loop_cpu_pct_core']:.3f} % of a core",
+    ]
     return "\n".join(lines)
 
 
@@ -244,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="load per configuration")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per service")
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second (open loop)")
+    parser.add_argument(
+        "--signal-rate", type=float, default=100.0, help="root spans/s for the fast-loop cost"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
     if not (0 < args.rate <= MAX_RATE and 0 < args.seconds <= MAX_SECONDS and args.rounds >= 1):
@@ -251,11 +306,13 @@ def main(argv: list[str] | None = None) -> int:
             f"--rate in (0, {MAX_RATE:g}], --seconds in (0, {MAX_SECONDS:g}], --rounds ≥ 1"
         )
     t0 = time.monotonic()
+    fast_loop = fast_loop_cost(10.0, min(args.signal_rate, 1000.0))
     configs = run(args.seconds, args.rounds, args.rate)
     result = {
         "args": vars(args),
         "machine": machine_description(),
         "wall_s": round(time.monotonic() - t0, 1),
+        "fast_loop": fast_loop,
         "configs": configs,
     }
     print(json.dumps(result, indent=2) if args.json else markdown(result))

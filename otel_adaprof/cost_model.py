@@ -1,67 +1,115 @@
-"""The measured cost model: profiler CPU (cores) by sampling rate, threads and mode.
+"""The profiler's cost, as measured by ``bench/cost_model.py`` and committed with the package.
 
-Loaded from the packaged fit ``otel_adaprof/cost_fit.json`` (written by
-``python bench/cost_model.py --write``). The budget guard and the simulator read it;
-nobody else hard-codes a profiler cost.
+``python bench/cost_model.py --write`` runs the real agent (py-spy plus every agent
+thread) at 1, 10 and 100 Hz on 4, 20 and 64 threads in both profile modes, fits
+``cores = a + b·rate + c·rate·threads`` per mode and stores it in
+``otel_adaprof/cost_fit.json``; its raw figures are in ``bench/output/cost_model.json``.
+The controller's cost estimates, its budget guard and the simulator read the cost
+from here, and nowhere else.
 
-Usage::
+Two fits per mode: ``loaded`` (a thread always holds the GIL; what a budget must plan
+for, used by default) and ``idle`` (every thread waits).
 
-    >>> from otel_adaprof.cost_model import load_cost_model
     >>> model = load_cost_model()
-    >>> fast, slow = model.profiler_cores(100.0, 16), model.profiler_cores(10.0, 16)
-    >>> model.profiler_cores(0.0, 16), fast > slow
-    (0.0, True)
+    >>> model.profiler_cores(0, threads=20)
+    0.0
+    >>> model.profiler_cores(100, threads=20, mode="wall") > model.profiler_cores(
+    ...     100, threads=20, mode="cpu")
+    True
+    >>> model.slow_span_cores(0.0)
+    0.0
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-#: File name of the packaged fit.
-FIT_FILE = "cost_fit.json"
+from otel_adaprof.errors import ContractError
+
+#: Profile modes the fit covers (``Params.profile_mode``).
+MODES = ("cpu", "wall")
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """``cores = a + b·rate + c·rate·threads`` for one mode and load."""
+
+    a: float
+    b: float
+    c: float
+
+    def cores(self, rate_hz: float, threads: int) -> float:
+        """Fraction of one core at ``rate_hz`` with ``threads`` threads (never negative)."""
+        return max(0.0, self.a + self.b * rate_hz + self.c * rate_hz * max(1, threads))
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """``cores = fixed + per_hz · rate · (1 + per_thread · (threads − 1))`` per mode,
-    and ``slow_span_cores = per_capture · captures_per_s``."""
+    """The measured cost of profiling; a frozen value (see :func:`load_cost_model`)."""
 
-    fixed: dict[str, float]
-    per_hz: dict[str, float]
-    per_thread: dict[str, float]
-    per_capture_s: float
+    loaded: dict[str, Coefficients]
+    idle: dict[str, Coefficients]
+    slow_span_capture_cpu_s: float
+    measured_at: str = ""
     provisional: bool = False
 
-    def profiler_cores(self, rate_hz: float, threads: int, mode: str = "cpu") -> float:
-        """CPU (fraction of one core) of the profiler and the agent threads it keeps busy."""
+    def profiler_cores(
+        self, rate_hz: float, threads: int, mode: str = "cpu", *, busy: bool = True
+    ) -> float:
+        """CPU of py-spy and every agent thread, as a fraction of one core.
+
+        ``busy=False`` uses the idle fit (every thread waiting); 0 at rate 0 (off).
+        """
         if rate_hz <= 0:
             return 0.0
-        m = mode if mode in self.per_hz else "wall"
-        scale = 1.0 + self.per_thread[m] * max(0, threads - 1)
-        return self.fixed[m] + self.per_hz[m] * rate_hz * scale
+        fits = self.loaded if busy else self.idle
+        if mode not in fits:
+            raise ValueError(f"mode: {mode!r} is not a profile mode, allowed: {', '.join(fits)}")
+        return fits[mode].cores(rate_hz, threads)
 
     def slow_span_cores(self, captures_per_s: float) -> float:
-        """CPU of in-process slow-span capture at ``captures_per_s`` stack captures."""
-        return max(0.0, captures_per_s) * self.per_capture_s
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CostModel:
-        """From the fit's JSON (``bench/cost_model.py --write``)."""
-        return cls(
-            fixed=dict(data["fixed"]),
-            per_hz=dict(data["per_hz"]),
-            per_thread=dict(data["per_thread"]),
-            per_capture_s=float(data["per_capture_s"]),
-            provisional=bool(data.get("provisional", False)),
-        )
+        """CPU of in-process slow-span captures at ``captures_per_s`` (fraction of a core)."""
+        return max(0.0, captures_per_s) * self.slow_span_capture_cpu_s
 
 
-@lru_cache(maxsize=1)
+def _coefficients(data: Any, where: str) -> Coefficients:
+    try:
+        return Coefficients(float(data["a"]), float(data["b"]), float(data["c"]))
+    except (KeyError, TypeError, ValueError):
+        raise ContractError([(where, "needs numbers a, b and c")]) from None
+
+
+def parse_cost_fit(data: Any) -> CostModel:
+    """A :class:`CostModel` from the JSON of ``cost_fit.json``; errors name the field."""
+    if not isinstance(data, dict) or not isinstance(data.get("profiler"), dict):
+        raise ContractError([("profiler", "missing: expected {mode: {loaded, idle}}")])
+    loaded: dict[str, Coefficients] = {}
+    idle: dict[str, Coefficients] = {}
+    for mode in MODES:
+        fits = data["profiler"].get(mode)
+        if not isinstance(fits, dict) or "loaded" not in fits:
+            raise ContractError([(f"profiler.{mode}.loaded", "missing")])
+        loaded[mode] = _coefficients(fits["loaded"], f"profiler.{mode}.loaded")
+        idle[mode] = _coefficients(fits.get("idle", fits["loaded"]), f"profiler.{mode}.idle")
+    try:
+        capture = float(data.get("slow_span_capture_cpu_s", 0.0))
+    except (TypeError, ValueError):
+        raise ContractError([("slow_span_capture_cpu_s", "must be a number")]) from None
+    return CostModel(
+        loaded,
+        idle,
+        capture,
+        str(data.get("measured_at", "")),
+        bool(data.get("provisional", False)),
+    )
+
+
+@functools.cache
 def load_cost_model() -> CostModel:
-    """The packaged fit."""
-    text = resources.files("otel_adaprof").joinpath(FIT_FILE).read_text()
-    return CostModel.from_json(json.loads(text))
+    """The packaged fit (``otel_adaprof/cost_fit.json``), read once."""
+    raw = resources.files("otel_adaprof").joinpath("cost_fit.json").read_text(encoding="utf-8")
+    return parse_cost_fit(json.loads(raw))

@@ -33,6 +33,10 @@ Knobs (see :data:`BOUNDS` for the numbers):
 ``marker_trigger``
     When a filtered span becomes a marker: minimum duration and/or slower than the
     given per-operation latency percentile.
+``profile_mode``
+    ``cpu`` (default): py-spy ``--gil``, on-CPU samples of the thread holding the GIL
+    only, a fraction of the cost with many threads; ``wall``: every thread at every
+    sample, waiting ones included and marked (see :data:`PROFILE_MODES`).
 ``slow_span_interval_ms``
     In-process capture of a slow span's own thread: while a span outlives its
     ``marker_trigger``, its thread's stack is read every interval. ``0`` = off.
@@ -48,7 +52,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -105,6 +109,14 @@ BOUNDS: dict[str, Bound] = {
     "burst_interval_ms": Bound(1, 1000, "ms", "sampling interval during a burst"),
     "burst_seconds": Bound(0.0, 120.0, "s", "length of a burst"),
 }
+
+#: ``profile_mode`` values: what each one samples.
+PROFILE_MODES: dict[str, str] = {
+    "cpu": "py-spy --gil: on-CPU samples of the thread holding the GIL (cheap with many threads)",
+    "wall": "every thread at every sample, waiting ones kept and marked (cost grows with threads)",
+}
+ProfileMode = Literal["cpu", "wall"]
+DEFAULT_PROFILE_MODE: ProfileMode = "cpu"
 
 #: At most this many per-operation ratio rules.
 MAX_OPERATION_RULES = 64
@@ -188,10 +200,18 @@ class Params(_Frozen):
     operation_ratios: dict[str, float] = Field(default_factory=dict)
     span_filters: SpanFilters = Field(default_factory=SpanFilters)
     marker_trigger: MarkerTrigger = Field(default_factory=MarkerTrigger)
+    profile_mode: ProfileMode = DEFAULT_PROFILE_MODE
     slow_span_interval_ms: int = 0
     burst_sensitivity: float = 0.0
     burst_interval_ms: int = DEFAULT_BURST_INTERVAL_MS
     burst_seconds: float = DEFAULT_BURST_SECONDS
+
+    @field_validator("profile_mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        if value not in PROFILE_MODES:
+            raise ValueError(f"{value!r} is not a profile mode, allowed: cpu, wall")
+        return value
 
     @field_validator("sampling_interval_ms")
     @classmethod

@@ -115,6 +115,23 @@ class ObservedState(_Message):
     )
     queue_drops: Annotated[int, Field(ge=0)] = 0
     export_failures: Annotated[int, Field(ge=0)] = 0
+    pyspy_behind_events: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="py-spy 'behind in sampling' warnings in the window"
+    )
+    requested_rate_hz: Annotated[float, Field(ge=0.0, le=10_000.0)] = Field(
+        default=0.0, description="sampling rate asked for (0: profiler off)"
+    )
+    effective_rate_hz: Annotated[float, Field(ge=0.0, le=10_000.0)] = Field(
+        default=0.0, description="sampling rate achieved (behind in sampling: lower)"
+    )
+    profiler_cpu_breakdown: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)], NonNegative
+    ] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="CPU seconds per agent part (pyspy, beacon, parse, join, poller, ...);"
+        " sums to profiler_cpu_seconds",
+    )
     change_signals: ChangeSignals = Field(default_factory=ChangeSignals)
     burst_seconds: NonNegative = Field(
         default=0.0, description="seconds of the window spent in a burst (agent reflex)"

@@ -11,7 +11,14 @@ from rich.table import Table
 
 from otel_adaprof.cli.console import fail, out
 from otel_adaprof.errors import ContractError
-from otel_adaprof.params import BOUNDS, DEFAULT_PARAMS, MAX_OPERATION_RULES, Category, Params
+from otel_adaprof.params import (
+    BOUNDS,
+    DEFAULT_PARAMS,
+    MAX_OPERATION_RULES,
+    PROFILE_MODES,
+    Category,
+    Params,
+)
 
 
 @click.group()
@@ -41,6 +48,10 @@ def show(as_json: bool) -> None:
     cats = ", ".join(c.value for c in Category)
     table.add_row("span_filters.categories", "all", cats, "categories that may become markers")
     table.add_row("span_filters.errors_only", "false", "true | false", "only spans with errors")
+    modes = "; ".join(f"{name}: {doc}" for name, doc in PROFILE_MODES.items())
+    table.add_row(
+        "profile_mode", json.dumps(defaults["profile_mode"]), " | ".join(PROFILE_MODES), modes
+    )
     out.print(table)
 
 

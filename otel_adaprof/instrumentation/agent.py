@@ -18,6 +18,7 @@ import atexit
 import functools
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -32,14 +33,18 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.poller import Poller
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
+from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu, thread_part
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.profiler.run_folder import remove_orphans
 from otel_adaprof.instrumentation.profiler.slow_spans import OpenSpan, SlowSpanCapture
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
+from otel_adaprof.instrumentation.sdk_compat import replace_processors
 from otel_adaprof.instrumentation.settings import AgentSettings
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor, SpanCounters
+from otel_adaprof.instrumentation.spans.sampler import AdaprofSampler
+from otel_adaprof.instrumentation.threads import AgentThreads, ThreadIdentity, ThreadLiveness
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import MAX_NAME_CHARS, AgentIdentity, ProfilerBackend
 
@@ -68,16 +73,23 @@ class Agent:
         self.book = MarkerBook()
         self.counters = SpanCounters()
         self.latency = LatencyTracker()
-        self.store = SampleStore(retention_s=settings.hold_s + 10.0)
+        #: The threads this agent started (their samples are ignored, their CPU counted).
+        self.threads = AgentThreads()
+        self.thread_identity = ThreadIdentity()
+        self.store = SampleStore(retention_s=settings.hold_s + 10.0, agent_threads=self.threads)
         self.liveness = ThreadLiveness()
         self.marker_processor = MarkerProcessor(
-            self.live, self.book, self.latency, self.counters, self.liveness
+            self.live, self.book, self.latency, self.counters, self.liveness, self.thread_identity
         )
+        #: The tracer provider the agent is attached to (``None``: not attached).
+        self.provider: TracerProvider | None = None
+        self._retired_sampler: AdaprofSampler | None = None
         self.joins: list[SpanJoin] = []
         self.exporters: list[MeteredSpanExporter] = []
         self._service_name = service_name
         self._instance_id = settings.instance_id
         self.pid = os.getpid()
+        self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
         self.slow_capture = SlowSpanCapture(
             self.live, self.store, self.latency, enable=self._index_open_spans
@@ -85,9 +97,9 @@ class Agent:
         self.fast_loop = self._new_fast_loop()
         self.observer = self._new_observer()
         self.poller = self._new_poller()
-        self.poller.on_thread_start = self._ignore_current_thread
         self.started = False
         self.attached = False
+        self._exit_hooked = False
         self._lock = threading.Lock()
         # A weak reference: the fork hook must not keep a forgotten agent alive.
         os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
@@ -99,7 +111,7 @@ class Agent:
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
             segment_s=s.segment_s, idle=s.profile_idle, pid=self.pid,
-            clock_beacon=s.clock_beacon, liveness=self.liveness,
+            clock_beacon=s.clock_beacon, liveness=self.liveness, cpu=self.cpu,
         )  # fmt: skip
 
     def _new_fast_loop(self) -> FastLoop:
@@ -111,7 +123,11 @@ class Agent:
 
     def _new_observer(self) -> WindowObserver:
         return WindowObserver(
-            self.counts, self.agent_threads, signals=lambda n: self.fast_loop.detector.report(n)
+            self.counts,
+            self.agent_threads,
+            signals=lambda n: self.fast_loop.detector.report(n),
+            cpu=self.cpu,
+            rates=self.profiler.take_rates,
         )
 
     def _index_open_spans(self, index: dict[int, OpenSpan] | None) -> bool:
@@ -121,11 +137,35 @@ class Agent:
 
     def _new_poller(self) -> Poller:
         s = self.settings
-        return Poller(
+        poller = Poller(
             self.live, self.observer, self.identity, self.store.take_histogram,
             controller_url=s.controller_url, token=s.controller_token, window_s=s.window_s,
             timeout_s=s.poll_timeout_s, stale_after_s=s.stale_params_s,
         )  # fmt: skip
+        poller.on_thread_start = self._poller_thread_started
+        poller.on_thread_end = self.cpu.leave
+        poller.pause_profiler = self.profiler.pause
+        poller.resume_profiler = self.profiler.resume
+        return poller
+
+    def _poller_thread_started(self) -> None:
+        self.cpu.enter("poller")
+        self._ignore_current_thread()
+
+    def _other_threads(self) -> list[tuple[str, int]]:
+        """``(part, native id)`` of the agent threads that do not count their own CPU in
+        :attr:`cpu`: those registered in :attr:`threads` (the span joins', slow-span
+        capture's, ...) and the joins' workers, named after their thread's name."""
+        out: dict[int, str] = {}
+        for thread in self.threads.threads():
+            native = thread.native_id
+            if native is not None and not self.cpu.counts_itself(native):
+                out[native] = thread_part(thread.name)
+        for join in self.joins:
+            native = join.native_id
+            if native is not None and native not in out and not self.cpu.counts_itself(native):
+                out[native] = "join"
+        return [(part, native) for native, part in out.items()]
 
     @property
     def backend(self) -> str:
@@ -176,7 +216,7 @@ class Agent:
             markers=self.counters.markers,
             samples=self.store.cpu_samples_added,
             bytes_exported=sum(e.bytes for e in self.exporters),
-            profiler_cpu_s=self.profiler.cpu_seconds(),
+            profiler_cpu_s=0.0,  # counted per version by AgentCpu
             queue_drops=sum(j.counters.overflow for j in self.joins),
             export_failures=sum(e.failures for e in self.exporters),
             slow_spans=self.slow_capture.slow_spans,
@@ -186,17 +226,16 @@ class Agent:
         )
 
     def agent_threads(self) -> list[int]:
-        """Native ids of the agent's own threads (their CPU is profiler overhead)."""
-        ids = list(self.profiler.thread_native_ids)
-        for j in self.joins:
-            if j.native_id is not None:
-                ids.append(j.native_id)
-        poller = getattr(self, "poller", None)  # absent while __init__ runs
-        if poller is not None and poller.native_id is not None:
-            ids.append(poller.native_id)
-        fast_loop = getattr(self, "fast_loop", None)
+        """Native ids of the agent's own threads (their CPU is profiler overhead).
+
+        Every thread registered in :attr:`threads` or counting itself in :attr:`cpu`.
+        """
+        ids = self.threads.native_ids()
+        ids += [i for i in self.cpu.native_ids() if i not in ids]
+        ids += [i for _part, i in self._other_threads() if i not in ids]
+        fast_loop = getattr(self, "fast_loop", None)  # absent while __init__ runs
         if fast_loop is not None and fast_loop.native_id is not None:
-            ids.append(fast_loop.native_id)
+            ids += [] if fast_loop.native_id in ids else [fast_loop.native_id]
         return ids
 
     # wiring -------------------------------------------------------------------------
@@ -243,24 +282,60 @@ class Agent:
                 return True
             name = provider.resource.attributes.get("service.name")
             self.name_service(str(name) if name else None, override=False)
-            multi = getattr(provider, "_active_span_processor", None)
-            existing = getattr(multi, "_span_processors", None)
-            if multi is None or not isinstance(existing, tuple):
+            self.provider = provider
+            self.attached = True
+            retired, self._retired_sampler = self._retired_sampler, None
+            if retired is not None and provider.sampler is retired.default:
+                retired.retired = False  # attached again after detach(): sample as before
+                provider.sampler = retired
+
+            def wrap(existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
+                wrapped = tuple(
+                    p if isinstance(p, (SpanJoin, MarkerProcessor)) else self.wrap_processor(p)
+                    for p in existing
+                )
+                return (self.marker_processor, *wrapped)
+
+            if not replace_processors(provider, wrap):
                 log.warning(
                     "otel-adaprof: this TracerProvider has no processor list to join; "
                     "markers are decided but carry no samples"
                 )
                 provider.add_span_processor(self.marker_processor)
-                self.attached = True
                 return False
-            wrapped = tuple(
-                p if isinstance(p, (SpanJoin, MarkerProcessor)) else self.wrap_processor(p)
-                for p in existing
-            )
-            with multi._lock:
-                multi._span_processors = (self.marker_processor, *wrapped)
-            self.attached = True
             return True
+
+    def detach(self) -> None:
+        """Undo what attaching and starting did (``AdaprofInstrumentor().uninstrument()``).
+
+        The agent's threads stop; held spans go on with the samples already in; the
+        marker processor leaves the provider and each export processor takes the place
+        of its span join; an adaprof sampler samples as the SDK's default does
+        (``ParentBased(ALWAYS_ON)``), on the provider and in the tracers made from it.
+        Attaching again (``instrument()``) puts everything back.
+        """
+        self.stop()
+        with self._lock:
+            provider, self.provider = self.provider, None
+            self.attached = False
+        for join in self.joins:
+            join.stop()
+        if provider is None:
+            return
+
+        def unwrap(existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
+            return tuple(
+                p.downstream if isinstance(p, SpanJoin) else p
+                for p in existing
+                if p is not self.marker_processor
+            )
+
+        replace_processors(provider, unwrap)
+        sampler = provider.sampler
+        if isinstance(sampler, AdaprofSampler):
+            sampler.retired = True
+            provider.sampler = sampler.default
+            self._retired_sampler = sampler
 
     def start(self) -> None:
         """Start the profiler and the poller (idempotent), and say what runs."""
@@ -268,10 +343,17 @@ class Agent:
             if self.started or self.settings.disabled:
                 return
             self.started = True
+        if self.profiler.backend == ProfilerBackend.PY_SPY.value:
+            removed = remove_orphans()  # of processes killed outright (SIGKILL)
+            if removed:
+                log.info("otel-adaprof: removed %d run folders of exited processes", len(removed))
         self.profiler.start()
         self.fast_loop.start()
         self.poller.start()
-        atexit.register(self._at_exit)
+        if not self._exit_hooked:
+            self._exit_hooked = True
+            atexit.register(self._at_exit)
+            _clean_up_on_sigterm(weakref.ref(self))
         if self.settings.controller_url:
             log.info(
                 "otel-adaprof: agent %s polls %s; profiler %s",
@@ -314,11 +396,16 @@ class Agent:
         self.book.after_fork()
         self.latency.after_fork()
         self.liveness.after_fork()
+        self.threads.after_fork()
+        self.thread_identity.after_fork()
         self._instance_id = None
-        self.store = SampleStore(retention_s=self.settings.hold_s + 10.0)
+        self.store = SampleStore(
+            retention_s=self.settings.hold_s + 10.0, agent_threads=self.threads
+        )
         for join in self.joins:
             join.store = self.store
             join.after_fork()
+        self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
         self.marker_processor.open_spans = None
         self.slow_capture = SlowSpanCapture(
@@ -327,11 +414,38 @@ class Agent:
         self.fast_loop = self._new_fast_loop()
         self.observer = self._new_observer()
         self.poller = self._new_poller()
-        self.poller.on_thread_start = self._ignore_current_thread
         self._lock = threading.Lock()
         was_started, self.started = self.started, False
         if was_started:
             self.start()
+
+
+def _clean_up_on_sigterm(ref: weakref.ReferenceType[Agent]) -> None:
+    """On SIGTERM with the default action (the process dies without running ``atexit``),
+    kill py-spy and remove the run folder first, then die of SIGTERM as before.
+
+    Only where the application left SIGTERM alone, and only from the main thread (the
+    only one that may set handlers); an application that handles SIGTERM exits through
+    ``atexit``, which does the same.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            agent = ref()
+            try:
+                if agent is not None:
+                    agent._at_exit()
+            finally:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
 
 
 def _after_fork(ref: weakref.ReferenceType[Agent]) -> None:

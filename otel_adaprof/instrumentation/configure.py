@@ -98,6 +98,7 @@ def configure(
         tracer_provider.add_span_processor(agent.marker_processor)
         tracer_provider.add_span_processor(agent.export_processor(exporter or _default_exporter()))
         agent.attached = True
+        agent.provider = tracer_provider
         trace.set_tracer_provider(tracer_provider)
         name = tracer_provider.resource.attributes.get("service.name")
         if name and not service_name:

@@ -31,10 +31,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_adaprof.instrumentation.runtime import get_agent
+from otel_adaprof.instrumentation.sdk_compat import SDKConfigurator
 
 log = logging.getLogger("otel_adaprof.agent")
 
@@ -62,7 +62,7 @@ class AdaprofDistro(BaseDistro):  # type: ignore[misc]
             os.environ.setdefault(key, value)
 
 
-class AdaprofConfigurator(_OTelSDKConfigurator):
+class AdaprofConfigurator(SDKConfigurator):
     """The SDK's default configuration with the agent's processors added."""
 
     def _configure(self, **kwargs: Any) -> None:
@@ -82,6 +82,7 @@ class AdaprofConfigurator(_OTelSDKConfigurator):
         if isinstance(provider, TracerProvider):
             name = provider.resource.attributes.get("service.name")
             agent.name_service(str(name) if name else None, override=False)
+            agent.provider = provider
         agent.attached = True
         agent.start()
 
@@ -115,4 +116,5 @@ class AdaprofInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         agent.start()
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        get_agent().stop()
+        """Undo what attaching did: threads stopped, processors out, sampler back."""
+        get_agent().detach()

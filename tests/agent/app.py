@@ -2,12 +2,18 @@
 
 ``GET /burn`` spends ~60 ms of CPU in :func:`burn_cpu_hotspot` inside an internal span;
 ``GET /query`` runs a SQLite query (a ``db`` span from the sqlite3 instrumentation);
-``GET /healthz`` answers ``ok``. Server spans come from the WSGI middleware. Prints
+``GET /mix?ms=16`` spends 8 + 4 + 4 ms of CPU in the demo's ``parse_catalog``,
+``price_items`` and ``render_invoice`` (shares 0.5 / 0.25 / 0.25 by construction) and
+answers the wall seconds each took (more than its CPU time on a busy machine);
+``GET /healthz`` answers ``ok``. Every request runs on a thread of its own (the
+standard library's ``ThreadingMixIn``, as ``flask run --with-threads`` does). Server
+spans come from the WSGI middleware. Prints
 ``listening on http://127.0.0.1:PORT`` when ready; SIGTERM stops it cleanly.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import sys
@@ -19,6 +25,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+from otel_adaprof.demo import workload
 
 tracer = trace.get_tracer("tests.agent.app")
 DB = tempfile.mktemp(suffix=".db")
@@ -50,6 +58,17 @@ def app(environ, start_response):
             db.commit()
         finally:
             db.close()
+    elif path == "/mix":
+        walls = {}
+        with tracer.start_as_current_span("mix"):
+            total = float(environ.get("QUERY_STRING", "").partition("ms=")[2] or 16.0)
+            for work, share in ((workload.parse_catalog, 0.5), (workload.price_items, 0.25),
+                                (workload.render_invoice, 0.25)):  # fmt: skip
+                ms = total * share
+                t0 = time.perf_counter()
+                work(ms)
+                walls[work.__name__] = time.perf_counter() - t0
+        body = json.dumps(walls).encode()
     elif path == "/healthz":
         body = b"ok\n"
     else:

@@ -57,11 +57,12 @@ def test_noise_at_the_baseline_does_not_fire():
     assert abs(c.statistic) < 8.0
 
 
-def test_a_steady_signal_does_not_fire_on_small_wiggles():
-    # 1 % wiggles on a constant: the 5 % floor on the spread keeps z small.
+def test_a_perfectly_steady_signal_does_not_fire_on_a_one_percent_move():
+    # A constant baseline has no spread: the 5 % floor keeps a 1 % move at z = 0.2.
     c = Cusum()
-    values = [100.0 + (1.0 if i % 3 == 0 else -0.5) for i in range(500)]
+    values = [100.0] * WARMUP + [101.0] * 200
     assert _first_fire(c, values, threshold=REPORT_THRESHOLD) is None
+    assert _first_fire(c, [115.0] * 5, threshold=REPORT_THRESHOLD) is not None
 
 
 def test_a_startup_outlier_does_not_blunt_the_baseline():

@@ -1,7 +1,12 @@
-"""The params in force in this process, swapped atomically when the controller answers.
+"""The params in force in this process: the controller's, or a local override of them.
 
 Readers (the sampler and the marker processor, on the application's threads) read one
-attribute and never take a lock; the poller is the only writer.
+attribute and never take a lock. Writers are the poller (:meth:`LiveParams.apply`, the
+controller's answer) and the agent's reflexes (:meth:`LiveParams.set_override`, the
+burst reflex). Every change of the *effective* params — a new config version, new
+knobs, an override set or lifted — bumps :attr:`LiveParams.generation` and wakes
+whoever waits in :meth:`LiveParams.wait_change` (the profiler, which then cuts its
+running py-spy segment within one sampling interval).
 
 Usage::
 
@@ -15,16 +20,18 @@ Usage::
     False
 
 A local override (the agent's burst reflex) replaces the params in force, under the
-same config version, until it is lifted; the controller's params stay underneath::
+same config version, until it is lifted; the controller's params stay underneath.
+Samples and CPU taken under an override belong to that config version::
 
+    >>> g = live.generation
     >>> live.set_override(Params(sampling_interval_ms=10), reason="burst")
     True
     >>> live.params.sampling_interval_ms, live.current.version, live.override_reason
     (10, 4, 'burst')
     >>> live.set_override(None, reason="burst over")
     True
-    >>> live.params.sampling_interval_ms, live.base.params.trace_ratio
-    (50, 0.5)
+    >>> live.params.sampling_interval_ms, live.base.params.trace_ratio, live.generation - g
+    (50, 0.5, 2)
 """
 
 from __future__ import annotations
@@ -56,8 +63,11 @@ class LiveParams:
         self.override: Params | None = None
         self.override_reason = ""
         self.local = params
+        #: Bumped at every change of the effective params, of the version or override.
+        self.generation = 0
         self._listeners: list[Callable[[ParamsInForce], None]] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     @property
     def params(self) -> Params:
@@ -88,18 +98,36 @@ class LiveParams:
         to it. Returns whether any knob in force changed.
         """
         with self._lock:
+            was = self.override is not None
             self.override = params
             self.override_reason = reason if params is not None else ""
-            changed = self._refresh()
+            changed = self._refresh(force=was != (params is not None))
         self._notify(changed)
         return changed
 
-    def _refresh(self) -> bool:
+    def _refresh(self, force: bool = False) -> bool:  # under self._lock
         base = self.base
+        old = self.current
         params = self.override if self.override is not None else base.params
-        changed = params != self.current.params
+        changed = params != old.params
         self.current = ParamsInForce(params, base.version, base.session_id, base.source)
+        if changed or force or base.version != old.version:
+            self.generation += 1
+            self._changed.notify_all()
         return changed
+
+    def wait_change(self, generation: int, timeout: float) -> int:
+        """Wait until :attr:`generation` differs from ``generation`` (or ``timeout`` s,
+        or :meth:`wake`); the generation now."""
+        with self._lock:
+            if self.generation == generation:
+                self._changed.wait(timeout)
+            return self.generation
+
+    def wake(self) -> None:
+        """Wake every :meth:`wait_change` without a change (stop, a window's cut)."""
+        with self._lock:
+            self._changed.notify_all()
 
     def _notify(self, changed: bool) -> None:
         if changed:
@@ -109,6 +137,7 @@ class LiveParams:
     def after_fork(self) -> None:
         """In a forked child: a new lock, and version 0 (the child is a new agent)."""
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self.base = ParamsInForce(self.base.params, 0, None, self.base.source)
         self.current = ParamsInForce(self.current.params, 0, None, self.current.source)
 

@@ -71,7 +71,7 @@ class Poller:
         live: LiveParams,
         observer: WindowObserver,
         identity: Callable[[], AgentIdentity],
-        histogram: Callable[[int], StackHistogram],
+        histogram: Callable[[int, int], StackHistogram],
         *,
         controller_url: str | None,
         token: str | None = None,
@@ -99,6 +99,11 @@ class Poller:
         self._thread: threading.Thread | None = None
         self.native_id: int | None = None
         self.on_thread_start: Callable[[], None] | None = None
+        self.on_thread_end: Callable[[], None] | None = None
+        #: Called before a window closes (cut the profiler's segment: its samples are
+        #: in) and after the answer is applied (sampling goes on).
+        self.pause_profiler: Callable[[], object] | None = None
+        self.resume_profiler: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Start polling (a daemon thread); the first poll goes out at once."""
@@ -119,29 +124,48 @@ class Poller:
         if self.on_thread_start is not None:
             self.on_thread_start()
         first = True
-        while not self._stop.is_set():
-            wait = self.window_s
-            try:
-                wait = self.poll_once(first=first)
-            except Exception:  # never let the poller die: log, keep the params, go on
-                log.exception("otel-adaprof: poll failed unexpectedly")
-            first = False
-            self._stop.wait(wait)
+        try:
+            while not self._stop.is_set():
+                wait = self.window_s
+                try:
+                    wait = self.poll_once(first=first)
+                except Exception:  # never let the poller die: log, keep the params, go on
+                    log.exception("otel-adaprof: poll failed unexpectedly")
+                first = False
+                self._stop.wait(wait)
+        finally:
+            if self.on_thread_end is not None:
+                self.on_thread_end()
 
     def poll_once(self, first: bool = False) -> float:
         """Close the window, report it, apply the answer; seconds until the next poll."""
         if not self.controller_url:
             return self.window_s  # nobody to report to: nothing is measured or taken
+        paused = False
+        if not first and self.pause_profiler is not None:
+            self.pause_profiler()  # the window's last samples are in
+            paused = True
+        try:
+            return self._report(first)
+        finally:
+            if paused and self.resume_profiler is not None:
+                self.resume_profiler()
+
+    def _report(self, first: bool) -> float:
         current = self.live.current
         if first:
             request = PollRequest(agent=self.identity(), config_version=current.version)
         else:
+            # only what this version produced: samples, CPU and rates of others are dropped
+            stacks = self.histogram(current.params.stack_depth, current.version)
             request = PollRequest(
                 agent=self.identity(),
                 config_version=current.version,
                 session_id=current.session_id,
-                window=self.observer.close_window(),
-                stacks=self.histogram(current.params.stack_depth),
+                window=self.observer.close_window(
+                    version=current.version, samples=stacks.total_samples
+                ),
+                stacks=stacks,
             )
         started = time.monotonic()
         try:

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from otel_adaprof.instrumentation.join.stacks import Stack, collapse, is_waiting
+from otel_adaprof.instrumentation.threads import AgentThreads
 from otel_adaprof.protocol import (
     MAX_STACK_CHARS,
     MAX_STACK_DEPTH,
@@ -54,7 +55,9 @@ class _Thread:
 class SampleStore:
     """Per-thread, time-ordered samples with interned stacks (thread-safe)."""
 
-    def __init__(self, retention_s: float = 30.0) -> None:
+    def __init__(
+        self, retention_s: float = 30.0, agent_threads: AgentThreads | None = None
+    ) -> None:
         self.retention_ns = int(retention_s * 1e9)
         self._threads: dict[int, _Thread] = {}
         self._ids: dict[Stack, int] = {}
@@ -63,16 +66,19 @@ class SampleStore:
         self._idle_ids: dict[Stack, int] = {}
         self._table: list[Stack] = []
         self._waiting: list[bool] = []
-        self._window: Counter[int] = Counter()
-        self._window_total = 0
+        # the window's CPU histogram, per config version the samples were taken under
+        self._window: dict[int, Counter[int]] = {}
+        self._window_total: dict[int, int] = {}
         self._count = 0
         self._lock = threading.Lock()
         self.watermark_ns = 0
-        #: Thread ids whose samples are not kept (the agent's own threads).
-        self.ignored: set[int] = set()
+        #: The agent's own threads: their samples are not kept.
+        self.ignored = agent_threads if agent_threads is not None else AgentThreads()
         self.samples_added = 0
         self.cpu_samples_added = 0
         self.samples_dropped = 0
+        #: Samples of a config version whose window had already been reported.
+        self.stale_samples = 0
 
     def _intern(self, stack: Stack, idle: bool = False) -> int:
         ids = self._idle_ids if idle else self._ids
@@ -83,11 +89,14 @@ class SampleStore:
             self._waiting.append(idle or is_waiting(stack))
         return sid
 
-    def add_one(self, tid: int, t_ns: int, stack: Stack, *, idle: bool = False) -> bool:
+    def add_one(
+        self, tid: int, t_ns: int, stack: Stack, *, idle: bool = False, version: int = 0
+    ) -> bool:
         """Add one sample taken now; ``idle``: the thread was seen using no CPU.
 
         An idle sample is *waiting* whatever its leaf (it stays on spans, out of the CPU
-        histogram). Returns whether it was kept (not an ignored agent thread).
+        histogram). ``version``: the config version it was taken under. Returns whether
+        it was kept (not an ignored agent thread).
         """
         if tid in self.ignored:
             return False
@@ -106,14 +115,22 @@ class SampleStore:
             self.samples_added += 1
             if not self._waiting[sid]:
                 self.cpu_samples_added += 1
-                self._window[sid] += 1
-                self._window_total += 1
+                window = self._window.get(version)
+                if window is None:
+                    window = self._window[version] = Counter()
+                window[sid] += 1
+                self._window_total[version] = self._window_total.get(version, 0) + 1
             if self._count > MAX_SAMPLES:
                 self._trim(time.time_ns())
         return True
 
-    def add_many(self, tid: int, samples: Iterable[tuple[int, Stack, int]]) -> None:
+    def add_many(
+        self, tid: int, samples: Iterable[tuple[int, Stack, int]], version: int = 0
+    ) -> None:
         """Add one thread's samples ``(unix time ns, stack, since ns)``, in time order.
+
+        ``version`` is the config version the samples were taken under: the window's
+        histogram of that version only counts them.
 
         ``since`` is when the stack was first seen unchanged up to this sample (py-spy
         reports changes only); the join uses it to tell a thread from a new thread that
@@ -125,6 +142,10 @@ class SampleStore:
             thread = self._threads.get(tid)
             if thread is None:
                 thread = self._threads[tid] = _Thread()
+            window = self._window.get(version)
+            if window is None:
+                window = self._window[version] = Counter()
+            added = 0
             for t_ns, stack, since in samples:
                 sid = self._intern(stack)
                 if thread.times and t_ns < thread.times[-1]:
@@ -140,8 +161,9 @@ class SampleStore:
                 self.samples_added += 1
                 if not self._waiting[sid]:
                     self.cpu_samples_added += 1
-                    self._window[sid] += 1
-                    self._window_total += 1
+                    window[sid] += 1
+                    added += 1
+            self._window_total[version] = self._window_total.get(version, 0) + added
             if self._count > MAX_SAMPLES:
                 self._trim(time.time_ns())
 
@@ -182,11 +204,24 @@ class SampleStore:
                 out.append((t, self._table[sid], self._waiting[sid]))
             return out
 
-    def take_histogram(self, depth: int) -> StackHistogram:
-        """The samples since the last call (waiting ones left out), top stacks first."""
+    def take_histogram(self, depth: int, version: int | None = None) -> StackHistogram:
+        """The samples since the last call (waiting ones left out), top stacks first.
+
+        With ``version``, only the samples taken under that config version; those of
+        other versions are dropped (counted in :attr:`stale_samples`).
+        """
         with self._lock:
-            window, total = self._window, self._window_total
-            self._window, self._window_total = Counter(), 0
+            windows, totals = self._window, self._window_total
+            self._window, self._window_total = {}, {}
+            if version is None:
+                window: Counter[int] = Counter()
+                for counts in windows.values():
+                    window.update(counts)
+                total = sum(totals.values())
+            else:
+                window = windows.pop(version, Counter())
+                total = totals.pop(version, 0)
+                self.stale_samples += sum(totals.values())
             merged: Counter[str] = Counter()
             depth = max(1, min(depth, MAX_STACK_DEPTH))
             for sid, count in window.items():
@@ -224,7 +259,7 @@ class SampleStore:
             else:
                 count += len(thread.times)
         self._count = count
-        if len(self._table) > MAX_STACK_TABLE and not self._window:
+        if len(self._table) > MAX_STACK_TABLE and not any(self._window.values()):
             self._rebuild_table()
 
     def _rebuild_table(self) -> None:

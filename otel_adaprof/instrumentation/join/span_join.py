@@ -46,12 +46,16 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_samples import marker_attributes
+from otel_adaprof.instrumentation.sdk_compat import on_ending_hook, raw_attributes
+from otel_adaprof.instrumentation.spans.categories import category_of
 from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerInfo
 
 log = logging.getLogger("otel_adaprof.agent")
 
 #: How often the worker looks for spans whose samples have arrived (s).
 TICK_S = 0.1
+#: Markers between two looks at whether a profiler runs (params changes: at once).
+PROFILING_RECHECK = 256
 
 
 @dataclass
@@ -98,6 +102,10 @@ class SpanJoin(SpanProcessor):
         self._stopped = False
         self._worker: threading.Thread | None = None
         self.native_id: int | None = None
+        self._downstream_on_ending = on_ending_hook(downstream)
+        self._profiling_for: object = None
+        self._profiling_now = False
+        self._profiling_age = 0
 
     # SpanProcessor ----------------------------------------------------------------------
 
@@ -105,7 +113,7 @@ class SpanJoin(SpanProcessor):
         self.downstream.on_start(span, parent_context=parent_context)
 
     def _on_ending(self, span: Span) -> None:
-        hook = getattr(self.downstream, "_on_ending", None)
+        hook = self._downstream_on_ending
         if hook is not None:
             hook(span)
 
@@ -114,7 +122,7 @@ class SpanJoin(SpanProcessor):
         if info is None:
             self.downstream.on_end(span)
             return
-        if not self.profiling():
+        if not self._profiling():
             # No samples to attach: the span goes on as it is, at no cost.
             self.downstream.on_end(span)
             return
@@ -134,11 +142,30 @@ class SpanJoin(SpanProcessor):
         else:
             self._ensure_worker()
 
+    def _profiling(self) -> bool:
+        """``profiling()``, asked again when the params change or every 256 markers."""
+        current = self.live.current
+        self._profiling_age += 1
+        if current is not self._profiling_for or self._profiling_age >= PROFILING_RECHECK:
+            self._profiling_for, self._profiling_age = current, 0
+            self._profiling_now = self.profiling()
+        return self._profiling_now
+
     def shutdown(self) -> None:
+        self.stop()
+        self.downstream.shutdown()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Send every held span on now and stop the worker; later markers pass through.
+
+        The downstream processor keeps running (``shutdown`` also shuts it down).
+        """
         self._stopped = True
         self._wake.set()  # the worker leaves now, not at its next tick
         self.release_all()
-        self.downstream.shutdown()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         self.release_all()
@@ -168,13 +195,13 @@ class SpanJoin(SpanProcessor):
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
-        self.store.ignored.add(threading.get_ident())
-        while not self._stopped:
-            try:
-                self.release_ready()
-            except Exception:  # keep joining; a bad span must not stop the others
-                log.exception("otel-adaprof: span join failed")
-            self._wake.wait(TICK_S)
+        with self.store.ignored.running():
+            while not self._stopped:
+                try:
+                    self.release_ready()
+                except Exception:  # keep joining; a bad span must not stop the others
+                    log.exception("otel-adaprof: span join failed")
+                self._wake.wait(TICK_S)
 
     def release_ready(self) -> int:
         """Send on every held span whose samples are in (or that waited long enough)."""
@@ -226,8 +253,9 @@ class SpanJoin(SpanProcessor):
                 shared = sum(
                     1 for t, _s, _w in found if any(o.start_ns <= t <= o.end_ns for o in others)
                 )
+        category = info.category or category_of(span.kind, raw_attributes(span)).value
         attrs = marker_attributes(
-            category=info.category,
+            category=category,
             trigger=info.trigger,
             config_version=info.config_version,
             profiler=self.backend(),
@@ -239,7 +267,7 @@ class SpanJoin(SpanProcessor):
         )
         self.counters.joined += 1
         self.counters.samples_attached += len(found)
-        merged = dict(span.attributes or {})
+        merged = dict(raw_attributes(span) or {})
         merged.update(attrs)
         return ReadableSpan(
             name=span.name,

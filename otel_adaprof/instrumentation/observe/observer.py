@@ -2,8 +2,11 @@
 
 Per window it measures the process's and the machine's CPU and memory (psutil), the
 round trip of the previous poll, spans, markers and samples per second, bytes
-exported per second, the profiler's own CPU (py-spy's runs from their rusage, the
-agent's threads from their CPU times) and the spans that could not be held.
+exported per second, the profiler's own CPU and the spans that could not be held.
+
+The profiler's CPU is every agent thread's and every py-spy run's, per part
+(:class:`~otel_adaprof.instrumentation.observe.agent_cpu.AgentCpu`), and only what
+the window's config version used; so are its samples and sampling rates.
 
     >>> from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
     >>> obs = WindowObserver(counts=lambda: Counts())
@@ -20,7 +23,11 @@ from dataclasses import dataclass, fields
 
 import psutil
 
+from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu
 from otel_adaprof.protocol import MAX_WINDOW_SECONDS, ChangeSignals, ObservedState
+
+#: ``(behind events, requested Hz, effective Hz)`` of one config version's window.
+Rates = tuple[int, float, float]
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,15 @@ class WindowObserver:
         counts: Callable[[], Counts],
         agent_threads: Callable[[], list[int]] = list,
         signals: Callable[[int], ChangeSignals] | None = None,
+        cpu: AgentCpu | None = None,
+        rates: Callable[[int], Rates] | None = None,
     ) -> None:
         self._counts = counts
         self._agent_threads = agent_threads
         #: The change signals now, given the changes counted in the window.
         self._signals = signals
+        self._agent_cpu = cpu
+        self._rates = rates
         self._proc = psutil.Process()
         self.poll_rtt_ms: float | None = None
         self._start_window(time.time())
@@ -76,6 +87,8 @@ class WindowObserver:
         return float(times.user + times.system)
 
     def _thread_cpu(self) -> float:
+        if self._agent_cpu is not None:
+            return 0.0
         wanted = set(self._agent_threads())
         if not wanted:
             return 0.0
@@ -84,14 +97,29 @@ class WindowObserver:
         except psutil.Error:
             return 0.0
 
-    def close_window(self, now: float | None = None) -> ObservedState:
-        """The figures of the window that ends now; the next window starts."""
+    def close_window(
+        self, now: float | None = None, *, version: int = 0, samples: int | None = None
+    ) -> ObservedState:
+        """The figures of the window that ends now; the next window starts.
+
+        ``version`` is the config version the window ran under: CPU and rates of other
+        versions are left out; ``samples`` is the window's count of CPU samples of that
+        version (the histogram's total), else the store's counter is used.
+        """
         wall_now = now if now is not None else time.time()
         elapsed = time.monotonic() - self._mono if now is None else wall_now - self.window_start
         seconds = min(MAX_WINDOW_SECONDS, max(1e-3, elapsed))
         diff = self._counts().minus(self._base)
         process_cpu = max(0.0, self._process_cpu() - self._cpu) / seconds
         agent_threads = max(0.0, self._thread_cpu() - self._threads_cpu)
+        breakdown: dict[str, float] = {}
+        profiler_cpu = diff.profiler_cpu_s + agent_threads
+        if self._agent_cpu is not None:
+            self._agent_cpu.checkpoint(version)
+            breakdown = self._agent_cpu.take(version)
+            profiler_cpu = sum(breakdown.values())
+        behind, requested, effective = self._rates(version) if self._rates else (0, 0.0, 0.0)
+        sample_count = diff.samples if samples is None else samples
         try:
             memory = self._proc.memory_info().rss
             node_memory = psutil.virtual_memory().percent / 100.0
@@ -107,11 +135,15 @@ class WindowObserver:
             poll_rtt_ms=self.poll_rtt_ms,
             spans_per_s=diff.spans / seconds,
             markers_per_s=diff.markers / seconds,
-            samples_per_s=diff.samples / seconds,
+            samples_per_s=sample_count / seconds,
             bytes_exported_per_s=diff.bytes_exported / seconds,
-            profiler_cpu_seconds=diff.profiler_cpu_s + agent_threads,
+            profiler_cpu_seconds=profiler_cpu,
             queue_drops=diff.queue_drops,
             export_failures=diff.export_failures,
+            pyspy_behind_events=behind,
+            requested_rate_hz=requested,
+            effective_rate_hz=effective,
+            profiler_cpu_breakdown=breakdown,
             change_signals=(
                 self._signals(diff.changes)
                 if self._signals is not None

@@ -9,7 +9,7 @@ is about ``wall_k − ts_k`` plus the delay until that sample; with tens of move
 the median over a run, plus half a sampling period, puts samples where they were
 taken (see :meth:`ClockBeacon.calibrate`). The beacon's own samples are never
 kept (its thread is ignored by the sample store). At every move it also notes which
-threads are alive (:class:`~otel_adaprof.instrumentation.profiler.liveness.ThreadLiveness`).
+threads are alive (:class:`~otel_adaprof.instrumentation.threads.ThreadLiveness`).
 
     >>> beacon = ClockBeacon()
     >>> beacon.moves.extend([(0, 1_000_000_000), (1, 1_020_000_000), (2, 1_040_000_000)])
@@ -25,10 +25,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.threads import ThreadLiveness
 
 log = logging.getLogger("otel_adaprof.agent")
 
@@ -67,8 +67,14 @@ _NAMES = {f.__name__: i for i, f in enumerate(_STEPS)}
 class ClockBeacon:
     """The beacon thread and the moves it made (the last few seconds' worth)."""
 
-    def __init__(self, liveness: ThreadLiveness | None = None) -> None:
+    def __init__(
+        self,
+        liveness: ThreadLiveness | None = None,
+        on_thread: Callable[[bool], None] | None = None,
+    ) -> None:
         self.liveness = liveness
+        #: Called in the beacon thread when it starts (True) and ends (False): CPU counting.
+        self.on_thread = on_thread
         self.moves: deque[tuple[int, int]] = deque(maxlen=4096)
         self.ident: int | None = None
         self.period_s = MIN_PERIOD_S
@@ -99,6 +105,8 @@ class ClockBeacon:
 
     def _run(self) -> None:
         self.ident = threading.get_ident()
+        if self.on_thread is not None:
+            self.on_thread(True)
         stop = self._stop
         k = 0
         if self.liveness is not None:
@@ -115,6 +123,8 @@ class ClockBeacon:
         finally:
             if self.liveness is not None:
                 self.liveness.active = False
+            if self.on_thread is not None:
+                self.on_thread(False)
 
     def set_period(self, seconds: float) -> None:
         """Move every ``seconds``, within [:data:`MIN_PERIOD_S`, :data:`MAX_PERIOD_S`]."""

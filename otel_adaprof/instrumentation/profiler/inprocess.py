@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import CodeType, FrameType
 
 from otel_adaprof.instrumentation.join.samples import SampleStore
@@ -34,8 +35,18 @@ def _qualname(code: CodeType) -> str:
 class InProcessSampler:
     """Samples every thread's Python stack at a fixed interval until stopped."""
 
-    def __init__(self, store: SampleStore, interval_s: float, depth: int) -> None:
+    def __init__(
+        self,
+        store: SampleStore,
+        interval_s: float,
+        depth: int,
+        version: int = 0,
+        on_thread: Callable[[bool], None] | None = None,
+    ) -> None:
         self.store = store
+        #: Config version the samples are taken under (the supervisor updates it).
+        self.version = version
+        self._on_thread = on_thread
         self.interval_s = interval_s
         self.depth = depth
         self.cpu_seconds = 0.0
@@ -79,12 +90,14 @@ class InProcessSampler:
                 frame = frame.f_back
             frames.reverse()
             stack: Stack = tuple(frames)
-            self.store.add_many(tid, [(now_ns, stack, now_ns)])
+            self.store.add_many(tid, [(now_ns, stack, now_ns)], self.version)
         self.store.set_watermark(now_ns)
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
         self.store.ignored.add(threading.get_ident())
+        if self._on_thread is not None:
+            self._on_thread(True)
         t_cpu = time.thread_time()
         next_at = time.monotonic()
         try:
@@ -105,3 +118,6 @@ class InProcessSampler:
             logging.getLogger("otel_adaprof.agent").exception(
                 "otel-adaprof: in-process sampler stopped"
             )
+        finally:
+            if self._on_thread is not None:
+                self._on_thread(False)

@@ -245,7 +245,8 @@ class SlowSpanCapture:
                 stack.append(self._frame(frame))
                 frame = frame.f_back
             stack.reverse()
-            if self.store.add_one(tid, now_ns, tuple(stack), idle=on_cpu is False):
+            version = self.live.current.version  # the config version it is taken under
+            if self.store.add_one(tid, now_ns, tuple(stack), idle=on_cpu is False, version=version):
                 self.samples += 1
                 self.waiting_samples += on_cpu is False
 

@@ -8,14 +8,22 @@ the process, and falls back to the in-process sampler otherwise:
   service started) → the next run starts after a backoff (0.5 s doubling to 30 s,
   with jitter); after :data:`MAX_FAILURES` failures in a row → in-process.
 
-A new rate takes effect at the next run (py-spy's rate is fixed per run); profiling
-off (``sampling_interval_ms = 0``) stops sampling and moves the watermark with the
-clock, so no span waits for samples that will not come.
+A py-spy run (a *segment*) lasts until the effective params change (a new config
+version, new knobs, or a local override set or lifted: :class:`LiveParams` wakes
+the supervisor), until the poller closes a window (:meth:`Profiler.pause`), or at
+most ``segment_s``. It is cut with SIGINT, so it stops within one sampling interval
+and its samples are kept. Every sample is tagged with the config version it was taken
+under. ``profile_mode: cpu`` runs py-spy with ``--gil`` (the GIL holder only),
+``wall`` with ``--idle`` (every thread). Profiling off (``sampling_interval_ms = 0``)
+stops sampling and moves the watermark with the clock, so no span waits for samples
+that will not come.
 
     >>> from otel_adaprof.params import Params
     >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
     >>> from otel_adaprof.instrumentation.join.samples import SampleStore
     >>> p = Profiler(LiveParams(Params(sampling_interval_ms=0)), SampleStore(), choice="off")
+    >>> p.pause(timeout=0.1), p.take_rates(version=0)
+    (True, (0, 0.0, 0.0))
     >>> p.backend
     'none'
 """
@@ -26,15 +34,14 @@ import contextlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from otel_adaprof.errors import ContractError
-from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsInForce
 from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu
 from otel_adaprof.instrumentation.profiler.chrometrace import (
     last_ts_us,
     load_events,
@@ -42,8 +49,9 @@ from otel_adaprof.instrumentation.profiler.chrometrace import (
 )
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
+from otel_adaprof.instrumentation.profiler.run_folder import RunFolder
+from otel_adaprof.instrumentation.threads import ThreadLiveness
 from otel_adaprof.protocol import ProfilerBackend
 
 log = logging.getLogger("otel_adaprof.agent")
@@ -58,6 +66,12 @@ BACKOFF_MAX_S = 30.0
 WRITE_LAG_NS = 2_000_000
 #: How often the supervisor looks at the params while profiling is off (s).
 IDLE_TICK_S = 0.2
+#: Longest the supervisor looks away from a running py-spy (s): a run that fails at
+#: start is seen this soon.
+RUN_TICK_S = 0.25
+#: Longest pause between a window's cut and the poll's answer (s): after it, sampling
+#: goes on with the params in force.
+MAX_PAUSE_S = 0.5
 
 
 class Profiler:
@@ -75,6 +89,7 @@ class Profiler:
         pid: int | None = None,
         clock_beacon: bool = True,
         liveness: ThreadLiveness | None = None,
+        cpu: AgentCpu | None = None,
     ) -> None:
         self.live = live
         self.store = store
@@ -85,10 +100,12 @@ class Profiler:
         self.py_spy = find_py_spy(py_spy_path) if choice in ("auto", "py-spy") else None
         self.backend = self._initial_backend()
         self.runs = 0
+        self.cuts = 0
         self.failures = 0
         self.restarts = 0
         self.parse_errors = 0
         self.pyspy_cpu_seconds = 0.0
+        self.behind_events = 0
         self.last_error = ""
         self._consecutive = 0
         self._denied = 0
@@ -96,14 +113,20 @@ class Profiler:
         self._thread: threading.Thread | None = None
         self._run: PySpyRun | None = None
         self._inproc: InProcessSampler | None = None
-        self._inproc_cpu_done = 0.0
-        self._tmp: str | None = None
+        self._folder = RunFolder(self.pid)
         self._lock = threading.Lock()
         self.liveness = liveness or ThreadLiveness()
-        self.beacon = ClockBeacon(self.liveness)
+        self.cpu = cpu or AgentCpu()
+        self.cpu.add_meter("pyspy", self.pyspy_cpu_total)
+        self.beacon = ClockBeacon(self.liveness, on_thread=self._beacon_thread)
         self.dead_thread_samples = 0
         self.use_beacon = clock_beacon
         self.calibrated_runs = 0
+        # pause/resume around a window's close (the poller)
+        self._pause_until = 0.0
+        self._paused = threading.Event()
+        # per config version: [behind events, requested ticks, achieved ticks, seconds]
+        self._rates: dict[int, list[float]] = {}
 
     def _initial_backend(self) -> str:
         if self.choice == "off":
@@ -128,12 +151,14 @@ class Profiler:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self._folder.reopen()
         self._thread = threading.Thread(target=self._loop, name="adaprof-profiler", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop sampling and kill a running py-spy; bounded by ``timeout``."""
         self._stop.set()
+        self.live.wake()
         with self._lock:
             run = self._run
         if run is not None:
@@ -142,9 +167,7 @@ class Profiler:
         self.beacon.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        self._folder.close()
 
     def kill_children(self) -> None:
         """Kill a running py-spy and remove its files (at interpreter exit; never blocks).
@@ -158,8 +181,7 @@ class Profiler:
             run = self._run
         if run is not None:
             run.kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._folder.close()  # for good: the loop, still running, makes no new one
 
     @property
     def thread_native_ids(self) -> list[int]:
@@ -169,38 +191,83 @@ class Profiler:
             ids.append(self._thread.native_id)
         return ids
 
+    def pyspy_cpu_total(self) -> float:
+        """CPU seconds of every py-spy run so far, the running one included."""
+        with self._lock:
+            run = self._run
+            done = self.pyspy_cpu_seconds
+            return done + (run.cpu_seconds_so_far() if run is not None else 0.0)
+
     def cpu_seconds(self) -> float:
-        """CPU seconds used so far by py-spy runs and the in-process sampler."""
-        inproc = self._inproc.cpu_seconds if self._inproc is not None else 0.0
-        return self.pyspy_cpu_seconds + self._inproc_cpu_done + inproc
+        """CPU seconds used so far by py-spy runs (agent threads: :class:`AgentCpu`)."""
+        return self.pyspy_cpu_total()
 
     @property
     def active(self) -> bool:
         """Whether samples are being taken (so spans should wait for them)."""
         return self.backend != ProfilerBackend.NONE.value and self.live.params.profiling_enabled
 
+    # windows ---------------------------------------------------------------------------
+
+    def pause(self, timeout: float = 2.5) -> bool:
+        """Cut the running segment, take its samples in, start none for a moment.
+
+        The poller calls it before it closes a window, so the window holds every sample
+        taken in it, and :meth:`resume` once the controller has answered (new params
+        start the next segment). Returns whether the samples are in (within ``timeout``).
+        """
+        self._paused.clear()
+        self._pause_until = time.monotonic() + MAX_PAUSE_S + timeout
+        self.live.wake()
+        if self._thread is None or not self._thread.is_alive():
+            return True
+        return self._paused.wait(timeout)
+
+    def resume(self) -> None:
+        """Sampling goes on (with the params now in force)."""
+        self._pause_until = 0.0
+        self.live.wake()
+
+    def take_rates(self, version: int) -> tuple[int, float, float]:
+        """``(behind events, requested Hz, effective Hz)`` of ``version``'s segments since
+        the last call (other versions' are dropped); rates averaged over segment time."""
+        with self._lock:
+            rates, self._rates = self._rates, {}
+        behind, requested, achieved, seconds = rates.get(version, [0, 0.0, 0.0, 0.0])
+        if seconds <= 0:
+            return int(behind), 0.0, 0.0
+        return int(behind), round(requested / seconds, 3), round(achieved / seconds, 3)
+
     # the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
         self.store.ignored.add(threading.get_ident())
+        self.cpu.enter("parse")
         try:
             while not self._stop.is_set():
-                params = self.live.params
+                gen = self.live.generation
+                current = self.live.current
+                params = current.params
+                if self._pause_until and time.monotonic() < self._pause_until:
+                    self._hold_pause(gen)
+                    continue
                 if self.backend != ProfilerBackend.PY_SPY.value or not params.profiling_enabled:
                     self.beacon.stop()
                 if not params.profiling_enabled or self.backend == ProfilerBackend.NONE.value:
                     self._stop_inprocess()
                     self.store.set_watermark(time.time_ns())
-                    self._stop.wait(IDLE_TICK_S)
+                    self._paused.set()
+                    self.live.wait_change(gen, IDLE_TICK_S)
                 elif self.backend == ProfilerBackend.PY_SPY.value:
                     self._stop_inprocess()
                     if self.use_beacon:
                         self.beacon.set_period(params.sampling_interval_ms / 1000.0)
                         self._start_beacon()
-                    self._one_pyspy_run(params.rate_hz)
+                    self._one_pyspy_run(current, gen)
                 else:
-                    self._keep_inprocess(params.sampling_interval_ms / 1000.0, params.stack_depth)
-                    self._stop.wait(IDLE_TICK_S)
+                    self._keep_inprocess(current)
+                    self._paused.set()
+                    self.live.wait_change(gen, IDLE_TICK_S)
                 self.store.trim()
         except Exception:  # never let the profiler take the service down
             log.exception("otel-adaprof: profiler supervisor stopped; spans go out without samples")
@@ -208,6 +275,24 @@ class Profiler:
         finally:
             self._stop_inprocess()
             self.beacon.stop()
+            self._paused.set()
+            self.cpu.leave()
+
+    def _hold_pause(self, gen: int) -> None:
+        """Between a window's cut and the poll's answer: no segment, watermark moves."""
+        self._paused.set()
+        self.store.set_watermark(time.time_ns())
+        left = self._pause_until - time.monotonic()
+        if left > 0:
+            self.live.wait_change(gen, min(left, IDLE_TICK_S))
+        if self.live.generation != gen:  # the answer came: new params, go on
+            self._pause_until = 0.0
+
+    def _beacon_thread(self, started: bool) -> None:
+        if started:
+            self.cpu.enter("beacon")
+        else:
+            self.cpu.leave()
 
     def _start_beacon(self) -> None:
         if not self.beacon.running:
@@ -215,80 +300,136 @@ class Profiler:
             if self.beacon.ident is not None:
                 self.store.ignored.add(self.beacon.ident)
 
-    def _keep_inprocess(self, interval_s: float, depth: int) -> None:
+    def _inproc_thread(self, started: bool) -> None:
+        if started:
+            self.cpu.enter("inprocess")
+        else:
+            self.cpu.leave()
+
+    def _keep_inprocess(self, current: ParamsInForce) -> None:
+        params = current.params
+        interval_s, depth = params.sampling_interval_ms / 1000.0, params.stack_depth
         sampler = self._inproc
-        if sampler is not None and (sampler.interval_s != interval_s or sampler.depth != depth):
+        if sampler is not None:
             sampler.interval_s, sampler.depth = interval_s, depth
-        if sampler is None:
-            self._inproc = InProcessSampler(self.store, interval_s, depth)
+            sampler.version = current.version
+        else:
+            self._inproc = InProcessSampler(
+                self.store, interval_s, depth, current.version, on_thread=self._inproc_thread
+            )
             self._inproc.start()
 
     def _stop_inprocess(self) -> None:
         sampler, self._inproc = self._inproc, None
         if sampler is not None:
             sampler.stop()
-            self._inproc_cpu_done += sampler.cpu_seconds
 
-    def _tmpdir(self) -> Path:
-        if self._tmp is None or not os.path.isdir(self._tmp):
-            self._tmp = tempfile.mkdtemp(prefix=f"adaprof-{self.pid}-")
-        return Path(self._tmp)
+    def _tmpdir(self) -> Path | None:
+        return self._folder.path()
 
-    def _one_pyspy_run(self, rate_hz: int) -> None:
+    def _one_pyspy_run(self, current: ParamsInForce, gen: int) -> None:
         assert self.py_spy is not None
-        out = self._tmpdir() / f"run-{self.runs}.json"
+        params = current.params
+        rate_hz = params.rate_hz
+        gil = params.profile_mode == "cpu"
+        self.cpu.name_threads()  # agent threads started elsewhere show as adaprof-* in top -H
+        folder = self._tmpdir()
+        if folder is None:  # closed: the process is exiting
+            self._stop.set()
+            return
+        out = folder / f"run-{self.runs}.json"
         try:
-            run = PySpyRun(self.py_spy, self.pid, rate_hz, self.segment_s, out, self.idle)
+            run = PySpyRun(self.py_spy, self.pid, rate_hz, self.segment_s, out, self.idle, gil=gil)
         except OSError as exc:
             self._failed(f"cannot start {self.py_spy}: {exc}", permission=False)
             return
         with self._lock:
             self._run = run
-        if self._stop.is_set():
-            run.kill()
-        result = run.wait()
+        result = self._wait_run(run, gen, rate_hz)
         with self._lock:
             self._run = None
-        self.runs += 1
-        self.pyspy_cpu_seconds += result.cpu_seconds
+            self.runs += 1
+            self.pyspy_cpu_seconds += result.cpu_seconds
         if self._stop.is_set():
             return
         if result.returncode != 0 or not result.output:
             self._failed(result.error_line(), permission=result.permission_denied)
             return
-        self._ingest(result, rate_hz)
+        self._ingest(result, rate_hz, current.version, gil)
 
-    def _ingest(self, result: RunResult, rate_hz: int) -> None:
+    def _wait_run(self, run: PySpyRun, gen: int, rate_hz: int) -> RunResult:
+        """Until py-spy ends by itself, or is cut (params changed, window closed, stop)."""
+        while True:
+            if self._stop.is_set():
+                run.kill()
+                break
+            if self.live.generation != gen or self._pause_until:
+                run.interrupt()  # py-spy stops at its next sample and writes its file
+                self.cuts += 1
+                done = run.wait(timeout=2.0 / max(1, rate_hz) + 2.0)
+                if done is not None:
+                    return done
+                run.kill()
+                break
+            done = run.wait(timeout=0)
+            if done is not None:
+                return done
+            self.live.wait_change(gen, RUN_TICK_S)
+        done = run.wait(timeout=5.0)
+        if done is None:  # not reaped: count nothing, try again later
+            return RunResult(-1, None, "py-spy did not exit", run.started_ns, time.time_ns(), 0.0)
+        return done
+
+    def _ingest(self, result: RunResult, rate_hz: int, version: int, gil: bool) -> None:
         try:
             events = load_events(result.output or b"[]")
             # py-spy's clock starts after it attached: anchor it at the end of the run
             # (see last_ts_us), then to the millisecond with the clock beacon.
-            anchor = result.ended_ns - last_ts_us(events) * 1000 - WRITE_LAG_NS
+            ran_us = last_ts_us(events)
+            anchor = result.ended_ns - ran_us * 1000 - WRITE_LAG_NS
             fine = self.beacon.calibrate(events, anchor, period_ns=1_000_000_000 // rate_hz)
             if fine is not None:
                 anchor = fine
                 self.calibrated_runs += 1
             per_thread = parse_chrometrace(
-                events, started_at_ns=max(result.started_ns, anchor), rate_hz=rate_hz
+                events,
+                started_at_ns=max(result.started_ns, anchor),
+                rate_hz=rate_hz,
+                gil=gil,
+                total_samples=result.samples,
+                ignored={t.ident for t in self.store.ignored.threads() if t.ident},
             )
         except (ContractError, ValueError, TypeError) as exc:
             self.parse_errors += 1
             log.warning("otel-adaprof: py-spy output skipped: %s", exc)
-            per_thread = {}
+            per_thread, ran_us = {}, 0
         if self.liveness.snapshots:
             # py-spy goes on with an exited thread's last stack: keep what it lived.
-            alive = self.liveness.alive
             for tid, samples in per_thread.items():
-                kept = [s for s in samples if alive(tid, s[0])]
+                kept = self.liveness.keep(tid, samples)
                 self.dead_thread_samples += len(samples) - len(kept)
                 per_thread[tid] = kept
             self.liveness.forget_before(result.started_ns - 60_000_000_000)
         for tid, samples in per_thread.items():
-            self.store.add_many(tid, samples)
+            self.store.add_many(tid, samples, version)
         self.store.set_watermark(result.ended_ns)
+        self._count_rate(version, rate_hz, ran_us / 1e6, result)
         if self._consecutive:
             log.info("otel-adaprof: py-spy runs again after %d failed runs", self._consecutive)
         self._consecutive = 0
+
+    def _count_rate(self, version: int, rate_hz: int, seconds: float, result: RunResult) -> None:
+        """Asked vs achieved rate: py-spy's last "behind" says how late it was at the end."""
+        if seconds <= 0:
+            return
+        achieved = rate_hz * max(0.0, seconds - result.behind_s)
+        with self._lock:
+            self.behind_events += result.behind_events
+            row = self._rates.setdefault(version, [0, 0.0, 0.0, 0.0])
+            row[0] += result.behind_events
+            row[1] += rate_hz * seconds
+            row[2] += achieved
+            row[3] += seconds
 
     def _failed(self, reason: str, *, permission: bool) -> None:
         self.failures += 1

@@ -17,7 +17,7 @@ least recently seen is forgotten).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 
 #: Durations kept per operation.
 WINDOW = 256
@@ -30,20 +30,27 @@ MAX_OPERATIONS = 1024
 
 
 class _Op:
-    __slots__ = ("cache", "durations", "since", "total")
+    __slots__ = ("cache", "durations", "seen", "since", "total")
 
     def __init__(self) -> None:
         self.durations: deque[float] = deque(maxlen=WINDOW)
         self.since = 0
-        self.total = 0
+        self.seen = 0
+        self.total = 0  # observations ever (take_new's bookmark)
         self.cache: dict[float, float] = {}
 
 
 class LatencyTracker:
-    """Recent durations per operation and their percentiles (thread-safe)."""
+    """Recent durations per operation and their percentiles (thread-safe).
+
+    An observation takes no lock: a deque append and a few attribute writes, each
+    atomic; a race between two threads can only move a recomputation by one
+    observation. Adding an operation, and recomputing a percentile, take the lock.
+    """
 
     def __init__(self) -> None:
-        self._ops: OrderedDict[str, _Op] = OrderedDict()
+        self._ops: dict[str, _Op] = {}
+        self._tick = 0
         self._lock = threading.Lock()
 
     def after_fork(self) -> None:
@@ -52,20 +59,27 @@ class LatencyTracker:
 
     def observe(self, operation: str, duration_ms: float) -> None:
         """Record one duration."""
+        op = self._ops.get(operation)
+        if op is None:
+            op = self._add(operation)
+        op.durations.append(duration_ms)
+        self._tick += 1
+        op.seen = self._tick
+        op.total += 1
+        op.since += 1
+        if op.since >= RECOMPUTE_EVERY:
+            op.cache = {}
+            op.since = 0
+
+    def _add(self, operation: str) -> _Op:
         with self._lock:
             op = self._ops.get(operation)
             if op is None:
+                if len(self._ops) >= MAX_OPERATIONS:  # forget the least recently seen
+                    oldest = min(self._ops, key=lambda name: self._ops[name].seen)
+                    del self._ops[oldest]
                 op = self._ops[operation] = _Op()
-                if len(self._ops) > MAX_OPERATIONS:
-                    self._ops.popitem(last=False)
-            else:
-                self._ops.move_to_end(operation)
-            op.durations.append(duration_ms)
-            op.total += 1
-            op.since += 1
-            if op.since >= RECOMPUTE_EVERY:
-                op.cache.clear()
-                op.since = 0
+            return op
 
     def take_new(self, seen: dict[str, int]) -> dict[str, list[float]]:
         """Durations observed since the last call, per operation (at most :data:`WINDOW`).
@@ -93,13 +107,13 @@ class LatencyTracker:
 
     def threshold(self, operation: str, percentile: float) -> float | None:
         """The ``percentile`` of the operation's recent durations (nearest rank)."""
-        with self._lock:
-            op = self._ops.get(operation)
-            if op is None or len(op.durations) < MIN_OBSERVATIONS:
-                return None
-            value = op.cache.get(percentile)
-            if value is None:
-                ordered = sorted(op.durations)
-                rank = max(0, min(len(ordered) - 1, round(percentile / 100 * len(ordered)) - 1))
-                value = op.cache[percentile] = ordered[rank]
-            return value
+        op = self._ops.get(operation)
+        if op is None or len(op.durations) < MIN_OBSERVATIONS:
+            return None
+        value = op.cache.get(percentile)
+        if value is None:
+            with self._lock:
+                ordered = sorted(tuple(op.durations))
+            rank = max(0, min(len(ordered) - 1, round(percentile / 100 * len(ordered)) - 1))
+            value = op.cache[percentile] = ordered[rank]
+        return value

@@ -3,9 +3,12 @@
 A span is a marker when it passes the params' ``span_filters`` (its category, and
 errors-only) and its ``marker_trigger`` (at least ``min_duration_ms``, and slower
 than the operation's ``latency_percentile`` when one is set). The decision is made in
-``on_end`` on the application's thread: a dict look-up, a classification and a few
-comparisons — no I/O, no lock held for long. What it records (the thread the span ran
-on, its interval, its trace) is what the span join needs.
+``on_end`` on the application's thread: a dict look-up and a few comparisons — no I/O,
+no lock, no allocation for a span that is not a marker. The filter decisions are
+prepared once per params version; the category is computed only when a filter needs
+it (the span join computes it for the spans it attaches samples to). What it records
+(the thread the span started on, its interval, its trace) is what the span join needs;
+the thread's identity comes from :class:`~otel_adaprof.instrumentation.threads.ThreadIdentity`.
 
     >>> from opentelemetry.sdk.trace import TracerProvider
     >>> from otel_adaprof.params import Params
@@ -16,26 +19,27 @@ on, its interval, its trace) is what the span join needs.
     >>> provider.add_span_processor(MarkerProcessor(live, book))
     >>> with provider.get_tracer("t").start_as_current_span("work") as span:
     ...     pass
-    >>> book.get(span.get_span_context().span_id).category
-    'internal'
+    >>> book.get(span.get_span_context().span_id).trigger
+    'any'
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from otel_adaprof.instrumentation.control.live_params import LiveParams
-from otel_adaprof.instrumentation.profiler.liveness import ThreadLiveness
+from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsInForce
+from otel_adaprof.instrumentation.sdk_compat import raw_attributes
 from otel_adaprof.instrumentation.spans.categories import category_of
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+from otel_adaprof.instrumentation.threads import ThreadIdentity, ThreadLiveness
+from otel_adaprof.params import Category
 
 #: Markers remembered for the join at most (oldest forgotten first).
 MAX_MARKERS = 50_000
@@ -45,9 +49,12 @@ PER_THREAD_MARKERS = 256
 MAX_OPEN_SPANS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class MarkerInfo:
-    """What the join needs to know about a marker span."""
+class MarkerInfo(NamedTuple):
+    """What the join needs to know about a marker span.
+
+    ``category`` is empty when no filter needed it; the join computes it from the span.
+    (A named tuple: cheap to make, and of no concern to the garbage collector.)
+    """
 
     tid: int
     born_ns: int
@@ -60,29 +67,46 @@ class MarkerInfo:
 
 
 class MarkerBook:
-    """Recent markers by span id, and per thread (to spot concurrent markers)."""
+    """Recent markers by span id, and per thread (to spot concurrent markers).
+
+    Adding takes no lock (single dict and deque operations are atomic); only forgetting
+    the oldest beyond the limit does, once per eighth of the limit.
+    """
 
     def __init__(self, limit: int = MAX_MARKERS) -> None:
         self.limit = limit
-        self._by_span: OrderedDict[int, MarkerInfo] = OrderedDict()
+        self._by_span: dict[int, MarkerInfo] = {}
         self._by_thread: dict[int, deque[MarkerInfo]] = {}
         self._lock = threading.Lock()
 
     def add(self, span_id: int, info: MarkerInfo) -> None:
         """Remember a marker (forgetting the oldest beyond the limit)."""
+        by_span = self._by_span
+        by_span[span_id] = info
+        recent = self._by_thread.get(info.tid)
+        if recent is None:
+            recent = self._by_thread.setdefault(info.tid, deque(maxlen=PER_THREAD_MARKERS))
+        recent.append(info)
+        if len(by_span) > self.limit:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
         with self._lock:
-            self._by_span[span_id] = info
-            recent = self._by_thread.get(info.tid)
-            if recent is None:
-                recent = self._by_thread[info.tid] = deque(maxlen=PER_THREAD_MARKERS)
-            recent.append(info)
-            while len(self._by_span) > self.limit:
-                _, old = self._by_span.popitem(last=False)
+            by_span = self._by_span
+            keep = self.limit - self.limit // 8
+            while len(by_span) > keep:
+                try:
+                    oldest = next(iter(by_span))
+                except (StopIteration, RuntimeError):  # emptied, or changed meanwhile
+                    break
+                old = by_span.pop(oldest, None)
+                if old is None:
+                    continue
                 kept = self._by_thread.get(old.tid)
-                if kept is not None and kept and kept[0] is old:
+                if kept and kept[0] is old:
                     kept.popleft()
                     if not kept:
-                        del self._by_thread[old.tid]
+                        self._by_thread.pop(old.tid, None)
 
     def after_fork(self) -> None:
         """In a forked child: a new lock and no markers of the parent."""
@@ -100,8 +124,7 @@ class MarkerBook:
         On a threaded server there are none; on an asyncio loop, concurrent requests
         share the thread and a sample in the overlap cannot be told apart.
         """
-        with self._lock:
-            recent = list(self._by_thread.get(info.tid, ()))
+        recent = list(self._by_thread.get(info.tid, ()))
         return [
             other
             for other in recent
@@ -135,15 +158,25 @@ def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
     return ",".join(parts) or "any"
 
 
-def _plain_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
-    """The span's attributes as a plain dict where the SDK keeps one.
+class _Plan:
+    """The marker rules of one :class:`ParamsInForce`, prepared for the span path."""
 
-    ``span.attributes`` is a read-only proxy over ``BoundedAttributes``, where every
-    missing key costs a raised ``KeyError``; classification looks up a dozen keys.
-    """
-    bounded = getattr(span, "_attributes", None)
-    raw = getattr(bounded, "_dict", None)
-    return raw if isinstance(raw, dict) else span.attributes
+    __slots__ = ("categories", "current", "errors_only", "min_ns", "pct", "trigger", "version")
+
+    def __init__(self, current: ParamsInForce) -> None:
+        params = current.params
+        trigger, filters = params.marker_trigger, params.span_filters
+        self.current = current
+        self.version = current.version
+        wanted = frozenset(filters.categories)
+        #: ``None``: every category passes, so the category is not needed to decide.
+        self.categories: frozenset[Category] | None = (
+            None if wanted >= frozenset(Category) else wanted
+        )
+        self.errors_only = filters.errors_only
+        self.min_ns = int(trigger.min_duration_ms * 1_000_000)
+        self.pct = trigger.latency_percentile
+        self.trigger = trigger_text(trigger.min_duration_ms, self.pct)
 
 
 class MarkerProcessor(SpanProcessor):
@@ -156,35 +189,34 @@ class MarkerProcessor(SpanProcessor):
         latency: LatencyTracker | None = None,
         counters: SpanCounters | None = None,
         liveness: ThreadLiveness | None = None,
+        identity: ThreadIdentity | None = None,
     ) -> None:
         self.live = live
         self.book = book
         self.latency = latency or LatencyTracker()
         self.counters = counters or SpanCounters()
         self.liveness = liveness
+        self.identity = identity or ThreadIdentity()
         self._threads: dict[int, tuple[int, int, int]] = {}
-        self._generations: dict[int, tuple[int, int]] = {}
+        self._plan = _Plan(live.current)
         self.errors = 0
         #: Open spans (span id → thread ident, native id, start ns, name) while
         #: slow-span capture is on (``None``: off); read by its capture thread.
         self.open_spans: dict[int, tuple[int, int, int, str]] | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # A thread id is reused once its thread has exited (one thread per request
-        # servers): the native id tells the new thread from the old, and samples whose
-        # stack was there before the new thread's first span belong to the old one.
-        ident = threading.get_ident()
-        native = threading.get_native_id()
-        gen = self._generations.get(ident)
-        if gen is None or gen[0] != native:
-            gen = self._generations[ident] = (native, span.start_time or 0)
-            if len(self._generations) > MAX_OPEN_SPANS:
-                self._generations.clear()
+        # (ident, native id, born): a thread id reused by a new thread (one thread per
+        # request) is a new key, so samples of the old thread are told apart.
         threads = self._threads
-        threads[span.context.span_id] = (ident, gen[1], native)
+        thread_key = threads[span.context.span_id] = self.identity.current()
         open_spans = self.open_spans
-        if open_spans is not None:
-            open_spans[span.context.span_id] = (ident, native, span.start_time or 0, span.name)
+        if open_spans is not None:  # slow-span capture is on
+            open_spans[span.context.span_id] = (
+                thread_key[0],
+                thread_key[1],
+                span.start_time or 0,
+                span.name,
+            )
         if len(threads) > MAX_OPEN_SPANS:
             for key in list(threads)[: MAX_OPEN_SPANS // 2]:
                 threads.pop(key, None)
@@ -210,34 +242,36 @@ class MarkerProcessor(SpanProcessor):
         start, end = span.start_time, span.end_time
         if thread is None or start is None or end is None:
             return
-        if self.liveness is not None:  # the span proves its thread was alive
-            self.liveness.span(thread[0], thread[2], start, end)
-        duration_ms = (end - start) / 1e6
+        liveness = self.liveness
+        if liveness is not None and liveness.active:  # the span proves its thread alive
+            liveness.span(thread[0], thread[1], start, end)
         current = self.live.current
-        params = current.params
-        trigger = params.marker_trigger
-        pct = trigger.latency_percentile
-        threshold = self.latency.threshold(span.name, pct) if pct is not None else None
-        self.latency.observe(span.name, duration_ms)
-        category = category_of(span.kind, _plain_attributes(span))
-        is_error = span.status.status_code is StatusCode.ERROR
-        if not params.span_filters.matches(category, is_error):
-            return
-        if duration_ms < trigger.min_duration_ms:
+        plan = self._plan
+        if plan.current is not current:
+            plan = self._plan = _Plan(current)
+        duration_ns = end - start
+        duration_ms = duration_ns / 1e6
+        name = span.name
+        pct = plan.pct
+        latency = self.latency
+        threshold = latency.threshold(name, pct) if pct is not None else None
+        latency.observe(name, duration_ms)
+        if duration_ns < plan.min_ns:
             return
         if pct is not None and (threshold is None or duration_ms <= threshold):
             return
+        if plan.errors_only and span.status.status_code is not StatusCode.ERROR:
+            return
+        category = ""
+        if plan.categories is not None:
+            found = category_of(span.kind, raw_attributes(span))
+            if found not in plan.categories:
+                return
+            category = found.value
         self.book.add(
             ctx.span_id,
             MarkerInfo(
-                tid=thread[0],
-                born_ns=thread[1],
-                start_ns=start,
-                end_ns=end,
-                trace_id=ctx.trace_id,
-                category=category.value,
-                trigger=trigger_text(trigger.min_duration_ms, pct),
-                config_version=current.version,
+                thread[0], thread[2], start, end, ctx.trace_id, category, plan.trigger, plan.version
             ),
         )
         self.counters.markers += 1

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
     Decision,
     ParentBased,
     Sampler,
@@ -60,6 +61,7 @@ class _RootRatio(Sampler):
 
     def __init__(self, live: LiveParams) -> None:
         self._live = live
+        self.retired = False
 
     def should_sample(
         self,
@@ -71,7 +73,7 @@ class _RootRatio(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        ratio = self._live.params.ratio_for(name)
+        ratio = 1.0 if self.retired else self._live.params.ratio_for(name)
         decision = Decision.RECORD_AND_SAMPLE if keeps(trace_id, ratio) else Decision.DROP
         state = get_current_span(parent_context).get_span_context().trace_state
         return SamplingResult(decision, None, state)
@@ -81,11 +83,27 @@ class _RootRatio(Sampler):
 
 
 class AdaprofSampler(ParentBased):
-    """``ParentBased`` around the live ratio: follow the parent, decide roots by ratio."""
+    """``ParentBased`` around the live ratio: follow the parent, decide roots by ratio.
+
+    Once :attr:`retired` (the agent was uninstrumented), it samples as the SDK's
+    default, :attr:`default`, does: tracers made earlier hold on to their sampler.
+    """
 
     def __init__(self, live: LiveParams) -> None:
-        super().__init__(root=_RootRatio(live))
+        self._ratio = _RootRatio(live)
+        super().__init__(root=self._ratio)
         self.live = live
+        #: The SDK's default sampler, which the provider gets back on uninstrument.
+        self.default: Sampler = ParentBased(ALWAYS_ON)
+
+    @property
+    def retired(self) -> bool:
+        """Whether the agent is detached: every root is kept, as by the SDK default."""
+        return self._ratio.retired
+
+    @retired.setter
+    def retired(self, value: bool) -> None:
+        self._ratio.retired = value
 
     def get_description(self) -> str:
         return f"AdaprofSampler{{{self.live.params.trace_ratio}}}"

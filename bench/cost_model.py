@@ -1,0 +1,259 @@
+"""The profiler's measured cost: py-spy plus every agent thread, by mode, rate and threads.
+
+Each cell is a fresh child process that starts ``--threads`` threads and the real agent
+(py-spy, local params at ``--rate`` Hz in ``profile_mode`` cpu or wall, no
+controller), waits for py-spy to attach, then counts the agent's CPU for
+``--seconds`` with the agent's own accounting (every agent thread and every py-spy
+run, :class:`~otel_adaprof.instrumentation.observe.agent_cpu.AgentCpu`). *Idle*: every
+thread waits. *Loaded*: two of the threads run Python code 20 frames deep all the
+time (the GIL is always held). Cells run in a rotating order.
+
+Per mode it fits, by least squares over the loaded cells (what a budget must plan
+for), ``cores = a + b·rate + c·rate·threads`` and prints every cell with the fit's
+residual; idle cells get their own fit. ``--write`` stores the fit in
+``otel_adaprof/cost_fit.json`` (read by :func:`otel_adaprof.cost_model.load_cost_model`)
+and every figure in ``bench/output/cost_model.json``. It also measures one in-process
+capture of a thread's stack (``sys._current_frames()``, 20 frames), the unit of
+slow-span capture's cost.
+
+Usage::
+
+    python bench/cost_model.py                     # 36 cells of 5 s, about 4 minutes
+    python bench/cost_model.py --write             # same, and store the fit
+    python bench/cost_model.py --quick --json      # 6 cells of 2 s (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FIT_PATH = ROOT / "otel_adaprof" / "cost_fit.json"
+RAW_PATH = ROOT / "bench" / "output" / "cost_model.json"
+MODES = ("cpu", "wall")
+THREADS = (4, 20, 64)
+RATES = (1, 10, 100)
+#: Seconds a cell waits for py-spy's first run before it counts.
+WARMUP_S = 1.5
+
+
+def _deep(n: int, stop: threading.Event) -> None:
+    if n:
+        _deep(n - 1, stop)
+        return
+    while not stop.is_set():
+        _work()
+
+
+def _work() -> int:
+    return sum(_leaf(i) for i in range(200))
+
+
+def _leaf(i: int) -> int:
+    return i * i
+
+
+def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> dict[str, Any]:
+    """One measurement in this process (a child): the agent's CPU per second."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    stop = threading.Event()
+    busy = 2 if loaded else 0
+    for k in range(threads):
+        if k < busy:
+            target = threading.Thread(target=_deep, args=(20, stop), daemon=True)
+        else:
+            target = threading.Thread(target=stop.wait, daemon=True)
+        target.start()
+    agent = otel_adaprof.configure(
+        service_name="cost-model",
+        exporter=InMemorySpanExporter(),
+        settings=AgentSettings(profiler="py-spy"),
+        params={"sampling_interval_ms": max(1, round(1000 / rate)), "profile_mode": mode},
+    )
+    assert agent is not None
+    time.sleep(WARMUP_S)
+    agent.cpu.checkpoint(0)
+    agent.cpu.take(0)
+    agent.profiler.take_rates(0)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    agent.cpu.checkpoint(0)
+    wall = time.monotonic() - t0
+    parts = agent.cpu.take(0)
+    behind, requested, effective = agent.profiler.take_rates(0)
+    stop.set()
+    return {
+        "mode": mode,
+        "threads": threads,
+        "rate_hz": rate,
+        "loaded": loaded,
+        "seconds": round(wall, 3),
+        "cores": round(sum(parts.values()) / wall, 5),
+        "parts": {k: round(v / wall, 5) for k, v in sorted(parts.items())},
+        "runs": agent.profiler.runs,
+        "failures": agent.profiler.failures,
+        "behind_events": behind,
+        "effective_rate_hz": effective,
+        "requested_rate_hz": requested,
+    }
+
+
+def capture_cost(repeats: int = 2000) -> float:
+    """CPU seconds of one in-process capture of another thread's stack (20 frames)."""
+    from otel_adaprof.instrumentation.join.stacks import frame_text
+
+    stop = threading.Event()
+    worker = threading.Thread(target=_deep, args=(20, stop), daemon=True)
+    worker.start()
+    time.sleep(0.05)
+    tid = worker.ident
+    t0 = time.thread_time()
+    for _ in range(repeats):
+        frame = sys._current_frames().get(tid or 0)
+        frames = []
+        while frame is not None:
+            code = frame.f_code
+            frames.append(frame_text(code.co_name, code.co_filename, frame.f_lineno))
+            frame = frame.f_back
+    spent = (time.thread_time() - t0) / repeats
+    stop.set()
+    return spent
+
+
+def fit(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Least squares ``cores = a + b·rate + c·rate·threads`` with residuals."""
+    x = np.array([[1.0, c["rate_hz"], c["rate_hz"] * c["threads"]] for c in cells])
+    y = np.array([c["cores"] for c in cells])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    a, b, c = (float(v) for v in coef)
+    predicted = x @ coef
+    residuals = y - predicted
+    for item, pred in zip(cells, predicted, strict=True):
+        item["predicted"] = round(float(pred), 5)
+    return {
+        "a": round(a, 6),
+        "b": round(b, 8),
+        "c": round(c, 9),
+        "rms_residual": round(float(np.sqrt(np.mean(residuals**2))), 5),
+        "max_abs_residual": round(float(np.max(np.abs(residuals))), 5),
+        "cells": len(cells),
+    }
+
+
+def run_cells(quick: bool, seconds: float) -> list[dict[str, Any]]:
+    """Every cell in a fresh child, in a rotating order."""
+    threads = (4, 20) if quick else THREADS
+    rates = (10, 100) if quick else RATES
+    plan = [
+        (mode, n, rate, loaded)
+        for loaded in (False, True)
+        for mode in MODES
+        for n in threads
+        for rate in rates
+    ]
+    if quick:  # three loaded cells per mode: enough for a fit
+        plan = [p for p in plan if p[3] and (p[1], p[2]) in ((4, 10), (4, 100), (20, 100))]
+    out = []
+    for k, (mode, n, rate, loaded) in enumerate(plan):
+        argv = [sys.executable, __file__, "--cell", mode, str(n), str(rate),
+                "1" if loaded else "0", "--seconds", str(seconds)]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"cell {mode}/{n}/{rate} failed:\n{done.stderr[-2000:]}")
+        out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        state = "loaded" if loaded else "idle"
+        print(f"[{k + 1}/{len(plan)}] {mode} {n} threads {rate} Hz {state}: "
+              f"{out[-1]['cores']:.4f}", file=sys.stderr)  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="counted seconds per cell")
+    parser.add_argument("--quick", action="store_true", help="6 cells of 2 s (tests)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--write", action="store_true", help="store the fit and raw output")
+    parser.add_argument("--cell", nargs=4, metavar=("MODE", "THREADS", "RATE", "LOADED"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.cell:
+        mode, n, rate, loaded = args.cell
+        print(json.dumps(cell(mode, int(n), int(rate), loaded == "1", args.seconds)))
+        return 0
+    seconds = 2.0 if args.quick else args.seconds
+    cells = run_cells(args.quick, seconds)
+    fits: dict[str, dict[str, Any]] = {}
+    for mode in MODES:
+        for state, loaded in (("loaded", True), ("idle", False)):
+            group = [c for c in cells if c["mode"] == mode and c["loaded"] == loaded]
+            if len(group) >= 3:
+                fits.setdefault(mode, {})[state] = fit(group)
+    capture_s = capture_cost()
+    result = {
+        "command": "python bench/cost_model.py" + (" --quick" if args.quick else ""),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "note": "shared machine, other jobs running",
+        },
+        "seconds_per_cell": seconds,
+        "model": "cores = a + b*rate_hz + c*rate_hz*threads",
+        "fits": fits,
+        "slow_span_capture_cpu_s": round(capture_s, 9),
+        "cells": cells,
+    }
+    if args.write:
+        fit_file = {
+            "provisional": False,
+            "source": "bench/cost_model.py --write (bench/output/cost_model.json)",
+            "measured_at": result["measured_at"],
+            "model": result["model"],
+            "profiler": {
+                mode: {k: {p: f[p] for p in ("a", "b", "c")} for k, f in by.items()}
+                for mode, by in fits.items()
+            },
+            "slow_span_capture_cpu_s": result["slow_span_capture_cpu_s"],
+        }
+        FIT_PATH.write_text(json.dumps(fit_file, indent=2) + "\n")
+        RAW_PATH.parent.mkdir(parents=True, exist_ok=True)
+        RAW_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"profiler CPU (py-spy + agent threads), fraction of a core; {seconds:g} s per cell\n")
+    print("| mode | load | threads | Hz | cores | fit | residual | behind | eff. Hz | parts |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for c in cells:
+        pred = c.get("predicted", float("nan"))
+        parts = ", ".join(f"{k} {v:.4f}" for k, v in c["parts"].items())
+        print(f"| {c['mode']} | {'loaded' if c['loaded'] else 'idle'} | {c['threads']} "
+              f"| {c['rate_hz']} | {c['cores']:.4f} | {pred:.4f} | {c['cores'] - pred:+.4f} "
+              f"| {c['behind_events']} | {c['effective_rate_hz']:g} | {parts} |")  # fmt: skip
+    print()
+    for mode, by in fits.items():
+        for state, f in by.items():
+            print(f"{mode} {state}: cores = {f['a']:.5f} + {f['b']:.3e}·rate + "
+                  f"{f['c']:.3e}·rate·threads  (rms residual {f['rms_residual']:.4f}, "
+                  f"max {f['max_abs_residual']:.4f}, {f['cells']} cells)")  # fmt: skip
+    print(f"slow-span capture: {capture_s * 1e6:.1f} µs CPU per capture")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The agent's own CPU: every thread it starts and every py-spy run, per config version.
+
+Each agent thread calls :meth:`AgentCpu.enter` with the part it belongs to when it
+starts and :meth:`AgentCpu.leave` when it ends (its final CPU time is kept). Threads
+started elsewhere can be named by a callable (``extra``, native ids with their part).
+Meters (``add_meter``) give monotonic CPU seconds of other sources, such as py-spy's
+children. :meth:`AgentCpu.checkpoint` attributes what was used since the last
+checkpoint to the config version in force, and :meth:`AgentCpu.take` hands a window
+exactly its version's CPU per part (what other versions used is dropped and counted).
+
+A live thread's CPU is read from ``/proc/self/task/<tid>/schedstat`` (nanoseconds),
+else ``/proc/self/task/<tid>/stat`` (clock ticks). Each agent thread is also named
+``adaprof-<part>`` for the operating system (``top -H``, ``ps -L``, the benchmarks).
+
+    >>> import threading, time
+    >>> cpu = AgentCpu()
+    >>> def burn():
+    ...     cpu.enter("beacon")
+    ...     end = time.thread_time() + 0.05
+    ...     while time.thread_time() < end:
+    ...         pass
+    ...     cpu.leave()
+    >>> t = threading.Thread(target=burn); t.start(); t.join()
+    >>> cpu.checkpoint(version=7)
+    >>> round(cpu.take(7)["beacon"], 2) >= 0.04
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def name_os_thread(native_id: int, part: str) -> None:
+    """Name a thread of this process ``adaprof-<part>`` for the OS (best effort)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/self/task/{native_id}/comm").write_text(f"adaprof-{part}"[:15])
+
+
+#: Part of the agent each thread name belongs to (``profiler_cpu_breakdown`` keys).
+PARTS_BY_THREAD_NAME = {
+    "adaprof-profiler": "parse",
+    "adaprof-clock": "beacon",
+    "adaprof-sampler": "inprocess",
+    "adaprof-poller": "poller",
+    "adaprof-span-join": "join",
+    "adaprof-fast-loop": "slow_span",  # slow-span capture and the change signals
+}
+
+
+def thread_part(name: str) -> str:
+    """The part an agent thread belongs to, from its Python name.
+
+    >>> thread_part("adaprof-span-join"), thread_part("adaprof-slow-span")
+    ('join', 'slow_span')
+    """
+    known = PARTS_BY_THREAD_NAME.get(name)
+    if known is not None:
+        return known
+    return (name.removeprefix("adaprof-").replace("-", "_") or "agent")[:64]
+
+
+def thread_cpu_seconds(native_id: int) -> float | None:
+    """CPU seconds of one thread of this process, ``None`` when it is gone."""
+    base = f"/proc/self/task/{native_id}"
+    try:
+        return int(Path(base + "/schedstat").read_bytes().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        raw = Path(base + "/stat").read_bytes()
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class AgentCpu:
+    """CPU seconds of the agent's threads and children, per part and config version."""
+
+    def __init__(self, extra: Callable[[], Iterable[tuple[str, int]]] | None = None) -> None:
+        self._extra = extra
+        self._live: dict[int, str] = {}  # native id -> part
+        self._retired: dict[str, float] = {}
+        self._meters: dict[str, Callable[[], float]] = {}
+        self._last: dict[tuple[str, int], float] = {}  # (part, native id or 0) -> seconds
+        self._by_version: dict[int, dict[str, float]] = {}
+        self._named: set[int] = set()
+        self._left: set[int] = set()  # native ids that counted themselves and left
+        self._lock = threading.Lock()
+        #: CPU seconds that belonged to a version no window reported.
+        self.dropped_seconds = 0.0
+
+    def enter(self, part: str) -> None:
+        """Register the calling thread as part ``part`` of the agent."""
+        native = threading.get_native_id()
+        name_os_thread(native, part)
+        with self._lock:
+            self._live[native] = part
+            self._left.discard(native)
+
+    def leave(self) -> None:
+        """The calling thread ends: keep its CPU time (call it last in the thread)."""
+        native = threading.get_native_id()
+        spent = time.thread_time()
+        with self._lock:
+            part = self._live.pop(native, None)
+            self._left.add(native)
+            if part is not None:
+                seen = self._last.pop((part, native), 0.0)
+                self._retired[part] = self._retired.get(part, 0.0) + max(0.0, spent - seen)
+
+    def add_meter(self, part: str, seconds: Callable[[], float]) -> None:
+        """A monotonic source of CPU seconds (e.g. py-spy's runs) counted as ``part``."""
+        self._meters[part] = seconds
+
+    def counts_itself(self, native_id: int) -> bool:
+        """Whether this thread counts its own CPU here (now, or until it left)."""
+        return native_id in self._live or native_id in self._left
+
+    def native_ids(self) -> list[int]:
+        """Native ids of the registered threads alive now."""
+        with self._lock:
+            return list(self._live)
+
+    def name_threads(self) -> list[tuple[str, int]]:
+        """Name the threads given by ``extra`` for the OS (once each); they are returned."""
+        extra = list(self._extra()) if self._extra is not None else []
+        for part, native in extra:
+            if native not in self._named:
+                self._named.add(native)
+                name_os_thread(native, part)
+        return extra
+
+    def checkpoint(self, version: int) -> None:
+        """Attribute the CPU used since the last checkpoint to ``version``."""
+        threads = dict(self._live)
+        extra = self.name_threads()
+        self._left = {n for n in self._left if os.path.exists(f"/proc/self/task/{n}")}
+        readings: list[tuple[str, int, float]] = []
+        for native, part in [*threads.items(), *((n, p) for p, n in extra)]:
+            spent = thread_cpu_seconds(native)
+            if spent is not None:
+                readings.append((part, native, spent))
+        meters = [(part, 0, read()) for part, read in list(self._meters.items())]
+        with self._lock:
+            bucket = self._by_version.setdefault(version, {})
+            for part, key, spent in [*readings, *meters]:
+                if key in threads and key not in self._live:
+                    continue  # left while we read: leave() counted it
+                previous = self._last.get((part, key), 0.0)
+                if spent > previous:
+                    bucket[part] = bucket.get(part, 0.0) + spent - previous
+                    self._last[(part, key)] = spent
+            for part, spent in self._retired.items():
+                bucket[part] = bucket.get(part, 0.0) + spent
+            self._retired = {}
+
+    def take(self, version: int) -> dict[str, float]:
+        """The CPU seconds per part that ``version`` used since the last take."""
+        with self._lock:
+            mine = self._by_version.pop(version, {})
+            for other in self._by_version.values():
+                self.dropped_seconds += sum(other.values())
+            self._by_version = {}
+            return {part: round(seconds, 6) for part, seconds in mine.items() if seconds > 0}

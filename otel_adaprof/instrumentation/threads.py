@@ -1,0 +1,307 @@
+"""Thread identity and liveness, for spans and samples alike; and the agent's own threads.
+
+Three questions about threads come up all over the agent, and are answered here only:
+
+* **Who is this thread?** (:class:`ThreadIdentity`) A thread id
+  (``threading.get_ident()``, what py-spy reports) is reused as soon as its thread has
+  exited, as on servers that start a thread per request. The native id tells the new
+  thread from the old; ``born_ns`` is when the agent first saw it. The answer is cached
+  per thread (a ``threading.local``), so a span pays an attribute read, not a syscall.
+* **When was it alive?** (:class:`ThreadLiveness`) py-spy reports stack *changes*;
+  when a thread exits it reports nothing, so the thread's last stack seems to go on
+  until py-spy's file ends, or until a new thread with the same id changes it. While
+  py-spy runs, the clock beacon notes every living thread (id and native id) at every
+  move, and spans prove their thread alive from start to end. A sample is kept while
+  the thread *whose stack it is* (the one alive when that stack began, ``since``) may
+  still have lived; the samples of the histogram and of the spans obey the same rule.
+* **Which threads are the agent's?** (:class:`AgentThreads`) Their samples are not the
+  service's, and their CPU is the agent's overhead.
+
+    >>> live = ThreadLiveness()
+    >>> for t in (0, 20, 40):
+    ...     live.seen({7: 70, 9: 90} if t < 40 else {9: 90}, t * 1_000_000)
+    >>> live.alive(7, 21_000_000), live.alive(7, 30_000_000), live.alive(9, 45_000_000)
+    (True, False, True)
+    >>> live.alive(8, 10)          # never seen: no evidence against it
+    True
+
+A thread id reused at once: the old thread's last stack (begun at 15 ms) is not the new
+thread's, while the new thread's own stack (begun at 41 ms) is:
+
+    >>> live.seen({7: 71}, 42_000_000); live.seen({7: 71}, 60_000_000)
+    >>> live.alive(7, 50_000_000, since_ns=15_000_000), live.alive(7, 50_000_000, 41_000_000)
+    (False, True)
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+#: Two sightings closer than this join one interval of life (ns).
+MERGE_GAP_NS = 60_000_000
+#: How far before the first sign of life a sample still counts (ns).
+SLACK_NS = 25_000_000
+#: How long after its last sign of life a thread that a later snapshot missed still
+#: counts as alive (ns).
+GRACE_NS = 3_000_000
+#: Span lives waiting to be merged at most (the oldest are forgotten beyond it).
+MAX_PENDING = 20_000
+#: Intervals kept per thread id.
+MAX_INTERVALS = 256
+
+#: One sample as the profilers give it: ``(unix time ns, stack, since ns)``.
+Sample = tuple[int, Any, int]
+
+
+class ThreadIdentity:
+    """``(ident, native id, born ns)`` of the calling thread, cached per thread.
+
+    >>> identity = ThreadIdentity()
+    >>> key = identity.current()
+    >>> key[:2] == (threading.get_ident(), threading.get_native_id()), identity.current() is key
+    (True, True)
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def current(self) -> tuple[int, int, int]:
+        """The calling thread's key; born now (wall ns) if it is new to the agent."""
+        try:
+            key: tuple[int, int, int] = self._local.key
+        except AttributeError:
+            key = (threading.get_ident(), threading.get_native_id(), time.time_ns())
+            self._local.key = key
+        return key
+
+    def after_fork(self) -> None:
+        """In a forked child: the forking thread has a new native id."""
+        self._local = threading.local()
+
+
+class _Life:
+    __slots__ = ("his", "los", "natives")
+
+    def __init__(self) -> None:
+        self.los: list[int] = []
+        self.his: list[int] = []
+        self.natives: list[int] = []
+
+
+class ThreadLiveness:
+    """Intervals of life per thread id and native id (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._threads: dict[int, _Life] = {}
+        self._pending: deque[tuple[int, int, int, int]] = deque(maxlen=MAX_PENDING)
+        self._snapshots_pending: deque[tuple[int, dict[int, int]]] = deque(maxlen=MAX_PENDING)
+        #: Set while snapshots are taken (py-spy runs); spans are recorded only then.
+        self.active = False
+        self._snapshot_times: list[int] = []
+        self._lock = threading.Lock()
+        self.snapshots = 0
+        #: Samples :meth:`keep` left out since start (an exited thread's stack going on).
+        self.dropped = 0
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock and nothing of the parent's threads."""
+        self._lock = threading.Lock()
+        self._threads.clear()
+        self._pending.clear()
+        self._snapshots_pending.clear()
+        self._snapshot_times.clear()
+        self.active = False
+
+    def seen(self, alive: dict[int, int], t_ns: int) -> None:
+        """A snapshot: ``{thread id: native id}`` of every thread alive at ``t_ns``.
+
+        Only queued here (the beacon thread stays cheap); merged when read.
+        """
+        self._snapshots_pending.append((t_ns, alive))
+        self.snapshots += 1
+
+    def span(self, ident: int, native: int, start_ns: int, end_ns: int) -> None:
+        """A span ran on the thread from ``start_ns`` to ``end_ns``: it was alive.
+
+        Called on the application's thread: only an append (merged when read).
+        """
+        if self.active:
+            self._pending.append((ident, native, start_ns, end_ns))
+
+    def _merge(self) -> None:  # under self._lock
+        snapshots = self._snapshots_pending
+        while snapshots:
+            t_ns, alive = snapshots.popleft()
+            if not self._snapshot_times or t_ns >= self._snapshot_times[-1]:
+                self._snapshot_times.append(t_ns)
+            for ident, native in alive.items():
+                self._extend(ident, native, t_ns, t_ns)
+        pending = self._pending
+        while pending:
+            ident, native, lo, hi = pending.popleft()
+            self._extend(ident, native, lo, hi)
+
+    def _extend(self, ident: int, native: int, lo: int, hi: int) -> None:
+        life = self._threads.get(ident)
+        if life is None:
+            life = self._threads[ident] = _Life()
+        los, his, natives = life.los, life.his, life.natives
+        if not native and natives:
+            native = natives[-1]
+        if los and natives[-1] == native and lo - his[-1] <= MERGE_GAP_NS and lo >= los[-1]:
+            his[-1] = max(his[-1], hi)
+        elif los and lo < los[-1]:  # out of order (a span ending late): insert
+            at = bisect.bisect_left(los, lo)
+            los.insert(at, lo)
+            his.insert(at, hi)
+            natives.insert(at, native)
+        else:
+            los.append(lo)
+            his.append(hi)
+            natives.append(native)
+            if len(los) > MAX_INTERVALS:
+                del los[0], his[0], natives[0]
+
+    def alive(self, ident: int, t_ns: int, since_ns: int | None = None) -> bool:
+        """Whether the thread whose stack began at ``since_ns`` may still live at ``t_ns``.
+
+        ``since_ns`` (default ``t_ns``) picks the thread: the one of this id alive when
+        the stack began. With no evidence either way, the answer is yes.
+        """
+        with self._lock:
+            if self._snapshots_pending or self._pending:
+                self._merge()
+            return self._alive(ident, t_ns, t_ns if since_ns is None else since_ns)
+
+    def keep(self, ident: int, samples: Iterable[Sample]) -> list[Sample]:
+        """Of ``(t ns, …, since ns)`` samples of one thread id, those its thread lived.
+
+        A sample's stack belongs to the thread alive when it began (``since``); once
+        that thread is gone, py-spy's repeats of its last stack are dropped (and counted
+        in :attr:`dropped`).
+        """
+        rows = list(samples)
+        with self._lock:
+            if self._snapshots_pending or self._pending:
+                self._merge()
+            if ident not in self._threads:
+                return rows
+            kept = [s for s in rows if self._alive(ident, s[0], s[2])]
+        self.dropped += len(rows) - len(kept)
+        return kept
+
+    def _alive(self, ident: int, t_ns: int, since_ns: int) -> bool:  # under self._lock
+        life = self._threads.get(ident)
+        if life is None or not life.los:
+            return True
+        los, his, natives = life.los, life.his, life.natives
+        if t_ns < los[0] - SLACK_NS:
+            return True  # before what we know of it: no evidence either way
+        # whose stack: the thread of the last interval begun by `since`, unless that one
+        # was over by then and the next began (within the slack) around `since`
+        k = bisect.bisect_right(los, since_ns) - 1
+        if k < 0:
+            k = 0
+        elif (
+            since_ns > his[k] + GRACE_NS
+            and k + 1 < len(los)
+            and los[k + 1] - SLACK_NS <= since_ns
+            and natives[k + 1] != natives[k]
+        ):
+            k += 1
+        native = natives[k]
+        end = bisect.bisect_right(los, t_ns + SLACK_NS)
+        hi = -1
+        for j in range(max(0, end - 64), end):
+            if natives[j] == native and his[j] > hi:
+                hi = his[j]
+        if hi < 0 or t_ns <= hi:
+            return True
+        # After its last sign of life: if a later snapshot missed it, it exited in
+        # between, most likely right away (threads end soon after their last span), so
+        # it counts as alive only for GRACE_NS more.
+        times = self._snapshot_times
+        after = bisect.bisect_right(times, hi)
+        return after >= len(times) or t_ns <= hi + GRACE_NS
+
+    def forget_before(self, t_ns: int) -> None:
+        """Drop intervals that ended, and snapshots taken, before ``t_ns``."""
+        with self._lock:
+            cut = bisect.bisect_left(self._snapshot_times, t_ns)
+            del self._snapshot_times[:cut]
+            for ident in list(self._threads):
+                life = self._threads[ident]
+                keep = [k for k, hi in enumerate(life.his) if hi >= t_ns]
+                life.los = [life.los[k] for k in keep]
+                life.his = [life.his[k] for k in keep]
+                life.natives = [life.natives[k] for k in keep]
+                if not life.los:
+                    del self._threads[ident]
+
+
+class AgentThreads:
+    """The threads the agent itself started: their samples are not the service's, and
+    their CPU is the agent's overhead.
+
+    Each agent thread registers itself when it starts (``add()``, or ``add(ident)``
+    for another thread) and is forgotten once it has exited, so that an application
+    thread that reuses its id is not mistaken for it.
+
+    >>> threads = AgentThreads()
+    >>> threads.add()
+    >>> threading.get_ident() in threads, threads.native_ids() == [threading.get_native_id()]
+    (True, True)
+    """
+
+    def __init__(self) -> None:
+        self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def add(self, ident: int | None = None) -> None:
+        """Register the thread with this id (default: the calling thread)."""
+        if ident is None or ident == threading.get_ident():
+            thread = threading.current_thread()
+        else:
+            found = [t for t in threading.enumerate() if t.ident == ident]
+            if not found:
+                return
+            thread = found[0]
+        if thread.ident is not None:
+            with self._lock:
+                self._threads[thread.ident] = thread
+
+    def __contains__(self, ident: object) -> bool:
+        thread = self._threads.get(ident) if isinstance(ident, int) else None
+        return thread is not None and thread.is_alive()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Register the calling thread for the duration of the block."""
+        self.add()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._threads.pop(threading.get_ident(), None)
+
+    def threads(self) -> list[threading.Thread]:
+        """The registered threads still alive (the others are forgotten)."""
+        with self._lock:
+            for ident in [i for i, t in self._threads.items() if not t.is_alive()]:
+                del self._threads[ident]
+            return list(self._threads.values())
+
+    def native_ids(self) -> list[int]:
+        """Native ids of the living agent threads (for their CPU times)."""
+        return [t.native_id for t in self.threads() if t.native_id is not None]
+
+    def after_fork(self) -> None:
+        """In a forked child: none of the parent's threads run here."""
+        self._lock = threading.Lock()
+        self._threads.clear()

@@ -1,0 +1,101 @@
+"""No ``adaprof-<pid>-*`` folder is left behind (issue #14.1).
+
+Real processes under the agent with real py-spy, each with its own ``TMPDIR``: after a
+normal exit, SIGINT or SIGTERM nothing is left; after a SIGKILL the folder stays, and
+the next agent to start removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+SERVICE = textwrap.dedent(
+    """
+    import sys, time
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    agent = otel_adaprof.configure(
+        service_name="folders", exporter=InMemorySpanExporter(),
+        params={"sampling_interval_ms": 10},
+        settings=AgentSettings(profiler="py-spy", segment_s=1))
+    print("started", flush=True)
+    end = time.monotonic() + (float(sys.argv[1]) if len(sys.argv) > 1 else 60.0)
+    while time.monotonic() < end:
+        time.sleep(0.01)
+    """
+)
+
+
+def _start(tmp: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVICE, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _folders(tmp: Path, pid: int) -> list[str]:
+    return sorted(p.name for p in tmp.glob(f"adaprof-{pid}-*"))
+
+
+def _wait_for_folder(tmp: Path, proc: subprocess.Popen[str]) -> None:
+    wait_until(lambda: _folders(tmp, proc.pid), 20, "the service's py-spy run folder")
+    time.sleep(1.3)  # a run or two later: the folder's loop is in full swing
+
+
+@pytest.mark.parametrize("how", ["exit", "SIGINT", "SIGTERM"])
+def test_nothing_is_left_after_an_exit(tmp_path: Path, how: str) -> None:
+    proc = _start(tmp_path, "3.5" if how == "exit" else "60")
+    try:
+        _wait_for_folder(tmp_path, proc)
+        if how != "exit":
+            proc.send_signal(getattr(signal, how))
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    expected = {"exit": 0, "SIGINT": -signal.SIGINT, "SIGTERM": -signal.SIGTERM}[how]
+    assert proc.returncode == expected, proc.stderr.read() if proc.stderr else ""
+    time.sleep(0.3)  # anything racing the exit has had its chance
+    assert _folders(tmp_path, proc.pid) == []
+
+
+def test_the_next_agent_removes_what_a_sigkill_left(tmp_path: Path) -> None:
+    killed = _start(tmp_path, "60")
+    try:
+        _wait_for_folder(tmp_path, killed)
+    finally:
+        killed.kill()
+        killed.wait()
+    left = _folders(tmp_path, killed.pid)
+    assert left, "a SIGKILL leaves the folder (nothing can clean up)"
+    unrelated = tmp_path / "adaprof-notes"
+    unrelated.mkdir()
+    survivor = _start(tmp_path, "60")
+    try:
+        wait_until(lambda: not _folders(tmp_path, killed.pid), 20, "the orphan folder removed")
+        _wait_for_folder(tmp_path, survivor)  # its own folder is in use, not removed
+        assert _folders(tmp_path, survivor.pid)
+        assert unrelated.is_dir()
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(timeout=20)
+    assert _folders(tmp_path, survivor.pid) == []

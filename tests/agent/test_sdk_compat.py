@@ -1,0 +1,53 @@
+"""The SDK internals the agent relies on are where it expects them, and only
+``sdk_compat`` touches them: an SDK release that moves one fails here, loudly."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import otel_adaprof
+from otel_adaprof.instrumentation import sdk_compat
+
+PACKAGE = Path(otel_adaprof.__file__).resolve().parent
+#: Private names of opentelemetry-sdk; only sdk_compat may use them.
+PRIVATE = re.compile(
+    r"_active_span_processor|\._span_processors|\._attributes\b|\._dict\b|multi\._lock"
+    r"|sdk\._configuration|_OTelSDKConfigurator|\._on_ending|getattr\([^)]*\"_on_ending\""
+)
+
+
+def test_the_installed_sdk_has_every_internal_the_agent_uses() -> None:
+    assert sdk_compat.problems() == []
+
+
+def test_each_access_works_on_a_real_provider_and_span() -> None:
+    memory = InMemorySpanExporter()
+    simple = SimpleSpanProcessor(memory)
+    provider = TracerProvider()
+    provider.add_span_processor(simple)
+    assert sdk_compat.processors(provider) == (simple,)
+    other = SimpleSpanProcessor(InMemorySpanExporter())
+    assert sdk_compat.replace_processors(provider, lambda current: (other, *current))
+    assert sdk_compat.processors(provider) == (other, simple)
+    with provider.get_tracer("t").start_as_current_span("s", attributes={"a": 1}):
+        pass
+    span = memory.get_finished_spans()[0]
+    raw = sdk_compat.raw_attributes(span)
+    assert type(raw) is dict and raw == {"a": 1}
+    assert sdk_compat.on_ending_hook(simple) is not None
+
+
+def test_no_other_module_touches_sdk_internals() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "sdk_compat.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if PRIVATE.search(line) and not line.lstrip().startswith("def _on_ending("):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    assert offenders == []

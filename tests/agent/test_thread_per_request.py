@@ -1,0 +1,90 @@
+"""A thread per request: the session profile counts what was physically possible.
+
+py-spy goes on with an exited thread's last stack, and a new thread soon reuses the
+id. The histogram sent to the controller must obey the thread-liveness rules the
+spans obey, or each request's last function is counted again until the next request
+changes the stack. Real service (``tests/agent/app.py``: ``ThreadingMixIn``, one
+thread per request) under ``opentelemetry-instrument`` with real py-spy at 100 Hz and
+the real controller. The work per request is known by construction: 16 ms of CPU
+(``parse_catalog`` 8, ``price_items`` 4, ``render_invoice`` 4), 20 requests a second.
+py-spy samples a running thread by the wall clock, so on a busy machine (a thread
+waiting for a core) the truth is the wall time each function took, which the service
+reports; on a quiet machine that is its CPU time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from tests.support.instrumented import InstrumentedService
+from tests.support.spans import read_spans
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+FUNCTIONS = ("parse_catalog", "price_items", "render_invoice")
+RATE_HZ = 100
+REQUESTS_PER_S = 20.0
+LOAD_S = 14.0
+CPU_MS_PER_REQUEST = 16
+
+
+def _workload_counts(collapsed: str) -> dict[str, int]:
+    counts = dict.fromkeys(FUNCTIONS, 0)
+    for line in collapsed.splitlines():
+        stack, _, n = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1].split(" ", 1)[0]
+        if leaf in counts:
+            counts[leaf] += int(n)
+    return counts
+
+
+def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controller):
+    ctl = fast_controller
+    body = {
+        "service": "agent-test",
+        "mode": "static",
+        "duration_s": 600,
+        "initial_params": {"sampling_interval_ms": 1000 // RATE_HZ},
+    }
+    session = str(ctl.request("POST", "/v1/sessions", body)["id"])
+    walls = dict.fromkeys(FUNCTIONS, 0.0)
+    with InstrumentedService(tmp_path, sink.endpoint, controller_url=ctl.url) as svc:
+        wait_until(lambda: svc.pyspy_pids(), 20, "py-spy reading the service")
+        time.sleep(2.5)  # the session's params are in force, py-spy at 100 Hz
+        url = svc.url + f"/mix?ms={CPU_MS_PER_REQUEST}"
+        done, start = 0, time.monotonic()
+        while (elapsed := time.monotonic() - start) < LOAD_S:
+            if done < elapsed * REQUESTS_PER_S:
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    for name, seconds in json.loads(resp.read()).items():
+                        walls[name] += seconds
+                done += 1
+            else:
+                time.sleep(0.005)
+        expected = sum(walls.values()) * RATE_HZ
+        cpu_expected = done * CPU_MS_PER_REQUEST / 1000 * RATE_HZ
+
+        def profiled() -> dict[str, int]:
+            status, raw = ctl.raw("GET", f"/v1/sessions/{session}/profile?format=collapsed")
+            assert status == 200, raw[:300]
+            return _workload_counts(raw.decode())
+
+        # every sample reaches the controller within a segment (1 s) and a poll (1 s)
+        wait_until(lambda: sum(profiled().values()) >= 0.7 * expected, 20)
+        time.sleep(3.0)
+        counts = profiled()
+    total = sum(counts.values())
+    why = {"counts": counts, "expected": expected, "cpu_expected": cpu_expected, "done": done}
+    assert 0.7 * expected <= total <= 1.3 * expected, why
+    wall = sum(walls.values())
+    l1 = sum(abs(counts[f] / total - walls[f] / wall) for f in FUNCTIONS)
+    assert l1 <= 0.08, (why, walls, l1)
+    # the same samples as the spans carry: each request's span holds its own
+    spans = [s for s in read_spans(sink.path) if s["name"] == "mix"]
+    on_spans = sum(s["attrs"].get("adaprof.sample_count", 0) for s in spans)
+    assert 0.7 * on_spans <= total <= 1.3 * on_spans, (why, on_spans, len(spans))
