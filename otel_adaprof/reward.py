@@ -19,7 +19,9 @@ same reward. ``docs/policy.md`` gives every term with its unit and the test that
   counts from the last detected change.
 * **D, detection** (0..1): ``exp(−delay / τ)`` once, when a change signalled by the
   agent (or seen in the samples) is confirmed by samples that differ from the
-  previous phase's profile.
+  previous phase's profile. A signalled change whose first
+  :data:`FALSE_ALARM_SAMPLES` samples match the previous phase was a false alarm: the
+  two phases merge again, so a noisy signal does not keep a converged profile "new".
 * **S, slow-span coverage** (share × window/5 s): samples captured on slow spans over
   slow spans, capped at 1.
 * **M, density** (share × window/5 s): ``min(1, markers with samples/s ÷ target)``;
@@ -67,6 +69,8 @@ MAX_L1 = 2.0
 MIN_CONFIRM_SAMPLES = 20.0
 #: Margin over the sampling noise a total-variation distance must clear to be a change.
 CHANGE_MARGIN = 0.1
+#: Samples after a signalled change that, matching the old phase, make it a false alarm.
+FALSE_ALARM_SAMPLES = 3 * MIN_CONFIRM_SAMPLES
 #: Fewest samples a novelty share is counted against (see :func:`novelty`).
 NOVELTY_MIN_SAMPLES = 20.0
 
@@ -235,6 +239,8 @@ class PhaseState:
     windows: int = 0
     phase_started_unix: float | None = None
     changed: bool = False  # the last window started a new phase
+    previous_samples: float = 0.0  # samples of the phase before
+    false_alarms: int = 0  # signalled changes the samples did not confirm
 
     def accuracy_reached(self, functions: int) -> float:
         """Expected L1 error of the current phase's profile (0..2)."""
@@ -274,6 +280,7 @@ def _restart(state: PhaseState, at: float) -> PhaseState:
     return replace(
         state,
         samples=0.0,
+        previous_samples=state.samples if state.profile else state.previous_samples,
         previous=dict(state.profile) if state.profile else dict(state.previous),
         profile={},
         phase_started_unix=at,
@@ -305,12 +312,25 @@ def step(
     for key, count in window.items():
         profile[key] = profile.get(key, 0.0) + count
     state = replace(state, samples=state.samples + n, profile=profile)
-    # 3. A pending change is confirmed once the new phase's samples differ from the old.
+    # 3. A pending change is confirmed once the new phase's samples differ from the old;
+    #    a change the agent signalled whose samples, once plenty, match the old phase was
+    #    a false alarm: the phases merge again (the old samples still describe it).
     if state.pending_change_unix is not None and shares_differ(profile, state.previous, k):
         detection = detection_credit(obs.end_unix - state.pending_change_unix, goal.detection_tau_s)
         state = replace(state, pending_change_unix=None)
     elif state.pending_change_unix is not None and not state.previous:
         state = replace(state, pending_change_unix=None)  # nothing to compare with
+    elif state.pending_change_unix is not None and state.samples >= FALSE_ALARM_SAMPLES:
+        merged = dict(state.previous)
+        for key, count in profile.items():
+            merged[key] = merged.get(key, 0.0) + count
+        state = replace(
+            state,
+            samples=state.samples + state.previous_samples,
+            profile=merged,
+            pending_change_unix=None,
+            false_alarms=state.false_alarms + 1,
+        )
     scale = obs.seconds / REFERENCE_WINDOW_S
     cpu = max(0.0, obs.profiler_cpu_fraction)
     average = horizon_average(state.cpu_average, cpu, obs.seconds, goal.cost_horizon_s)

@@ -6,7 +6,8 @@ keeps the exponential average of the measured profiler CPU of all agent threads 
 
 1. *Masking.* An action is offered only when one more window at its expected cost
    (see :mod:`~otel_adaprof.controller.policy.cost`, calibrated on the service's
-   measured overhead) keeps that average under ``margin`` times the budget, and its
+   measured overhead, plus the reflex's bursts for the share of the time the agent was
+   measured bursting) keeps that average under ``margin`` times the budget, and its
    expected cost is under :data:`MAX_BURST_FACTOR` budgets. So a burst is allowed
    while the bank holds, and refused once the average is spent. Bytes are masked only
    when the session sets a bytes budget. Actions tagged ``fallback`` are never offered
@@ -40,9 +41,11 @@ from otel_adaprof.controller.policy.cost import (
     AGENT_CPU_PER_MARKER_S,
     AGENT_CPU_PER_SPAN_S,
     BYTES_PER_SPAN,
+    TYPICAL_FRAMES,
     CostEstimate,
     CostTerms,
     expected_cost,
+    profile_mode,
     pyspy_cpu,
 )
 from otel_adaprof.reward import horizon_average
@@ -100,6 +103,21 @@ class SafetyGuard:
             [AGENT_CPU_PER_SPAN_S + t.pass_share * AGENT_CPU_PER_MARKER_S for t in terms]
         )
         self._bps = np.array([t.bytes_per_sample for t in terms])
+        # what a reflex burst adds while it runs, per action (0 without the reflex)
+        self._burst_extra = np.array(
+            [
+                max(
+                    0.0,
+                    pyspy_cpu(1000.0 / a.params.burst_interval_ms, TYPICAL_FRAMES,
+                              mode=profile_mode(a.params)) - t.spy,
+                )
+                if a.params.burst_sensitivity > 0
+                else 0.0
+                for a, t in zip(catalog, terms, strict=True)
+            ]
+        )  # fmt: skip
+        #: Share of the time the agent's reflex bursts (measured, averaged).
+        self.burst_share = 0.0
         self._cheapest_index = catalog.index(self._cheapest.name)
         # Actions tagged "fallback" are the retreat only, never offered to the learner;
         # the cheapest of the others is always offered.
@@ -121,6 +139,9 @@ class SafetyGuard:
         p = ctx.params_in_force
         if state is not None:
             self.window_s = state.window_seconds
+            if p.burst_sensitivity > 0:
+                share = min(1.0, state.burst_seconds / state.window_seconds)
+                self.burst_share += CALIBRATION_RATE * (share - self.burst_share)
             self.average = horizon_average(
                 self.average, state.profiler_cpu_fraction, state.window_seconds,
                 ctx.goal.cost_horizon_s,
@@ -141,6 +162,16 @@ class SafetyGuard:
         else:
             self.calibration += CALIBRATION_RATE * (ratio - self.calibration)
 
+    def _floor_from(self, cpu: np.ndarray) -> int:
+        """The offerable action expected to cost least (bursts included)."""
+        masked = np.where(self._offerable, cpu, np.inf)
+        return int(np.argmin(masked))
+
+    def _floor(self, ctx: DecisionContext) -> int:
+        return self._floor_from(
+            np.array([self.estimate(a, ctx).cpu_fraction for a in self.catalog])
+        )
+
     def must_retreat(self, ctx: DecisionContext) -> bool:
         """Whether the bank is spent (average over the budget) or bytes were over."""
         return self.average > ctx.budget.cpu_fraction or bytes_over(ctx)
@@ -156,7 +187,12 @@ class SafetyGuard:
         """Expected cost of ``action`` in the situation of ``ctx``."""
         spans, active = situation(ctx)
         terms = self._terms.get(action.name) or CostTerms.of(action.params)
-        return terms.estimate(spans, active, self.calibration)
+        est = terms.estimate(spans, active, self.calibration)
+        i = self.catalog.index(action.name) if action.name in self.catalog.names else None
+        if i is None:
+            return est
+        burst = self.burst_share * float(self._burst_extra[i]) * self.calibration
+        return CostEstimate(est.cpu_fraction + burst, est.bytes_per_s)
 
     def allowed(self, ctx: DecisionContext) -> list[Action]:
         """Actions whose expected cost fits the budget (the cheapest always included)."""
@@ -166,13 +202,13 @@ class SafetyGuard:
         """The allowed actions with their expected cost, in catalog order."""
         cpu_cap = self.cpu_room(ctx)
         bytes_cap = (ctx.budget.bytes_per_s or math.inf) * self.margin
-        spans, active = situation(ctx)
+        floor = self._floor(ctx)
         out = []
         for action in self.catalog:
-            est = self._terms[action.name].estimate(spans, active, self.calibration)
+            est = self.estimate(action, ctx)
             i = self.catalog.index(action.name)
             fits = est.cpu_fraction <= cpu_cap and est.bytes_per_s <= bytes_cap
-            if (fits and self._offerable[i]) or i == self._floor_index:
+            if (fits and self._offerable[i]) or i == floor:
                 out.append((action, est))
         return out
 
@@ -181,13 +217,14 @@ class SafetyGuard:
         allowed actions (catalog indices, ascending)."""
         spans, active = situation(ctx)
         kept = spans * self.ratio
-        cpu = self._spy * self.calibration + kept * self._agent
+        cpu = (self._spy + self.burst_share * self._burst_extra) * self.calibration
+        cpu = cpu + kept * self._agent
         data = kept * BYTES_PER_SPAN + self.rate * active * self._bps
         ok = (cpu <= self.cpu_room(ctx)) & (
             data <= (ctx.budget.bytes_per_s or math.inf) * self.margin
         )
         ok &= self._offerable
-        ok[self._floor_index] = True
+        ok[self._floor_from(cpu)] = True
         idx = np.flatnonzero(ok)
         return idx, cpu[idx], data[idx]
 
