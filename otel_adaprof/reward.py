@@ -19,9 +19,10 @@ same reward. ``docs/policy.md`` gives every term with its unit and the test that
   counts from the last detected change.
 * **D, detection** (0..1): ``exp(−delay / τ)`` once, when a change signalled by the
   agent (or seen in the samples) is confirmed by samples that differ from the
-  previous phase's profile. A signalled change whose first
-  :data:`FALSE_ALARM_SAMPLES` samples match the previous phase was a false alarm: the
-  two phases merge again, so a noisy signal does not keep a converged profile "new".
+  previous phase's profile. Until then the accuracy term counts the samples as if the
+  phase went on, and pays the difference at confirmation; a signalled change whose
+  first :data:`FALSE_ALARM_SAMPLES` samples match the previous phase was a false alarm:
+  the two phases merge again. So a noisy signal earns nothing.
 * **S, slow-span coverage** (share × window/5 s): samples captured on slow spans over
   slow spans, capped at 1.
 * **M, density** (share × window/5 s): ``min(1, markers with samples/s ÷ target)``;
@@ -240,6 +241,7 @@ class PhaseState:
     phase_started_unix: float | None = None
     changed: bool = False  # the last window started a new phase
     previous_samples: float = 0.0  # samples of the phase before
+    pending_paid: float = 0.0  # accuracy paid since an unconfirmed signalled change
     false_alarms: int = 0  # signalled changes the samples did not confirm
 
     def accuracy_reached(self, functions: int) -> float:
@@ -283,6 +285,7 @@ def _restart(state: PhaseState, at: float) -> PhaseState:
         previous_samples=state.samples if state.profile else state.previous_samples,
         previous=dict(state.profile) if state.profile else dict(state.previous),
         profile={},
+        pending_paid=0.0,
         phase_started_unix=at,
     )
 
@@ -307,7 +310,14 @@ def step(
     elif shares_differ(window, state.profile, k) and state.samples >= 2 * MIN_CONFIRM_SAMPLES:
         state = replace(_restart(state, start), pending_change_unix=start)
         change = True
-    gain = accuracy_gain(state.samples, n, k, goal.accuracy_target)
+    target = goal.accuracy_target
+    if state.pending_change_unix is not None and state.previous:
+        # Not confirmed yet: paid as if the phase went on (a false alarm earns nothing);
+        # the difference is paid when the samples confirm the change.
+        gain = accuracy_gain(state.previous_samples + state.samples, n, k, target)
+        state = replace(state, pending_paid=state.pending_paid + gain)
+    else:
+        gain = accuracy_gain(state.samples, n, k, target)
     profile = dict(state.profile)
     for key, count in window.items():
         profile[key] = profile.get(key, 0.0) + count
@@ -317,7 +327,8 @@ def step(
     #    a false alarm: the phases merge again (the old samples still describe it).
     if state.pending_change_unix is not None and shares_differ(profile, state.previous, k):
         detection = detection_credit(obs.end_unix - state.pending_change_unix, goal.detection_tau_s)
-        state = replace(state, pending_change_unix=None)
+        gain += max(0.0, accuracy_gain(0.0, state.samples, k, target) - state.pending_paid)
+        state = replace(state, pending_change_unix=None, pending_paid=0.0)
     elif state.pending_change_unix is not None and not state.previous:
         state = replace(state, pending_change_unix=None)  # nothing to compare with
     elif state.pending_change_unix is not None and state.samples >= FALSE_ALARM_SAMPLES:
@@ -329,6 +340,7 @@ def step(
             samples=state.samples + state.previous_samples,
             profile=merged,
             pending_change_unix=None,
+            pending_paid=0.0,
             false_alarms=state.false_alarms + 1,
         )
     scale = obs.seconds / REFERENCE_WINDOW_S

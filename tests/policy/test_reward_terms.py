@@ -171,6 +171,7 @@ def test_a_signalled_change_the_samples_do_not_confirm_is_a_false_alarm():
     assert state.samples == pytest.approx(1000 + 90)
     assert state.accuracy_reached(GOAL.functions) <= GOAL.accuracy_target
     assert sum(r.detection for r in rs) == 0.0
+    assert sum(r.accuracy for r in rs) == 0.0  # a false alarm earns nothing
     # and a converged phase earns nothing more
     _, more = _run(_windows(STEADY, 300, 3, t0=300.0), state)
     assert sum(r.accuracy for r in more) == 0.0
