@@ -25,7 +25,12 @@ log = logging.getLogger("otel_adaprof.controller")
     default=None,
     help="Port [default: 8080; 0 = any free port].",
 )
-@click.option("--db", "db_path", default=None, help="SQLite file [default: ./adaprof.db].")
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    help="SQLite file or database URL (sqlite:///path) [default: ./adaprof.db].",
+)
 @click.option(
     "--token",
     default=None,
@@ -65,7 +70,11 @@ def controller(
     Command-line options override the configuration file. Stops cleanly on SIGTERM or
     Ctrl-C: requests in flight finish, models are snapshotted, the database is closed.
     """
+    from otel_adaprof.controller.store_factory import check_database_url
+
     try:
+        if db_path is not None:
+            check_database_url(db_path, "--db")
         config = ControllerConfig.load(config_path)
         data = config.model_dump(mode="json")
         if host is not None:
@@ -93,6 +102,7 @@ async def serve(config: ControllerConfig) -> None:
     from aiohttp import web
 
     from otel_adaprof.controller.app import create_app
+    from otel_adaprof.controller.store_factory import describe_database
 
     runner = web.AppRunner(create_app(config), handle_signals=False, shutdown_timeout=10.0)
     await runner.setup()
@@ -111,7 +121,7 @@ async def serve(config: ControllerConfig) -> None:
         "adaprof controller listening on http://%s:%d (database: %s)",
         config.listen.host,
         port,
-        Path(config.database.path).resolve(),
+        describe_database(config.database.path),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

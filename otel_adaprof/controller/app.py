@@ -30,7 +30,7 @@ from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.metrics import ControllerMetrics
 from otel_adaprof.controller.polling import ControllerCore, NotFound, PolicyFactory
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS
-from otel_adaprof.controller.store import Store
+from otel_adaprof.controller.store_factory import open_store
 from otel_adaprof.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,13 @@ def create_app(
     app[METRICS] = ControllerMetrics()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        store = Store(config.database.path, report_retention=config.database.report_retention)
-        app[CORE] = ControllerCore(config, store, adaptive_factory=adaptive_factory)
+        store = open_store(config.database.path, report_retention=config.database.report_retention)
+        core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
+        app[CORE] = core
         yield
         try:
-            app[CORE].snapshot_models()
+            core.close()  # the last group commit
+            core.snapshot_models()
         finally:
             store.close()
 
@@ -134,12 +136,12 @@ async def _housekeeping(app: web.Application) -> None:
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
-            core.expire_sessions()
+            await core.expire_sessions_async()
             if time.monotonic() - last_snapshot >= interval:
-                core.snapshot_models()
+                await core.snapshot_models_async()
                 last_snapshot = time.monotonic()
-            app[METRICS].sessions_open.set(
-                sum(1 for s in core.store.list_sessions() if s["state"] == "open")
-            )
+            await core.evict_models_async()
+            sessions = await core.run_db(core.store.list_sessions)
+            app[METRICS].sessions_open.set(sum(1 for s in sessions if s["state"] == "open"))
         except Exception:  # housekeeping must survive a bad pass
             log.exception("housekeeping failed")

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from otel_adaprof.errors import ContractError, from_validation_error
 from otel_adaprof.params import Params
@@ -45,11 +52,31 @@ class ListenConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    """SQLite file and how much history to keep."""
+    """The database (a SQLite file, or a URL of a supported store) and how much history
+    to keep."""
 
     path: str = "adaprof.db"
     report_retention: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
     model_snapshot_interval_s: Annotated[float, Field(ge=1.0, le=3600.0)] = 30.0
+
+    @field_validator("path")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        from otel_adaprof.controller.store_factory import check_database_url
+
+        try:
+            check_database_url(value, "")
+        except ContractError as exc:
+            raise ValueError(exc.problems[0][1]) from None
+        return value
+
+
+class ModelsConfig(_Section):
+    """Learning models kept in memory (one per adaptive service)."""
+
+    #: Models of services without an open session beyond this many (least recently
+    #: used first) are snapshotted to the database and dropped from memory.
+    max_in_memory: Annotated[int, Field(ge=1, le=100_000)] = 100
 
 
 class AgentsConfig(_Section):
@@ -77,6 +104,7 @@ class ControllerConfig(_Section):
     agent_token: Token | None = None
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     default_params: Params = Field(default_factory=Params)
     service_params: dict[str, Params] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

@@ -23,10 +23,13 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
@@ -36,6 +39,7 @@ from otel_adaprof.controller.store_api import (
     ControllerStore,
     DecisionWrite,
     PollContext,
+    PollOutcome,
     PollWrite,
     RewardWrite,
 )
@@ -43,7 +47,7 @@ from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse
 from otel_adaprof.reward import PhaseState, RewardBreakdown, WindowObservation, step
-from otel_adaprof.session_spec import Mode, SessionSpec
+from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,45 @@ MAX_PENDING_DECISIONS = 10_000
 MAX_PROFILE_STACKS = 5_000
 
 
+#: JSON form of the params objects decisions return (policies answer with a few
+#: catalog or config objects, so this stays small; cleared beyond the bound).
+_PARAMS_JSON: dict[int, tuple[Params, dict[str, Any]]] = {}
+_PARAMS_JSON_MAX = 4096
+
+
+def _params_json(params: Params) -> dict[str, Any]:
+    """``params.to_json()``, computed once per params object (they are immutable)."""
+    hit = _PARAMS_JSON.get(id(params))
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    data = params.to_json()
+    if len(_PARAMS_JSON) >= _PARAMS_JSON_MAX:
+        _PARAMS_JSON.clear()
+    _PARAMS_JSON[id(params)] = (params, data)
+    return data
+
+
+def _uses_bandit(spec: SessionSpec | None) -> bool:
+    """Whether a session decides with its service's bandit (as ``for_spec`` answers)."""
+    return spec is not None and spec.mode is Mode.ADAPTIVE and spec.policy is PolicyKind.ADAPTIVE
+
+
+@dataclass(frozen=True)
+class _Known:
+    context: PollContext
+    spec: SessionSpec | None  # of context.session
+    in_force: Params | None = None  # context.ran_under, when known as Params already
+
+
+@dataclass(frozen=True)
+class _Plan:
+    write: PollWrite
+    ctx: DecisionContext
+    decision: Decision
+
+
 class PollHandler:
-    """Answers agent polls. Not async: the HTTP layer calls it (off the event loop)."""
+    """Answers agent polls: :meth:`poll` (blocking) or :meth:`poll_async` (event loop)."""
 
     def __init__(
         self,
@@ -81,13 +122,67 @@ class PollHandler:
         self.last_reward: dict[str, RewardBreakdown] = {}
 
     def poll(self, request: PollRequest) -> PollResponse:
-        """Record the report, credit the decision it ran under, answer the next params."""
+        """Record the report, credit the decision it ran under, answer the next params
+        (synchronously: the store's calls run on the caller's thread)."""
+        known = self._known(request) or self.fetch(request)
+        plan = self._plan(request, known)
+        return self._answer(plan, self.store.record_poll(plan.write))
+
+    async def poll_async(
+        self,
+        request: PollRequest,
+        commit: Callable[[PollWrite], Awaitable[PollOutcome]],
+        run_db: Callable[..., Awaitable[Any]],
+    ) -> PollResponse:
+        """:meth:`poll` for the event loop: reads run with ``run_db`` (a thread) and only
+        when memory cannot answer; the writes go to ``commit`` (group commit). The
+        policy decides and learns on the caller's thread, the only one using models."""
+        known = self._known(request)
+        if known is None:
+            known = await run_db(self.fetch, request)
+        service = request.agent.service
+        if self._needs_model(request, known) and not self.policies.is_loaded(service):
+            blob = await run_db(self.store.load_model, service)
+            self.policies.install(service, blob)
+        plan = self._plan(request, known)
+        return self._answer(plan, await commit(plan.write))
+
+    def fetch(self, request: PollRequest) -> _Known:
+        """Read what a poll needs from the store (and refresh the session cache)."""
+        service = request.agent.service
+        generation = self.sessions.generation(service)
+        ctx = self.store.poll_context(request.agent.instance_id, service, request.config_version)
+        spec = self.sessions.note_open(service, ctx.session, generation)
+        return _Known(ctx, spec)
+
+    def _known(self, request: PollRequest) -> _Known | None:
+        """What the poll needs, from memory; None when the store must be read."""
+        fresh, session, spec = self.sessions.cached_open(request.agent.service)
+        if not fresh:
+            return None
+        if request.config_version == 0:
+            return _Known(PollContext(session, None, False), spec)
+        pending = self._pending.get((request.agent.instance_id, request.config_version))
+        if pending is None:  # decided before a restart, credited already, or evicted
+            return None
+        # decided here and not yet credited here (crediting pops it)
+        params = pending[1].params
+        return _Known(PollContext(session, _params_json(params), True), spec, params)
+
+    def _needs_model(self, request: PollRequest, known: _Known) -> bool:
+        """Whether this poll decides or learns with the service's bandit (mirrors
+        :meth:`PolicyRegistry.for_spec` and the learning rule of :meth:`_credit`)."""
+        if _uses_bandit(known.spec):
+            return True
+        pending = self._pending.get((request.agent.instance_id, request.config_version))
+        return pending is not None and "offered" in pending[1].features
+
+    def _plan(self, request: PollRequest, known: _Known) -> _Plan:
+        """Credit and decide (in memory); the writes that make it durable."""
         now = self.clock()
         agent = request.agent
         service = agent.service
-        known = self.store.poll_context(agent.instance_id, service, request.config_version)
-        session = known.session
-        spec = SessionSpec.parse(session["spec"]) if session else None
+        session, spec = known.context.session, known.spec
         session_id: str | None = session["id"] if session else None
         window = request.window
         stacks = request.stacks.as_dict() if request.stacks else None
@@ -95,15 +190,17 @@ class PollHandler:
         prior = dict(self._profiles.get(service, {}))
         reward: RewardWrite | None = None
         if window is not None:
-            reward = self._credit(request, known, prior, stacks or {})
+            reward = self._credit(request, known.context, prior, stacks or {})
             if stacks:
                 self._fold(service, stacks)
 
-        in_force = (
-            Params.parse(known.ran_under)
-            if known.ran_under is not None
-            else self.config.params_for(service)
-        )
+        ran_under = known.context.ran_under
+        if known.in_force is not None:
+            in_force = known.in_force
+        elif ran_under is not None:
+            in_force = Params.parse(ran_under)
+        else:
+            in_force = self.config.params_for(service)
         mode = spec.mode if spec else Mode.STATIC
         ctx = DecisionContext(
             service=service,
@@ -120,43 +217,51 @@ class PollHandler:
             profile=prior,
             phase=self._phases.get(service),
         )
+        if _uses_bandit(spec):
+            self.policies.pin(service)  # an open session keeps its model in memory
+        else:
+            self.policies.unpin(service)  # (a session closed by another controller)
         policy = self.policies.for_spec(spec)
         decision = self._decide(policy, ctx)
-        outcome = self.store.record_poll(
-            PollWrite(
-                instance_id=agent.instance_id,
-                service=service,
-                host=agent.host,
-                pid=agent.pid,
-                backend=agent.profiler_backend.value,
-                sdk_version=agent.sdk_version,
-                now=now,
-                state=window.model_dump(mode="json") if window else None,
-                session_id=session_id,
-                reported_version=request.config_version,
-                window=window.model_dump(mode="json") if window else None,
-                stacks=stacks,
-                report_session_id=request.session_id if request.session_id else session_id,
-                reward=reward,
-                decision=DecisionWrite(
-                    policy=policy.name,
-                    action=decision.action,
-                    probability=decision.probability,
-                    features=dict(decision.features),
-                    params=decision.params.to_json(),
-                ),
-            )
+        window_json = window.model_dump(mode="json") if window else None
+        write = PollWrite(
+            instance_id=agent.instance_id,
+            service=service,
+            host=agent.host,
+            pid=agent.pid,
+            backend=agent.profiler_backend.value,
+            sdk_version=agent.sdk_version,
+            now=now,
+            state=window_json,
+            session_id=session_id,
+            reported_version=request.config_version,
+            window=window_json,
+            stacks=stacks,
+            report_session_id=request.session_id if request.session_id else session_id,
+            reward=reward,
+            decision=DecisionWrite(
+                policy=policy.name,
+                action=decision.action,
+                probability=decision.probability,
+                features=dict(decision.features),
+                params=_params_json(decision.params),
+            ),
         )
+        return _Plan(write, ctx, decision)
+
+    def _answer(self, plan: _Plan, outcome: PollOutcome) -> PollResponse:
+        """Once the writes are durable: remember the decision, answer the agent."""
         if outcome.credited:
             self.rewards_credited += 1
-        version = outcome.config_version
         self.decisions_made += 1
+        session_id = plan.ctx.session_id
         if session_id:
-            self.sessions.decided(session_id, decision.params)
-        self._remember(agent.instance_id, version, ctx, decision)
+            self.sessions.decided(session_id, plan.decision.params)
+        version = outcome.config_version
+        self._remember(plan.write.instance_id, version, plan.ctx, plan.decision)
         return PollResponse(
             config_version=version,
-            params=decision.params,
+            params=plan.decision.params,
             session_id=session_id,
             poll_interval_s=self.config.agents.poll_interval_s,
         )
@@ -224,7 +329,8 @@ class PollHandler:
                 self.policies.adaptive(ctx.service).learn(ctx, decision, reward.total)
             except Exception:
                 log.exception("policy failed to learn for %s", ctx.service)
-        return RewardWrite(total=reward.total, terms=reward.to_json())
+        terms = {f.name: getattr(reward, f.name) for f in dataclasses.fields(reward)}
+        return RewardWrite(total=reward.total, terms=terms)
 
     def _fold(self, service: str, stacks: dict[str, int]) -> None:
         profile = self._profiles.setdefault(service, {})

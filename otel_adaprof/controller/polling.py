@@ -23,11 +23,14 @@ so a report names exactly one decision.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from otel_adaprof.controller.config import ControllerConfig
+from otel_adaprof.controller.group_commit import GroupCommitter
 from otel_adaprof.controller.policy.base import Policy
 from otel_adaprof.controller.policy_registry import (
     PolicyFactory,
@@ -55,8 +58,21 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
+
+#: Threads for the database's reads and non-poll writes (poll writes have their own).
+DB_THREADS = 4
+
+
 class ControllerCore:
-    """Sessions, policies and polls over one store. Not async: the HTTP layer calls it."""
+    """Sessions, policies and polls over one store.
+
+    The blocking methods (:meth:`poll`, :meth:`open_session`, ...) run the store's calls
+    on the caller's thread; the HTTP layer uses the ``*_async`` ones and :meth:`run_db`,
+    which keep the database off the event loop (poll writes are group-committed by one
+    writer thread, :class:`~otel_adaprof.controller.group_commit.GroupCommitter`).
+    Models are used on the event loop's thread only.
+    """
 
     def __init__(
         self,
@@ -73,8 +89,11 @@ class ControllerCore:
         self.policies = PolicyRegistry(
             config, store, adaptive_factory=adaptive_factory, heuristic=heuristic, clock=clock
         )
-        self.session_book = Sessions(config, store, clock=clock, on_stop=self.policies.snapshot)
+        self.session_book = Sessions(config, store, clock=clock)
         self.polls = PollHandler(config, store, self.session_book, self.policies, clock=clock)
+        self._committer: GroupCommitter | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[int]] = set()
 
     # sessions
     def open_session(self, spec: SessionSpec) -> dict[str, Any]:
@@ -90,12 +109,49 @@ class ControllerCore:
         return self.session_book.all()
 
     def stop_session(self, session_id: str) -> dict[str, Any]:
-        """Complete a session (idempotent) and snapshot its service's model."""
-        return self.session_book.stop(session_id)
+        """Complete a session (idempotent), snapshot its service's model and drop the
+        models beyond ``models.max_in_memory``."""
+        stopped = self.session_book.stop(session_id)
+        self._closed(stopped["service"])
+        self.policies.save(self.policies.take_evictions())
+        return stopped
 
     def expire_sessions(self) -> list[str]:
         """Complete every session whose duration ran out; returns their ids."""
-        return self.session_book.expire()
+        expired = self.session_book.expire()
+        for session in expired:
+            self._closed(session["service"])
+        self.policies.save(self.policies.take_evictions())
+        return [s["id"] for s in expired]
+
+    def _closed(self, service: str) -> None:
+        self.policies.unpin(service)
+        self.policies.snapshot(service)
+
+    async def stop_session_async(self, session_id: str) -> dict[str, Any]:
+        """:meth:`stop_session` from the event loop."""
+        stopped: dict[str, Any] = await self.run_db(self.session_book.stop, session_id)
+        self.policies.unpin(stopped["service"])
+        await self.snapshot_models_async(stopped["service"])
+        await self.evict_models_async()
+        return stopped
+
+    async def expire_sessions_async(self) -> list[str]:
+        """:meth:`expire_sessions` from the event loop."""
+        expired: list[dict[str, Any]] = await self.run_db(self.session_book.expire)
+        for session in expired:
+            self.policies.unpin(session["service"])
+            await self.snapshot_models_async(session["service"])
+        await self.evict_models_async()
+        return [s["id"] for s in expired]
+
+    async def evict_models_async(self) -> int:
+        """Drop the models beyond ``models.max_in_memory`` (services without an open
+        session, least recently used first), their snapshots written off the loop."""
+        dropped = self.policies.take_evictions()
+        if dropped:
+            await self.run_db(self.policies.save, dropped)
+        return len(dropped)
 
     # models
     def adaptive_policy(self, service: str) -> Policy:
@@ -106,10 +162,31 @@ class ControllerCore:
         """Write the model of one (or every) adaptive service; returns how many."""
         return self.policies.snapshot(service)
 
+    async def snapshot_models_async(self, service: str | None = None) -> int:
+        """:meth:`snapshot_models` from the event loop (models serialized on it, written
+        off it)."""
+        written: int = await self.run_db(self.policies.save, self.policies.snapshot_blobs(service))
+        return written
+
     # polls
     def poll(self, request: PollRequest) -> PollResponse:
         """Record the report, credit the decision it ran under, answer the next params."""
-        return self.polls.poll(request)
+        answer = self.polls.poll(request)
+        if self.policies.over_bound():
+            self.policies.save(self.policies.take_evictions())
+        return answer
+
+    async def poll_async(self, request: PollRequest) -> PollResponse:
+        """:meth:`poll` from the event loop: database work on threads, writes batched
+        with concurrent polls into one durable transaction."""
+        if self._committer is None:
+            self._committer = GroupCommitter(self.store)
+        answer = await self.polls.poll_async(request, self._committer.submit, self.run_db)
+        if self.policies.over_bound():  # a model was restored or created: drop the oldest
+            task = asyncio.create_task(self.evict_models_async())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return answer
 
     @property
     def last_reward(self) -> dict[str, RewardBreakdown]:
@@ -125,3 +202,19 @@ class ControllerCore:
     def rewards_credited(self) -> int:
         """Rewards written since start."""
         return self.polls.rewards_credited
+
+    # threads
+    async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store call on the controller's database threads."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="adaprof-db")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        """Commit the queued poll writes and stop the database threads (the store stays
+        open: its owner closes it)."""
+        if self._committer is not None:
+            self._committer.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.policies.save(self.policies.unsaved())

@@ -13,7 +13,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/agents/poll")
 async def poll(request: web.Request) -> web.Response:
     poll_request = decode_poll_request(await request.read())
-    response = request.app[CORE].poll(poll_request)
+    response = await request.app[CORE].poll_async(poll_request)
     metrics = request.app[METRICS]
     metrics.polls.inc()
     metrics.decisions.labels("session" if response.session_id else "default").inc()
@@ -25,7 +25,7 @@ async def list_agents(request: web.Request) -> web.Response:
     core = request.app[CORE]
     stale_after = request.app[CONFIG].agents.stale_after_s
     now = core.clock()
-    agents = core.store.list_agents()
+    agents = await core.run_db(core.store.list_agents)
     for agent in agents:
         agent["stale"] = now - agent["last_seen"] > stale_after
     return web.json_response({"agents": agents})

@@ -22,7 +22,8 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     try:
-        request.app[CORE].store.ping()
+        core = request.app[CORE]
+        await core.run_db(core.store.ping)
     except Exception as exc:  # not ready is an answer, not a crash
         return error_json(503, "not_ready", f"database: {exc}")
     return web.json_response({"status": "ready"})
@@ -41,22 +42,23 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def _params_for(request: web.Request) -> Params:
+async def _params_for(request: web.Request) -> Params:
     service = request.query.get("service", "")
     if not service or len(service) > 256:
         raise ContractError([("service", "query parameter 'service' (1-256 chars) is required")])
     core = request.app[CORE]
-    session = core.store.open_session_for(service)
+    session = await core.run_db(core.store.open_session_for, service)
     if session is not None:
-        return Params.parse(core.session(session["id"])["params"])
+        described = await core.run_db(core.session_book.describe, session)
+        return Params.parse(described["params"])
     return core.config.params_for(service)
 
 
 @routes.get("/sampling")
 async def sampling(request: web.Request) -> web.Response:
-    return web.json_response(jaeger_strategy(_params_for(request)))
+    return web.json_response(jaeger_strategy(await _params_for(request)))
 
 
 @routes.get("/api/sampling")
 async def api_sampling(request: web.Request) -> web.Response:
-    return web.json_response(jaeger_strategy(_params_for(request)))
+    return web.json_response(jaeger_strategy(await _params_for(request)))

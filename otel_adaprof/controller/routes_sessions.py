@@ -21,43 +21,47 @@ PROFILE_FORMATS = ("speedscope", "collapsed", "pprof")
 @routes.post("/v1/sessions")
 async def open_session(request: web.Request) -> web.Response:
     spec = SessionSpec.parse(await read_json(request))
-    return web.json_response(request.app[CORE].open_session(spec), status=201)
+    core = request.app[CORE]
+    return web.json_response(await core.run_db(core.open_session, spec), status=201)
 
 
 @routes.get("/v1/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
-    return web.json_response({"sessions": request.app[CORE].sessions()})
+    core = request.app[CORE]
+    return web.json_response({"sessions": await core.run_db(core.sessions)})
 
 
 @routes.get("/v1/sessions/{id}")
 async def get_session(request: web.Request) -> web.Response:
-    return web.json_response(request.app[CORE].session(request.match_info["id"]))
+    core = request.app[CORE]
+    return web.json_response(await core.run_db(core.session, request.match_info["id"]))
 
 
 @routes.post("/v1/sessions/{id}/stop")
 async def stop_session(request: web.Request) -> web.Response:
-    return web.json_response(request.app[CORE].stop_session(request.match_info["id"]))
+    return web.json_response(await request.app[CORE].stop_session_async(request.match_info["id"]))
 
 
 @routes.get("/v1/sessions/{id}/timeline")
 async def timeline(request: web.Request) -> web.Response:
     core = request.app[CORE]
     session_id = request.match_info["id"]
-    core.session(session_id)  # 404 for an unknown id
-    return web.json_response({"session_id": session_id, "windows": core.store.timeline(session_id)})
+    await core.run_db(core.session, session_id)  # 404 for an unknown id
+    windows = await core.run_db(core.store.timeline, session_id)
+    return web.json_response({"session_id": session_id, "windows": windows})
 
 
 @routes.get("/v1/sessions/{id}/profile")
 async def profile(request: web.Request) -> web.Response:
     core = request.app[CORE]
     session_id = request.match_info["id"]
-    session = core.session(session_id)
+    session = await core.run_db(core.session, session_id)
     fmt = request.query.get("format", "speedscope")
     if fmt not in PROFILE_FORMATS:
         raise ContractError(
             [("format", f"unknown format {fmt[:40]!r}, allowed: {', '.join(PROFILE_FORMATS)}")]
         )
-    histogram = core.store.profile(session_id)
+    histogram = await core.run_db(core.store.profile, session_id)
     name = f"{session['service']} session {session_id}"
     if fmt == "collapsed":
         return web.Response(text=to_collapsed(histogram), content_type="text/plain")

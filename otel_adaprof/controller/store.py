@@ -77,9 +77,16 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Seconds between checkpoints of the WAL into the database file (off the commit path).
+CHECKPOINT_INTERVAL_S = 1.0
+
 
 class StoreError(RuntimeError):
     """The database is unusable (newer schema, unreadable file)."""
+
+
+class _PollFailed(Exception):
+    """One poll of a batch failed: the batch is redone with a savepoint per poll."""
 
 
 def _dumps(value: Any) -> str | None:
@@ -91,19 +98,39 @@ def _loads(text: str | None) -> Any:
 
 
 class Store:
-    """The controller's database. Thread-safe (one connection behind a lock); every
-    method is one short transaction."""
+    """The controller's database (implements
+    :class:`~otel_adaprof.controller.store_api.ControllerStore`). Thread-safe: one
+    writer connection and one reader connection, each behind its lock; every method is
+    one short transaction."""
 
     def __init__(self, path: str, report_retention: int = 100_000) -> None:
         self.path = path
         self.report_retention = report_retention
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._lock = threading.Lock()  # the writer connection
+        self._db = self._connect(path)
         self._migrate()
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if path == ":memory:" or path.startswith("file::memory:"):
+            self._rlock, self._rdb = self._lock, self._db  # one database per connection
+        else:  # WAL: reads go on their own connection and never wait for a commit
+            self._rlock, self._rdb = threading.Lock(), self._connect(path)
+            # Commits only append to the WAL (one fsync); copying it back into the
+            # database file happens on a thread of its own, never inside a commit.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="adaprof-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
 
     def _migrate(self) -> None:
         with self._lock:
@@ -124,8 +151,25 @@ class Store:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
+    def _checkpoint_loop(self) -> None:
+        db = self._connect(self.path)
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:  # busy or failing disk: the next pass retries
+                    continue
+        finally:
+            db.close()
+
     def close(self) -> None:
         """Checkpoint the WAL and close."""
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+        if self._rdb is not self._db:
+            with self._rlock:
+                self._rdb.close()
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -134,16 +178,16 @@ class Store:
 
     def ping(self) -> None:
         """Raise if the database does not answer."""
-        with self._lock:
-            self._db.execute("SELECT 1").fetchone()
+        with self._rlock:
+            self._rdb.execute("SELECT 1").fetchone()
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, tuple(args))
 
     def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
+        with self._rlock:
+            return self._rdb.execute(sql, tuple(args)).fetchall()
 
     # sessions -----------------------------------------------------------------------
 
@@ -210,12 +254,12 @@ class Store:
 
     def session_counts(self, session_id: str) -> dict[str, int]:
         """Agents, reports and decisions of a session."""
-        with self._lock:
-            reports, agents = self._db.execute(
+        with self._rlock:
+            reports, agents = self._rdb.execute(
                 "SELECT COUNT(*), COUNT(DISTINCT instance_id) FROM reports WHERE session_id = ?",
                 (session_id,),
             ).fetchone()
-            decisions = self._db.execute(
+            decisions = self._rdb.execute(
                 "SELECT COUNT(*) FROM decisions WHERE session_id = ?", (session_id,)
             ).fetchone()[0]
         return {"agents": int(agents), "reports": int(reports), "decisions": int(decisions)}
@@ -224,14 +268,14 @@ class Store:
 
     def poll_context(self, instance_id: str, service: str, version: int) -> PollContext:
         """The service's open session and the decision ``version`` was answered with."""
-        with self._lock:
-            srow = self._db.execute(
+        with self._rlock:
+            srow = self._rdb.execute(
                 "SELECT * FROM sessions WHERE service = ? AND state = 'open' "
                 "ORDER BY created_at DESC LIMIT 1",
                 (service,),
             ).fetchone()
             drow = (
-                self._db.execute(
+                self._rdb.execute(
                     "SELECT params, reward FROM decisions "
                     "WHERE instance_id = ? AND config_version = ?",
                     (instance_id, version),
@@ -255,33 +299,50 @@ class Store:
     def record_polls(self, writes: list[PollWrite]) -> list[PollOutcome | BaseException]:
         """Several polls in one durable transaction (group commit): one fsync for all.
 
-        Each poll runs in its own savepoint, so a poll that fails (its exception is in
-        its slot of the result) does not undo the others. When the commit itself fails,
-        every slot holds that error: nothing of the batch was acknowledged.
+        A poll that fails (its exception is in its slot of the result) does not undo
+        the others: the batch is retried with one savepoint per poll. When the commit
+        itself fails, every slot holds that error: nothing of the batch was written.
         """
-        results: list[PollOutcome | BaseException] = []
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                for write in writes:
-                    self._db.execute("SAVEPOINT poll")
+                return self._commit_polls(writes, isolate=False)
+            except _PollFailed:
+                return self._commit_polls(writes, isolate=True)
+            except Exception as exc:
+                return [exc for _ in writes]
+
+    def _commit_polls(
+        self, writes: list[PollWrite], *, isolate: bool
+    ) -> list[PollOutcome | BaseException]:
+        db = self._db
+        results: list[PollOutcome | BaseException] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                if not isolate:
                     try:
                         results.append(self._apply_poll(write))
                     except Exception as exc:
-                        self._db.execute("ROLLBACK TO poll")
-                        results.append(exc)
-                    self._db.execute("RELEASE poll")
-                self._db.execute("COMMIT")
-            except BaseException as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                if not isinstance(exc, Exception):
-                    raise
-                return [exc for _ in writes]
+                        raise _PollFailed from exc
+                    continue
+                db.execute("SAVEPOINT poll")
+                try:
+                    results.append(self._apply_poll(write))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO poll")
+                    results.append(exc)
+                db.execute("RELEASE poll")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         return results
 
     def _apply_poll(self, w: PollWrite) -> PollOutcome:
         db = self._db
+        window = _dumps(w.window)
+        state = window if w.state is w.window else _dumps(w.state)
         db.execute(
             "INSERT INTO agents(instance_id, service, host, pid, backend, sdk_version, "
             "last_seen, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -297,7 +358,7 @@ class Store:
                 w.backend,
                 w.sdk_version,
                 w.now,
-                _dumps(w.state),
+                state,
             ),
         )
         if w.window is not None:
@@ -306,7 +367,7 @@ class Store:
                 service=w.service,
                 session_id=w.report_session_id,
                 config_version=w.reported_version,
-                window=w.window,
+                window=window,
                 stacks=w.stacks,
                 now=w.now,
             )
@@ -354,7 +415,7 @@ class Store:
         service: str,
         session_id: str | None,
         config_version: int,
-        window: Mapping[str, Any] | None,
+        window: str | None,
         stacks: Mapping[str, int] | None,
         now: float,
     ) -> int:
@@ -368,7 +429,7 @@ class Store:
                 service,
                 session_id,
                 config_version,
-                _dumps(window),
+                window,
                 _dumps(stacks),
                 now,
             ),

@@ -72,6 +72,11 @@ SETTLE_RATIO = 0.2
 #: Bits of the feature hash (2**16 weights): the state × action crossings number about
 #: 2,000, so collisions stay rare while a model stays a few hundred kB, not megabytes.
 HASH_BITS = 16
+#: Examples in VW's example pool. The controller hands VW one multi-line example at a
+#: time, so a small pool is enough; VW's default (256) costs about 7 MB of RSS per model
+#: whatever ``-b`` is (bench/model_bits.py, bench/output/model_bits.md). Not stored in
+#: snapshots: models load under any pool size.
+RING_SIZE = 16
 #: The packaged pretrained model (``adaprof train --sim --out`` this path), used by
 #: services without a snapshot unless the config names another (or ``"none"``).
 DEFAULT_MODEL = "default_model.vw"
@@ -103,6 +108,8 @@ def vw_args(gamma_scale: float = DEFAULT_GAMMA_SCALE) -> list[str]:
         str(POWER_T),
         "-b",
         str(HASH_BITS),
+        "--ring_size",
+        str(RING_SIZE),
         "--quiet",
     ]
 
