@@ -13,7 +13,8 @@ keeps the exponential average of the measured profiler CPU of all agent threads 
    when the session sets a bytes budget. Actions tagged ``fallback`` are never offered
    (they are the retreat); the cheapest other action is always offered.
 2. *Retreat.* When the average is over the budget (or the window was over the bytes
-   budget), the next window runs the cheapest action, whatever the learner would pick.
+   budget), the next windows run the fallback action, whatever the learner would pick,
+   until the average is back under :data:`REFILL` budgets.
    A measurement above the prediction also raises the calibration, so the actions that
    led there stay masked under the same load.
 
@@ -58,6 +59,8 @@ CALIBRATION_RATE = 0.5
 CALIBRATION_RANGE = (0.25, 8.0)
 #: Most budgets one window's expected cost may reach (the size of a burst).
 MAX_BURST_FACTOR = 10.0
+#: After a retreat, the average must fall under this share of the budget to resume.
+REFILL = 0.7
 #: Tag of actions kept for the retreat only (never offered to the learner).
 FALLBACK_TAG = "fallback"
 #: Window length assumed before an agent has reported one (s).
@@ -89,6 +92,7 @@ class SafetyGuard:
         self.margin = margin
         self.calibration = 1.0
         self.average = 0.0  # profiler CPU over the horizon (fraction of a core)
+        self.retreating = False
         self.window_s = DEFAULT_WINDOW_S
         fallbacks = [a for a in catalog if FALLBACK_TAG in a.tags]
         self._cheapest = fallbacks[0] if fallbacks else catalog.cheapest()
@@ -173,8 +177,15 @@ class SafetyGuard:
         )
 
     def must_retreat(self, ctx: DecisionContext) -> bool:
-        """Whether the bank is spent (average over the budget) or bytes were over."""
-        return self.average > ctx.budget.cpu_fraction or bytes_over(ctx)
+        """Whether the bank is spent (average over the budget) or bytes were over. Once
+        spent, it stays so until the average is back under :data:`REFILL` budgets
+        (hysteresis: no flapping between the retreat and a burst-prone action)."""
+        budget = ctx.budget.cpu_fraction
+        if self.average > budget:
+            self.retreating = True
+        elif self.average < REFILL * budget:
+            self.retreating = False
+        return self.retreating or bytes_over(ctx)
 
     def cpu_room(self, ctx: DecisionContext) -> float:
         """Most expected CPU one more window may cost and keep the average in budget."""
