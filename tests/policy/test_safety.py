@@ -9,6 +9,7 @@ from otel_adaprof.controller.policy.safety import SafetyGuard
 from otel_adaprof.controller.policy.vw import VWPolicy
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import ObservedState
+from otel_adaprof.reward import horizon_average
 from otel_adaprof.session_spec import Mode, OverheadBudget
 from otel_adaprof.sim.runner import run_policy
 from otel_adaprof.sim.scenario import SCENARIOS
@@ -122,8 +123,11 @@ def test_the_budget_holds_on_average_under_a_load_spike(pretrained_model):
             goal=SIM_GOAL,
             budget=budget,
         )
-        cpu = [w.cpu_fraction for w in run.windows]
-        # the horizon average (300 s = 60 windows) stays near the budget: the agent's
-        # reflex bursts without asking, so it can overshoot until the guard retreats
-        for i in range(60, len(cpu)):
-            assert sum(cpu[i - 60 : i]) / 60 <= 1.5 * budget.cpu_fraction, (i, cpu)
+        # the budget holds as the guard defines it: averaged over the goal's horizon
+        # (300 s); the agent's reflex bursts without asking, so the average may pass the
+        # budget by what one burst adds before the guard retreats
+        average, peak = 0.0, 0.0
+        for w in run.windows:
+            average = horizon_average(average, w.cpu_fraction, 5.0, SIM_GOAL.cost_horizon_s)
+            peak = max(peak, average)
+        assert peak <= 1.25 * budget.cpu_fraction, (seed, peak)
