@@ -95,7 +95,11 @@ class SafetyGuard:
         self.retreating = False
         self.window_s = DEFAULT_WINDOW_S
         fallbacks = [a for a in catalog if FALLBACK_TAG in a.tags]
-        self._cheapest = fallbacks[0] if fallbacks else catalog.cheapest()
+        self._cheapest = (
+            min(fallbacks, key=lambda a: (a.params.rate_hz, a.params.stack_depth))
+            if fallbacks
+            else catalog.cheapest()
+        )
         self._terms = {a.name: CostTerms.of(a.params) for a in catalog}
         terms = [self._terms[a.name] for a in catalog]
         #: Per-action constants as arrays (catalog order), for :meth:`assess_arrays`.
@@ -175,6 +179,19 @@ class SafetyGuard:
         return self._floor_from(
             np.array([self.estimate(a, ctx).cpu_fraction for a in self.catalog])
         )
+
+    def retreat_action(self, ctx: DecisionContext) -> Action:
+        """The fallback to retreat to: the fastest ``fallback`` action expected to cost
+        under half the budget (so the retreat still watches), else the cheapest."""
+        cap = 0.5 * ctx.budget.cpu_fraction
+        fits = [
+            a
+            for a in self.catalog
+            if FALLBACK_TAG in a.tags and self.estimate(a, ctx).cpu_fraction <= cap
+        ]
+        if not fits:
+            return self._cheapest
+        return max(fits, key=lambda a: a.params.rate_hz)
 
     def must_retreat(self, ctx: DecisionContext) -> bool:
         """Whether the bank is spent (average over the budget) or bytes were over. Once

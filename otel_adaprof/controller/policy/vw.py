@@ -209,7 +209,7 @@ class VWPolicy(Policy):
         if ctx.state is not None:
             feats.update(self.trend.update(ctx.state))
         if self.guard.must_retreat(ctx):
-            cheap = self.guard.cheapest
+            cheap = self.guard.retreat_action(ctx)
             return Decision(
                 params=cheap.params,
                 probability=1.0,
