@@ -2,8 +2,8 @@
 that mirror ``adaprof bench`` (1x and 4x phases), with the packaged default model
 (fixed seeds; the full run is ``adaprof sim --seeds 3``).
 
-What holds is pinned; what the model misses in the simulator is pinned too, as a strict
-expected failure, so a fix shows up (docs/benchmarks.md states the figures)."""
+The simulator's verdict is not the project's (that is the real benchmark's,
+docs/benchmarks.md); these tests pin that the shipped model meets the bounds in it."""
 
 from __future__ import annotations
 
@@ -38,13 +38,15 @@ def test_longer_phases_cost_less_relative_to_static_100(report):
     assert ratio["demo-4x"] <= 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the measured false-alarm rate of the reflex (0.08/s at 4 std), the "
-    "pretrained model bursts too often: CPU over 0.5x static-100 at 1x phases",
-)
-def test_adaptive_meets_the_cpu_bound_with_1x_phases(report):
-    assert _scen(report, "demo").checks()["cpu"]
+@pytest.mark.parametrize("name", ["demo", "demo-4x"])
+def test_adaptive_meets_every_bound_against_static_100(report, name):
+    scen = _scen(report, name)
+    assert scen.checks() == {"l1": True, "detection": True, "cpu": True}, scen.to_json()
+
+
+def test_with_4x_phases_adaptive_costs_at_most_a_fifth_of_static_100(report):
+    scen = _scen(report, "demo-4x")
+    assert scen.get("adaptive").cpu <= 0.2 * scen.get("static-100").cpu
 
 
 def test_every_configuration_reports_per_phase_measures(report):
