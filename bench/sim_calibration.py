@@ -21,6 +21,7 @@ Usage::
 
     .venv/bin/python bench/sim_calibration.py [--duration 120] [--write]
     .venv/bin/python bench/sim_calibration.py --timeline RUN/adaptive-report/timeline.json
+    .venv/bin/python bench/sim_calibration.py --from-bench RUN/bench.json --write
 
 prints the JSON, writes it to ``bench/output/sim_calibration.json``, and with
 ``--write`` also to the packaged ``otel_adaprof/sim/calibration.json`` the simulator reads.
@@ -116,21 +117,33 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--write", action="store_true", help="also write the packaged file")
     parser.add_argument("--timeline", type=Path, help="only the false-alarm rate, from this")
+    parser.add_argument("--from-bench", type=Path, help="a bench.json already measured")
     args = parser.parse_args()
     if args.timeline is not None:
         print(json.dumps(false_alarms(json.loads(args.timeline.read_text())), indent=1))
         return
     settings = BenchSettings(duration_s=args.duration)
-    with tempfile.TemporaryDirectory(prefix="adaprof-calib-") as tmp:
-        result = run_bench(settings, Path(tmp) / "out")
+    if args.from_bench is not None:
+        result = json.loads(args.from_bench.read_text())
+        settings = BenchSettings(**result["settings"])
+    else:
+        with tempfile.TemporaryDirectory(prefix="adaprof-calib-") as tmp:
+            result = run_bench(settings, Path(tmp) / "out")
     calib = calibrate(result, settings)
+    if args.from_bench is not None:
+        calib["command"] = f"bench/sim_calibration.py --from-bench {args.from_bench} --write"
     text = json.dumps(calib, indent=1)
     print(text)
     out = ROOT / "bench" / "output" / "sim_calibration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     if args.write:
-        (ROOT / "otel_adaprof" / "sim" / "calibration.json").write_text(text + "\n")
+        packaged = ROOT / "otel_adaprof" / "sim" / "calibration.json"
+        old = json.loads(packaged.read_text()) if packaged.exists() else {}
+        for key in ("reflex_false_alarms_per_s_at_4std", "reflex_false_alarms_source"):
+            if key in old:  # measured separately (--timeline)
+                calib[key] = old[key]
+        packaged.write_text(json.dumps(calib, indent=1) + "\n")
 
 
 if __name__ == "__main__":

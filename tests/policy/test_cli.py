@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -97,9 +98,11 @@ def test_policy_eval_estimates_model_and_static_actions(tmp_path, pretrained_mod
     est = json.loads(proc.stdout)["estimates"]
     logged = est["logged"]["ips"]
     assert abs(logged - sum(r[3] for r in rows) / len(rows)) < 1e-9
-    # the model that wrote the log, evaluated on it, is close to what it earned
-    assert abs(est["model"]["dr"] - logged) < 0.25
-    assert abs(est["model"]["ips"] - logged) < 0.25
+    # the model that wrote the log, evaluated on it, is close to what it earned (within a
+    # quarter of the spread of the rewards it earned)
+    spread = statistics.pstdev(r[3] for r in rows)
+    assert abs(est["model"]["dr"] - logged) < 0.25 * max(1.0, spread)
+    assert abs(est["model"]["ips"] - logged) < 0.25 * max(1.0, spread)
     assert est["model"]["match"] > 0.9
     assert "static:off" in est and "static:learn-100hz" in est
     proc = _run("policy", "eval", "--db", str(tmp_path / "missing.db"))
