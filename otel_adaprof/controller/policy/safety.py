@@ -26,8 +26,8 @@ Usage::
     >>> guard = SafetyGuard(load_catalog())
     >>> allowed = guard.allowed(DecisionContext.initial("shop", Params()))
     >>> names = [a.name for a in allowed]
-    >>> guard.cheapest.name, "off" in names, "watch-reflex" in names, "learn-100hz" in names
-    ('off', False, True, False)
+    >>> guard.cheapest.name, "off" in names, "watch-reflex" in names
+    ('off', False, True)
 """
 
 from __future__ import annotations
