@@ -16,18 +16,17 @@ def test_default_catalog_has_maintenance_learning_reflex_and_capture():
     cat = load_catalog()
     assert 1 <= len(cat) <= 16  # small: a bandit learns it in a few hundred windows
     tags = {t for a in cat for t in a.tags}
-    assert {"off", "maintain", "learn", "reflex", "capture"} <= tags
+    assert {"off", "fallback", "maintain", "learn", "reflex"} <= tags
     assert cat.cheapest().params.profiling_enabled is False
     maintain = [a.params for a in cat if "maintain" in a.tags]
     learn = [a.params for a in cat if "learn" in a.tags]
     assert max(p.rate_hz for p in maintain) <= 5 < min(p.rate_hz for p in learn)
     # fast reflexes in the agent: maintenance actions arm the burst reflex
     assert any(p.burst_sensitivity > 0 and p.burst_seconds > 0 for p in maintain)
-    # slow-span capture on the slowest tenth of each operation
-    assert all(
-        p.slow_span_interval_ms > 0 and p.marker_trigger.latency_percentile == 90
-        for p in maintain + learn
-    )
+    # markers on the slowest tenth of each operation; in-process capture not armed until
+    # it is safe (it crashed the service in the benchmark, docs/benchmarks.md)
+    assert all(p.marker_trigger.latency_percentile == 90 for p in maintain + learn)
+    assert all(a.params.slow_span_interval_ms == 0 for a in cat)
     # no trace is dropped to save bytes nobody asked to save
     assert all(a.params.trace_ratio == 1.0 for a in cat)
     # every action has features, and different params give different features
