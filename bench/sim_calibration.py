@@ -12,11 +12,16 @@ provide:
 - ``attribution_bias``: static-100's L1 error beyond the sampling error of its sample
   count (``max(0, L1 − sqrt(2K/(πn)))``), the floor no sample count removes;
 - ``segment_lag_s``: the mean delay before a params change shows in the samples
-  (half a py-spy segment, the bench's ``SEGMENT_S``).
+  (half a py-spy segment, the bench's ``SEGMENT_S``);
+- ``reflex_false_alarms_per_s_at_4std`` (``--timeline``): from an adaptive run's
+  timeline, the agent's change signals per second at ``burst_sensitivity`` 4 beyond the
+  run's real phase changes.
 
 Usage::
 
     .venv/bin/python bench/sim_calibration.py [--duration 120] [--write]
+    .venv/bin/python bench/sim_calibration.py --timeline RUN/adaptive-report/timeline.json
+    .venv/bin/python bench/sim_calibration.py --from-bench RUN/bench.json --write
 
 prints the JSON, writes it to ``bench/output/sim_calibration.json``, and with
 ``--write`` also to the packaged ``otel_adaprof/sim/calibration.json`` the simulator reads.
@@ -81,7 +86,7 @@ def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]
             "duration_s": settings.duration_s,
             "rate_rps": settings.rate_rps,
             "window_s": settings.window_s,
-        },  # fmt: skip
+        },
         "machine": result.get("machine"),
         "per_rate": per_rate,
         "sample_yield": statistics.median(yields) if yields else None,
@@ -90,23 +95,55 @@ def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]
     }
 
 
+def false_alarms(timeline: dict[str, Any], real_changes: int = 4) -> dict[str, float]:
+    """Change signals per second at ``burst_sensitivity`` 4 beyond ``real_changes``."""
+    windows = [w for w in timeline["windows"]
+               if (w.get("params") or {}).get("burst_sensitivity") == 4]  # fmt: skip
+    fired = sum(1 for w in windows if ((w.get("state") or {}).get("change_signals") or {})
+                .get("changes", 0) > 0)  # fmt: skip
+    seconds = sum((w.get("state") or {}).get("window_seconds", 0.0) for w in windows)
+    return {
+        "windows": len(windows),
+        "windows_with_a_signal": fired,
+        "reflex_false_alarms_per_s_at_4std": max(0, fired - real_changes) / seconds
+        if seconds
+        else 0.0,
+    }
+
+
 def main() -> None:
     """Run the benchmark, print and write the calibration."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--write", action="store_true", help="also write the packaged file")
+    parser.add_argument("--timeline", type=Path, help="only the false-alarm rate, from this")
+    parser.add_argument("--from-bench", type=Path, help="a bench.json already measured")
     args = parser.parse_args()
+    if args.timeline is not None:
+        print(json.dumps(false_alarms(json.loads(args.timeline.read_text())), indent=1))
+        return
     settings = BenchSettings(duration_s=args.duration)
-    with tempfile.TemporaryDirectory(prefix="adaprof-calib-") as tmp:
-        result = run_bench(settings, Path(tmp) / "out")
+    if args.from_bench is not None:
+        result = json.loads(args.from_bench.read_text())
+        settings = BenchSettings(**result["settings"])
+    else:
+        with tempfile.TemporaryDirectory(prefix="adaprof-calib-") as tmp:
+            result = run_bench(settings, Path(tmp) / "out")
     calib = calibrate(result, settings)
+    if args.from_bench is not None:
+        calib["command"] = f"bench/sim_calibration.py --from-bench {args.from_bench} --write"
     text = json.dumps(calib, indent=1)
     print(text)
     out = ROOT / "bench" / "output" / "sim_calibration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     if args.write:
-        (ROOT / "otel_adaprof" / "sim" / "calibration.json").write_text(text + "\n")
+        packaged = ROOT / "otel_adaprof" / "sim" / "calibration.json"
+        old = json.loads(packaged.read_text()) if packaged.exists() else {}
+        for key in ("reflex_false_alarms_per_s_at_4std", "reflex_false_alarms_source"):
+            if key in old:  # measured separately (--timeline)
+                calib[key] = old[key]
+        packaged.write_text(json.dumps(calib, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,10 @@ same reward. ``docs/policy.md`` gives every term with its unit and the test that
   counts from the last detected change.
 * **D, detection** (0..1): ``exp(−delay / τ)`` once, when a change signalled by the
   agent (or seen in the samples) is confirmed by samples that differ from the
-  previous phase's profile.
+  previous phase's profile. Until then the accuracy term counts the samples as if the
+  phase went on, and pays the difference at confirmation; a signalled change whose
+  first :data:`FALSE_ALARM_SAMPLES` samples match the previous phase was a false alarm:
+  the two phases merge again. So a noisy signal earns nothing.
 * **S, slow-span coverage** (share × window/5 s): samples captured on slow spans over
   slow spans, capped at 1.
 * **M, density** (share × window/5 s): ``min(1, markers with samples/s ÷ target)``;
@@ -67,6 +70,8 @@ MAX_L1 = 2.0
 MIN_CONFIRM_SAMPLES = 20.0
 #: Margin over the sampling noise a total-variation distance must clear to be a change.
 CHANGE_MARGIN = 0.1
+#: Samples after a signalled change that, matching the old phase, make it a false alarm.
+FALSE_ALARM_SAMPLES = 3 * MIN_CONFIRM_SAMPLES
 #: Fewest samples a novelty share is counted against (see :func:`novelty`).
 NOVELTY_MIN_SAMPLES = 20.0
 
@@ -170,7 +175,8 @@ def shares_differ(new: Mapping[str, float], old: Mapping[str, float], functions:
     """Whether two keyed sample histograms differ beyond sampling noise.
 
     Needs :data:`MIN_CONFIRM_SAMPLES` on both sides; the total-variation distance must
-    exceed the expected total-variation noise ``½·sqrt(e(n₁)² + e(n₂)²)`` plus
+    exceed (with ``K`` the larger of ``functions`` and the keys seen) the expected
+    total-variation noise ``½·sqrt(e(n₁)² + e(n₂)²)`` plus
     :data:`CHANGE_MARGIN`.
 
     >>> shares_differ({"a": 30.0, "hot": 30.0}, {"a": 300.0}, 8)
@@ -181,7 +187,8 @@ def shares_differ(new: Mapping[str, float], old: Mapping[str, float], functions:
     n_new, n_old = sum(new.values()), sum(old.values())
     if n_new < MIN_CONFIRM_SAMPLES or n_old < MIN_CONFIRM_SAMPLES:
         return False
-    noise = 0.5 * math.hypot(expected_l1(n_new, functions), expected_l1(n_old, functions))
+    k = max(functions, len(set(new) | set(old)))  # a service may run more than K
+    noise = 0.5 * math.hypot(expected_l1(n_new, k), expected_l1(n_old, k))
     return total_variation(new, old) > noise + CHANGE_MARGIN
 
 
@@ -233,6 +240,9 @@ class PhaseState:
     windows: int = 0
     phase_started_unix: float | None = None
     changed: bool = False  # the last window started a new phase
+    previous_samples: float = 0.0  # samples of the phase before
+    pending_paid: float = 0.0  # accuracy paid since an unconfirmed signalled change
+    false_alarms: int = 0  # signalled changes the samples did not confirm
 
     def accuracy_reached(self, functions: int) -> float:
         """Expected L1 error of the current phase's profile (0..2)."""
@@ -272,8 +282,10 @@ def _restart(state: PhaseState, at: float) -> PhaseState:
     return replace(
         state,
         samples=0.0,
+        previous_samples=state.samples if state.profile else state.previous_samples,
         previous=dict(state.profile) if state.profile else dict(state.previous),
         profile={},
+        pending_paid=0.0,
         phase_started_unix=at,
     )
 
@@ -298,17 +310,39 @@ def step(
     elif shares_differ(window, state.profile, k) and state.samples >= 2 * MIN_CONFIRM_SAMPLES:
         state = replace(_restart(state, start), pending_change_unix=start)
         change = True
-    gain = accuracy_gain(state.samples, n, k, goal.accuracy_target)
+    target = goal.accuracy_target
+    if state.pending_change_unix is not None and state.previous:
+        # Not confirmed yet: paid as if the phase went on (a false alarm earns nothing);
+        # the difference is paid when the samples confirm the change.
+        gain = accuracy_gain(state.previous_samples + state.samples, n, k, target)
+        state = replace(state, pending_paid=state.pending_paid + gain)
+    else:
+        gain = accuracy_gain(state.samples, n, k, target)
     profile = dict(state.profile)
     for key, count in window.items():
         profile[key] = profile.get(key, 0.0) + count
     state = replace(state, samples=state.samples + n, profile=profile)
-    # 3. A pending change is confirmed once the new phase's samples differ from the old.
+    # 3. A pending change is confirmed once the new phase's samples differ from the old;
+    #    a change the agent signalled whose samples, once plenty, match the old phase was
+    #    a false alarm: the phases merge again (the old samples still describe it).
     if state.pending_change_unix is not None and shares_differ(profile, state.previous, k):
         detection = detection_credit(obs.end_unix - state.pending_change_unix, goal.detection_tau_s)
-        state = replace(state, pending_change_unix=None)
+        gain += max(0.0, accuracy_gain(0.0, state.samples, k, target) - state.pending_paid)
+        state = replace(state, pending_change_unix=None, pending_paid=0.0)
     elif state.pending_change_unix is not None and not state.previous:
         state = replace(state, pending_change_unix=None)  # nothing to compare with
+    elif state.pending_change_unix is not None and state.samples >= FALSE_ALARM_SAMPLES:
+        merged = dict(state.previous)
+        for key, count in profile.items():
+            merged[key] = merged.get(key, 0.0) + count
+        state = replace(
+            state,
+            samples=state.samples + state.previous_samples,
+            profile=merged,
+            pending_change_unix=None,
+            pending_paid=0.0,
+            false_alarms=state.false_alarms + 1,
+        )
     scale = obs.seconds / REFERENCE_WINDOW_S
     cpu = max(0.0, obs.profiler_cpu_fraction)
     average = horizon_average(state.cpu_average, cpu, obs.seconds, goal.cost_horizon_s)

@@ -61,15 +61,19 @@ def policy() -> None:
 @click.option("--catalog", type=click.Path(dir_okay=False), default=None)
 def catalog_cmd(catalog: str | None) -> None:
     """Show the action catalog (validated)."""
+    from rich.console import Console
+
     from otel_adaprof.controller.policy.catalog import load_catalog
+    from otel_adaprof.params import ALL_CATEGORIES
 
     try:
         cat = load_catalog(catalog)
     except ContractError as exc:
         fail(exc)
     table = Table(title=f"action catalog ({len(cat)} actions)")
-    for col in ("action", "rate Hz", "depth", "ratio", "filters", "trigger", "tags"):
-        table.add_column(col)
+    for col in ("action", "rate Hz", "depth", "ratio", "filters", "trigger", "capture",
+                "reflex", "tags"):  # fmt: skip
+        table.add_column(col, no_wrap=col == "action")
     for a in cat:
         p = a.params
         cats = ",".join(sorted(c.value for c in p.span_filters.categories))
@@ -78,16 +82,24 @@ def catalog_cmd(catalog: str | None) -> None:
         trigger = (f"p{trig.latency_percentile:g}" if trig.latency_percentile else "") + (
             f" ≥{trig.min_duration_ms:g}ms" if trig.min_duration_ms else ""
         )
+        reflex = (
+            f"{p.burst_sensitivity:g} std, {p.burst_seconds:g} s @ {p.burst_interval_ms} ms"
+            if p.burst_sensitivity > 0
+            else ""
+        )
         table.add_row(
             a.name,
             str(p.rate_hz),
             str(p.stack_depth),
             f"{p.trace_ratio:g}",
-            filt,
+            "all" if len(p.span_filters.categories) == len(ALL_CATEGORIES) else filt,
             trigger.strip(),
+            f"{p.slow_span_interval_ms} ms" if p.slow_span_interval_ms else "",
+            reflex,
             ",".join(a.tags),
         )
-    out.print(table)
+    view = out if out.is_terminal else Console(highlight=False, width=160)
+    view.print(table)
 
 
 @policy.command("eval")

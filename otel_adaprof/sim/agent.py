@@ -79,6 +79,7 @@ class SimulatedAgent:
         self._last_params: Params | None = None
         self._last_phase: str | None = None
         self._burst_left = 0.0
+        self._false_alarm = False
         self.identity = AgentIdentity(
             service=service,
             instance_id=instance,
@@ -100,7 +101,9 @@ class SimulatedAgent:
             secs -= lag
         sensitivity = float(getattr(params, "burst_sensitivity", 0.0) or 0.0)
         changed = self._last_phase is not None and phase.name != self._last_phase
-        if sensitivity > 0 and changed:
+        false_alarm = calibration().false_alarm_rate(sensitivity) * WINDOW_SECONDS
+        self._false_alarm = not changed and bool(self.rng.random() < min(0.9, false_alarm))
+        if sensitivity > 0 and (changed or self._false_alarm):
             self._burst_left = float(getattr(params, "burst_seconds", 0.0) or 0.0)
             delay = min(secs, REFLEX_DELAY_S)
             parts.append((delay, float(params.rate_hz), False))
@@ -168,7 +171,7 @@ class SimulatedAgent:
             samples_per_s=n / secs,
             bytes_exported_per_s=truth.bytes_per_s * float(rng.lognormal(0.0, BYTES_NOISE)),
             profiler_cpu_seconds=(spy + truth.agent_cpu) * cpu_noise * secs,
-            **self._signals(params, changed, burst_s),
+            **self._signals(params, changed or self._false_alarm, burst_s),
         )
         histogram = StackHistogram(stacks=stacks, total_samples=n, depth=params.stack_depth)
         return PollRequest(

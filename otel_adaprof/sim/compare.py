@@ -15,7 +15,7 @@ Usage::
     >>> from otel_adaprof.sim.scenario import SCENARIOS
     >>> from otel_adaprof.controller.policy.catalog import load_catalog
     >>> cat = load_catalog()
-    >>> small = type(cat)([cat.get("off"), cat.get("maintain-2hz")])
+    >>> small = type(cat)([cat.get("off"), cat.get("maintain-2hz-reflex")])
     >>> report = compare(
     ...     [SCENARIOS["hot-path"]], seeds=[1], windows=12, catalog=small, pretrain_scenarios=1
     ... )

@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -47,6 +48,15 @@ class Calibration:
     sample_yield: float  # samples/s per Hz per core of workload CPU
     attribution_bias: float  # L1 error no sample count removes
     segment_lag_s: float  # mean delay before new params show in the samples
+    false_alarms_per_s: float = 0.0  # reflex firings without a change, at 4 std
+
+    def false_alarm_rate(self, sensitivity: float) -> float:
+        """Reflex firings per second without a change at ``sensitivity`` (baseline std):
+        measured at 4 std, falling as ``exp(−(s − 4) / 2)`` (an assumed Gaussian-like
+        tail; only 4 std was measured)."""
+        if sensitivity <= 0:
+            return 0.0
+        return self.false_alarms_per_s * math.exp(-(sensitivity - 4.0) / 2.0)
 
 
 @lru_cache(maxsize=1)
@@ -57,6 +67,7 @@ def calibration() -> Calibration:
         sample_yield=float(data.get("sample_yield") or 1.0),
         attribution_bias=float(data.get("attribution_bias") or 0.0),
         segment_lag_s=float(data.get("segment_lag_s") or 0.0),
+        false_alarms_per_s=float(data.get("reflex_false_alarms_per_s_at_4std") or 0.0),
     )
 
 

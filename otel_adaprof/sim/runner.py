@@ -14,8 +14,8 @@ Usage::
     >>> from otel_adaprof.sim.scenario import SCENARIOS
     >>> r = run_policy(StaticPolicy(), SCENARIOS["hot-path"], seed=0, windows=5,
     ...                initial=Params(sampling_interval_ms=0))
-    >>> r.total_reward <= 0.0, r.violations, r.mean_cpu
-    (True, 0, 0.0)
+    >>> r.total_reward <= 0.0, r.violations, r.mean_cpu < 0.01
+    (True, 0, True)
 """
 
 from __future__ import annotations

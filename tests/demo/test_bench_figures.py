@@ -11,7 +11,11 @@ from otel_adaprof.demo.bench_figures import (
     efficiency,
     marker_coverage,
     profile_diff,
+    request_coverage,
+    sampled_requests,
 )
+from otel_adaprof.demo.bench_verdict import verdict, verdict_markdown
+from otel_adaprof.demo.loadgen import REQUEST_ID_ATTRIBUTE, RequestRecord
 
 
 def span(start_s: float, dur_ms: float, samples: int | None, kind="SPAN_KIND_SERVER"):
@@ -54,10 +58,67 @@ def test_efficiency_and_table():
     assert efficiency(200, 96) == pytest.approx(0.48)
     assert efficiency(0, 96) is None
     result = {"configurations": {
-        "off": {"steady": {"profiler_cpu": 0.0, "samples": 0}, "_run": {"sessions": 1}},
+        "off": {"steady": {"profiler_cpu": 0.0, "samples": 0}, "_run": {"params_changes": 0}},
         "adaptive": {"steady": {"profiler_cpu": 0.012, "samples": 40, "profile_error_l1": 0.2},
-                     "_run": {"hot_path_detect_s": 4.5, "sessions": 1}},
+                     "_run": {"hot_path_detect_s": 4.5, "params_changes": 3}},
     }}  # fmt: skip
     table = markdown_table(result)
     assert "| adaptive | steady | 0.012 |" in table
-    assert "| adaptive | 4.5 | 1 |" in table and "| off | – | 1 |" in table
+    assert "| adaptive | 4.5 | 3 |" in table and "| off | – | 0 |" in table
+
+
+def _server(trace: str, rid: str | None, samples: int | None) -> dict:
+    value = {"arrayValue": {"values": [{"stringValue": rid}]}}
+    attrs = [] if rid is None else [{"key": REQUEST_ID_ATTRIBUTE, "value": value}]
+    s = span(1.0, 10.0, samples)
+    s["traceId"] = trace
+    s["attributes"] = s["attributes"] + attrs
+    return s
+
+
+def test_slow_request_coverage_counts_every_request_sent_and_dropped_traces_as_uncovered():
+    # 40 requests sent; the slowest tenth are r36..r39 (by client latency)
+    reqs = [RequestRecord(f"r{i}", "p", float(i), float(i), True) for i in range(40)]
+    spans = [
+        _server("t36", "r36", 3),  # sampled on the server span
+        _server("t37", "r37", None),  # exported, its child carries the sample
+        {**span(1.0, 5.0, 1, kind="SPAN_KIND_INTERNAL"), "traceId": "t37"},
+        _server("t38", "r38", None),  # exported, no sample anywhere
+        # r39's trace was dropped by the sampler: no span at all
+        _server("t5", "r5", 2),  # a fast request with samples does not count
+    ]
+    sampled = sampled_requests(spans)
+    assert sampled == {"r36", "r37", "r5"}
+    assert request_coverage(reqs, sampled, "p") == 0.5
+    # a failed request is uncovered whatever its spans say
+    reqs[39] = RequestRecord("r39", "p", 39.0, 39.0, False)
+    assert request_coverage(reqs, sampled | {"r39"}, "p") == 0.5
+    assert request_coverage(reqs, sampled, "other") is None
+
+
+def test_verdict_ratios_against_static_100():
+    def conf(cpu, l1, cov, detect):
+        phase = {"profiler_cpu": cpu, "profile_error_l1": l1, "slow_request_coverage": cov}
+        return {"steady": phase, "hot_path": phase, "_run": {"hot_path_detect_s": detect}}
+
+    result = {"settings": {"phase_scale": 1.0}, "configurations": {
+        "off": conf(0.0, None, 0.0, None),
+        "static-100": conf(0.3, 0.1, 0.8, 4.0),
+        "static-10": conf(0.05, 0.3, 0.2, 8.0),
+        "static-1": conf(0.02, 0.9, 0.05, None),
+        "heuristic": conf(0.1, 0.2, 0.3, 6.0),
+        "adaptive": conf(0.12, 0.14, 0.7, 5.0),
+    }}  # fmt: skip
+    v = verdict(result)
+    a = v["adaptive"]
+    assert a["cpu_ratio"] == 0.4 and a["detect_ratio"] == 1.25
+    assert a["checks"] == {"l1": True, "detection": True, "coverage": True, "cpu": True}
+    assert a["targets_met"] and not v["static-10"]["targets_met"]
+    # per CPU-second: L1 x CPU 0.0168 vs static-10's 0.015 (behind), coverage/CPU ahead
+    assert a["ahead_per_cpu_second"]["static-10"] == {
+        "l1_x_cpu": False, "detect_x_cpu": False, "coverage_per_cpu": True}  # fmt: skip
+    assert a["ahead_per_cpu_second"]["static-1"]["detect_x_cpu"] is True  # never detected
+    # with phases 4x longer the CPU bound is 0.2x
+    result["settings"]["phase_scale"] = 4.0
+    assert verdict(result)["adaptive"]["checks"]["cpu"] is False
+    assert "adaptive" in verdict_markdown(v)

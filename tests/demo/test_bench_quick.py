@@ -24,7 +24,7 @@ pytestmark = [
 ]  # fmt: skip
 
 FIGURES = ("profiler_cpu", "app_cpu_ms_per_request", "p50_ms", "p99_ms", "bytes_per_s",
-           "samples", "profile_error_l1", "marker_coverage")  # fmt: skip
+           "samples", "profile_error_l1", "marker_coverage", "slow_request_coverage")  # fmt: skip
 
 
 def test_quick_bench_prints_every_figure(tmp_path):
@@ -46,5 +46,11 @@ def test_quick_bench_prints_every_figure(tmp_path):
     # profiling on costs samples, off takes none
     assert sum(configs["static-100"][p]["samples"] for p in ("steady", "hot_path")) > 0
     assert configs["off"]["steady"]["samples"] == 0
+    # slow-request coverage joins every request sent to the spans by its id header: off
+    # covers none, 100 Hz covers some (the join works end to end through the real SDK)
+    assert all(configs["off"][p]["slow_request_coverage"] == 0 for p in ("steady", "hot_path"))
+    assert max(configs["static-100"][p]["slow_request_coverage"] or 0
+               for p in ("steady", "hot_path", "load_change")) > 0  # fmt: skip
+    assert set(result["verdict"]["adaptive"]["checks"]) == {"l1", "detection", "coverage", "cpu"}
     assert (tmp_path / "out/bench.json").exists() and (tmp_path / "out/bench.md").exists()
     assert (tmp_path / "out/adaptive-report/index.html").exists()

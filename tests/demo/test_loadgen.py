@@ -9,7 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from otel_adaprof.demo.loadgen import LoadGenerator, endpoint_cycle, percentile
+from otel_adaprof.demo.loadgen import (
+    CAPTURE_ENV,
+    REQUEST_ID_ATTRIBUTE,
+    REQUEST_ID_HEADER,
+    LoadGenerator,
+    endpoint_cycle,
+    percentile,
+)
 from otel_adaprof.demo.phases import Phase, schedule
 
 
@@ -82,3 +89,43 @@ def test_a_slow_service_gets_drops_not_an_unbounded_pile_of_requests():
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[str | None] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        _Recorder.seen.append(self.headers.get(REQUEST_ID_HEADER))
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    do_POST = do_GET
+
+
+def test_every_request_sent_carries_an_id_and_is_recorded():
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = LoadGenerator(server.server_address[1], [Phase("p", 0.0, 1.0, 30.0, False)])
+        result = gen.run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    sent = result.per_phase["p"].sent
+    ids = [r.request_id for r in result.requests]
+    assert len(ids) == sent and sent in (30, 31) and len(set(ids)) == sent  # one per request
+    assert all(r.phase == "p" and r.ok and r.latency_ms > 0 for r in result.requests)
+    # the service saw each id in the header (the control call to the hot-path switch has none)
+    assert sorted(i for i in _Recorder.seen if i) == sorted(ids)
+    assert REQUEST_ID_ATTRIBUTE == "http.request.header.x_adaprof_request"
+    assert (
+        CAPTURE_ENV["OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST"]
+        == "X-Adaprof-Request"
+    )

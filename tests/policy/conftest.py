@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from otel_adaprof.controller.policy.vw import default_model
 from otel_adaprof.sim.training import pretrain
 
 
 @pytest.fixture(scope="session")
 def pretrained_model() -> bytes:
-    """The default pretraining (200 random scenarios, ~25 s), done once."""
-    return pretrain().snapshot()
+    """The packaged default model (what new services start from); a fresh pretraining
+    only if the package has none."""
+    return default_model() or pretrain().snapshot()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_sim_json_reports_every_policy_with_regret(tmp_path, pretrained_model):
+def test_sim_json_reports_user_measures_of_every_configuration(tmp_path, pretrained_model):
     model = tmp_path / "model.vw"
     model.write_bytes(pretrained_model)
     proc = _run(
@@ -48,9 +49,12 @@ def test_sim_json_reports_every_policy_with_regret(tmp_path, pretrained_model):
     scen = data["scenarios"][0]
     assert scen["name"] == "hot-path" and len(scen["phases"]) == 4
     names = {p["name"] for p in scen["policies"]}
-    assert {"adaptive", "heuristic", "off", "deep-200hz"} <= names
+    assert {"adaptive", "heuristic", "static-100", "static-1", "off", "learn-100hz"} <= names
     for p in scen["policies"]:
-        assert len(p["regret"]) == 4 and "violations" in p and "information" in p
+        assert len(p["l1"]) == 4 and len(p["detect_s"]) == 3 and len(p["regret"]) == 4
+        assert "cpu" in p and "changes" in p
+    assert set(scen["checks"]) == {"l1", "detection", "cpu"}
+    assert proc.returncode == (0 if data["ok"] else 1)
 
 
 def test_sim_rejects_unknown_scenario():
@@ -94,15 +98,17 @@ def test_policy_eval_estimates_model_and_static_actions(tmp_path, pretrained_mod
     est = json.loads(proc.stdout)["estimates"]
     logged = est["logged"]["ips"]
     assert abs(logged - sum(r[3] for r in rows) / len(rows)) < 1e-9
-    # the model that wrote the log, evaluated on it, is close to what it earned
-    assert abs(est["model"]["dr"] - logged) < 0.25
-    assert abs(est["model"]["ips"] - logged) < 0.25
+    # the model that wrote the log, evaluated on it, is close to what it earned (within a
+    # quarter of the spread of the rewards it earned)
+    spread = statistics.pstdev(r[3] for r in rows)
+    assert abs(est["model"]["dr"] - logged) < 0.25 * max(1.0, spread)
+    assert abs(est["model"]["ips"] - logged) < 0.25 * max(1.0, spread)
     assert est["model"]["match"] > 0.9
-    assert "static:off" in est and "static:deep-100hz" in est
+    assert "static:off" in est and "static:learn-100hz" in est
     proc = _run("policy", "eval", "--db", str(tmp_path / "missing.db"))
     assert proc.returncode == 2
 
 
 def test_policy_catalog_shows_the_default():
     proc = _run("policy", "catalog")
-    assert proc.returncode == 0 and "sentinel" in proc.stdout
+    assert proc.returncode == 0 and "watch-reflex" in proc.stdout

@@ -158,3 +158,20 @@ def test_slow_span_coverage_and_switch_terms():
     assert r.coverage == pytest.approx(0.4)
     assert r.switch == 1.0
     assert r.total == pytest.approx(GOAL.coverage * 0.4 - GOAL.switch)
+
+
+def test_a_signalled_change_the_samples_do_not_confirm_is_a_false_alarm():
+    state, _ = _run(_windows(STEADY, 1000, 10))  # steady phase at the target
+    signal = WindowObservation(end_unix=205.0, seconds=5.0, changes=1, last_change_unix=202.0)
+    state, r0 = step(state, signal, GOAL, BUDGET)
+    assert r0.change and state.samples == 0.0
+    # the same shares keep coming: once 60 samples say so, the phases merge again
+    state, rs = _run(_windows(STEADY, 90, 3, t0=210.0), state)
+    assert state.pending_change_unix is None and state.false_alarms == 1
+    assert state.samples == pytest.approx(1000 + 90)
+    assert state.accuracy_reached(GOAL.functions) <= GOAL.accuracy_target
+    assert sum(r.detection for r in rs) == 0.0
+    assert sum(r.accuracy for r in rs) == 0.0  # a false alarm earns nothing
+    # and a converged phase earns nothing more
+    _, more = _run(_windows(STEADY, 300, 3, t0=300.0), state)
+    assert sum(r.accuracy for r in more) == 0.0

@@ -40,7 +40,12 @@ def test_decisions_carry_probability_and_json_features():
 def test_learning_moves_the_model_towards_the_rewarded_action():
     full = load_catalog()
     policy = VWPolicy(
-        Catalog([full[full.index(n)] for n in ("off", "sentinel", "light-5hz", "balanced-10hz")]),
+        Catalog(
+            [
+                full[full.index(n)]
+                for n in ("off", "watch-reflex", "maintain-2hz-reflex", "learn-20hz")
+            ]
+        ),
         seed=2,
     )
     ctx = _ctx()
@@ -53,9 +58,9 @@ def test_learning_moves_the_model_towards_the_rewarded_action():
             logged = Decision(
                 params=Params(), action=name, probability=1 / len(names), features=d.features
             )
-            policy.learn(ctx, logged, 2.0 if name == "sentinel" else -1.0)
+            policy.learn(ctx, logged, 2.0 if name == "maintain-2hz-reflex" else -1.0)
     after = policy.scores(d.features["state"], offered, d.features["context"])
-    i = names.index("sentinel")
+    i = names.index("maintain-2hz-reflex")
     assert after[i] > before[i] and after[i] == max(after)
     assert policy.updates == 30 * len(names)
 

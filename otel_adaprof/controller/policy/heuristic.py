@@ -69,8 +69,10 @@ class ThresholdPolicy(Policy):
         return below[-1] if below else 0
 
     def decide(self, ctx: DecisionContext) -> Decision:
-        step = self._step_of(ctx.params_in_force.rate_hz)
         state = ctx.state
+        # An agent's first poll starts from the session's initial params.
+        start = ctx.initial_params if state is None else ctx.params_in_force
+        step = self._step_of(start.rate_hz)
         if state is not None:
             used = state.profiler_cpu_fraction / ctx.budget.cpu_fraction
             data = state.bytes_exported_per_s / (ctx.budget.bytes_per_s or float("inf"))

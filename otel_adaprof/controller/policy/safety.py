@@ -6,12 +6,15 @@ keeps the exponential average of the measured profiler CPU of all agent threads 
 
 1. *Masking.* An action is offered only when one more window at its expected cost
    (see :mod:`~otel_adaprof.controller.policy.cost`, calibrated on the service's
-   measured overhead) keeps that average under ``margin`` times the budget, and its
+   measured overhead, plus the reflex's bursts for the share of the time the agent was
+   measured bursting) keeps that average under ``margin`` times the budget, and its
    expected cost is under :data:`MAX_BURST_FACTOR` budgets. So a burst is allowed
    while the bank holds, and refused once the average is spent. Bytes are masked only
-   when the session sets a bytes budget. The cheapest action is always offered.
+   when the session sets a bytes budget. Actions tagged ``fallback`` are never offered
+   (they are the retreat); the cheapest other action is always offered.
 2. *Retreat.* When the average is over the budget (or the window was over the bytes
-   budget), the next window runs the cheapest action, whatever the learner would pick.
+   budget), the next windows run the fallback action, whatever the learner would pick,
+   until the average is back under :data:`REFILL` budgets.
    A measurement above the prediction also raises the calibration, so the actions that
    led there stay masked under the same load.
 
@@ -22,8 +25,9 @@ Usage::
     >>> from otel_adaprof.params import Params
     >>> guard = SafetyGuard(load_catalog())
     >>> allowed = guard.allowed(DecisionContext.initial("shop", Params()))
-    >>> "off" in [a.name for a in allowed], "deep-200hz" in [a.name for a in allowed]
-    (True, False)
+    >>> names = [a.name for a in allowed]
+    >>> guard.cheapest.name, "off" in names, "watch-reflex" in names
+    ('off', False, True)
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ from otel_adaprof.controller.policy.cost import (
     AGENT_CPU_PER_MARKER_S,
     AGENT_CPU_PER_SPAN_S,
     BYTES_PER_SPAN,
+    TYPICAL_FRAMES,
     CostEstimate,
     CostTerms,
     expected_cost,
+    profile_mode,
     pyspy_cpu,
 )
 from otel_adaprof.reward import horizon_average
@@ -53,6 +59,10 @@ CALIBRATION_RATE = 0.5
 CALIBRATION_RANGE = (0.25, 8.0)
 #: Most budgets one window's expected cost may reach (the size of a burst).
 MAX_BURST_FACTOR = 10.0
+#: After a retreat, the average must fall under this share of the budget to resume.
+REFILL = 0.7
+#: Tag of actions kept for the retreat only (never offered to the learner).
+FALLBACK_TAG = "fallback"
 #: Window length assumed before an agent has reported one (s).
 DEFAULT_WINDOW_S = 5.0
 
@@ -82,8 +92,14 @@ class SafetyGuard:
         self.margin = margin
         self.calibration = 1.0
         self.average = 0.0  # profiler CPU over the horizon (fraction of a core)
+        self.retreating = False
         self.window_s = DEFAULT_WINDOW_S
-        self._cheapest = catalog.cheapest()
+        fallbacks = [a for a in catalog if FALLBACK_TAG in a.tags]
+        self._cheapest = (
+            min(fallbacks, key=lambda a: (a.params.rate_hz, a.params.stack_depth))
+            if fallbacks
+            else catalog.cheapest()
+        )
         self._terms = {a.name: CostTerms.of(a.params) for a in catalog}
         terms = [self._terms[a.name] for a in catalog]
         #: Per-action constants as arrays (catalog order), for :meth:`assess_arrays`.
@@ -95,7 +111,30 @@ class SafetyGuard:
             [AGENT_CPU_PER_SPAN_S + t.pass_share * AGENT_CPU_PER_MARKER_S for t in terms]
         )
         self._bps = np.array([t.bytes_per_sample for t in terms])
+        # what a reflex burst adds while it runs, per action (0 without the reflex)
+        self._burst_extra = np.array(
+            [
+                max(
+                    0.0,
+                    pyspy_cpu(1000.0 / a.params.burst_interval_ms, TYPICAL_FRAMES,
+                              mode=profile_mode(a.params)) - t.spy,
+                )
+                if a.params.burst_sensitivity > 0
+                else 0.0
+                for a, t in zip(catalog, terms, strict=True)
+            ]
+        )  # fmt: skip
+        #: Share of the time the agent's reflex bursts (measured, averaged).
+        self.burst_share = 0.0
         self._cheapest_index = catalog.index(self._cheapest.name)
+        # Actions tagged "fallback" are the retreat only, never offered to the learner;
+        # the cheapest of the others is always offered.
+        self._offerable = np.array([FALLBACK_TAG not in a.tags for a in catalog])
+        if not self._offerable.any():
+            self._offerable[:] = True
+        offer = [a for a in catalog if FALLBACK_TAG not in a.tags] or list(catalog)
+        floor = min(offer, key=lambda a: (a.params.rate_hz, a.params.stack_depth))
+        self._floor_index = catalog.index(floor.name)
 
     @property
     def cheapest(self) -> Action:
@@ -108,6 +147,9 @@ class SafetyGuard:
         p = ctx.params_in_force
         if state is not None:
             self.window_s = state.window_seconds
+            if p.burst_sensitivity > 0:
+                share = min(1.0, state.burst_seconds / state.window_seconds)
+                self.burst_share += CALIBRATION_RATE * (share - self.burst_share)
             self.average = horizon_average(
                 self.average, state.profiler_cpu_fraction, state.window_seconds,
                 ctx.goal.cost_horizon_s,
@@ -128,9 +170,39 @@ class SafetyGuard:
         else:
             self.calibration += CALIBRATION_RATE * (ratio - self.calibration)
 
+    def _floor_from(self, cpu: np.ndarray) -> int:
+        """The offerable action expected to cost least (bursts included)."""
+        masked = np.where(self._offerable, cpu, np.inf)
+        return int(np.argmin(masked))
+
+    def _floor(self, ctx: DecisionContext) -> int:
+        return self._floor_from(
+            np.array([self.estimate(a, ctx).cpu_fraction for a in self.catalog])
+        )
+
+    def retreat_action(self, ctx: DecisionContext) -> Action:
+        """The fallback to retreat to: the fastest ``fallback`` action expected to cost
+        under half the budget (so the retreat still watches), else the cheapest."""
+        cap = 0.5 * ctx.budget.cpu_fraction
+        fits = [
+            a
+            for a in self.catalog
+            if FALLBACK_TAG in a.tags and self.estimate(a, ctx).cpu_fraction <= cap
+        ]
+        if not fits:
+            return self._cheapest
+        return max(fits, key=lambda a: a.params.rate_hz)
+
     def must_retreat(self, ctx: DecisionContext) -> bool:
-        """Whether the bank is spent (average over the budget) or bytes were over."""
-        return self.average > ctx.budget.cpu_fraction or bytes_over(ctx)
+        """Whether the bank is spent (average over the budget) or bytes were over. Once
+        spent, it stays so until the average is back under :data:`REFILL` budgets
+        (hysteresis: no flapping between the retreat and a burst-prone action)."""
+        budget = ctx.budget.cpu_fraction
+        if self.average > budget:
+            self.retreating = True
+        elif self.average < REFILL * budget:
+            self.retreating = False
+        return self.retreating or bytes_over(ctx)
 
     def cpu_room(self, ctx: DecisionContext) -> float:
         """Most expected CPU one more window may cost and keep the average in budget."""
@@ -143,7 +215,12 @@ class SafetyGuard:
         """Expected cost of ``action`` in the situation of ``ctx``."""
         spans, active = situation(ctx)
         terms = self._terms.get(action.name) or CostTerms.of(action.params)
-        return terms.estimate(spans, active, self.calibration)
+        est = terms.estimate(spans, active, self.calibration)
+        i = self.catalog.index(action.name) if action.name in self.catalog.names else None
+        if i is None:
+            return est
+        burst = self.burst_share * float(self._burst_extra[i]) * self.calibration
+        return CostEstimate(est.cpu_fraction + burst, est.bytes_per_s)
 
     def allowed(self, ctx: DecisionContext) -> list[Action]:
         """Actions whose expected cost fits the budget (the cheapest always included)."""
@@ -153,13 +230,13 @@ class SafetyGuard:
         """The allowed actions with their expected cost, in catalog order."""
         cpu_cap = self.cpu_room(ctx)
         bytes_cap = (ctx.budget.bytes_per_s or math.inf) * self.margin
-        spans, active = situation(ctx)
+        floor = self._floor(ctx)
         out = []
         for action in self.catalog:
-            est = self._terms[action.name].estimate(spans, active, self.calibration)
-            if (est.cpu_fraction <= cpu_cap and est.bytes_per_s <= bytes_cap) or (
-                action is self._cheapest
-            ):
+            est = self.estimate(action, ctx)
+            i = self.catalog.index(action.name)
+            fits = est.cpu_fraction <= cpu_cap and est.bytes_per_s <= bytes_cap
+            if (fits and self._offerable[i]) or i == floor:
                 out.append((action, est))
         return out
 
@@ -168,12 +245,14 @@ class SafetyGuard:
         allowed actions (catalog indices, ascending)."""
         spans, active = situation(ctx)
         kept = spans * self.ratio
-        cpu = self._spy * self.calibration + kept * self._agent
+        cpu = (self._spy + self.burst_share * self._burst_extra) * self.calibration
+        cpu = cpu + kept * self._agent
         data = kept * BYTES_PER_SPAN + self.rate * active * self._bps
         ok = (cpu <= self.cpu_room(ctx)) & (
             data <= (ctx.budget.bytes_per_s or math.inf) * self.margin
         )
-        ok[self._cheapest_index] = True
+        ok &= self._offerable
+        ok[self._floor_from(cpu)] = True
         idx = np.flatnonzero(ok)
         return idx, cpu[idx], data[idx]
 

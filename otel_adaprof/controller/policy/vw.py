@@ -80,6 +80,8 @@ RING_SIZE = 16
 #: The packaged pretrained model (``adaprof train --sim --out`` this path), used by
 #: services without a snapshot unless the config names another (or ``"none"``).
 DEFAULT_MODEL = "default_model.vw"
+#: Tag of the catalog's maintenance actions (what a steady phase settles on).
+MAINTAIN_TAG = "maintain"
 #: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
 LEARNING_RATE = 0.1
 POWER_T = 0.0
@@ -207,7 +209,7 @@ class VWPolicy(Policy):
         if ctx.state is not None:
             feats.update(self.trend.update(ctx.state))
         if self.guard.must_retreat(ctx):
-            cheap = self.guard.cheapest
+            cheap = self.guard.retreat_action(ctx)
             return Decision(
                 params=cheap.params,
                 probability=1.0,
@@ -223,7 +225,7 @@ class VWPolicy(Policy):
         )
         pmf = self._pmf(feats, names, matrix)
         greedy = max(range(len(pmf)), key=pmf.__getitem__)
-        settled = self._settled(ctx, pmf, same, greedy)
+        settled = self._settled(ctx, pmf, same, idx)
         choice = settled if settled is not None else self._sample(pmf)
         action = self.catalog[int(idx[choice])]
         # logged as plain lists (columns C_FEATURES): JSON-ready and cheap to build
@@ -240,11 +242,14 @@ class VWPolicy(Policy):
         )
 
     def _settled(
-        self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, greedy: int
+        self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, idx: np.ndarray
     ) -> int | None:
         """In a steady phase (its profile at the target, no change just seen, no burst in
-        flight) the policy does not explore: it keeps the params in force while the
-        model rates them within :data:`SETTLE_RATIO` of the best, else takes the best.
+        flight) the reward's accuracy term is 0 by construction, so the policy does not
+        explore and chooses among the maintenance actions only (tag ``maintain``): it
+        keeps the params in force while the model gives them at least
+        :data:`SETTLE_RATIO` of the best maintenance action's probability, else takes
+        that best one. A steady phase sees one step down to maintenance, then no change.
         ``None`` while a phase is still being learned (explore as usual)."""
         phase = ctx.phase
         if phase is None or ctx.state is None or phase.changed or phase.pending_change_unix:
@@ -253,10 +258,19 @@ class VWPolicy(Policy):
             return None
         if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
             return None
-        stay = [i for i in range(len(pmf)) if same[i]]
-        if stay and pmf[stay[0]] >= SETTLE_RATIO * pmf[greedy]:
-            return stay[0]
-        return greedy
+        maintain = [i for i in range(len(pmf)) if MAINTAIN_TAG in self.catalog[int(idx[i])].tags]
+        if not maintain:
+            ceiling = ctx.params_in_force.rate_hz
+            maintain = [
+                i for i in range(len(pmf)) if self.catalog[int(idx[i])].params.rate_hz <= ceiling
+            ]
+        if not maintain:
+            return None
+        best = max(maintain, key=pmf.__getitem__)
+        here = [i for i in maintain if same[i]]
+        if here and pmf[here[0]] >= SETTLE_RATIO * pmf[best]:
+            return here[0]
+        return best
 
     def _examples(
         self,
