@@ -1,7 +1,7 @@
 """The burst reflex on a real process: how fast a burst starts after a change, and what it buys.
 
 One child process per mode runs a request loop (20 requests/s, root spans) with the
-agent and real py-spy at 5 Hz (1 s segments), ``burst_sensitivity: 8``,
+agent and real py-spy at 5 Hz in wall mode (1 s segments), ``burst_sensitivity: 8``,
 ``burst_interval_ms: 10``, ``burst_seconds: 3``:
 
 * **step** — after 5 s each request also calls a new hot function (3 → 15 ms of CPU);
@@ -40,7 +40,7 @@ PROBE = textwrap.dedent(
     step = sys.argv[1] == "step"
     agent = otel_adaprof.configure(
         service_name="reflex", exporter=InMemorySpanExporter(),
-        params={"sampling_interval_ms": 200, "burst_sensitivity": 8,
+        params={"sampling_interval_ms": 200, "profile_mode": "wall", "burst_sensitivity": 8,
                 "burst_interval_ms": 10, "burst_seconds": 3},
         settings=AgentSettings(profiler="py-spy", segment_s=1))
     tracer = trace.get_tracer("reflex")
@@ -67,6 +67,7 @@ PROBE = textwrap.dedent(
                     marks.setdefault("step", time.monotonic())
                     new_hot_function()
             n += 1
+            marks["requests"] = n
             time.sleep(max(0.0, start + n * 0.05 - time.monotonic()))  # 20 requests/s
 
     def samples_per_s(seconds):
@@ -79,8 +80,10 @@ PROBE = textwrap.dedent(
     worker = threading.Thread(target=requests); worker.start()
     time.sleep(3.5)
     before = samples_per_s(1.5)  # 3.5-5 s: steady, 5 Hz
-    time.sleep(0.5)
-    during = samples_per_s(2.0)  # 5.5-7.5 s: in the burst after a step
+    deadline = time.monotonic() + 2.5  # after a step: from the burst's start
+    while step and not agent.fast_loop.reflex.in_burst and time.monotonic() < deadline:
+        time.sleep(0.02)
+    during = samples_per_s(1.5)
     worker.join()
     time.sleep(1.0)
     reflex = agent.fast_loop.reflex
@@ -90,7 +93,8 @@ PROBE = textwrap.dedent(
         "delay": (reflex.started_at - marks["step"]) if step and reflex.started_at else None,
         "before": before, "during": during,
         "state": state.model_dump(mode="json"),
-        "rate_after": agent.live.params.sampling_interval_ms}))
+        "rate_after": agent.live.params.sampling_interval_ms,
+        "requests": marks.get("requests", 0)}))
     """
 )
 

@@ -1,6 +1,6 @@
 """The burst reflex in a real process: a CPU-per-request step starts a burst at once.
 
-A request loop in a process with the agent and real py-spy (5 Hz, 1 s segments);
+A request loop in a process with the agent and real py-spy (5 Hz, wall mode, 1 s segments);
 half-way, each request calls a new hot function (3 ms → 15 ms of CPU). With
 ``burst_sensitivity`` set, the agent bursts to 100 Hz within about a second, by itself;
 a steady service does not burst.
@@ -28,7 +28,7 @@ PROBE = textwrap.dedent(
     step = sys.argv[1] == "step"
     agent = otel_adaprof.configure(
         service_name="reflex", exporter=InMemorySpanExporter(),
-        params={"sampling_interval_ms": 200, "burst_sensitivity": 8,
+        params={"sampling_interval_ms": 200, "profile_mode": "wall", "burst_sensitivity": 8,
                 "burst_interval_ms": 10, "burst_seconds": 3},
         settings=AgentSettings(profiler="py-spy", segment_s=1))
     tracer = trace.get_tracer("reflex")
@@ -55,6 +55,7 @@ PROBE = textwrap.dedent(
                     marks.setdefault("step", time.monotonic())
                     new_hot_function()
             n += 1
+            marks["requests"] = n
             time.sleep(max(0.0, start + n * 0.05 - time.monotonic()))  # 20 requests/s
 
     def samples_per_s(seconds):
@@ -67,8 +68,10 @@ PROBE = textwrap.dedent(
     worker = threading.Thread(target=requests); worker.start()
     time.sleep(3.5)
     before = samples_per_s(1.5)  # 3.5-5 s: steady, 5 Hz
-    time.sleep(0.5)
-    during = samples_per_s(2.0)  # 5.5-7.5 s: in the burst after a step
+    deadline = time.monotonic() + 2.5  # after a step: from the burst's start
+    while step and not agent.fast_loop.reflex.in_burst and time.monotonic() < deadline:
+        time.sleep(0.02)
+    during = samples_per_s(1.5)
     worker.join()
     time.sleep(1.0)
     reflex = agent.fast_loop.reflex
@@ -78,7 +81,8 @@ PROBE = textwrap.dedent(
         "delay": (reflex.started_at - marks["step"]) if step and reflex.started_at else None,
         "before": before, "during": during,
         "state": state.model_dump(mode="json"),
-        "rate_after": agent.live.params.sampling_interval_ms}))
+        "rate_after": agent.live.params.sampling_interval_ms,
+        "requests": marks.get("requests", 0)}))
     """
 )
 
@@ -92,8 +96,16 @@ def _run(mode: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _served(got: dict) -> None:
+    # 9 s at 20 requests/s: on a saturated machine the loop itself falls behind, and
+    # neither the step's timing nor the signal's observation rate hold.
+    if got["requests"] < 90:
+        pytest.skip(f"the probe served {got['requests']} of 180 requests: machine saturated")
+
+
 def test_a_cpu_per_request_step_starts_a_burst_within_two_seconds():
     got = _run("step")
+    _served(got)
     assert got["bursts"] >= 1, got
     assert got["delay"] is not None and 0.0 <= got["delay"] <= 2.0, got
     state = got["state"]
@@ -106,6 +118,7 @@ def test_a_cpu_per_request_step_starts_a_burst_within_two_seconds():
 
 def test_a_steady_service_does_not_burst():
     got = _run("steady")
+    _served(got)
     assert got["bursts"] == 0, got
     assert got["state"]["burst_seconds"] == 0.0
     assert got["state"]["change_signals"]["changes"] == 0

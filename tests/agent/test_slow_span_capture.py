@@ -121,7 +121,8 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
     # (fewer here: three threads share the GIL, and the test machine may be loaded).
     # The capture thread needs the GIL, which two busy threads hold in turn: on a loaded
     # machine a span may miss its captures, rarely.
-    assert sum(s["samples"] >= 1 for s in slow) >= 0.8 * len(slow), slow
+    meant = [s for s in slow if s["name"] != "fast-op"]  # the spans meant to be slow
+    assert sum(s["samples"] >= 1 for s in meant) >= 0.8 * len(meant), meant
     for span in slow:
         assert span["marker"], span
         if span["name"] == "slow-op" and span["samples"]:
