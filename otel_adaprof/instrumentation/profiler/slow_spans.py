@@ -232,21 +232,30 @@ class SlowSpanCapture:
         items[:] = list(index.items())
 
     def _capture(self, slow: dict[int, int], now_ns: int, depth: int) -> None:
-        frames = sys._current_frames()
+        # Every stack is read first, in one pass with no I/O, and the frame objects are
+        # dropped before anything else runs: reading /proc (below) lets the other
+        # threads run, and a frame of another thread must not be walked after its
+        # thread has moved on (CPython 3.11 crashed in a service walking such frames).
         me = threading.get_ident()
-        for tid, native in slow.items():
-            top = frames.get(tid)
-            if top is None or tid == me:
-                continue
+        stacks: list[tuple[int, int, tuple[str, ...]]] = []
+        frames = sys._current_frames()
+        try:
+            for tid, native in slow.items():
+                frame: FrameType | None = frames.get(tid)
+                if frame is None or tid == me:
+                    continue
+                stack: list[str] = []
+                while frame is not None and len(stack) < depth:
+                    stack.append(self._frame(frame))
+                    frame = frame.f_back
+                stack.reverse()
+                stacks.append((tid, native, tuple(stack)))
+        finally:
+            del frames
+        for tid, native, captured in stacks:
             on_cpu = self._on_cpu(native, now_ns)
-            stack: list[str] = []
-            frame: FrameType | None = top
-            while frame is not None and len(stack) < depth:
-                stack.append(self._frame(frame))
-                frame = frame.f_back
-            stack.reverse()
             version = self.live.current.version  # the config version it is taken under
-            if self.store.add_one(tid, now_ns, tuple(stack), idle=on_cpu is False, version=version):
+            if self.store.add_one(tid, now_ns, captured, idle=on_cpu is False, version=version):
                 self.samples += 1
                 self.waiting_samples += on_cpu is False
 
