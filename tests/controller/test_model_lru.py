@@ -14,7 +14,7 @@ from otel_adaprof.controller.policy.vw import VWPolicy
 from tests.controller.polls import poll_body
 from tests.support.controller import ControllerProcess
 
-SERVICES = 250
+SERVICES = 500
 BOUND = 4
 #: RSS the controller may gain between the first BOUND*5 services and the last: every
 #: session, report and decision kept in memory, but no model beyond the bound (a model
