@@ -22,14 +22,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import CodeType, FrameType
+from types import FrameType
 
 from otel_adaprof.instrumentation.join.samples import SampleStore
-from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
-
-
-def _qualname(code: CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)
+from otel_adaprof.instrumentation.join.stacks import FrameNames, Stack
 
 
 class InProcessSampler:
@@ -53,7 +49,7 @@ class InProcessSampler:
         self.native_id: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._names: dict[tuple[CodeType, int], str] = {}
+        self._names = FrameNames()
 
     def start(self) -> None:
         """Start the sampling thread (a daemon)."""
@@ -67,16 +63,6 @@ class InProcessSampler:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    def _frame(self, frame: FrameType) -> str:
-        key = (frame.f_code, frame.f_lineno)
-        text = self._names.get(key)
-        if text is None:
-            if len(self._names) > 20_000:
-                self._names.clear()
-            code = frame.f_code
-            text = self._names[key] = frame_text(_qualname(code), code.co_filename, frame.f_lineno)
-        return text
-
     def sample_once(self, now_ns: int) -> None:
         """Take one sample of every other thread."""
         me = threading.get_ident()
@@ -86,7 +72,7 @@ class InProcessSampler:
             frames: list[str] = []
             frame: FrameType | None = top
             while frame is not None and len(frames) < self.depth:
-                frames.append(self._frame(frame))
+                frames.append(self._names(frame))
                 frame = frame.f_back
             frames.reverse()
             stack: Stack = tuple(frames)

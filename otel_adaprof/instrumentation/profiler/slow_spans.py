@@ -49,11 +49,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import CodeType, FrameType
+from types import FrameType
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
-from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
+from otel_adaprof.instrumentation.join.stacks import FrameNames, Stack
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 
 #: Open span: (thread ident, native thread id, start unix ns, span name).
@@ -72,10 +72,6 @@ MAX_OPEN_AGE_S = 600.0
 #: time since the previous capture is on CPU (a thread blocked in I/O, a lock or a
 #: sleep uses next to none; two busy threads sharing the GIL use about half each).
 ON_CPU_SHARE = 0.2
-
-
-def _qualname(code: CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)
 
 
 class _ThreadClock:
@@ -131,7 +127,7 @@ class SlowSpanCapture:
         self._seen: set[int] = set()
         self._min_limit_ns: int | None = None
         self._clocks: dict[int, _ThreadClock] = {}
-        self._names: dict[tuple[CodeType, int], str] = {}
+        self._names = FrameNames()
 
     @property
     def on(self) -> bool:
@@ -246,7 +242,7 @@ class SlowSpanCapture:
                     continue
                 stack: list[str] = []
                 while frame is not None and len(stack) < depth:
-                    stack.append(self._frame(frame))
+                    stack.append(self._names(frame))
                     frame = frame.f_back
                 stack.reverse()
                 stacks.append((tid, native, tuple(stack)))
@@ -271,16 +267,6 @@ class SlowSpanCapture:
                 self._clocks.pop(native, None)
                 clock.close()
             return None
-
-    def _frame(self, frame: FrameType) -> str:
-        key = (frame.f_code, frame.f_lineno)
-        text = self._names.get(key)
-        if text is None:
-            if len(self._names) > 20_000:
-                self._names.clear()
-            code = frame.f_code
-            text = self._names[key] = frame_text(_qualname(code), code.co_filename, frame.f_lineno)
-        return text
 
 
 __all__ = ["OpenSpan", "SlowSpanCapture", "Stack"]
