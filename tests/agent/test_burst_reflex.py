@@ -71,7 +71,12 @@ PROBE = textwrap.dedent(
     deadline = time.monotonic() + 2.5  # after a step: from the burst's start
     while step and not agent.fast_loop.reflex.in_burst and time.monotonic() < deadline:
         time.sleep(0.02)
-    during = samples_per_s(1.5)
+    # Samples reach the store when a py-spy segment ends: count what arrives from the
+    # burst's start until its last segment is in, over the burst's 3 s (on a busy machine
+    # the first 100 Hz segment may not be in within 1.5 s).
+    a = agent.store.cpu_samples_added
+    time.sleep(3.0 + 1.5)
+    during = (agent.store.cpu_samples_added - a) / 3.0
     worker.join()
     time.sleep(1.0)
     reflex = agent.fast_loop.reflex
