@@ -8,7 +8,7 @@ exits 1 if p99 is not under 1 ms.
 
 Usage::
 
-    /work/venv/bin/python bench/decision_latency.py [--decisions 3000] [--json]
+    python bench/decision_latency.py [--decisions 3000] [--json]
 """
 
 from __future__ import annotations
