@@ -35,7 +35,6 @@ Usage of the status helper::
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import uuid
@@ -50,11 +49,8 @@ from opentelemetry._opamp.proto import opamp_pb2 as pb
 from otel_adaprof.errors import ContractError
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.poller import (
-    MAX_ANSWER_BYTES,
     Poller,
     PollError,
-    _suppressed,
-    parse_url,
 )
 from otel_adaprof.opamp_config import (
     CONFIG_CONTENT_TYPE,
@@ -151,26 +147,9 @@ class OpampPoller(Poller):
         return message
 
     def _send(self, request: PollRequest) -> PollResponse:
-        assert self.controller_url is not None
-        scheme, host, port, prefix = parse_url(self.controller_url)
         body = bytes(self._message(request).SerializeToString())
         self.sequence_num += 1
-        headers = {"Content-Type": "application/x-protobuf", "Content-Length": str(len(body))}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        conn = conn_cls(host, port, timeout=self.timeout_s)
-        try:
-            with _suppressed():
-                conn.request("POST", prefix + "/v1/opamp", body=body, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read(MAX_ANSWER_BYTES + 1)
-        except (OSError, http.client.HTTPException) as exc:
-            raise PollError(
-                f"cannot reach {self.controller_url}: {exc or type(exc).__name__}"
-            ) from None
-        finally:
-            conn.close()
+        status, raw = self._post("/v1/opamp", body, "application/x-protobuf")
         answer: pb.ServerToAgent | None = pb.ServerToAgent()
         try:
             answer.ParseFromString(raw)  # type: ignore[union-attr]
@@ -179,9 +158,9 @@ class OpampPoller(Poller):
         if answer is not None and answer.HasField("error_response"):
             reason = answer.error_response.error_message
             raise PollError(f"controller refused the message: {reason}")
-        if resp.status != 200 or answer is None:
+        if status != 200 or answer is None:
             raise PollError(
-                f"controller answered HTTP {resp.status}: {raw[:300].decode(errors='replace')}"
+                f"controller answered HTTP {status}: {raw[:300].decode(errors='replace')}"
             )
         if not answer.HasField("remote_config"):  # OpAMP: no config = nothing changed
             current = self.live.current

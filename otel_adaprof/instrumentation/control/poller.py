@@ -206,29 +206,33 @@ class Poller:
         backoff: float = self.window_s * 2.0 ** (self._consecutive - 1)
         return min(MAX_BACKOFF_S, backoff * random.uniform(0.5, 1.5))
 
-    def _send(self, request: PollRequest) -> PollResponse:
+    def _post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        """POST ``body`` to the controller's ``path``; (status, at most MAX_ANSWER_BYTES + 1
+        bytes of the answer). Raises :class:`PollError` when the controller is unreachable."""
         assert self.controller_url is not None
         scheme, host, port, prefix = parse_url(self.controller_url)
-        body = encode(request)
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
         conn = conn_cls(host, port, timeout=self.timeout_s)
         try:
             with _suppressed():
-                conn.request("POST", prefix + "/v1/agents/poll", body=body, headers=headers)
+                conn.request("POST", prefix + path, body=body, headers=headers)
                 resp = conn.getresponse()
-                raw = resp.read(MAX_ANSWER_BYTES + 1)
+                return resp.status, resp.read(MAX_ANSWER_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
             raise PollError(
                 f"cannot reach {self.controller_url}: {exc or type(exc).__name__}"
             ) from None
         finally:
             conn.close()
-        if resp.status != 200:
+
+    def _send(self, request: PollRequest) -> PollResponse:
+        status, raw = self._post("/v1/agents/poll", encode(request), "application/json")
+        if status != 200:
             raise PollError(
-                f"controller answered HTTP {resp.status}: {raw[:300].decode(errors='replace')}"
+                f"controller answered HTTP {status}: {raw[:300].decode(errors='replace')}"
             )
         try:
             return decode_poll_response(raw)
