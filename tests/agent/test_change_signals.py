@@ -126,17 +126,50 @@ def test_steady_load_with_jitter_fires_nothing():
 
 
 def test_latency_step_of_one_operation_fires():
+    # 16 durations per tick: one p90 observation per operation per tick.
     rng = random.Random(9)
     d = ChangeDetector()
-    before = [(0.025, 5, {"GET /a": [rng.uniform(8, 12) for _ in range(8)],
-                          "GET /b": [rng.uniform(1, 2) for _ in range(8)]})
-              for _ in range(30)]  # fmt: skip
-    after = [(0.025, 5, {"GET /a": [rng.uniform(8, 12) for _ in range(8)],
-                         "GET /b": [rng.uniform(4, 8) for _ in range(8)]})
+    before = [(0.025, 5, {"GET /a": [rng.uniform(8, 12) for _ in range(16)],
+                          "GET /b": [rng.uniform(1, 2) for _ in range(16)]})
+              for _ in range(WARMUP + 14)]  # fmt: skip
+    after = [(0.025, 5, {"GET /a": [rng.uniform(8, 12) for _ in range(16)],
+                         "GET /b": [rng.uniform(4, 8) for _ in range(16)]})
              for _ in range(4)]  # fmt: skip
     fired = _run(d, before + after)
-    assert not any(fired[:30])
-    assert any("latency" in f for f in fired[30:32])
+    n = len(before)
+    assert not any(fired[:n])
+    assert any("latency" in f for f in fired[n : n + 2])
+
+
+def test_a_profiling_level_change_rebases_instead_of_firing():
+    # A burst raises the CPU per request by a third (the profiler's own cost): after
+    # rebase() the new level is the baseline, not a change; a real step later still fires.
+    rng = random.Random(10)
+    d = ChangeDetector()
+    steady = [(5 * rng.uniform(0.0045, 0.0055), 5, {}) for _ in range(40)]
+    assert not any(_run(d, steady))
+    d.rebase()
+    cpu, reqs, spans = 40 * 0.025, 40 * 5, 40 * 15
+    fired = []
+    for i in range(40, 40 + WARMUP + 30):  # the burst's level: 6.7 ms per request
+        cpu, reqs, spans = cpu + 5 * rng.uniform(0.0062, 0.0072), reqs + 5, spans + 15
+        fired.append(d.observe(Inputs(now=i * 0.25, cpu_seconds=cpu, requests=reqs,
+                                      spans=spans), threshold=5.0))  # fmt: skip
+    assert not any(fired) and d.rebases == 1
+    for i in range(40 + WARMUP + 30, 40 + WARMUP + 34):  # the service changes: 13 ms
+        cpu, reqs, spans = cpu + 5 * 0.013, reqs + 5, spans + 15
+        fired.append(d.observe(Inputs(now=i * 0.25, cpu_seconds=cpu, requests=reqs,
+                                      spans=spans), threshold=5.0))  # fmt: skip
+    assert any("cpu_per_request" in f for f in fired[-4:])
+
+
+def test_the_same_level_change_without_rebase_fires():
+    # The control for the test above: a third more CPU per request is a change.
+    rng = random.Random(10)
+    d = ChangeDetector()
+    steady = [(5 * rng.uniform(0.0045, 0.0055), 5, {}) for _ in range(40)]
+    burst = [(5 * rng.uniform(0.0062, 0.0072), 5, {}) for _ in range(10)]
+    assert any(_run(d, steady + burst)[40:])
 
 
 def test_span_rate_collapse_fires():
@@ -164,19 +197,29 @@ def test_override_keeps_the_version_and_the_controllers_params_underneath():
     assert live.params.sampling_interval_ms == 200 and seen == [100, 10, 200]
 
 
-def test_reflex_starts_extends_and_ends_a_burst():
+def test_reflex_starts_and_ends_a_burst_of_fixed_length_then_rests():
     live = LiveParams(Params.parse({"sampling_interval_ms": 200, "burst_sensitivity": 3,
                                     "burst_interval_ms": 5, "burst_seconds": 2}))  # fmt: skip
     r = BurstReflex(live)
     assert r.threshold == 3
     assert not r.react([], 0.0)
     assert r.react(["latency"], 1.0) and live.params.sampling_interval_ms == 5
-    assert not r.react(["cpu_per_request"], 2.5)  # extends to 4.5, not a new burst
-    r.react([], 4.0)
+    assert not r.react(["cpu_per_request"], 2.5)  # no extension: ends at 3.0
+    r.react([], 2.75)
     assert live.params.sampling_interval_ms == 5
-    r.react([], 4.75)
+    r.react([], 3.0)
     assert live.params.sampling_interval_ms == 200 and live.override is None
-    assert (r.bursts, r.burst_seconds) == (1, 3.5)
+    assert (r.bursts, r.burst_seconds) == (1, 2.0)
+    assert r.resting and not r.react(["latency"], 4.5)  # rests 2 s, until 5.0
+    assert r.react(["latency"], 5.0) and r.bursts == 2
+
+
+def test_false_alarms_every_tick_keep_the_reflex_bursting_at_most_half_the_time():
+    live = LiveParams(Params.parse({"burst_sensitivity": 8, "burst_seconds": 15}))
+    r = BurstReflex(live)
+    for tick in range(2400):  # 600 s at 0.25 s, a signal firing at every tick
+        r.react(["latency"], tick * 0.25)
+    assert 0.45 <= r.burst_seconds / 600.0 <= 0.51
 
 
 def test_reflex_follows_new_controller_params_and_stops_when_turned_off():

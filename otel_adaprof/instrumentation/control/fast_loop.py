@@ -78,6 +78,7 @@ class FastLoop:
         self.native_id: int | None = None
         self.ident: int | None = None
         self._seen: dict[str, int] = {}
+        self._rate_seen = live.base.params.sampling_interval_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,7 +118,13 @@ class FastLoop:
             durations=self.latency.take_new(self._seen),
         )
         fired = self.detector.observe(inputs, self.reflex.threshold, now_unix=time.time())
+        before = (self.reflex.in_burst, self.live.base.params.sampling_interval_ms)
         self.reflex.react(fired, now)
+        after = (self.reflex.in_burst, self.live.base.params.sampling_interval_ms)
+        if after != before or after[1] != self._rate_seen:
+            # The agent changed its own cost to the service: new baselines, no alarm.
+            self.detector.rebase()
+        self._rate_seen = after[1]
         return fired
 
     def _run(self) -> None:

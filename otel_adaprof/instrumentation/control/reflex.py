@@ -6,9 +6,13 @@ change signal (:mod:`~otel_adaprof.instrumentation.observe.change_signals`) cros
 ``burst_sensitivity`` (CUSUM, in baseline standard deviations; 0 = reflex off), the
 reflex puts ``sampling_interval_ms = burst_interval_ms`` in force at once, as a local
 override of the controller's params (:meth:`LiveParams.set_override`), for
-``burst_seconds``; then the controller's params again. A change during a burst extends
-it. The controller sets the three knobs — how sensitive each service's trigger is and
-how big its bursts are — and learns them from the reports (``burst_seconds``,
+``burst_seconds``; then the controller's params again. A burst has a fixed length (a
+change during it does not extend it), and after it the reflex rests as long as the burst
+lasted (:data:`REST_FACTOR`): whatever the signals do, bursts take at most half of the
+time. The change signals' baselines restart without firing when a burst starts or ends
+(:meth:`ChangeDetector.rebase`): a burst raises the service's CPU per request itself.
+The controller sets the three knobs — how sensitive each service's trigger is and how
+big its bursts are — and learns them from the reports (``burst_seconds``,
 ``change_signals``).
 
     >>> from otel_adaprof.params import Params
@@ -23,6 +27,8 @@ how big its bursts are — and learns them from the reports (``burst_seconds``,
     (False, False)
     >>> live.params.sampling_interval_ms, reflex.burst_seconds
     (50, 2.0)
+    >>> reflex.react(["latency"], now=103.0)  # resting as long as the burst lasted
+    False
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: The override reason while a burst runs.
 REASON = "burst"
+#: After a burst, the reflex rests this many times the burst's length before another
+#: may start (bursts then take at most 1 / (1 + REST_FACTOR) of the time).
+REST_FACTOR = 1.0
 
 
 class BurstReflex:
@@ -50,6 +59,7 @@ class BurstReflex:
         #: When the last burst started (monotonic s), if one did.
         self.started_at: float | None = None
         self._until: float | None = None
+        self._rest_until = float("-inf")
         self._last: float | None = None
         self._base: Params | None = None
 
@@ -58,6 +68,11 @@ class BurstReflex:
         """The CUSUM threshold in force: ``burst_sensitivity``, or the report's default."""
         sensitivity = self.live.base.params.burst_sensitivity
         return sensitivity if sensitivity > 0 else REPORT_THRESHOLD
+
+    @property
+    def resting(self) -> bool:
+        """Whether the reflex rests after a burst (at the last tick)."""
+        return self._until is None and self._last is not None and self._last < self._rest_until
 
     @property
     def in_burst(self) -> bool:
@@ -72,18 +87,19 @@ class BurstReflex:
         base = self.live.base.params
         on = base.burst_sensitivity > 0 and base.burst_seconds > 0
         if self._until is not None and (not on or now >= self._until):
+            if self.started_at is not None:
+                self._rest_until = now + REST_FACTOR * (now - self.started_at)
             self._end()
         started = False
-        if fired and on:
-            started = self._until is None
+        if fired and on and self._until is None and now >= self._rest_until:
+            started = True
             self._until = now + base.burst_seconds
-            if started:
-                self.bursts += 1
-                self.started_at = now
-                log.info(
-                    "otel-adaprof: burst at %d ms for %g s (%s changed)",
-                    base.burst_interval_ms, base.burst_seconds, ", ".join(fired),
-                )  # fmt: skip
+            self.bursts += 1
+            self.started_at = now
+            log.info(
+                "otel-adaprof: burst at %d ms for %g s (%s changed)",
+                base.burst_interval_ms, base.burst_seconds, ", ".join(fired),
+            )  # fmt: skip
         if self._until is not None and base is not self._base:
             # A burst, or new params from the controller under it: the burst's params.
             self._base = base

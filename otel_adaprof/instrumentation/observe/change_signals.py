@@ -13,11 +13,17 @@ in baseline standard deviations: a step of ``d`` standard deviations adds about
 ``d - SLACK`` (0.75) per observation, so a signal fires after ``threshold / (d - SLACK)``
 observations, while noise at the baseline drifts back to 0. When a signal fires its
 baseline restarts from the new level (it learns the new regime instead of firing on).
+When the agent itself changes what it costs the service (a burst starts or ends, the
+controller changes the sampling rate), :meth:`ChangeDetector.rebase` restarts the CPU and
+latency baselines without firing: profiling at 100 Hz raises the CPU per request by a
+fifth to a third on the demo service (docs/benchmarks.md), and a detector that took that
+for a change of the service would keep its own bursts going (seen in a benchmark run:
+the reflex burst 100 % of the time).
 
     >>> c = Cusum()
-    >>> fired = [c.update(x, threshold=5.0) for x in [10.0, 10.2, 9.8] * 4 + [14.0] * 3]
-    >>> fired.index(True)  # the step from 10 to 14 (8 std) fires on its first observation
-    12
+    >>> fired = [c.update(x, threshold=5.0) for x in [10.0, 10.2, 9.8] * 6 + [14.0] * 3]
+    >>> fired.index(True)  # the step from 10 to 14 fires on its first observation
+    18
     >>> round(c.statistic, 2)  # restarted after firing
     0.0
 
@@ -42,7 +48,12 @@ SLACK = 0.75
 #: 50 observations of memory, i.e. tens of seconds at the agent's tick).
 BASELINE_ALPHA = 0.02
 #: Observations that form a baseline before a signal may fire (again, after a change).
-WARMUP = 12
+WARMUP = 16
+#: The warm-up's variance is multiplied by this before use: a variance from 15
+#: observations is below the true one by a third or more one time in ten, and an
+#: underestimated spread is what makes a CUSUM fire on noise (about the 90 % upper
+#: confidence bound of a chi-square with 15 degrees of freedom: 15 / 8.55 = 1.75).
+WARMUP_VAR_FACTOR = 1.75
 #: Smallest standard deviation, relative to the baseline's mean (5 %): a perfectly
 #: steady signal must not fire on a 1 % wiggle.
 REL_FLOOR = 0.05
@@ -54,8 +65,11 @@ CLIP = 3.0
 REPORT_THRESHOLD = 5.0
 #: Operations whose latency is followed at most (least recently seen forgotten).
 MAX_OPERATIONS = 64
-#: Latency: durations needed for one observation (its p90).
-LATENCY_MIN_SPANS = 8
+#: Latency: durations needed for one observation (its p90: the second largest of 16;
+#: the p90 of 8 is their maximum, too heavy-tailed to compare).
+LATENCY_MIN_SPANS = 16
+#: Latency: durations needed for a partial observation (after :data:`MAX_OBSERVATION_S`).
+LATENCY_MIN_PARTIAL = 8
 #: CPU per request: requests needed for one observation.
 CPU_MIN_REQUESTS = 4
 #: Any signal: a partial observation is made after this long if it has some data (s).
@@ -117,6 +131,7 @@ class Cusum:
                 kept = sorted(ordered, key=lambda v: abs(v - median))[:-1]  # drop one outlier
                 self.mean = sum(kept) / len(kept)
                 self.var = sum((v - self.mean) ** 2 for v in kept) / max(1, len(kept) - 1)
+                self.var *= WARMUP_VAR_FACTOR
                 self._warm.clear()
             return False
         std = self.std
@@ -189,6 +204,8 @@ class ChangeDetector:
         self.rate = Cusum()
         self.latency: OrderedDict[str, _Latency] = OrderedDict()
         self.changes = 0
+        #: Baselines restarted by :meth:`rebase` (since start).
+        self.rebases = 0
         self.last_change_unix: float | None = None
         self._last: Inputs | None = None
         self._cpu_acc = (0.0, 0, 0.0)  # CPU s, requests, since
@@ -242,12 +259,33 @@ class ChangeDetector:
             self.latency.move_to_end(name)
         op.pending.extend(durations)
         enough = len(op.pending) >= LATENCY_MIN_SPANS
-        if not enough and not (op.pending and now - op.since >= MAX_OBSERVATION_S):
+        partial = len(op.pending) >= LATENCY_MIN_PARTIAL and now - op.since >= MAX_OBSERVATION_S
+        if not (enough or partial):
+            if now - op.since >= 4 * MAX_OBSERVATION_S:  # too few to say anything: start over
+                op.pending.clear()
+                op.since = now
             return False
         value = math.log(max(p90(op.pending), 1e-3))
         op.pending.clear()
         op.since = now
         return op.cusum.update(value, threshold)
+
+    def rebase(self) -> None:
+        """Restart the CPU-per-request and latency baselines without firing.
+
+        Called when the agent changes its own cost to the service (a burst starts or
+        ends, a new sampling rate): the next observations build new baselines under the
+        new profiling level. The span rate, which profiling does not move, keeps its own.
+        """
+        self.cpu.restart()
+        for op in self.latency.values():
+            op.cusum.restart()
+            op.pending.clear()
+            if self._last is not None:
+                op.since = self._last.now
+        if self._last is not None:
+            self._cpu_acc = (0.0, 0, self._last.now)
+        self.rebases += 1
 
     @property
     def latency_statistic(self) -> float:
