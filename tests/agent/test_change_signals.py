@@ -260,3 +260,24 @@ def test_new_params_defaults_leave_capture_and_reflex_off():
     p = Params()
     assert (p.slow_span_interval_ms, p.burst_sensitivity) == (0, 0.0)
     assert (p.burst_interval_ms, p.burst_seconds) == (10, 10.0)
+
+
+def test_a_new_sampling_rate_from_the_controller_rebases_without_a_burst():
+    from otel_adaprof.instrumentation.control.fast_loop import FastLoop
+    from otel_adaprof.instrumentation.join.samples import SampleStore
+    from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
+    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+
+    live = LiveParams(Params.parse({"sampling_interval_ms": 50, "burst_sensitivity": 8}))
+    latency = LatencyTracker()
+    n = [0]
+    loop = FastLoop(live, SlowSpanCapture(live, SampleStore(), latency), latency,
+                    counts=lambda: (n[0], 3 * n[0]), agent_threads=list)  # fmt: skip
+    for tick in range(10):
+        n[0] += 5
+        assert loop.signal_tick(tick * 0.25) == []
+    assert loop.detector.rebases == 0
+    live.apply(Params.parse({"sampling_interval_ms": 0, "burst_sensitivity": 8}), 2, None)
+    n[0] += 5
+    assert loop.signal_tick(2.5) == [] and loop.detector.rebases == 1
+    assert not loop.reflex.in_burst

@@ -117,14 +117,21 @@ class FastLoop:
             spans=spans,
             durations=self.latency.take_new(self._seen),
         )
-        fired = self.detector.observe(inputs, self.reflex.threshold, now_unix=time.time())
-        before = (self.reflex.in_burst, self.live.base.params.sampling_interval_ms)
-        self.reflex.react(fired, now)
-        after = (self.reflex.in_burst, self.live.base.params.sampling_interval_ms)
-        if after != before or after[1] != self._rate_seen:
-            # The agent changed its own cost to the service: new baselines, no alarm.
+        rate = self.live.base.params.sampling_interval_ms
+        if rate != self._rate_seen:
+            # The controller changed the sampling rate since the last tick: this tick's
+            # CPU and latencies straddle two profiling levels. New baselines, no alarm.
+            self._rate_seen = rate
+            self.detector.observe(inputs, float("inf"), now_unix=time.time())
             self.detector.rebase()
-        self._rate_seen = after[1]
+            self.reflex.react([], now)
+            return []
+        fired = self.detector.observe(inputs, self.reflex.threshold, now_unix=time.time())
+        was = self.reflex.in_burst
+        self.reflex.react(fired, now)
+        if self.reflex.in_burst != was:
+            # A burst started or ended: the agent changed its own cost to the service.
+            self.detector.rebase()
         return fired
 
     def _run(self) -> None:
