@@ -52,6 +52,10 @@ from otel_adaprof.protocol import MAX_NAME_CHARS, AgentIdentity, ProfilerBackend
 
 log = logging.getLogger("otel_adaprof.agent")
 
+#: When a burst starts, the window closes and is reported this long after (s), not at
+#: its end: long enough for a second of burst samples (100 at 100 Hz) to be in.
+BURST_REPORT_AFTER_S = 1.5
+
 
 @functools.cache
 def _sdk_version() -> str:
@@ -156,6 +160,7 @@ class Agent:
         poller.on_thread_end = self.cpu.leave
         poller.pause_profiler = self.profiler.pause
         poller.resume_profiler = self.profiler.resume
+        self.fast_loop.on_burst = functools.partial(poller.poll_soon, BURST_REPORT_AFTER_S)
         return poller
 
     def _poller_thread_started(self) -> None:

@@ -281,3 +281,21 @@ def test_a_new_sampling_rate_from_the_controller_rebases_without_a_burst():
     n[0] += 5
     assert loop.signal_tick(2.5) == [] and loop.detector.rebases == 1
     assert not loop.reflex.in_burst
+
+
+def test_poll_soon_wakes_the_poller_before_its_window_ends():
+    import threading
+    import time
+
+    from otel_adaprof.instrumentation.control.poller import Poller
+
+    # Only the wait between polls is under test: no controller, no window to close.
+    poller = Poller(LiveParams(Params()), None, lambda: None, lambda depth, version: None,
+                    controller_url=None)  # fmt: skip
+    t0 = time.monotonic()
+    threading.Timer(0.2, poller.poll_soon, args=(0.1,)).start()
+    poller._sleep(5.0)
+    assert 0.25 <= time.monotonic() - t0 < 2.0
+    t0 = time.monotonic()
+    poller._sleep(0.2)  # no request pending: the window's own length
+    assert time.monotonic() - t0 >= 0.19

@@ -79,6 +79,8 @@ class FastLoop:
         self.ident: int | None = None
         self._seen: dict[str, int] = {}
         self._rate_seen = live.base.params.sampling_interval_ms
+        #: Called (on this loop's thread, must not block) when a burst starts.
+        self.on_burst: Callable[[], None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -128,7 +130,8 @@ class FastLoop:
             return []
         fired = self.detector.observe(inputs, self.reflex.threshold, now_unix=time.time())
         was = self.reflex.in_burst
-        self.reflex.react(fired, now)
+        if self.reflex.react(fired, now) and self.on_burst is not None:
+            self.on_burst()
         if self.reflex.in_burst != was:
             # A burst started or ended: the agent changed its own cost to the service.
             self.detector.rebase()

@@ -96,6 +96,8 @@ class Poller:
         self._consecutive = 0
         self._reverted = False
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._soon_at: float | None = None
         self._thread: threading.Thread | None = None
         self.native_id: int | None = None
         self.on_thread_start: Callable[[], None] | None = None
@@ -116,6 +118,7 @@ class Poller:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop polling (an in-flight poll is bounded by the poll timeout)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -132,10 +135,34 @@ class Poller:
                 except Exception:  # never let the poller die: log, keep the params, go on
                     log.exception("otel-adaprof: poll failed unexpectedly")
                 first = False
-                self._stop.wait(wait)
+                self._sleep(wait)
         finally:
             if self.on_thread_end is not None:
                 self.on_thread_end()
+
+    def poll_soon(self, delay_s: float) -> None:
+        """Close the window and report ``delay_s`` from now, unless a poll is due sooner.
+
+        The burst reflex calls it when a burst starts: the burst's first samples are
+        the news of a change, and waiting for the end of the window would add up to a
+        window to the time the user waits to see it. Never blocks.
+        """
+        at = time.monotonic() + max(0.0, delay_s)
+        if self._soon_at is None or at < self._soon_at:
+            self._soon_at = at
+        self._wake.set()
+
+    def _sleep(self, wait: float) -> None:
+        """Until the next poll: ``wait`` seconds, or sooner if :meth:`poll_soon` asks."""
+        due = time.monotonic() + wait
+        while not self._stop.is_set():
+            soon = self._soon_at
+            now = time.monotonic()
+            if now >= due or (soon is not None and now >= soon):
+                break
+            self._wake.wait(min(due, soon if soon is not None else due) - now)
+            self._wake.clear()
+        self._soon_at = None
 
     def poll_once(self, first: bool = False) -> float:
         """Close the window, report it, apply the answer; seconds until the next poll."""
