@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from otel_adaprof.instrumentation.control.reflex import REST_FACTOR
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import (
     MAX_STACKS,
@@ -79,6 +80,7 @@ class SimulatedAgent:
         self._last_params: Params | None = None
         self._last_phase: str | None = None
         self._burst_left = 0.0
+        self._rest_left = 0.0
         self._false_alarm = False
         self.identity = AgentIdentity(
             service=service,
@@ -103,17 +105,25 @@ class SimulatedAgent:
         changed = self._last_phase is not None and phase.name != self._last_phase
         false_alarm = calibration().false_alarm_rate(sensitivity) * WINDOW_SECONDS
         self._false_alarm = not changed and bool(self.rng.random() < min(0.9, false_alarm))
-        if sensitivity > 0 and (changed or self._false_alarm):
+        # As the agent's reflex: a burst of fixed length, then a rest as long (REST_FACTOR)
+        # in which a signal starts nothing.
+        idle = self._burst_left <= 0 and self._rest_left <= 0
+        if sensitivity > 0 and (changed or self._false_alarm) and idle:
             self._burst_left = float(getattr(params, "burst_seconds", 0.0) or 0.0)
+            self._rest_left = REST_FACTOR * self._burst_left
             delay = min(secs, REFLEX_DELAY_S)
             parts.append((delay, float(params.rate_hz), False))
             secs -= delay
+        elif self._burst_left <= 0:
+            self._rest_left = max(0.0, self._rest_left - secs)
         if self._burst_left > 0 and sensitivity > 0:
             burst = min(secs, self._burst_left)
             interval = int(getattr(params, "burst_interval_ms", 10) or 10)
             parts.append((burst, 1000.0 / interval, True))
             self._burst_left -= burst
             secs -= burst
+            if self._burst_left <= 0:
+                self._rest_left = max(0.0, self._rest_left - secs)
         parts.append((secs, float(params.rate_hz), False))
         return [(t, r, b) for t, r, b in parts if t > 0]
 
