@@ -70,8 +70,10 @@ MAX_L1 = 2.0
 MIN_CONFIRM_SAMPLES = 20.0
 #: Margin over the sampling noise a total-variation distance must clear to be a change.
 CHANGE_MARGIN = 0.1
-#: Samples after a signalled change that, matching the old phase, make it a false alarm.
-FALSE_ALARM_SAMPLES = 3 * MIN_CONFIRM_SAMPLES
+#: Samples after a signalled change that, matching the old phase, make it a false alarm
+#: (with 60, a real hot path was merged back in a benchmark run: the test of a 40 % new
+#: share against the noise of a few dozen samples over tens of stack keys is too weak).
+FALSE_ALARM_SAMPLES = 10 * MIN_CONFIRM_SAMPLES
 #: Fewest samples a novelty share is counted against (see :func:`novelty`).
 NOVELTY_MIN_SAMPLES = 20.0
 
@@ -298,13 +300,17 @@ def step(
     window = keyed(obs.samples)
     n = sum(window.values())
     change = False
+    straddling = False
     detection = 0.0
     start = obs.end_unix - obs.seconds
-    # 1. A change the agent signalled starts a new phase at once.
+    # 1. A change the agent signalled starts a new phase at once. The signalling window's
+    #    own samples were mostly taken before the signal (it fires after the change, and
+    #    a burst's samples come in the next window): they stay with the old phase, so they
+    #    neither blur the new phase's profile nor make a real change look like a false alarm.
     if obs.changes > 0:
         at = obs.last_change_unix if obs.last_change_unix is not None else start
         state = replace(_restart(state, at), pending_change_unix=at)
-        change = True
+        change = straddling = True
     # 2. Otherwise a window whose samples differ from the phase's is a change seen in the
     #    samples (the onset lies somewhere in this window).
     elif shares_differ(window, state.profile, k) and state.samples >= 2 * MIN_CONFIRM_SAMPLES:
@@ -319,9 +325,15 @@ def step(
     else:
         gain = accuracy_gain(state.samples, n, k, target)
     profile = dict(state.profile)
-    for key, count in window.items():
-        profile[key] = profile.get(key, 0.0) + count
-    state = replace(state, samples=state.samples + n, profile=profile)
+    if straddling:
+        previous = dict(state.previous)
+        for key, count in window.items():
+            previous[key] = previous.get(key, 0.0) + count
+        state = replace(state, previous=previous, previous_samples=state.previous_samples + n)
+    else:
+        for key, count in window.items():
+            profile[key] = profile.get(key, 0.0) + count
+        state = replace(state, samples=state.samples + n, profile=profile)
     # 3. A pending change is confirmed once the new phase's samples differ from the old;
     #    a change the agent signalled whose samples, once plenty, match the old phase was
     #    a false alarm: the phases merge again (the old samples still describe it).

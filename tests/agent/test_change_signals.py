@@ -299,3 +299,16 @@ def test_poll_soon_wakes_the_poller_before_its_window_ends():
     t0 = time.monotonic()
     poller._sleep(0.2)  # no request pending: the window's own length
     assert time.monotonic() - t0 >= 0.19
+
+
+def test_after_a_rebase_a_change_of_the_service_is_seen_within_a_few_observations():
+    # Relevel, not a new warm-up: the spread is kept, the level is the median of the
+    # next RELEVEL_OBSERVATIONS; a step right after still fires at once.
+    from otel_adaprof.instrumentation.observe.change_signals import RELEVEL_OBSERVATIONS
+
+    c = Cusum()
+    assert _first_fire(c, _noise(11, 40, 10.0, 1.0), threshold=8.0) is None
+    c.relevel()
+    assert _first_fire(c, _noise(12, RELEVEL_OBSERVATIONS, 13.0, 1.0), threshold=8.0) is None
+    assert _first_fire(c, _noise(13, 30, 13.0, 1.0), threshold=8.0) is None  # new level
+    assert _first_fire(c, [20.0] * 3, threshold=8.0) is not None

@@ -160,15 +160,29 @@ def test_slow_span_coverage_and_switch_terms():
     assert r.total == pytest.approx(GOAL.coverage * 0.4 - GOAL.switch)
 
 
+def test_the_signalling_windows_samples_stay_with_the_old_phase_and_the_change_confirms():
+    # The window that signals holds samples from before the change (the old shares); the
+    # burst's samples after it hold a new function at 40 %: the change is confirmed.
+    state, _ = _run(_windows(STEADY, 1000, 10))
+    signal = WindowObservation(end_unix=205.0, seconds=5.0, changes=1, last_change_unix=204.0,
+                               samples={k: 30 * v for k, v in STEADY.items()})  # fmt: skip
+    state, _ = step(state, signal, GOAL, BUDGET)
+    assert state.samples == 0.0 and state.pending_change_unix == 204.0
+    hot = {**{k: 0.6 * v for k, v in STEADY.items()}, "compress_report (r.py:3)": 0.4}
+    state, rs = _run(_windows(hot, 120, 2, t0=210.0), state)
+    assert state.pending_change_unix is None and state.false_alarms == 0
+    assert sum(r.detection for r in rs) > 0.0
+
+
 def test_a_signalled_change_the_samples_do_not_confirm_is_a_false_alarm():
     state, _ = _run(_windows(STEADY, 1000, 10))  # steady phase at the target
     signal = WindowObservation(end_unix=205.0, seconds=5.0, changes=1, last_change_unix=202.0)
     state, r0 = step(state, signal, GOAL, BUDGET)
     assert r0.change and state.samples == 0.0
-    # the same shares keep coming: once 60 samples say so, the phases merge again
-    state, rs = _run(_windows(STEADY, 90, 3, t0=210.0), state)
+    # the same shares keep coming: once FALSE_ALARM_SAMPLES say so, the phases merge again
+    state, rs = _run(_windows(STEADY, 240, 3, t0=210.0), state)
     assert state.pending_change_unix is None and state.false_alarms == 1
-    assert state.samples == pytest.approx(1000 + 90)
+    assert state.samples == pytest.approx(1000 + 240)
     assert state.accuracy_reached(GOAL.functions) <= GOAL.accuracy_target
     assert sum(r.detection for r in rs) == 0.0
     assert sum(r.accuracy for r in rs) == 0.0  # a false alarm earns nothing

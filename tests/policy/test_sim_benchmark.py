@@ -57,7 +57,6 @@ def test_cpu_bound_with_1x_phases(report):
     assert _scen(report, "demo").checks()["cpu"]
 
 
-@pytest.mark.xfail(strict=True, reason="simulator, cpu-mode calibration: L1 1.75x at 4x phases")
 def test_l1_bound_with_4x_phases(report):
     assert _scen(report, "demo-4x").checks()["l1"]
 

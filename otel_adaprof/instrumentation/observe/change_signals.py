@@ -14,8 +14,9 @@ in baseline standard deviations: a step of ``d`` standard deviations adds about
 observations, while noise at the baseline drifts back to 0. When a signal fires its
 baseline restarts from the new level (it learns the new regime instead of firing on).
 When the agent itself changes what it costs the service (a burst starts or ends, the
-controller changes the sampling rate), :meth:`ChangeDetector.rebase` restarts the CPU and
-latency baselines without firing: profiling at 100 Hz raises the CPU per request by a
+controller changes the sampling rate), :meth:`ChangeDetector.rebase` learns the CPU and
+latency baselines' levels again from a few observations, keeping their spreads, without
+firing: profiling at 100 Hz raises the CPU per request by a
 fifth to a third on the demo service (docs/benchmarks.md), and a detector that took that
 for a change of the service would keep its own bursts going (seen in a benchmark run:
 the reflex burst 100 % of the time).
@@ -60,6 +61,9 @@ REL_FLOOR = 0.05
 #: Residuals are clipped at this many std before they move the baseline (a burst of
 #: outliers does not drag it).
 CLIP = 3.0
+#: Observations a baseline's level is learnt again from after the agent's own profiling
+#: changed (:meth:`Cusum.relevel`; its spread is kept).
+RELEVEL_OBSERVATIONS = 4
 #: Threshold at which changes are counted when the reflex is off (``burst_sensitivity``
 #: 0): the signals are still reported.
 REPORT_THRESHOLD = 5.0
@@ -102,6 +106,7 @@ class Cusum:
     high: float = 0.0
     low: float = 0.0
     _warm: list[float] = field(default_factory=list, repr=False)
+    _releveling: int = field(default=0, repr=False)
 
     @property
     def std(self) -> float:
@@ -117,10 +122,30 @@ class Cusum:
         """Forget the baseline (the next observations build a new one)."""
         self.n, self.mean, self.var, self.high, self.low = 0, 0.0, 0.0, 0.0, 0.0
         self._warm.clear()
+        self._releveling = 0
+
+    def relevel(self) -> None:
+        """Keep the baseline's spread, learn its level again from the next
+        :data:`RELEVEL_OBSERVATIONS` (their median): for a known shift of the level (the
+        agent's own profiling changed), blind for a few observations, not a warm-up.
+        A baseline still warming up starts over."""
+        if self.n < self.warmup:
+            self.restart()
+            return
+        self.high = self.low = 0.0
+        self._warm.clear()
+        self._releveling = RELEVEL_OBSERVATIONS
 
     def update(self, x: float, threshold: float) -> bool:
         """Add one observation; whether the CUSUM crossed ``threshold`` (std units)."""
         if not math.isfinite(x):
+            return False
+        if self._releveling:
+            self._warm.append(x)
+            self._releveling -= 1
+            if not self._releveling:
+                self.mean = _median(sorted(self._warm))
+                self._warm.clear()
             return False
         if self.n < self.warmup:  # the baseline's first level and spread, robustly
             self.n += 1
@@ -271,15 +296,17 @@ class ChangeDetector:
         return op.cusum.update(value, threshold)
 
     def rebase(self) -> None:
-        """Restart the CPU-per-request and latency baselines without firing.
+        """Learn the CPU-per-request and latency baselines' levels again, without firing.
 
         Called when the agent changes its own cost to the service (a burst starts or
-        ends, a new sampling rate): the next observations build new baselines under the
-        new profiling level. The span rate, which profiling does not move, keeps its own.
+        ends, a new sampling rate): the spreads are kept and the next few observations
+        set the levels under the new profiling level (:meth:`Cusum.relevel`), so a change
+        of the service right after is seen within seconds. The span rate, which profiling
+        does not move, keeps its own.
         """
-        self.cpu.restart()
+        self.cpu.relevel()
         for op in self.latency.values():
-            op.cusum.restart()
+            op.cusum.relevel()
             op.pending.clear()
             if self._last is not None:
                 op.since = self._last.now
