@@ -203,22 +203,22 @@ def test_reflex_starts_and_ends_a_burst_of_fixed_length_then_rests():
     r = BurstReflex(live)
     assert r.threshold == 3
     assert not r.react([], 0.0)
-    assert r.react(["latency"], 1.0) and live.params.sampling_interval_ms == 5
+    assert r.react(["span_rate"], 1.0) and live.params.sampling_interval_ms == 5
     assert not r.react(["cpu_per_request"], 2.5)  # no extension: ends at 3.0
     r.react([], 2.75)
     assert live.params.sampling_interval_ms == 5
     r.react([], 3.0)
     assert live.params.sampling_interval_ms == 200 and live.override is None
     assert (r.bursts, r.burst_seconds) == (1, 2.0)
-    assert r.resting and not r.react(["latency"], 4.5)  # rests 2 s, until 5.0
-    assert r.react(["latency"], 5.0) and r.bursts == 2
+    assert r.resting and not r.react(["span_rate"], 4.5)  # rests 2 s, until 5.0
+    assert r.react(["span_rate"], 5.0) and r.bursts == 2
 
 
 def test_false_alarms_every_tick_keep_the_reflex_bursting_at_most_half_the_time():
     live = LiveParams(Params.parse({"burst_sensitivity": 8, "burst_seconds": 15}))
     r = BurstReflex(live)
     for tick in range(2400):  # 600 s at 0.25 s, a signal firing at every tick
-        r.react(["latency"], tick * 0.25)
+        r.react(["cpu_per_request"], tick * 0.25)
     assert 0.45 <= r.burst_seconds / 600.0 <= 0.51
 
 
@@ -312,3 +312,13 @@ def test_after_a_rebase_a_change_of_the_service_is_seen_within_a_few_observation
     assert _first_fire(c, _noise(12, RELEVEL_OBSERVATIONS, 13.0, 1.0), threshold=8.0) is None
     assert _first_fire(c, _noise(13, 30, 13.0, 1.0), threshold=8.0) is None  # new level
     assert _first_fire(c, [20.0] * 3, threshold=8.0) is not None
+
+
+@pytest.mark.parametrize(("mode", "bursts"), [("cpu", False), ("wall", True)])
+def test_a_latency_change_alone_bursts_only_in_wall_mode(mode, bursts):
+    # CPU samples cannot explain time spent waiting: in cpu mode latency alone is news
+    # for the report, not a reason to burst.
+    live = LiveParams(Params.parse({"burst_sensitivity": 8, "profile_mode": mode}))
+    r = BurstReflex(live)
+    assert r.react(["latency"], 0.0) is bursts
+    assert r.react(["latency", "cpu_per_request"], 0.25) or bursts

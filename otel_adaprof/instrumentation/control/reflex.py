@@ -9,8 +9,11 @@ override of the controller's params (:meth:`LiveParams.set_override`), for
 ``burst_seconds``; then the controller's params again. A burst has a fixed length (a
 change during it does not extend it), and after it the reflex rests as long as the burst
 lasted (:data:`REST_FACTOR`): whatever the signals do, bursts take at most half of the
-time. The change signals' baselines restart without firing when a burst starts or ends
-(:meth:`ChangeDetector.rebase`): a burst raises the service's CPU per request itself.
+time. The change signals' baselines are levelled again without firing when a burst starts or
+ends (:meth:`ChangeDetector.rebase`): a burst raises the service's CPU per request itself.
+With ``profile_mode: cpu`` a latency change alone starts no burst: CPU samples cannot
+explain time spent waiting (on I/O, a lock, or a busy machine), and on a shared machine
+latency moves with the neighbours.
 The controller sets the three knobs — how sensitive each service's trigger is and how
 big its bursts are — and learns them from the reports (``burst_seconds``,
 ``change_signals``).
@@ -91,6 +94,10 @@ class BurstReflex:
                 self._rest_until = now + REST_FACTOR * (now - self.started_at)
             self._end()
         started = False
+        if base.profile_mode == "cpu":
+            # CPU samples cannot explain a latency change that costs no CPU (waiting on
+            # I/O, a lock or a busy machine): in cpu mode only CPU and rate changes burst.
+            fired = [name for name in fired if name != "latency"]
         if fired and on and self._until is None and now >= self._rest_until:
             started = True
             self._until = now + base.burst_seconds
