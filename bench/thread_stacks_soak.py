@@ -21,8 +21,10 @@ Reads are counted by the child every 0.2 s, so a crashed child's reads are known
 within 0.2 s.
 
 **Cost.** ``--cost``: per interpreter and backend, threads parked 20 frames deep
-(4, 20, 64 threads), the wall time of one read of every thread (the GIL is held about
-that long by ``faulthandler``), and the interval that keeps reads at 2 % of a core.
+(4, 20, 64 threads), the wall and CPU time of one read of every thread (``faulthandler``
+holds the GIL for most of it), the interval that keeps reads at 2 % of a core (from
+the CPU time, as the agent computes it), and for ``faulthandler`` the dump alone into
+the pipe the reader uses against an in-memory file (``memfd``).
 
 Usage::
 
@@ -161,11 +163,25 @@ for threads in counts:
     wall = (time.perf_counter() - t0) / n
     cpu = (time.thread_time() - t_cpu) / n
     assert len(got) >= threads and reader.active, (len(got), reader.failed)
+    row = {"threads": threads, "reads": n, "ms_per_read": round(wall * 1e3, 3),
+           "cpu_ms_per_read": round(cpu * 1e3, 3),
+           "interval_ms_at_share": round(cpu / share * 1e3, 1)}
+    if backend == "faulthandler":  # the dump alone: into a pipe (used) vs a memfd
+        import faulthandler, os
+        memfd = os.memfd_create("cost")
+        for key, fd in (("pipe_dump_cpu_ms", reader._pipe[1]), ("memfd_dump_cpu_ms", memfd)):
+            t_cpu = time.thread_time()
+            for _ in range(n):
+                os.lseek(fd, 0, os.SEEK_SET) if fd == memfd else None
+                faulthandler.dump_traceback(fd, all_threads=True)
+                if fd != memfd:
+                    reader.read(64)  # drains the pipe (its own dump counted apart below)
+            row[key] = round((time.thread_time() - t_cpu) / n * 1e3, 3)
+        row["pipe_dump_cpu_ms"] = round(row["pipe_dump_cpu_ms"] - cpu * 1e3, 3)
+        os.close(memfd)
     stop.set()
     for w in ws: w.join()
-    out.append({"threads": threads, "reads": n, "ms_per_read": round(wall * 1e3, 3),
-                "cpu_ms_per_read": round(cpu * 1e3, 3),
-                "interval_ms_at_share": round(wall / share * 1e3, 1)})
+    out.append(row)
 print(json.dumps(out))
 """
 
@@ -277,15 +293,21 @@ def markdown(result: dict[str, Any]) -> str:
             f"Cost of one read of every thread (threads parked 20 frames deep, depth 64); "
             f"interval = the shortest that keeps reads at {CORE_SHARE:.0%} of a core",
             "",
-            "| Python | backend | threads | ms per read | CPU ms per read | interval at 2 % |",
-            "|---|---|---:|---:|---:|---:|",
+            "| Python | backend | threads | ms per read | CPU ms per read | interval at 2 % "
+            "| dump alone, CPU ms: pipe / memfd |",
+            "|---|---|---:|---:|---:|---:|---|",
         ]
         for c in result["cost"]:
             for row in c.get("rows", []):
+                dumps = (
+                    f"{row['pipe_dump_cpu_ms']:.3f} / {row['memfd_dump_cpu_ms']:.3f}"
+                    if "memfd_dump_cpu_ms" in row
+                    else "—"
+                )
                 lines.append(
                     f"| {c['python']} | {c['backend']} | {row['threads']} "
                     f"| {row['ms_per_read']:.3f} | {row['cpu_ms_per_read']:.3f} "
-                    f"| {row['interval_ms_at_share']:g} ms |"
+                    f"| {row['interval_ms_at_share']:g} ms | {dumps} |"
                 )
     return "\n".join(lines)
 

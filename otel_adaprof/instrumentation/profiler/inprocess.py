@@ -28,8 +28,8 @@ from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 
 #: Share of a core the sampler's stack reads may use: the interval is stretched to
-#: the measured cost of a read over this share. A Python walk (CPython ≤ 3.10, ≥ 3.13)
-#: rarely reaches it; on CPython 3.11–3.12 a read (``faulthandler``) costs about
+#: the measured cost of a read over this share. A Python walk (all but CPython 3.11)
+#: rarely reaches it; on CPython 3.11 a read (``faulthandler``) costs about
 #: 0.15 ms per thread and holds the GIL (bench/output/thread_stacks_cost.json), so with
 #: 20 threads 100 Hz would take a third of a core.
 CORE_SHARE = 0.05

@@ -9,8 +9,8 @@ and reads the stack of each such span's thread, all in one read
 (:mod:`~otel_adaprof.instrumentation.profiler.thread_stacks`, with the backend that
 is safe on this Python). With no slow span nothing is read, and the capture sleeps
 until the earliest open span (or a span starting now) could become slow. Where the
-read is a Python walk (CPython ≤ 3.10, ≥ 3.13) only the slow threads are walked; on
-CPython 3.11–3.12 (``faulthandler``) a read costs in proportion to the process's
+read is a Python walk (all but CPython 3.11) only the slow threads are walked; on
+CPython 3.11 (``faulthandler``) a read costs in proportion to the process's
 threads, so the interval between captures is stretched to keep the reads under
 :data:`CORE_SHARE` of a core (:attr:`SlowSpanCapture.effective_interval_ms`).
 
@@ -76,7 +76,7 @@ MAX_OPEN_AGE_S = 600.0
 ON_CPU_SHARE = 0.2
 #: Share of a core the captures' stack reads may use: the interval between captures
 #: is stretched to the measured cost of a read over this share. With the
-#: ``faulthandler`` backend (CPython 3.11–3.12) a read costs about 0.15 ms per thread
+#: ``faulthandler`` backend (CPython 3.11) a read costs about 0.15 ms per thread
 #: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
 CORE_SHARE = 0.02
 

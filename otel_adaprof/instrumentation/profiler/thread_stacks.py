@@ -6,14 +6,17 @@ module is the one place that does it, with the backend that is safe on the runni
 interpreter (:func:`safe_backend`):
 
 * ``walk`` — ``sys._current_frames()`` and ``f_back``, in Python. Cheapest (tens of
-  µs for a few threads), and safe where the GIL serialises it: CPython ≤ 3.10 (frame
-  objects are real objects) and GIL builds of CPython ≥ 3.13.
-* ``faulthandler`` — on CPython 3.11 and 3.12, where walking another thread's frame
-  objects is a use-after-free (the service segfaulted in ``libpython3.11.so``; the
-  same crash is reported against other in-process samplers on 3.11):
+  µs for a few threads), and used everywhere but CPython 3.11: on ≤ 3.10 frame objects
+  are real objects; from 3.12 on the collector runs only between bytecodes, never
+  inside ``sys._current_frames()``, and the soak found no failure in 285,000 reads.
+* ``faulthandler`` — on CPython 3.11, where the walk is a use-after-free: the service
+  segfaulted in ``libpython3.11.so``, and the soak crashed (SIGSEGV) or hung (the
+  collector running a finaliser inside ``_PyThread_CurrentFrames``) in 5 of 5 children
+  in 49,500 reads; the same crash is reported against other in-process samplers on
+  3.11.
   ``faulthandler.dump_traceback(fd, all_threads=True)`` walks every thread's
   interpreter frames in one C call under the GIL, touching no frame object (the same
-  read py-spy does from outside), into an in-memory file (``memfd``) that is then
+  read py-spy does from outside), into a non-blocking pipe that is then read and
   parsed. It costs about 0.15 ms per thread (one ``write`` per piece of text) and
   holds the GIL meanwhile, so its users cap their rate by the measured cost
   (:meth:`ThreadStacks.min_interval_s`). It lists at most 100 threads and 100 frames
@@ -55,13 +58,17 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 from collections.abc import Collection, Iterable
 from types import CodeType, FrameType, FunctionType, ModuleType
 
 from otel_adaprof.instrumentation.join.stacks import FrameNames, Stack, frame_text
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("otel_adaprof.agent")
 
@@ -73,6 +80,12 @@ COST_WEIGHT = 0.2
 MAX_STEP = 4.0
 #: Distinct faulthandler lines and qualified names remembered (then started again).
 MAX_CACHED = 20_000
+#: Size asked for the pipe faulthandler writes into (bytes): 100 threads of 100 frames
+#: fit, at about 100 bytes a frame. A pipe costs less than half of an in-memory file
+#: (memfd) per ``write`` (bench/output/thread_stacks_cost.json).
+PIPE_BYTES = 1 << 20
+#: A pipe's size where it cannot be set (Linux's default).
+DEFAULT_PIPE_BYTES = 1 << 16
 
 _HEADER = re.compile(rb"^(?:Current thread|Thread) 0x([0-9a-fA-F]+)")
 _FRAME = re.compile(r'^  File "(.*)", line (\d+|\?\?\?) in (.*)$')
@@ -90,7 +103,7 @@ def safe_backend(version: tuple[int, int] | None = None, implementation: str | N
     """The backend that cannot crash this interpreter.
 
     >>> safe_backend((3, 11), "cpython"), safe_backend((3, 12), "cpython")
-    ('faulthandler', 'faulthandler')
+    ('faulthandler', 'walk')
     >>> safe_backend((3, 10), "cpython"), safe_backend((3, 13), "cpython")
     ('walk', 'walk')
     """
@@ -100,7 +113,7 @@ def safe_backend(version: tuple[int, int] | None = None, implementation: str | N
         return "walk"
     if version is None and gil_disabled():
         return "off"
-    if (3, 11) <= major_minor < (3, 13):
+    if major_minor == (3, 11):
         return "faulthandler"
     return "walk"
 
@@ -216,6 +229,11 @@ def _codes_in(module: ModuleType, path: str) -> list[CodeType]:
     return out
 
 
+def _file_id(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
 class ThreadStacks:
     """Reads other threads' stacks with one backend; cheap to call, never raises.
 
@@ -236,8 +254,10 @@ class ThreadStacks:
         self._names = FrameNames()
         self._qualnames = QualNames()
         self._lines: dict[bytes, str] = {}
-        self._fd: int | None = None
-        self._fd_pid = 0
+        self._pipe: tuple[int, int] | None = None  # (read end, write end), non-blocking
+        self._pipe_size = 0
+        self._pipe_pid = 0
+        self._pipe_id = (0, 0)
         self._lock = threading.Lock()
         if chosen == "off":
             self.failed = "free-threaded build without the GIL: no safe way to read stacks"
@@ -288,9 +308,9 @@ class ThreadStacks:
         return stacks
 
     def close(self) -> None:
-        """Close the in-memory file (a later read opens a new one)."""
-        fd, self._fd = self._fd, None
-        if fd is not None and self._fd_pid == os.getpid():
+        """Close the pipe (a later read opens a new one)."""
+        pipe, self._pipe = self._pipe, None
+        for fd in pipe or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -319,22 +339,37 @@ class ThreadStacks:
             del frames
         return out
 
-    def _file(self) -> int:
-        if self._fd is None or self._fd_pid != os.getpid():  # a forked child gets its own
-            memfd = getattr(os, "memfd_create", None)
-            if memfd is not None:
-                self._fd = memfd("adaprof-stacks", getattr(os, "MFD_CLOEXEC", 0))
-            else:  # not Linux: a temporary file (its pages stay in the page cache)
-                self._fd = os.dup(tempfile.TemporaryFile().fileno())  # noqa: SIM115
-            self._fd_pid = os.getpid()
-        return self._fd
+    def _open_pipe(self) -> tuple[int, int]:
+        if self._pipe is not None and self._pipe_pid == os.getpid():
+            return self._pipe
+        self.close()  # a forked child closes its copies and gets its own
+        read_end, write_end = os.pipe()
+        self._pipe, self._pipe_pid = (read_end, write_end), os.getpid()
+        self._pipe_id = _file_id(write_end)
+        # Never blocks: a full pipe loses the end of the text (it is cut below).
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+        self._pipe_size = DEFAULT_PIPE_BYTES
+        if set_size is not None and fcntl is not None:
+            with contextlib.suppress(OSError):  # the system's cap may be lower
+                self._pipe_size = fcntl.fcntl(write_end, set_size, PIPE_BYTES)
+        return self._pipe
 
     def _dump(self, depth: int, idents: Collection[int] | None, me: int) -> dict[int, Stack]:
-        fd = self._file()
-        os.lseek(fd, 0, os.SEEK_SET)
-        faulthandler.dump_traceback(fd, all_threads=True)  # one C call under the GIL
-        size = os.lseek(fd, 0, os.SEEK_CUR)
-        text = os.pread(fd, size, 0)
+        read_end, write_end = self._open_pipe()
+        if _file_id(write_end) != self._pipe_id:  # closed, its number reused by the app
+            raise OSError(f"the stacks pipe (fd {write_end}) was closed by someone else")
+        faulthandler.dump_traceback(write_end, all_threads=True)  # one C call, GIL held
+        chunks = []
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read_end, self._pipe_size):
+                chunks.append(chunk)
+        text = b"".join(chunks)
+        if not _HEADER.match(text):
+            raise OSError(f"faulthandler wrote no thread header: {text[:60]!r}")
+        if len(text) >= self._pipe_size:  # full: the last thread may be cut, drop it
+            text = text[: text.rfind(b"\n\n")]
         return self.parse(text, depth, idents, me)
 
     def parse(
