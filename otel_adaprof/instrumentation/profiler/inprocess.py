@@ -81,7 +81,7 @@ class InProcessSampler:
     def effective_interval_s(self) -> float:
         """The interval in force: ``interval_s``, or longer when reads cost more than
         :data:`CORE_SHARE` of a core at that rate."""
-        return max(self.interval_s, self.stacks.min_interval_s(CORE_SHARE))
+        return self.stacks.interval_s(self.interval_s, CORE_SHARE, "the in-process sampler")
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()

@@ -226,7 +226,7 @@ class SlowSpanCapture:
         for native in [n for n in self._clocks if n not in watched]:
             self._clocks.pop(native).close()
         if slow:
-            wait_s = max(interval_ns / 1e9, self.stacks.min_interval_s(CORE_SHARE))
+            wait_s = self.stacks.interval_s(interval_ns / 1e9, CORE_SHARE, "slow-span capture")
             self.effective_interval_ms = wait_s * 1e3
             return wait_s
         return max(interval_ns, wake - now_ns) / 1e9

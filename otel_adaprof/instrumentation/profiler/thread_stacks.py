@@ -258,6 +258,7 @@ class ThreadStacks:
         self._pipe_size = 0
         self._pipe_pid = 0
         self._pipe_id = (0, 0)
+        self._stretch_said = False
         self._lock = threading.Lock()
         if chosen == "off":
             self.failed = "free-threaded build without the GIL: no safe way to read stacks"
@@ -270,6 +271,25 @@ class ThreadStacks:
     def min_interval_s(self, core_share: float) -> float:
         """Shortest interval between reads that keeps them under ``core_share`` of a core."""
         return self.cost_s / core_share if core_share > 0 else 0.0
+
+    def interval_s(self, asked_s: float, core_share: float, user: str) -> float:
+        """The interval in force: ``asked_s``, or longer to keep reads under
+        ``core_share`` of a core (said once per process, at INFO, when it is over twice
+        ``asked_s``)."""
+        floor = self.min_interval_s(core_share)
+        if floor > 2 * asked_s and not self._stretch_said:
+            self._stretch_said = True
+            log.info(
+                "otel-adaprof: %s reads stacks every %.0f ms instead of %.0f ms: a read "
+                "costs %.2f ms here (%s), capped at %.0f %% of a core",
+                user,
+                floor * 1e3,
+                asked_s * 1e3,
+                self.cost_s * 1e3,
+                self.backend,
+                core_share * 100,
+            )
+        return max(asked_s, floor)
 
     def read(self, depth: int, idents: Collection[int] | None = None) -> dict[int, Stack]:
         """``{thread ident: stack root-first, its last depth frames}`` of other threads.
