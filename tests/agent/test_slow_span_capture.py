@@ -16,6 +16,8 @@ import textwrap
 
 import pytest
 
+from otel_adaprof.instrumentation.profiler.thread_stacks import safe_backend
+
 PROBE = textwrap.dedent(
     """
     import json, sys, threading, time
@@ -77,7 +79,9 @@ PROBE = textwrap.dedent(
     out = {"spans": [], "state": state.model_dump(mode="json"),
            "fast_thread_samples": [t for t, _s, _w in
                                    agent.store.samples_between(idents["fast"], 0, 2**63)],
-           "slow_thread_samples": len(agent.store.samples_between(idents["slow"], 0, 2**63))}
+           "slow_thread_samples": len(agent.store.samples_between(idents["slow"], 0, 2**63)),
+           "stacks_backend": agent.slow_capture.stacks.backend,
+           "stacks_failed": agent.slow_capture.stacks.failed}
     for s in memory.get_finished_spans():
         a = dict(s.attributes or {})
         out["spans"].append({"name": s.name, "start": s.start_time, "end": s.end_time,
@@ -109,6 +113,8 @@ def _slow_and_fast(got: dict) -> tuple[list[dict], list[dict]]:
 @pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
 def test_samples_land_on_slow_spans_only_without_a_profiler():
     got = _run("off", 0)
+    # The stacks are read with the backend safe on this Python (faulthandler on 3.11).
+    assert (got["stacks_backend"], got["stacks_failed"]) == (safe_backend(), None)
     slow, fast = _slow_and_fast(got)
     assert len([s for s in slow if s["name"] == "slow-op"]) == 6 and len(fast) >= 10
     assert all(not s["marker"] and s["samples"] == 0 for s in fast)

@@ -1,11 +1,13 @@
-"""The in-process fallback: a daemon thread reading ``sys._current_frames()``.
+"""The in-process fallback: a daemon thread reading every thread's stack.
 
 Used where py-spy is missing or may not read the process (no ptrace permission, as
 in many containers). It needs no privilege, but it is biased, and says so: the
 sampler must hold the GIL to look, so it sees other threads only where they let the
 GIL go (between bytecodes every ``sys.getswitchinterval()``, or in I/O), and on an
 asyncio service it mostly finds the event loop waiting in ``select``. Its own CPU is
-measured (thread CPU time) and reported as profiler overhead.
+measured (thread CPU time) and reported as profiler overhead. Stacks are read by
+:mod:`~otel_adaprof.instrumentation.profiler.thread_stacks` (the backend safe on this
+Python), and the rate is capped so the reads use at most :data:`CORE_SHARE` of a core.
 
     >>> import time
     >>> from otel_adaprof.instrumentation.join.samples import SampleStore
@@ -18,14 +20,19 @@ measured (thread CPU time) and reported as profiler overhead.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 
 from otel_adaprof.instrumentation.join.samples import SampleStore
-from otel_adaprof.instrumentation.join.stacks import FrameNames, Stack
+from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
+
+#: Share of a core the sampler's stack reads may use: the interval is stretched to
+#: the measured cost of a read over this share. A Python walk (all but CPython 3.11)
+#: rarely reaches it; on CPython 3.11 a read (``faulthandler``) costs about
+#: 0.15 ms per thread and holds the GIL (bench/output/thread_stacks_cost.json), so with
+#: 20 threads 100 Hz would take a third of a core.
+CORE_SHARE = 0.05
 
 
 class InProcessSampler:
@@ -49,7 +56,8 @@ class InProcessSampler:
         self.native_id: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._names = FrameNames()
+        #: The reader of other threads' stacks (the backend safe on this Python).
+        self.stacks = ThreadStacks()
 
     def start(self) -> None:
         """Start the sampling thread (a daemon)."""
@@ -65,19 +73,15 @@ class InProcessSampler:
 
     def sample_once(self, now_ns: int) -> None:
         """Take one sample of every other thread."""
-        me = threading.get_ident()
-        for tid, top in sys._current_frames().items():
-            if tid == me:
-                continue
-            frames: list[str] = []
-            frame: FrameType | None = top
-            while frame is not None and len(frames) < self.depth:
-                frames.append(self._names(frame))
-                frame = frame.f_back
-            frames.reverse()
-            stack: Stack = tuple(frames)
+        for tid, stack in self.stacks.read(self.depth).items():
             self.store.add_many(tid, [(now_ns, stack, now_ns)], self.version)
         self.store.set_watermark(now_ns)
+
+    @property
+    def effective_interval_s(self) -> float:
+        """The interval in force: ``interval_s``, or longer when reads cost more than
+        :data:`CORE_SHARE` of a core at that rate."""
+        return self.stacks.interval_s(self.interval_s, CORE_SHARE, "the in-process sampler")
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
@@ -92,11 +96,12 @@ class InProcessSampler:
                 now_cpu = time.thread_time()
                 self.cpu_seconds += now_cpu - t_cpu
                 t_cpu = now_cpu
-                next_at += self.interval_s
+                interval = self.effective_interval_s
+                next_at += interval
                 delay = next_at - time.monotonic()
                 if delay < 0:  # fell behind (GIL contention): skip, don't burst
-                    next_at = time.monotonic() + self.interval_s
-                    delay = self.interval_s
+                    next_at = time.monotonic() + interval
+                    delay = interval
                 self._stop.wait(delay)
         except Exception:  # the sampler must never take the service down
             import logging
@@ -105,5 +110,6 @@ class InProcessSampler:
                 "otel-adaprof: in-process sampler stopped"
             )
         finally:
+            self.stacks.close()
             if self._on_thread is not None:
                 self._on_thread(False)

@@ -5,10 +5,14 @@ spans (span id → thread, start, name). At each :meth:`SlowSpanCapture.tick` th
 capture looks for open spans that have outlived their ``marker_trigger`` — longer
 than ``min_duration_ms`` and, if a ``latency_percentile`` is set, slower than that
 percentile of their operation (:mod:`~otel_adaprof.instrumentation.spans.latency`) —
-and reads the stack of each such span's thread from ``sys._current_frames()``. Its
-cost grows with the number of slow spans, not with the number of threads: a thread
-with no slow span is never walked, and with no slow span the capture sleeps until the
-earliest open span (or a span starting now) could become slow.
+and reads the stack of each such span's thread, all in one read
+(:mod:`~otel_adaprof.instrumentation.profiler.thread_stacks`, with the backend that
+is safe on this Python). With no slow span nothing is read, and the capture sleeps
+until the earliest open span (or a span starting now) could become slow. Where the
+read is a Python walk (all but CPython 3.11) only the slow threads are walked; on
+CPython 3.11 (``faulthandler``) a read costs in proportion to the process's
+threads, so the interval between captures is stretched to keep the reads under
+:data:`CORE_SHARE` of a core (:attr:`SlowSpanCapture.effective_interval_ms`).
 
 The samples go into the same :class:`~otel_adaprof.instrumentation.join.samples.SampleStore`
 as py-spy's, so they land on the span (through the span join) and in the window's
@@ -35,25 +39,23 @@ stack alone.
     >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 7_000_000, "op")
     >>> capture.tick(time.time_ns())  # 7 ms: slow in 3 ms; its thread's clock starts
     0.005
-    >>> time.sleep(0.005); capture.tick(time.time_ns())  # slow now, captured: no CPU used
-    0.005
+    >>> time.sleep(0.005); capture.tick(time.time_ns()) >= 0.005  # slow now, captured
+    True
     >>> done.set(); worker.join()
-    >>> capture.slow_spans, capture.samples, capture.waiting_samples
+    >>> capture.slow_spans, capture.samples, capture.waiting_samples  # it used no CPU
     (1, 1, 1)
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
-from otel_adaprof.instrumentation.join.stacks import FrameNames, Stack
+from otel_adaprof.instrumentation.join.stacks import Stack
+from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 
 #: Open span: (thread ident, native thread id, start unix ns, span name).
@@ -72,6 +74,11 @@ MAX_OPEN_AGE_S = 600.0
 #: time since the previous capture is on CPU (a thread blocked in I/O, a lock or a
 #: sleep uses next to none; two busy threads sharing the GIL use about half each).
 ON_CPU_SHARE = 0.2
+#: Share of a core the captures' stack reads may use: the interval between captures
+#: is stretched to the measured cost of a read over this share. With the
+#: ``faulthandler`` backend (CPython 3.11) a read costs about 0.15 ms per thread
+#: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
+CORE_SHARE = 0.02
 
 
 class _ThreadClock:
@@ -127,7 +134,11 @@ class SlowSpanCapture:
         self._seen: set[int] = set()
         self._min_limit_ns: int | None = None
         self._clocks: dict[int, _ThreadClock] = {}
-        self._names = FrameNames()
+        #: The reader of other threads' stacks (the backend safe on this Python).
+        self.stacks = ThreadStacks()
+        #: Interval between captures in force (ms): ``slow_span_interval_ms``, or
+        #: longer when reads cost more than :data:`CORE_SHARE` of a core at that rate.
+        self.effective_interval_ms = 0.0
 
     @property
     def on(self) -> bool:
@@ -146,6 +157,7 @@ class SlowSpanCapture:
         elif not on and self.open_spans is not None:
             self.enable(None)
             self.open_spans = None
+            self.stacks.close()
             self._seen.clear()
             for clock in self._clocks.values():
                 clock.close()
@@ -214,7 +226,9 @@ class SlowSpanCapture:
         for native in [n for n in self._clocks if n not in watched]:
             self._clocks.pop(native).close()
         if slow:
-            return interval_ns / 1e9
+            wait_s = self.stacks.interval_s(interval_ns / 1e9, CORE_SHARE, "slow-span capture")
+            self.effective_interval_ms = wait_s * 1e3
+            return wait_s
         return max(interval_ns, wake - now_ns) / 1e9
 
     @staticmethod
@@ -228,26 +242,10 @@ class SlowSpanCapture:
         items[:] = list(index.items())
 
     def _capture(self, slow: dict[int, int], now_ns: int, depth: int) -> None:
-        # Every stack is read first, in one pass with no I/O, and the frame objects are
-        # dropped before anything else runs: reading /proc (below) lets the other
-        # threads run, and a frame of another thread must not be walked after its
-        # thread has moved on (CPython 3.11 crashed in a service walking such frames).
-        me = threading.get_ident()
-        stacks: list[tuple[int, int, tuple[str, ...]]] = []
-        frames = sys._current_frames()
-        try:
-            for tid, native in slow.items():
-                frame: FrameType | None = frames.get(tid)
-                if frame is None or tid == me:
-                    continue
-                stack: list[str] = []
-                while frame is not None and len(stack) < depth:
-                    stack.append(self._names(frame))
-                    frame = frame.f_back
-                stack.reverse()
-                stacks.append((tid, native, tuple(stack)))
-        finally:
-            del frames
+        # Every stack is read first, in one read (thread_stacks: the backend that is
+        # safe on this Python), before the /proc reads below let other threads run.
+        read = self.stacks.read(depth, slow.keys())
+        stacks = [(tid, native, read[tid]) for tid, native in slow.items() if tid in read]
         for tid, native, captured in stacks:
             on_cpu = self._on_cpu(native, now_ns)
             version = self.live.current.version  # the config version it is taken under
