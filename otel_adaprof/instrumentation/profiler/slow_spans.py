@@ -11,8 +11,11 @@ is safe on this Python). With no slow span nothing is read, and the capture slee
 until the earliest open span (or a span starting now) could become slow. Where the
 read is a Python walk (all but CPython 3.11) only the slow threads are walked; on
 CPython 3.11 (``faulthandler``) a read costs in proportion to the process's
-threads, so the interval between captures is stretched to keep the reads under
-:data:`CORE_SHARE` of a core (:attr:`SlowSpanCapture.effective_interval_ms`).
+threads, so the interval between a span's captures is stretched to keep the reads
+under :data:`CORE_SHARE` of a core (:attr:`SlowSpanCapture.effective_interval_ms`).
+A span that turns slow is captured at its first tick all the same: every slow span
+gets a sample (the cost then grows with the slow spans, one read each), and only the
+repeats wait.
 
 The samples go into the same :class:`~otel_adaprof.instrumentation.join.samples.SampleStore`
 as py-spy's, so they land on the span (through the span join) and in the window's
@@ -132,6 +135,8 @@ class SlowSpanCapture:
         #: CPU seconds of the captures (thread time spent in :meth:`tick`).
         self.cpu_seconds = 0.0
         self._seen: set[int] = set()
+        #: Slow span → when it is captured next (unix ns).
+        self._next_ns: dict[int, int] = {}
         self._min_limit_ns: int | None = None
         self._clocks: dict[int, _ThreadClock] = {}
         #: The reader of other threads' stacks (the backend safe on this Python).
@@ -159,6 +164,7 @@ class SlowSpanCapture:
             self.open_spans = None
             self.stacks.close()
             self._seen.clear()
+            self._next_ns.clear()
             for clock in self._clocks.values():
                 clock.close()
             self._clocks.clear()
@@ -183,7 +189,8 @@ class SlowSpanCapture:
         min_ns = int(trigger.min_duration_ms * 1e6)
         pct = trigger.latency_percentile
         limits: dict[str, int | None] = {}
-        slow: dict[int, int] = {}  # thread ident → native id
+        slow: dict[int, int] = {}  # thread ident → native id, to capture now
+        captured: list[int] = []  # their spans
         soon: dict[int, int] = {}  # threads of spans slow within an interval: clocks start
         wake = now_ns + int(IDLE_MAX_S * 1e9)
         seen = self._seen
@@ -203,16 +210,24 @@ class SlowSpanCapture:
                 continue
             due = start_ns + limit
             if now_ns >= due:
-                slow[tid] = native
                 still_open.add(span_id)
-                if span_id not in seen:
+                if span_id not in seen:  # newly slow: captured at once
                     seen.add(span_id)
                     self.slow_spans += 1
+                    slow[tid] = native
+                elif now_ns >= self._next_ns.get(span_id, 0):
+                    slow[tid] = native
+                else:
+                    wake = min(wake, self._next_ns[span_id])
+                    continue
+                captured.append(span_id)
             elif now_ns >= due - interval_ns:
                 soon[tid] = native
             elif due - interval_ns < wake:
                 wake = due - interval_ns
         seen.intersection_update(still_open)
+        for span_id in [k for k in self._next_ns if k not in still_open]:
+            del self._next_ns[span_id]
         known = [v for v in limits.values() if v is not None]
         if known:
             self._min_limit_ns = min(known)
@@ -226,9 +241,14 @@ class SlowSpanCapture:
         for native in [n for n in self._clocks if n not in watched]:
             self._clocks.pop(native).close()
         if slow:
-            wait_s = self.stacks.interval_s(interval_ns / 1e9, CORE_SHARE, "slow-span capture")
-            self.effective_interval_ms = wait_s * 1e3
-            return wait_s
+            # Each span's next capture is an interval away, stretched to keep the reads
+            # under CORE_SHARE; a span that turns slow meanwhile is captured at once.
+            again_s = self.stacks.interval_s(interval_ns / 1e9, CORE_SHARE, "slow-span capture")
+            self.effective_interval_ms = again_s * 1e3
+            again_ns = now_ns + int(again_s * 1e9)
+            for span_id in captured:
+                self._next_ns[span_id] = again_ns
+            wake = min(wake, again_ns)
         return max(interval_ns, wake - now_ns) / 1e9
 
     @staticmethod
