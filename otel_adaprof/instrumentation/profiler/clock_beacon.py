@@ -37,7 +37,7 @@ log = logging.getLogger("otel_adaprof.agent")
 #: period per py-spy run to the sampling interval within these bounds (at 1–10 Hz the
 #: sampling period dwarfs any clock error, and each wake-up costs CPU).
 MIN_PERIOD_S = 0.02
-MAX_PERIOD_S = 0.1
+MAX_PERIOD_S = 0.5
 #: A move and the event that saw it are matched within this window of the rough
 #: anchor (ns); same-named moves are at least four periods (80 ms) apart.
 MATCH_WINDOW_NS = 35_000_000
