@@ -12,6 +12,11 @@ Usage::
     ('http://127.0.0.1:8080', 'in-process', 2)
     >>> AgentSettings.from_env({"ADAPROF_PROFILE_SEGMENT_S": "zero"}).segment_s
     2
+
+Marker spans wait for the py-spy run that covers them, at most the longest run + 4 s:
+
+    >>> AgentSettings().hold_s, AgentSettings(cut_rule="window").hold_s
+    (14.0, 6.0)
 """
 
 from __future__ import annotations
@@ -85,9 +90,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "timeout of one poll; a slow controller never holds the service"),
     EnvVar("ADAPROF_STALE_PARAMS_S", "stale_params_s", "300",
            "controller unreachable this long: back to local params"),
-    EnvVar("ADAPROF_MAX_HOLD_S", "max_hold_s", "segment + 4",
+    EnvVar("ADAPROF_MAX_HOLD_S", "max_hold_s", "longest run + 4",
            "longest a marker span is held for its samples before it leaves anyway "
-           "(default: the longest py-spy run + 4 s)"),
+           "(default: the longest py-spy run + 4 s, 14 s)"),
     EnvVar("ADAPROF_MAX_HELD_SPANS", "max_held_spans", "20000",
            "marker spans held at once; beyond it spans leave at once, without samples"),
     EnvVar("ADAPROF_SPAN_TOP_STACKS", "span_top_stacks", "5",

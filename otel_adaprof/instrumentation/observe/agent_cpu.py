@@ -166,18 +166,17 @@ class AgentCpu:
                 bucket[part] = bucket.get(part, 0.0) + spent
             self._retired = {}
 
-    def move_meter(self, part: str, seconds: float, version: int) -> float:
-        """Credit ``seconds`` of meter ``part``, used since the last checkpoint, to
-        ``version`` (e.g. a py-spy segment's tail after a new version came in force);
-        the next checkpoint does not count them again. Returns the seconds moved (at
-        most what the meter shows uncounted)."""
+    def move_meter(self, part: str, version: int) -> float:
+        """Credit what meter ``part`` used since the last checkpoint to ``version`` (e.g.
+        the tail of a py-spy segment cut after a new version came in force); the next
+        checkpoint does not count it again. Returns the seconds moved."""
         read = self._meters.get(part)
-        if read is None or seconds <= 0:
+        if read is None:
             return 0.0
         now = read()
         with self._lock:
             previous = self._last.get((part, 0), 0.0)
-            moved = max(0.0, min(seconds, now - previous))
+            moved = max(0.0, now - previous)
             if moved:
                 self._last[(part, 0)] = previous + moved
                 bucket = self._by_version.setdefault(version, {})

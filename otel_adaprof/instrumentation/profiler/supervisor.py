@@ -75,6 +75,8 @@ IDLE_TICK_S = 0.2
 #: Longest the supervisor looks away from a running py-spy (s): a run that fails at
 #: start is seen this soon.
 RUN_TICK_S = 0.25
+#: Same, once a run has lasted a second (a change of params still wakes it at once).
+LONG_RUN_TICK_S = 1.0
 #: Longest pause between a window's cut and the poll's answer (s): after it, sampling
 #: goes on with the params in force (``cut_rule="window"`` only).
 MAX_PAUSE_S = 0.5
@@ -108,6 +110,9 @@ class _Segment:
     versions: list[tuple[int, int]]
     #: Up to when (wall ns) its time has been counted in the rates (in flight).
     counted_ns: int = 0
+    #: py-spy's "behind" warnings, and how late it said it was, counted so far.
+    behind_seen: int = 0
+    late_seen_s: float = 0.0
 
     def version_at(self, t_ns: int) -> int:
         """The config version in force at ``t_ns`` (the first one before the start)."""
@@ -471,24 +476,30 @@ class Profiler:
                 gen = now_gen
                 continue
             if now_gen != gen or (self._pause_until and self.cut_rule == "window"):
-                cpu_then = run.cpu_seconds_so_far()
                 old_version = seg.versions[-1][1]
+                new_version = self.live.current.version != old_version
+                if new_version:  # what was spent up to now was spent under the old one
+                    self.cpu.checkpoint(old_version)
                 run.interrupt()  # py-spy stops at its next sample and writes its file
                 self.cuts += 1
                 done = run.wait(timeout=2.0 / max(1, seg.rate_hz) + 2.0)
                 if done is None:
                     run.kill()
                     break
-                if self.live.current.version != old_version:
-                    # its tail after the new version came in force was spent for the old one
-                    self.cpu.move_meter("pyspy", done.cpu_seconds - cpu_then, old_version)
+                if new_version:  # and so was the run's tail
+                    self.cpu.move_meter("pyspy", old_version)
                 return done
             done = run.wait(timeout=0)
             if done is not None:
                 return done
-            # near the run's own end, look often: the next run starts without a gap
-            left = run.started_ns / 1e9 + seg.length_s - time.time()
-            self.live.wait_change(gen, min(RUN_TICK_S, max(0.01, left)))
+            if time.time_ns() - run.started_ns > (2 * seg.length_s + 2) * 1_000_000_000:
+                run.interrupt()  # far behind (py-spy counts samples, not time): cut it
+            # near the run's own end, look often: the next run starts without a gap; a
+            # run that fails does so at start: after its first second, look less often
+            now = time.time()
+            left = run.started_ns / 1e9 + seg.length_s - now
+            tick = RUN_TICK_S if now - run.started_ns / 1e9 < 1.0 else LONG_RUN_TICK_S
+            self.live.wait_change(gen, min(tick, max(0.01, left)))
         done = run.wait(timeout=5.0)
         if done is None:  # not reaped: count nothing, try again later
             return RunResult(-1, None, "py-spy did not exit", run.started_ns, time.time_ns(), 0.0)
@@ -503,6 +514,7 @@ class Profiler:
         if not current.params.profiling_enabled or pyspy_knobs(current.params) != knobs:
             return False
         if current.version != seg.versions[-1][1]:
+            self.cpu.checkpoint(seg.versions[-1][1])  # CPU until now: the old version's
             with self._lock:
                 at = max(self.live.changed_ns, seg.versions[-1][0])
                 seg.versions.append((at, current.version))
@@ -566,35 +578,46 @@ class Profiler:
         return keep
 
     def _count_in_flight(self, seg: _Segment, now_ns: int) -> None:  # under self._lock
-        """A running segment's time since last counted, at the rate asked (py-spy says
-        how late it was only at its end: that part is counted then)."""
-        for version, seconds in seg.split(seg.counted_ns, now_ns):
+        """A running segment's time since last counted, and py-spy's "behind in
+        sampling" warnings printed since (its output file is written as it runs)."""
+        events, late_s = seg.run.behind_so_far()
+        self._count(seg, seg.counted_ns, now_ns, events, late_s)
+
+    def _count(
+        self, seg: _Segment, from_ns: int, to_ns: int, events: int, late_s: float
+    ) -> None:  # under self._lock
+        """Asked vs achieved ticks of ``[from_ns, to_ns]``: achieved is short of asked by
+        how much later py-spy said it was (its last "behind" is how late it is)."""
+        new_events = max(0, events - seg.behind_seen)
+        lost_s = max(0.0, late_s - seg.late_seen_s) if new_events else 0.0
+        if new_events and late_s < seg.late_seen_s:  # it caught up, then fell behind again
+            lost_s = late_s
+        parts = seg.split(from_ns, to_ns) or [(seg.versions[-1][1], 0.0)]
+        seconds = sum(part for _v, part in parts)
+        lost_s = min(lost_s, seconds)
+        for version, part in parts:
             row = self._rates.setdefault(version, [0, 0.0, 0.0, 0.0])
-            row[1] += seg.rate_hz * seconds
-            row[2] += seg.rate_hz * seconds
-            row[3] += seconds
-        seg.counted_ns = max(seg.counted_ns, now_ns)
+            row[1] += seg.rate_hz * part
+            row[2] += seg.rate_hz * (part - lost_s * part / seconds if seconds else 0.0)
+            row[3] += part
+        row = self._rates.setdefault(parts[-1][0], [0, 0.0, 0.0, 0.0])
+        row[0] += new_events
+        self.behind_events += new_events
+        seg.behind_seen = max(seg.behind_seen, events)
+        if new_events:
+            seg.late_seen_s = late_s
+        seg.counted_ns = max(seg.counted_ns, to_ns)
 
     def _count_rate(self, seg: _Segment, seconds: float, result: RunResult) -> None:
-        """Asked vs achieved rate: py-spy's last "behind" says how late it was at the end."""
+        """The rest of a finished segment (what was not counted while it ran)."""
         if seconds <= 0:
             return
-        rate_hz = seg.rate_hz
         with self._lock:
             end = result.ended_ns
-            counted = max(0.0, (seg.counted_ns - seg.run.started_ns - ATTACH_NS) / 1e9)
-            rest = max(0.0, seconds - counted)
-            behind_s = min(rest, result.behind_s)
-            self.behind_events += result.behind_events
-            last = seg.versions[-1][1]
-            parts = seg.split(end - int(rest * 1e9), end) or [(last, rest)]
-            for version, part in parts:
-                row = self._rates.setdefault(version, [0, 0.0, 0.0, 0.0])
-                row[1] += rate_hz * part
-                row[2] += rate_hz * max(0.0, part - behind_s * part / max(rest, 1e-9))
-                row[3] += part
-            row = self._rates.setdefault(last, [0, 0.0, 0.0, 0.0])
-            row[0] += result.behind_events
+            begin = max(seg.counted_ns, seg.run.started_ns + ATTACH_NS)
+            # py-spy ran ``seconds`` since it attached: the part not yet counted
+            rest = max(0.0, seconds - (begin - seg.run.started_ns - ATTACH_NS) / 1e9)
+            self._count(seg, end - int(rest * 1e9), end, result.behind_events, result.behind_s)
 
     def _failed(self, reason: str, *, permission: bool) -> None:
         self.failures += 1
