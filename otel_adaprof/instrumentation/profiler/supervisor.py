@@ -8,12 +8,18 @@ the process, and falls back to the in-process sampler otherwise:
   service started) → the next run starts after a backoff (0.5 s doubling to 30 s,
   with jitter); after :data:`MAX_FAILURES` failures in a row → in-process.
 
-A py-spy run (a *segment*) lasts until the effective params change (a new config
-version, new knobs, or a local override set or lifted: :class:`LiveParams` wakes
-the supervisor), until the poller closes a window (:meth:`Profiler.pause`), or at
-most ``segment_s``. It is cut with SIGINT, so it stops within one sampling interval
-and its samples are kept. Every sample is tagged with the config version it was taken
-under. ``profile_mode: cpu`` runs py-spy with ``--gil`` (the GIL holder only),
+A py-spy run (a *segment*) costs a start (attach, read the binary's symbols: ~15 ms
+of CPU), so it is planned long enough for ``segment_samples`` samples at its rate,
+within ``segment_s`` and ``segment_max_s`` (:meth:`Profiler.segment_length`). It is
+cut sooner only when what py-spy runs with changes — the rate, the profile mode, or
+profiling off — from a new config version or a local override (:class:`LiveParams`
+wakes the supervisor); it is cut with SIGINT, so it stops within one sampling interval
+and its samples are kept. A new config version with the same py-spy knobs, and a
+window's close, do not cut it: every sample is tagged with the config version in
+force when it was taken, and the samples of a version whose report has gone are
+handed over late (:meth:`SampleStore.take_late`). ``cut_rule="window"`` is the former
+rule: also cut at every new version and window's close (:meth:`Profiler.pause`).
+``profile_mode: cpu`` runs py-spy with ``--gil`` (the GIL holder only),
 ``wall`` with ``--idle`` (every thread). Profiling off (``sampling_interval_ms = 0``)
 stops sampling and moves the watermark with the clock, so no span waits for samples
 that will not come.
