@@ -19,6 +19,7 @@ slow-span capture's cost.
 Usage::
 
     python bench/cost_model.py                     # 36 cells of 5 s, about 4 minutes
+    python bench/cost_model.py --seconds 20 --write   # cells covering whole 10 s segments
     python bench/cost_model.py --write             # same, and store the fit
     python bench/cost_model.py --quick --json      # 6 cells of 2 s (tests)
     python bench/cost_model.py --refit --write     # fit the committed cells again
@@ -229,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.refit:
         measured_at = old["measured_at"]
     result = {
-        "command": "python bench/cost_model.py" + (" --quick" if args.quick else ""),
+        "command": "python bench/cost_model.py"
+        + (" --quick" if args.quick else "")
+        + (f" --seconds {seconds:g}" if not args.quick and seconds != 5.0 else ""),
         "measured_at": measured_at,
         "machine": {
             "cpus": os.cpu_count(),

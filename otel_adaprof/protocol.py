@@ -142,6 +142,12 @@ class ObservedState(_Message):
     slow_span_samples: Annotated[int, Field(ge=0)] = Field(
         default=0, description="stacks captured on slow spans in the window"
     )
+    samples_pending_since: NonNegative | None = Field(
+        default=None,
+        description="unix time (s) from which the window's samples are not all in this "
+        "report (a py-spy segment in flight); they come in a later report's late_stacks, "
+        "tagged with this window's config version; null: every sample is in",
+    )
 
     @property
     def profiler_cpu_fraction(self) -> float:
@@ -175,12 +181,36 @@ class StackHistogram(_Message):
         return out
 
 
+class LateStacks(_Message):
+    """Samples of an earlier config version that arrived after its window was reported.
+
+    A py-spy segment may span several windows (its samples arrive when it ends); what it
+    took under version ``config_version`` comes in the next report as late stacks, never
+    in the ``stacks`` of another version. ``taken_from``/``taken_to``: unix times (s) of
+    the first and last of these samples. ``profiler_cpu_seconds``: the profiler CPU that
+    version used after its report (a cut segment's py-spy tail).
+    """
+
+    config_version: Annotated[int, Field(ge=0)]
+    stacks: StackHistogram
+    taken_from: NonNegative = 0.0
+    taken_to: NonNegative = 0.0
+    profiler_cpu_seconds: NonNegative = Field(
+        default=0.0, description="CPU seconds of that version spent after its report"
+    )
+
+
+#: Most earlier versions carried in one report's ``late_stacks``.
+MAX_LATE_VERSIONS = 8
+
+
 class PollRequest(_Message):
     """Agent → controller, once per window.
 
     ``config_version`` is the version of the params the window ran under (0 before the
     agent has heard from the controller); ``window`` and ``stacks`` are absent on the
-    first poll of a process.
+    first poll of a process. ``late_stacks``: samples of earlier versions that arrived
+    after their own report (:class:`LateStacks`).
     """
 
     protocol_version: int = PROTOCOL_VERSION
@@ -189,6 +219,7 @@ class PollRequest(_Message):
     session_id: OptionalName | None = None
     window: ObservedState | None = None
     stacks: StackHistogram | None = None
+    late_stacks: list[LateStacks] = Field(default_factory=list, max_length=MAX_LATE_VERSIONS)
 
 
 class PollResponse(_Message):

@@ -48,13 +48,22 @@ from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcess
 from otel_adaprof.instrumentation.spans.sampler import AdaprofSampler
 from otel_adaprof.instrumentation.threads import AgentThreads, ThreadIdentity, ThreadLiveness
 from otel_adaprof.params import Params
-from otel_adaprof.protocol import MAX_NAME_CHARS, AgentIdentity, ProfilerBackend
+from otel_adaprof.protocol import (
+    MAX_LATE_VERSIONS,
+    MAX_NAME_CHARS,
+    MAX_STACK_DEPTH,
+    AgentIdentity,
+    LateStacks,
+    ProfilerBackend,
+    StackHistogram,
+)
 
 log = logging.getLogger("otel_adaprof.agent")
 
 #: When a burst starts, the window closes and is reported this long after (s), not at
-#: its end: long enough for a second of burst samples (100 at 100 Hz) to be in.
-BURST_REPORT_AFTER_S = 1.5
+#: its end: long enough for the burst's first py-spy run (planned for 200 samples: 2 s
+#: at 100 Hz) to be in.
+BURST_REPORT_AFTER_S = 2.5
 
 
 @functools.cache
@@ -119,7 +128,9 @@ class Agent:
         s = self.settings
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
-            segment_s=s.segment_s, idle=s.profile_idle, pid=self.pid,
+            segment_s=s.segment_s, segment_max_s=s.segment_max_s,
+            segment_samples=s.segment_samples, cut_rule=s.cut_rule, idle=s.profile_idle,
+            pid=self.pid,
             clock_beacon=s.clock_beacon, liveness=self.liveness, cpu=self.cpu,
         )  # fmt: skip
 
@@ -160,8 +171,22 @@ class Agent:
         poller.on_thread_end = self.cpu.leave
         poller.pause_profiler = self.profiler.pause
         poller.resume_profiler = self.profiler.resume
+        poller.late_stacks = self._late_stacks
+        poller.pending_since = self.profiler.pending_since
         self.fast_loop.on_burst = functools.partial(poller.poll_soon, BURST_REPORT_AFTER_S)
         return poller
+
+    def _late_stacks(self, depth: int) -> list[LateStacks]:
+        """Samples and CPU of already-reported versions that came in since (the tail of a
+        py-spy segment that spanned their window's close), one entry per version."""
+        late = {item.config_version: item for item in self.store.take_late(depth)}
+        for version, seconds in self.cpu.take_late().items():
+            item = late.get(version)
+            if item is None:
+                empty = StackHistogram(depth=max(1, min(depth, MAX_STACK_DEPTH)))
+                item = LateStacks(config_version=version, stacks=empty)
+            late[version] = item.model_copy(update={"profiler_cpu_seconds": seconds})
+        return [late[v] for v in sorted(late, reverse=True)][:MAX_LATE_VERSIONS]
 
     def _poller_thread_started(self) -> None:
         self.cpu.enter("poller")

@@ -12,6 +12,11 @@ Usage::
     ('http://127.0.0.1:8080', 'in-process', 2)
     >>> AgentSettings.from_env({"ADAPROF_PROFILE_SEGMENT_S": "zero"}).segment_s
     2
+
+Marker spans wait for the py-spy run that covers them, at most the longest run + 4 s:
+
+    >>> AgentSettings().hold_s, AgentSettings(cut_rule="window").hold_s
+    (14.0, 6.0)
 """
 
 from __future__ import annotations
@@ -64,8 +69,17 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "auto (py-spy, else in-process), py-spy, in-process or off"),
     EnvVar("ADAPROF_PY_SPY", "py_spy_path", "(found on PATH)", "path of the py-spy binary"),
     EnvVar("ADAPROF_PROFILE_SEGMENT_S", "segment_s", "2",
-           "longest py-spy run (whole seconds, 1-30; also cut at a window's close or a "
-           "params change); spans wait up to this long"),
+           "shortest planned py-spy run (whole seconds, 1-30); a run is cut sooner only "
+           "when py-spy's knobs change (rate, profile_mode, off)"),
+    EnvVar("ADAPROF_PROFILE_SEGMENT_SAMPLES", "segment_samples", "200",
+           "a py-spy run is planned long enough for this many samples at its rate "
+           "(amortises its start), within ADAPROF_PROFILE_SEGMENT_S..._MAX_S"),
+    EnvVar("ADAPROF_PROFILE_SEGMENT_MAX_S", "segment_max_s", "10",
+           "longest py-spy run (whole seconds, 1-120); marker spans wait up to this long"),
+    EnvVar("ADAPROF_PROFILE_CUTS", "cut_rule", "params",
+           "params: cut a py-spy run only when its knobs change (samples of a run that "
+           "spans a window's close come in a later report); window: also at every "
+           "window's close and new config version, with runs of ADAPROF_PROFILE_SEGMENT_S"),
     EnvVar("ADAPROF_PROFILE_IDLE", "profile_idle", "true",
            "profile_mode wall: keep samples of waiting threads (py-spy --idle)"),
     EnvVar("ADAPROF_CLOCK_BEACON", "clock_beacon", "true",
@@ -76,8 +90,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "timeout of one poll; a slow controller never holds the service"),
     EnvVar("ADAPROF_STALE_PARAMS_S", "stale_params_s", "300",
            "controller unreachable this long: back to local params"),
-    EnvVar("ADAPROF_MAX_HOLD_S", "max_hold_s", "segment + 4",
-           "longest a marker span is held for its samples before it leaves anyway"),
+    EnvVar("ADAPROF_MAX_HOLD_S", "max_hold_s", "longest run + 4",
+           "longest a marker span is held for its samples before it leaves anyway "
+           "(default: the longest py-spy run + 4 s, 14 s)"),
     EnvVar("ADAPROF_MAX_HELD_SPANS", "max_held_spans", "20000",
            "marker spans held at once; beyond it spans leave at once, without samples"),
     EnvVar("ADAPROF_SPAN_TOP_STACKS", "span_top_stacks", "5",
@@ -104,6 +119,9 @@ class AgentSettings:
     profiler: ProfilerChoice = "auto"
     py_spy_path: str | None = None
     segment_s: int = 2
+    segment_samples: int = 200
+    segment_max_s: int = 10
+    cut_rule: str = "params"
     profile_idle: bool = True
     clock_beacon: bool = True
     window_s: float = 5.0
@@ -120,7 +138,16 @@ class AgentSettings:
     @property
     def hold_s(self) -> float:
         """Longest time a marker span waits for its samples."""
-        return self.max_hold_s if self.max_hold_s is not None else self.segment_s + 4.0
+        if self.max_hold_s is not None:
+            return self.max_hold_s
+        return self.longest_segment_s + 4.0
+
+    @property
+    def longest_segment_s(self) -> int:
+        """Longest planned py-spy run (s)."""
+        if self.cut_rule == "window":
+            return self.segment_s
+        return max(self.segment_s, self.segment_max_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentSettings:
@@ -206,6 +233,12 @@ def _url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _cut_rule(raw: str) -> str:
+    if raw not in ("params", "window"):
+        raise ValueError("expected one of params, window")
+    return raw
+
+
 def _protocol(raw: str) -> str:
     if raw not in CONTROL_PROTOCOLS:
         raise ValueError(f"expected one of {', '.join(CONTROL_PROTOCOLS)}")
@@ -217,6 +250,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "control_protocol": _protocol,
     "profiler": _profiler,
     "segment_s": _ranged(int, 1, 30),
+    "segment_samples": _ranged(int, 1, 100_000),
+    "segment_max_s": _ranged(int, 1, 120),
+    "cut_rule": _cut_rule,
     "profile_idle": _bool,
     "clock_beacon": _bool,
     "window_s": _ranged(float, 0.5, 300.0),

@@ -168,12 +168,17 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def test_a_params_change_reports_only_the_new_versions_samples_and_cpu(tmp_path, recorder):
     proc = _service(tmp_path, recorder.url, "plain")
     try:
-        on = recorder.wait_windows(1, 3)[-1]
-        assert on.stacks is not None and on.stacks.total_samples > 50, on.stacks
+        # 1 s windows, 2 s py-spy segments: a window holds the samples of the segments
+        # that ended in it, and says when samples are still in flight
+        ons = recorder.wait_windows(1, 3)
+        assert sum(r.stacks.total_samples for r in ons if r.stacks) > 50, ons
+        on = ons[-1]
         assert on.window is not None and on.window.profiler_cpu_breakdown.get("pyspy", 0) > 0
         assert on.window.requested_rate_hz == 100
+        assert any(r.window and r.window.samples_pending_since for r in ons), ons
 
-        # v2: profiling off. Its windows hold nothing of v1's py-spy runs.
+        # v2: profiling off. Its windows hold nothing of v1's py-spy runs: the run is cut
+        # and its samples (and the CPU it spent after v1's report) come as v1's late part.
         recorder.version, recorder.params = 2, Params(sampling_interval_ms=0)
         off = recorder.wait_windows(2, 2)
         for report in off:
@@ -182,13 +187,20 @@ def test_a_params_change_reports_only_the_new_versions_samples_and_cpu(tmp_path,
             assert report.window.samples_per_s == 0
             assert report.window.profiler_cpu_breakdown.get("pyspy", 0.0) == 0.0, report.window
             assert report.window.requested_rate_hz == 0
+            assert report.window.samples_pending_since is None
+            assert all(late.config_version == 1 for late in report.late_stacks), report
+        assert off[0].late_stacks and off[0].late_stacks[0].stacks.total_samples > 0, off[0]
 
-        # v3: on again (cpu mode): its first window already has its samples
+        # v3: on again (cpu mode): its windows get its samples as its segments end
         recorder.version, recorder.params = 3, Params(sampling_interval_ms=10)
         first = recorder.wait_windows(3, 1)[0]
-        assert first.stacks is not None and first.stacks.total_samples > 0
         assert first.window is not None and first.window.requested_rate_hz == 100
-        assert first.window.profiler_cpu_breakdown.get("pyspy", 0) > 0
+        # py-spy's CPU is read while it runs (in clock ticks): in v3's windows, not v2's
+        recorder.wait_windows(
+            3, 1, where=lambda r: r.window.profiler_cpu_breakdown.get("pyspy", 0) > 0
+        )
+        with_samples = recorder.wait_windows(3, 1, where=lambda r: r.stacks.total_samples > 0)
+        assert with_samples[0].stacks is not None
     finally:
         _stop(proc)
 

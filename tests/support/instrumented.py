@@ -56,6 +56,8 @@ class InstrumentedService:
                 "OTEL_BSP_SCHEDULE_DELAY": "300",
                 "OTEL_TRACES_SAMPLER": "adaprof",
                 "ADAPROF_PROFILE_SEGMENT_S": "1",
+                # 1 s py-spy runs whatever the rate: marker spans come back within ~1 s
+                "ADAPROF_PROFILE_SEGMENT_MAX_S": "1",
                 "ADAPROF_WINDOW_S": "1",
                 "PYTHONUNBUFFERED": "1",
             }

@@ -37,6 +37,7 @@ Samples and CPU taken under an override belong to that config version::
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +66,8 @@ class LiveParams:
         self.local = params
         #: Bumped at every change of the effective params, of the version or override.
         self.generation = 0
+        #: Wall time (ns) of the last bump of :attr:`generation`.
+        self.changed_ns = time.time_ns()
         self._listeners: list[Callable[[ParamsInForce], None]] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -113,6 +116,7 @@ class LiveParams:
         self.current = ParamsInForce(params, base.version, base.session_id, base.source)
         if changed or force or base.version != old.version:
             self.generation += 1
+            self.changed_ns = time.time_ns()
             self._changed.notify_all()
         return changed
 

@@ -36,6 +36,7 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.observe.observer import WindowObserver
 from otel_adaprof.protocol import (
     AgentIdentity,
+    LateStacks,
     PollRequest,
     PollResponse,
     StackHistogram,
@@ -106,6 +107,10 @@ class Poller:
         #: in) and after the answer is applied (sampling goes on).
         self.pause_profiler: Callable[[], object] | None = None
         self.resume_profiler: Callable[[], None] | None = None
+        #: Samples and CPU of earlier versions that came in after their report (by depth).
+        self.late_stacks: Callable[[int], list[LateStacks]] | None = None
+        #: Since when (unix s) samples are still in flight (a py-spy segment), or None.
+        self.pending_since: Callable[[], float | None] | None = None
 
     def start(self) -> None:
         """Start polling (a daemon thread); the first poll goes out at once."""
@@ -184,15 +189,22 @@ class Poller:
             request = PollRequest(agent=self.identity(), config_version=current.version)
         else:
             # only what this version produced: samples, CPU and rates of others are dropped
-            stacks = self.histogram(current.params.stack_depth, current.version)
+            depth = current.params.stack_depth
+            stacks = self.histogram(depth, current.version)
+            pending = self.pending_since() if self.pending_since is not None else None
+            window = self.observer.close_window(
+                version=current.version, samples=stacks.total_samples
+            )
+            if pending is not None:
+                since = max(pending, window.window_start)
+                window = window.model_copy(update={"samples_pending_since": since})
             request = PollRequest(
                 agent=self.identity(),
                 config_version=current.version,
                 session_id=current.session_id,
-                window=self.observer.close_window(
-                    version=current.version, samples=stacks.total_samples
-                ),
+                window=window,
                 stacks=stacks,
+                late_stacks=self.late_stacks(depth) if self.late_stacks is not None else [],
             )
         started = time.monotonic()
         try:

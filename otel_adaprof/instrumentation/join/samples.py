@@ -28,9 +28,11 @@ from collections.abc import Iterable
 from otel_adaprof.instrumentation.join.stacks import Stack, collapse, is_waiting
 from otel_adaprof.instrumentation.threads import AgentThreads, inherited_until
 from otel_adaprof.protocol import (
+    MAX_LATE_VERSIONS,
     MAX_STACK_CHARS,
     MAX_STACK_DEPTH,
     MAX_STACKS,
+    LateStacks,
     StackCount,
     StackHistogram,
 )
@@ -39,6 +41,8 @@ from otel_adaprof.protocol import (
 MAX_SAMPLES = 400_000
 #: Characters of stacks sent in one window's histogram at most (the poll's limit is 512 KiB).
 MAX_HISTOGRAM_CHARS = 256 * 1024
+#: Characters of stacks sent as late stacks of one earlier version at most.
+MAX_LATE_CHARS = 16 * 1024
 #: Distinct stacks interned at most before the table is rebuilt from live samples.
 MAX_STACK_TABLE = 50_000
 
@@ -69,6 +73,11 @@ class SampleStore:
         # the window's CPU histogram, per config version the samples were taken under
         self._window: dict[int, Counter[int]] = {}
         self._window_total: dict[int, int] = {}
+        self._window_times: dict[int, list[int]] = {}  # version -> [first, last] ns
+        # samples of versions already reported, arrived since: the next report's late part
+        self._late: dict[int, Counter[int]] = {}
+        self._late_total: dict[int, int] = {}
+        self._late_times: dict[int, list[int]] = {}
         self._count = 0
         self._lock = threading.Lock()
         self.watermark_ns = 0
@@ -77,8 +86,11 @@ class SampleStore:
         self.samples_added = 0
         self.cpu_samples_added = 0
         self.samples_dropped = 0
-        #: Samples of a config version whose window had already been reported.
+        #: Samples of a config version whose window had already been reported and that
+        #: could not be sent late either (more than MAX_LATE_VERSIONS versions behind).
         self.stale_samples = 0
+        #: Samples of a reported version handed over late (:meth:`take_late`).
+        self.late_samples = 0
 
     def _intern(self, stack: Stack, idle: bool = False) -> int:
         ids = self._idle_ids if idle else self._ids
@@ -120,6 +132,7 @@ class SampleStore:
                     window = self._window[version] = Counter()
                 window[sid] += 1
                 self._window_total[version] = self._window_total.get(version, 0) + 1
+                self._note_time(version, t_ns, t_ns)
             if self._count > MAX_SAMPLES:
                 self._trim(time.time_ns())
         return True
@@ -145,7 +158,7 @@ class SampleStore:
             window = self._window.get(version)
             if window is None:
                 window = self._window[version] = Counter()
-            added = 0
+            added, first, last = 0, 0, 0
             for t_ns, stack, since in samples:
                 sid = self._intern(stack)
                 if thread.times and t_ns < thread.times[-1]:
@@ -163,9 +176,20 @@ class SampleStore:
                     self.cpu_samples_added += 1
                     window[sid] += 1
                     added += 1
+                    first = t_ns if not first else min(first, t_ns)
+                    last = max(last, t_ns)
             self._window_total[version] = self._window_total.get(version, 0) + added
+            if added:
+                self._note_time(version, first, last)
             if self._count > MAX_SAMPLES:
                 self._trim(time.time_ns())
+
+    def _note_time(self, version: int, first: int, last: int) -> None:  # under self._lock
+        span = self._window_times.get(version)
+        if span is None:
+            self._window_times[version] = [first, last]
+        else:
+            span[0], span[1] = min(span[0], first), max(span[1], last)
 
     def set_watermark(self, t_ns: int) -> None:
         """Every sample before ``t_ns`` has been added."""
@@ -205,33 +229,91 @@ class SampleStore:
     def take_histogram(self, depth: int, version: int | None = None) -> StackHistogram:
         """The samples since the last call (waiting ones left out), top stacks first.
 
-        With ``version``, only the samples taken under that config version; those of
-        other versions are dropped (counted in :attr:`stale_samples`).
+        With ``version``, only the samples taken under that config version. Those of
+        earlier versions (their report has gone: a py-spy segment that spanned its
+        window's close) are kept for :meth:`take_late`; those of later versions wait
+        for their own window.
         """
         with self._lock:
-            windows, totals = self._window, self._window_total
-            self._window, self._window_total = {}, {}
             if version is None:
+                windows, totals = self._window, self._window_total
+                self._window, self._window_total, self._window_times = {}, {}, {}
                 window: Counter[int] = Counter()
                 for counts in windows.values():
                     window.update(counts)
                 total = sum(totals.values())
             else:
-                window = windows.pop(version, Counter())
-                total = totals.pop(version, 0)
-                self.stale_samples += sum(totals.values())
-            merged: Counter[str] = Counter()
-            depth = max(1, min(depth, MAX_STACK_DEPTH))
-            for sid, count in window.items():
-                text = collapse(self._table[sid], depth, MAX_STACK_CHARS)
-                if text:
-                    merged[text] += count
+                window = self._window.pop(version, Counter())
+                total = self._window_total.pop(version, 0)
+                self._window_times.pop(version, None)
+                for older in [v for v in self._window if v < version]:
+                    self._to_late(older)
+            merged = self._collapse(window, depth)
+        return self._histogram(merged, total, depth, MAX_HISTOGRAM_CHARS)
+
+    def _to_late(self, version: int) -> None:  # under self._lock
+        counts = self._window.pop(version)
+        total = self._window_total.pop(version, 0)
+        first, last = self._window_times.pop(version, [0, 0])
+        late = self._late.setdefault(version, Counter())
+        late.update(counts)
+        self._late_total[version] = self._late_total.get(version, 0) + total
+        span = self._late_times.setdefault(version, [first, last])
+        span[0], span[1] = min(span[0], first), max(span[1], last)
+
+    def take_late(self, depth: int) -> list[LateStacks]:
+        """Samples of already-reported versions that arrived since (newest versions first,
+        at most :data:`MAX_LATE_VERSIONS`; the rest are counted in :attr:`stale_samples`).
+
+        >>> store = SampleStore()
+        >>> store.add_many(7, [(2_000_000_000, ("main (a.py:1)",), 0)], version=3)
+        >>> store.take_histogram(depth=8, version=4).total_samples
+        0
+        >>> [(late.config_version, late.stacks.total_samples) for late in store.take_late(8)]
+        [(3, 1)]
+        """
+        with self._lock:
+            late, totals, times = self._late, self._late_total, self._late_times
+            self._late, self._late_total, self._late_times = {}, {}, {}
+            versions = sorted(late, reverse=True)
+            for dropped in versions[MAX_LATE_VERSIONS:]:
+                self.stale_samples += totals.get(dropped, 0)
+            collapsed = [(v, self._collapse(late[v], depth)) for v in versions[:MAX_LATE_VERSIONS]]
+        out = []
+        for v, merged in collapsed:
+            total = totals.get(v, 0)
+            if not total:
+                continue
+            self.late_samples += total
+            first, last = times.get(v, [0, 0])
+            out.append(
+                LateStacks(
+                    config_version=v,
+                    stacks=self._histogram(merged, total, depth, MAX_LATE_CHARS),
+                    taken_from=first / 1e9,
+                    taken_to=last / 1e9,
+                )
+            )
+        return out
+
+    def _collapse(self, window: Counter[int], depth: int) -> Counter[str]:  # under self._lock
+        merged: Counter[str] = Counter()
+        depth = max(1, min(depth, MAX_STACK_DEPTH))
+        for sid, count in window.items():
+            text = collapse(self._table[sid], depth, MAX_STACK_CHARS)
+            if text:
+                merged[text] += count
+        return merged
+
+    @staticmethod
+    def _histogram(merged: Counter[str], total: int, depth: int, max_chars: int) -> StackHistogram:
         stacks, size = [], 0
         for text, count in merged.most_common(MAX_STACKS):
             size += len(text) + 32
-            if size > MAX_HISTOGRAM_CHARS:  # keeps the poll under the message limit
+            if size > max_chars:  # keeps the poll under the message limit
                 break
             stacks.append(StackCount(stack=text, count=count))
+        depth = max(1, min(depth, MAX_STACK_DEPTH))
         return StackHistogram(stacks=stacks, total_samples=total, depth=depth)
 
     def trim(self, now_ns: int | None = None) -> None:
@@ -257,7 +339,8 @@ class SampleStore:
             else:
                 count += len(thread.times)
         self._count = count
-        if len(self._table) > MAX_STACK_TABLE and not any(self._window.values()):
+        pending = any(self._window.values()) or any(self._late.values())
+        if len(self._table) > MAX_STACK_TABLE and not pending:
             self._rebuild_table()
 
     def _rebuild_table(self) -> None:

@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from otel_adaprof.protocol import MAX_LATE_VERSIONS
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -97,6 +99,7 @@ class AgentCpu:
         self._lock = threading.Lock()
         #: CPU seconds that belonged to a version no window reported.
         self.dropped_seconds = 0.0
+        self._late: dict[int, float] = {}
 
     def enter(self, part: str) -> None:
         """Register the calling thread as part ``part`` of the agent."""
@@ -163,11 +166,40 @@ class AgentCpu:
                 bucket[part] = bucket.get(part, 0.0) + spent
             self._retired = {}
 
+    def move_meter(self, part: str, version: int) -> float:
+        """Credit what meter ``part`` used since the last checkpoint to ``version`` (e.g.
+        the tail of a py-spy segment cut after a new version came in force); the next
+        checkpoint does not count it again. Returns the seconds moved."""
+        read = self._meters.get(part)
+        if read is None:
+            return 0.0
+        now = read()
+        with self._lock:
+            previous = self._last.get((part, 0), 0.0)
+            moved = max(0.0, now - previous)
+            if moved:
+                self._last[(part, 0)] = previous + moved
+                bucket = self._by_version.setdefault(version, {})
+                bucket[part] = bucket.get(part, 0.0) + moved
+            return moved
+
     def take(self, version: int) -> dict[str, float]:
-        """The CPU seconds per part that ``version`` used since the last take."""
+        """The CPU seconds per part that ``version`` used since the last take.
+
+        What earlier versions used since their own take (a py-spy segment's tail) is
+        kept for :meth:`take_late`; later versions' waits for their window.
+        """
         with self._lock:
             mine = self._by_version.pop(version, {})
-            for other in self._by_version.values():
-                self.dropped_seconds += sum(other.values())
-            self._by_version = {}
+            for other in [v for v in self._by_version if v < version]:
+                late = self._late.setdefault(other, 0.0)
+                self._late[other] = late + sum(self._by_version.pop(other).values())
             return {part: round(seconds, 6) for part, seconds in mine.items() if seconds > 0}
+
+    def take_late(self) -> dict[int, float]:
+        """CPU seconds of already-reported versions, used after their report, by version."""
+        with self._lock:
+            late, self._late = self._late, {}
+            keep = sorted(late, reverse=True)[:MAX_LATE_VERSIONS]
+            self.dropped_seconds += sum(s for v, s in late.items() if v not in keep)
+            return {v: round(late[v], 6) for v in keep if late[v] > 0}

@@ -220,6 +220,16 @@ class PySpyRun:
         self._reaped = RunResult(code, output, stderr, self.started_ns, ended, cpu, behind)
         return True
 
+    def behind_so_far(self) -> tuple[int, float]:
+        """``(warnings, seconds late at the last)`` py-spy has printed so far (its output
+        file is written as it runs); ``(0, 0.0)`` if unreadable."""
+        if self._reaped is not None:
+            return self._reaped.behind or count_behind(self._reaped.stderr)
+        try:
+            return count_behind(self.stderr_path.read_text(errors="replace"))
+        except OSError:
+            return 0, 0.0
+
     def cpu_seconds_so_far(self) -> float:
         """py-spy's CPU seconds while it runs (``/proc/<pid>/stat``; 0.0 if unreadable)."""
         if self._reaped is not None:

@@ -8,12 +8,18 @@ the process, and falls back to the in-process sampler otherwise:
   service started) → the next run starts after a backoff (0.5 s doubling to 30 s,
   with jitter); after :data:`MAX_FAILURES` failures in a row → in-process.
 
-A py-spy run (a *segment*) lasts until the effective params change (a new config
-version, new knobs, or a local override set or lifted: :class:`LiveParams` wakes
-the supervisor), until the poller closes a window (:meth:`Profiler.pause`), or at
-most ``segment_s``. It is cut with SIGINT, so it stops within one sampling interval
-and its samples are kept. Every sample is tagged with the config version it was taken
-under. ``profile_mode: cpu`` runs py-spy with ``--gil`` (the GIL holder only),
+A py-spy run (a *segment*) costs a start (attach, read the binary's symbols: ~15 ms
+of CPU), so it is planned long enough for ``segment_samples`` samples at its rate,
+within ``segment_s`` and ``segment_max_s`` (:meth:`Profiler.segment_length`). It is
+cut sooner only when what py-spy runs with changes — the rate, the profile mode, or
+profiling off — from a new config version or a local override (:class:`LiveParams`
+wakes the supervisor); it is cut with SIGINT, so it stops within one sampling interval
+and its samples are kept. A new config version with the same py-spy knobs, and a
+window's close, do not cut it: every sample is tagged with the config version in
+force when it was taken, and the samples of a version whose report has gone are
+handed over late (:meth:`SampleStore.take_late`). ``cut_rule="window"`` is the former
+rule: also cut at every new version and window's close (:meth:`Profiler.pause`).
+``profile_mode: cpu`` runs py-spy with ``--gil`` (the GIL holder only),
 ``wall`` with ``--idle`` (every thread). Profiling off (``sampling_interval_ms = 0``)
 stops sampling and moves the watermark with the clock, so no span waits for samples
 that will not come.
@@ -30,12 +36,14 @@ that will not come.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
 import random
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from otel_adaprof.errors import ContractError
@@ -54,6 +62,7 @@ from otel_adaprof.instrumentation.profiler.inprocess import InProcessSampler
 from otel_adaprof.instrumentation.profiler.pyspy import PySpyRun, RunResult, find_py_spy
 from otel_adaprof.instrumentation.profiler.run_folder import RunFolder
 from otel_adaprof.instrumentation.threads import ThreadLiveness
+from otel_adaprof.params import Params
 from otel_adaprof.protocol import ProfilerBackend
 
 log = logging.getLogger("otel_adaprof.agent")
@@ -72,9 +81,59 @@ IDLE_TICK_S = 0.2
 #: Longest the supervisor looks away from a running py-spy (s): a run that fails at
 #: start is seen this soon.
 RUN_TICK_S = 0.25
+#: Same, once a run has lasted a second (a change of params still wakes it at once).
+LONG_RUN_TICK_S = 1.0
 #: Longest pause between a window's cut and the poll's answer (s): after it, sampling
-#: goes on with the params in force.
+#: goes on with the params in force (``cut_rule="window"`` only).
 MAX_PAUSE_S = 0.5
+#: Time py-spy takes to attach after it was spawned (ns, typical on the benchmark
+#: machine): a segment in flight counts in the rates from then.
+ATTACH_NS = 100_000_000
+#: When a py-spy segment is cut: ``params`` (default) only when what py-spy runs with
+#: changes (rate, profile mode, on/off); ``window`` also at every window's close and
+#: every new config version (each report then holds all of its window's samples).
+CUT_RULES = ("params", "window")
+
+
+def pyspy_knobs(params: Params) -> tuple[int, str]:
+    """What a py-spy run is started with: a change of these cuts the segment.
+
+    >>> pyspy_knobs(Params(sampling_interval_ms=10, stack_depth=8))
+    (100, 'cpu')
+    """
+    return params.rate_hz, params.profile_mode
+
+
+@dataclass
+class _Segment:
+    """The py-spy run in flight: its knobs and the config versions it ran under."""
+
+    run: PySpyRun
+    rate_hz: int
+    length_s: int
+    #: ``(from wall ns, version)``, in order: a new version with the same py-spy knobs
+    #: does not cut the run; its samples are tagged by time.
+    versions: list[tuple[int, int]]
+    #: Up to when (wall ns) its time has been counted in the rates (in flight).
+    counted_ns: int = 0
+    #: py-spy's "behind" warnings, and how late it said it was, counted so far.
+    behind_seen: int = 0
+    late_seen_s: float = 0.0
+
+    def version_at(self, t_ns: int) -> int:
+        """The config version in force at ``t_ns`` (the first one before the start)."""
+        k = bisect.bisect_right([t for t, _ in self.versions], t_ns) - 1
+        return self.versions[max(0, k)][1]
+
+    def split(self, start_ns: int, end_ns: int) -> list[tuple[int, float]]:
+        """``(version, seconds)`` of ``[start_ns, end_ns]`` under each version."""
+        out = []
+        bounds = [*self.versions[1:], (max(end_ns, start_ns), -1)]
+        for (t0, version), (t1, _next) in zip(self.versions, bounds, strict=True):
+            lo, hi = max(t0, start_ns), min(t1, end_ns)
+            if hi > lo:
+                out.append((version, (hi - lo) / 1e9))
+        return out
 
 
 class Profiler:
@@ -88,6 +147,9 @@ class Profiler:
         choice: str = "auto",
         py_spy_path: str | None = None,
         segment_s: int = 2,
+        segment_max_s: int = 10,
+        segment_samples: int = 200,
+        cut_rule: str = "params",
         idle: bool = True,
         pid: int | None = None,
         clock_beacon: bool = True,
@@ -98,11 +160,18 @@ class Profiler:
         self.store = store
         self.choice = choice
         self.segment_s = segment_s
+        self.segment_max_s = max(segment_s, segment_max_s)
+        self.segment_samples = segment_samples
+        if cut_rule not in CUT_RULES:
+            raise ValueError(f"cut_rule must be one of {CUT_RULES}, not {cut_rule!r}")
+        self.cut_rule = cut_rule
         self.idle = idle
         self.pid = pid or os.getpid()
         self.py_spy = find_py_spy(py_spy_path) if choice in ("auto", "py-spy") else None
         self.backend = self._initial_backend()
         self.runs = 0
+        #: py-spy processes started (each attaches to the service once).
+        self.starts = 0
         self.cuts = 0
         self.failures = 0
         self.restarts = 0
@@ -117,6 +186,7 @@ class Profiler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._run: PySpyRun | None = None
+        self._segment: _Segment | None = None
         self._inproc: InProcessSampler | None = None
         self._folder = RunFolder(self.pid)
         self._lock = threading.Lock()
@@ -214,13 +284,36 @@ class Profiler:
 
     # windows ---------------------------------------------------------------------------
 
-    def pause(self, timeout: float = 2.5) -> bool:
-        """Cut the running segment, take its samples in, start none for a moment.
+    def segment_length(self, rate_hz: int) -> int:
+        """Planned length (s) of a segment at ``rate_hz``: long enough for
+        ``segment_samples`` samples, within [``segment_s``, ``segment_max_s``]; with
+        ``cut_rule="window"``, ``segment_s``.
 
-        The poller calls it before it closes a window, so the window holds every sample
-        taken in it, and :meth:`resume` once the controller has answered (new params
-        start the next segment). Returns whether the samples are in (within ``timeout``).
+        >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
+        >>> p = Profiler(LiveParams(Params()), SampleStore(), choice="off")
+        >>> [p.segment_length(hz) for hz in (1, 10, 50, 100, 1000)]
+        [10, 10, 4, 2, 2]
         """
+        if self.cut_rule == "window":
+            return self.segment_s
+        wanted = -(-self.segment_samples // max(1, rate_hz))  # ceil
+        return max(self.segment_s, min(self.segment_max_s, wanted))
+
+    def pending_since(self) -> float | None:
+        """Unix time (s) since which samples are not in yet (a segment in flight)."""
+        seg = self._segment
+        return seg.run.started_ns / 1e9 if seg is not None else None
+
+    def pause(self, timeout: float = 2.5) -> bool:
+        """At a window's close: with ``cut_rule="window"``, cut the running segment, take its
+        samples in and start none until :meth:`resume` (the controller has answered).
+
+        Returns whether the window's samples are in (within ``timeout``). With
+        ``cut_rule="params"`` (the default) the segment runs on: nothing is cut, and the
+        samples still in flight come in a later report (:meth:`pending_since`).
+        """
+        if self.cut_rule != "window":
+            return self._segment is None
         self._paused.clear()
         self._pause_until = time.monotonic() + MAX_PAUSE_S + timeout
         self.live.wake()
@@ -237,6 +330,9 @@ class Profiler:
         """``(behind events, requested Hz, effective Hz)`` of ``version``'s segments since
         the last call (other versions' are dropped); rates averaged over segment time."""
         with self._lock:
+            seg = self._segment
+            if seg is not None:  # in flight: its time so far, at the rate asked
+                self._count_in_flight(seg, time.time_ns())
             rates, self._rates = self._rates, {}
         behind, requested, achieved, seconds = rates.get(version, [0, 0.0, 0.0, 0.0])
         if seconds <= 0:
@@ -344,51 +440,94 @@ class Profiler:
             self._stop.set()
             return
         out = folder / f"run-{self.runs}.json"
+        length = self.segment_length(rate_hz)
         try:
-            run = PySpyRun(self.py_spy, self.pid, rate_hz, self.segment_s, out, self.idle, gil=gil)
+            run = PySpyRun(self.py_spy, self.pid, rate_hz, length, out, self.idle, gil=gil)
         except OSError as exc:
             self._failed(f"cannot start {self.py_spy}: {exc}", permission=False)
             return
+        seg = _Segment(run, rate_hz, length, [(run.started_ns, current.version)])
+        seg.counted_ns = run.started_ns + ATTACH_NS  # no sample before py-spy attached
         with self._lock:
             self._run = run
-        result = self._wait_run(run, gen, rate_hz)
-        with self._lock:
-            self._run = None
-            self.runs += 1
-            self.pyspy_cpu_seconds += result.cpu_seconds
-        if self._stop.is_set():
-            return
-        if result.returncode != 0 or not result.output:
-            self._failed(result.error_line(), permission=result.permission_denied)
-            return
-        self._ingest(result, rate_hz, current.version, gil)
+            self._segment = seg
+            self.starts += 1
+        try:
+            result = self._wait_run(seg, gen, pyspy_knobs(params))
+            with self._lock:
+                self._run = None
+                self.runs += 1
+                self.pyspy_cpu_seconds += result.cpu_seconds
+            if self._stop.is_set():
+                return
+            if result.returncode != 0 or not result.output:
+                self._failed(result.error_line(), permission=result.permission_denied)
+                return
+            self._ingest(result, seg, gil)
+        finally:
+            with self._lock:
+                self._run = None
+                self._segment = None
 
-    def _wait_run(self, run: PySpyRun, gen: int, rate_hz: int) -> RunResult:
-        """Until py-spy ends by itself, or is cut (params changed, window closed, stop)."""
+    def _wait_run(self, seg: _Segment, gen: int, knobs: tuple[int, str]) -> RunResult:
+        """Until py-spy ends by itself, or is cut (py-spy's knobs changed, stop; with
+        ``cut_rule="window"`` also a new version or a window's close)."""
+        run = seg.run
         while True:
             if self._stop.is_set():
                 run.kill()
                 break
-            if self.live.generation != gen or self._pause_until:
+            now_gen = self.live.generation
+            if now_gen != gen and self._keeps_running(seg, knobs):
+                gen = now_gen
+                continue
+            if now_gen != gen or (self._pause_until and self.cut_rule == "window"):
+                old_version = seg.versions[-1][1]
+                new_version = self.live.current.version != old_version
+                if new_version:  # what was spent up to now was spent under the old one
+                    self.cpu.checkpoint(old_version)
                 run.interrupt()  # py-spy stops at its next sample and writes its file
                 self.cuts += 1
-                done = run.wait(timeout=2.0 / max(1, rate_hz) + 2.0)
-                if done is not None:
-                    return done
-                run.kill()
-                break
+                done = run.wait(timeout=2.0 / max(1, seg.rate_hz) + 2.0)
+                if done is None:
+                    run.kill()
+                    break
+                if new_version:  # and so was the run's tail
+                    self.cpu.move_meter("pyspy", old_version)
+                return done
             done = run.wait(timeout=0)
             if done is not None:
                 return done
-            # near the run's own end, look often: the next run starts without a gap
-            left = run.started_ns / 1e9 + self.segment_s - time.time()
-            self.live.wait_change(gen, RUN_TICK_S if left > RUN_TICK_S else 0.01)
+            if time.time_ns() - run.started_ns > (2 * seg.length_s + 2) * 1_000_000_000:
+                run.interrupt()  # far behind (py-spy counts samples, not time): cut it
+            # near the run's own end, look often: the next run starts without a gap; a
+            # run that fails does so at start: after its first second, look less often
+            now = time.time()
+            left = run.started_ns / 1e9 + seg.length_s - now
+            tick = RUN_TICK_S if now - run.started_ns / 1e9 < 1.0 else LONG_RUN_TICK_S
+            self.live.wait_change(gen, min(tick, max(0.01, left)))
         done = run.wait(timeout=5.0)
         if done is None:  # not reaped: count nothing, try again later
             return RunResult(-1, None, "py-spy did not exit", run.started_ns, time.time_ns(), 0.0)
         return done
 
-    def _ingest(self, result: RunResult, rate_hz: int, version: int, gil: bool) -> None:
+    def _keeps_running(self, seg: _Segment, knobs: tuple[int, str]) -> bool:
+        """A change of the params in force that leaves py-spy's knobs alone: the segment
+        goes on, and a new config version is noted (its samples are tagged by time)."""
+        if self.cut_rule == "window" or self.backend != ProfilerBackend.PY_SPY.value:
+            return False
+        current = self.live.current
+        if not current.params.profiling_enabled or pyspy_knobs(current.params) != knobs:
+            return False
+        if current.version != seg.versions[-1][1]:
+            self.cpu.checkpoint(seg.versions[-1][1])  # CPU until now: the old version's
+            with self._lock:
+                at = max(self.live.changed_ns, seg.versions[-1][0])
+                seg.versions.append((at, current.version))
+        return True
+
+    def _ingest(self, result: RunResult, seg: _Segment, gil: bool) -> None:
+        rate_hz = seg.rate_hz
         try:
             events = load_events(result.output or b"[]")
             # py-spy's clock starts after it attached: anchor it at the end of the run
@@ -420,9 +559,10 @@ class Profiler:
                 per_thread[tid] = kept
             self.liveness.forget_before(result.started_ns - 60_000_000_000)
         for tid, samples in per_thread.items():
-            self.store.add_many(tid, samples, version)
+            for version, chunk in _by_version(seg, samples):
+                self.store.add_many(tid, chunk, version)
         self.store.set_watermark(result.ended_ns)
-        self._count_rate(version, rate_hz, ran_us / 1e6, result)
+        self._count_rate(seg, ran_us / 1e6, result)
         self.pyspy_samples += result.samples or 0
         if self._consecutive:
             log.info("otel-adaprof: py-spy runs again after %d failed runs", self._consecutive)
@@ -443,18 +583,47 @@ class Profiler:
 
         return keep
 
-    def _count_rate(self, version: int, rate_hz: int, seconds: float, result: RunResult) -> None:
-        """Asked vs achieved rate: py-spy's last "behind" says how late it was at the end."""
+    def _count_in_flight(self, seg: _Segment, now_ns: int) -> None:  # under self._lock
+        """A running segment's time since last counted, and py-spy's "behind in
+        sampling" warnings printed since (its output file is written as it runs)."""
+        events, late_s = seg.run.behind_so_far()
+        self._count(seg, seg.counted_ns, now_ns, events, late_s)
+
+    def _count(
+        self, seg: _Segment, from_ns: int, to_ns: int, events: int, late_s: float
+    ) -> None:  # under self._lock
+        """Asked vs achieved ticks of ``[from_ns, to_ns]``: achieved is short of asked by
+        how much later py-spy said it was (its last "behind" is how late it is)."""
+        new_events = max(0, events - seg.behind_seen)
+        lost_s = max(0.0, late_s - seg.late_seen_s) if new_events else 0.0
+        if new_events and late_s < seg.late_seen_s:  # it caught up, then fell behind again
+            lost_s = late_s
+        parts = seg.split(from_ns, to_ns) or [(seg.versions[-1][1], 0.0)]
+        seconds = sum(part for _v, part in parts)
+        lost_s = min(lost_s, seconds)
+        for version, part in parts:
+            row = self._rates.setdefault(version, [0, 0.0, 0.0, 0.0])
+            row[1] += seg.rate_hz * part
+            row[2] += seg.rate_hz * (part - lost_s * part / seconds if seconds else 0.0)
+            row[3] += part
+        row = self._rates.setdefault(parts[-1][0], [0, 0.0, 0.0, 0.0])
+        row[0] += new_events
+        self.behind_events += new_events
+        seg.behind_seen = max(seg.behind_seen, events)
+        if new_events:
+            seg.late_seen_s = late_s
+        seg.counted_ns = max(seg.counted_ns, to_ns)
+
+    def _count_rate(self, seg: _Segment, seconds: float, result: RunResult) -> None:
+        """The rest of a finished segment (what was not counted while it ran)."""
         if seconds <= 0:
             return
-        achieved = rate_hz * max(0.0, seconds - result.behind_s)
         with self._lock:
-            self.behind_events += result.behind_events
-            row = self._rates.setdefault(version, [0, 0.0, 0.0, 0.0])
-            row[0] += result.behind_events
-            row[1] += rate_hz * seconds
-            row[2] += achieved
-            row[3] += seconds
+            end = result.ended_ns
+            begin = max(seg.counted_ns, seg.run.started_ns + ATTACH_NS)
+            # py-spy ran ``seconds`` since it attached: the part not yet counted
+            rest = max(0.0, seconds - (begin - seg.run.started_ns - ATTACH_NS) / 1e9)
+            self._count(seg, end - int(rest * 1e9), end, result.behind_events, result.behind_s)
 
     def _failed(self, reason: str, *, permission: bool) -> None:
         self.failures += 1
@@ -479,3 +648,17 @@ class Profiler:
             log.warning("otel-adaprof: py-spy run failed (%s); retrying in %.1f s", reason, delay)
         with contextlib.suppress(Exception):
             self._stop.wait(delay)
+
+
+def _by_version(seg: _Segment, samples: list[Sample]) -> list[tuple[int, list[Sample]]]:
+    """One thread's samples (in time order) cut where the segment's config version changed."""
+    if len(seg.versions) == 1:
+        return [(seg.versions[0][1], samples)]
+    out: list[tuple[int, list[Sample]]] = []
+    for sample in samples:
+        version = seg.version_at(sample[0])
+        if out and out[-1][0] == version:
+            out[-1][1].append(sample)
+        else:
+            out.append((version, [sample]))
+    return out
