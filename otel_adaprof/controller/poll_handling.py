@@ -197,7 +197,7 @@ class PollHandler:
         session, spec = known.context.session, known.spec
         session_id: str | None = session["id"] if session else None
         window = request.window
-        stacks = request.stacks.as_dict() if request.stacks else None
+        stacks = _with_late(request)
 
         prior = dict(self._profiles.get(service, {}))
         reward: RewardWrite | None = None
@@ -347,6 +347,7 @@ class PollHandler:
         return RewardWrite(total=reward.total, terms=terms)
 
     def _fold(self, service: str, stacks: dict[str, int]) -> None:
+        """Add a window's samples to the service's in-memory profile."""
         profile = self._profiles.setdefault(service, {})
         for stack, count in stacks.items():
             profile[stack] = profile.get(stack, 0.0) + count
@@ -360,3 +361,30 @@ class PollHandler:
         self._pending[(instance_id, version)] = (ctx, decision)
         while len(self._pending) > MAX_PENDING_DECISIONS:
             self._pending.popitem(last=False)
+
+
+def _with_late(request: PollRequest) -> dict[str, int] | None:
+    """The report's samples, with the late ones of earlier versions added.
+
+    An agent whose py-spy run spans a window's close reports that run's samples in a
+    later report (``late_stacks``, each tagged with the version it ran under). They
+    belong to the same service and session: they count in the session's profile and in
+    the phase's samples in the window they arrive in (the reward of the version that
+    took them was already credited).
+
+    >>> from otel_adaprof.protocol import AgentIdentity, LateStacks, StackHistogram
+    >>> agent = AgentIdentity(service="s", instance_id="i", host="h", pid=1)
+    >>> h = lambda n: StackHistogram.model_validate({"stacks": [{"stack": "a", "count": n}]})
+    >>> _with_late(PollRequest(agent=agent, config_version=3, stacks=h(2),
+    ...                        late_stacks=[LateStacks(config_version=2, stacks=h(5))]))
+    {'a': 7}
+    """
+    stacks = request.stacks.as_dict() if request.stacks else None
+    late = getattr(request, "late_stacks", None) or []
+    if not late:
+        return stacks
+    merged = dict(stacks or {})
+    for item in late:
+        for stack, count in item.stacks.as_dict().items():
+            merged[stack] = merged.get(stack, 0) + count
+    return merged or stacks
