@@ -64,6 +64,7 @@ from otel_adaprof.demo.stack import DemoStack
 from otel_adaprof.demo.timeline import TimelineRow, parse_timeline
 from otel_adaprof.demo.workload import HOT_PATH
 from otel_adaprof.exporters.collapsed import parse_collapsed
+from otel_adaprof.instrumentation.settings import AgentSettings
 from otel_adaprof.params import Params
 
 #: The configurations, in table order.
@@ -81,6 +82,9 @@ STATIC_PARAMS: dict[str, Params] = {
 BUDGET_CPU = 0.15
 #: The agent's py-spy run length (``ADAPROF_PROFILE_SEGMENT_S``, its default).
 SEGMENT_S = 2.0
+#: The agent's longest py-spy run (``ADAPROF_PROFILE_SEGMENT_MAX_S``, its default): at low
+#: rates a run lasts this long, and its samples arrive at its end.
+LONGEST_RUN_S = float(AgentSettings().segment_max_s)
 
 
 def report_lag_s(window_s: float) -> float:
@@ -265,7 +269,7 @@ def _bench(
         for name, exc in failures.items():
             raise RuntimeError(f"the load generator of {name} failed: {exc}") from exc
         # The last phase's samples reach the controller up to a segment and a window late.
-        time.sleep(settings.window_s + SEGMENT_S + 1.0)
+        time.sleep(settings.window_s + LONGEST_RUN_S + 1.0)
         now = time.time()
         for run in runs.values():
             times = psutil.Process(run.pid).cpu_times()
