@@ -148,8 +148,10 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
     assert sum(s["ms"] >= 150 for s in slow) <= state["slow_spans"] <= len(slow)
     assert state["slow_span_samples"] >= sum(s["samples"] for s in slow)
     cpu_samples = sum(s["samples"] - s["waiting"] for s in slow)
-    assert cpu_samples > 0  # in the window's CPU histogram too
-    assert abs(state["samples_per_s"] * state["window_seconds"] - cpu_samples) <= 2
+    assert cpu_samples > 0
+    # ...but not in the window's CPU histogram: a sample taken because its span was slow
+    # is not a uniform sample of where the CPU goes (no profiler runs here: it is empty)
+    assert state["samples_per_s"] == 0.0
 
 
 @pytest.mark.slow

@@ -102,13 +102,23 @@ class SampleStore:
         return sid
 
     def add_one(
-        self, tid: int, t_ns: int, stack: Stack, *, idle: bool = False, version: int = 0
+        self,
+        tid: int,
+        t_ns: int,
+        stack: Stack,
+        *,
+        idle: bool = False,
+        version: int = 0,
+        in_profile: bool = True,
     ) -> bool:
         """Add one sample taken now; ``idle``: the thread was seen using no CPU.
 
         An idle sample is *waiting* whatever its leaf (it stays on spans, out of the CPU
-        histogram). ``version``: the config version it was taken under. Returns whether
-        it was kept (not an ignored agent thread).
+        histogram). ``version``: the config version it was taken under.
+        ``in_profile=False``: the sample lands on spans only, never in the CPU histogram
+        (a sample taken because its span was slow is not a uniform sample of the CPU:
+        counted in the profile it would over-weight the slow spans' code). Returns
+        whether it was kept (not an ignored agent thread).
         """
         if tid in self.ignored:
             return False
@@ -125,7 +135,7 @@ class SampleStore:
             thread.since.insert(at, t_ns)
             self._count += 1
             self.samples_added += 1
-            if not self._waiting[sid]:
+            if not self._waiting[sid] and in_profile:
                 self.cpu_samples_added += 1
                 window = self._window.get(version)
                 if window is None:
