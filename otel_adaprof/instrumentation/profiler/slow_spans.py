@@ -22,12 +22,13 @@ as py-spy's, so they land on the span (through the span join), cut to ``stack_de
 frames — but not in the window's CPU histogram: taken because their span was slow, they
 are not a uniform sample of where the CPU goes, and counted there they over-weighted
 the slow spans' code (the demo's session profile drifted from an L1 error of 0.035 to
-0.13 against the truth when they were). The report counts them (``slow_span_samples``). A sample is *waiting* when its leaf is a
-known wait, or when the thread was on a CPU (or in the run queue) less than a fifth of
-the time since the previous capture (``/proc/self/task/<tid>/schedstat``): a sleep in
-C or a lock wait is not counted as CPU. The thread's clock starts an interval before its
-span turns slow; a span first seen already slow gets its first sample judged by the
-stack alone.
+0.13 against the truth when they were). The report counts them (``slow_span_samples``).
+
+A sample is *waiting* when its leaf is a known wait, or when the thread was on a CPU
+(or in the run queue) less than a fifth of the time since the previous capture
+(``/proc/self/task/<tid>/schedstat``): a sleep in C or a lock wait is not counted as
+CPU. The thread's clock starts an interval before its span turns slow; a span first
+seen already slow gets its first sample judged by the stack alone.
 
     >>> import threading, time
     >>> from otel_adaprof.params import Params
