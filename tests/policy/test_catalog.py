@@ -26,7 +26,7 @@ def test_default_catalog_has_maintenance_learning_reflex_and_capture():
     # markers on the slowest tenth of each operation, captured in-process (the reader
     # is safe on every Python: thread_stacks); the fallbacks capture nothing
     assert all(p.marker_trigger.latency_percentile == 90 for p in maintain + learn)
-    assert all(p.slow_span_interval_ms == 10 for p in maintain + learn)
+    assert all(p.slow_span_interval_ms == 20 for p in maintain + learn)
     assert all(a.params.slow_span_interval_ms == 0 for a in cat if "fallback" in a.tags)
     # no trace is dropped to save bytes nobody asked to save
     assert all(a.params.trace_ratio == 1.0 for a in cat)

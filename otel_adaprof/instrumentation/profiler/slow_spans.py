@@ -13,9 +13,9 @@ read is a Python walk (all but CPython 3.11) only the slow threads are walked; o
 CPython 3.11 (``faulthandler``) a read costs in proportion to the process's
 threads, so the interval between a span's captures is stretched to keep the reads
 under :data:`CORE_SHARE` of a core (:attr:`SlowSpanCapture.effective_interval_ms`).
-A span that turns slow is captured at its first tick all the same: every slow span
-gets a sample (the cost then grows with the slow spans, one read each), and only the
-repeats wait.
+A span that turns slow is captured at its first tick while the reads of the last
+:data:`BUDGET_HORIZON_S` are under that share; beyond it, no read at all until they
+are (then the cost no longer grows with the slow spans: some go without a sample).
 
 The samples go into the same :class:`~otel_adaprof.instrumentation.join.samples.SampleStore`
 as py-spy's, so they land on the span (through the span join), cut to ``stack_depth``
@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
@@ -85,7 +86,11 @@ ON_CPU_SHARE = 0.2
 #: is stretched to the measured cost of a read over this share. With the
 #: ``faulthandler`` backend (CPython 3.11) a read costs about 0.15 ms per thread
 #: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
-CORE_SHARE = 0.02
+CORE_SHARE = 0.005
+#: Seconds over which the reads' CPU is held under :data:`CORE_SHARE`: a span that turns
+#: slow is read at once while the reads of the last this-many seconds are under budget,
+#: else it waits for the budget like the repeats.
+BUDGET_HORIZON_S = 5.0
 
 
 class _ThreadClock:
@@ -141,6 +146,8 @@ class SlowSpanCapture:
         self._seen: set[int] = set()
         #: Slow span → when it is captured next (unix ns).
         self._next_ns: dict[int, int] = {}
+        #: (when, CPU s) of the recent reads, for the budget.
+        self._reads: deque[tuple[int, float]] = deque()
         self._min_limit_ns: int | None = None
         self._clocks: dict[int, _ThreadClock] = {}
         #: The reader of other threads' stacks (the backend safe on this Python).
@@ -239,8 +246,13 @@ class SlowSpanCapture:
             wake = min(wake, now_ns + self._min_limit_ns - interval_ns)
         for native in soon.values():
             self._on_cpu(native, now_ns)  # starts its clock
+        if slow and not self._within_budget(now_ns):
+            slow, captured = {}, []  # over budget: they stay slow, and are read when it allows
+            wake = min(wake, now_ns + interval_ns)
         if slow:
+            t_read = time.thread_time()
             self._capture(slow, now_ns, params.stack_depth)
+            self._reads.append((now_ns, time.thread_time() - t_read))
         watched = set(slow.values()) | set(soon.values())
         for native in [n for n in self._clocks if n not in watched]:
             self._clocks.pop(native).close()
@@ -254,6 +266,15 @@ class SlowSpanCapture:
                 self._next_ns[span_id] = again_ns
             wake = min(wake, again_ns)
         return max(interval_ns, wake - now_ns) / 1e9
+
+    def _within_budget(self, now_ns: int) -> bool:
+        """Whether the reads of the last :data:`BUDGET_HORIZON_S` used less than
+        :data:`CORE_SHARE` of a core."""
+        reads = self._reads
+        horizon_ns = int(BUDGET_HORIZON_S * 1e9)
+        while reads and reads[0][0] < now_ns - horizon_ns:
+            reads.popleft()
+        return sum(cpu for _t, cpu in reads) < CORE_SHARE * BUDGET_HORIZON_S
 
     @staticmethod
     def _forget(index: dict[int, OpenSpan], items: list[tuple[int, OpenSpan]], now_ns: int) -> None:

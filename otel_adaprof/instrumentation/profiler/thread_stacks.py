@@ -281,7 +281,7 @@ class ThreadStacks:
             self._stretch_said = True
             log.info(
                 "otel-adaprof: %s reads stacks every %.0f ms instead of %.0f ms: a read "
-                "costs %.2f ms here (%s), capped at %.0f %% of a core",
+                "costs %.2f ms here (%s), capped at %g %% of a core",
                 user,
                 floor * 1e3,
                 asked_s * 1e3,
