@@ -22,6 +22,7 @@ Usage::
     python bench/profiler_segments.py                 # both parts, ≈ 5 min
     python bench/profiler_segments.py --json > bench/output/profiler_segments.json
     python bench/profiler_segments.py --cells-only --seconds 9 --repeats 1   # quicker
+    python bench/profiler_segments.py --cells-only --rates 100 --repeats 3 --json
 """
 
 from __future__ import annotations
@@ -236,8 +237,8 @@ def cell(variant: str, rate: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def run_cells(seconds: float, repeats: int) -> list[dict[str, Any]]:
-    plan = [(v, r) for _ in range(repeats) for r in RATES for v in VARIANTS]
+def run_cells(seconds: float, repeats: int, rates: tuple[int, ...] = RATES) -> list[dict[str, Any]]:
+    plan = [(v, r) for _ in range(repeats) for r in rates for v in VARIANTS]
     out = []
     for k, (variant, rate) in enumerate(plan):
         argv = [sys.executable, __file__, "--cell", variant, str(rate), "--seconds", str(seconds)]
@@ -257,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="counted seconds per cell")
     parser.add_argument("--repeats", type=int, default=2, help="cells per variant and rate")
     parser.add_argument("--cells-only", action="store_true", help="part 2 only")
+    parser.add_argument(
+        "--rates", default="1,10,100", help="rates of the side-by-side cells (comma-separated)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--cell", nargs=2, metavar=("VARIANT", "RATE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -264,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cell(args.cell[0], int(args.cell[1]), args.seconds)))
         return 0
     segments = [] if args.cells_only else per_segment()
-    cells = run_cells(args.seconds, args.repeats)
+    rates = tuple(int(r) for r in args.rates.split(","))
+    cells = run_cells(args.seconds, args.repeats, rates)
     summary: dict[str, dict[str, Any]] = {}
-    for rate in RATES:
+    for rate in rates:
         for variant in VARIANTS:
             mine = [c for c in cells if c["rate_hz"] == rate and c["variant"] == variant]
             keys = sorted({k for c in mine for k in c["parts"]})

@@ -5,7 +5,8 @@
 * the samples of a segment that spans several windows and versions land in the
   histogram under the version in force when each was taken: once each, none lost, the
   earlier versions' as late stacks of the next report;
-* a change of py-spy's knobs still cuts the segment within a sampling interval.
+* a change of py-spy's knobs still cuts the segment within a sampling interval;
+* a marker span does not wait for a long segment beyond the join's hold bound.
 """
 
 from __future__ import annotations
@@ -131,3 +132,38 @@ def test_samples_of_a_segment_spanning_windows_keep_their_version(spinner):
     # each under the version in force when it was taken (py-spy's clock: ~50 ms)
     assert late[1].taken_to <= v2_from + 0.05 <= late[2].taken_from + 0.1, late
     assert late[2].taken_to <= v3_from + 0.05 <= late[3].taken_from + 0.1, late
+
+
+def test_marker_spans_leave_at_the_hold_bound_while_a_long_segment_runs(spinner):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_adaprof.instrumentation.join.span_join import SpanJoin
+    from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor
+
+    live, book, store = LiveParams(P50), MarkerBook(), SampleStore()
+    profiler = _profiler(live, store)  # 20 s segments
+    memory = InMemorySpanExporter()
+    join = SpanJoin(SimpleSpanProcessor(memory), book, store, live, hold_s=1.5,
+                    profiling=lambda: profiler.active)  # fmt: skip
+    provider = TracerProvider()
+    provider.add_span_processor(MarkerProcessor(live, book))
+    provider.add_span_processor(join)
+    profiler.start()
+    try:
+        assert _wait(lambda: profiler.starts == 1, 10)
+        time.sleep(0.5)
+        with provider.get_tracer("t").start_as_current_span("work"):
+            time.sleep(0.05)
+        ended = time.monotonic()
+        assert memory.get_finished_spans() == ()  # held: its samples are in flight
+        assert _wait(lambda: len(memory.get_finished_spans()) == 1, 5.0)
+        waited = time.monotonic() - ended
+        assert 1.3 <= waited <= 2.5, waited  # the hold bound, not the 20 s segment
+        assert join.counters.timed_out == 1 and profiler.runs == 0
+        span = memory.get_finished_spans()[0]
+        assert span.attributes is not None and span.attributes["adaprof.marker"] is True
+    finally:
+        provider.shutdown()
+        profiler.stop()
