@@ -91,6 +91,8 @@ PIPE_BYTES = 1 << 20
 DEFAULT_PIPE_BYTES = 1 << 16
 
 _off_said = threading.Event()  # the "off" backend is logged once per process
+#: Why in-process stack reads stopped for the whole process (the first failed read).
+FAILED: list[str] = []
 _HEADER = re.compile(rb"^(?:Current thread|Thread) 0x([0-9a-fA-F]+)")
 _FRAME = re.compile(r'^  File "(.*)", line (\d+|\?\?\?) in (.*)$')
 
@@ -241,7 +243,8 @@ def _file_id(fd: int) -> tuple[int, int]:
 class ThreadStacks:
     """Reads other threads' stacks with one backend; cheap to call, never raises.
 
-    One reader per reading thread (it holds an in-memory file for ``faulthandler``).
+    One reader per reading thread (it holds a pipe for ``faulthandler``). A failed
+    read turns every reader of the process off (:data:`FAILED`).
     """
 
     def __init__(self, backend: str | None = None) -> None:
@@ -273,6 +276,8 @@ class ThreadStacks:
     @property
     def active(self) -> bool:
         """Whether reads return stacks (the backend is not off nor disabled)."""
+        if self.failed is None and FAILED:
+            self.failed = FAILED[0]
         return self.failed is None
 
     def min_interval_s(self, core_share: float) -> float:
@@ -304,7 +309,7 @@ class ThreadStacks:
         ``idents`` limits the threads returned (all others but the caller when None).
         Empty when reading failed or is off.
         """
-        if self.failed is not None or depth <= 0:
+        if not self.active or depth <= 0:
             return {}
         me = threading.get_ident()
         with self._lock:
@@ -316,6 +321,7 @@ class ThreadStacks:
                     stacks = self._dump(depth, idents, me)
             except Exception as exc:  # never into the app: stop reading, say so once
                 self.failed = f"{type(exc).__name__}: {exc}"
+                FAILED.append(self.failed)
                 log.warning(
                     "otel-adaprof: reading thread stacks (%s) failed, in-process stack "
                     "reads are off for this process: %s",
@@ -453,4 +459,4 @@ class ThreadStacks:
         return frame_text(qualname, path, line)
 
 
-__all__ = ["BACKENDS", "QualNames", "ThreadStacks", "gil_disabled", "safe_backend"]
+__all__ = ["BACKENDS", "FAILED", "QualNames", "ThreadStacks", "gil_disabled", "safe_backend"]
