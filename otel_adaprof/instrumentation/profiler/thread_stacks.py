@@ -106,7 +106,8 @@ def gil_disabled() -> bool:
 
 
 def safe_backend(version: tuple[int, int] | None = None, implementation: str | None = None) -> str:
-    """The backend that cannot crash this interpreter.
+    """The backend found safe on this interpreter (bench/thread_stacks_soak.py: the walk
+    failed on CPython 3.11 only; a free-threaded build without the GIL gets none).
 
     >>> safe_backend((3, 11), "cpython"), safe_backend((3, 12), "cpython")
     ('faulthandler', 'walk')
