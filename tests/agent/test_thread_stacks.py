@@ -21,6 +21,7 @@ import time
 import pytest
 
 from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler import thread_stacks
 from otel_adaprof.instrumentation.profiler.inprocess import CORE_SHARE, InProcessSampler
 from otel_adaprof.instrumentation.profiler.pyspy import find_py_spy
 from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks, safe_backend
@@ -118,16 +119,21 @@ def test_stacks_name_each_threads_functions_as_py_spy_does(tmp_path):
             assert got["faulthandler"][key] == spy[f"probe-{key}"], (key, spy)
 
 
-def test_a_failed_read_disables_the_reader_with_one_log_line(caplog):
-    reader = ThreadStacks("faulthandler")
+def test_a_failed_read_turns_stack_reads_off_with_one_log_line(caplog):
+    reader, other = ThreadStacks("faulthandler"), ThreadStacks("walk")
     assert reader.read(depth=8) is not None and reader.active
     assert reader._pipe is not None
-    os.close(reader._pipe[1])  # its pipe closed under it (as a daemonizing app may do)
-    with caplog.at_level(logging.WARNING, logger="otel_adaprof.agent"):
-        assert reader.read(depth=8) == {}
-        assert reader.read(depth=8) == {}
-    assert not reader.active and "OSError" in (reader.failed or "")
-    assert len([r for r in caplog.records if "reading thread stacks" in r.message]) == 1
+    try:
+        os.close(reader._pipe[1])  # its pipe closed under it (as a daemonizing app may do)
+        with caplog.at_level(logging.WARNING, logger="otel_adaprof.agent"):
+            assert reader.read(depth=8) == {}
+            assert reader.read(depth=8) == {}
+            assert other.read(depth=8) == {}  # every reader of the process: off
+        assert not reader.active and "OSError" in (reader.failed or "")
+        assert not other.active
+        assert len([r for r in caplog.records if "reading thread stacks" in r.message]) == 1
+    finally:
+        thread_stacks.FAILED.clear()  # this test process reads stacks again
 
 
 def _park(n: int, stop: threading.Event) -> None:

@@ -30,8 +30,8 @@ from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 #: Share of a core the sampler's stack reads may use: the interval is stretched to
 #: the measured cost of a read over this share. A Python walk (all but CPython 3.11)
 #: rarely reaches it; on CPython 3.11 a read (``faulthandler``) costs about
-#: 0.15 ms per thread and holds the GIL (bench/output/thread_stacks_cost.json), so with
-#: 20 threads 100 Hz would take a third of a core.
+#: 0.08 ms per thread and holds the GIL (bench/output/thread_stacks_cost.json), so with
+#: 20 threads 100 Hz would take 15 % of a core.
 CORE_SHARE = 0.05
 
 

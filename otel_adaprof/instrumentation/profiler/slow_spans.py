@@ -84,7 +84,7 @@ MAX_OPEN_AGE_S = 600.0
 ON_CPU_SHARE = 0.2
 #: Share of a core the captures' stack reads may use: the interval between captures
 #: is stretched to the measured cost of a read over this share. With the
-#: ``faulthandler`` backend (CPython 3.11) a read costs about 0.15 ms per thread
+#: ``faulthandler`` backend (CPython 3.11) a read costs about 0.08 ms per thread
 #: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
 CORE_SHARE = 0.005
 #: Seconds over which the reads' CPU is held under :data:`CORE_SHARE`: a span that turns

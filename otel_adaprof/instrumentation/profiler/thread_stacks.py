@@ -8,21 +8,24 @@ interpreter (:func:`safe_backend`):
 * ``walk`` — ``sys._current_frames()`` and ``f_back``, in Python. Cheapest (tens of
   µs for a few threads), and used everywhere but CPython 3.11: on ≤ 3.10 frame objects
   are real objects; from 3.12 on the collector runs only between bytecodes, never
-  inside ``sys._current_frames()``, and the soak found no failure in 285,000 reads.
+  inside ``sys._current_frames()``; the soak found no failure in 278,000 reads on
+  3.12.1, 454,000 on 3.13.0 and 332,000 on 3.10.13.
 * ``faulthandler`` — on CPython 3.11, where the walk is a use-after-free: the service
-  segfaulted in ``libpython3.11.so``, and the soak crashed (SIGSEGV) or hung (the
-  collector running a finaliser inside ``_PyThread_CurrentFrames``) in 5 of 5 children
-  in 49,500 reads; the same crash is reported against other in-process samplers on
-  3.11.
+  segfaulted in ``libpython3.11.so``, and in the soak every child walking stacks on
+  3.11.7 crashed (SIGSEGV) or hung (the collector running a finaliser inside
+  ``_PyThread_CurrentFrames``): 8 of 8 in 74,600 reads, against none of 10 in 89,200
+  reads with faulthandler; the same crash is reported against other in-process
+  samplers on 3.11.
   ``faulthandler.dump_traceback(fd, all_threads=True)`` walks every thread's
   interpreter frames in one C call under the GIL, touching no frame object (the same
   read py-spy does from outside), into a non-blocking pipe that is then read and
-  parsed. It costs about 0.15 ms per thread (one ``write`` per piece of text) and
+  parsed. It costs about 0.08 ms per thread 20 frames deep (one ``write`` per piece
+  of text; about 7–10 times the walk, bench/output/thread_stacks_cost.json) and
   holds the GIL meanwhile, so its users cap their rate by the measured cost
   (:meth:`ThreadStacks.min_interval_s`). It lists at most 100 threads and 100 frames
   per thread.
-* ``off`` — free-threaded builds with the GIL disabled, where neither is safe: no
-  stacks are read (one log line says so).
+* ``off`` — free-threaded builds with the GIL disabled, where neither is serialised
+  by a GIL: no stacks are read (one log line says so at the first read).
 
 ``bench/thread_stacks_soak.py`` is the evidence (crashes per reads, per backend and
 version) and the cost table; docs/agent.md states what runs where.
@@ -87,6 +90,9 @@ PIPE_BYTES = 1 << 20
 #: A pipe's size where it cannot be set (Linux's default).
 DEFAULT_PIPE_BYTES = 1 << 16
 
+_off_said = threading.Event()  # the "off" backend is logged once per process
+#: Why in-process stack reads stopped for the whole process (the first failed read).
+FAILED: list[str] = []
 _HEADER = re.compile(rb"^(?:Current thread|Thread) 0x([0-9a-fA-F]+)")
 _FRAME = re.compile(r'^  File "(.*)", line (\d+|\?\?\?) in (.*)$')
 
@@ -100,7 +106,8 @@ def gil_disabled() -> bool:
 
 
 def safe_backend(version: tuple[int, int] | None = None, implementation: str | None = None) -> str:
-    """The backend that cannot crash this interpreter.
+    """The backend found safe on this interpreter (bench/thread_stacks_soak.py: the walk
+    failed on CPython 3.11 only; a free-threaded build without the GIL gets none).
 
     >>> safe_backend((3, 11), "cpython"), safe_backend((3, 12), "cpython")
     ('faulthandler', 'walk')
@@ -237,7 +244,8 @@ def _file_id(fd: int) -> tuple[int, int]:
 class ThreadStacks:
     """Reads other threads' stacks with one backend; cheap to call, never raises.
 
-    One reader per reading thread (it holds an in-memory file for ``faulthandler``).
+    One reader per reading thread (it holds a pipe for ``faulthandler``). A failed
+    read turns every reader of the process off (:data:`FAILED`).
     """
 
     def __init__(self, backend: str | None = None) -> None:
@@ -262,10 +270,15 @@ class ThreadStacks:
         self._lock = threading.Lock()
         if chosen == "off":
             self.failed = "free-threaded build without the GIL: no safe way to read stacks"
+            if not _off_said.is_set():
+                _off_said.set()
+                log.warning("otel-adaprof: no in-process stack reads: %s", self.failed)
 
     @property
     def active(self) -> bool:
         """Whether reads return stacks (the backend is not off nor disabled)."""
+        if self.failed is None and FAILED:
+            self.failed = FAILED[0]
         return self.failed is None
 
     def min_interval_s(self, core_share: float) -> float:
@@ -297,7 +310,7 @@ class ThreadStacks:
         ``idents`` limits the threads returned (all others but the caller when None).
         Empty when reading failed or is off.
         """
-        if self.failed is not None or depth <= 0:
+        if not self.active or depth <= 0:
             return {}
         me = threading.get_ident()
         with self._lock:
@@ -309,6 +322,7 @@ class ThreadStacks:
                     stacks = self._dump(depth, idents, me)
             except Exception as exc:  # never into the app: stop reading, say so once
                 self.failed = f"{type(exc).__name__}: {exc}"
+                FAILED.append(self.failed)
                 log.warning(
                     "otel-adaprof: reading thread stacks (%s) failed, in-process stack "
                     "reads are off for this process: %s",
@@ -446,4 +460,4 @@ class ThreadStacks:
         return frame_text(qualname, path, line)
 
 
-__all__ = ["BACKENDS", "QualNames", "ThreadStacks", "gil_disabled", "safe_backend"]
+__all__ = ["BACKENDS", "FAILED", "QualNames", "ThreadStacks", "gil_disabled", "safe_backend"]
