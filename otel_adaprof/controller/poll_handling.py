@@ -311,7 +311,9 @@ class PollHandler:
         if pending is not None:
             ctx, decision = pending
             goal, budget = ctx.goal, ctx.budget
-            changed = decision.params != ctx.params_in_force
+            changed = decision.params is not ctx.params_in_force and (
+                decision.params != ctx.params_in_force
+            )
         else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
             spec = SessionSpec.parse(known.session["spec"]) if known.session else None

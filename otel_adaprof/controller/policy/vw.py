@@ -60,6 +60,7 @@ from otel_adaprof.controller.policy.features import (
     state_features,
 )
 from otel_adaprof.controller.policy.safety import SafetyGuard
+from otel_adaprof.params import Params
 from otel_adaprof.session_spec import Mode
 
 #: SquareCB's γ scale: higher = greedier. Tuned in the simulator (``adaprof sim``).
@@ -82,6 +83,8 @@ RING_SIZE = 16
 DEFAULT_MODEL = "default_model.vw"
 #: Tag of the catalog's maintenance actions (what a steady phase settles on).
 MAINTAIN_TAG = "maintain"
+#: Params objects whose "same as in force" mask over the catalog is kept (cleared beyond).
+SAME_CACHE_MAX = 256
 #: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
 LEARNING_RATE = 0.1
 POWER_T = 0.0
@@ -131,6 +134,27 @@ def _line(namespace: str, features: Mapping[str, float]) -> str:
     )
 
 
+class _State(dict[str, float]):
+    """A decision's state features (a plain dict to everything else: logged as JSON,
+    compared, copied), carrying the text of its shared line once it is formatted."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, feats: Mapping[str, float]) -> None:
+        super().__init__(feats)
+        self.line: str | None = None
+
+
+def _c_line(value: object) -> str:
+    """``_line("C", context_dict(value))`` without the dict for a row logged as a list
+    (what :meth:`VWPolicy.decide` logs): the same text."""
+    if isinstance(value, list) and len(value) == len(C_FEATURES):
+        return "|C " + " ".join(
+            f"{name}:{v:.5g}" for name, v in zip(C_FEATURES, map(float, value), strict=True) if v
+        )
+    return _line("C", context_dict(value))
+
+
 def _action_line(action: Action) -> str:
     return _line("A", action.features) + f" id_{action.name.replace('-', '_')}"
 
@@ -159,6 +183,7 @@ class VWPolicy(Policy):
         self.updates = 0
         self.trend = Trend()
         self._names = self.catalog.names
+        self._same_cache: dict[int, tuple[Params, np.ndarray]] = {}
         self._init_parsing()
 
     def _init_parsing(self) -> None:
@@ -204,7 +229,7 @@ class VWPolicy(Policy):
             # A static session never explores: its params, with certainty.
             return Decision(params=ctx.initial_params, probability=1.0, action="static")
         self.guard.observe(ctx)
-        feats = state_features(ctx)
+        feats = _State(state_features(ctx))
         feats["bank"] = min(self.guard.average / ctx.budget.cpu_fraction, 5.0) / 5.0
         if ctx.state is not None:
             feats.update(self.trend.update(ctx.state))
@@ -219,7 +244,7 @@ class VWPolicy(Policy):
         g = self.guard
         idx, cpu, data = g.assess_arrays(ctx)
         names = [self._names[i] for i in idx]
-        same = np.array([self.catalog[int(i)].params == ctx.params_in_force for i in idx], float)
+        same = self._same_as(ctx.params_in_force)[idx]
         matrix = ActionContext(ctx).matrix(
             g.rate[idx], g.ratio[idx], g.pass_share[idx], cpu, data, same
         )
@@ -240,6 +265,19 @@ class VWPolicy(Policy):
             explored=choice != greedy,
             features=features,
         )
+
+    def _same_as(self, params: Params) -> np.ndarray:
+        """1.0 for each catalog action whose params equal ``params`` (catalog order),
+        0.0 elsewhere; computed once per params object (params are immutable, and the
+        params in force are mostly the catalog's own objects)."""
+        hit = self._same_cache.get(id(params))
+        if hit is not None and hit[0] is params:
+            return hit[1]
+        mask = np.array([a.params is params or a.params == params for a in self.catalog], float)
+        if len(self._same_cache) >= SAME_CACHE_MAX:
+            self._same_cache.clear()
+        self._same_cache[id(params)] = (params, mask)
+        return mask
 
     def _settled(
         self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, idx: np.ndarray
@@ -281,9 +319,9 @@ class VWPolicy(Policy):
     ) -> list[vw.Example]:
         """Fresh examples parsed from text (for learning: the labelled example is new)."""
         parse = self._parser.parse_line
-        examples = [parse("shared " + _line("S", feats))]
+        examples = [parse(self._shared_line(feats))]
         for name in names:
-            line = f"{self._lines[name]} {_line('C', context_dict(dyn.get(name)))}"
+            line = f"{self._lines[name]} {_c_line(dyn.get(name))}"
             if label is not None and label[0] == name:
                 line = f"{label[1]} {line}"
             examples.append(parse(line))
@@ -295,7 +333,7 @@ class VWPolicy(Policy):
         """Examples for prediction: each action's example is parsed once and only its
         ``C`` features are rewritten (text formatting and parsing of 64 lines would
         cost most of the millisecond a decision may take)."""
-        examples = [self._parser.parse_line("shared " + _line("S", feats))]
+        examples = [self._parser.parse_line(self._shared_line(feats))]
         rows = matrix.astype(np.float32)
         for i, name in enumerate(names):
             ex = self._cached.get(name)
@@ -308,6 +346,18 @@ class VWPolicy(Policy):
             group.push_many_features(self._c_indices, rows[i])  # type: ignore[arg-type]
             examples.append(ex)
         return examples
+
+    @staticmethod
+    def _shared_line(feats: Mapping[str, float]) -> str:
+        """The shared (state) line of a decision's examples: formatted once per decision
+        and kept on its state features (:class:`_State`) for its learning; a decision
+        read back from the database is formatted again (the same text)."""
+        line = getattr(feats, "line", None)
+        if line is None:
+            line = "shared " + _line("S", feats)
+            if isinstance(feats, _State):
+                feats.line = line
+        return line
 
     def scores(
         self,
