@@ -11,6 +11,7 @@ Usage::
 
     >>> from otel_adaprof.controller.config import ControllerConfig
     >>> from otel_adaprof.controller.policy_registry import PolicyRegistry
+from otel_adaprof.controller.poll_codec import params_json
     >>> from otel_adaprof.controller.sessions import Sessions
     >>> from otel_adaprof.controller.store import Store
     >>> from otel_adaprof.protocol import AgentIdentity, PollRequest
@@ -34,6 +35,7 @@ from typing import Any
 from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
 from otel_adaprof.controller.policy_registry import PolicyRegistry
+from otel_adaprof.controller.poll_codec import params_json
 from otel_adaprof.controller.sessions import Sessions
 from otel_adaprof.controller.store_api import (
     ControllerStore,
@@ -57,24 +59,6 @@ MAX_PENDING_DECISIONS = 10_000
 MAX_CONFIG_VERSION = 2**62
 #: Stacks kept per in-memory service profile (the least counted are dropped beyond it).
 MAX_PROFILE_STACKS = 5_000
-
-
-#: JSON form of the params objects decisions return (policies answer with a few
-#: catalog or config objects, so this stays small; cleared beyond the bound).
-_PARAMS_JSON: dict[int, tuple[Params, dict[str, Any]]] = {}
-_PARAMS_JSON_MAX = 4096
-
-
-def _params_json(params: Params) -> dict[str, Any]:
-    """``params.to_json()``, computed once per params object (they are immutable)."""
-    hit = _PARAMS_JSON.get(id(params))
-    if hit is not None and hit[0] is params:
-        return hit[1]
-    data = params.to_json()
-    if len(_PARAMS_JSON) >= _PARAMS_JSON_MAX:
-        _PARAMS_JSON.clear()
-    _PARAMS_JSON[id(params)] = (params, data)
-    return data
 
 
 def _check_version(request: PollRequest) -> None:
@@ -179,7 +163,7 @@ class PollHandler:
             return None
         # decided here and not yet credited here (crediting pops it)
         params = pending[1].params
-        return _Known(PollContext(session, _params_json(params), True), spec, params)
+        return _Known(PollContext(session, params_json(params), True), spec, params)
 
     def _needs_model(self, request: PollRequest, known: _Known) -> bool:
         """Whether this poll decides or learns with the service's bandit (mirrors
@@ -256,7 +240,7 @@ class PollHandler:
                 action=decision.action,
                 probability=decision.probability,
                 features=dict(decision.features),
-                params=_params_json(decision.params),
+                params=params_json(decision.params),
             ),
         )
         return _Plan(write, ctx, decision)
