@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -85,6 +85,8 @@ DEFAULT_MODEL = "default_model.vw"
 MAINTAIN_TAG = "maintain"
 #: Params objects whose "same as in force" mask over the catalog is kept (cleared beyond).
 SAME_CACHE_MAX = 256
+#: Use only vowpal_wabbit_next's public API (tests compare both paths; see _VWCalls).
+FORCE_PUBLIC_API = False
 #: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
 LEARNING_RATE = 0.1
 POWER_T = 0.0
@@ -134,6 +136,44 @@ def _line(namespace: str, features: Mapping[str, float]) -> str:
     )
 
 
+#: Index of the ``C`` namespace's feature group in an example.
+_C = ord("C")
+
+
+class _VWCalls:
+    """Parse, predict and learn on one workspace.
+
+    vowpal_wabbit_next's ``Workspace.predict_one``/``learn_one`` check the label type of
+    every example in Python (twice per example) and ``TextFormatParser.parse_line``
+    wraps each parsed example in a Python object: a third of the policy's VW time for
+    a dozen examples per decision. The examples here are parsed by the workspace's own
+    parser, so their label type is the workspace's by construction, and these calls go
+    to the same native functions the wrapper calls (vowpal-wabbit-next 0.7, pinned).
+    When the package does not have them, the public API is used: the same results.
+    """
+
+    def __init__(self, ws: Any) -> None:
+        core = getattr(vw, "_core", None)
+        inner = getattr(ws, "_workspace", None)
+        self.direct = all(
+            (
+                hasattr(core, "_parse_line_text"),
+                hasattr(inner, "predict_multi_ex_one"),
+                hasattr(inner, "learn_multi_ex_one"),
+            )
+        )
+        if self.direct and not FORCE_PUBLIC_API:
+            parse_text = core._parse_line_text  # type: ignore[union-attr]
+            self.parse: Callable[[str], Any] = lambda line: parse_text(inner, line)
+            self.predict: Callable[[list[Any]], Any] = inner.predict_multi_ex_one  # type: ignore[union-attr]
+            self.learn: Callable[[list[Any]], Any] = inner.learn_multi_ex_one  # type: ignore[union-attr]
+        else:
+            self.direct = False
+            self.parse = vw.TextFormatParser(ws).parse_line
+            self.predict = ws.predict_one
+            self.learn = ws.learn_one
+
+
 class _State(dict[str, float]):
     """A decision's state features (a plain dict to everything else: logged as JSON,
     compared, copied), carrying the text of its shared line once it is formatted."""
@@ -178,7 +218,7 @@ class VWPolicy(Policy):
         self._args = vw_args(gamma_scale)
         self._rng = random.Random(seed)
         self._ws = vw.Workspace(self._args, model_data=model) if model else vw.Workspace(self._args)
-        self._parser = vw.TextFormatParser(self._ws)
+        self._vw = _VWCalls(self._ws)
         self._lines = {a.name: _action_line(a) for a in self.catalog}
         self.updates = 0
         self.trend = Trend()
@@ -189,8 +229,8 @@ class VWPolicy(Policy):
     def _init_parsing(self) -> None:
         self._cached: dict[str, vw.Example] = {}
         self._c_template = "|C " + " ".join(f"{k}:1" for k in C_FEATURES)
-        probe = self._parser.parse_line(self._c_template)
-        self._c_indices = np.array(probe["C"].indices, dtype=np.uint64)
+        probe = self._vw.parse(self._c_template)
+        self._c_indices = np.array(probe[_C].indices, dtype=np.uint64)
         assert len(self._c_indices) == len(C_FEATURES)
 
     @classmethod
@@ -316,9 +356,9 @@ class VWPolicy(Policy):
         names: Sequence[str],
         dyn: Mapping[str, Any],
         label: tuple[str, str] | None = None,
-    ) -> list[vw.Example]:
+    ) -> list[Any]:
         """Fresh examples parsed from text (for learning: the labelled example is new)."""
-        parse = self._parser.parse_line
+        parse = self._vw.parse
         examples = [parse(self._shared_line(feats))]
         for name in names:
             line = f"{self._lines[name]} {_c_line(dyn.get(name))}"
@@ -329,18 +369,18 @@ class VWPolicy(Policy):
 
     def _reused_examples(
         self, feats: Mapping[str, float], names: Sequence[str], matrix: np.ndarray
-    ) -> list[vw.Example]:
+    ) -> list[Any]:
         """Examples for prediction: each action's example is parsed once and only its
         ``C`` features are rewritten (text formatting and parsing of 64 lines would
         cost most of the millisecond a decision may take)."""
-        examples = [self._parser.parse_line(self._shared_line(feats))]
+        examples = [self._vw.parse(self._shared_line(feats))]
         rows = matrix.astype(np.float32)
         for i, name in enumerate(names):
             ex = self._cached.get(name)
             if ex is None:
-                ex = self._parser.parse_line(f"{self._lines[name]} {self._c_template}")
+                ex = self._vw.parse(f"{self._lines[name]} {self._c_template}")
                 self._cached[name] = ex
-            group = ex["C"]
+            group = ex[_C]
             group.truncate_to(0)
             # the stubs of vowpal_wabbit_next spell the array types wrongly
             group.push_many_features(self._c_indices, rows[i])  # type: ignore[arg-type]
@@ -380,7 +420,7 @@ class VWPolicy(Policy):
     ) -> list[float]:
         result = cast(
             "list[tuple[int, float]]",
-            self._ws.predict_one(self._reused_examples(feats, names, matrix)),
+            self._vw.predict(self._reused_examples(feats, names, matrix)),
         )
         pmf = [0.0] * len(names)
         for index, prob in result:
@@ -415,7 +455,7 @@ class VWPolicy(Policy):
         dyn = decision.features.get("context")
         dyn = dyn if isinstance(dyn, Mapping) else {}
         label = (decision.action, f"0:{cost:.6g}:{prob:.6g}")
-        self._ws.learn_one(self._examples(feats, names, dyn, label))
+        self._vw.learn(self._examples(feats, names, dyn, label))
         self.updates += 1
 
     # -- persistence -----------------------------------------------------------------
@@ -426,7 +466,7 @@ class VWPolicy(Policy):
 
     def restore(self, blob: bytes) -> None:
         self._ws = vw.Workspace(self._args, model_data=blob)
-        self._parser = vw.TextFormatParser(self._ws)
+        self._vw = _VWCalls(self._ws)
         self._init_parsing()
 
     def describe(self) -> dict[str, Any]:
