@@ -11,7 +11,6 @@ Usage::
 
     >>> from otel_adaprof.controller.config import ControllerConfig
     >>> from otel_adaprof.controller.policy_registry import PolicyRegistry
-from otel_adaprof.controller.poll_codec import params_json
     >>> from otel_adaprof.controller.sessions import Sessions
     >>> from otel_adaprof.controller.store import Store
     >>> from otel_adaprof.protocol import AgentIdentity, PollRequest
