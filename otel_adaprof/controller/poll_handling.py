@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 MAX_PENDING_DECISIONS = 10_000
 #: Highest config version an agent may report (the next one must fit a 64-bit integer).
 MAX_CONFIG_VERSION = 2**62
+#: Names of the reward's terms, as written with each credited decision.
+_REWARD_TERMS = tuple(f.name for f in dataclasses.fields(RewardBreakdown))
 #: Stacks kept per in-memory service profile (the least counted are dropped beyond it).
 MAX_PROFILE_STACKS = 5_000
 
@@ -328,7 +330,7 @@ class PollHandler:
                 self.policies.adaptive(ctx.service).learn(ctx, decision, reward.total)
             except Exception:
                 log.exception("policy failed to learn for %s", ctx.service)
-        terms = {f.name: getattr(reward, f.name) for f in dataclasses.fields(reward)}
+        terms = {name: getattr(reward, name) for name in _REWARD_TERMS}
         return RewardWrite(total=reward.total, terms=terms)
 
     def _fold(self, service: str, stacks: dict[str, int]) -> None:

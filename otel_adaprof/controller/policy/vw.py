@@ -130,10 +130,31 @@ def default_model() -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
+#: ``"|NS name:%.5g ..."`` templates, by namespace and names of the non-zero features.
+_TEMPLATES: dict[tuple[str, tuple[str, ...]], str] = {}
+_TEMPLATES_MAX = 4096
+
+
+def _template(namespace: str, names: tuple[str, ...]) -> str:
+    template = _TEMPLATES.get((namespace, names))
+    if template is None:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        template = f"|{namespace} " + " ".join(n.replace("%", "%%") + ":%.5g" for n in names)
+        _TEMPLATES[(namespace, names)] = template
+    return template
+
+
 def _line(namespace: str, features: Mapping[str, float]) -> str:
-    return f"|{namespace} " + " ".join(
-        f"{name}:{value:.5g}" for name, value in features.items() if value
-    )
+    """One namespace of a VW text line: ``|NS name:value ...``, values with 5
+    significant digits, zeros left out (one ``%`` formatting from a kept template;
+    ``"%.5g" % v`` is ``f"{v:.5g}"``).
+
+    >>> _line("S", {"a": 0.123456, "b": 0.0, "c": 2})
+    '|S a:0.12346 c:2'
+    """
+    names = tuple([name for name, value in features.items() if value])
+    return _template(namespace, names) % tuple([v for v in features.values() if v])
 
 
 #: Index of the ``C`` namespace's feature group in an example.
@@ -189,9 +210,9 @@ def _c_line(value: object) -> str:
     """``_line("C", context_dict(value))`` without the dict for a row logged as a list
     (what :meth:`VWPolicy.decide` logs): the same text."""
     if isinstance(value, list) and len(value) == len(C_FEATURES):
-        return "|C " + " ".join(
-            f"{name}:{v:.5g}" for name, v in zip(C_FEATURES, map(float, value), strict=True) if v
-        )
+        values = [float(v) for v in value]
+        names = tuple([name for name, v in zip(C_FEATURES, values, strict=True) if v])
+        return _template("C", names) % tuple([v for v in values if v])
     return _line("C", context_dict(value))
 
 
