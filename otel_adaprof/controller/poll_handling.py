@@ -47,7 +47,14 @@ from otel_adaprof.controller.store_api import (
 from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse
-from otel_adaprof.reward import PhaseState, RewardBreakdown, WindowObservation, step
+from otel_adaprof.reward import (
+    PhaseState,
+    RewardBreakdown,
+    WindowObservation,
+    keyed,
+    stack_key,
+    step,
+)
 from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -110,6 +117,9 @@ class PollHandler:
             OrderedDict()
         )
         self._profiles: dict[str, dict[str, float]] = {}
+        # each profile folded onto reward keys (reward.keyed), kept with it: the same
+        # values (sums of whole counts) in the same key order as keyed(profile)
+        self._keyed: dict[str, dict[str, float]] = {}
         self._phases: dict[str, PhaseState] = {}
         self.decisions_made = 0
         self.rewards_credited = 0
@@ -184,12 +194,13 @@ class PollHandler:
         window = request.window
         stacks = request.stacks.as_dict() if request.stacks else None
 
-        prior = dict(self._profiles.get(service, {}))
+        # the service's profile before this window: the live dicts (not copies, a
+        # profile holds up to MAX_PROFILE_STACKS stacks), folded into after deciding
+        prior = self._profiles.setdefault(service, {})
+        keyed_prior = self._keyed.setdefault(service, {})
         reward: RewardWrite | None = None
         if window is not None:
             reward = self._credit(request, known.context, prior, stacks or {})
-            if stacks:
-                self._fold(service, stacks)
 
         ran_under = known.context.ran_under
         if known.in_force is not None:
@@ -212,6 +223,7 @@ class PollHandler:
             state=window,
             stacks=request.stacks,
             profile=prior,
+            keyed_profile=keyed_prior,
             phase=self._phases.get(service),
         )
         if _uses_bandit(spec):
@@ -219,7 +231,11 @@ class PollHandler:
         else:
             self.policies.unpin(service)  # (a session closed by another controller)
         policy = self.policies.for_spec(spec)
-        decision = self._decide(policy, ctx)
+        try:
+            decision = self._decide(policy, ctx)
+        finally:
+            if window is not None and stacks:
+                self._fold(service, stacks)
         window_json = window.model_dump(mode="json") if window else None
         write = PollWrite(
             instance_id=agent.instance_id,
@@ -335,11 +351,15 @@ class PollHandler:
 
     def _fold(self, service: str, stacks: dict[str, int]) -> None:
         profile = self._profiles.setdefault(service, {})
+        folded = self._keyed.setdefault(service, {})
         for stack, count in stacks.items():
             profile[stack] = profile.get(stack, 0.0) + count
+            key = stack_key(stack)
+            folded[key] = folded.get(key, 0.0) + float(count)
         if len(profile) > MAX_PROFILE_STACKS:
             keep = sorted(profile.items(), key=lambda kv: kv[1], reverse=True)[:MAX_PROFILE_STACKS]
             self._profiles[service] = dict(keep)
+            self._keyed[service] = keyed(self._profiles[service])
 
     def _remember(
         self, instance_id: str, version: int, ctx: DecisionContext, decision: Decision
