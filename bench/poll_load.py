@@ -316,6 +316,36 @@ def _first_polls(urls: list[str], service: str, agents: int) -> None:
         list(pool.map(first, range(agents)))
 
 
+def _grow_profile(urls: list[str], service: str, stacks: int) -> None:
+    """Before the measurement: windows from warm-up agents (not among the measured ones)
+    carrying ``stacks`` distinct stacks in all, so the service's profile holds that many
+    (a real service's profile has thousands; the measured windows keep 3 stacks)."""
+    per_poll = 50
+    for k in range(0, stacks, per_poll):
+        instance = f"warm-{k // per_poll}"
+        for version in (0, 1):
+            body = json.loads(poll_body(service, instance, version))
+            if version:
+                body["stacks"] = {
+                    "stacks": [
+                        {
+                            "stack": f"main (app.py:1);h_{i} (views.py:{i});leaf (lib.py:{i})",
+                            "count": 1 + i % 7,
+                        }
+                        for i in range(k, min(k + per_poll, stacks))
+                    ],
+                    "total_samples": 0,
+                    "depth": 64,
+                }
+                body["stacks"]["total_samples"] = sum(s["count"] for s in body["stacks"]["stacks"])
+            req = urllib.request.Request(
+                f"{urls[0]}/v1/agents/poll",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(req, timeout=60).read()
+
+
 def _poll_buckets_all(urls: list[str]) -> dict[float, float]:
     """The poll-latency histograms of every replica, added."""
     total: dict[float, float] = {}
@@ -411,6 +441,7 @@ def run(
     db: str = "sqlite",
     replicas: int = 1,
     databases: Databases | None = None,
+    profile_stacks: int = 0,
 ) -> dict[str, Any]:
     """One measurement on fresh controllers (of ``source``, default this tree) and a
     fresh database; ``paced`` > 0 makes every agent poll once per ``paced`` seconds;
@@ -438,6 +469,8 @@ def run(
                 if replicas > 1:
                     time.sleep(1.5)  # every replica sees the session (1 s cache), one owns it
             _first_polls(urls, service, agents)
+            if profile_stacks:
+                _grow_profile(urls, service, profile_stacks)
             server = databases.server_pids() if db != "sqlite" else []
             cpu_before = _cpu_all([p.pid for p in procs])
             db_cpu_before = sum(sum(_cpu_seconds(pid)) for pid in server)
@@ -486,6 +519,7 @@ def run(
         "mode": mode,
         "load": load_shape,
         "concurrency": concurrency,
+        "profile_stacks": profile_stacks,
         **result,
     }
 
@@ -658,6 +692,14 @@ def main() -> None:
         "(a shared machine's load then falls on every setup alike)",
     )
     parser.add_argument(
+        "--profile-stacks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before measuring, grow the service's profile to N distinct stacks (warm-up "
+        "agents' windows; the controller keeps at most 5000)",
+    )
+    parser.add_argument(
         "--callgrind",
         type=int,
         default=0,
@@ -683,6 +725,8 @@ def main() -> None:
         parser.error("--replicas must be in [1, 8]")
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
+    if args.profile_stacks < 0 or args.profile_stacks > 100_000:
+        parser.error("--profile-stacks must be in [0, 100000]")
     if args.paced < 0 or args.paced > 300:
         parser.error("--paced must be in [0, 300]")
     if args.baseline is not None and not (args.baseline / "otel_adaprof").is_dir():
@@ -734,6 +778,7 @@ def main() -> None:
                             db,
                             replicas,
                             databases,
+                            args.profile_stacks,
                         )
                     )
                     if not args.json:
