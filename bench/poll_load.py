@@ -26,6 +26,11 @@ also give the server's CPU per poll (``db CPU ms/poll``), when it runs on this m
     python bench/poll_load.py --agents 100 --seconds 5 --json
     python bench/poll_load.py --agents 1000 --modes adaptive --paced 5 --seconds 20
     python bench/poll_load.py --agents 1000 --modes adaptive --db sqlite postgresql --replicas 1 2
+    python bench/poll_load.py --agents 1000 --modes adaptive --callgrind 2000
+
+``--callgrind POLLS`` counts instead of timing: the controller runs under ``valgrind
+--tool=callgrind`` and the figure is the instructions it executes per poll (all its
+threads, user space), which does not move with the load of a shared machine.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -88,7 +94,12 @@ def poll_body(service: str, instance: str, version: int) -> bytes:
 
 
 async def _drive(
-    urls: list[str], service: str, agents: int, seconds: float, concurrency: int
+    urls: list[str],
+    service: str,
+    agents: int,
+    seconds: float,
+    concurrency: int,
+    max_polls: int = 0,
 ) -> dict[str, Any]:
     import aiohttp
 
@@ -101,7 +112,7 @@ async def _drive(
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal next_agent, errors, sent
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and not (max_polls and sent >= max_polls):
             i = next_agent
             next_agent = (next_agent + 1) % agents
             url = urls[sent % len(urls)]  # round robin over the replicas
@@ -122,7 +133,7 @@ async def _drive(
                 continue
             latencies.append(time.perf_counter() - started)
 
-    timeout = aiohttp.ClientTimeout(total=10)
+    timeout = aiohttp.ClientTimeout(total=600 if max_polls else 10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         started = time.perf_counter()
         deadline = started + seconds
@@ -216,17 +227,18 @@ def _load_process(
     concurrency: int,
     paced: float,
     out: Any,
+    max_polls: int = 0,
 ) -> None:
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
         os.sched_setaffinity(0, {1})
     if paced:
         out.put(asyncio.run(_drive_paced(urls, service, agents, seconds, paced)))
     else:
-        out.put(asyncio.run(_drive(urls, service, agents, seconds, concurrency)))
+        out.put(asyncio.run(_drive(urls, service, agents, seconds, concurrency, max_polls)))
 
 
 def _start_controller(
-    db: str, source: Path | None, log: Path
+    db: str, source: Path | None, log: Path, wrapper: list[str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     def pin() -> None:
         if hasattr(os, "sched_setaffinity"):
@@ -235,6 +247,7 @@ def _start_controller(
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
             [
+                *(wrapper or []),
                 sys.executable,
                 "-m",
                 "otel_adaprof.cli",
@@ -250,7 +263,7 @@ def _start_controller(
             cwd=source,
             env={**os.environ, "PYTHONPATH": str(source)} if source else None,
         )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + (600 if wrapper else 20)
     while time.monotonic() < deadline:
         found = re.findall(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text())
         if found:
@@ -301,6 +314,36 @@ def _first_polls(urls: list[str], service: str, agents: int) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(first, range(agents)))
+
+
+def _grow_profile(urls: list[str], service: str, stacks: int) -> None:
+    """Before the measurement: windows from warm-up agents (not among the measured ones)
+    carrying ``stacks`` distinct stacks in all, so the service's profile holds that many
+    (a real service's profile has thousands; the measured windows keep 3 stacks)."""
+    per_poll = 50
+    for k in range(0, stacks, per_poll):
+        instance = f"warm-{k // per_poll}"
+        for version in (0, 1):
+            body = json.loads(poll_body(service, instance, version))
+            if version:
+                body["stacks"] = {
+                    "stacks": [
+                        {
+                            "stack": f"main (app.py:1);h_{i} (views.py:{i});leaf (lib.py:{i})",
+                            "count": 1 + i % 7,
+                        }
+                        for i in range(k, min(k + per_poll, stacks))
+                    ],
+                    "total_samples": 0,
+                    "depth": 64,
+                }
+                body["stacks"]["total_samples"] = sum(s["count"] for s in body["stacks"]["stacks"])
+            req = urllib.request.Request(
+                f"{urls[0]}/v1/agents/poll",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(req, timeout=60).read()
 
 
 def _poll_buckets_all(urls: list[str]) -> dict[float, float]:
@@ -398,6 +441,7 @@ def run(
     db: str = "sqlite",
     replicas: int = 1,
     databases: Databases | None = None,
+    profile_stacks: int = 0,
 ) -> dict[str, Any]:
     """One measurement on fresh controllers (of ``source``, default this tree) and a
     fresh database; ``paced`` > 0 makes every agent poll once per ``paced`` seconds;
@@ -425,6 +469,8 @@ def run(
                 if replicas > 1:
                     time.sleep(1.5)  # every replica sees the session (1 s cache), one owns it
             _first_polls(urls, service, agents)
+            if profile_stacks:
+                _grow_profile(urls, service, profile_stacks)
             server = databases.server_pids() if db != "sqlite" else []
             cpu_before = _cpu_all([p.pid for p in procs])
             db_cpu_before = sum(sum(_cpu_seconds(pid)) for pid in server)
@@ -473,8 +519,110 @@ def run(
         "mode": mode,
         "load": load_shape,
         "concurrency": concurrency,
+        "profile_stacks": profile_stacks,
         **result,
     }
+
+
+def _callgrind_control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def _callgrind_total(folder: Path, pid: int) -> int:
+    """Instructions (Ir) in the newest dump callgrind wrote for ``pid``."""
+    dumps = sorted(folder.glob(f"callgrind.{pid}.*"), key=lambda f: f.stat().st_mtime)
+    for dump in reversed(dumps):
+        found = re.search(r"^(?:totals|summary): (\d+)", dump.read_text(errors="replace"), re.M)
+        if found:
+            return int(found.group(1))
+    raise RuntimeError(f"no callgrind dump for {pid} in {folder}")
+
+
+def run_callgrind(
+    agents: int,
+    mode: str,
+    polls: int,
+    concurrency: int,
+    source: Path | None = None,
+    label: str = "this tree",
+    keep: Path | None = None,
+) -> dict[str, Any]:
+    """Instructions the controller executes per poll, counted by ``valgrind
+    --tool=callgrind`` (every thread, user space; the kernel's share, e.g. fsync and
+    sockets, is not counted). Unlike times, the count does not depend on what else the
+    machine runs. The controller starts uninstrumented; counting covers exactly
+    ``polls`` polls of the closed loop after every agent's first poll. ``keep``: a folder
+    to copy the dump to (read it with ``callgrind_annotate``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        wrapper = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={folder}/callgrind.%p",
+        ]
+        proc, url = _start_controller(
+            str(folder / "bench.db"), source, folder / "controller.log", wrapper
+        )
+        try:
+            service = "bench"
+            if mode == "adaptive":
+                req = urllib.request.Request(
+                    f"{url}/v1/sessions",
+                    method="POST",
+                    data=json.dumps(
+                        {"service": service, "mode": "adaptive", "duration_s": 3600}
+                    ).encode(),
+                )
+                urllib.request.urlopen(req, timeout=60).read()
+            _first_polls([url], service, agents)
+            _callgrind_control(proc.pid, "--instr=on")
+            _callgrind_control(proc.pid, "--zero")
+            queue: Any = mp.get_context("spawn").Queue()
+            load = mp.get_context("spawn").Process(
+                target=_load_process,
+                args=([url], service, agents, 3600.0, concurrency, 0.0, queue, polls),
+            )
+            load.start()
+            result: dict[str, Any] = queue.get(timeout=3600)
+            load.join(timeout=10)
+            _callgrind_control(proc.pid, "--dump")
+            instructions = _callgrind_total(folder, proc.pid)
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                for dump in folder.glob(f"callgrind.{proc.pid}.*"):
+                    shutil.copy(dump, keep / f"{label.replace(' ', '_')}-{mode}-{dump.name}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    answered = result["requests"] + result["errors"]
+    return {
+        "controller": label,
+        "agents": agents,
+        "mode": mode,
+        "load": f"{concurrency} in flight",
+        "polls": answered,
+        "errors": result["errors"],
+        "instructions": instructions,
+        "instructions_per_poll": instructions / answered if answered else 0.0,
+    }
+
+
+def callgrind_table(rows: list[dict[str, Any]]) -> str:
+    """The instruction counts as a markdown table."""
+    lines = [
+        "| controller | agents | mode | load | polls counted | errors | instructions per poll |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['controller']} | {r['agents']} | {r['mode']} | {r['load']} | {r['polls']} "
+            f"| {r['errors']} | {r['instructions_per_poll'] / 1e6:.2f} M |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -543,6 +691,29 @@ def main() -> None:
         help="run every setup this many times, interleaved, and report the medians "
         "(a shared machine's load then falls on every setup alike)",
     )
+    parser.add_argument(
+        "--profile-stacks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before measuring, grow the service's profile to N distinct stacks (warm-up "
+        "agents' windows; the controller keeps at most 5000)",
+    )
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        default=0,
+        metavar="POLLS",
+        help="instead of timing, count the instructions the controller runs per poll "
+        "under valgrind's callgrind, over POLLS polls of the closed loop (SQLite)",
+    )
+    parser.add_argument(
+        "--callgrind-keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --callgrind: keep the callgrind dumps in DIR (for callgrind_annotate)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     if args.repeat < 1 or args.repeat > 20:
@@ -554,6 +725,8 @@ def main() -> None:
         parser.error("--replicas must be in [1, 8]")
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
+    if args.profile_stacks < 0 or args.profile_stacks > 100_000:
+        parser.error("--profile-stacks must be in [0, 100000]")
     if args.paced < 0 or args.paced > 300:
         parser.error("--paced must be in [0, 300]")
     if args.baseline is not None and not (args.baseline / "otel_adaprof").is_dir():
@@ -561,6 +734,19 @@ def main() -> None:
     trees: list[tuple[Path | None, str]] = [(None, args.label)]
     if args.baseline is not None:
         trees.insert(0, (args.baseline.resolve(), args.baseline_label))
+    if args.callgrind:
+        if args.callgrind < 10 or args.callgrind > 100_000:
+            parser.error("--callgrind must be in [10, 100000]")
+        counted = [
+            run_callgrind(
+                agents, mode, args.callgrind, args.concurrency, source, label, args.callgrind_keep
+            )
+            for agents in args.agents
+            for mode in args.modes
+            for source, label in trees
+        ]
+        print(json.dumps(counted, indent=2) if args.json else callgrind_table(counted))
+        return
     setups = [
         (db, n)
         for db in args.db
@@ -592,6 +778,7 @@ def main() -> None:
                             db,
                             replicas,
                             databases,
+                            args.profile_stacks,
                         )
                     )
                     if not args.json:

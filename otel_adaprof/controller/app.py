@@ -99,7 +99,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         response = error_json(500, "internal", "internal error (logged by the controller)")
-    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    metrics.route_latency(route).observe(time.perf_counter() - started)
     if response.status >= 400:
         metrics.errors.labels(str(response.status)).inc()
     return response

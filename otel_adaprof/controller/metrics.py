@@ -42,6 +42,24 @@ class ControllerMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=self.registry,
         )
+        # children every request counts (labels() looks them up under a lock), kept
+        # once used: a series appears at its first count, as with labels()
+        self._route_latency: dict[str, Histogram] = {}
+        self._decisions: dict[str, Counter] = {}
+
+    def decision(self, kind: str) -> Counter:
+        """The decisions counter of one kind (``session`` or ``default``)."""
+        child = self._decisions.get(kind)
+        if child is None:
+            child = self._decisions[kind] = self.decisions.labels(kind)
+        return child
+
+    def route_latency(self, route: str) -> Histogram:
+        """The latency histogram of one route (its child kept after the first request)."""
+        child = self._route_latency.get(route)
+        if child is None:
+            child = self._route_latency[route] = self.latency.labels(route)
+        return child
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -34,6 +34,7 @@ from typing import Any
 from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
 from otel_adaprof.controller.policy_registry import PolicyRegistry
+from otel_adaprof.controller.poll_codec import params_json
 from otel_adaprof.controller.sessions import Sessions
 from otel_adaprof.controller.store_api import (
     ControllerStore,
@@ -46,7 +47,14 @@ from otel_adaprof.controller.store_api import (
 from otel_adaprof.errors import ContractError
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest, PollResponse
-from otel_adaprof.reward import PhaseState, RewardBreakdown, WindowObservation, step
+from otel_adaprof.reward import (
+    PhaseState,
+    RewardBreakdown,
+    WindowObservation,
+    keyed,
+    stack_key,
+    step,
+)
 from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
 
 log = logging.getLogger(__name__)
@@ -55,26 +63,10 @@ log = logging.getLogger(__name__)
 MAX_PENDING_DECISIONS = 10_000
 #: Highest config version an agent may report (the next one must fit a 64-bit integer).
 MAX_CONFIG_VERSION = 2**62
+#: Names of the reward's terms, as written with each credited decision.
+_REWARD_TERMS = tuple(f.name for f in dataclasses.fields(RewardBreakdown))
 #: Stacks kept per in-memory service profile (the least counted are dropped beyond it).
 MAX_PROFILE_STACKS = 5_000
-
-
-#: JSON form of the params objects decisions return (policies answer with a few
-#: catalog or config objects, so this stays small; cleared beyond the bound).
-_PARAMS_JSON: dict[int, tuple[Params, dict[str, Any]]] = {}
-_PARAMS_JSON_MAX = 4096
-
-
-def _params_json(params: Params) -> dict[str, Any]:
-    """``params.to_json()``, computed once per params object (they are immutable)."""
-    hit = _PARAMS_JSON.get(id(params))
-    if hit is not None and hit[0] is params:
-        return hit[1]
-    data = params.to_json()
-    if len(_PARAMS_JSON) >= _PARAMS_JSON_MAX:
-        _PARAMS_JSON.clear()
-    _PARAMS_JSON[id(params)] = (params, data)
-    return data
 
 
 def _check_version(request: PollRequest) -> None:
@@ -125,6 +117,9 @@ class PollHandler:
             OrderedDict()
         )
         self._profiles: dict[str, dict[str, float]] = {}
+        # each profile folded onto reward keys (reward.keyed), kept with it: the same
+        # values (sums of whole counts) in the same key order as keyed(profile)
+        self._keyed: dict[str, dict[str, float]] = {}
         self._phases: dict[str, PhaseState] = {}
         self.decisions_made = 0
         self.rewards_credited = 0
@@ -179,7 +174,7 @@ class PollHandler:
             return None
         # decided here and not yet credited here (crediting pops it)
         params = pending[1].params
-        return _Known(PollContext(session, _params_json(params), True), spec, params)
+        return _Known(PollContext(session, params_json(params), True), spec, params)
 
     def _needs_model(self, request: PollRequest, known: _Known) -> bool:
         """Whether this poll decides or learns with the service's bandit (mirrors
@@ -199,12 +194,13 @@ class PollHandler:
         window = request.window
         stacks = _with_late(request)
 
-        prior = dict(self._profiles.get(service, {}))
+        # the service's profile before this window: the live dicts (not copies, a
+        # profile holds up to MAX_PROFILE_STACKS stacks), folded into after deciding
+        prior = self._profiles.setdefault(service, {})
+        keyed_prior = self._keyed.setdefault(service, {})
         reward: RewardWrite | None = None
         if window is not None:
             reward = self._credit(request, known.context, prior, stacks or {})
-            if stacks:
-                self._fold(service, stacks)
 
         ran_under = known.context.ran_under
         if known.in_force is not None:
@@ -227,6 +223,7 @@ class PollHandler:
             state=window,
             stacks=request.stacks,
             profile=prior,
+            keyed_profile=keyed_prior,
             phase=self._phases.get(service),
         )
         if _uses_bandit(spec):
@@ -234,7 +231,11 @@ class PollHandler:
         else:
             self.policies.unpin(service)  # (a session closed by another controller)
         policy = self.policies.for_spec(spec)
-        decision = self._decide(policy, ctx)
+        try:
+            decision = self._decide(policy, ctx)
+        finally:
+            if window is not None and stacks:
+                self._fold(service, stacks)
         window_json = window.model_dump(mode="json") if window else None
         write = PollWrite(
             instance_id=agent.instance_id,
@@ -256,7 +257,7 @@ class PollHandler:
                 action=decision.action,
                 probability=decision.probability,
                 features=dict(decision.features),
-                params=_params_json(decision.params),
+                params=params_json(decision.params),
             ),
         )
         return _Plan(write, ctx, decision)
@@ -311,7 +312,9 @@ class PollHandler:
         if pending is not None:
             ctx, decision = pending
             goal, budget = ctx.goal, ctx.budget
-            changed = decision.params != ctx.params_in_force
+            changed = decision.params is not ctx.params_in_force and (
+                decision.params != ctx.params_in_force
+            )
         else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
             spec = SessionSpec.parse(known.session["spec"]) if known.session else None
@@ -343,17 +346,21 @@ class PollHandler:
                 self.policies.adaptive(ctx.service).learn(ctx, decision, reward.total)
             except Exception:
                 log.exception("policy failed to learn for %s", ctx.service)
-        terms = {f.name: getattr(reward, f.name) for f in dataclasses.fields(reward)}
+        terms = {name: getattr(reward, name) for name in _REWARD_TERMS}
         return RewardWrite(total=reward.total, terms=terms)
 
     def _fold(self, service: str, stacks: dict[str, int]) -> None:
         """Add a window's samples to the service's in-memory profile."""
         profile = self._profiles.setdefault(service, {})
+        folded = self._keyed.setdefault(service, {})
         for stack, count in stacks.items():
             profile[stack] = profile.get(stack, 0.0) + count
+            key = stack_key(stack)
+            folded[key] = folded.get(key, 0.0) + float(count)
         if len(profile) > MAX_PROFILE_STACKS:
             keep = sorted(profile.items(), key=lambda kv: kv[1], reverse=True)[:MAX_PROFILE_STACKS]
             self._profiles[service] = dict(keep)
+            self._keyed[service] = keyed(self._profiles[service])
 
     def _remember(
         self, instance_id: str, version: int, ctx: DecisionContext, decision: Decision

@@ -5,20 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from otel_adaprof.controller.opamp import merge_agents
+from otel_adaprof.controller.poll_codec import read_poll, write_answer
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS, OPAMP
-from otel_adaprof.protocol import decode_poll_request, encode
 
 routes = web.RouteTableDef()
 
 
 @routes.post("/v1/agents/poll")
 async def poll(request: web.Request) -> web.Response:
-    poll_request = decode_poll_request(await request.read())
+    poll_request = read_poll(await request.read())
     response = await request.app[CORE].poll_async(poll_request)
     metrics = request.app[METRICS]
     metrics.polls.inc()
-    metrics.decisions.labels("session" if response.session_id else "default").inc()
-    return web.Response(body=encode(response), content_type="application/json")
+    metrics.decision("session" if response.session_id else "default").inc()
+    return web.Response(body=write_answer(response), content_type="application/json")
 
 
 @routes.get("/v1/agents")

@@ -40,8 +40,13 @@ class DecisionContext:
     budget: OverheadBudget = field(default_factory=OverheadBudget)
     state: ObservedState | None = None  # the last window, None on an agent's first poll
     stacks: StackHistogram | None = None  # the last window's samples
-    profile: Mapping[str, float] = field(default_factory=dict)  # service profile before it
+    # the service profile before this window (the controller passes its live profile,
+    # which later windows fold into: read it while deciding, do not keep it)
+    profile: Mapping[str, float] = field(default_factory=dict)
     phase: PhaseState | None = None  # the reward's phase memory after the last window
+    # ``profile`` folded onto reward keys (``reward.keyed``), when the caller keeps it up
+    # to date; None: the features compute it from ``profile``
+    keyed_profile: Mapping[str, float] | None = None
 
     @classmethod
     def initial(cls, service: str, params: Params) -> DecisionContext:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -60,6 +60,7 @@ from otel_adaprof.controller.policy.features import (
     state_features,
 )
 from otel_adaprof.controller.policy.safety import SafetyGuard
+from otel_adaprof.params import Params
 from otel_adaprof.session_spec import Mode
 
 #: SquareCB's γ scale: higher = greedier. Tuned in the simulator (``adaprof sim``).
@@ -82,6 +83,10 @@ RING_SIZE = 16
 DEFAULT_MODEL = "default_model.vw"
 #: Tag of the catalog's maintenance actions (what a steady phase settles on).
 MAINTAIN_TAG = "maintain"
+#: Params objects whose "same as in force" mask over the catalog is kept (cleared beyond).
+SAME_CACHE_MAX = 256
+#: Use only vowpal_wabbit_next's public API (tests compare both paths; see _VWCalls).
+FORCE_PUBLIC_API = False
 #: Learning rate and its decay exponent (0 = constant: the world drifts, keep adapting).
 LEARNING_RATE = 0.1
 POWER_T = 0.0
@@ -125,10 +130,90 @@ def default_model() -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
+#: ``"|NS name:%.5g ..."`` templates, by namespace and names of the non-zero features.
+_TEMPLATES: dict[tuple[str, tuple[str, ...]], str] = {}
+_TEMPLATES_MAX = 4096
+
+
+def _template(namespace: str, names: tuple[str, ...]) -> str:
+    template = _TEMPLATES.get((namespace, names))
+    if template is None:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        template = f"|{namespace} " + " ".join(n.replace("%", "%%") + ":%.5g" for n in names)
+        _TEMPLATES[(namespace, names)] = template
+    return template
+
+
 def _line(namespace: str, features: Mapping[str, float]) -> str:
-    return f"|{namespace} " + " ".join(
-        f"{name}:{value:.5g}" for name, value in features.items() if value
-    )
+    """One namespace of a VW text line: ``|NS name:value ...``, values with 5
+    significant digits, zeros left out (one ``%`` formatting from a kept template;
+    ``"%.5g" % v`` is ``f"{v:.5g}"``).
+
+    >>> _line("S", {"a": 0.123456, "b": 0.0, "c": 2})
+    '|S a:0.12346 c:2'
+    """
+    names = tuple([name for name, value in features.items() if value])
+    return _template(namespace, names) % tuple([v for v in features.values() if v])
+
+
+#: Index of the ``C`` namespace's feature group in an example.
+_C = ord("C")
+
+
+class _VWCalls:
+    """Parse, predict and learn on one workspace.
+
+    vowpal_wabbit_next's ``Workspace.predict_one``/``learn_one`` check the label type of
+    every example in Python (twice per example) and ``TextFormatParser.parse_line``
+    wraps each parsed example in a Python object: a third of the policy's VW time for
+    a dozen examples per decision. The examples here are parsed by the workspace's own
+    parser, so their label type is the workspace's by construction, and these calls go
+    to the same native functions the wrapper calls (vowpal-wabbit-next 0.7, pinned).
+    When the package does not have them, the public API is used: the same results.
+    """
+
+    def __init__(self, ws: Any) -> None:
+        core = getattr(vw, "_core", None)
+        inner = getattr(ws, "_workspace", None)
+        self.direct = all(
+            (
+                hasattr(core, "_parse_line_text"),
+                hasattr(inner, "predict_multi_ex_one"),
+                hasattr(inner, "learn_multi_ex_one"),
+            )
+        )
+        if self.direct and not FORCE_PUBLIC_API:
+            parse_text = core._parse_line_text  # type: ignore[union-attr]
+            self.parse: Callable[[str], Any] = lambda line: parse_text(inner, line)
+            self.predict: Callable[[list[Any]], Any] = inner.predict_multi_ex_one  # type: ignore[union-attr]
+            self.learn: Callable[[list[Any]], Any] = inner.learn_multi_ex_one  # type: ignore[union-attr]
+        else:
+            self.direct = False
+            self.parse = vw.TextFormatParser(ws).parse_line
+            self.predict = ws.predict_one
+            self.learn = ws.learn_one
+
+
+class _State(dict[str, float]):
+    """A decision's state features (a plain dict to everything else: logged as JSON,
+    compared, copied), carrying the text of its shared line once it is formatted."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, feats: Mapping[str, float]) -> None:
+        super().__init__(feats)
+        self.line: str | None = None
+
+
+def _c_line(value: object) -> str:
+    """``_line("C", context_dict(value))`` without the dict for a row logged as a list
+    (what :meth:`VWPolicy.decide` logs): the same text."""
+    if isinstance(value, list) and len(value) == len(C_FEATURES):
+        values = [float(v) for v in value]
+        names = tuple([name for name, v in zip(C_FEATURES, values, strict=True) if v])
+        return _template("C", names) % tuple([v for v in values if v])
+    return _line("C", context_dict(value))
 
 
 def _action_line(action: Action) -> str:
@@ -154,18 +239,19 @@ class VWPolicy(Policy):
         self._args = vw_args(gamma_scale)
         self._rng = random.Random(seed)
         self._ws = vw.Workspace(self._args, model_data=model) if model else vw.Workspace(self._args)
-        self._parser = vw.TextFormatParser(self._ws)
+        self._vw = _VWCalls(self._ws)
         self._lines = {a.name: _action_line(a) for a in self.catalog}
         self.updates = 0
         self.trend = Trend()
         self._names = self.catalog.names
+        self._same_cache: dict[int, tuple[Params, np.ndarray]] = {}
         self._init_parsing()
 
     def _init_parsing(self) -> None:
         self._cached: dict[str, vw.Example] = {}
         self._c_template = "|C " + " ".join(f"{k}:1" for k in C_FEATURES)
-        probe = self._parser.parse_line(self._c_template)
-        self._c_indices = np.array(probe["C"].indices, dtype=np.uint64)
+        probe = self._vw.parse(self._c_template)
+        self._c_indices = np.array(probe[_C].indices, dtype=np.uint64)
         assert len(self._c_indices) == len(C_FEATURES)
 
     @classmethod
@@ -204,7 +290,7 @@ class VWPolicy(Policy):
             # A static session never explores: its params, with certainty.
             return Decision(params=ctx.initial_params, probability=1.0, action="static")
         self.guard.observe(ctx)
-        feats = state_features(ctx)
+        feats = _State(state_features(ctx))
         feats["bank"] = min(self.guard.average / ctx.budget.cpu_fraction, 5.0) / 5.0
         if ctx.state is not None:
             feats.update(self.trend.update(ctx.state))
@@ -219,7 +305,7 @@ class VWPolicy(Policy):
         g = self.guard
         idx, cpu, data = g.assess_arrays(ctx)
         names = [self._names[i] for i in idx]
-        same = np.array([self.catalog[int(i)].params == ctx.params_in_force for i in idx], float)
+        same = self._same_as(ctx.params_in_force)[idx]
         matrix = ActionContext(ctx).matrix(
             g.rate[idx], g.ratio[idx], g.pass_share[idx], cpu, data, same
         )
@@ -240,6 +326,19 @@ class VWPolicy(Policy):
             explored=choice != greedy,
             features=features,
         )
+
+    def _same_as(self, params: Params) -> np.ndarray:
+        """1.0 for each catalog action whose params equal ``params`` (catalog order),
+        0.0 elsewhere; computed once per params object (params are immutable, and the
+        params in force are mostly the catalog's own objects)."""
+        hit = self._same_cache.get(id(params))
+        if hit is not None and hit[0] is params:
+            return hit[1]
+        mask = np.array([a.params is params or a.params == params for a in self.catalog], float)
+        if len(self._same_cache) >= SAME_CACHE_MAX:
+            self._same_cache.clear()
+        self._same_cache[id(params)] = (params, mask)
+        return mask
 
     def _settled(
         self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, idx: np.ndarray
@@ -278,12 +377,12 @@ class VWPolicy(Policy):
         names: Sequence[str],
         dyn: Mapping[str, Any],
         label: tuple[str, str] | None = None,
-    ) -> list[vw.Example]:
+    ) -> list[Any]:
         """Fresh examples parsed from text (for learning: the labelled example is new)."""
-        parse = self._parser.parse_line
-        examples = [parse("shared " + _line("S", feats))]
+        parse = self._vw.parse
+        examples = [parse(self._shared_line(feats))]
         for name in names:
-            line = f"{self._lines[name]} {_line('C', context_dict(dyn.get(name)))}"
+            line = f"{self._lines[name]} {_c_line(dyn.get(name))}"
             if label is not None and label[0] == name:
                 line = f"{label[1]} {line}"
             examples.append(parse(line))
@@ -291,23 +390,35 @@ class VWPolicy(Policy):
 
     def _reused_examples(
         self, feats: Mapping[str, float], names: Sequence[str], matrix: np.ndarray
-    ) -> list[vw.Example]:
+    ) -> list[Any]:
         """Examples for prediction: each action's example is parsed once and only its
         ``C`` features are rewritten (text formatting and parsing of 64 lines would
         cost most of the millisecond a decision may take)."""
-        examples = [self._parser.parse_line("shared " + _line("S", feats))]
+        examples = [self._vw.parse(self._shared_line(feats))]
         rows = matrix.astype(np.float32)
         for i, name in enumerate(names):
             ex = self._cached.get(name)
             if ex is None:
-                ex = self._parser.parse_line(f"{self._lines[name]} {self._c_template}")
+                ex = self._vw.parse(f"{self._lines[name]} {self._c_template}")
                 self._cached[name] = ex
-            group = ex["C"]
+            group = ex[_C]
             group.truncate_to(0)
             # the stubs of vowpal_wabbit_next spell the array types wrongly
             group.push_many_features(self._c_indices, rows[i])  # type: ignore[arg-type]
             examples.append(ex)
         return examples
+
+    @staticmethod
+    def _shared_line(feats: Mapping[str, float]) -> str:
+        """The shared (state) line of a decision's examples: formatted once per decision
+        and kept on its state features (:class:`_State`) for its learning; a decision
+        read back from the database is formatted again (the same text)."""
+        line = getattr(feats, "line", None)
+        if line is None:
+            line = "shared " + _line("S", feats)
+            if isinstance(feats, _State):
+                feats.line = line
+        return line
 
     def scores(
         self,
@@ -330,7 +441,7 @@ class VWPolicy(Policy):
     ) -> list[float]:
         result = cast(
             "list[tuple[int, float]]",
-            self._ws.predict_one(self._reused_examples(feats, names, matrix)),
+            self._vw.predict(self._reused_examples(feats, names, matrix)),
         )
         pmf = [0.0] * len(names)
         for index, prob in result:
@@ -365,7 +476,7 @@ class VWPolicy(Policy):
         dyn = decision.features.get("context")
         dyn = dyn if isinstance(dyn, Mapping) else {}
         label = (decision.action, f"0:{cost:.6g}:{prob:.6g}")
-        self._ws.learn_one(self._examples(feats, names, dyn, label))
+        self._vw.learn(self._examples(feats, names, dyn, label))
         self.updates += 1
 
     # -- persistence -----------------------------------------------------------------
@@ -376,7 +487,7 @@ class VWPolicy(Policy):
 
     def restore(self, blob: bytes) -> None:
         self._ws = vw.Workspace(self._args, model_data=blob)
-        self._parser = vw.TextFormatParser(self._ws)
+        self._vw = _VWCalls(self._ws)
         self._init_parsing()
 
     def describe(self) -> dict[str, Any]:
