@@ -102,14 +102,11 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
     assert l1 <= 0.08, (why, walls, l1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the controller does not yet fold a report's late_stacks (samples of a py-spy "
-    "run that spanned a window's close, sent with the next report) into the session profile",
-)
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
 def test_session_profile_gets_the_samples_of_runs_that_span_a_window(
     tmp_path, sink, fast_controller
 ):
-    # default cuts: a run spans windows; its earlier versions' samples come late
+    # default cuts: a run spans windows; its earlier versions' samples come late (in the
+    # next report's late_stacks), and the controller adds them to the session profile
     counts, expected, *_ = _measure(tmp_path, sink, fast_controller, {}, wait_s=8.0)
-    assert sum(counts.values()) >= 0.7 * expected, (counts, expected)
+    assert 0.7 * expected <= sum(counts.values()) <= 1.3 * expected, (counts, expected)
