@@ -139,7 +139,9 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
         if span["name"] == "slow-op" and span["samples"]:
             assert "burn_slow_probe" in span["top"], span
         assert all(len(st.split(" ", 1)[1].split(";")) <= 3 for st in span["stacks"])  # depth
-    assert sum(s["samples"] for s in slow if s["name"] == "slow-op") >= 6 * 2
+    # every slow span gets its first capture at once; repeats wait for the interval the
+    # reads' cost allows (stretched, and held to a share of a core): more than one each
+    assert sum(s["samples"] for s in slow if s["name"] == "slow-op") > 6
     # A span asleep in C gets samples too, waiting ones (out of the CPU histogram). Not
     # all: once awake the thread may wait for a CPU (a loaded machine), which counts as
     # wanting CPU, until the span ends.
@@ -164,5 +166,6 @@ def test_samples_land_on_slow_spans_next_to_py_spy():
     slow, _fast = _slow_and_fast(got)
     slow_ops = [s for s in slow if s["name"] == "slow-op"]
     assert len(slow_ops) == 6
-    assert sum(s["samples"] for s in slow_ops) >= 6 * 2, slow_ops
+    assert all(s["samples"] >= 1 for s in slow_ops), slow_ops  # capture's first, at least
+    assert sum(s["samples"] for s in slow_ops) > 6, slow_ops
     assert sum(s["ms"] >= 150 for s in slow) <= got["state"]["slow_spans"] <= len(slow)

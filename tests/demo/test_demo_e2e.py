@@ -87,7 +87,11 @@ def test_demo_30s_adapts_writes_the_report_and_leaves_nothing(tmp_path):
     assert len(rows) >= 5
     report = json.loads((out / "summary.json").read_text())
     hot_at = report["load"]["phase_started_at"]["hot_path"]
-    assert [c for c in param_changes(rows) if c[0] >= hot_at - 2.0], "params never changed"
+    # the change brings an adaptation: the agent's reflex bursts (no round trip), or the
+    # controller changes the params
+    bursts = [r.t for r in rows if r.t >= hot_at - 2.0 and (r.state.get("burst_seconds") or 0) > 0]
+    changes = [c for c in param_changes(rows) if c[0] >= hot_at - 2.0]
+    assert bursts or changes, "no burst and no params change after the hot path"
     time.sleep(1.0)
     left = [
         pid
