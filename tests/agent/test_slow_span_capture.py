@@ -36,7 +36,7 @@ PROBE = textwrap.dedent(
         service_name="slow", exporter=memory,
         params={"sampling_interval_ms": interval, "slow_span_interval_ms": 5,
                 "stack_depth": 3, "marker_trigger": {"min_duration_ms": 100}},
-        settings=AgentSettings(profiler=profiler, segment_s=1))
+        settings=AgentSettings(profiler=profiler, segment_s=1, segment_max_s=1))
     tracer = trace.get_tracer("slow")
     idents = {}
 
