@@ -37,8 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.demo.bench import SEGMENT_S, BenchSettings, run_bench
+from otel_adaprof.demo.bench import BenchSettings, run_bench
 from otel_adaprof.demo.phases import schedule
+from otel_adaprof.demo.stack import SEGMENT_S
 from otel_adaprof.reward import expected_l1
 
 ROOT = Path(__file__).resolve().parent.parent

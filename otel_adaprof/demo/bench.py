@@ -60,11 +60,10 @@ from otel_adaprof.demo.phases import schedule
 from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.span_sink import SpanSink
-from otel_adaprof.demo.stack import DemoStack
+from otel_adaprof.demo.stack import LONGEST_RUN_S, SEGMENT_S, DemoStack
 from otel_adaprof.demo.timeline import TimelineRow, parse_timeline
 from otel_adaprof.demo.workload import HOT_PATH
 from otel_adaprof.exporters.collapsed import parse_collapsed
-from otel_adaprof.instrumentation.settings import AgentSettings
 from otel_adaprof.params import Params
 
 #: The configurations, in table order.
@@ -80,11 +79,6 @@ STATIC_PARAMS: dict[str, Params] = {
 #: on average over the goal's horizon): 0.15, about 0.4x what static-100 costs on this
 #: workload, i.e. what a user asking for "at most half of continuous profiling" sets.
 BUDGET_CPU = 0.15
-#: The agent's py-spy run length (``ADAPROF_PROFILE_SEGMENT_S``, its default).
-SEGMENT_S = 2.0
-#: The agent's longest py-spy run (``ADAPROF_PROFILE_SEGMENT_MAX_S``, its default): at low
-#: rates a run lasts this long, and its samples arrive at its end.
-LONGEST_RUN_S = float(AgentSettings().segment_max_s)
 
 
 def report_lag_s(window_s: float) -> float:

@@ -35,19 +35,13 @@ from otel_adaprof.demo.loadgen import CAPTURE_ENV, LoadGenerator, LoadResult
 from otel_adaprof.demo.phases import Phase, schedule
 from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
-from otel_adaprof.demo.stack import DemoStack
+from otel_adaprof.demo.stack import LONGEST_RUN_S, DemoStack
 from otel_adaprof.demo.timeline import TimelineRow, param_changes, parse_timeline
 from otel_adaprof.demo.workload import HOT_PATH
 from otel_adaprof.exporters.collapsed import parse_collapsed
-from otel_adaprof.instrumentation.settings import AgentSettings
 
 #: The service name the demo's agent reports under.
 SERVICE_NAME = "adaprof-demo"
-#: Length of one py-spy run of the agent (``ADAPROF_PROFILE_SEGMENT_S``, its default).
-SEGMENT_S = 2.0
-#: The agent's longest py-spy run (``ADAPROF_PROFILE_SEGMENT_MAX_S``, its default): at low
-#: rates a run lasts this long, and its samples arrive at its end.
-LONGEST_RUN_S = float(AgentSettings().segment_max_s)
 #: Windows after a phase starts during which params changes are the expected reaction
 #: (a burst, then a settle); changes later than that count as changes in a steady phase.
 SETTLE_WINDOWS = 4

@@ -27,7 +27,13 @@ import yaml
 from otel_adaprof.demo.controller_client import ControllerClient
 from otel_adaprof.demo.processes import Children, wait_for_line
 from otel_adaprof.demo.span_sink import SpanSink
+from otel_adaprof.instrumentation.settings import AgentSettings
 
+#: The agent's py-spy run length at 100 Hz (``ADAPROF_PROFILE_SEGMENT_S``, its default).
+SEGMENT_S = 2.0
+#: The agent's longest py-spy run (``ADAPROF_PROFILE_SEGMENT_MAX_S``, its default): at low
+#: rates a run lasts this long, and its samples arrive at its end.
+LONGEST_RUN_S = float(AgentSettings().segment_max_s)
 #: Seconds the controller and the service get to come up.
 STARTUP_TIMEOUT_S = 60.0
 
