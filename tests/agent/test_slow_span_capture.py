@@ -150,8 +150,9 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
     waiting = sum(s["waiting"] for s in sleepy)
     assert waiting >= 2 and waiting >= 0.5 * sum(s["samples"] for s in sleepy), sleepy
     state = got["state"]
-    # A span just over the trigger may end before a tick sees it: counted or not.
-    assert sum(s["ms"] >= 150 for s in slow) <= state["slow_spans"] <= len(slow)
+    # Counted when they end (a span the capture's ticks never saw slow counts too: the
+    # coverage figure is not flattered by the spans it missed)
+    assert state["slow_spans"] == len(slow)
     assert state["slow_span_samples"] >= sum(s["samples"] for s in slow)
     cpu_samples = sum(s["samples"] - s["waiting"] for s in slow)
     assert cpu_samples > 0
@@ -171,4 +172,4 @@ def test_samples_land_on_slow_spans_next_to_py_spy():
     # capture thread (as in the test above: at least 80 % of them)
     assert sum(s["samples"] >= 1 for s in slow_ops) >= 0.8 * len(slow_ops), slow_ops
     assert sum(s["samples"] for s in slow_ops) > 6, slow_ops
-    assert sum(s["ms"] >= 150 for s in slow) <= got["state"]["slow_spans"] <= len(slow)
+    assert got["state"]["slow_spans"] == len(slow)

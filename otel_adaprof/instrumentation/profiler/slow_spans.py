@@ -137,7 +137,9 @@ class SlowSpanCapture:
         #: index; returns whether it could.
         self.enable = enable or (lambda index: False)
         self.open_spans: dict[int, OpenSpan] | None = None
-        #: Spans that outlived their trigger, and samples taken on them (since start).
+        #: Spans its ticks saw outlive their trigger, and samples taken on them (since
+        #: start). The agent reports the spans that *ended* slow (the marker
+        #: processor's count): a span the ticks missed still counts there.
         self.slow_spans = 0
         self.samples = 0
         self.waiting_samples = 0

@@ -142,6 +142,10 @@ class SpanCounters:
     markers: int = 0
     #: Local root spans (no parent, or a remote one): the service's requests.
     requests: int = 0
+    #: Spans that ended slower than the marker trigger's duration condition while
+    #: slow-span capture watched them (counted at the end: a span the capture's ticks
+    #: never saw slow still counts, so coverage is not flattered).
+    slow_spans: int = 0
 
 
 def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
@@ -233,8 +237,7 @@ class MarkerProcessor(SpanProcessor):
             return
         thread = self._threads.pop(ctx.span_id, None)
         open_spans = self.open_spans
-        if open_spans is not None:
-            open_spans.pop(ctx.span_id, None)
+        watched = open_spans is not None and open_spans.pop(ctx.span_id, None) is not None
         self.counters.spans += 1
         parent = span.parent
         if parent is None or parent.is_remote:
@@ -260,6 +263,8 @@ class MarkerProcessor(SpanProcessor):
             return
         if pct is not None and (threshold is None or duration_ms <= threshold):
             return
+        if watched:
+            self.counters.slow_spans += 1
         if plan.errors_only and span.status.status_code is not StatusCode.ERROR:
             return
         category = ""
