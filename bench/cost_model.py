@@ -115,25 +115,29 @@ def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> di
     }
 
 
-def capture_cost(repeats: int = 2000) -> float:
-    """CPU seconds of one in-process capture of another thread's stack (20 frames)."""
-    from otel_adaprof.instrumentation.join.stacks import frame_text
+def capture_cost(repeats: int = 500, threads: int = 20) -> float:
+    """CPU seconds of one slow-span capture: the agent's own stack reader
+    (``ThreadStacks``, the backend safe on this Python: faulthandler on CPython 3.11,
+    which dumps every thread, so its cost grows with them) reading one thread 20 frames
+    deep, in a process of ``threads`` threads (the demo service's count)."""
+    from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 
     stop = threading.Event()
     worker = threading.Thread(target=_deep, args=(20, stop), daemon=True)
-    worker.start()
+    idle = [threading.Thread(target=stop.wait, daemon=True) for _ in range(threads - 2)]
+    for t in (worker, *idle):
+        t.start()
     time.sleep(0.05)
-    tid = worker.ident
-    t0 = time.thread_time()
-    for _ in range(repeats):
-        frame = sys._current_frames().get(tid or 0)
-        frames = []
-        while frame is not None:
-            code = frame.f_code
-            frames.append(frame_text(code.co_name, code.co_filename, frame.f_lineno))
-            frame = frame.f_back
-    spent = (time.thread_time() - t0) / repeats
-    stop.set()
+    tid = worker.ident or 0
+    reader = ThreadStacks()
+    try:
+        t0 = time.thread_time()
+        for _ in range(repeats):
+            reader.read(64, (tid,))
+        spent = (time.thread_time() - t0) / repeats
+    finally:
+        stop.set()
+        reader.close()
     return spent
 
 

@@ -34,6 +34,10 @@ from otel_adaprof.errors import ContractError
 
 #: Profile modes the fit covers (``Params.profile_mode``).
 MODES = ("cpu", "wall")
+#: Share of a core slow-span captures may use: the agent stretches the interval between
+#: its stack reads to stay under it (``profiler/slow_spans.py``), so no estimate of
+#: their cost exceeds it.
+SLOW_SPAN_CORE_SHARE = 0.005
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,9 @@ class CostModel:
         return loaded if busy else idle
 
     def slow_span_cores(self, captures_per_s: float) -> float:
-        """CPU of in-process slow-span captures at ``captures_per_s`` (fraction of a core)."""
-        return max(0.0, captures_per_s) * self.slow_span_capture_cpu_s
+        """CPU of in-process slow-span captures at ``captures_per_s`` (fraction of a
+        core), at most :data:`SLOW_SPAN_CORE_SHARE` (the agent's cap)."""
+        return min(SLOW_SPAN_CORE_SHARE, max(0.0, captures_per_s) * self.slow_span_capture_cpu_s)
 
 
 def _coefficients(data: Any, where: str) -> Coefficients:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_adaprof.cost_model import load_cost_model, parse_cost_fit
+from otel_adaprof.cost_model import SLOW_SPAN_CORE_SHARE, load_cost_model, parse_cost_fit
 from otel_adaprof.errors import ContractError
+from otel_adaprof.instrumentation.profiler import slow_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +37,9 @@ def test_cost_grows_with_rate_and_threads_and_wall_costs_more():
             model.profiler_cores(100, 20, mode, busy=False),
         )
     assert model.profiler_cores(100, 20, "wall") > 2 * model.profiler_cores(100, 20, "cpu")
-    assert model.slow_span_cores(100.0) == pytest.approx(100 * model.slow_span_capture_cpu_s)
+    assert model.slow_span_cores(5.0) == pytest.approx(5 * model.slow_span_capture_cpu_s)
+    # never above the share of a core the agent holds its captures to
+    assert model.slow_span_cores(1e6) == SLOW_SPAN_CORE_SHARE == slow_spans.CORE_SHARE
     with pytest.raises(ValueError, match="mode"):
         model.profiler_cores(100, 20, "gpu")
 

@@ -60,6 +60,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from otel_adaprof.cost_model import SLOW_SPAN_CORE_SHARE
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.stacks import Stack
@@ -86,7 +87,8 @@ ON_CPU_SHARE = 0.2
 #: is stretched to the measured cost of a read over this share. With the
 #: ``faulthandler`` backend (CPython 3.11) a read costs about 0.08 ms per thread
 #: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
-CORE_SHARE = 0.005
+#: The controller's cost estimates know this cap (:mod:`otel_adaprof.cost_model`).
+CORE_SHARE = SLOW_SPAN_CORE_SHARE
 #: Seconds over which the reads' CPU is held under :data:`CORE_SHARE`: a span that turns
 #: slow is read at once while the reads of the last this-many seconds are under budget,
 #: else it waits for the budget like the repeats.
