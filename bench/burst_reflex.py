@@ -8,15 +8,16 @@ agent and real py-spy at 5 Hz in wall mode (1 s segments), ``burst_sensitivity: 
 * **steady** — the same load for 9 s, no step.
 
 Per mode: bursts started, the delay from the step to the burst's start (the reflex's
-own clock), CPU samples per second in the 1.5 s before the step and in the 2 s after
-it, and the window report's ``burst_seconds`` and ``change_signals``.
+own clock), the request thread's CPU samples per second taken in the 1.5 s before the
+step and in the burst's 3 s (by the samples' own times; steady: the 3 s from the same
+moment), and the window report's ``burst_seconds`` and ``change_signals``.
 
 Usage::
 
     .venv/bin/python bench/burst_reflex.py            # about 30 s
     .venv/bin/python bench/burst_reflex.py --json
 
-The same probe is asserted by ``tests/agent/test_burst_reflex.py``.
+``tests/agent/test_burst_reflex.py`` asserts on :func:`run` (this probe, the only copy).
 """
 
 from __future__ import annotations
@@ -70,22 +71,29 @@ PROBE = textwrap.dedent(
             marks["requests"] = n
             time.sleep(max(0.0, start + n * 0.05 - time.monotonic()))  # 20 requests/s
 
-    def samples_per_s(seconds):
-        a, t = agent.store.cpu_samples_added, time.monotonic()
-        time.sleep(seconds)
-        return (agent.store.cpu_samples_added - a) / (time.monotonic() - t)
+    def cpu_per_s(t0_ns, seconds):
+        # the worker's CPU samples *taken* in [t0, t0 + seconds] (by their own times:
+        # they reach the store when a py-spy run ends, seconds later)
+        got = agent.store.samples_between(marks["ident"], t0_ns, t0_ns + int(seconds * 1e9))
+        return sum(not waiting for _t, _s, waiting in got) / seconds
+
+    def wall_ns(mono):
+        return time.time_ns() - int((time.monotonic() - mono) * 1e9)
 
     time.sleep(1.0)
     agent.observer.close_window()
     worker = threading.Thread(target=requests); worker.start()
-    time.sleep(3.5)
-    before = samples_per_s(1.5)  # 3.5-5 s: steady, 5 Hz
-    deadline = time.monotonic() + 2.5  # after a step: from the burst's start
+    marks["ident"] = worker.ident
+    t_step = time.monotonic() + 5.0  # the step (or, steady, the same time)
+    time.sleep(5.0)
+    deadline = time.monotonic() + 2.5  # after a step: until the burst starts
     while step and not agent.fast_loop.reflex.in_burst and time.monotonic() < deadline:
         time.sleep(0.02)
-    during = samples_per_s(1.5)
     worker.join()
-    time.sleep(1.0)
+    time.sleep(2.5)  # the last py-spy runs end and their samples are in
+    started = agent.fast_loop.reflex.started_at
+    before = cpu_per_s(wall_ns(t_step) - 1_500_000_000, 1.5)  # 3.5-5 s: steady, 5 Hz
+    during = cpu_per_s(wall_ns(started if step and started else t_step), 3.0)  # the burst
     reflex = agent.fast_loop.reflex
     state = agent.observer.close_window()
     print(json.dumps({
@@ -106,7 +114,7 @@ def run(mode: str) -> dict[str, Any]:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if done.returncode != 0:
-        raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"the {mode} probe failed:\n{done.stderr[-3000:]}")
     got: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return got
 

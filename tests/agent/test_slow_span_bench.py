@@ -6,25 +6,13 @@ least one sample; the full run (six demo services, minutes) is in docs/benchmark
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "slow_span_capture.py"
+from tests.support.bench_scripts import load
 
 
 def _bench():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("slow_span_capture", SCRIPT)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules.setdefault("slow_span_capture", module)  # its dataclasses need it
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    return load("slow_span_capture")
 
 
 def _row(service: str, name: str, ms: float, samples: int | None, kind: str = "SERVER") -> str:
