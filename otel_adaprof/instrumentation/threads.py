@@ -12,10 +12,13 @@ Three questions about threads come up all over the agent, and are answered here 
   until py-spy's file ends, or until a new thread with the same id changes it. While
   py-spy runs, the clock beacon notes every living thread (id and native id) at every
   move, and spans prove their thread alive from start to end. A sample is kept while a
-  thread with its id lived; just before a new thread's first sign of life, only if its
-  stack began then too (``since``), not before, when it was the exited thread's. The
-  samples of the histogram and of the spans obey the same rule: they are filtered
-  once, as they arrive.
+  thread with its id lived, if its stack (``since``) began after that thread was born
+  (after the last snapshot that did not see it); a stack begun before is the exited
+  thread's, which py-spy repeats until the new thread's stack changes: kept only while
+  the exited thread lived (the parser dates a stack from a later sample when py-spy
+  read the new thread with it and saw no change all its life:
+  :meth:`ThreadLiveness.lived_until`). The samples of the histogram and of the spans
+  obey the same rule: they are filtered once, as they arrive.
 * **Which threads are the agent's?** (:class:`AgentThreads`) Their samples are not the
   service's, and their CPU is the agent's overhead.
 
@@ -27,12 +30,15 @@ Three questions about threads come up all over the agent, and are answered here 
     >>> live.alive(8, 10)          # never seen: no evidence against it
     True
 
-Thread id 7 reused by a new thread, first seen at 42 ms. At 41 ms, a stack that began at
-15 ms is the old thread's last one, which py-spy seems to go on with after it exited;
-one that began at 39 ms is the new thread's own, from just before it was first seen:
+Thread id 7 reused by a new thread, first seen at 42 ms (the snapshot at 40 ms did not
+see it: born after). At 41 and at 45 ms, a stack that began at 15 ms is the old
+thread's last one, which py-spy seems to go on with after it exited; one that began at
+41 ms is the new thread's own, from just before it was first seen:
 
     >>> live.seen({7: 71}, 42_000_000); live.seen({7: 71}, 60_000_000)
-    >>> live.alive(7, 41_000_000, since_ns=15_000_000), live.alive(7, 41_000_000, 39_000_000)
+    >>> live.alive(7, 41_000_000, since_ns=15_000_000), live.alive(7, 41_000_000, 41_000_000)
+    (False, True)
+    >>> live.alive(7, 45_000_000, since_ns=15_000_000), live.alive(7, 45_000_000, 41_000_000)
     (False, True)
 """
 
@@ -50,6 +56,8 @@ from typing import Any
 MERGE_GAP_NS = 60_000_000
 #: How far before the first sign of life a sample still counts (ns).
 SLACK_NS = 25_000_000
+#: How far py-spy's placed sample times may be off the wall clock (ns).
+CLOCK_SLACK_NS = 5_000_000
 #: How long after its last sign of life a thread that a later snapshot missed still
 #: counts as alive (ns).
 GRACE_NS = 3_000_000
@@ -199,6 +207,35 @@ class ThreadLiveness:
         self.dropped += len(rows) - len(kept)
         return kept
 
+    def lived_until(self, ident: int, t_ns: int) -> int | None:
+        """The last sign of life (ns) of the thread with this id that showed signs of
+        life before and after ``t_ns`` (a span around it, or snapshots on both sides);
+        ``None`` if none did.
+
+        >>> live = ThreadLiveness()
+        >>> live.seen({7: 70}, 0); live.seen({7: 70}, 20); live.seen({}, 40)
+        >>> live.lived_until(7, 10), live.lived_until(7, 30), live.lived_until(8, 10)
+        (20, None, None)
+        """
+        with self._lock:
+            if self._snapshots_pending or self._pending:
+                self._merge()
+            life = self._threads.get(ident)
+            if life is None:
+                return None
+            los, his, natives = life.los, life.his, life.natives
+            end = bisect.bisect_right(los, t_ns)
+            if end == 0:
+                return None
+            first = max(0, end - 64)
+            native = natives[end - 1]
+            hi = max(his[k] for k in range(first, end) if natives[k] == native)
+            for k in range(end, min(len(los), end + 64)):
+                if natives[k] != native:
+                    break
+                hi = max(hi, his[k])
+            return hi if t_ns <= hi else None
+
     def _alive(self, ident: int, t_ns: int, since_ns: int) -> bool:  # under self._lock
         life = self._threads.get(ident)
         if life is None or not life.los:
@@ -216,17 +253,26 @@ class ThreadLiveness:
             j -= 1
             hi = max(hi, his[j])
         start = los[j]
-        if t_ns >= start:
-            # py-spy read this thread's own stack (even one equal to its forerunner's)
-            return self._lived(t_ns, hi)
-        if since_ns >= start - SLACK_NS:
-            return True  # its own stack, begun just before its first sign of life
-        if j == 0:
-            return True  # nothing known before it
-        # a stack begun before this thread: its forerunner's, if it still lived at t
+        if j == 0 or (j == first and natives[j - 1] == native):
+            # no forerunner known: the stack is this thread's
+            return t_ns < start or self._lived(t_ns, hi)
+        if since_ns >= self._born_after(start) - CLOCK_SLACK_NS:
+            # its own stack, begun since it was born (just before its first sign of life)
+            return t_ns < start or self._lived(t_ns, hi)
+        # A stack begun before this thread was born: its forerunner's last one, which
+        # py-spy repeats until the new thread's stack changes (or for ever, when the new
+        # thread's first stack is the same: then its samples until its first change are
+        # lost, as they are on its spans). Kept only while the forerunner lived.
         previous = natives[j - 1]
         hi = max(his[k] for k in range(first, j) if natives[k] == previous)
         return self._lived(t_ns, hi)
+
+    def _born_after(self, start_ns: int) -> int:  # under self._lock
+        """When a thread first seen at ``start_ns`` was at the earliest born: the last
+        snapshot before it (which did not see it), else :data:`SLACK_NS` before."""
+        times = self._snapshot_times
+        k = bisect.bisect_left(times, start_ns) - 1
+        return times[k] if k >= 0 else start_ns - SLACK_NS
 
     def _lived(self, t_ns: int, hi: int) -> bool:  # under self._lock
         if t_ns <= hi:

@@ -93,13 +93,17 @@ def _measure(tmp_path, sink, ctl, env, wait_s=20.0):  # type: ignore[no-untyped-
 def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controller):
     # py-spy runs cut at every window's close: each report holds all of its samples
     env = {"ADAPROF_PROFILE_CUTS": "window"}
-    counts, expected, cpu_expected, done, _walls = _measure(tmp_path, sink, fast_controller, env)
+    counts, expected, cpu_expected, done, walls = _measure(tmp_path, sink, fast_controller, env)
     total = sum(counts.values())
     why = {"counts": counts, "expected": expected, "cpu_expected": cpu_expected, "done": done}
     assert 0.7 * expected <= total <= 1.3 * expected, why
-    # The shares (L1 <= 0.08) are checked on the default rule (next test): with this rule
-    # and the controller folding late_stacks, L1 came out 0.05-0.12 between runs
-    # (price_items over-weighted), not investigated (docs/benchmarks.md).
+    # The shares (L1 <= 0.08) are checked on the default rule (next test). With this rule
+    # L1 came out 0.026-0.127 in 7 runs after issue #10's fix (parse_catalog under-,
+    # price_items or render_invoice over-weighted; the controller's profile equal to the
+    # agent's samples): not the cause fixed there, not found (docs/benchmarks.md).
+    wall = sum(walls.values())
+    l1 = sum(abs(counts[f] / total - walls[f] / wall) for f in FUNCTIONS)
+    print(f"L1 {l1:.3f}, samples {total} of {expected:.0f} expected: {counts}")
 
 
 @pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
@@ -113,4 +117,5 @@ def test_session_profile_gets_the_samples_of_runs_that_span_a_window(
     assert 0.7 * expected <= total <= 1.3 * expected, (counts, expected)
     wall = sum(walls.values())
     l1 = sum(abs(counts[f] / total - walls[f] / wall) for f in FUNCTIONS)
-    assert l1 <= 0.08, (counts, walls, l1)
+    print(f"L1 {l1:.3f}, samples {total} of {expected:.0f} expected: {counts}")
+    assert l1 <= 0.08, f"L1 {l1:.3f} > 0.08: {counts}, walls {walls}"

@@ -2,10 +2,11 @@
 
 py-spy writes one ``B`` (begin) and ``E`` (end) event per frame whenever a thread's
 stack changes, with ``tid`` (= ``threading.get_ident()``) and ``ts`` in microseconds
-since py-spy started. Between two changes the stack was the same at every sample, so
-an interval of ``d`` µs at ``rate`` Hz held ``round(d × rate / 1e6)`` samples; they are
-placed evenly in it. With ``--idle`` every sample of every thread is recorded, so the
-intervals have no gaps.
+since py-spy started. It samples at random times (exponential gaps, one period on
+average) and, with ``--idle``, reads every thread at each: the samples at which some
+thread's stack changed are seen, the others are spread over the gaps between them
+(:func:`sample_ticks`). Between two changes of a thread its stack was the same at
+every sample, seen or not.
 
     >>> def at(path, line):
     ...     return {"filename": path, "line": line}
@@ -35,9 +36,14 @@ from otel_adaprof.instrumentation.join.stacks import Stack, frame_text, is_waiti
 Sample = tuple[int, Stack, int]
 #: Of one thread's samples, those where it may have been the GIL holder.
 Keep = Callable[[int, list[Sample]], list[Sample]]
+#: Thread liveness: until when (unix ns) the thread with this id alive at this time
+#: lived (``None``: none is known to have).
+LivedUntil = Callable[[int, int], int | None]
 
 #: Most samples reconstructed from one interval (guards against a bogus ``ts``).
 MAX_SAMPLES_PER_INTERVAL = 100_000
+#: Events of one py-spy sample (every thread read once) are stamped this close (µs).
+TICK_GAP_US = 300
 
 
 def load_events(raw: bytes | str) -> list[dict[str, Any]]:
@@ -99,10 +105,16 @@ def parse_chrometrace(
     total_samples: int | None = None,
     ignored: Collection[int] = (),
     keep: Keep | None = None,
+    lived_until: LivedUntil | None = None,
 ) -> dict[int, list[tuple[int, Stack, int]]]:
     """``{tid: [(unix time ns, stack root-first, since ns), ...]}`` from py-spy's events.
 
-    ``since`` is the time of the change that began the sample's interval. Threads in
+    ``since`` is the time of the change that began the sample's interval. With
+    ``lived_until`` (thread liveness): a new thread whose first stack is the same as its
+    exited forerunner's last one shows no change; if py-spy saw no change either for the
+    rest of its life, the samples *seen* (at which some thread changed) while it lived
+    read it with that stack: ``since`` is then the first of them, and the stack counts
+    as its own. Threads in
     ``ignored`` (the agent's own) are never turned into samples, and each distinct
     frame is formatted once.
 
@@ -146,6 +158,8 @@ def parse_chrometrace(
     changes = {tid: _changes(items) for tid, items in per_thread.items()}
     if gil:
         return _gil_track(changes, started_at_ns, period_us, total_samples, ignored, keep)
+    ticks, tick_of = sample_ticks(changes, period_us)
+    seen = set(tick_of.values()) if lived_until is not None else set()
     out: dict[int, list[tuple[int, Stack, int]]] = {}
     for tid, points in changes.items():
         if tid in ignored:
@@ -154,15 +168,79 @@ def parse_chrometrace(
         for i, (ts, stack) in enumerate(points):
             if not stack:
                 continue
-            end = points[i + 1][0] if i + 1 < len(points) else ts + period_us
-            count = max(1, min(MAX_SAMPLES_PER_INTERVAL, round((end - ts) / period_us)))
-            step = (end - ts) / count
+            # this stack at every sample from its change to the next one (that one's
+            # own sample excluded); at least the change's own sample
+            first = tick_of.get(ts, len(ticks)) + 1
+            last = tick_of.get(points[i + 1][0], len(ticks)) if i + 1 < len(points) else first
+            last = min(max(first, last), first + MAX_SAMPLES_PER_INTERVAL - 1)
             since = started_at_ns + ts * 1000
-            for k in range(count):
-                samples.append((started_at_ns + int((ts + k * step) * 1000), stack, since))
+            samples.append((since, stack, since))
+            next_ns = started_at_ns + points[i + 1][0] * 1000 if i + 1 < len(points) else 0
+            known = -1  # the last sign of life of the thread last found alive
+            for k in range(first, last):
+                t_ns = started_at_ns + int(ticks[k] * 1000)
+                if k in seen and lived_until is not None and t_ns > known:
+                    until = lived_until(tid, t_ns)
+                    if until is not None:
+                        known = until
+                        if until < next_ns:  # py-spy read it, and saw no change till it ended
+                            since = t_ns
+                samples.append((t_ns, stack, since))
         if samples:
             out[tid] = samples
     return out
+
+
+def sample_ticks(
+    changes: Mapping[int, list[tuple[int, Stack]]], period_us: float
+) -> tuple[list[float], dict[int, int]]:
+    """When (µs) py-spy took its samples (seen, and not seen, spread); and for each
+    ``ts`` of a change, the index of its sample (the file's last ``ts``: past the end).
+
+    py-spy samples at random times (exponential gaps, mean one period: no aliasing
+    with periodic work) and reads every thread at each sample (``--idle``); it writes
+    a thread's events only when its stack changed. A sample is *seen* when some
+    thread's stack changed then (the clock beacon's thread changes every few periods);
+    the events of one sample are stamped within :data:`TICK_GAP_US`. The others are
+    not seen: the run's length over the period, less those seen, spread over the gaps
+    between seen samples in proportion to their length. The last ``ts`` (py-spy
+    closing every stack as it writes the file) is no sample. Between two changes of
+    one thread, its stack was the same at every one of these samples, seen or not.
+
+    >>> stack = ("main (a.py:1)",)
+    >>> ticks, index = sample_ticks({1: [(0, stack), (15_000, ()), (50_000, ())],
+    ...                              2: [(15_050, stack), (50_000, ())]}, period_us=10_000)
+    >>> [round(t) for t in ticks], index
+    ([0, 7500, 15000, 26700, 38350], {0: 0, 15000: 2, 15050: 2})
+    """
+    times = sorted({ts for points in changes.values() for ts, _stack in points})
+    if len(times) < 2:
+        return [float(t) for t in times], {t: k for k, t in enumerate(times)}
+    end = times[-1]
+    seen: list[tuple[int, int]] = []  # (first, last) ts of each seen sample
+    members: list[list[int]] = []
+    for ts in times[:-1]:
+        if seen and ts - seen[-1][1] <= TICK_GAP_US:
+            seen[-1] = (seen[-1][0], ts)
+            members[-1].append(ts)
+        else:
+            seen.append((ts, ts))
+            members.append([ts])
+    length = end - seen[0][0]
+    unseen = min(MAX_SAMPLES_PER_INTERVAL, max(0.0, length / period_us - len(seen)))
+    ticks: list[float] = []
+    index: dict[int, int] = {}
+    carry = 0.5
+    for k, (first, last) in enumerate(seen):
+        index.update(dict.fromkeys(members[k], len(ticks)))
+        ticks.append(float(first))
+        gap_to = seen[k + 1][0] if k + 1 < len(seen) else end
+        carry += unseen * (gap_to - first) / length
+        n = int(carry)
+        carry -= n
+        step = (gap_to - last) / (n + 1)
+        ticks.extend(last + step * (j + 1) for j in range(n))
+    return ticks, index
 
 
 def _changes(items: list[tuple[int, bool, str]]) -> list[tuple[int, Stack]]:

@@ -547,6 +547,7 @@ class Profiler:
                 total_samples=result.samples,
                 ignored={t.ident for t in self.store.ignored.threads() if t.ident},
                 keep=self._keep(gil),
+                lived_until=self.liveness.lived_until if self.liveness.snapshots else None,
             )
         except (ContractError, ValueError, TypeError) as exc:
             self.parse_errors += 1
