@@ -129,6 +129,7 @@ def create_app(
     async def database(app: web.Application) -> AsyncIterator[None]:
         store = open_store(config.database.path, report_retention=config.database.report_retention)
         core = ControllerCore(config, store, adaptive_factory=adaptive_factory)
+        core.on_commit = app[METRICS].observe_commit
         app[CORE] = core
         app[OPAMP] = OpampServer(core)
         ownership = _start_ownership(core.policies)
@@ -147,7 +148,9 @@ def create_app(
 
     async def housekeeping(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_housekeeping(app))
+        app[METRICS].watch_gc()
         yield
+        app[METRICS].unwatch_gc()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
