@@ -88,3 +88,12 @@ def test_no_server_timing_header_unless_asked(controller: ControllerProcess):
     # the parts are counted in /metrics all the same
     m = _metrics(controller)
     assert m[("adaprof_poll_part_seconds_count", (("part", "commit"),))] == 1
+
+
+def test_startup_heap_is_frozen_and_gc_pauses_are_counted(controller: ControllerProcess):
+    for version in range(40):  # enough allocations for young collections
+        _poll(controller, poll_body(f"a-{version}", version))
+    m = _metrics(controller)
+    # the modules, classes and schemas loaded at start: tens of thousands of objects
+    assert m[("adaprof_gc_frozen_objects", ())] > 10_000
+    assert m[("adaprof_gc_pause_seconds_count", (("generation", "0"),))] > 0
