@@ -803,9 +803,13 @@ def breakdown_table(rows: list[dict[str, Any]]) -> str:
     timed = [r for r in rows if r.get("breakdown")]
     if not timed:
         return ""
-    head = "| part | " + " | ".join(
-        f"{r['controller']} p50 ms | p99 ms | mean of slowest 1 % ms" for r in timed
-    )
+    names, seen = [], {}  # a setup measured more than once: its runs numbered
+    for r in timed:
+        seen[r["controller"]] = seen.get(r["controller"], 0) + 1
+        names.append(f"{r['controller']} (run {seen[r['controller']]})")
+    if all(n == 1 for n in seen.values()):
+        names = [r["controller"] for r in timed]
+    head = "| part | " + " | ".join(f"{n} p50 ms | p99 ms | mean of slowest 1 % ms" for n in names)
     lines = [head + " |", "|---|" + "---:|---:|---:|" * len(timed)]
     for part, name in PART_NAMES.items():
         cells = []
@@ -813,7 +817,7 @@ def breakdown_table(rows: list[dict[str, Any]]) -> str:
             b = r["breakdown"][part]
             cells.append(f"{b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {b['slowest_1pct_mean_ms']:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    for r in timed:
+    for name, r in zip(names, timed, strict=True):
         pauses = r.get("gc_pauses") or {}
         text = ", ".join(
             f"{g}: {int(p['count'])} (longest ≤ {p['longest_within_ms']:g} ms)"
@@ -821,7 +825,8 @@ def breakdown_table(rows: list[dict[str, Any]]) -> str:
         )
         lines.append("")
         lines.append(
-            f"{r['controller']}: load average {r.get('load_average', 0):.2f} at the start; "
+            f"{name}: p99 {r['p99_ms']:.2f} ms; load average {r.get('load_average', 0):.2f} "
+            f"at the start; "
             f"the controller's threads waited for a CPU {r['run_queue_s'] * 1000:.0f} ms "
             f"({r['run_queue_ms_per_poll']:.2f} ms per poll), the load process's "
             f"{r.get('load_run_queue_s', 0) * 1000:.0f} ms; load process sent late p99 "
@@ -984,12 +989,13 @@ def main() -> None:
                         )
     finally:
         databases.close()
+    runs = rows
     if args.repeat > 1:
         rows = medians(rows)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
     if args.breakdown and not args.json:
         print()
-        print(breakdown_table(rows))
+        print(breakdown_table(runs))  # every run (a median of parts would not add up)
 
 
 def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
