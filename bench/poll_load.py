@@ -911,6 +911,13 @@ def main() -> None:
         "the bench prints where the time went, p50/p99 and in the slowest 1 %%",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--runs-json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write every run's figures (before any median) to FILE as JSON",
+    )
     args = parser.parse_args()
     if args.repeat < 1 or args.repeat > 20:
         parser.error("--repeat must be in [1, 20]")
@@ -990,6 +997,8 @@ def main() -> None:
     finally:
         databases.close()
     runs = rows
+    if args.runs_json is not None:
+        args.runs_json.write_text(json.dumps(runs, indent=2) + "\n")
     if args.repeat > 1:
         rows = medians(rows)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
