@@ -265,6 +265,7 @@ def _poll_parts(header: str, sent: float, received: float) -> dict[str, float]:
     start, total = items.get("start", sent), items.get("total", 0.0)
     parts["before"] = (start - sent) * 1000
     parts["after"] = (received - start) * 1000 - total
+    parts["handler"] = total
     parts["client"] = (received - sent) * 1000
     return parts
 
@@ -279,7 +280,7 @@ def breakdown(timed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         return values[min(len(values) - 1, int(q * len(values)))]
 
     out = {}
-    for part in (*POLL_PARTS, "client"):
+    for part in (*POLL_PARTS, "handler", "client"):
         values = [t[part] for t in timed]
         out[part] = {
             "p50_ms": pct(values, 0.5),
@@ -467,6 +468,18 @@ def _cpu_all(pids: list[int]) -> tuple[float, float]:
     return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
+def _cpu_busy() -> dict[int, float]:
+    """Busy seconds of each CPU since boot (/proc/stat: everything but idle and iowait)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            values = [int(v) for v in fields[:8]]
+            busy[int(name[3:])] = (sum(values) - values[3] - values[4]) / tick
+    return busy
+
+
 def _run_delay(pid: int | str) -> float:
     """Seconds the threads of a process (alive now) have spent runnable but waiting for a
     CPU (the scheduler's run queue: /proc/PID/task/TID/schedstat, second field). On a
@@ -602,6 +615,7 @@ def run(
             pauses_before = _histograms(urls, _GC_PAUSE)
             load_average = os.getloadavg()[0]
             waited = sum(_run_delay(p.pid) for p in procs)
+            busy_before, wall_before = _cpu_busy(), time.monotonic()
             queue: Any = mp.get_context("spawn").Queue()
             load = mp.get_context("spawn").Process(
                 target=_load_process,
@@ -619,6 +633,12 @@ def run(
             result["server_p99_bucket_ms"] = server_p99
             result["load_average"] = load_average
             result["run_queue_s"] = sum(_run_delay(p.pid) for p in procs) - waited
+            wall = time.monotonic() - wall_before
+            result["cpu_busy_share"] = {
+                f"cpu{core}": (busy - busy_before.get(core, 0.0)) / wall
+                for core, busy in _cpu_busy().items()
+            }
+            result["measured_wall_s"] = wall
             pauses = _histograms(urls, _GC_PAUSE)
             if pauses:  # a tree that times its GC pauses (seconds -> ms)
                 result["gc_pauses"] = {
@@ -643,8 +663,12 @@ def run(
     polls = result["requests"] + result["errors"]
     result["cpu_ms_per_poll"] = cpu / polls * 1000 if polls else 0.0
     result["polls_per_cpu_s"] = polls / cpu if cpu > 0 else 0.0
-    # time the controller's threads were ready to run but another process held its core
+    # time the controller's threads were ready to run but another thread held its core
     result["run_queue_ms_per_poll"] = result["run_queue_s"] / polls * 1000 if polls else 0.0
+    # of CPU 0 (the controllers' core), the share other processes used meanwhile
+    shares = result["cpu_busy_share"]
+    own = cpu / result["measured_wall_s"]
+    result["cpu0_others_share"] = max(0.0, shares.get("cpu0", 0.0) - own)
     # backends that ended during the run are not counted: a lower bound
     result["db_cpu_ms_per_poll"] = db_cpu / polls * 1000 if polls and server else None
     load_shape = f"every {paced:g} s" if paced else f"{concurrency} in flight"
@@ -794,7 +818,8 @@ PART_NAMES = {
     "resume": "event loop resumes the poll",
     "answer": "answer JSON",
     "after": "after the handler (response write, socket, client read)",
-    "client": "client latency (sum)",
+    "handler": "the controller's handler (parse to answer)",
+    "client": "client latency (before + handler + after)",
 }
 
 
@@ -826,9 +851,12 @@ def breakdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append("")
         lines.append(
             f"{name}: p99 {r['p99_ms']:.2f} ms; load average {r.get('load_average', 0):.2f} "
-            f"at the start; "
-            f"the controller's threads waited for a CPU {r['run_queue_s'] * 1000:.0f} ms "
-            f"({r['run_queue_ms_per_poll']:.2f} ms per poll), the load process's "
+            f"at the start; CPU 0 (the controller's) busy "
+            f"{r['cpu_busy_share'].get('cpu0', 0) * 100:.0f} %, other processes "
+            f"{r['cpu0_others_share'] * 100:.0f} % of it; CPU 1 (the load's) busy "
+            f"{r['cpu_busy_share'].get('cpu1', 0) * 100:.0f} %; the controller's threads were "
+            f"runnable but waiting for CPU 0 {r['run_queue_s'] * 1000:.0f} ms "
+            f"({r['run_queue_ms_per_poll']:.2f} ms per poll), the load process's threads "
             f"{r.get('load_run_queue_s', 0) * 1000:.0f} ms; load process sent late p99 "
             f"{r.get('sent_late_p99_ms', 0):.2f} ms; GC pauses: {text or 'not reported'}"
         )
