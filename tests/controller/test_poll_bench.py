@@ -99,3 +99,21 @@ def test_fsync_floor_bench_short_run():
     ]
     for r in out["rows"]:
         assert r["count"] == 20 and 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+
+
+def test_gc_pause_bench_short_run():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH.parent / "gc_pause.py"),
+            *("--agents", "50", "--rounds", "1", "--repeat", "1", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["startup_objects"] > 10_000 and out["poll_objects"] > 0
+    assert out["full_gc_ms_nothing_frozen"] > 0 and out["full_gc_ms_startup_frozen"] > 0
