@@ -27,6 +27,13 @@ also give the server's CPU per poll (``db CPU ms/poll``), when it runs on this m
     python bench/poll_load.py --agents 1000 --modes adaptive --paced 5 --seconds 20
     python bench/poll_load.py --agents 1000 --modes adaptive --db sqlite postgresql --replicas 1 2
     python bench/poll_load.py --agents 1000 --modes adaptive --callgrind 2000
+    python bench/poll_load.py --agents 1000 --modes adaptive --paced 5 --seconds 20 --breakdown
+
+``--breakdown`` (paced): the controller sends each poll's parts in a ``Server-Timing``
+header (otel_adaprof/controller/poll_timing.py) and its handler's start on the
+machine's monotonic clock; the bench prints, per part, p50 and p99 over every poll and
+the mean over the slowest 1 % of polls: what the tail is made of. Its GC pauses over
+the measurement come from the controller's /metrics.
 
 ``--callgrind POLLS`` counts instead of timing: the controller runs under ``valgrind
 --tool=callgrind`` and the figure is the instructions it executes per poll (all its
@@ -159,12 +166,14 @@ async def _drive(
 async def _drive_paced(
     urls: list[str], service: str, agents: int, seconds: float, interval: float
 ) -> dict[str, Any]:
-    """Every agent polls once per ``interval`` at its own phase (spread evenly)."""
+    """Every agent polls once per ``interval`` at its own phase (spread evenly). When the
+    controller sends ``Server-Timing`` (``--breakdown``), each poll's parts are kept."""
     import aiohttp
 
     versions = [1] * agents  # every agent made its first poll (see _first_polls)
     latencies: list[float] = []
     late: list[float] = []  # how late the load process sent polls (its own lag)
+    timed: list[dict[str, float]] = []  # per poll: client latency and its parts (ms)
     errors = 0
 
     async def agent(session: aiohttp.ClientSession, i: int, start: float) -> None:
@@ -180,17 +189,22 @@ async def _drive_paced(
             else:
                 late.append(-delay)
             body = poll_body(service, f"agent-{i}", versions[i])
-            sent = time.perf_counter()
+            # monotonic: the clock of the controller's Server-Timing start, too
+            sent = time.monotonic()
             try:
                 async with session.post(
                     f"{url}/v1/agents/poll", data=body, headers={"Content-Type": "application/json"}
                 ) as resp:
                     data = await resp.read()
+                    received = time.monotonic()
                     if resp.status != 200:
                         errors += 1
                     else:
                         versions[i] = json.loads(data)["config_version"]
-                        latencies.append(time.perf_counter() - sent)
+                        latencies.append(received - sent)
+                        header = resp.headers.get("Server-Timing")
+                        if header:
+                            timed.append(_poll_parts(header, sent, received))
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 errors += 1
             due += interval
@@ -216,7 +230,64 @@ async def _drive_paced(
         "p99_ms": pct(latencies, 0.99),
         "max_ms": latencies[-1] * 1000 if latencies else 0.0,
         "sent_late_p99_ms": pct(late, 0.99) if len(late) > len(latencies) // 100 else 0.0,
+        **({"breakdown": breakdown(timed)} if timed else {}),
     }
+
+
+#: A poll's parts, in order: before the handler (the client's send, the socket, the
+#: controller's event loop), the controller's parts (otel_adaprof/controller/poll_timing.py)
+#: and after the handler (the answer's write, the socket, the client's read).
+POLL_PARTS = (
+    "before",
+    "parse",
+    "read",
+    "credit",
+    "decide",
+    "queue",
+    "write",
+    "commit",
+    "resume",
+    "answer",
+    "after",
+)
+
+
+def _poll_parts(header: str, sent: float, received: float) -> dict[str, float]:
+    """One poll's parts (ms) from its Server-Timing header and the client's monotonic
+    stamps (one clock for every process of the machine)."""
+    items: dict[str, float] = {}
+    for item in header.split(","):
+        name, _, rest = item.strip().partition(";")
+        key, _, value = rest.partition("=")
+        if key in ("dur", "desc"):
+            items[name] = float(value.strip('"'))
+    parts = {p: items.get(p, 0.0) for p in POLL_PARTS[1:-1]}
+    start, total = items.get("start", sent), items.get("total", 0.0)
+    parts["before"] = (start - sent) * 1000
+    parts["after"] = (received - start) * 1000 - total
+    parts["handler"] = total
+    parts["client"] = (received - sent) * 1000
+    return parts
+
+
+def breakdown(timed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per part: p50 and p99 over every poll, and its mean over the slowest 1 % of polls
+    (by the client's latency), which says what the tail is made of."""
+    slowest = sorted(timed, key=lambda t: t["client"])[-max(1, len(timed) // 100) :]
+
+    def pct(values: list[float], q: float) -> float:
+        values = sorted(values)
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    out = {}
+    for part in (*POLL_PARTS, "handler", "client"):
+        values = [t[part] for t in timed]
+        out[part] = {
+            "p50_ms": pct(values, 0.5),
+            "p99_ms": pct(values, 0.99),
+            "slowest_1pct_mean_ms": statistics.fmean(t[part] for t in slowest),
+        }
+    return out
 
 
 def _load_process(
@@ -232,13 +303,20 @@ def _load_process(
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]
         os.sched_setaffinity(0, {1})
     if paced:
-        out.put(asyncio.run(_drive_paced(urls, service, agents, seconds, paced)))
+        waited = _run_delay("self")
+        result = asyncio.run(_drive_paced(urls, service, agents, seconds, paced))
+        result["load_run_queue_s"] = _run_delay("self") - waited
+        out.put(result)
     else:
         out.put(asyncio.run(_drive(urls, service, agents, seconds, concurrency, max_polls)))
 
 
 def _start_controller(
-    db: str, source: Path | None, log: Path, wrapper: list[str] | None = None
+    db: str,
+    source: Path | None,
+    log: Path,
+    wrapper: list[str] | None = None,
+    server_timing: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
     def pin() -> None:
         if hasattr(os, "sched_setaffinity"):
@@ -261,7 +339,12 @@ def _start_controller(
             stderr=subprocess.STDOUT,
             preexec_fn=pin,
             cwd=source,
-            env={**os.environ, "PYTHONPATH": str(source)} if source else None,
+            env={
+                **os.environ,
+                **({"PYTHONPATH": str(source)} if source else {}),
+                # each poll's parts in a Server-Timing header (a tree without it ignores it)
+                **({"ADAPROF_SERVER_TIMING": "1"} if server_timing else {}),
+            },
         )
     deadline = time.monotonic() + (600 if wrapper else 20)
     while time.monotonic() < deadline:
@@ -285,6 +368,30 @@ def _poll_buckets(url: str) -> dict[float, float]:
     """The controller's own poll-latency histogram (cumulative counts per bound)."""
     text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
     return {float(le): float(n) for le, n in _BUCKET.findall(text)}
+
+
+_GC_PAUSE = re.compile(
+    r'^adaprof_gc_pause_seconds_bucket\{generation="(\d+)",le="([^"]+)"\} (\S+)', re.M
+)
+
+
+def _histograms(urls: list[str], pattern: re.Pattern[str]) -> dict[str, dict[float, float]]:
+    """A labelled histogram of every replica's /metrics, added: {label: {bound: count}}."""
+    total: dict[str, dict[float, float]] = {}
+    for url in urls:
+        text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+        for label, le, n in pattern.findall(text):
+            bounds = total.setdefault(label, {})
+            bounds[float(le)] = bounds.get(float(le), 0.0) + float(n)
+    return total
+
+
+def _histogram_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """Count over the measurement, and the bucket bound (ms) holding the longest one."""
+    diff = {le: n - before.get(le, 0.0) for le, n in after.items()}
+    count = diff.get(float("inf"), 0.0)
+    longest = next((le for le in sorted(diff) if diff[le] >= count), float("inf"))
+    return {"count": count, "longest_within_ms": longest * 1000 if count else 0.0}
 
 
 def _server_p99(before: dict[float, float], after: dict[float, float]) -> tuple[float, float]:
@@ -359,6 +466,31 @@ def _cpu_all(pids: list[int]) -> tuple[float, float]:
     """(user, system) CPU seconds of several processes, added."""
     times = [_cpu_seconds(pid) for pid in pids]
     return sum(t[0] for t in times), sum(t[1] for t in times)
+
+
+def _cpu_busy() -> dict[int, float]:
+    """Busy seconds of each CPU since boot (/proc/stat: everything but idle and iowait)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            values = [int(v) for v in fields[:8]]
+            busy[int(name[3:])] = (sum(values) - values[3] - values[4]) / tick
+    return busy
+
+
+def _run_delay(pid: int | str) -> float:
+    """Seconds the threads of a process (alive now) have spent runnable but waiting for a
+    CPU (the scheduler's run queue: /proc/PID/task/TID/schedstat, second field). On a
+    shared machine this is the time other processes held the core."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
@@ -442,10 +574,13 @@ def run(
     replicas: int = 1,
     databases: Databases | None = None,
     profile_stacks: int = 0,
+    server_timing: bool = False,
 ) -> dict[str, Any]:
     """One measurement on fresh controllers (of ``source``, default this tree) and a
     fresh database; ``paced`` > 0 makes every agent poll once per ``paced`` seconds;
-    ``replicas`` controllers share the database, polls go to them in turn."""
+    ``replicas`` controllers share the database, polls go to them in turn;
+    ``server_timing``: the controllers send each poll's parts (a paced run breaks its
+    latency down, see :func:`breakdown`)."""
     databases = databases or Databases()
     with tempfile.TemporaryDirectory() as tmp:
         db_arg, drop = databases.fresh(db, Path(tmp))
@@ -453,7 +588,9 @@ def run(
         try:
             urls = []
             for k in range(replicas):
-                proc, url = _start_controller(db_arg, source, Path(tmp) / f"controller-{k}.log")
+                proc, url = _start_controller(
+                    db_arg, source, Path(tmp) / f"controller-{k}.log", None, server_timing
+                )
                 procs.append(proc)
                 urls.append(url)
             service = "bench"
@@ -475,6 +612,10 @@ def run(
             cpu_before = _cpu_all([p.pid for p in procs])
             db_cpu_before = sum(sum(_cpu_seconds(pid)) for pid in server)
             buckets_before = _poll_buckets_all(urls)
+            pauses_before = _histograms(urls, _GC_PAUSE)
+            load_average = os.getloadavg()[0]
+            waited = sum(_run_delay(p.pid) for p in procs)
+            busy_before, wall_before = _cpu_busy(), time.monotonic()
             queue: Any = mp.get_context("spawn").Queue()
             load = mp.get_context("spawn").Process(
                 target=_load_process,
@@ -490,6 +631,20 @@ def run(
             within, server_p99 = _server_p99(buckets_before, _poll_buckets_all(urls))
             result["server_within_10ms"] = within
             result["server_p99_bucket_ms"] = server_p99
+            result["load_average"] = load_average
+            result["run_queue_s"] = sum(_run_delay(p.pid) for p in procs) - waited
+            wall = time.monotonic() - wall_before
+            result["cpu_busy_share"] = {
+                f"cpu{core}": (busy - busy_before.get(core, 0.0)) / wall
+                for core, busy in _cpu_busy().items()
+            }
+            result["measured_wall_s"] = wall
+            pauses = _histograms(urls, _GC_PAUSE)
+            if pauses:  # a tree that times its GC pauses (seconds -> ms)
+                result["gc_pauses"] = {
+                    f"gen {g}": _histogram_summary(pauses_before.get(g, {}), pauses[g])
+                    for g in sorted(pauses)
+                }
             server_after = databases.server_pids() if db != "sqlite" else []
             db_cpu = sum(sum(_cpu_seconds(pid)) for pid in server_after) - db_cpu_before
             load.join(timeout=10)
@@ -508,6 +663,12 @@ def run(
     polls = result["requests"] + result["errors"]
     result["cpu_ms_per_poll"] = cpu / polls * 1000 if polls else 0.0
     result["polls_per_cpu_s"] = polls / cpu if cpu > 0 else 0.0
+    # time the controller's threads were ready to run but another thread held its core
+    result["run_queue_ms_per_poll"] = result["run_queue_s"] / polls * 1000 if polls else 0.0
+    # of CPU 0 (the controllers' core), the share other processes used meanwhile
+    shares = result["cpu_busy_share"]
+    own = cpu / result["measured_wall_s"]
+    result["cpu0_others_share"] = max(0.0, shares.get("cpu0", 0.0) - own)
     # backends that ended during the run are not counted: a lower bound
     result["db_cpu_ms_per_poll"] = db_cpu / polls * 1000 if polls and server else None
     load_shape = f"every {paced:g} s" if paced else f"{concurrency} in flight"
@@ -645,6 +806,63 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+PART_NAMES = {
+    "before": "before the handler (client send, socket, controller's event loop)",
+    "parse": "parse",
+    "read": "database read / model load",
+    "credit": "credit (reward, bandit learns)",
+    "decide": "decide (policy)",
+    "queue": "group-commit queue",
+    "write": "write the batch's rows",
+    "commit": "COMMIT (WAL append + fsync)",
+    "resume": "event loop resumes the poll",
+    "answer": "answer JSON",
+    "after": "after the handler (response write, socket, client read)",
+    "handler": "the controller's handler (parse to answer)",
+    "client": "client latency (before + handler + after)",
+}
+
+
+def breakdown_table(rows: list[dict[str, Any]]) -> str:
+    """Where each paced row's time went (rows whose controller sent Server-Timing)."""
+    timed = [r for r in rows if r.get("breakdown")]
+    if not timed:
+        return ""
+    names, seen = [], {}  # a setup measured more than once: its runs numbered
+    for r in timed:
+        seen[r["controller"]] = seen.get(r["controller"], 0) + 1
+        names.append(f"{r['controller']} (run {seen[r['controller']]})")
+    if all(n == 1 for n in seen.values()):
+        names = [r["controller"] for r in timed]
+    head = "| part | " + " | ".join(f"{n} p50 ms | p99 ms | mean of slowest 1 % ms" for n in names)
+    lines = [head + " |", "|---|" + "---:|---:|---:|" * len(timed)]
+    for part, name in PART_NAMES.items():
+        cells = []
+        for r in timed:
+            b = r["breakdown"][part]
+            cells.append(f"{b['p50_ms']:.2f} | {b['p99_ms']:.2f} | {b['slowest_1pct_mean_ms']:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, r in zip(names, timed, strict=True):
+        pauses = r.get("gc_pauses") or {}
+        text = ", ".join(
+            f"{g}: {int(p['count'])} (longest ≤ {p['longest_within_ms']:g} ms)"
+            for g, p in pauses.items()
+        )
+        lines.append("")
+        lines.append(
+            f"{name}: p99 {r['p99_ms']:.2f} ms; load average {r.get('load_average', 0):.2f} "
+            f"at the start; CPU 0 (the controller's) busy "
+            f"{r['cpu_busy_share'].get('cpu0', 0) * 100:.0f} %, other processes "
+            f"{r['cpu0_others_share'] * 100:.0f} % of it; CPU 1 (the load's) busy "
+            f"{r['cpu_busy_share'].get('cpu1', 0) * 100:.0f} %; the controller's threads were "
+            f"runnable but waiting for CPU 0 {r['run_queue_s'] * 1000:.0f} ms "
+            f"({r['run_queue_ms_per_poll']:.2f} ms per poll), the load process's threads "
+            f"{r.get('load_run_queue_s', 0) * 1000:.0f} ms; load process sent late p99 "
+            f"{r.get('sent_late_p99_ms', 0):.2f} ms; GC pauses: {text or 'not reported'}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
@@ -714,7 +932,20 @@ def main() -> None:
         metavar="DIR",
         help="with --callgrind: keep the callgrind dumps in DIR (for callgrind_annotate)",
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="with --paced: the controller sends each poll's parts (Server-Timing) and "
+        "the bench prints where the time went, p50/p99 and in the slowest 1 %%",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--runs-json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write every run's figures (before any median) to FILE as JSON",
+    )
     args = parser.parse_args()
     if args.repeat < 1 or args.repeat > 20:
         parser.error("--repeat must be in [1, 20]")
@@ -729,6 +960,8 @@ def main() -> None:
         parser.error("--profile-stacks must be in [0, 100000]")
     if args.paced < 0 or args.paced > 300:
         parser.error("--paced must be in [0, 300]")
+    if args.breakdown and not args.paced:
+        parser.error("--breakdown needs --paced (it breaks a paced poll's latency down)")
     if args.baseline is not None and not (args.baseline / "otel_adaprof").is_dir():
         parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
     trees: list[tuple[Path | None, str]] = [(None, args.label)]
@@ -779,6 +1012,7 @@ def main() -> None:
                             replicas,
                             databases,
                             args.profile_stacks,
+                            args.breakdown,
                         )
                     )
                     if not args.json:
@@ -790,9 +1024,15 @@ def main() -> None:
                         )
     finally:
         databases.close()
+    runs = rows
+    if args.runs_json is not None:
+        args.runs_json.write_text(json.dumps(runs, indent=2) + "\n")
     if args.repeat > 1:
         rows = medians(rows)
     print(json.dumps(rows, indent=2) if args.json else table(rows))
+    if args.breakdown and not args.json:
+        print()
+        print(breakdown_table(runs))  # every run (a median of parts would not add up)
 
 
 def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -37,6 +37,8 @@ from otel_adaprof.session_spec import OverheadBudget, RewardWeights
 TOKEN_ENV = "ADAPROF_TOKEN"
 #: Environment variable with the agents' own token.
 AGENT_TOKEN_ENV = "ADAPROF_AGENT_TOKEN"
+#: Environment variable that turns ``server_timing`` on (``1``) when the file does not.
+SERVER_TIMING_ENV = "ADAPROF_SERVER_TIMING"
 
 Token = Annotated[str, StringConstraints(min_length=8, max_length=512)]
 
@@ -120,6 +122,9 @@ class ControllerConfig(_Section):
     default_params: Params = Field(default_factory=Params)
     service_params: dict[str, Params] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    #: Answer each poll with a ``Server-Timing`` header: the time of each of its parts
+    #: in the controller (see ``poll_timing``); for benchmarks and diagnosis.
+    server_timing: bool = False
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, source: str = "") -> ControllerConfig:
@@ -140,7 +145,8 @@ class ControllerConfig(_Section):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None) -> ControllerConfig:
-        """Read a YAML file (``None`` gives the defaults); tokens fall back to the env."""
+        """Read a YAML file (``None`` gives the defaults); tokens and ``server_timing``
+        fall back to the environment."""
         data: Any = {}
         source = str(path) if path else ""
         if path is not None:
@@ -159,6 +165,8 @@ class ControllerConfig(_Section):
             updates["token"] = os.environ[TOKEN_ENV]
         if cfg.agent_token is None and os.environ.get(AGENT_TOKEN_ENV):
             updates["agent_token"] = os.environ[AGENT_TOKEN_ENV]
+        if not cfg.server_timing and os.environ.get(SERVER_TIMING_ENV) == "1":
+            updates["server_timing"] = True
         if updates:
             cfg = cls.parse({**cfg.model_dump(mode="json"), **updates}, source)
         return cfg

@@ -39,8 +39,11 @@ import contextlib
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from otel_adaprof.controller.poll_timing import PollTiming
 from otel_adaprof.controller.store_api import ControllerStore, PollOutcome, PollWrite
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class _Pending:
     write: PollWrite
     future: asyncio.Future[PollOutcome]
     loop: asyncio.AbstractEventLoop
+    timing: PollTiming | None
 
 
 @dataclass
@@ -64,14 +68,27 @@ class CommitStats:
     polls: int = 0
     largest_batch: int = 0
     failures: int = 0
+    #: Seconds of the last transaction: all of it, and its ``COMMIT`` (WAL append and
+    #: fsync; None when the store does not say)
+    last_seconds: float = 0.0
+    last_commit_seconds: float | None = None
 
 
 class GroupCommitter:
     """One writer thread applying queued poll writes in batched transactions."""
 
-    def __init__(self, store: ControllerStore, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        store: ControllerStore,
+        *,
+        max_batch: int = MAX_BATCH,
+        on_commit: Callable[[int, float, float | None], None] | None = None,
+    ) -> None:
         self.store = store
         self.max_batch = max_batch
+        #: Called on the writer thread after each transaction with its polls, its
+        #: seconds and its ``COMMIT``'s seconds (None: not known), e.g. for metrics.
+        self.on_commit = on_commit
         self.stats = CommitStats()
         self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
         self._gathered: list[_Pending] = []  # submitted in this turn of the event loop
@@ -79,15 +96,16 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="adaprof-group-commit", daemon=True)
         self._thread.start()
 
-    async def submit(self, write: PollWrite) -> PollOutcome:
-        """Queue a poll's writes; returns once they are durably committed."""
+    async def submit(self, write: PollWrite, timing: PollTiming | None = None) -> PollOutcome:
+        """Queue a poll's writes; returns once they are durably committed. ``timing``
+        gets the writer's stamps (:meth:`PollTiming.committed`)."""
         if self._closed:
             raise RuntimeError("the controller's writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[PollOutcome] = loop.create_future()
         if not self._gathered:  # one hand-over (one wake-up of the writer) per loop turn
             loop.call_soon(self._hand_over)
-        self._gathered.append(_Pending(write, future, loop))
+        self._gathered.append(_Pending(write, future, loop, timing))
         return await future
 
     def _hand_over(self) -> None:
@@ -124,6 +142,7 @@ class GroupCommitter:
                 self._commit(batch[start : start + self.max_batch])
 
     def _commit(self, batch: list[_Pending]) -> None:
+        picked = time.monotonic()
         try:
             results: list[PollOutcome | BaseException] = self.store.record_polls(
                 [p.write for p in batch]
@@ -131,7 +150,22 @@ class GroupCommitter:
         except Exception as exc:  # the store failed as a whole: every poll fails
             log.exception("group commit of %d polls failed", len(batch))
             results = [exc] * len(batch)
+        done = time.monotonic()
+        # when this thread's last COMMIT began (the SQLite store says; others do not)
+        commit_started: float | None = getattr(self.store, "commit_started", None)
+        if commit_started is not None and not picked <= commit_started <= done:
+            commit_started = None
+        for pending in batch:
+            if pending.timing is not None:
+                pending.timing.committed(picked, commit_started, done)
         stats = self.stats
+        stats.last_seconds = done - picked
+        stats.last_commit_seconds = None if commit_started is None else done - commit_started
+        if self.on_commit is not None:
+            try:
+                self.on_commit(len(batch), stats.last_seconds, stats.last_commit_seconds)
+            except Exception:  # an observer must not lose the batch's answers
+                log.exception("commit observer failed")
         stats.transactions += 1
         stats.polls += len(batch)
         stats.largest_batch = max(stats.largest_batch, len(batch))

@@ -4,11 +4,48 @@
 >>> m.polls.inc()
 >>> b"adaprof_polls_total 1.0" in m.render()
 True
+
+Where a poll's time goes (:mod:`~otel_adaprof.controller.poll_timing`), each group
+commit's transaction and ``COMMIT`` (its fsync), and the garbage collector's pauses
+(which stop the event loop) have histograms of their own:
+
+>>> from otel_adaprof.controller.poll_timing import PollTiming
+>>> t = PollTiming(start=0.0)
+>>> t.mark("parse", 0.0002)
+>>> m.observe_poll(t)
+>>> b'adaprof_poll_part_seconds_bucket{le="0.00025",part="parse"} 1.0' in m.render()
+True
 """
 
 from __future__ import annotations
 
+import gc
+import time
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from otel_adaprof.controller.poll_timing import PollTiming
+
+#: Bounds (seconds) of the histograms of a poll's parts, commits and GC pauses: fine
+#: around the 10 ms a poll should take.
+FINE_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
 
 
 class ControllerMetrics:
@@ -42,10 +79,51 @@ class ControllerMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=self.registry,
         )
+        self.poll_parts = Histogram(
+            "adaprof_poll_part_seconds",
+            "Time of each part of a poll in the controller (see poll_timing)",
+            ["part"],
+            buckets=FINE_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "adaprof_db_commit_seconds",
+            "Group-commit transactions: all of it (stage=transaction) and its COMMIT, "
+            "the WAL append and fsync (stage=commit)",
+            ["stage"],
+            buckets=FINE_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_polls = Histogram(
+            "adaprof_db_commit_polls",
+            "Polls per group-commit transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.gc_pauses = Histogram(
+            "adaprof_gc_pause_seconds",
+            "Pauses of the garbage collector (the event loop waits), per generation",
+            ["generation"],
+            buckets=FINE_BUCKETS,
+            registry=self.registry,
+        )
+        self.gc_frozen = Gauge(
+            "adaprof_gc_frozen_objects",
+            "Objects the garbage collector leaves out: the heap as the controller started",
+            registry=self.registry,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
         # children every request counts (labels() looks them up under a lock), kept
         # once used: a series appears at its first count, as with labels()
         self._route_latency: dict[str, Histogram] = {}
         self._decisions: dict[str, Counter] = {}
+        self._parts: dict[str, Histogram] = {}
+        self._commit_stages = (
+            self.commit_seconds.labels("transaction"),
+            self.commit_seconds.labels("commit"),
+        )
+        self._gc_generations = [self.gc_pauses.labels(str(g)) for g in range(3)]
+        self._gc_started = 0.0
 
     def decision(self, kind: str) -> Counter:
         """The decisions counter of one kind (``session`` or ``default``)."""
@@ -60,6 +138,41 @@ class ControllerMetrics:
         if child is None:
             child = self._route_latency[route] = self.latency.labels(route)
         return child
+
+    def observe_poll(self, timing: PollTiming) -> None:
+        """Count one poll's parts."""
+        parts = self._parts
+        for part, seconds in timing.parts.items():
+            child = parts.get(part)
+            if child is None:
+                child = parts[part] = self.poll_parts.labels(part)
+            child.observe(seconds)
+
+    def observe_commit(self, polls: int, seconds: float, commit_seconds: float | None) -> None:
+        """Count one group-commit transaction (called on the writer thread)."""
+        self.commit_polls.observe(polls)
+        self._commit_stages[0].observe(seconds)
+        if commit_seconds is not None:
+            self._commit_stages[1].observe(commit_seconds)
+
+    def watch_gc(self) -> None:
+        """Time the garbage collector's pauses (until :meth:`unwatch_gc`)."""
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def unwatch_gc(self) -> None:
+        """Stop timing the garbage collector."""
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started:
+            generation = info.get("generation")
+            if isinstance(generation, int) and 0 <= generation < len(self._gc_generations):
+                self._gc_generations[generation].observe(time.perf_counter() - self._gc_started)
+            self._gc_started = 0.0
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -35,6 +35,7 @@ from otel_adaprof.controller.config import ControllerConfig
 from otel_adaprof.controller.policy.base import Decision, DecisionContext, Policy
 from otel_adaprof.controller.policy_registry import PolicyRegistry
 from otel_adaprof.controller.poll_codec import params_json
+from otel_adaprof.controller.poll_timing import PollTiming
 from otel_adaprof.controller.sessions import Sessions
 from otel_adaprof.controller.store_api import (
     ControllerStore,
@@ -137,12 +138,14 @@ class PollHandler:
     async def poll_async(
         self,
         request: PollRequest,
-        commit: Callable[[PollWrite], Awaitable[PollOutcome]],
+        commit: Callable[[PollWrite, PollTiming | None], Awaitable[PollOutcome]],
         run_db: Callable[..., Awaitable[Any]],
+        timing: PollTiming | None = None,
     ) -> PollResponse:
         """:meth:`poll` for the event loop: reads run with ``run_db`` (a thread) and only
         when memory cannot answer; the writes go to ``commit`` (group commit). The
-        policy decides and learns on the caller's thread, the only one using models."""
+        policy decides and learns on the caller's thread, the only one using models.
+        ``timing``, when given, gets each part's time marked."""
         _check_version(request)
         known = self._known(request)
         if known is None:
@@ -151,8 +154,13 @@ class PollHandler:
         if self._needs_model(request, known) and not self.policies.is_loaded(service):
             blob = await run_db(self.store.load_model, service)
             self.policies.install(service, blob)
-        plan = self._plan(request, known)
-        return self._answer(plan, await commit(plan.write))
+        if timing is not None:
+            timing.mark("read")
+        plan = self._plan(request, known, timing)
+        outcome = await commit(plan.write, timing)
+        if timing is not None:
+            timing.mark("resume")
+        return self._answer(plan, outcome)
 
     def fetch(self, request: PollRequest) -> _Known:
         """Read what a poll needs from the store (and refresh the session cache)."""
@@ -184,7 +192,7 @@ class PollHandler:
         pending = self._pending.get((request.agent.instance_id, request.config_version))
         return pending is not None and "offered" in pending[1].features
 
-    def _plan(self, request: PollRequest, known: _Known) -> _Plan:
+    def _plan(self, request: PollRequest, known: _Known, timing: PollTiming | None = None) -> _Plan:
         """Credit and decide (in memory); the writes that make it durable."""
         now = self.clock()
         agent = request.agent
@@ -201,6 +209,8 @@ class PollHandler:
         reward: RewardWrite | None = None
         if window is not None:
             reward = self._credit(request, known.context, prior, stacks or {})
+        if timing is not None:
+            timing.mark("credit")
 
         ran_under = known.context.ran_under
         if known.in_force is not None:
@@ -260,6 +270,8 @@ class PollHandler:
                 params=params_json(decision.params),
             ),
         )
+        if timing is not None:
+            timing.mark("decide")
         return _Plan(write, ctx, decision)
 
     def _answer(self, plan: _Plan, outcome: PollOutcome) -> PollResponse:

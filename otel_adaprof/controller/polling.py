@@ -43,6 +43,7 @@ from otel_adaprof.controller.poll_handling import (
     MAX_PROFILE_STACKS,
     PollHandler,
 )
+from otel_adaprof.controller.poll_timing import PollTiming
 from otel_adaprof.controller.sessions import NotFound, Sessions
 from otel_adaprof.controller.store_api import ControllerStore
 from otel_adaprof.protocol import PollRequest, PollResponse
@@ -113,6 +114,8 @@ class ControllerCore:
         self._committer: GroupCommitter | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[int]] = set()
+        #: Told of every group-commit transaction: polls, seconds, ``COMMIT`` seconds.
+        self.on_commit: Callable[[int, float, float | None], None] | None = None
 
     # sessions
     def open_session(self, spec: SessionSpec) -> dict[str, Any]:
@@ -195,12 +198,15 @@ class ControllerCore:
             self.policies.save(self.policies.take_evictions())
         return answer
 
-    async def poll_async(self, request: PollRequest) -> PollResponse:
+    async def poll_async(
+        self, request: PollRequest, timing: PollTiming | None = None
+    ) -> PollResponse:
         """:meth:`poll` from the event loop: database work on threads, writes batched
-        with concurrent polls into one durable transaction."""
+        with concurrent polls into one durable transaction (``timing``: see
+        :mod:`~otel_adaprof.controller.poll_timing`)."""
         if self._committer is None:
-            self._committer = GroupCommitter(self.store)
-        answer = await self.polls.poll_async(request, self._committer.submit, self.run_db)
+            self._committer = GroupCommitter(self.store, on_commit=self.on_commit)
+        answer = await self.polls.poll_async(request, self._committer.submit, self.run_db, timing)
         if self.policies.over_bound():  # a model was restored or created: drop the oldest
             task = asyncio.create_task(self.evict_models_async())
             self._tasks.add(task)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from otel_adaprof.controller.opamp import merge_agents
 from otel_adaprof.controller.poll_codec import read_poll, write_answer
+from otel_adaprof.controller.poll_timing import HEADER, PollTiming
 from otel_adaprof.controller.state import CONFIG, CORE, METRICS, OPAMP
 
 routes = web.RouteTableDef()
@@ -13,12 +14,20 @@ routes = web.RouteTableDef()
 
 @routes.post("/v1/agents/poll")
 async def poll(request: web.Request) -> web.Response:
+    timing = PollTiming()
     poll_request = read_poll(await request.read())
-    response = await request.app[CORE].poll_async(poll_request)
+    timing.mark("parse")
+    response = await request.app[CORE].poll_async(poll_request, timing)
+    body = write_answer(response)
+    timing.mark("answer")
     metrics = request.app[METRICS]
     metrics.polls.inc()
     metrics.decision("session" if response.session_id else "default").inc()
-    return web.Response(body=write_answer(response), content_type="application/json")
+    metrics.observe_poll(timing)
+    answer = web.Response(body=body, content_type="application/json")
+    if request.app[CONFIG].server_timing:
+        answer.headers[HEADER] = timing.header()
+    return answer
 
 
 @routes.get("/v1/agents")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -122,6 +123,7 @@ class Store:
         self.path = path
         self.report_retention = report_retention
         self._lock = threading.Lock()  # the writer connection
+        self._local = threading.local()  # per thread: when its last COMMIT began
         self._db = self._connect(path)
         self._migrate()
         self._stop = threading.Event()
@@ -311,6 +313,13 @@ class Store:
             raise outcome
         return outcome
 
+    @property
+    def commit_started(self) -> float | None:
+        """When (``time.monotonic()``) the calling thread's last poll transaction began
+        its ``COMMIT`` (the WAL append and fsync): the group commit's timing reads it."""
+        started: float | None = getattr(self._local, "commit_started", None)
+        return started
+
     def record_polls(self, writes: list[PollWrite]) -> list[PollOutcome | BaseException]:
         """Several polls in one durable transaction (group commit): one fsync for all.
 
@@ -347,6 +356,7 @@ class Store:
                     db.execute("ROLLBACK TO poll")
                     results.append(exc)
                 db.execute("RELEASE poll")
+            self._local.commit_started = time.monotonic()
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
