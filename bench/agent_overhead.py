@@ -17,14 +17,19 @@ Two measurements, each side by side in one run (these machines are shared and no
    under ``opentelemetry-instrument`` per configuration (profiling off, py-spy at
    10 Hz, py-spy at 100 Hz, local params, no controller), spans exported over
    OTLP/HTTP to an in-process span sink. py-spy runs in the default
-   ``profile_mode: cpu`` (``--gil``), and at 100 Hz also in ``wall`` mode. Open-loop
+   ``profile_mode: cpu`` (``--gil``), and at 100 Hz also in ``wall`` mode, each with
+   the other knobs of the packaged catalog's ``learn-100hz`` action (what the
+   controller runs at 100 Hz: markers slower than their operation's p90, slow-span
+   capture every 20 ms, depth 128). Open-loop
    load on 127.0.0.1 (the demo's
    /catalog /price /checkout mix) at ``--rate`` req/s, ``--seconds`` per configuration
    in ``--rounds`` short rounds interleaved between the services (rotating order),
    each followed by a short drain. Per configuration: achieved req/s, p50/p99 client
    latency, the service process's CPU per request and its py-spy children's CPU
    (psutil, counted over the service's own rounds + drains), and the CPU both take
-   while the service is idle (during the other services' rounds).
+   while the service is idle (during the other services' rounds). The agent's own
+   threads (named ``adaprof-<part>`` for the OS) are counted per thread from
+   ``/proc/<pid>/task/<tid>/schedstat`` and split by name.
 
 Usage::
 
@@ -41,7 +46,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -63,6 +67,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Tracer
 
 import otel_adaprof
+from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.demo.bench import machine_description
 from otel_adaprof.demo.loadgen import LoadGenerator, percentile
 from otel_adaprof.demo.phases import Phase
@@ -250,35 +255,51 @@ class ServiceConfig:
     py_spy: bool
 
 
+#: The catalog action whose knobs the py-spy configurations take (all but the rate and
+#: the mode): what the controller runs at 100 Hz, slow-span capture armed.
+CATALOG_ACTION = "learn-100hz"
+
+
+def catalog_params(sampling_interval_ms: int, profile_mode: str = "cpu") -> str:
+    """``ADAPROF_PARAMS`` JSON: :data:`CATALOG_ACTION`'s params at this rate and mode."""
+    action = load_catalog().get(CATALOG_ACTION)
+    if action is None:
+        raise RuntimeError(f"the packaged catalog has no {CATALOG_ACTION!r} action")
+    params = action.params.model_dump(mode="json", exclude_defaults=True)
+    params |= {"sampling_interval_ms": sampling_interval_ms, "profile_mode": profile_mode}
+    return json.dumps(params, sort_keys=True)
+
+
 SERVICE_CONFIGS: tuple[ServiceConfig, ...] = (
     ServiceConfig("off", "profiling off", {"ADAPROF_PROFILER": "off"}, py_spy=False),
     ServiceConfig(
         "pyspy_10hz",
         "py-spy 10 Hz (cpu)",
-        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 100}'},
+        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": catalog_params(100)},
         py_spy=True,
     ),
     ServiceConfig(
         "pyspy_100hz",
         "py-spy 100 Hz (cpu)",
-        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 10}'},
+        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": catalog_params(10)},
         py_spy=True,
     ),
     ServiceConfig(
         "pyspy_100hz_wall",
         "py-spy 100 Hz (wall)",
-        {
-            "ADAPROF_PROFILER": "py-spy",
-            "ADAPROF_PARAMS": '{"sampling_interval_ms": 10, "profile_mode": "wall"}',
-        },
+        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": catalog_params(10, "wall")},
         py_spy=True,
     ),
 )
 
 
-def cpu_snapshot(pid: int) -> tuple[float, float, float]:
-    """CPU seconds so far of the process itself, of its children (reaped + live), and
-    of its agent threads (the threads the agent names ``adaprof-*``, still alive)."""
+#: CPU nanoseconds of one process's agent threads: native id -> (OS name, ns).
+AgentThreadsCpu = dict[int, tuple[str, int]]
+
+
+def cpu_snapshot(pid: int) -> tuple[float, float, AgentThreadsCpu]:
+    """CPU seconds so far of the process itself and of its children (reaped + live),
+    and the CPU of each of its agent threads (named ``adaprof-*``, still alive)."""
     proc = psutil.Process(pid)
     t = proc.cpu_times()
     kids = t.children_user + t.children_system
@@ -291,20 +312,36 @@ def cpu_snapshot(pid: int) -> tuple[float, float, float]:
     return t.user + t.system, kids, agent_threads_cpu(pid)
 
 
-def agent_threads_cpu(pid: int) -> float:
-    """CPU seconds of the live threads of ``pid`` named ``adaprof-*`` (/proc)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
+def agent_threads_cpu(pid: int) -> AgentThreadsCpu:
+    """``{native id: (name, CPU ns)}`` of the live threads of ``pid`` named ``adaprof-*``
+    (``/proc/<pid>/task/<tid>/comm`` and ``schedstat``)."""
+    out: AgentThreadsCpu = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            if not (task / "comm").read_text().startswith("adaprof-"):
+            name = (task / "comm").read_text().strip()
+            if not name.startswith("adaprof-"):
                 continue
-            raw = (task / "stat").read_bytes()
-        except OSError:
+            out[int(task.name)] = (name, int((task / "schedstat").read_bytes().split()[0]))
+        except (OSError, ValueError, IndexError):
             continue
-        fields = raw[raw.rindex(b")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return out
+
+
+def agent_threads_delta(before: AgentThreadsCpu, after: AgentThreadsCpu) -> dict[str, float]:
+    """CPU seconds per agent thread name between two snapshots (a thread new since
+    ``before`` counts from zero; what a thread used after ``before`` and before it
+    exited is lost, but is in the process's CPU).
+
+    >>> agent_threads_delta({5: ("adaprof-beacon", 10**9)},
+    ...                     {5: ("adaprof-beacon", 3 * 10**9), 6: ("adaprof-join", 10**9)})
+    {'adaprof-beacon': 2.0, 'adaprof-join': 1.0}
+    """
+    out: dict[str, float] = {}
+    for native, (name, ns) in after.items():
+        was = before.get(native)
+        spent = ns - (was[1] if was is not None and was[0] == name else 0)
+        out[name] = out.get(name, 0.0) + max(0, spent) / 1e9
+    return out
 
 
 def has_py_spy_child(pid: int) -> bool:
@@ -339,6 +376,7 @@ class ServiceRun:
     own_cpu_s: float = 0.0
     own_kids_s: float = 0.0
     own_agent_s: float = 0.0
+    own_agent_by_thread: dict[str, float] = field(default_factory=dict)
     idle_window_s: float = 0.0
     idle_cpu_s: float = 0.0
     idle_kids_s: float = 0.0
@@ -360,6 +398,10 @@ class ServiceRun:
             "service_cpu_ms_per_req": round(1000.0 * self.own_cpu_s / ok, 3),
             "pyspy_cpu_ms_per_req": round(1000.0 * self.own_kids_s / ok, 3),
             "agent_threads_cpu_ms_per_req": round(1000.0 * self.own_agent_s / ok, 3),
+            "agent_threads_cpu_ms_per_req_by_thread": {
+                name: round(1000.0 * seconds / ok, 3)
+                for name, seconds in sorted(self.own_agent_by_thread.items())
+            },
             "app_threads_cpu_ms_per_req": round(
                 1000.0 * (self.own_cpu_s - self.own_agent_s) / ok, 3
             ),
@@ -478,12 +520,17 @@ def _run_services(
             for key, other in runs.items():
                 own = after[key][0] - before[key][0]
                 kid = after[key][1] - before[key][1]
-                agent = max(0.0, after[key][2] - before[key][2])
+                by_thread = agent_threads_delta(before[key][2], after[key][2])
+                agent = sum(by_thread.values())
                 if other is run:
                     run.own_window_s += window
                     run.own_cpu_s += own
                     run.own_kids_s += kid
                     run.own_agent_s += agent
+                    for name, seconds in by_thread.items():
+                        run.own_agent_by_thread[name] = (
+                            run.own_agent_by_thread.get(name, 0.0) + seconds
+                        )
                 else:
                     other.idle_window_s += window
                     other.idle_cpu_s += own
@@ -544,6 +591,24 @@ def _service_table(result: dict[str, Any]) -> list[str]:
             f"| {fig['p50_ms']:.2f} | {fig['p99_ms']:.2f} | {fig['service_cpu_ms_per_req']:.2f} "
             f"| {fig['pyspy_cpu_ms_per_req']:.2f} | {fig['pyspy_cpu_pct_loaded']:.1f} "
             f"| {idle:.1f} | {fig['markers_with_samples']} / {fig['markers']} |"
+        )
+    lines += [
+        "",
+        "Service CPU per request by thread (agent threads by OS name, ms/req)",
+        "",
+        "| configuration | app threads | agent threads | by agent thread |",
+        "|---|---:|---:|---|",
+    ]
+    for fig in result["service"].values():
+        split = ", ".join(
+            f"{name.removeprefix('adaprof-')} {ms:.3f}"
+            for name, ms in sorted(
+                fig["agent_threads_cpu_ms_per_req_by_thread"].items(), key=lambda kv: -kv[1]
+            )
+        )
+        lines.append(
+            f"| {fig['label']} | {fig['app_threads_cpu_ms_per_req']:.2f} "
+            f"| {fig['agent_threads_cpu_ms_per_req']:.3f} | {split or '-'} |"
         )
     return lines
 
