@@ -36,6 +36,9 @@ Usage::
     python bench/agent_overhead.py                 # about 2 minutes
     python bench/agent_overhead.py --spans 20000 --seconds 40
     python bench/agent_overhead.py --spans 300 --seconds 2 --json
+    # before/after a change: the agent of an earlier commit as a fifth service
+    git archive 372e1f0 otel_adaprof | tar -x -C /tmp/base
+    python bench/agent_overhead.py --only service --json --baseline /tmp/base
 
 Every process it starts is stopped on exit (``otel_adaprof.demo.processes.Children``);
 the load targets 127.0.0.1 only and is bounded in rate, in-flight requests and time.
@@ -253,6 +256,8 @@ class ServiceConfig:
     label: str
     env: dict[str, str]
     py_spy: bool
+    #: Directory the service starts in and imports ``otel_adaprof`` from (``--baseline``).
+    cwd: Path | None = None
 
 
 #: The catalog action whose knobs the py-spy configurations take (all but the rate and
@@ -460,16 +465,39 @@ def _span_check(spans_path: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def service_overhead(seconds: float, rounds: int, rate: float) -> dict[str, Any]:
-    """Start one service per :data:`SERVICE_CONFIGS` entry and load them in turns."""
+def baseline_config(source: Path) -> ServiceConfig:
+    """py-spy at 100 Hz in cpu mode (the catalog's knobs) running the agent's code from
+    ``source``, a directory holding an ``otel_adaprof`` package (e.g. ``git archive`` of
+    an earlier commit): before and after a change, side by side in one run."""
+    if not (source / "otel_adaprof" / "__init__.py").is_file():
+        raise ValueError(f"--baseline {source}: no otel_adaprof package in it")
+    return ServiceConfig(
+        "pyspy_100hz_baseline",
+        "py-spy 100 Hz (cpu), baseline code",
+        {
+            "ADAPROF_PROFILER": "py-spy",
+            "ADAPROF_PARAMS": catalog_params(10),
+            "PYTHONPATH": str(source),
+        },
+        py_spy=True,
+        cwd=source,
+    )
+
+
+def service_overhead(
+    seconds: float, rounds: int, rate: float, baseline: Path | None = None
+) -> dict[str, Any]:
+    """Start one service per :data:`SERVICE_CONFIGS` entry (and ``--baseline``) and load
+    them in turns."""
+    configs = SERVICE_CONFIGS + ((baseline_config(baseline),) if baseline else ())
     round_s = seconds / rounds
     with tempfile.TemporaryDirectory(prefix="adaprof-overhead-") as tmp, Children() as kids:
         stack = DemoStack(kids, workdir=tmp)
         stack.start_sink()
         try:
-            runs = _run_services(kids, stack, round_s, rounds, rate)
+            runs = _run_services(kids, stack, configs, round_s, rounds, rate)
         finally:
-            for cfg in reversed(SERVICE_CONFIGS):  # SIGTERM: each service flushes its spans
+            for cfg in reversed(configs):  # SIGTERM: each service flushes its spans
                 kids.stop(f"bench-{cfg.key}")
             stack.stop_sink()
         check = _span_check(stack.spans_path)
@@ -485,13 +513,18 @@ def service_overhead(seconds: float, rounds: int, rate: float) -> dict[str, Any]
 
 
 def _run_services(
-    kids: Children, stack: DemoStack, round_s: float, rounds: int, rate: float
+    kids: Children,
+    stack: DemoStack,
+    configs: Sequence[ServiceConfig],
+    round_s: float,
+    rounds: int,
+    rate: float,
 ) -> dict[str, ServiceRun]:
     """Start the services, warm them up, then run the interleaved rounds."""
     runs: dict[str, ServiceRun] = {}
-    for cfg in SERVICE_CONFIGS:
+    for cfg in configs:
         name = f"bench-{cfg.key}"
-        port = stack.start_service(name, extra_env=cfg.env, key=name)
+        port = stack.start_service(name, extra_env=cfg.env, key=name, cwd=cfg.cwd)
         pid = kids.procs[name].pid
         runs[cfg.key] = ServiceRun(cfg, pid, port)
     for run in runs.values():
@@ -632,21 +665,34 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run only the span cost or only the demo service measurement",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also run py-spy 100 Hz (cpu) with the otel_adaprof package in this directory "
+        "(e.g. git archive of an earlier commit), side by side",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
     if args.spans < 2 or args.reps < 1 or args.rounds < 1:
         parser.error("--spans must be >= 2, --reps and --rounds >= 1")
     if not 0 < args.rate <= MAX_RATE or not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--rate must be in (0, {MAX_RATE:g}], --seconds in (0, {MAX_SECONDS:g}]")
+    if args.baseline is not None and not (args.baseline / "otel_adaprof" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
     started = time.monotonic()
     result: dict[str, Any] = {
         "machine": machine_description(),
-        "args": vars(args) | {"command": " ".join([Path(sys.executable).name, *sys.argv])},
+        "args": vars(args)
+        | {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "baseline": str(args.baseline) if args.baseline else None,
+        },
     }
     if args.only != "service":
         result["span_cost"] = span_cost(args.spans, args.reps, args.processor)
     if args.only != "spans":
-        result["service"] = service_overhead(args.seconds, args.rounds, args.rate)
+        result["service"] = service_overhead(args.seconds, args.rounds, args.rate, args.baseline)
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     if args.json:
         print(json.dumps(result, indent=2))
