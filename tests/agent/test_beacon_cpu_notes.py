@@ -172,3 +172,19 @@ def test_threads_that_start_or_end_between_moves_are_seen_at_the_next(parked: Pa
     third = beacon._alive()
     assert app.ident not in third
     assert not any(t.ident in third for t in parked.threads)
+
+
+def test_no_readable_clock_notes_nothing_and_keeps_every_sample(
+    parked: Parked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where thread CPU clocks cannot be read (a sandbox refusing the call), the beacon
+    has no evidence that a thread did not run: no filter, rather than one dropping all."""
+
+    def refused(clock: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(time, "clock_gettime_ns", refused)
+    beacon = ClockBeacon()
+    for _ in range(3):
+        beacon._note_cpu(beacon._alive(), time.time_ns())
+    assert beacon.ran_on_cpu() is None

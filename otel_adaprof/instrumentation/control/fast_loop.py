@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.reflex import BurstReflex
-from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_ns
+from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_seconds
 from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
 from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
@@ -44,18 +44,13 @@ SLEEP_MAX_S = 0.05
 
 
 def threads_cpu_seconds(native_ids: list[int]) -> float:
-    """CPU seconds of these threads of this process (their CPU-time clocks, ns).
+    """CPU seconds of these threads of this process (their CPU-time clocks, else
+    ``/proc``; a thread that exited counts nothing).
 
     >>> threads_cpu_seconds([threading.get_native_id()]) > 0
     True
     """
-    total = 0
-    for native in native_ids:
-        try:
-            total += thread_cpu_ns(native)
-        except OSError:  # exited
-            continue
-    return total / 1e9
+    return sum(thread_cpu_seconds(native) or 0.0 for native in native_ids)
 
 
 class FastLoop:

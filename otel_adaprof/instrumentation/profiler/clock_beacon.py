@@ -200,6 +200,8 @@ class ClockBeacon:
             now_seen[native] = spent
             if spent != seen.get(native, -1):
                 ran.add(ident)
+        if self._watch and not now_seen:
+            return  # no clock could be read (a sandbox?): no evidence, samples are kept
         self._cpu_seen = now_seen
         self._ran.append((now_ns, frozenset(ran)))
 
