@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -683,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     result: dict[str, Any] = {
         "machine": machine_description(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "args": vars(args)
         | {
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -694,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "spans":
         result["service"] = service_overhead(args.seconds, args.rounds, args.rate, args.baseline)
     result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(result, indent=2))
     else:
