@@ -66,8 +66,13 @@ def test_thread_cpu_clock_is_schedstat_and_fails_for_a_gone_thread(parked: Parke
 
     gone = threading.Thread(target=lambda: None)
     gone.start()
-    gone.join()
+    gone.join()  # returns a moment before the OS thread has exited: wait for that
     assert gone.native_id is not None
+    task = Path(f"/proc/self/task/{gone.native_id}")
+    deadline = time.monotonic() + 5
+    while task.exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert not task.exists()
     with pytest.raises(OSError):
         thread_cpu_ns(gone.native_id)
 
