@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in parked + busy:
         t.start()
     runs: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     try:
         for r in range(args.rounds):
             for variant in VARIANTS[r % 3 :] + VARIANTS[: r % 3]:
@@ -153,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "machine": machine_description(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "started_utc": started,
+        "ended_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "threads": {"waiting": args.waiting, "busy": args.busy, "period_s": PERIOD_S},
         "variants": {
             v: {
