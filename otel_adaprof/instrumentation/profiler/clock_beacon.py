@@ -191,7 +191,9 @@ class ClockBeacon:
             self._watch_for = alive
         seen, ran = self._cpu_seen, set()
         now_seen: dict[int, int] = {}
-        gettime = time.clock_gettime_ns
+        gettime = getattr(time, "clock_gettime_ns", None)
+        if gettime is None:  # not on this platform: no evidence, samples are kept
+            return
         for ident, native, clock in self._watch:
             try:
                 spent = gettime(clock)
