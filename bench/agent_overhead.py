@@ -17,20 +17,28 @@ Two measurements, each side by side in one run (these machines are shared and no
    under ``opentelemetry-instrument`` per configuration (profiling off, py-spy at
    10 Hz, py-spy at 100 Hz, local params, no controller), spans exported over
    OTLP/HTTP to an in-process span sink. py-spy runs in the default
-   ``profile_mode: cpu`` (``--gil``), and at 100 Hz also in ``wall`` mode. Open-loop
+   ``profile_mode: cpu`` (``--gil``), and at 100 Hz also in ``wall`` mode, each with
+   the other knobs of the packaged catalog's ``learn-100hz`` action (what the
+   controller runs at 100 Hz: markers slower than their operation's p90, slow-span
+   capture every 20 ms, depth 128). Open-loop
    load on 127.0.0.1 (the demo's
    /catalog /price /checkout mix) at ``--rate`` req/s, ``--seconds`` per configuration
    in ``--rounds`` short rounds interleaved between the services (rotating order),
    each followed by a short drain. Per configuration: achieved req/s, p50/p99 client
    latency, the service process's CPU per request and its py-spy children's CPU
    (psutil, counted over the service's own rounds + drains), and the CPU both take
-   while the service is idle (during the other services' rounds).
+   while the service is idle (during the other services' rounds). The agent's own
+   threads (named ``adaprof-<part>`` for the OS) are counted per thread from
+   ``/proc/<pid>/task/<tid>/schedstat`` and split by name.
 
 Usage::
 
     python bench/agent_overhead.py                 # about 2 minutes
     python bench/agent_overhead.py --spans 20000 --seconds 40
     python bench/agent_overhead.py --spans 300 --seconds 2 --json
+    # before/after a change: the agent of an earlier commit as a fifth service
+    git archive 372e1f0 otel_adaprof | tar -x -C /tmp/base
+    python bench/agent_overhead.py --only service --json --baseline /tmp/base
 
 Every process it starts is stopped on exit (``otel_adaprof.demo.processes.Children``);
 the load targets 127.0.0.1 only and is bounded in rate, in-flight requests and time.
@@ -63,6 +71,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Tracer
 
 import otel_adaprof
+from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.demo.bench import machine_description
 from otel_adaprof.demo.loadgen import LoadGenerator, percentile
 from otel_adaprof.demo.phases import Phase
@@ -248,6 +257,23 @@ class ServiceConfig:
     label: str
     env: dict[str, str]
     py_spy: bool
+    #: Directory the service starts in and imports ``otel_adaprof`` from (``--baseline``).
+    cwd: Path | None = None
+
+
+#: The catalog action whose knobs the py-spy configurations take (all but the rate and
+#: the mode): what the controller runs at 100 Hz, slow-span capture armed.
+CATALOG_ACTION = "learn-100hz"
+
+
+def catalog_params(sampling_interval_ms: int, profile_mode: str = "cpu") -> str:
+    """``ADAPROF_PARAMS`` JSON: :data:`CATALOG_ACTION`'s params at this rate and mode."""
+    action = load_catalog().get(CATALOG_ACTION)
+    if action is None:
+        raise RuntimeError(f"the packaged catalog has no {CATALOG_ACTION!r} action")
+    params = action.params.model_dump(mode="json", exclude_defaults=True)
+    params |= {"sampling_interval_ms": sampling_interval_ms, "profile_mode": profile_mode}
+    return json.dumps(params, sort_keys=True)
 
 
 SERVICE_CONFIGS: tuple[ServiceConfig, ...] = (
@@ -255,30 +281,31 @@ SERVICE_CONFIGS: tuple[ServiceConfig, ...] = (
     ServiceConfig(
         "pyspy_10hz",
         "py-spy 10 Hz (cpu)",
-        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 100}'},
+        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": catalog_params(100)},
         py_spy=True,
     ),
     ServiceConfig(
         "pyspy_100hz",
         "py-spy 100 Hz (cpu)",
-        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": '{"sampling_interval_ms": 10}'},
+        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": catalog_params(10)},
         py_spy=True,
     ),
     ServiceConfig(
         "pyspy_100hz_wall",
         "py-spy 100 Hz (wall)",
-        {
-            "ADAPROF_PROFILER": "py-spy",
-            "ADAPROF_PARAMS": '{"sampling_interval_ms": 10, "profile_mode": "wall"}',
-        },
+        {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": catalog_params(10, "wall")},
         py_spy=True,
     ),
 )
 
 
-def cpu_snapshot(pid: int) -> tuple[float, float, float]:
-    """CPU seconds so far of the process itself, of its children (reaped + live), and
-    of its agent threads (the threads the agent names ``adaprof-*``, still alive)."""
+#: CPU nanoseconds of one process's agent threads: native id -> (OS name, ns).
+AgentThreadsCpu = dict[int, tuple[str, int]]
+
+
+def cpu_snapshot(pid: int) -> tuple[float, float, AgentThreadsCpu]:
+    """CPU seconds so far of the process itself and of its children (reaped + live),
+    and the CPU of each of its agent threads (named ``adaprof-*``, still alive)."""
     proc = psutil.Process(pid)
     t = proc.cpu_times()
     kids = t.children_user + t.children_system
@@ -291,20 +318,36 @@ def cpu_snapshot(pid: int) -> tuple[float, float, float]:
     return t.user + t.system, kids, agent_threads_cpu(pid)
 
 
-def agent_threads_cpu(pid: int) -> float:
-    """CPU seconds of the live threads of ``pid`` named ``adaprof-*`` (/proc)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
+def agent_threads_cpu(pid: int) -> AgentThreadsCpu:
+    """``{native id: (name, CPU ns)}`` of the live threads of ``pid`` named ``adaprof-*``
+    (``/proc/<pid>/task/<tid>/comm`` and ``schedstat``)."""
+    out: AgentThreadsCpu = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            if not (task / "comm").read_text().startswith("adaprof-"):
+            name = (task / "comm").read_text().strip()
+            if not name.startswith("adaprof-"):
                 continue
-            raw = (task / "stat").read_bytes()
-        except OSError:
+            out[int(task.name)] = (name, int((task / "schedstat").read_bytes().split()[0]))
+        except (OSError, ValueError, IndexError):
             continue
-        fields = raw[raw.rindex(b")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return out
+
+
+def agent_threads_delta(before: AgentThreadsCpu, after: AgentThreadsCpu) -> dict[str, float]:
+    """CPU seconds per agent thread name between two snapshots (a thread new since
+    ``before`` counts from zero; what a thread used after ``before`` and before it
+    exited is lost, but is in the process's CPU).
+
+    >>> agent_threads_delta({5: ("adaprof-beacon", 10**9)},
+    ...                     {5: ("adaprof-beacon", 3 * 10**9), 6: ("adaprof-join", 10**9)})
+    {'adaprof-beacon': 2.0, 'adaprof-join': 1.0}
+    """
+    out: dict[str, float] = {}
+    for native, (name, ns) in after.items():
+        was = before.get(native)
+        spent = ns - (was[1] if was is not None and was[0] == name else 0)
+        out[name] = out.get(name, 0.0) + max(0, spent) / 1e9
+    return out
 
 
 def has_py_spy_child(pid: int) -> bool:
@@ -339,6 +382,7 @@ class ServiceRun:
     own_cpu_s: float = 0.0
     own_kids_s: float = 0.0
     own_agent_s: float = 0.0
+    own_agent_by_thread: dict[str, float] = field(default_factory=dict)
     idle_window_s: float = 0.0
     idle_cpu_s: float = 0.0
     idle_kids_s: float = 0.0
@@ -360,6 +404,10 @@ class ServiceRun:
             "service_cpu_ms_per_req": round(1000.0 * self.own_cpu_s / ok, 3),
             "pyspy_cpu_ms_per_req": round(1000.0 * self.own_kids_s / ok, 3),
             "agent_threads_cpu_ms_per_req": round(1000.0 * self.own_agent_s / ok, 3),
+            "agent_threads_cpu_ms_per_req_by_thread": {
+                name: round(1000.0 * seconds / ok, 3)
+                for name, seconds in sorted(self.own_agent_by_thread.items())
+            },
             "app_threads_cpu_ms_per_req": round(
                 1000.0 * (self.own_cpu_s - self.own_agent_s) / ok, 3
             ),
@@ -418,16 +466,39 @@ def _span_check(spans_path: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def service_overhead(seconds: float, rounds: int, rate: float) -> dict[str, Any]:
-    """Start one service per :data:`SERVICE_CONFIGS` entry and load them in turns."""
+def baseline_config(source: Path) -> ServiceConfig:
+    """py-spy at 100 Hz in cpu mode (the catalog's knobs) running the agent's code from
+    ``source``, a directory holding an ``otel_adaprof`` package (e.g. ``git archive`` of
+    an earlier commit): before and after a change, side by side in one run."""
+    if not (source / "otel_adaprof" / "__init__.py").is_file():
+        raise ValueError(f"--baseline {source}: no otel_adaprof package in it")
+    return ServiceConfig(
+        "pyspy_100hz_baseline",
+        "py-spy 100 Hz (cpu), baseline code",
+        {
+            "ADAPROF_PROFILER": "py-spy",
+            "ADAPROF_PARAMS": catalog_params(10),
+            "PYTHONPATH": str(source),
+        },
+        py_spy=True,
+        cwd=source,
+    )
+
+
+def service_overhead(
+    seconds: float, rounds: int, rate: float, baseline: Path | None = None
+) -> dict[str, Any]:
+    """Start one service per :data:`SERVICE_CONFIGS` entry (and ``--baseline``) and load
+    them in turns."""
+    configs = SERVICE_CONFIGS + ((baseline_config(baseline),) if baseline else ())
     round_s = seconds / rounds
     with tempfile.TemporaryDirectory(prefix="adaprof-overhead-") as tmp, Children() as kids:
         stack = DemoStack(kids, workdir=tmp)
         stack.start_sink()
         try:
-            runs = _run_services(kids, stack, round_s, rounds, rate)
+            runs = _run_services(kids, stack, configs, round_s, rounds, rate)
         finally:
-            for cfg in reversed(SERVICE_CONFIGS):  # SIGTERM: each service flushes its spans
+            for cfg in reversed(configs):  # SIGTERM: each service flushes its spans
                 kids.stop(f"bench-{cfg.key}")
             stack.stop_sink()
         check = _span_check(stack.spans_path)
@@ -443,13 +514,18 @@ def service_overhead(seconds: float, rounds: int, rate: float) -> dict[str, Any]
 
 
 def _run_services(
-    kids: Children, stack: DemoStack, round_s: float, rounds: int, rate: float
+    kids: Children,
+    stack: DemoStack,
+    configs: Sequence[ServiceConfig],
+    round_s: float,
+    rounds: int,
+    rate: float,
 ) -> dict[str, ServiceRun]:
     """Start the services, warm them up, then run the interleaved rounds."""
     runs: dict[str, ServiceRun] = {}
-    for cfg in SERVICE_CONFIGS:
+    for cfg in configs:
         name = f"bench-{cfg.key}"
-        port = stack.start_service(name, extra_env=cfg.env, key=name)
+        port = stack.start_service(name, extra_env=cfg.env, key=name, cwd=cfg.cwd)
         pid = kids.procs[name].pid
         runs[cfg.key] = ServiceRun(cfg, pid, port)
     for run in runs.values():
@@ -478,12 +554,17 @@ def _run_services(
             for key, other in runs.items():
                 own = after[key][0] - before[key][0]
                 kid = after[key][1] - before[key][1]
-                agent = max(0.0, after[key][2] - before[key][2])
+                by_thread = agent_threads_delta(before[key][2], after[key][2])
+                agent = sum(by_thread.values())
                 if other is run:
                     run.own_window_s += window
                     run.own_cpu_s += own
                     run.own_kids_s += kid
                     run.own_agent_s += agent
+                    for name, seconds in by_thread.items():
+                        run.own_agent_by_thread[name] = (
+                            run.own_agent_by_thread.get(name, 0.0) + seconds
+                        )
                 else:
                     other.idle_window_s += window
                     other.idle_cpu_s += own
@@ -545,6 +626,24 @@ def _service_table(result: dict[str, Any]) -> list[str]:
             f"| {fig['pyspy_cpu_ms_per_req']:.2f} | {fig['pyspy_cpu_pct_loaded']:.1f} "
             f"| {idle:.1f} | {fig['markers_with_samples']} / {fig['markers']} |"
         )
+    lines += [
+        "",
+        "Service CPU per request by thread (agent threads by OS name, ms/req)",
+        "",
+        "| configuration | app threads | agent threads | by agent thread |",
+        "|---|---:|---:|---|",
+    ]
+    for fig in result["service"].values():
+        split = ", ".join(
+            f"{name.removeprefix('adaprof-')} {ms:.3f}"
+            for name, ms in sorted(
+                fig["agent_threads_cpu_ms_per_req_by_thread"].items(), key=lambda kv: -kv[1]
+            )
+        )
+        lines.append(
+            f"| {fig['label']} | {fig['app_threads_cpu_ms_per_req']:.2f} "
+            f"| {fig['agent_threads_cpu_ms_per_req']:.3f} | {split or '-'} |"
+        )
     return lines
 
 
@@ -567,22 +666,38 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run only the span cost or only the demo service measurement",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also run py-spy 100 Hz (cpu) with the otel_adaprof package in this directory "
+        "(e.g. git archive of an earlier commit), side by side",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
     if args.spans < 2 or args.reps < 1 or args.rounds < 1:
         parser.error("--spans must be >= 2, --reps and --rounds >= 1")
     if not 0 < args.rate <= MAX_RATE or not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--rate must be in (0, {MAX_RATE:g}], --seconds in (0, {MAX_SECONDS:g}]")
+    if args.baseline is not None and not (args.baseline / "otel_adaprof" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
     started = time.monotonic()
     result: dict[str, Any] = {
         "machine": machine_description(),
-        "args": vars(args) | {"command": " ".join([Path(sys.executable).name, *sys.argv])},
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "args": vars(args)
+        | {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "baseline": str(args.baseline) if args.baseline else None,
+        },
     }
     if args.only != "service":
         result["span_cost"] = span_cost(args.spans, args.reps, args.processor)
     if args.only != "spans":
-        result["service"] = service_overhead(args.seconds, args.rounds, args.rate)
+        result["service"] = service_overhead(args.seconds, args.rounds, args.rate, args.baseline)
     result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -147,15 +147,27 @@ class DemoStack:
         return env
 
     def start_service(
-        self, service_name: str, extra_env: dict[str, str] | None = None, key: str | None = None
+        self,
+        service_name: str,
+        extra_env: dict[str, str] | None = None,
+        key: str | None = None,
+        cwd: Path | None = None,
     ) -> int:
-        """The demo service under ``opentelemetry-instrument`` with the agent; its port."""
+        """The demo service under ``opentelemetry-instrument`` with the agent; its port.
+
+        ``cwd``: the directory it starts in, whose ``otel_adaprof`` (if any) it runs.
+        """
         name = key or f"service-{service_name}"
         argv = [*instrument_command(), sys.executable, "-m", "otel_adaprof.demo.service"]
         argv += ["--port", "0", "--db", str(self.workdir / f"{name}.db")]
         log = self.workdir / f"{name}.log"
         proc = self.children.start(
-            name, argv, env=self.service_env(service_name, extra_env), log=log, stdout_pipe=True
+            name,
+            argv,
+            env=self.service_env(service_name, extra_env),
+            log=log,
+            stdout_pipe=True,
+            cwd=cwd,
         )
         try:
             line = wait_for_line(proc, "listening on", STARTUP_TIMEOUT_S, log=log)

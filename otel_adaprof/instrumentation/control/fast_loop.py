@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.reflex import BurstReflex
+from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_seconds
 from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
 from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
@@ -36,22 +37,20 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: Time between two readings of the change signals (s).
 SIGNAL_TICK_S = 0.25
+#: Waits up to this long are a ``time.sleep`` (s): a timed ``Event.wait`` costs about
+#: twice the CPU per wake-up, and while spans are open the loop wakes every capture
+#: interval (20 ms in the catalog). ``stop()`` waits at most this much longer.
+SLEEP_MAX_S = 0.05
 
 
 def threads_cpu_seconds(native_ids: list[int]) -> float:
-    """CPU seconds of these threads of this process (``/proc``, ns precision).
+    """CPU seconds of these threads of this process (their CPU-time clocks, else
+    ``/proc``; a thread that exited counts nothing).
 
     >>> threads_cpu_seconds([threading.get_native_id()]) > 0
     True
     """
-    total = 0
-    for native in native_ids:
-        try:
-            with open(f"/proc/self/task/{native}/schedstat", "rb") as f:
-                total += int(f.read(64).split(maxsplit=1)[0])
-        except (OSError, ValueError, IndexError):  # exited, or no /proc
-            continue
-    return total / 1e9
+    return sum(thread_cpu_seconds(native) or 0.0 for native in native_ids)
 
 
 class FastLoop:
@@ -154,4 +153,7 @@ class FastLoop:
             except Exception:  # never let the loop die (nor the service): log, slow down
                 log.exception("otel-adaprof: fast loop tick failed")
                 wait = 1.0
-            self._stop.wait(wait)
+            if wait <= SLEEP_MAX_S:
+                time.sleep(wait)
+            else:
+                self._stop.wait(wait)

@@ -22,23 +22,22 @@ threads are alive (:class:`~otel_adaprof.instrumentation.threads.ThreadLiveness`
 from __future__ import annotations
 
 import bisect
-import contextlib
 import logging
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
+from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_clock
 from otel_adaprof.instrumentation.threads import ThreadLiveness
 
 log = logging.getLogger("otel_adaprof.agent")
 
 #: Seconds between two moves of the beacon, at most and at least: the profiler sets the
 #: period per py-spy run to the sampling interval within these bounds (at 1–10 Hz the
-#: sampling period dwarfs any clock error, and each wake-up costs CPU: in cpu mode a
-#: move reads every thread's CPU time, ~0.3 ms with 20 threads).
+#: sampling period dwarfs any clock error, and each wake-up costs CPU: 0.1–0.2 ms per
+#: move on the development machine, the CPU notes of cpu mode included).
 MIN_PERIOD_S = 0.02
 MAX_PERIOD_S = 0.5
 #: A move and the event that saw it are matched within this window of the rough
@@ -84,7 +83,13 @@ class ClockBeacon:
         self.track_cpu = False
         self._ran: deque[tuple[int, frozenset[int]]] = deque(maxlen=4096)
         self._cpu_seen: dict[int, int] = {}
-        self._fds: dict[int, int] = {}  # native id -> open schedstat (beacon thread only)
+        #: Thread ids whose CPU is not noted (the agent's own threads: their samples
+        #: are never kept, so whether they ran does not matter).
+        self.skip: Container[int] = ()
+        self._threads_seen: list[threading.Thread] = []
+        self._alive_seen: dict[int, int] = {}
+        self._watch: list[tuple[int, int, int]] = []  # (ident, native id, clock id)
+        self._watch_for: dict[int, int] | None = None
         self.ident: int | None = None
         self.period_s = MIN_PERIOD_S
         #: Longest period :meth:`set_period` allows (benchmarks set the old 0.1 s).
@@ -132,7 +137,6 @@ class ClockBeacon:
             self.moves.clear()
             log.exception("otel-adaprof: clock beacon stopped")
         finally:
-            self._close_fds()
             if self.liveness is not None:
                 self.liveness.active = False
             if self.on_thread is not None:
@@ -149,7 +153,7 @@ class ClockBeacon:
         wake-up, and stopping within one period is soon enough.
         """
         if self.liveness is not None or self.track_cpu:
-            alive = {t.ident or 0: t.native_id or 0 for t in threading.enumerate()}
+            alive = self._alive()
             now = time.time_ns()
             if self.liveness is not None:  # which threads live, for ThreadLiveness
                 self.liveness.seen(alive, now)
@@ -158,37 +162,50 @@ class ClockBeacon:
         if not self._stop.is_set():
             time.sleep(self.period_s)
 
+    def _alive(self) -> dict[int, int]:
+        """``{thread id: native id}`` of the living threads (not to be modified).
+
+        The same dict as at the last move while the same threads live (the list of
+        ``threading.enumerate()`` compares by identity, in C); built again when one
+        started or ended, and at every move while one is still starting (no ids yet).
+        """
+        threads = threading.enumerate()
+        if threads != self._threads_seen:
+            alive = {t.ident or 0: t.native_id or 0 for t in threads}
+            complete = all(alive) and all(alive.values())
+            self._threads_seen = threads if complete else []
+            self._alive_seen = alive
+        return self._alive_seen
+
     def _note_cpu(self, alive: dict[int, int], now_ns: int) -> None:
-        """Which threads used CPU since the last move (``/proc/self/task/*/schedstat``,
-        kept open: one ``pread`` per thread and move)."""
+        """Which threads used CPU since the last move (their CPU-time clocks,
+        :func:`~otel_adaprof.instrumentation.observe.agent_cpu.thread_cpu_ns`: one
+        ``clock_gettime`` per thread and move, the GIL kept throughout)."""
+        if alive is not self._watch_for:  # threads came or went: whom to watch
+            me, skip = threading.get_ident(), self.skip
+            self._watch = [
+                (ident, native, thread_cpu_clock(native))
+                for ident, native in alive.items()
+                if ident != me and native and ident not in skip
+            ]
+            self._watch_for = alive
         seen, ran = self._cpu_seen, set()
-        me = threading.get_ident()
         now_seen: dict[int, int] = {}
-        fds = self._fds
-        for ident, native in alive.items():
-            if ident == me or not native:
-                continue
+        gettime = getattr(time, "clock_gettime_ns", None)
+        if gettime is None:  # not on this platform: no evidence, samples are kept
+            return
+        for ident, native, clock in self._watch:
             try:
-                fd = fds.get(native)
-                if fd is None:
-                    fd = fds[native] = os.open(f"/proc/self/task/{native}/schedstat", os.O_RDONLY)
-                spent = int(os.pread(fd, 64, 0).split(maxsplit=1)[0])
-            except (OSError, ValueError, IndexError):
+                spent = gettime(clock)
+            except OSError:  # exited since the snapshot, or no such clock here
                 continue
             now_seen[native] = spent
             if spent != seen.get(native, -1):
                 ran.add(ident)
-        for gone in [n for n in fds if n not in now_seen]:
-            with contextlib.suppress(OSError):
-                os.close(fds.pop(gone))
+        if self._watch and not now_seen:
+            return  # no clock could be read (a sandbox?): no evidence, samples are kept
         self._cpu_seen = now_seen
         self._ran.append((now_ns, frozenset(ran)))
-
-    def _close_fds(self) -> None:
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     def ran_on_cpu(self) -> Callable[[int, int], bool] | None:
         """``ran(ident, t_ns)``: whether that thread used CPU in the beacon's interval

@@ -195,6 +195,7 @@ class Profiler:
         self.cpu = cpu or AgentCpu()
         self.cpu.add_meter("pyspy", self.pyspy_cpu_total)
         self.beacon = ClockBeacon(self.liveness, on_thread=self._beacon_thread)
+        self.beacon.skip = self.store.ignored  # the agent's threads: their CPU needs no notes
         self.dead_thread_samples = 0
         self.use_beacon = clock_beacon
         self.calibrated_runs = 0
