@@ -238,6 +238,7 @@ class SlowSpanCapture:
                 captured.append(span_id)
             elif now_ns >= due - interval_ns:
                 soon[tid] = native
+                wake = min(wake, due)
             elif due - interval_ns < wake:
                 wake = due - interval_ns
         seen.intersection_update(still_open)
@@ -246,8 +247,12 @@ class SlowSpanCapture:
         known = [v for v in limits.values() if v is not None]
         if known:
             self._min_limit_ns = min(known)
-        if self._min_limit_ns is not None:  # a span starting now is slow this soon at best
-            wake = min(wake, now_ns + self._min_limit_ns - interval_ns)
+        if self._min_limit_ns is not None:
+            # a span starting now is slow this soon at best; but no idle wake-up sooner
+            # than IDLE_MAX_S (an operation whose p90 is a few ms, e.g. a DB call, would
+            # wake the loop every interval: 0.1 ms of CPU per request in the demo
+            # service, bench/agent_threads_profile.py); spans that slow are short anyway
+            wake = min(wake, now_ns + max(self._min_limit_ns - interval_ns, int(IDLE_MAX_S * 1e9)))
         for native in soon.values():
             self._on_cpu(native, now_ns)  # starts its clock
         if slow and not self._within_budget(now_ns):
