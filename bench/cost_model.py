@@ -73,6 +73,15 @@ def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> di
     import otel_adaprof
     from otel_adaprof.instrumentation.settings import AgentSettings
 
+    agent = otel_adaprof.configure(
+        service_name="cost-model",
+        exporter=InMemorySpanExporter(),
+        settings=AgentSettings(profiler="py-spy"),
+        params={"sampling_interval_ms": max(1, round(1000 / rate)), "profile_mode": mode},
+    )
+    assert agent is not None
+    # the threads start once the agent is up: two busy threads slow the imports it makes
+    # (each import's file reads hand the GIL over) by seconds
     stop = threading.Event()
     busy = 2 if loaded else 0
     for k in range(threads):
@@ -81,13 +90,6 @@ def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> di
         else:
             target = threading.Thread(target=stop.wait, daemon=True)
         target.start()
-    agent = otel_adaprof.configure(
-        service_name="cost-model",
-        exporter=InMemorySpanExporter(),
-        settings=AgentSettings(profiler="py-spy"),
-        params={"sampling_interval_ms": max(1, round(1000 / rate)), "profile_mode": mode},
-    )
-    assert agent is not None
     time.sleep(WARMUP_S)
     agent.cpu.checkpoint(0)
     agent.cpu.take(0)
