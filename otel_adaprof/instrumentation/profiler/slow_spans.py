@@ -247,12 +247,14 @@ class SlowSpanCapture:
         known = [v for v in limits.values() if v is not None]
         if known:
             self._min_limit_ns = min(known)
-        if self._min_limit_ns is not None:
-            # a span starting now is slow this soon at best; but no idle wake-up sooner
-            # than IDLE_MAX_S (an operation whose p90 is a few ms, e.g. a DB call, would
-            # wake the loop every interval: 0.1 ms of CPU per request in the demo
-            # service, bench/agent_threads_profile.py); spans that slow are short anyway
-            wake = min(wake, now_ns + max(self._min_limit_ns - interval_ns, int(IDLE_MAX_S * 1e9)))
+        if self._min_limit_ns is not None:  # a span starting now is slow this soon at best
+            # (an operation whose p90 is a few ms, e.g. a DB call, wakes the loop every
+            # interval: ~0.1 ms of CPU per request in the demo service. Waking at most
+            # every IDLE_MAX_S instead was tried and left out: it halves the fast loop's
+            # CPU, but a span starting between idle ticks is looked at up to 50 ms late,
+            # and in one benchmark pair adaptive's slow-request coverage was 0.29-0.42
+            # with it against 0.33-0.52 without, docs/benchmarks.md)
+            wake = min(wake, now_ns + self._min_limit_ns - interval_ns)
         for native in soon.values():
             self._on_cpu(native, now_ns)  # starts its clock
         if slow and not self._within_budget(now_ns):
