@@ -956,6 +956,10 @@ def main() -> None:
         parser.error("--replicas must be in [1, 8]")
     if args.seconds <= 0 or args.seconds > 600:
         parser.error("--seconds must be in (0, 600]")
+    if any(n < 1 or n > 100_000 for n in args.agents):
+        parser.error("--agents must be in [1, 100000]")
+    if args.concurrency < 1 or args.paced < 0:
+        parser.error("--concurrency must be >= 1 and --paced >= 0")
     if args.profile_stacks < 0 or args.profile_stacks > 100_000:
         parser.error("--profile-stacks must be in [0, 100000]")
     if args.paced < 0 or args.paced > 300:

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "attribution.py"
+from tests.support.bench_scripts import run_json
 
 pytestmark = pytest.mark.slow
 
 
 def test_attribution_bench_reports_beacon_on_and_off():
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--rounds", "1", "--scales", "5", "--seconds", "2",
-         "--json"],
-        capture_output=True, text=True, timeout=150, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(done.stdout)["rows"]
+    result = run_json(
+        "attribution", "--rounds", "1", "--scales", "5", "--seconds", "2", timeout=150
+    )
+    rows = result["rows"]
     assert sorted(r["clock_beacon"] for r in rows) == [False, True]
     for row in rows:
         assert row["samples"] > 0, row

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "cost_model.py"
+from tests.support.bench_scripts import run_json
+
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 pytestmark = [
     pytest.mark.slow,
@@ -19,12 +18,7 @@ pytestmark = [
 
 
 def test_cost_bench_measures_both_modes_and_fits_them():
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json"],
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    result = run_json("cost_model", "--quick", timeout=180)
     cells = result["cells"]
     assert {c["mode"] for c in cells} == {"cpu", "wall"}
     for cell in cells:

@@ -7,15 +7,14 @@ configuration must have its figures.
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "agent_overhead.py"
+from tests.support.bench_scripts import run_json
+
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 
 pytestmark = [
@@ -28,12 +27,7 @@ SERVICE_CONFIGS = ("off", "pyspy_10hz", "pyspy_100hz", "pyspy_100hz_wall")
 
 
 def test_overhead_bench_reports_every_configuration() -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--spans", "300", "--seconds", "2", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    result = run_json("agent_overhead", "--spans", "300", "--seconds", "2")
     assert result["machine"]["cpus"] >= 1
 
     spans = result["span_cost"]

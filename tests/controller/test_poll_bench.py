@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "poll_load.py"
+from tests.support.bench_scripts import BENCH, run_json
 
 
 def test_poll_bench_short_run():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--agents",
-            "20",
-            "--seconds",
-            "1",
-            "--concurrency",
-            "4",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = run_json("poll_load", "--agents", "20", "--seconds", "1", "--concurrency", "4")
     assert [(r["agents"], r["mode"]) for r in rows] == [(20, "static"), (20, "adaptive")]
     for row in rows:
         assert row["requests"] > 0 and row["rps"] > 0 and row["errors"] == 0
@@ -39,28 +19,10 @@ def test_poll_bench_short_run():
 
 
 def test_poll_bench_breaks_a_paced_poll_down():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--agents",
-            "20",
-            "--modes",
-            "adaptive",
-            "--paced",
-            "1",
-            "--seconds",
-            "2",
-            "--breakdown",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    (row,) = json.loads(result.stdout)
+    (row,) = run_json(
+        "poll_load", "--agents", "20", "--modes", "adaptive", "--paced", "1", "--seconds", "2",
+        "--breakdown",
+    )  # fmt: skip
     assert row["errors"] == 0 and row["requests"] >= 20
     parts = row["breakdown"]
     assert set(parts) == {
@@ -81,15 +43,7 @@ def test_poll_bench_breaks_a_paced_poll_down():
 
 
 def test_fsync_floor_bench_short_run():
-    result = subprocess.run(
-        [sys.executable, str(BENCH.parent / "fsync_floor.py"), "--count", "20", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = run_json("fsync_floor", "--count", "20")
     assert out["bytes"] > 4096  # one poll appends several WAL frames
     kinds = [r["kind"] for r in out["rows"]]
     assert kinds == [
@@ -102,18 +56,16 @@ def test_fsync_floor_bench_short_run():
 
 
 def test_gc_pause_bench_short_run():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH.parent / "gc_pause.py"),
-            *("--agents", "50", "--rounds", "1", "--repeat", "1", "--json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = run_json("gc_pause", "--agents", "50", "--rounds", "1", "--repeat", "1")
     assert out["startup_objects"] > 10_000 and out["poll_objects"] > 0
     assert out["full_gc_ms_nothing_frozen"] > 0 and out["full_gc_ms_startup_frozen"] > 0
+
+
+@pytest.mark.parametrize("args", [("--agents", "0"), ("--concurrency", "0"), ("--paced", "-1")])
+def test_poll_bench_refuses_bad_settings_by_name(args: tuple[str, str]):
+    # at once, naming the option (with --agents 0 it used to wait for ever)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "poll_load.py"), *args],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and args[0] in done.stderr, done.stderr

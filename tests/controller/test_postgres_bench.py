@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "poll_load.py"
+from tests.support.bench_scripts import run_json
 
 
 def test_poll_bench_on_postgresql_with_two_replicas(postgres_url: str):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--agents",
-            "20",
-            "--seconds",
-            "1",
-            "--concurrency",
-            "4",
-            "--modes",
-            "adaptive",
-            "--db",
-            postgres_url,
-            "--replicas",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
+    rows = run_json(
+        "poll_load", "--agents", "20", "--seconds", "1", "--concurrency", "4",
+        "--modes", "adaptive", "--db", postgres_url, "--replicas", "2",
+    )  # fmt: skip
     assert [(r["db"], r["replicas"], r["mode"]) for r in rows] == [("postgresql", 2, "adaptive")]
     row = rows[0]
     assert row["requests"] > 0 and row["rps"] > 0 and row["errors"] == 0

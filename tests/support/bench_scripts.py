@@ -1,6 +1,8 @@
-"""Import a script of ``bench/`` as a module, so a test asserts on the very probe a
-benchmark runs (one copy of each probe, in ``bench/``)::
+"""Run a script of ``bench/`` as a command, or import it as a module, so a test asserts on
+what the benchmark itself prints, or on the very probe it runs (one copy of each, in
+``bench/``)::
 
+    result = run_json("cost_model", "--quick")           # bench/cost_model.py --quick --json
     burst_reflex = load("burst_reflex")
     got = burst_reflex.run("step")
 """
@@ -8,9 +10,12 @@ benchmark runs (one copy of each probe, in ``bench/``)::
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -34,3 +39,16 @@ def load(name: str) -> ModuleType:
         return module
     finally:
         sys.path.remove(str(BENCH))
+
+
+def run_json(name: str, *args: str, timeout: float = 120) -> Any:
+    """``python bench/<name>.py ARGS --json`` in a child process: its printed JSON.
+
+    Fails the test with the end of its stderr if the script exits with an error.
+    """
+    done = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), *args, "--json"],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
