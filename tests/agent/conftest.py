@@ -1,7 +1,9 @@
-"""Fixtures of the agent tests: a real OTLP/HTTP receiver and a fast-polling controller."""
+"""Fixtures of the agent tests: a real OTLP/HTTP receiver, a fast-polling controller and a
+thread that keeps running Python code (something for py-spy to sample)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +31,21 @@ def fast_controller(tmp_path: Path) -> Iterator[ControllerProcess]:
     cfg.write_text(yaml.safe_dump({"agents": {"poll_interval_s": 1.0}}))
     with ControllerProcess(tmp_path / "adaprof.db", "--config", str(cfg)) as ctl:
         yield ctl
+
+
+@pytest.fixture
+def spinner() -> Iterator[None]:
+    """A daemon thread running Python code all the time, stopped after the test."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(i for i in range(300))
+
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(2)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,23 +28,6 @@ pytestmark = pytest.mark.skipif(not Path(PY_SPY).exists(), reason="needs the py-
 
 #: 50 Hz, cpu mode; with 1000 samples per segment the planned segment is 20 s, cut at 30.
 P50 = Params(sampling_interval_ms=20, profile_mode="cpu")
-
-
-@pytest.fixture
-def spinner() -> Iterator[None]:
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            sum(i for i in range(300))
-
-    worker = threading.Thread(target=spin, daemon=True)
-    worker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        worker.join(2)
 
 
 def _profiler(live: LiveParams, store: SampleStore) -> Profiler:
