@@ -32,7 +32,8 @@ Knobs (see :data:`BOUNDS` for the numbers):
     Which spans may become markers: semantic-convention categories and errors-only.
 ``marker_trigger``
     When a filtered span becomes a marker: minimum duration and/or slower than the
-    given per-operation latency percentile.
+    given latency percentile of its operation (a request: or of all the service's
+    requests).
 ``profile_mode``
     ``cpu`` (default): py-spy ``--gil``, on-CPU samples of the thread holding the GIL
     only, a fraction of the cost with many threads; ``wall``: every thread at every

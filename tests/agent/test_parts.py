@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -77,11 +78,14 @@ def test_markers_follow_filters_errors_and_the_latency_percentile():
         s.set_status(Status(StatusCode.ERROR))
     live.apply(Params.parse({"marker_trigger": {"latency_percentile": 90}}), 3, None)
     t0 = time.time_ns()
+    request = tracer.start_span("request", start_time=t0)  # "op" spans are not requests
+    inside = trace.set_span_in_context(request)
     for i in range(60):  # 1, 2, ... 10 ms, six times over: p90 is 9 ms
-        span = tracer.start_span("op", start_time=t0)
+        span = tracer.start_span("op", context=inside, start_time=t0)
         span.end(end_time=t0 + (i % 10 + 1) * 1_000_000)
-    slow = tracer.start_span("op", start_time=t0)
+    slow = tracer.start_span("op", context=inside, start_time=t0)
     slow.end(end_time=t0 + 50_000_000)
+    request.end(end_time=t0)
     provider.shutdown()
     spans = memory.get_finished_spans()
     marked = [(s.name, s.attributes.get("adaprof.trigger"), (s.end_time - s.start_time) // 10**6)
@@ -90,6 +94,35 @@ def test_markers_follow_filters_errors_and_the_latency_percentile():
     # no percentile before 20 observations; then the 10 ms ones (slower than p90) and
     # the slow one
     assert marked[1:] == [("op", "p90", 10)] * 4 + [("op", "p90", 50)]
+
+
+def test_requests_slower_than_the_services_percentile_are_markers():
+    """A request (local root) is also judged against the percentile of all requests:
+    an endpoint slow as a whole gets all its requests marked, not a tenth of them.
+    (Fails when requests are judged against their own endpoint alone: 3 markers.)"""
+    params = Params.parse({"marker_trigger": {"latency_percentile": 90}})
+    provider, memory, _join, _store, _live = _pipeline(params, hold_s=0.0)
+    tracer = provider.get_tracer("t")
+    t0 = time.time_ns()
+    for i in range(300):  # 9 fast requests of 1-9 ms for each slow one of 100-129 ms
+        slow = i % 10 == 9
+        ms = 100 + i // 10 % 30 if slow else 1 + i % 10
+        span = tracer.start_span("GET /slow" if slow else "GET /fast", start_time=t0)
+        child = tracer.start_span("work", context=trace.set_span_in_context(span), start_time=t0)
+        child.end(end_time=t0 + ms * 1_000_000)
+        span.end(end_time=t0 + ms * 1_000_000)
+    provider.shutdown()
+    spans = memory.get_finished_spans()
+    slow = [s for s in spans if s.name == "GET /slow"]
+    fast = [s for s in spans if s.name == "GET /fast"]
+    assert len(slow) == 30 and len(fast) == 270
+    # Once 20 requests are known, the service's p90 lies below the slow endpoint's
+    # requests: all of them are markers (judged by its own p90, 1 in 10 would be).
+    assert all(s.attributes.get("adaprof.marker") for s in slow[-20:])
+    # A fast request (1-9 ms) is marked by its own operation's p90 (the 9 ms ones), as before.
+    marked_fast = [s for s in fast if s.attributes.get("adaprof.marker")]
+    assert 0 < len(marked_fast) <= 27
+    assert {(s.end_time - s.start_time) // 10**6 for s in marked_fast} == {9}
 
 
 def test_a_full_join_queue_sends_spans_on_without_samples_never_drops():

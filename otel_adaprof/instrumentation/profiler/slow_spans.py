@@ -4,7 +4,8 @@ While ``slow_span_interval_ms`` is set, the marker processor keeps an index of o
 spans (span id → thread, start, name). At each :meth:`SlowSpanCapture.tick` the
 capture looks for open spans that have outlived their ``marker_trigger`` — longer
 than ``min_duration_ms`` and, if a ``latency_percentile`` is set, slower than that
-percentile of their operation (:mod:`~otel_adaprof.instrumentation.spans.latency`) —
+percentile of their operation, or for a request of all the service's requests
+(:meth:`~otel_adaprof.instrumentation.spans.latency.LatencyTracker.trigger_ms`) —
 and reads the stack of each such span's thread, all in one read
 (:mod:`~otel_adaprof.instrumentation.profiler.thread_stacks`, with the backend that
 is safe on this Python). With no slow span nothing is read, and the capture sleeps
@@ -218,7 +219,7 @@ class SlowSpanCapture:
             if limit == -1:
                 limit = min_ns
                 if pct is not None:
-                    ms = self.latency.threshold(name, pct)
+                    ms = self.latency.trigger_ms(name, pct)
                     limit = None if ms is None else max(min_ns, int(ms * 1e6) + 1)
                 limits[name] = limit
             if limit is None:  # no percentile yet: the trigger cannot fire

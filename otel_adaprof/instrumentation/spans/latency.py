@@ -1,9 +1,17 @@
-"""Per-operation latency percentiles, for the ``latency_percentile`` marker trigger.
+"""Latency percentiles, for the ``latency_percentile`` marker trigger.
 
 Each operation (span name) keeps its last :data:`WINDOW` durations; the percentile
 is recomputed every :data:`RECOMPUTE_EVERY` observations, so a span's cost is an
 append and a comparison. At most :data:`MAX_OPERATIONS` operations are tracked (the
 least recently seen is forgotten).
+
+The service's requests (local root spans: no parent, or a remote one) are also kept
+together, as the pseudo-operation :data:`REQUESTS`, and a request operation's trigger
+is the *lower* of its own percentile and that of all requests
+(:meth:`LatencyTracker.trigger_ms`). A user looks for the slowest requests of the
+service, not only each endpoint's slowest tenth: when one endpoint is slow as a whole
+(every ``/checkout`` slower than any other request), its own p90 marks a tenth of it,
+the service's p90 marks all of it.
 
     >>> t = LatencyTracker()
     >>> for ms in range(1, 65):
@@ -12,6 +20,14 @@ least recently seen is forgotten).
     61.0
     >>> t.threshold("GET /never", 95.0) is None
     True
+    >>> for i in range(100):  # requests: a fast endpoint, and one a fifth as often, slow
+    ...     t.observe("GET /fast", 1.0 + i % 8, request=True)
+    ...     if i % 4 == 0:
+    ...         t.observe("GET /slow", 100.0 + i % 40, request=True)
+    >>> t.threshold("GET /slow", 90.0), t.trigger_ms("GET /slow", 90.0)  # own, service's
+    (132.0, 116.0)
+    >>> t.trigger_ms("GET /fast", 90.0), t.trigger_ms("GET /a", 95.0)  # their own
+    (8.0, 61.0)
 """
 
 from __future__ import annotations
@@ -29,6 +45,8 @@ RECOMPUTE_EVERY = 16
 MIN_OBSERVATIONS = 20
 #: Operations tracked at most.
 MAX_OPERATIONS = 1024
+#: The pseudo-operation of every request (local root span) of the service.
+REQUESTS = "\x00requests"
 
 
 class _Op:
@@ -54,13 +72,22 @@ class LatencyTracker:
         self._ops: dict[str, _Op] = {}
         self._tick = 0
         self._lock = threading.Lock()
+        #: Operations seen as requests (local roots): judged against :data:`REQUESTS` too.
+        self.request_ops: set[str] = set()
 
     def after_fork(self) -> None:
         """In a forked child: a new lock (the durations seen stay useful)."""
         self._lock = threading.Lock()
 
-    def observe(self, operation: str, duration_ms: float) -> None:
-        """Record one duration."""
+    def observe(self, operation: str, duration_ms: float, request: bool = False) -> None:
+        """Record one duration; ``request``: the span is a local root (a request)."""
+        if request:
+            if operation not in self.request_ops and len(self.request_ops) < MAX_OPERATIONS:
+                self.request_ops.add(operation)
+            self._observe(REQUESTS, duration_ms)
+        self._observe(operation, duration_ms)
+
+    def _observe(self, operation: str, duration_ms: float) -> None:
         op = self._ops.get(operation)
         if op is None:
             op = self._add(operation)
@@ -97,6 +124,8 @@ class LatencyTracker:
         out: dict[str, list[float]] = {}
         with self._lock:
             for name, op in self._ops.items():
+                if name == REQUESTS:
+                    continue
                 new = op.total - seen.get(name, 0)
                 if new > 0:
                     n = min(new, len(op.durations))
@@ -106,6 +135,20 @@ class LatencyTracker:
             for name in [n for n in seen if n not in out][: len(seen) - MAX_OPERATIONS]:
                 del seen[name]
         return out
+
+    def trigger_ms(self, operation: str, percentile: float) -> float | None:
+        """The ``latency_percentile`` trigger of an operation (ms; ``None``: not yet known).
+
+        Its own percentile; for an operation seen as a request, the lower of that and
+        the percentile of all the service's requests (either one, when only one is known).
+        """
+        own = self.threshold(operation, percentile)
+        if operation not in self.request_ops:
+            return own
+        service = self.threshold(REQUESTS, percentile)
+        if own is None or service is None:
+            return own if service is None else service
+        return min(own, service)
 
     def threshold(self, operation: str, percentile: float) -> float | None:
         """The ``percentile`` of the operation's recent durations (nearest rank)."""

@@ -2,12 +2,15 @@
 
 A span is a marker when it passes the params' ``span_filters`` (its category, and
 errors-only) and its ``marker_trigger`` (at least ``min_duration_ms``, and slower
-than the operation's ``latency_percentile`` when one is set). The decision is made in
-``on_end`` on the application's thread: a dict look-up and a few comparisons — no I/O,
-no lock, no allocation for a span that is not a marker. The filter decisions are
-prepared once per params version; the category is computed only when a filter needs
-it (the span join computes it for the spans it attaches samples to). What it records
-(the thread the span started on, its interval, its trace) is what the span join needs;
+than the operation's ``latency_percentile`` when one is set; a request — a local
+root span — also when slower than that percentile of all the service's requests,
+:meth:`~otel_adaprof.instrumentation.spans.latency.LatencyTracker.trigger_ms`).
+The decision is made in ``on_end`` on the application's thread: a dict look-up and a
+few comparisons — no I/O, no lock, no allocation for a span that is not a marker. The
+filter decisions are prepared once per params version; the category is computed only
+when a filter needs it (the span join computes it for the spans it attaches samples
+to). What it records (the thread the span started on, its interval, its trace) is what
+the span join needs;
 the thread's identity comes from :class:`~otel_adaprof.instrumentation.threads.ThreadIdentity`.
 
     >>> from opentelemetry.sdk.trace import TracerProvider
@@ -240,7 +243,8 @@ class MarkerProcessor(SpanProcessor):
         watched = open_spans is not None and open_spans.pop(ctx.span_id, None) is not None
         self.counters.spans += 1
         parent = span.parent
-        if parent is None or parent.is_remote:
+        request = parent is None or parent.is_remote
+        if request:
             self.counters.requests += 1
         start, end = span.start_time, span.end_time
         if thread is None or start is None or end is None:
@@ -257,8 +261,8 @@ class MarkerProcessor(SpanProcessor):
         name = span.name
         pct = plan.pct
         latency = self.latency
-        threshold = latency.threshold(name, pct) if pct is not None else None
-        latency.observe(name, duration_ms)
+        threshold = latency.trigger_ms(name, pct) if pct is not None else None
+        latency.observe(name, duration_ms, request)
         if duration_ns < plan.min_ns:
             return
         if pct is not None and (threshold is None or duration_ms <= threshold):
