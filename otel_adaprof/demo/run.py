@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from otel_adaprof.demo.bench import BUDGET_CPU
 from otel_adaprof.demo.bench_figures import detection_time, request_coverage, sampled_requests
 from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
 from otel_adaprof.demo.ground_truth import (
@@ -151,7 +152,7 @@ def run_demo(
     otlp_endpoint: str | None = None,
     rate_rps: float = 20.0,
     on_progress: Callable[[DemoProgress], None] | None = None,
-    budget_cpu_fraction: float = 0.15,
+    budget_cpu_fraction: float = BUDGET_CPU,
 ) -> DemoResult:
     """Run the whole demo and write the report folder ``out``."""
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="adaprof-demo-")
