@@ -167,6 +167,11 @@ def verdict_markdown(v: dict[str, dict[str, Any]]) -> str:
     ]
     for name, row in v.items():
         l1 = [p["l1_ratio"] for p in row["phases"].values() if p["l1_ratio"] is not None]
+        # a phase without a ratio (no samples of its own) is the worst of all: say so
+        blind = len(row["phases"]) - len(l1)
+        worst = _fmt(max(l1) if l1 else None) + (
+            f" ({blind} phase{'s' if blind > 1 else ''} without samples)" if blind else ""
+        )
         cov = [
             p["coverage_ratio"] for p in row["phases"].values() if p["coverage_ratio"] is not None
         ]
@@ -174,7 +179,7 @@ def verdict_markdown(v: dict[str, dict[str, Any]]) -> str:
         met = ", ".join(_fmt(c[k]) for k in ("l1", "detection", "coverage", "cpu"))
         lines.append(
             f"| {name} | {_fmt(row['cpu_ratio'])} (bound {row['cpu_max_ratio']}) | "
-            f"{_fmt(max(l1) if l1 else None)} | {_fmt(row['detect_ratio'])} | "
+            f"{worst} | {_fmt(row['detect_ratio'])} | "
             f"{_fmt(min(cov) if cov else None)} | {met} |"
         )
     ahead = v.get("adaptive", {}).get("ahead_per_cpu_second")

@@ -122,3 +122,11 @@ def test_verdict_ratios_against_static_100():
     result["settings"]["phase_scale"] = 4.0
     assert verdict(result)["adaptive"]["checks"]["cpu"] is False
     assert "adaptive" in verdict_markdown(v)
+    assert "without samples" not in verdict_markdown(v)
+    # a phase the configuration took no samples in fails L1 and the table says so
+    # (its worst ratio over the other phases alone read as if it had passed there)
+    result["configurations"]["adaptive"]["hot_path"] = {
+        "profiler_cpu": 0.12, "profile_error_l1": None, "slow_request_coverage": 0.7}  # fmt: skip
+    blind = verdict(result)
+    assert blind["adaptive"]["checks"]["l1"] is False
+    assert "| 1.4 (1 phase without samples) |" in verdict_markdown(blind)
