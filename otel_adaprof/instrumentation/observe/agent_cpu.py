@@ -133,6 +133,8 @@ class AgentCpu:
         #: CPU seconds that belonged to a version no window reported.
         self.dropped_seconds = 0.0
         self._late: dict[int, float] = {}
+        self._lent: dict[int, float] = {}  # native id -> seconds it spent on another part
+        self._lent_parts: dict[str, float] = {}  # part -> seconds lent, not yet counted
 
     def enter(self, part: str) -> None:
         """Register the calling thread as part ``part`` of the agent."""
@@ -152,6 +154,20 @@ class AgentCpu:
             if part is not None:
                 seen = self._last.pop((part, native), 0.0)
                 self._retired[part] = self._retired.get(part, 0.0) + max(0.0, spent - seen)
+
+    def lend(self, part: str, seconds: float) -> None:
+        """The calling thread spent ``seconds`` of its CPU on ``part``'s work (the clock
+        beacon's notes taken on the fast loop's wake-ups): counted as ``part``, not as
+        the thread's own part.
+
+        >>> cpu = AgentCpu()
+        >>> cpu.lend("beacon", 0.25); cpu.checkpoint(1); cpu.take(1)
+        {'beacon': 0.25}
+        """
+        native = threading.get_native_id()
+        with self._lock:
+            self._lent[native] = self._lent.get(native, 0.0) + seconds
+            self._lent_parts[part] = self._lent_parts.get(part, 0.0) + seconds
 
     def add_meter(self, part: str, seconds: Callable[[], float]) -> None:
         """A monotonic source of CPU seconds (e.g. py-spy's runs) counted as ``part``."""
@@ -187,7 +203,13 @@ class AgentCpu:
                 readings.append((part, native, spent))
         meters = [(part, 0, read()) for part, read in list(self._meters.items())]
         with self._lock:
+            if self._lent:  # a thread's CPU spent on another part is that part's
+                lent = self._lent
+                readings = [(part, n, spent - lent.get(n, 0.0)) for part, n, spent in readings]
             bucket = self._by_version.setdefault(version, {})
+            for part, spent in self._lent_parts.items():
+                bucket[part] = bucket.get(part, 0.0) + spent
+            self._lent_parts = {}
             for part, key, spent in [*readings, *meters]:
                 if key in threads and key not in self._live:
                     continue  # left while we read: leave() counted it

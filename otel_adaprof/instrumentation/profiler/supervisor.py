@@ -196,6 +196,7 @@ class Profiler:
         self.cpu.add_meter("pyspy", self.pyspy_cpu_total)
         self.beacon = ClockBeacon(self.liveness, on_thread=self._beacon_thread)
         self.beacon.skip = self.store.ignored  # the agent's threads: their CPU needs no notes
+        self.beacon.on_hosted_cpu = self._beacon_hosted_cpu
         self.dead_thread_samples = 0
         self.use_beacon = clock_beacon
         self.calibrated_runs = 0
@@ -398,11 +399,16 @@ class Profiler:
         else:
             self.cpu.leave()
 
+    def _beacon_hosted_cpu(self, seconds: float) -> None:
+        self.cpu.lend("beacon", seconds)
+
     def _start_beacon(self) -> None:
-        if not self.beacon.running:
-            self.beacon.start()
-            if self.beacon.ident is not None:
-                self.store.ignored.add(self.beacon.ident)
+        # idempotent; switches between the beacon's thread and its host's wake-ups
+        # (cpu mode) when the mode or the host changed
+        was = self.beacon.ident
+        self.beacon.start()
+        if self.beacon.ident is not None and self.beacon.ident != was:
+            self.store.ignored.add(self.beacon.ident)
 
     def _inproc_thread(self, started: bool) -> None:
         if started:
