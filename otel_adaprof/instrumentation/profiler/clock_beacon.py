@@ -161,24 +161,26 @@ class ClockBeacon:
 
     def visit(self, now_ns: int) -> float | None:
         """Called by the :attr:`host` at each of its wake-ups: the notes of a move when
-        half a period has passed since the last (so a host waking every period takes
-        them at every wake-up); seconds until the next is due, or ``None`` while the
-        notes do not ride on the host.
+        three quarters of a period have passed since the last (a host waking every
+        period takes them at every wake-up, one waking more often not at each); seconds
+        until the next is due, or ``None`` while the notes do not ride on the host.
 
         >>> beacon = ClockBeacon(ThreadLiveness())
         >>> beacon.host, beacon.track_cpu = "fast loop", True
         >>> beacon.start(); beacon.hosted, beacon.liveness.active
         (True, True)
-        >>> beacon.visit(10**9), beacon.visit(10**9 + 5_000_000), beacon.liveness.snapshots
-        (0.02, 0.015, 1)
-        >>> beacon.stop(); beacon.visit(10**9 + 30_000_000), beacon.liveness.active
+        >>> beacon.visit(10**9), beacon.visit(10**9 + 10_000_000), beacon.liveness.snapshots
+        (0.02, 0.01, 1)
+        >>> beacon.visit(10**9 + 16_000_000), beacon.liveness.snapshots
+        (0.02, 2)
+        >>> beacon.stop(); beacon.visit(10**9 + 40_000_000), beacon.liveness.active
         (None, False)
         """
         if not self._hosted:
             return None
         period_ns = int(self.period_s * 1e9)
         due = self._last_note_ns + period_ns
-        if now_ns >= due - period_ns // 2:
+        if now_ns >= due - period_ns // 4:
             t_cpu = time.thread_time()
             with self._note_lock:
                 if self._hosted:
