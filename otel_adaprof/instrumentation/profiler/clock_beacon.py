@@ -106,9 +106,9 @@ class ClockBeacon:
         #: Set (to its name) while another agent thread calls :meth:`visit` at its every
         #: wake-up: in cpu mode the notes are taken there, and no beacon thread runs.
         self.host: str | None = None
-        #: Called with the CPU seconds of each hosted visit's notes (CPU accounting:
-        #: they are the beacon's, spent on the host's thread).
-        self.on_hosted_cpu: Callable[[float], None] | None = None
+        #: CPU seconds of the hosted notes, by native id of the thread that took them
+        #: (CPU accounting: they are the beacon's, spent on the host's thread).
+        self.hosted_cpu: dict[int, float] = {}
         self._hosted = False
         self._last_note_ns = 0
         self._note_lock = threading.Lock()
@@ -186,8 +186,8 @@ class ClockBeacon:
                 if self._hosted:
                     self.note()
             self._last_note_ns, due = now_ns, now_ns + period_ns
-            if self.on_hosted_cpu is not None:
-                self.on_hosted_cpu(time.thread_time() - t_cpu)
+            native, spent = threading.get_native_id(), time.thread_time() - t_cpu
+            self.hosted_cpu[native] = self.hosted_cpu.get(native, 0.0) + spent
         return (due - now_ns) / 1e9
 
     def _run(self) -> None:

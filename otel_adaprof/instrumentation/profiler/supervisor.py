@@ -202,7 +202,7 @@ class Profiler:
         self.cpu.add_meter("pyspy", self.pyspy_cpu_total)
         self.beacon = ClockBeacon(self.liveness, on_thread=self._beacon_thread)
         self.beacon.skip = self.store.ignored  # the agent's threads: their CPU needs no notes
-        self.beacon.on_hosted_cpu = self._beacon_hosted_cpu
+        self.cpu.add_loan("beacon", self._beacon_hosted_cpu)  # its notes on another thread
         self.dead_thread_samples = 0
         self.use_beacon = clock_beacon
         self.calibrated_runs = 0
@@ -407,8 +407,8 @@ class Profiler:
         else:
             self.cpu.leave()
 
-    def _beacon_hosted_cpu(self, seconds: float) -> None:
-        self.cpu.lend("beacon", seconds)
+    def _beacon_hosted_cpu(self) -> dict[int, float]:
+        return self.beacon.hosted_cpu
 
     def _start_beacon(self) -> None:
         # idempotent; switches between the beacon's thread and its host's wake-ups
