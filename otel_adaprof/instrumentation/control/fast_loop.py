@@ -38,6 +38,9 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: Time between two readings of the change signals (s).
 SIGNAL_TICK_S = 0.25
+#: A signal tick is taken at a wake-up up to this much before it is due (s), rather
+#: than at a wake-up of its own between two capture ticks.
+SIGNAL_EARLY_S = 0.02
 #: Waits up to this long are a ``time.sleep`` (s): a timed ``Event.wait`` costs about
 #: twice the CPU per wake-up, and while spans are open the loop wakes every capture
 #: interval (20 ms in the catalog). ``stop()`` waits at most this much longer.
@@ -156,7 +159,7 @@ class FastLoop:
             try:
                 wait = self.capture.tick(time.time_ns())
                 now = time.monotonic()
-                if now >= next_signal:
+                if now >= next_signal - SIGNAL_EARLY_S:
                     self.signal_tick(now)
                     next_signal = now + SIGNAL_TICK_S
                 self.ticks += 1
