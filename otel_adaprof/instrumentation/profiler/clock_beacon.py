@@ -15,10 +15,11 @@ and, in ``profile_mode: cpu``, which of them used CPU since the last move.
 In ``cpu`` mode (py-spy ``--gil``) py-spy sees the beacon's thread only when it
 happens to hold the GIL at a sample, which a thread awake some 40 µs every 20 ms
 almost never does: no run was placed by the beacon thread in that mode (0 of 44 runs
-at 100 Hz, bench/output/attribution_cpu_s18.json). There the moves are only their notes, so when another agent
-thread wakes that often anyway (the agent's fast loop, :attr:`ClockBeacon.host`) the
-notes ride on its wake-ups (:meth:`ClockBeacon.visit`) and the beacon starts no
-thread of its own: a wake-up costs more CPU than the notes (see docs/benchmarks.md).
+at 100 Hz, bench/output/attribution_cpu_s18.json). There the moves are only their
+notes, so when another agent thread wakes that often anyway (the agent's fast loop,
+:attr:`ClockBeacon.host`) the notes ride on its wake-ups (:meth:`ClockBeacon.visit`)
+and the beacon starts no thread of its own: one thread wakes instead of two (see
+docs/benchmarks.md).
 
     >>> beacon = ClockBeacon()
     >>> beacon.moves.extend([(0, 1_000_000_000), (1, 1_020_000_000), (2, 1_040_000_000)])
