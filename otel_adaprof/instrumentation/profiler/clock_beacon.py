@@ -14,7 +14,7 @@ and, in ``profile_mode: cpu``, which of them used CPU since the last move.
 
 In ``cpu`` mode (py-spy ``--gil``) py-spy sees the beacon's thread only when it
 happens to hold the GIL at a sample, which a thread awake some 40 µs every 20 ms
-almost never does: no run was placed by the beacon thread in that mode (0 of 44 runs
+almost never does: no run was placed by the beacon thread in that mode (0 of 56 runs
 at 100 Hz, bench/output/attribution_cpu_s18.json). There the moves are only their
 notes, so when another agent thread wakes that often anyway (the agent's fast loop,
 :attr:`ClockBeacon.host`) the notes ride on its wake-ups (:meth:`ClockBeacon.visit`)
