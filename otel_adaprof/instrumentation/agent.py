@@ -138,7 +138,7 @@ class Agent:
         return FastLoop(
             self.live, self.slow_capture, self.latency,
             counts=lambda: (self.counters.requests, self.counters.spans),
-            agent_threads=self.agent_threads,
+            agent_threads=self.agent_threads, beacon=self.profiler.beacon,
         )  # fmt: skip
 
     def _new_observer(self) -> WindowObserver:

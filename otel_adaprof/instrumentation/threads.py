@@ -147,12 +147,36 @@ class ThreadLiveness:
 
     def _merge(self) -> None:  # under self._lock
         snapshots = self._snapshots_pending
+        times = self._snapshot_times
         while snapshots:
             t_ns, alive = snapshots.popleft()
-            if not self._snapshot_times or t_ns >= self._snapshot_times[-1]:
-                self._snapshot_times.append(t_ns)
+            if not times or t_ns >= times[-1]:
+                times.append(t_ns)
+            # The beacon hands the same dict while the same threads live: a run of such
+            # snapshots, each within MERGE_GAP_NS of the last, extends each thread's
+            # interval at the run's first time and then to its last (what extending at
+            # every snapshot of the run does, at one step per thread, not one per
+            # snapshot and thread)
+            run = [t_ns]
+            while (
+                snapshots
+                and snapshots[0][1] is alive
+                and 0 <= snapshots[0][0] - run[-1] <= MERGE_GAP_NS
+            ):
+                run.append(snapshots.popleft()[0])
+                if run[-1] >= times[-1]:
+                    times.append(run[-1])
+            last = run[-1]
             for ident, native in alive.items():
                 self._extend(ident, native, t_ns, t_ns)
+                if last == t_ns:
+                    continue
+                life = self._threads[ident]
+                if native and life.natives[-1] == native and life.los[-1] <= t_ns <= life.his[-1]:
+                    life.his[-1] = max(life.his[-1], last)
+                else:  # the snapshot did not land in the last interval: one at a time
+                    for t in run[1:]:
+                        self._extend(ident, native, t, t)
         pending = self._pending
         while pending:
             ident, native, lo, hi = pending.popleft()
@@ -251,7 +275,8 @@ class ThreadLiveness:
         native, hi = natives[j], his[j]
         while j > first and natives[j - 1] == native:
             j -= 1
-            hi = max(hi, his[j])
+            if his[j] > hi:  # (not max(): this walk runs for every sample kept)
+                hi = his[j]
         start = los[j]
         if j == 0 or (j == first and natives[j - 1] == native):
             # no forerunner known: the stack is this thread's

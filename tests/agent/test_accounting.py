@@ -54,11 +54,11 @@ def hot_loop():
 if BURN:  # known CPU inside the agent's own threads
     from otel_adaprof.instrumentation.control import poller
     from otel_adaprof.instrumentation.profiler import clock_beacon, supervisor
-    hold = clock_beacon.ClockBeacon.hold
-    def slow_hold(self):
+    note = clock_beacon.ClockBeacon.note  # a move's notes (cpu mode: on the fast loop's thread)
+    def slow_note(self):
         spin(0.005)  # 5 ms per move (a move every 20 ms at 100 Hz): up to 0.2 of a core
-        hold(self)
-    clock_beacon.ClockBeacon.hold = slow_hold
+        note(self)
+    clock_beacon.ClockBeacon.note = slow_note
     report = poller.Poller._report
     def slow_report(self, first):
         spin(0.1)

@@ -30,6 +30,7 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.reflex import BurstReflex
 from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_seconds
 from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
+from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 
@@ -37,6 +38,9 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: Time between two readings of the change signals (s).
 SIGNAL_TICK_S = 0.25
+#: A signal tick is taken at a wake-up up to this much before it is due (s), rather
+#: than at a wake-up of its own between two capture ticks.
+SIGNAL_EARLY_S = 0.02
 #: Waits up to this long are a ``time.sleep`` (s): a timed ``Event.wait`` costs about
 #: twice the CPU per wake-up, and while spans are open the loop wakes every capture
 #: interval (20 ms in the catalog). ``stop()`` waits at most this much longer.
@@ -64,6 +68,7 @@ class FastLoop:
         *,
         counts: Callable[[], tuple[int, int]],
         agent_threads: Callable[[], list[int]],
+        beacon: ClockBeacon | None = None,
     ) -> None:
         self.live = live
         self.capture = capture
@@ -71,6 +76,9 @@ class FastLoop:
         #: ``(requests, spans)`` ended since start.
         self.counts = counts
         self.agent_threads = agent_threads
+        #: The clock beacon whose cpu-mode notes ride on this loop's wake-ups
+        #: (:meth:`ClockBeacon.visit`): one thread waking instead of two.
+        self.beacon = beacon
         self.detector = ChangeDetector()
         self.reflex = BurstReflex(live)
         self.ticks = 0
@@ -90,10 +98,16 @@ class FastLoop:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="adaprof-fast-loop", daemon=True)
         self._thread.start()
+        if self.beacon is not None:
+            self.beacon.host = "fast loop"  # the profiler moves its notes here (cpu mode)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; a running burst ends and the capture index is removed."""
         self._stop.set()
+        if self.beacon is not None:  # the profiler's next run starts the beacon's thread
+            self.beacon.host = None
+            if self.beacon.hosted:
+                self.beacon.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self.reflex.stop()
@@ -145,11 +159,15 @@ class FastLoop:
             try:
                 wait = self.capture.tick(time.time_ns())
                 now = time.monotonic()
-                if now >= next_signal:
+                if now >= next_signal - SIGNAL_EARLY_S:
                     self.signal_tick(now)
                     next_signal = now + SIGNAL_TICK_S
                 self.ticks += 1
                 wait = min(wait, max(0.0, next_signal - time.monotonic()))
+                if self.beacon is not None:  # its notes, when due (cpu mode)
+                    until = self.beacon.visit(time.time_ns())
+                    if until is not None:
+                        wait = min(wait, until)
             except Exception:  # never let the loop die (nor the service): log, slow down
                 log.exception("otel-adaprof: fast loop tick failed")
                 wait = 1.0

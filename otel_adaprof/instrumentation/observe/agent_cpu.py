@@ -33,7 +33,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from otel_adaprof.protocol import MAX_LATE_VERSIONS
@@ -133,6 +133,7 @@ class AgentCpu:
         #: CPU seconds that belonged to a version no window reported.
         self.dropped_seconds = 0.0
         self._late: dict[int, float] = {}
+        self._loans: dict[str, Callable[[], Mapping[int, float]]] = {}
 
     def enter(self, part: str) -> None:
         """Register the calling thread as part ``part`` of the agent."""
@@ -152,6 +153,17 @@ class AgentCpu:
             if part is not None:
                 seen = self._last.pop((part, native), 0.0)
                 self._retired[part] = self._retired.get(part, 0.0) + max(0.0, spent - seen)
+
+    def add_loan(self, part: str, seconds: Callable[[], Mapping[int, float]]) -> None:
+        """CPU seconds that other threads spent on ``part``'s work, by native id (e.g. the
+        clock beacon's notes taken on the fast loop's wake-ups; monotonic): counted as
+        ``part``, not as those threads' own parts.
+
+        >>> cpu, me = AgentCpu(), threading.get_native_id()
+        >>> cpu.add_loan("beacon", lambda: {me: 0.25}); cpu.checkpoint(1); cpu.take(1)
+        {'beacon': 0.25}
+        """
+        self._loans[part] = seconds
 
     def add_meter(self, part: str, seconds: Callable[[], float]) -> None:
         """A monotonic source of CPU seconds (e.g. py-spy's runs) counted as ``part``."""
@@ -186,6 +198,14 @@ class AgentCpu:
             if spent is not None:
                 readings.append((part, native, spent))
         meters = [(part, 0, read()) for part, read in list(self._meters.items())]
+        if self._loans:  # a thread's CPU spent on another part is that part's
+            lent: dict[int, float] = {}
+            for part, read_loans in list(self._loans.items()):
+                loans = dict(read_loans())
+                meters.append((part, 0, sum(loans.values())))
+                for native, spent in loans.items():
+                    lent[native] = lent.get(native, 0.0) + spent
+            readings = [(part, n, spent - lent.get(n, 0.0)) for part, n, spent in readings]
         with self._lock:
             bucket = self._by_version.setdefault(version, {})
             for part, key, spent in [*readings, *meters]:

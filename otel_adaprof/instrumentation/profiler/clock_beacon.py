@@ -9,7 +9,17 @@ is about ``wall_k − ts_k`` plus the delay until that sample; with tens of move
 the median over a run, plus half a sampling period, puts samples where they were
 taken (see :meth:`ClockBeacon.calibrate`). The beacon's own samples are never
 kept (its thread is ignored by the sample store). At every move it also notes which
-threads are alive (:class:`~otel_adaprof.instrumentation.threads.ThreadLiveness`).
+threads are alive (:class:`~otel_adaprof.instrumentation.threads.ThreadLiveness`)
+and, in ``profile_mode: cpu``, which of them used CPU since the last move.
+
+In ``cpu`` mode (py-spy ``--gil``) py-spy sees the beacon's thread only when it
+happens to hold the GIL at a sample, which a thread awake some 40 µs every 20 ms
+almost never does: no run was placed by the beacon thread in that mode (0 of 56 runs
+at 100 Hz, bench/output/attribution_cpu_s18.json). There the moves are only their
+notes, so when another agent thread wakes that often anyway (the agent's fast loop,
+:attr:`ClockBeacon.host`) the notes ride on its wake-ups (:meth:`ClockBeacon.visit`)
+and the beacon starts no thread of its own: one thread wakes instead of two (see
+docs/benchmarks.md).
 
     >>> beacon = ClockBeacon()
     >>> beacon.moves.extend([(0, 1_000_000_000), (1, 1_020_000_000), (2, 1_040_000_000)])
@@ -94,19 +104,46 @@ class ClockBeacon:
         self.period_s = MIN_PERIOD_S
         #: Longest period :meth:`set_period` allows (benchmarks set the old 0.1 s).
         self.max_period_s = MAX_PERIOD_S
+        #: Set (to its name) while another agent thread calls :meth:`visit` at its every
+        #: wake-up: in cpu mode the notes are taken there, and no beacon thread runs.
+        self.host: str | None = None
+        #: CPU seconds of the hosted notes, by native id of the thread that took them
+        #: (CPU accounting: they are the beacon's, spent on the host's thread).
+        self.hosted_cpu: dict[int, float] = {}
+        self._hosted = False
+        self._last_note_ns = 0
+        self._note_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
-        """Whether the beacon thread is moving."""
+        """Whether the beacon is moving (its thread, or its notes on the host's)."""
+        return self._hosted or self._thread_alive()
+
+    @property
+    def hosted(self) -> bool:
+        """Whether the notes ride on the host's wake-ups (no beacon thread)."""
+        return self._hosted
+
+    def _thread_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Start moving (a daemon thread); idempotent."""
-        if self.running:
+        """Start moving: in cpu mode (:attr:`track_cpu`) with a :attr:`host`, its notes
+        ride on the host's wake-ups; else a daemon thread moves. Idempotent, and it
+        switches between the two when the mode or the host changed."""
+        hosted = self.host is not None and self.track_cpu
+        if (self._hosted if hosted else self._thread_alive()) and not self._stop.is_set():
             return
+        self.stop()
         self._stop = threading.Event()
+        if hosted:
+            self._last_note_ns = 0
+            self._hosted = True
+            if self.liveness is not None:
+                self.liveness.active = True
+            return
         self._thread = threading.Thread(target=self._run, name="adaprof-clock", daemon=True)
         self._thread.start()
         while self.ident is None and self._thread.is_alive():
@@ -115,9 +152,44 @@ class ClockBeacon:
     def stop(self) -> None:
         """Stop moving."""
         self._stop.set()
+        if self._hosted:
+            self._hosted = False
+            if self.liveness is not None:
+                self.liveness.active = False
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(1.0)
         self._thread = None
+
+    def visit(self, now_ns: int) -> float | None:
+        """Called by the :attr:`host` at each of its wake-ups: the notes of a move when
+        three quarters of a period have passed since the last (a host waking every
+        period takes them at every wake-up, one waking more often not at each); seconds
+        until the next is due, or ``None`` while the notes do not ride on the host.
+
+        >>> beacon = ClockBeacon(ThreadLiveness())
+        >>> beacon.host, beacon.track_cpu = "fast loop", True
+        >>> beacon.start(); beacon.hosted, beacon.liveness.active
+        (True, True)
+        >>> beacon.visit(10**9), beacon.visit(10**9 + 10_000_000), beacon.liveness.snapshots
+        (0.02, 0.01, 1)
+        >>> beacon.visit(10**9 + 16_000_000), beacon.liveness.snapshots
+        (0.02, 2)
+        >>> beacon.stop(); beacon.visit(10**9 + 40_000_000), beacon.liveness.active
+        (None, False)
+        """
+        if not self._hosted:
+            return None
+        period_ns = int(self.period_s * 1e9)
+        due = self._last_note_ns + period_ns
+        if now_ns >= due - period_ns // 4:
+            t_cpu = time.thread_time()
+            with self._note_lock:
+                if self._hosted:
+                    self.note()
+            self._last_note_ns, due = now_ns, now_ns + period_ns
+            native, spent = threading.get_native_id(), time.thread_time() - t_cpu
+            self.hosted_cpu[native] = self.hosted_cpu.get(native, 0.0) + spent
+        return (due - now_ns) / 1e9
 
     def _run(self) -> None:
         self.ident = threading.get_ident()
@@ -147,11 +219,18 @@ class ClockBeacon:
         self.period_s = min(self.max_period_s, max(MIN_PERIOD_S, seconds))
 
     def hold(self) -> None:
-        """Between two moves: note the living threads, then sleep one period.
+        """Between two moves: the notes (:meth:`note`), then sleep one period.
 
         ``time.sleep``, not a timed ``Event.wait``: that costs twice the CPU per
         wake-up, and stopping within one period is soon enough.
         """
+        with self._note_lock:
+            self.note()
+        if not self._stop.is_set():
+            time.sleep(self.period_s)
+
+    def note(self) -> None:
+        """A move's notes: the living threads and, in cpu mode, which of them ran."""
         if self.liveness is not None or self.track_cpu:
             alive = self._alive()
             now = time.time_ns()
@@ -159,8 +238,6 @@ class ClockBeacon:
                 self.liveness.seen(alive, now)
             if self.track_cpu:
                 self._note_cpu(alive, now)
-        if not self._stop.is_set():
-            time.sleep(self.period_s)
 
     def _alive(self) -> dict[int, int]:
         """``{thread id: native id}`` of the living threads (not to be modified).

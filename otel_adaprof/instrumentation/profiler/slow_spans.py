@@ -90,6 +90,10 @@ ON_CPU_SHARE = 0.2
 #: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
 #: The controller's cost estimates know this cap (:mod:`otel_adaprof.cost_model`).
 CORE_SHARE = SLOW_SPAN_CORE_SHARE
+#: Thread clocks kept open, unwatched, for the next span of the same thread (a pool
+#: thread's next request): opening ``/proc/self/task/<tid>/schedstat`` for every span
+#: about to turn slow cost more than the rest of the fast loop's tick.
+IDLE_CLOCKS = 32
 #: Seconds over which the reads' CPU is held under :data:`CORE_SHARE`: a span that turns
 #: slow is read at once while the reads of the last this-many seconds are under budget,
 #: else it waits for the budget like the repeats.
@@ -155,6 +159,8 @@ class SlowSpanCapture:
         self._reads: deque[tuple[int, float]] = deque()
         self._min_limit_ns: int | None = None
         self._clocks: dict[int, _ThreadClock] = {}
+        #: Clocks of threads no longer watched, still open (oldest first).
+        self._idle_clocks: dict[int, _ThreadClock] = {}
         #: The reader of other threads' stacks (the backend safe on this Python).
         self.stacks = ThreadStacks()
         #: Interval between captures in force (ms): ``slow_span_interval_ms``, or
@@ -181,9 +187,10 @@ class SlowSpanCapture:
             self.stacks.close()
             self._seen.clear()
             self._next_ns.clear()
-            for clock in self._clocks.values():
+            for clock in [*self._clocks.values(), *self._idle_clocks.values()]:
                 clock.close()
             self._clocks.clear()
+            self._idle_clocks.clear()
 
     def tick(self, now_ns: int) -> float:
         """Capture the threads of the spans slow now; seconds until the next tick."""
@@ -201,6 +208,13 @@ class SlowSpanCapture:
         if index is None:
             return OFF_TICK_S
         interval_ns = interval_ms * 1_000_000
+        if not index and not self._seen and not self._clocks:
+            # no span open (between requests, most ticks): nothing to look at; the
+            # next tick as below, when a span starting now could first turn slow
+            wake_ns = IDLE_MAX_S * 1e9
+            if self._min_limit_ns is not None:
+                wake_ns = min(wake_ns, self._min_limit_ns - interval_ns)
+            return max(interval_ns, wake_ns) / 1e9
         trigger = params.marker_trigger
         min_ns = int(trigger.min_duration_ms * 1e6)
         pct = trigger.latency_percentile
@@ -265,9 +279,10 @@ class SlowSpanCapture:
             t_read = time.thread_time()
             self._capture(slow, now_ns, params.stack_depth)
             self._reads.append((now_ns, time.thread_time() - t_read))
-        watched = set(slow.values()) | set(soon.values())
-        for native in [n for n in self._clocks if n not in watched]:
-            self._clocks.pop(native).close()
+        if self._clocks:
+            watched = set(slow.values()) | set(soon.values())
+            for native in [n for n in self._clocks if n not in watched]:
+                self._unwatch(native)
         if slow:
             # Each span's next capture is an interval away, stretched to keep the reads
             # under CORE_SHARE; a span that turns slow meanwhile is captured at once.
@@ -312,12 +327,23 @@ class SlowSpanCapture:
                 self.samples += 1
                 self.waiting_samples += on_cpu is False
 
+    def _unwatch(self, native: int) -> None:
+        """The thread has no span slow or about to be: its clock waits, open, for the
+        thread's next one (from a new baseline, as a clock opened then would)."""
+        clock = self._clocks.pop(native)
+        clock.last_cpu = None
+        idle = self._idle_clocks
+        idle[native] = clock
+        if len(idle) > IDLE_CLOCKS:
+            idle.pop(next(iter(idle))).close()
+
     def _on_cpu(self, native: int, now_ns: int) -> bool | None:
         """Whether the thread was on CPU since its clock's last reading (None: unknown)."""
         clock = self._clocks.get(native)
         try:
             if clock is None:
-                clock = self._clocks[native] = _ThreadClock(native)
+                clock = self._idle_clocks.pop(native, None) or _ThreadClock(native)
+                self._clocks[native] = clock
             return clock.on_cpu(now_ns)
         except (OSError, ValueError, IndexError):  # thread gone, or no /proc
             if clock is not None:

@@ -43,6 +43,7 @@ import os
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,11 @@ MAX_PAUSE_S = 0.5
 #: Time py-spy takes to attach after it was spawned (ns, typical on the benchmark
 #: machine): a segment in flight counts in the rates from then.
 ATTACH_NS = 100_000_000
+#: How much sooner than the last runs' least overrun (the time py-spy ran past its
+#: length: its attach) the supervisor starts looking every 10 ms for a run's end (s).
+OVERRUN_MARGIN_S = 0.03
+#: Runs whose overrun is remembered.
+OVERRUNS_KEPT = 5
 #: When a py-spy segment is cut: ``params`` (default) only when what py-spy runs with
 #: changes (rate, profile mode, on/off); ``window`` also at every window's close and
 #: every new config version (each report then holds all of its window's samples).
@@ -196,6 +202,7 @@ class Profiler:
         self.cpu.add_meter("pyspy", self.pyspy_cpu_total)
         self.beacon = ClockBeacon(self.liveness, on_thread=self._beacon_thread)
         self.beacon.skip = self.store.ignored  # the agent's threads: their CPU needs no notes
+        self.cpu.add_loan("beacon", self._beacon_hosted_cpu)  # its notes on another thread
         self.dead_thread_samples = 0
         self.use_beacon = clock_beacon
         self.calibrated_runs = 0
@@ -204,6 +211,8 @@ class Profiler:
         self._paused = threading.Event()
         # per config version: [behind events, requested ticks, achieved ticks, seconds]
         self._rates: dict[int, list[float]] = {}
+        #: How long the last runs that ended by themselves ran past their length (s).
+        self._overruns: deque[float] = deque(maxlen=OVERRUNS_KEPT)
 
     def _initial_backend(self) -> str:
         if self.choice == "off":
@@ -398,11 +407,16 @@ class Profiler:
         else:
             self.cpu.leave()
 
+    def _beacon_hosted_cpu(self) -> dict[int, float]:
+        return self.beacon.hosted_cpu
+
     def _start_beacon(self) -> None:
-        if not self.beacon.running:
-            self.beacon.start()
-            if self.beacon.ident is not None:
-                self.store.ignored.add(self.beacon.ident)
+        # idempotent; switches between the beacon's thread and its host's wake-ups
+        # (cpu mode) when the mode or the host changed
+        was = self.beacon.ident
+        self.beacon.start()
+        if self.beacon.ident is not None and self.beacon.ident != was:
+            self.store.ignored.add(self.beacon.ident)
 
     def _inproc_thread(self, started: bool) -> None:
         if started:
@@ -499,13 +513,19 @@ class Profiler:
                 return done
             done = run.wait(timeout=0)
             if done is not None:
+                if done.returncode == 0:  # ended by itself: how long after its length
+                    self._overruns.append((done.ended_ns - run.started_ns) / 1e9 - seg.length_s)
                 return done
             if time.time_ns() - run.started_ns > (2 * seg.length_s + 2) * 1_000_000_000:
                 run.interrupt()  # far behind (py-spy counts samples, not time): cut it
             # near the run's own end, look often: the next run starts without a gap; a
-            # run that fails does so at start: after its first second, look less often
+            # run that fails does so at start: after its first second, look less often.
+            # py-spy's length counts from its attach, so its end is expected the least
+            # recent overrun later (less a margin): the 10 ms looks start then, not at
+            # the length (they were most of this thread's wake-ups)
             now = time.time()
-            left = run.started_ns / 1e9 + seg.length_s - now
+            overrun = min(self._overruns, default=0.0) - OVERRUN_MARGIN_S
+            left = run.started_ns / 1e9 + seg.length_s + max(0.0, overrun) - now
             tick = RUN_TICK_S if now - run.started_ns / 1e9 < 1.0 else LONG_RUN_TICK_S
             self.live.wait_change(gen, min(tick, max(0.01, left)))
         done = run.wait(timeout=5.0)
