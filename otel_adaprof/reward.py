@@ -57,8 +57,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from otel_adaprof.session_spec import OverheadBudget, RewardWeights
 
@@ -299,6 +300,16 @@ class RewardBreakdown:
         return asdict(self)
 
 
+def replace(state: PhaseState, **changes: Any) -> PhaseState:
+    """``dataclasses.replace`` for :class:`PhaseState` (every field is an init field),
+    without its per-field introspection: a window's step makes a few of these.
+
+    >>> replace(PhaseState(samples=3.0), windows=2) == PhaseState(samples=3.0, windows=2)
+    True
+    """
+    return PhaseState(**{**state.__dict__, **changes})
+
+
 def _restart(state: PhaseState, at: float) -> PhaseState:
     return replace(
         state,
@@ -377,9 +388,13 @@ def step(
     scale = obs.seconds / REFERENCE_WINDOW_S
     cpu = max(0.0, obs.profiler_cpu_fraction)
     average = horizon_average(state.cpu_average, cpu, obs.seconds, goal.cost_horizon_s)
-    state = replace(state, cpu_average=average, windows=state.windows + 1, changed=change)
-    if state.phase_started_unix is None:
-        state = replace(state, phase_started_unix=start)
+    state = replace(
+        state,
+        cpu_average=average,
+        windows=state.windows + 1,
+        changed=change,
+        phase_started_unix=start if state.phase_started_unix is None else state.phase_started_unix,
+    )
     cpu_cost = cpu / budget.cpu_fraction * scale
     over = max(0.0, average / budget.cpu_fraction - 1.0) * scale
     bytes_cost = (
