@@ -221,7 +221,10 @@ class SafetyGuard:
         """Most expected CPU one more window may cost and keep the average in budget."""
         keep = math.exp(-self.window_s / ctx.goal.cost_horizon_s)
         cap = ctx.budget.cpu_fraction * self.margin
-        room = (cap - keep * self.average) / (1.0 - keep)
+        if keep >= 1.0:  # a window too short to move the average: its limit
+            room = math.inf if cap > self.average else 0.0
+        else:
+            room = (cap - keep * self.average) / (1.0 - keep)
         return max(0.0, min(room, ctx.budget.cpu_fraction * MAX_BURST_FACTOR))
 
     def estimate(self, action: Action, ctx: DecisionContext) -> CostEstimate:
