@@ -42,7 +42,7 @@ MAX_BUDGET_RATIO = 5.0
 
 def _log_scale(value: float, decades: float) -> float:
     """``log10(1 + value) / decades``: 0 at 0, 1 at ``10**decades``."""
-    return math.log10(1.0 + max(0.0, value)) / decades
+    return math.log10(1.0 + (value if value > 0.0 else 0.0)) / decades  # max(0.0, value)
 
 
 def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
@@ -256,7 +256,7 @@ class ActionContext:
         """
         per_hz = self.active * self.secs
         samples = [rate * per_hz for rate in rate_hz]
-        logs = (np.log10(1.0 + np.array(samples)) / 4.0).tolist()
+        logs = [v / 4.0 for v in np.log10(np.array([1.0 + n for n in samples])).tolist()]
         gains = accuracy_gains(self.phase_n, samples, self.functions, self.acc_target)
         spans, scale = self.spans, self.pass_scale
         cpu_budget, bytes_budget, target = self.cpu_budget, self.bytes_budget, self.target

@@ -157,6 +157,32 @@ def _line(namespace: str, features: Mapping[str, float]) -> str:
     return _template(namespace, names) % tuple([v for v in features.values() if v])
 
 
+#: ``"shared |S name:%.5g ..."`` templates, by the names of a state's features.
+_SHARED: dict[tuple[str, ...], str] = {}
+
+
+def _shared_text(feats: Mapping[str, float]) -> str:
+    """``"shared " + _line("S", feats)`` as VW parses it: every feature written (one
+    ``%`` from a template kept per tuple of names), zeros included, which VW's text
+    parser drops as ``_line`` leaves them out; a value that is not a number takes
+    ``_line``'s path.
+
+    >>> _shared_text({"a": 0.123456, "b": 0.0})
+    'shared |S a:0.12346 b:0'
+    """
+    names = tuple(feats)
+    template = _SHARED.get(names)
+    if template is None:
+        if len(_SHARED) >= _TEMPLATES_MAX:
+            _SHARED.clear()
+        template = "shared |S " + " ".join(n.replace("%", "%%") + ":%.5g" for n in names)
+        _SHARED[names] = template
+    try:
+        return template % tuple(feats.values())
+    except TypeError:
+        return "shared " + _line("S", feats)
+
+
 #: Index of the ``C`` namespace's feature group in an example.
 _C = ord("C")
 #: Columns of a logged ``C`` row.
@@ -323,7 +349,7 @@ class VWPolicy(Policy):
             same,
         )
         pmf = self._pmf(feats, names, rows)
-        greedy = max(range(len(pmf)), key=pmf.__getitem__)
+        greedy = pmf.index(max(pmf))  # the first most probable
         settled = self._settled(ctx, pmf, same, idx)
         choice = settled if settled is not None else self._sample(pmf)
         action = self.catalog[idx[choice]]
@@ -462,7 +488,7 @@ class VWPolicy(Policy):
         read back from the database is formatted again (the same text)."""
         line = getattr(feats, "line", None)
         if line is None:
-            line = "shared " + _line("S", feats)
+            line = _shared_text(feats)
             if isinstance(feats, _State):
                 feats.line = line
         return line
