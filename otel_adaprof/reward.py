@@ -120,7 +120,7 @@ def novelty(
     total = sum(window.values())
     if total <= 0:
         return 0.0
-    new = sum(c for k, c in window.items() if prior.get(k, 0.0) <= 0.0)
+    new = sum([c for k, c in window.items() if prior.get(k, 0.0) <= 0.0])
     return new / max(total, min_samples)
 
 
@@ -135,7 +135,7 @@ def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
     if sp <= 0 or sq <= 0:
         return 0.0
     keys = set(p) | set(q)
-    return 0.5 * sum(abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys)
+    return 0.5 * sum([abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys])
 
 
 def expected_l1(samples: float, functions: int) -> float:

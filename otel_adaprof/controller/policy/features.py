@@ -56,7 +56,7 @@ def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
     if sp <= 0 or sq <= 0:
         return 0.0
     keys = set(p) | set(q)
-    return 0.5 * sum(abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys)
+    return 0.5 * sum([abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys])
 
 
 def drift(
