@@ -169,3 +169,22 @@ def test_learning_lines_from_one_template_make_the_same_model(zeros: bool):
     from otel_adaprof.controller.policy.vw import _c_line as vw_c_line
 
     assert run(True) == run(False)
+
+
+def test_shared_line_with_zeros_parses_as_the_line_without_them():
+    """The state's line is written with its zeros (one template per tuple of names);
+    VW parses it to the example the line without them gave."""
+    from otel_adaprof.controller.policy.vw import _line, _shared_text
+
+    policy = VWPolicy(seed=1)
+    rng = random.Random(4)
+    for _ in range(200):
+        feats = {
+            f"f{i}": rng.choice([0.0, -0.0, 1e-300, rng.uniform(-3, 3), 1.0, math.inf])
+            for i in range(rng.randint(1, 40))
+        }
+        new = policy._vw.parse(_shared_text(feats))
+        old = policy._vw.parse("shared " + _line("S", feats))
+        assert list(new[ord("S")].indices) == list(old[ord("S")].indices)
+        assert list(new[ord("S")].values) == list(old[ord("S")].values)
+        assert list(new._feat_group_indices) == list(old._feat_group_indices)
