@@ -23,7 +23,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -64,8 +63,6 @@ log = logging.getLogger(__name__)
 MAX_PENDING_DECISIONS = 10_000
 #: Highest config version an agent may report (the next one must fit a 64-bit integer).
 MAX_CONFIG_VERSION = 2**62
-#: Names of the reward's terms, as written with each credited decision.
-_REWARD_TERMS = tuple(f.name for f in dataclasses.fields(RewardBreakdown))
 #: Stacks kept per in-memory service profile (the least counted are dropped beyond it).
 MAX_PROFILE_STACKS = 5_000
 
@@ -284,7 +281,9 @@ class PollHandler:
             self.sessions.decided(session_id, plan.decision.params)
         version = outcome.config_version
         self._remember(plan.write.instance_id, version, plan.ctx, plan.decision)
-        return PollResponse(
+        # every value already validated (the store's version, a catalog's or the
+        # config's params, the session's id, the config's interval): not again
+        return PollResponse.model_construct(
             config_version=version,
             params=plan.decision.params,
             session_id=session_id,
@@ -358,7 +357,7 @@ class PollHandler:
                 self.policies.adaptive(ctx.service).learn(ctx, decision, reward.total)
             except Exception:
                 log.exception("policy failed to learn for %s", ctx.service)
-        terms = {name: getattr(reward, name) for name in _REWARD_TERMS}
+        terms = dict(reward.__dict__)  # the reward's terms: its fields, in order
         return RewardWrite(total=reward.total, terms=terms)
 
     def _fold(self, service: str, stacks: dict[str, int]) -> None:

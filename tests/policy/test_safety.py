@@ -132,3 +132,20 @@ def test_the_budget_holds_on_average_under_a_load_spike(pretrained_model):
             average = horizon_average(average, w.cpu_fraction, 5.0, SIM_GOAL.cost_horizon_s)
             peak = max(peak, average)
         assert peak <= 1.25 * budget.cpu_fraction, (seed, peak)
+
+
+def test_a_window_too_short_to_move_the_average_does_not_break_the_guard():
+    """A reported window of 1e-300 s keeps the horizon average where it is (its weight
+    rounds to 0): the guard offers by the average, it does not divide by zero (the
+    controller's fuzzing found it: the policy failed and fell back)."""
+    guard = SafetyGuard(load_catalog())
+    state = ObservedState(window_start=0.0, window_seconds=1e-300)
+    ctx = DecisionContext(
+        service="s", initial_params=Params(), params_in_force=Params(),
+        mode=Mode.ADAPTIVE, state=state,
+    )  # fmt: skip
+    guard.observe(ctx)
+    assert guard.cpu_room(ctx) == OverheadBudget().cpu_fraction * 10  # the burst cap
+    guard.average = 1.0  # spent: no room
+    assert guard.cpu_room(ctx) == 0.0
+    assert VWPolicy(seed=1).decide(ctx).action != "fallback"

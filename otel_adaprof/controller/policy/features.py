@@ -23,7 +23,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.cost import marker_pass_share
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import ObservedState
-from otel_adaprof.reward import accuracy_gain, expected_l1, keyed, novelty
+from otel_adaprof.reward import accuracy_gain, accuracy_gains, expected_l1, keyed, novelty
 
 #: Names of the per-state action features (namespace ``C``), in the order
 #: :meth:`ActionContext.matrix` and the logged decisions use.
@@ -42,7 +42,7 @@ MAX_BUDGET_RATIO = 5.0
 
 def _log_scale(value: float, decades: float) -> float:
     """``log10(1 + value) / decades``: 0 at 0, 1 at ``10**decades``."""
-    return math.log10(1.0 + max(0.0, value)) / decades
+    return math.log10(1.0 + (value if value > 0.0 else 0.0)) / decades  # max(0.0, value)
 
 
 def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
@@ -56,7 +56,7 @@ def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
     if sp <= 0 or sq <= 0:
         return 0.0
     keys = set(p) | set(q)
-    return 0.5 * sum(abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys)
+    return 0.5 * sum([abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys])
 
 
 def drift(
@@ -237,6 +237,48 @@ class ActionContext:
         out[:, 3] = np.log10(1.0 + samples) / 4.0
         out[:, 4] = [self._gain(float(n)) for n in samples]
         out[:, 5] = same if same is not None else 0.0
+        return out
+
+    def rows(
+        self,
+        rate_hz: Sequence[float],
+        trace_ratio: Sequence[float],
+        pass_share: Sequence[float],
+        cpu_fraction: Sequence[float],
+        bytes_per_s: Sequence[float],
+        same: Sequence[float],
+    ) -> list[list[float]]:
+        """:meth:`matrix` as one list per action (what decisions log), for the hot path.
+
+        The same values: the arithmetic of :meth:`matrix` element by element in the
+        same order (``np.minimum``'s NaN kept), and the ``samples`` column still by
+        numpy's ``log10`` (which need not round as ``math.log10`` does).
+        """
+        per_hz = self.active * self.secs
+        samples = [rate * per_hz for rate in rate_hz]
+        logs = [v / 4.0 for v in np.log10(np.array([1.0 + n for n in samples])).tolist()]
+        gains = accuracy_gains(self.phase_n, samples, self.functions, self.acc_target)
+        spans, scale = self.spans, self.pass_scale
+        cpu_budget, bytes_budget, target = self.cpu_budget, self.bytes_budget, self.target
+        out = []
+        for ratio, share, cpu, data, log, gain, stay in zip(
+            trace_ratio, pass_share, cpu_fraction, bytes_per_s, logs, gains, same, strict=True
+        ):
+            passing = share * scale
+            markers = spans * ratio * (1.0 if passing > 1.0 else passing)
+            c = cpu / cpu_budget
+            b = data / bytes_budget
+            m = markers / target
+            out.append(
+                [
+                    MAX_BUDGET_RATIO if c > MAX_BUDGET_RATIO else c,
+                    MAX_BUDGET_RATIO if b > MAX_BUDGET_RATIO else b,
+                    1.0 if m > 1.0 else m,
+                    log,
+                    gain / 3.0,
+                    stay,
+                ]
+            )
         return out
 
     def _gain(self, samples: float) -> float:

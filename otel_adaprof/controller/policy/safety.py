@@ -102,7 +102,7 @@ class SafetyGuard:
         )
         self._terms = {a.name: CostTerms.of(a.params) for a in catalog}
         terms = [self._terms[a.name] for a in catalog]
-        #: Per-action constants as arrays (catalog order), for :meth:`assess_arrays`.
+        #: Per-action constants as arrays (catalog order).
         self.rate = np.array([t.rate_hz for t in terms], dtype=float)
         self.ratio = np.array([t.trace_ratio for t in terms])
         self.pass_share = np.array([t.pass_share for t in terms])
@@ -132,6 +132,19 @@ class SafetyGuard:
         self._offerable = np.array([FALLBACK_TAG not in a.tags for a in catalog])
         if not self._offerable.any():
             self._offerable[:] = True
+        #: The same constants per action, as Python floats, for :meth:`assess_lists`.
+        self._rows = list(
+            zip(
+                self.ratio.tolist(),
+                self._spy.tolist(),
+                self._burst_extra.tolist(),
+                self._agent.tolist(),
+                self.rate.tolist(),
+                self._bps.tolist(),
+                self._offerable.tolist(),
+                strict=True,
+            )
+        )
         offer = [a for a in catalog if FALLBACK_TAG not in a.tags] or list(catalog)
         floor = min(offer, key=lambda a: (a.params.rate_hz, a.params.stack_depth))
         self._floor_index = catalog.index(floor.name)
@@ -208,7 +221,10 @@ class SafetyGuard:
         """Most expected CPU one more window may cost and keep the average in budget."""
         keep = math.exp(-self.window_s / ctx.goal.cost_horizon_s)
         cap = ctx.budget.cpu_fraction * self.margin
-        room = (cap - keep * self.average) / (1.0 - keep)
+        if keep >= 1.0:  # a window too short to move the average: its limit
+            room = math.inf if cap > self.average else 0.0
+        else:
+            room = (cap - keep * self.average) / (1.0 - keep)
         return max(0.0, min(room, ctx.budget.cpu_fraction * MAX_BURST_FACTOR))
 
     def estimate(self, action: Action, ctx: DecisionContext) -> CostEstimate:
@@ -240,21 +256,38 @@ class SafetyGuard:
                 out.append((action, est))
         return out
 
-    def assess_arrays(self, ctx: DecisionContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`assess` vectorised: ``(indices, cpu_fraction, bytes_per_s)`` of the
-        allowed actions (catalog indices, ascending)."""
+    def assess_lists(self, ctx: DecisionContext) -> tuple[list[int], list[float], list[float]]:
+        """:meth:`assess` for the hot path: ``(indices, cpu_fraction, bytes_per_s)`` of
+        the allowed actions (catalog indices, ascending), as plain lists.
+
+        The arithmetic of the former numpy version, element by element in the same
+        order (the same IEEE results), without a dozen numpy calls on arrays of a dozen
+        values; the floor is ``argmin`` over the offerable actions (first minimum, a NaN
+        wins as it does in numpy).
+        """
         spans, active = situation(ctx)
-        kept = spans * self.ratio
-        cpu = (self._spy + self.burst_share * self._burst_extra) * self.calibration
-        cpu = cpu + kept * self._agent
-        data = kept * BYTES_PER_SPAN + self.rate * active * self._bps
-        ok = (cpu <= self.cpu_room(ctx)) & (
-            data <= (ctx.budget.bytes_per_s or math.inf) * self.margin
-        )
-        ok &= self._offerable
-        ok[self._floor_from(cpu)] = True
-        idx = np.flatnonzero(ok)
-        return idx, cpu[idx], data[idx]
+        room = self.cpu_room(ctx)
+        cap = (ctx.budget.bytes_per_s or math.inf) * self.margin
+        share, calibration = self.burst_share, self.calibration
+        cpus: list[float] = []
+        datas: list[float] = []
+        fits: list[bool] = []
+        floor = -1
+        low = math.inf
+        for ratio, spy, extra, agent, rate, bps, offer in self._rows:
+            kept = spans * ratio
+            cpu = (spy + share * extra) * calibration + kept * agent
+            data = kept * BYTES_PER_SPAN + rate * active * bps
+            cpus.append(cpu)
+            datas.append(data)
+            fits.append(offer and cpu <= room and data <= cap)
+            if floor < 0 or low == low:  # numpy's argmin stops at the first NaN
+                masked = cpu if offer else math.inf
+                if floor < 0 or masked < low or masked != masked:
+                    floor, low = len(cpus) - 1, masked
+        fits[floor] = True
+        idx = [i for i, ok in enumerate(fits) if ok]
+        return idx, [cpus[i] for i in idx], [datas[i] for i in idx]
 
 
 def situation(ctx: DecisionContext) -> tuple[float, float]:

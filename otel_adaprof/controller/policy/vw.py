@@ -157,8 +157,36 @@ def _line(namespace: str, features: Mapping[str, float]) -> str:
     return _template(namespace, names) % tuple([v for v in features.values() if v])
 
 
+#: ``"shared |S name:%.5g ..."`` templates, by the names of a state's features.
+_SHARED: dict[tuple[str, ...], str] = {}
+
+
+def _shared_text(feats: Mapping[str, float]) -> str:
+    """``"shared " + _line("S", feats)`` as VW parses it: every feature written (one
+    ``%`` from a template kept per tuple of names), zeros included, which VW's text
+    parser drops as ``_line`` leaves them out; a value that is not a number takes
+    ``_line``'s path.
+
+    >>> _shared_text({"a": 0.123456, "b": 0.0})
+    'shared |S a:0.12346 b:0'
+    """
+    names = tuple(feats)
+    template = _SHARED.get(names)
+    if template is None:
+        if len(_SHARED) >= _TEMPLATES_MAX:
+            _SHARED.clear()
+        template = "shared |S " + " ".join(n.replace("%", "%%") + ":%.5g" for n in names)
+        _SHARED[names] = template
+    try:
+        return template % tuple(feats.values())
+    except TypeError:
+        return "shared " + _line("S", feats)
+
+
 #: Index of the ``C`` namespace's feature group in an example.
 _C = ord("C")
+#: Columns of a logged ``C`` row.
+_C_WIDTH = len(C_FEATURES)
 
 
 class _VWCalls:
@@ -244,11 +272,16 @@ class VWPolicy(Policy):
         self.updates = 0
         self.trend = Trend()
         self._names = self.catalog.names
-        self._same_cache: dict[int, tuple[Params, np.ndarray]] = {}
+        self._same_cache: dict[int, tuple[Params, list[float]]] = {}
+        self._rows_templates: dict[tuple[str, ...], str] = {}
+        g = self.guard
+        #: Rate, trace ratio and prior marker pass share per action (catalog order).
+        self._action_constants = (g.rate.tolist(), g.ratio.tolist(), g.pass_share.tolist())
+        self._maintains = [MAINTAIN_TAG in a.tags for a in self.catalog]
         self._init_parsing()
 
     def _init_parsing(self) -> None:
-        self._cached: dict[str, vw.Example] = {}
+        self._cached: dict[str, tuple[Any, Any]] = {}  # name -> (example, its C group)
         self._c_template = "|C " + " ".join(f"{k}:1" for k in C_FEATURES)
         probe = self._vw.parse(self._c_template)
         self._c_indices = np.array(probe[_C].indices, dtype=np.uint64)
@@ -302,20 +335,26 @@ class VWPolicy(Policy):
                 action=cheap.name,
                 features={"state": feats, "offered": [cheap.name], "forced": "over_budget"},
             )
-        g = self.guard
-        idx, cpu, data = g.assess_arrays(ctx)
+        idx, cpu, data = self.guard.assess_lists(ctx)
         names = [self._names[i] for i in idx]
-        same = self._same_as(ctx.params_in_force)[idx]
-        matrix = ActionContext(ctx).matrix(
-            g.rate[idx], g.ratio[idx], g.pass_share[idx], cpu, data, same
+        mask = self._same_as(ctx.params_in_force)
+        same = [mask[i] for i in idx]
+        rates, ratios, shares = self._action_constants
+        rows = ActionContext(ctx).rows(
+            [rates[i] for i in idx],
+            [ratios[i] for i in idx],
+            [shares[i] for i in idx],
+            cpu,
+            data,
+            same,
         )
-        pmf = self._pmf(feats, names, matrix)
-        greedy = max(range(len(pmf)), key=pmf.__getitem__)
+        pmf = self._pmf(feats, names, rows)
+        greedy = pmf.index(max(pmf))  # the first most probable
         settled = self._settled(ctx, pmf, same, idx)
         choice = settled if settled is not None else self._sample(pmf)
-        action = self.catalog[int(idx[choice])]
-        # logged as plain lists (columns C_FEATURES): JSON-ready and cheap to build
-        context = dict(zip(names, matrix.tolist(), strict=True))
+        action = self.catalog[idx[choice]]
+        # logged as plain lists (columns C_FEATURES): JSON-ready
+        context = dict(zip(names, rows, strict=True))
         features: dict[str, Any] = {"state": feats, "offered": names, "context": context}
         if settled is not None:
             features["settled"] = True
@@ -327,21 +366,21 @@ class VWPolicy(Policy):
             features=features,
         )
 
-    def _same_as(self, params: Params) -> np.ndarray:
+    def _same_as(self, params: Params) -> list[float]:
         """1.0 for each catalog action whose params equal ``params`` (catalog order),
         0.0 elsewhere; computed once per params object (params are immutable, and the
         params in force are mostly the catalog's own objects)."""
         hit = self._same_cache.get(id(params))
         if hit is not None and hit[0] is params:
             return hit[1]
-        mask = np.array([a.params is params or a.params == params for a in self.catalog], float)
+        mask = [1.0 if a.params is params or a.params == params else 0.0 for a in self.catalog]
         if len(self._same_cache) >= SAME_CACHE_MAX:
             self._same_cache.clear()
         self._same_cache[id(params)] = (params, mask)
         return mask
 
     def _settled(
-        self, ctx: DecisionContext, pmf: Sequence[float], same: np.ndarray, idx: np.ndarray
+        self, ctx: DecisionContext, pmf: Sequence[float], same: Sequence[float], idx: Sequence[int]
     ) -> int | None:
         """In a steady phase (its profile at the target, no change just seen, no burst in
         flight) the reward's accuracy term is 0 by construction, so the policy does not
@@ -357,7 +396,8 @@ class VWPolicy(Policy):
             return None
         if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
             return None
-        maintain = [i for i in range(len(pmf)) if MAINTAIN_TAG in self.catalog[int(idx[i])].tags]
+        maintains = self._maintains
+        maintain = [i for i, j in enumerate(idx) if maintains[j]]
         if not maintain:
             ceiling = ctx.params_in_force.rate_hz
             maintain = [
@@ -381,31 +421,64 @@ class VWPolicy(Policy):
         """Fresh examples parsed from text (for learning: the labelled example is new)."""
         parse = self._vw.parse
         examples = [parse(self._shared_line(feats))]
-        for name in names:
-            line = f"{self._lines[name]} {_c_line(dyn.get(name))}"
+        lines = self._action_lines(names, dyn)
+        for name, line in zip(names, lines, strict=True):
             if label is not None and label[0] == name:
                 line = f"{label[1]} {line}"
             examples.append(parse(line))
         return examples
 
+    def _action_lines(self, names: Sequence[str], dyn: Mapping[str, Any]) -> list[str]:
+        """Each offered action's line, its ``C`` features from ``dyn`` (as logged).
+
+        Rows logged as lists of :data:`C_FEATURES` (what :meth:`decide` logs) are all
+        formatted by one ``%`` from a template kept per tuple of names, zeros included:
+        VW's text parser drops zero-valued features, so the examples are the ones the
+        per-action ``_c_line`` text (zeros left out) gives. Anything else takes that
+        per-action path."""
+        flat: list[Any] = []
+        for name in names:
+            row = dyn.get(name)
+            if type(row) is not list or len(row) != _C_WIDTH:
+                return [f"{self._lines[name]} {_c_line(dyn.get(name))}" for name in names]
+            flat += row
+        key = tuple(names)
+        template = self._rows_templates.get(key)
+        if template is None:
+            if len(self._rows_templates) >= _TEMPLATES_MAX:
+                self._rows_templates.clear()
+            c_part = " ".join(f"{k}:%.5g" for k in C_FEATURES)
+            template = "\n".join(
+                f"{self._lines[name].replace('%', '%%')} |C {c_part}" for name in names
+            )
+            self._rows_templates[key] = template
+        try:
+            return (template % tuple(flat)).split("\n")
+        except TypeError:  # a value that is not a number: the per-action path says how
+            return [f"{self._lines[name]} {_c_line(dyn.get(name))}" for name in names]
+
     def _reused_examples(
-        self, feats: Mapping[str, float], names: Sequence[str], matrix: np.ndarray
+        self,
+        feats: Mapping[str, float],
+        names: Sequence[str],
+        matrix: np.ndarray | Sequence[Sequence[float]],
     ) -> list[Any]:
         """Examples for prediction: each action's example is parsed once and only its
         ``C`` features are rewritten (text formatting and parsing of 64 lines would
         cost most of the millisecond a decision may take)."""
         examples = [self._vw.parse(self._shared_line(feats))]
-        rows = matrix.astype(np.float32)
-        for i, name in enumerate(names):
-            ex = self._cached.get(name)
-            if ex is None:
+        rows = np.asarray(matrix, dtype=np.float32)
+        indices = self._c_indices
+        cached = self._cached
+        for name, row in zip(names, rows, strict=True):
+            hit = cached.get(name)
+            if hit is None:
                 ex = self._vw.parse(f"{self._lines[name]} {self._c_template}")
-                self._cached[name] = ex
-            group = ex[_C]
+                hit = cached[name] = (ex, ex[_C])
+            group = hit[1]
             group.truncate_to(0)
-            # the stubs of vowpal_wabbit_next spell the array types wrongly
-            group.push_many_features(self._c_indices, rows[i])  # type: ignore[arg-type]
-            examples.append(ex)
+            group.push_many_features(indices, row)
+            examples.append(hit[0])
         return examples
 
     @staticmethod
@@ -415,7 +488,7 @@ class VWPolicy(Policy):
         read back from the database is formatted again (the same text)."""
         line = getattr(feats, "line", None)
         if line is None:
-            line = "shared " + _line("S", feats)
+            line = _shared_text(feats)
             if isinstance(feats, _State):
                 feats.line = line
         return line
@@ -437,7 +510,10 @@ class VWPolicy(Policy):
         return self._pmf(feats, names, matrix)
 
     def _pmf(
-        self, feats: Mapping[str, float], names: Sequence[str], matrix: np.ndarray
+        self,
+        feats: Mapping[str, float],
+        names: Sequence[str],
+        matrix: np.ndarray | Sequence[Sequence[float]],
     ) -> list[float]:
         result = cast(
             "list[tuple[int, float]]",
