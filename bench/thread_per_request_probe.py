@@ -64,10 +64,19 @@ from otel_adaprof.demo import workload
 from otel_adaprof.instrumentation.threads import ThreadLiveness
 RUNS, TRUTH, LIVE = [], [], []
 parse = sup.parse_chrometrace
+def state():
+    if not LIVE:
+        return {}, []
+    live = LIVE[0]
+    with live._lock:
+        live._merge()
+        return ({i: [list(l.los), list(l.his), list(l.natives)] for i, l in live._threads.items()},
+                list(live._snapshot_times))
 def recording_parse(events, **kw):
+    lives, snaps = state()  # what the rules knew when this run was parsed
     RUNS.append({"events": events, "started_at_ns": kw["started_at_ns"],
                  "ignored": sorted(kw.get("ignored") or ()), "gil": bool(kw.get("gil")),
-                 "total_samples": kw.get("total_samples")})
+                 "lives": lives, "snaps": snaps})
     return parse(events, **kw)
 sup.parse_chrometrace = recording_parse
 keep = ThreadLiveness.keep
@@ -85,15 +94,8 @@ def timed(work):
 for name in ("parse_catalog", "price_items", "render_invoice"):
     setattr(workload, name, timed(getattr(workload, name)))
 def dump():
-    lives, snaps = {}, []
-    if LIVE:
-        live = LIVE[0]
-        with live._lock:
-            live._merge()
-            lives = {i: [l.los, l.his, l.natives] for i, l in live._threads.items()}
-            snaps = list(live._snapshot_times)
     with open(os.environ["PROBE_OUT"], "w") as fh:
-        json.dump({"runs": RUNS, "truth": TRUTH, "lives": lives, "snaps": snaps}, fh)
+        json.dump({"runs": RUNS, "truth": TRUTH}, fh)
 atexit.register(dump)
 runpy.run_path(os.environ["PROBE_APP"], run_name="__main__")
 """
@@ -156,14 +158,15 @@ def record(out: Path, seconds: float) -> dict[str, Any]:
     return {"requests": done, "walls": walls, "load_average": os.getloadavg()}
 
 
-def _liveness(rec: dict[str, Any]) -> threads.ThreadLiveness:
+def _liveness(run: dict[str, Any]) -> threads.ThreadLiveness:
+    """The liveness evidence as it was when the run was parsed."""
     live = threads.ThreadLiveness()
-    for ident, (los, his, natives) in rec["lives"].items():
+    for ident, (los, his, natives) in run["lives"].items():
         life = threads._Life()
         life.los, life.his, life.natives = list(los), list(his), list(natives)
         live._threads[int(ident)] = life
-    live._snapshot_times = list(rec["snaps"])
-    live.snapshots = len(rec["snaps"])
+    live._snapshot_times = list(run["snaps"])
+    live.snapshots = len(run["snaps"])
     return live
 
 
@@ -176,21 +179,21 @@ def replay(rec: dict[str, Any]) -> dict[str, Any]:
         truth[name] += (w1 - w0) * RATE_HZ / 1e9
     for rows in calls.values():
         rows.sort()
-    live = _liveness(rec)
     kept: Counter[str] = Counter()
     dropped_in_own: Counter[str] = Counter()
     for run in rec["runs"]:
         if run["gil"]:
             continue
+        live = _liveness(run)
         per_thread = parse_chrometrace(
             run["events"],
             started_at_ns=run["started_at_ns"],
             rate_hz=RATE_HZ,
             ignored=set(run["ignored"]),
-            lived_until=live.lived_until,
+            lived_until=live.lived_until if live.snapshots else None,
         )
         for tid, samples in per_thread.items():
-            kept_here = set(live.keep(tid, samples))
+            kept_here = set(live.keep(tid, samples) if live.snapshots else samples)
             rows = calls.get(tid, [])
             starts = [r[0] for r in rows]
             for sample in samples:
