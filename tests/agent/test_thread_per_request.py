@@ -111,13 +111,13 @@ def test_session_profile_counts_each_request_once(tmp_path, sink, fast_controlle
 
 
 # Issue #10's target, on 40 s of load. With 14 s (~500 samples on a quiet machine) the L1
-# exceeded 0.08 in 7 of 18 runs (2026-12-02): no function's samples were lost, it was
-# sampling error. Ideal sampling of 500 samples exceeds 0.08 in 12 % of runs
-# (bench/pyspy_share_floor.py); py-spy's runs replayed through the agent's parser and
-# liveness rules (bench/thread_per_request_probe.py), 29 % of 14 s runs and 3.6 % of
-# three pooled (~1,600 samples). With 40 s, 13 of 14 runs passed on a shared machine at
-# load averages 3-30 (L1 0.010-0.063; once 0.084), 4 more skipped (machine saturated):
-# docs/benchmarks.md. One rerun, the bound unchanged.
+# exceeded 0.08 in 7 of 18 runs (2026-12-02), no function's samples lost: sampling error.
+# Ideal sampling of 500 samples exceeds 0.08 in 13 % of runs, of 1,300 in 0.7 %
+# (bench/pyspy_share_floor.py); 14 quiet runs of the agent replayed
+# (bench/thread_per_request_probe.py): 4 of 14 at 14 s, 4 % of three added together.
+# With 40 s, 21 of 22 runs that were not skipped passed (L1 0.003-0.063; once 0.084,
+# before the rule of tests/agent/test_reused_thread_ids.py's forerunner test) on a shared
+# machine: docs/benchmarks.md. One rerun, the bound unchanged.
 @pytest.mark.flaky(reruns=1)
 def test_session_profile_gets_the_samples_of_runs_that_span_a_window(
     tmp_path, sink, fast_controller
