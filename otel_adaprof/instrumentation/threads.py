@@ -58,6 +58,10 @@ MERGE_GAP_NS = 60_000_000
 SLACK_NS = 25_000_000
 #: How far py-spy's placed sample times may be off the wall clock (ns).
 CLOCK_SLACK_NS = 5_000_000
+#: How far a placed sample time may be off when compared with a span's exact end (ns):
+#: the clock beacon places py-spy's samples within about a millisecond
+#: (bench/thread_per_request_probe.py).
+PLACED_SLACK_NS = 1_000_000
 #: How long after its last sign of life a thread that a later snapshot missed still
 #: counts as alive (ns).
 GRACE_NS = 3_000_000
@@ -281,16 +285,19 @@ class ThreadLiveness:
         if j == 0 or (j == first and natives[j - 1] == native):
             # no forerunner known: the stack is this thread's
             return t_ns < start or self._lived(t_ns, hi)
-        if since_ns >= self._born_after(start) - CLOCK_SLACK_NS:
+        # A thread id is held by one living thread at a time: this one was born after
+        # its forerunner's last sign of life, and after the last snapshot without it.
+        previous = natives[j - 1]
+        previous_hi = max(his[k] for k in range(first, j) if natives[k] == previous)
+        born = max(self._born_after(start) - CLOCK_SLACK_NS, previous_hi - PLACED_SLACK_NS)
+        if since_ns >= born:
             # its own stack, begun since it was born (just before its first sign of life)
             return t_ns < start or self._lived(t_ns, hi)
         # A stack begun before this thread was born: its forerunner's last one, which
         # py-spy repeats until the new thread's stack changes (or for ever, when the new
         # thread's first stack is the same: then its samples until its first change are
         # lost, as they are on its spans). Kept only while the forerunner lived.
-        previous = natives[j - 1]
-        hi = max(his[k] for k in range(first, j) if natives[k] == previous)
-        return self._lived(t_ns, hi)
+        return self._lived(t_ns, previous_hi)
 
     def _born_after(self, start_ns: int) -> int:  # under self._lock
         """When a thread first seen at ``start_ns`` was at the earliest born: the last

@@ -130,6 +130,22 @@ def test_a_stack_begun_before_a_thread_was_born_is_its_forerunners():
     assert live.dropped == 1
 
 
+def test_a_stack_begun_while_the_forerunner_lived_is_its_own_with_no_snapshot_between():
+    # A busy machine delays the beacon: no snapshot between 20 and 60 ms. Native 70's
+    # span ends at 30 ms; 71 (same id) shows its first sign of life at 40 ms. A stack
+    # begun at 25 ms (after the last snapshot before 71) began while 70 still lived, and
+    # an id is held by one living thread at a time: 70's, not 71's, at 45 ms.
+    live = ThreadLiveness()
+    live.active = True
+    for t_ms, alive in ((0, {7: 70}), (20, {7: 70}), (60, {7: 71})):
+        live.seen(alive, t_ms * MS)
+    live.span(7, 70, 2 * MS, 30 * MS)
+    live.span(7, 71, 40 * MS, 55 * MS)
+    stale, own = (45 * MS, ("render_invoice",), 25 * MS), (45 * MS, ("parse_catalog",), 41 * MS)
+    assert live.keep(7, [stale, own]) == [own]
+    assert live.keep(7, [(28 * MS, ("render_invoice",), 25 * MS)]) != []  # while 70 lived
+
+
 def test_a_new_thread_that_shows_its_forerunners_stack_all_its_life_keeps_its_samples():
     # two threads with id 5 run the same function: py-spy sees no change when the
     # second starts. The beacon (id 7) changes at every sample, so every sample is seen:
