@@ -222,8 +222,12 @@ def test_cpu_burnt_in_every_agent_thread_is_reported(tmp_path, recorder):
         # (unburnt it uses ~0.005)
         assert parts.get("poller", 0) >= 0.09, parts
         assert parts.get("beacon", 0) >= 0.04 * w.window_seconds, parts
-        assert parts.get("pyspy", 0) > 0, parts
-    assert sum(r.window.profiler_cpu_breakdown.get("parse", 0) for r in windows if r.window) >= 0.1
+    # py-spy's CPU is read in clock ticks (10 ms) while it runs: at 100 Hz in cpu mode it
+    # uses about 1.5 % of a core here, so a 1 s window inside one of its runs can see no
+    # tick (it is counted in a later window); together the windows see it
+    breakdowns = [r.window.profiler_cpu_breakdown for r in windows if r.window]
+    assert sum(parts.get("pyspy", 0) for parts in breakdowns) > 0, breakdowns
+    assert sum(parts.get("parse", 0) for parts in breakdowns) >= 0.1
     print(json.dumps([r.window.profiler_cpu_breakdown for r in windows if r.window]))
 
 

@@ -88,10 +88,16 @@ def test_demo_30s_adapts_writes_the_report_and_leaves_nothing(tmp_path):
     report = json.loads((out / "summary.json").read_text())
     hot_at = report["load"]["phase_started_at"]["hot_path"]
     # the change brings an adaptation: the agent's reflex bursts (no round trip), or the
-    # controller changes the params
-    bursts = [r.t for r in rows if r.t >= hot_at - 2.0 and (r.state.get("burst_seconds") or 0) > 0]
+    # controller changes the params — unless py-spy already ran at the catalog's highest
+    # rate through it (a 30 s run is often one phase being learned at 100 Hz throughout)
+    after = [r for r in rows if r.t >= hot_at - 2.0]
+    bursts = [r.t for r in after if (r.state.get("burst_seconds") or 0) > 0]
     changes = [c for c in param_changes(rows) if c[0] >= hot_at - 2.0]
-    assert bursts or changes, "no burst and no params change after the hot path"
+    flat_out = bool(after) and all((r.state.get("effective_rate_hz") or 0) >= 100 for r in after)
+    assert bursts or changes or flat_out, (
+        "no burst, no params change, not at 100 Hz after the hot path"
+    )
+    assert summary["hot_path_detected_after_s"] is not None  # and the new hot path was found
     time.sleep(1.0)
     left = [
         pid
