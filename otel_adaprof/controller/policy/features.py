@@ -34,7 +34,7 @@ from otel_adaprof.protocol import ObservedState
 from otel_adaprof.reward import accuracy_gain, accuracy_gains, expected_l1, keyed, novelty
 
 #: Names of the per-state action features (namespace ``C``), in the order
-#: :meth:`ActionContext.matrix` and the logged decisions use.
+#: :meth:`ActionContext.rows` and the logged decisions use.
 C_FEATURES = ("cpu", "bytes", "density", "samples", "gain", "stay")
 #: Upper clip of the overhead/budget ratio (a window at 5x budget is already "very over").
 MAX_BUDGET_RATIO = 5.0
@@ -217,28 +217,6 @@ class ActionContext:
         self.functions = ctx.goal.functions
         self.acc_target = ctx.goal.accuracy_target
 
-    def matrix(
-        self,
-        rate_hz: np.ndarray,
-        trace_ratio: np.ndarray,
-        pass_share: np.ndarray,
-        cpu_fraction: np.ndarray,
-        bytes_per_s: np.ndarray,
-        same: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """:meth:`features` for many actions at once: one row per action, columns
-        :data:`C_FEATURES`."""
-        markers = self.spans * trace_ratio * np.minimum(1.0, pass_share * self.pass_scale)
-        samples = rate_hz * (self.active * self.secs)
-        out = np.empty((len(rate_hz), len(C_FEATURES)))
-        out[:, 0] = np.minimum(cpu_fraction / self.cpu_budget, MAX_BUDGET_RATIO)
-        out[:, 1] = np.minimum(bytes_per_s / self.bytes_budget, MAX_BUDGET_RATIO)
-        out[:, 2] = np.minimum(1.0, markers / self.target)
-        out[:, 3] = np.log10(1.0 + samples) / 4.0
-        out[:, 4] = [self._gain(float(n)) for n in samples]
-        out[:, 5] = same if same is not None else 0.0
-        return out
-
     def rows(
         self,
         rate_hz: Sequence[float],
@@ -248,11 +226,14 @@ class ActionContext:
         bytes_per_s: Sequence[float],
         same: Sequence[float],
     ) -> list[list[float]]:
-        """:meth:`matrix` as one list per action (what decisions log), for the hot path.
+        """:meth:`features` for many actions at once: one list per action, columns
+        :data:`C_FEATURES` (what decisions log), for the hot path.
 
-        The same values: the arithmetic of :meth:`matrix` element by element in the
-        same order (``np.minimum``'s NaN kept), and the ``samples`` column still by
-        numpy's ``log10`` (which need not round as ``math.log10`` does).
+        The same values, to the last bit, as the numpy arrays it replaced (kept as the
+        reference in ``tests/policy/test_decision_arithmetic.py``): their arithmetic
+        element by element in the same order (``np.minimum``'s NaN kept), and the
+        ``samples`` column still by numpy's ``log10`` (which need not round as
+        ``math.log10`` does).
         """
         per_hz = self.active * self.secs
         samples = [rate * per_hz for rate in rate_hz]
