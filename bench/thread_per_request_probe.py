@@ -101,6 +101,23 @@ runpy.run_path(os.environ["PROBE_APP"], run_name="__main__")
 """
 
 
+def mix_load(url: str, seconds: float, per_s: float) -> tuple[dict[str, float], int]:
+    """``per_s`` requests a second, one at a time, to ``tests/agent/app.py``'s ``/mix``
+    for ``seconds``: the wall seconds the service measured in each function (summed),
+    and the requests done. (Also the load of ``tests/agent/test_thread_per_request.py``.)"""
+    walls = dict.fromkeys(FUNCTIONS, 0.0)
+    done, start = 0, time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        if done < elapsed * per_s:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                for name, took in json.loads(resp.read()).items():
+                    walls[name] += took
+            done += 1
+        else:
+            time.sleep(0.005)
+    return walls, done
+
+
 def record(out: Path, seconds: float) -> dict[str, Any]:
     """One run of the test's load; the recording in ``out`` and the walls the service said."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ADAPROF_"))}
@@ -133,16 +150,7 @@ def record(out: Path, seconds: float) -> dict[str, Any]:
             line = wait_for_line(proc, "listening on", 30.0)
             url = line.split("listening on ", 1)[1].strip() + "/mix?ms=16"
             time.sleep(3.0)  # py-spy reading the service at 100 Hz
-            walls = dict.fromkeys(FUNCTIONS, 0.0)
-            done, start = 0, time.monotonic()
-            while (elapsed := time.monotonic() - start) < seconds:
-                if done < elapsed * 20:
-                    with urllib.request.urlopen(url, timeout=10) as resp:
-                        for name, took in json.loads(resp.read()).items():
-                            walls[name] += took
-                    done += 1
-                else:
-                    time.sleep(0.005)
+            walls, done = mix_load(url, seconds, 20.0)
             time.sleep(3.0)  # the last runs parsed
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -16,12 +16,11 @@ never the GIL holder.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 
 import pytest
 
+from tests.support import bench_scripts
 from tests.support.instrumented import InstrumentedService
 from tests.support.waiting import wait_until
 
@@ -59,20 +58,13 @@ def _measure(tmp_path, sink, ctl, env, wait_s=20.0, load_s=LOAD_S):  # type: ign
         "initial_params": {"sampling_interval_ms": 1000 // RATE_HZ, "profile_mode": "wall"},
     }
     session = str(ctl.request("POST", "/v1/sessions", body)["id"])
-    walls = dict.fromkeys(FUNCTIONS, 0.0)
     with InstrumentedService(tmp_path, sink.endpoint, controller_url=ctl.url, env=env) as svc:
         wait_until(lambda: svc.pyspy_pids(), 20, "py-spy reading the service")
         time.sleep(2.5)  # the session's params are in force, py-spy at 100 Hz
         url = svc.url + f"/mix?ms={CPU_MS_PER_REQUEST}"
-        done, start = 0, time.monotonic()
-        while (elapsed := time.monotonic() - start) < load_s:
-            if done < elapsed * REQUESTS_PER_S:
-                with urllib.request.urlopen(url, timeout=10) as resp:
-                    for name, seconds in json.loads(resp.read()).items():
-                        walls[name] += seconds
-                done += 1
-            else:
-                time.sleep(0.005)
+        walls, done = bench_scripts.load("thread_per_request_probe").mix_load(
+            url, load_s, REQUESTS_PER_S
+        )
         expected = sum(walls.values()) * RATE_HZ
         cpu_expected = done * CPU_MS_PER_REQUEST / 1000 * RATE_HZ
 
