@@ -183,16 +183,6 @@ class SafetyGuard:
         else:
             self.calibration += CALIBRATION_RATE * (ratio - self.calibration)
 
-    def _floor_from(self, cpu: np.ndarray) -> int:
-        """The offerable action expected to cost least (bursts included)."""
-        masked = np.where(self._offerable, cpu, np.inf)
-        return int(np.argmin(masked))
-
-    def _floor(self, ctx: DecisionContext) -> int:
-        return self._floor_from(
-            np.array([self.estimate(a, ctx).cpu_fraction for a in self.catalog])
-        )
-
     def retreat_action(self, ctx: DecisionContext) -> Action:
         """The fallback to retreat to: the fastest ``fallback`` action expected to cost
         under half the budget (so the retreat still watches), else the cheapest."""
@@ -240,25 +230,11 @@ class SafetyGuard:
 
     def allowed(self, ctx: DecisionContext) -> list[Action]:
         """Actions whose expected cost fits the budget (the cheapest always included)."""
-        return [action for action, _ in self.assess(ctx)]
-
-    def assess(self, ctx: DecisionContext) -> list[tuple[Action, CostEstimate]]:
-        """The allowed actions with their expected cost, in catalog order."""
-        cpu_cap = self.cpu_room(ctx)
-        bytes_cap = (ctx.budget.bytes_per_s or math.inf) * self.margin
-        floor = self._floor(ctx)
-        out = []
-        for action in self.catalog:
-            est = self.estimate(action, ctx)
-            i = self.catalog.index(action.name)
-            fits = est.cpu_fraction <= cpu_cap and est.bytes_per_s <= bytes_cap
-            if (fits and self._offerable[i]) or i == floor:
-                out.append((action, est))
-        return out
+        return [self.catalog[i] for i in self.assess_lists(ctx)[0]]
 
     def assess_lists(self, ctx: DecisionContext) -> tuple[list[int], list[float], list[float]]:
-        """:meth:`assess` for the hot path: ``(indices, cpu_fraction, bytes_per_s)`` of
-        the allowed actions (catalog indices, ascending), as plain lists.
+        """The allowed actions, ``(indices, cpu_fraction, bytes_per_s)``: catalog
+        indices (ascending) and expected costs (bursts included), as plain lists.
 
         The arithmetic of the former numpy version, element by element in the same
         order (the same IEEE results), without a dozen numpy calls on arrays of a dozen
