@@ -167,18 +167,15 @@ def accuracy_gain(before: float, added: float, functions: int, target: float) ->
     >>> round(accuracy_gain(0, 100, 8, 0.12), 3), accuracy_gain(1000, 100, 8, 0.12)
     (2.182, 0.0)
     """
-    if added <= 0:
-        return 0.0
-    e0 = max(expected_l1(before, functions), target)
-    e1 = max(expected_l1(before + added, functions), target)
-    return max(0.0, math.log(e0) - math.log(e1))
+    return accuracy_gains(before, (added,), functions, target)[0]
 
 
 def accuracy_gains(
     before: float, added: Sequence[float], functions: int, target: float
 ) -> list[float]:
     """:func:`accuracy_gain` of each of ``added`` on top of the same ``before`` (the
-    same values, the error before computed once).
+    error before computed once): ``ln max(e(before), target) − ln max(e(before + n),
+    target)``, at least 0, with ``e`` :func:`expected_l1`.
 
     >>> accuracy_gains(0, [0, 100], 8, 0.12) == [accuracy_gain(0, n, 8, 0.12) for n in [0, 100]]
     True
