@@ -322,3 +322,88 @@ def test_a_latency_change_alone_bursts_only_in_wall_mode(mode, bursts):
     r = BurstReflex(live)
     assert r.react(["latency"], 0.0) is bursts
     assert r.react(["latency", "cpu_per_request"], 0.25) or bursts
+
+
+class _Feed:
+    """One detector fed tick after tick (0.25 s apart, 5 requests a tick)."""
+
+    def __init__(self, detector: ChangeDetector) -> None:
+        self.d, self.cpu, self.reqs, self.i = detector, 0.0, 0, 0
+
+    def ticks(self, n: int, ms_per_request: float, seed: int) -> list[list[str]]:
+        rng, out = random.Random(seed), []
+        for _ in range(n):
+            self.i += 1
+            self.cpu += 5 * ms_per_request / 1000 * rng.uniform(0.9, 1.1)
+            self.reqs += 5
+            inputs = Inputs(now=self.i * 0.25, cpu_seconds=self.cpu, requests=self.reqs,
+                            spans=3 * self.reqs)  # fmt: skip
+            out.append(self.d.observe(inputs, threshold=8.0))
+        return out
+
+
+def test_a_change_while_profiling_at_another_level_is_seen_back_at_the_first():
+    # The benchmark's hot path came on as the controller chose a window at 100 Hz: that
+    # level's baseline was learnt under the hot path, and on return to watch the watch
+    # baseline was learnt again too, so nothing ever fired. Each level keeps its own.
+    d = ChangeDetector()
+    d.level = 0
+    feed = _Feed(d)
+    assert not any(feed.ticks(40, 5.0, seed=1))  # watch: 5 ms per request
+    d.rebase(10)  # 100 Hz, and the service changes at the same moment: 8 ms (+ profiling)
+    assert not any(feed.ticks(12, 8.0 * 1.3, seed=2))  # a level not seen: learnt, no alarm
+    d.rebase(0)  # watch again: compared with what watch saw before, 5 ms
+    fired = feed.ticks(3, 8.0, seed=3)
+    assert any("cpu_per_request" in f for f in fired)
+    # Without levels (the old rebase: learn again at every switch) the change is lost.
+    old = ChangeDetector()
+    feed = _Feed(old)
+    feed.ticks(40, 5.0, seed=1)
+    old.rebase()
+    feed.ticks(12, 8.0 * 1.3, seed=2)
+    old.rebase()
+    assert not any(feed.ticks(30, 8.0, seed=3))
+
+
+def test_evidence_gathered_at_one_level_fires_at_a_level_seen_before_the_change():
+    # At 100 Hz first (6.5 ms), then watch (5 ms); the hot path starts in watch and the
+    # CUSUM has only begun to rise when the controller asks for 100 Hz again: the 100 Hz
+    # baseline from before the change sees it at once.
+    d = ChangeDetector()
+    d.level = 10
+    feed = _Feed(d)
+    assert not any(feed.ticks(40, 6.5, seed=4))
+    d.rebase(0)
+    assert not any(feed.ticks(30, 5.0, seed=5))
+    assert not any(feed.ticks(1, 5.6, seed=6))  # +12 %: under the threshold yet
+    assert d.cpu.statistic > 0
+    d.rebase(10)
+    fired = feed.ticks(2, 5.6 * 1.3 * 1.3, seed=7)  # the hot path under 100 Hz
+    assert any("cpu_per_request" in f for f in fired)
+
+
+def test_switching_levels_back_and_forth_on_a_steady_service_never_fires():
+    d = ChangeDetector()
+    d.level = 0
+    feed = _Feed(d)
+    fired = feed.ticks(40, 5.0, seed=8)
+    for k in range(20):  # watch ↔ 100 Hz every 3 s, for 2 minutes
+        d.rebase(10)
+        fired += feed.ticks(12, 5.0 * 1.3, seed=100 + k)
+        d.rebase(0)
+        fired += feed.ticks(12, 5.0, seed=200 + k)
+    assert not any(fired)
+    assert d.rebases == 40
+
+
+def test_after_a_change_the_other_levels_baselines_are_forgotten():
+    d = ChangeDetector()
+    d.level = 0
+    feed = _Feed(d)
+    feed.ticks(40, 5.0, seed=9)
+    d.rebase(10)
+    feed.ticks(30, 6.5, seed=10)
+    assert any("cpu_per_request" in f for f in feed.ticks(3, 13.0, seed=11))  # a change
+    feed.ticks(30, 13.0, seed=12)  # the new regime's baseline at 100 Hz
+    d.rebase(0)  # watch's baseline from before the change is not restored: learnt again
+    assert not any(feed.ticks(30, 10.0, seed=13))

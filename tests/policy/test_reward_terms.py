@@ -189,3 +189,36 @@ def test_a_signalled_change_the_samples_do_not_confirm_is_a_false_alarm():
     # and a converged phase earns nothing more
     _, more = _run(_windows(STEADY, 300, 3, t0=300.0), state)
     assert sum(r.accuracy for r in more) == 0.0
+
+
+def _with_tail(shares: dict[str, float], n: int, tail_keys: int = 100, tail: float = 0.15):
+    """A real service's shape: the named functions, then ``tail_keys`` frames of
+    framework code sharing ``tail`` of the samples (the demo service: ~100 leaf keys,
+    95 of them under 1 % each)."""
+    out = {k: v * (1.0 - tail) * n for k, v in shares.items()}
+    out.update({f"main;framework{i} (fw.py:1)": tail * n / tail_keys for i in range(tail_keys)})
+    return out
+
+
+def test_a_hot_path_behind_a_long_tail_of_framework_keys_is_confirmed_in_one_window():
+    # Session 18's benchmark: a signalled hot path (a new 40 % share) was never confirmed
+    # by the 70 samples of a window at 100 Hz, because each of ~100 rare keys counted as a
+    # function to resolve: the noise bar stood above the change, so profiling after a
+    # change earned nothing and the policy went back to watch.
+    steady = {"main;a (a.py:1)": 0.5, "main;b (b.py:1)": 0.3, "main;c (c.py:1)": 0.2}
+    hot = {"main;a (a.py:1)": 0.3, "main;b (b.py:1)": 0.18, "main;c (c.py:1)": 0.12,
+           "main;hot (h.py:1)": 0.4}  # fmt: skip
+    assert shares_differ(keyed(_with_tail(hot, 70)), keyed(_with_tail(steady, 1500)), 8)
+    # ... and the same tail is no change by itself, nor is noise on the named functions.
+    assert not shares_differ(keyed(_with_tail(steady, 70)), keyed(_with_tail(steady, 1500)), 8)
+    wobble = {"main;a (a.py:1)": 0.56, "main;b (b.py:1)": 0.27, "main;c (c.py:1)": 0.17}
+    assert not shares_differ(keyed(_with_tail(wobble, 70)), keyed(_with_tail(steady, 1500)), 8)
+    # The reward then pays the new phase's samples at once (confirmed in its first window).
+    state, _ = _run([WindowObservation(end_unix=150.0, seconds=150.0,
+                                       samples=_with_tail(steady, 1500))])  # fmt: skip
+    signalled = WindowObservation(end_unix=153.0, seconds=3.0, samples=_with_tail(steady, 10),
+                                  changes=1, last_change_unix=151.0)  # fmt: skip
+    state, _ = step(state, signalled, GOAL, BUDGET)
+    burst = WindowObservation(end_unix=156.0, seconds=3.0, samples=_with_tail(hot, 70))
+    state, r = step(state, burst, GOAL, BUDGET)
+    assert r.detection > 0.5 and r.accuracy > 0.5 and state.pending_change_unix is None

@@ -79,13 +79,12 @@ class FastLoop:
         #: The clock beacon whose cpu-mode notes ride on this loop's wake-ups
         #: (:meth:`ClockBeacon.visit`): one thread waking instead of two.
         self.beacon = beacon
-        self.detector = ChangeDetector()
+        self.detector = self._detector()
         self.reflex = BurstReflex(live)
         self.ticks = 0
         self.native_id: int | None = None
         self.ident: int | None = None
         self._seen: dict[str, int] = {}
-        self._rate_seen = live.base.params.sampling_interval_ms
         #: Called (on this loop's thread, must not block) when a burst starts.
         self.on_burst: Callable[[], None] | None = None
         self._stop = threading.Event()
@@ -117,9 +116,18 @@ class FastLoop:
         """In a forked child: no thread, fresh signals (the child is a new process)."""
         self._thread = None
         self._stop = threading.Event()
-        self.detector = ChangeDetector()
+        self.detector = self._detector()
         self.reflex = BurstReflex(self.live)
         self._seen = {}
+
+    def _level(self) -> int:
+        """The profiling level in force: the sampling interval, a burst's included."""
+        return self.live.params.sampling_interval_ms
+
+    def _detector(self) -> ChangeDetector:
+        detector = ChangeDetector()
+        detector.level = self._level()
+        return detector
 
     def signal_tick(self, now: float) -> list[str]:
         """Read the counters, update the signals, let the reflex act; what fired."""
@@ -132,22 +140,19 @@ class FastLoop:
             spans=spans,
             durations=self.latency.take_new(self._seen),
         )
-        rate = self.live.base.params.sampling_interval_ms
-        if rate != self._rate_seen:
-            # The controller changed the sampling rate since the last tick: this tick's
-            # CPU and latencies straddle two profiling levels. New baselines, no alarm.
-            self._rate_seen = rate
+        if self._level() != self.detector.level:
+            # The profiling level changed since the last tick (the controller's new rate):
+            # this tick's CPU and latencies straddle two levels. Their baselines, no alarm.
             self.detector.observe(inputs, float("inf"), now_unix=time.time())
-            self.detector.rebase()
+            self.detector.rebase(self._level())
             self.reflex.react([], now)
             return []
         fired = self.detector.observe(inputs, self.reflex.threshold, now_unix=time.time())
-        was = self.reflex.in_burst
         if self.reflex.react(fired, now) and self.on_burst is not None:
             self.on_burst()
-        if self.reflex.in_burst != was:
+        if self._level() != self.detector.level:
             # A burst started or ended: the agent changed its own cost to the service.
-            self.detector.rebase()
+            self.detector.rebase(self._level())
         return fired
 
     def _run(self) -> None:

@@ -14,12 +14,18 @@ in baseline standard deviations: a step of ``d`` standard deviations adds about
 observations, while noise at the baseline drifts back to 0. When a signal fires its
 baseline restarts from the new level (it learns the new regime instead of firing on).
 When the agent itself changes what it costs the service (a burst starts or ends, the
-controller changes the sampling rate), :meth:`ChangeDetector.rebase` learns the CPU and
-latency baselines' levels again from a few observations, keeping their spreads, without
-firing: profiling at 100 Hz raises the CPU per request by a
-fifth to a third on the demo service (docs/benchmarks.md), and a detector that took that
-for a change of the service would keep its own bursts going (seen in a benchmark run:
-the reflex burst 100 % of the time).
+controller changes the sampling rate), :meth:`ChangeDetector.rebase` switches the CPU
+and latency baselines to the new *profiling level*, without firing: profiling at 100 Hz
+raises the CPU per request by a fifth to a third on the demo service
+(docs/benchmarks.md), and a detector that took that for a change of the service would
+keep its own bursts going (seen in a benchmark run: the reflex burst 100 % of the time).
+Each level keeps its own baselines: back at a level seen before (the controller's
+watch after a burst or a window at 100 Hz), the detector compares with what the service
+did there, so a change of the service that happened while the level was different is
+still seen. Only a level not seen since the last change learns its level again from a
+few observations (keeping the current spread). Relearning at every switch hid the
+benchmark's hot path: a window at 100 Hz began as it came on, both baselines were
+learnt again under it, and nothing fired for the whole phase (docs/agent.md).
 
     >>> c = Cusum()
     >>> fired = [c.update(x, threshold=5.0) for x in [10.0, 10.2, 9.8] * 6 + [14.0] * 3]
@@ -36,8 +42,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from otel_adaprof.protocol import ChangeSignals
 
@@ -69,6 +75,8 @@ RELEVEL_OBSERVATIONS = 4
 REPORT_THRESHOLD = 5.0
 #: Operations whose latency is followed at most (least recently seen forgotten).
 MAX_OPERATIONS = 64
+#: Profiling levels whose baselines are kept (least recently left forgotten).
+MAX_LEVELS = 8
 #: Latency: durations needed for one observation (its p90: the second largest of 16;
 #: the p90 of 8 is their maximum, too heavy-tailed to compare).
 LATENCY_MIN_SPANS = 16
@@ -117,6 +125,15 @@ class Cusum:
     def statistic(self) -> float:
         """The larger side of the CUSUM, signed (positive: above the baseline)."""
         return self.high if self.high >= -self.low else self.low
+
+    @property
+    def settled(self) -> bool:
+        """Whether the baseline has a level and spread (warmed up, not levelling again)."""
+        return self.n >= self.warmup and not self._releveling
+
+    def clone(self) -> Cusum:
+        """An independent copy (its own warm-up list)."""
+        return replace(self, _warm=list(self._warm))
 
     def restart(self) -> None:
         """Forget the baseline (the next observations build a new one)."""
@@ -232,6 +249,10 @@ class ChangeDetector:
         #: Baselines restarted by :meth:`rebase` (since start).
         self.rebases = 0
         self.last_change_unix: float | None = None
+        #: The profiling level the baselines are for (:meth:`rebase`), and the settled
+        #: baselines of the levels left since the last change: CPU, latency per operation.
+        self.level: Hashable = None
+        self._levels: OrderedDict[Hashable, tuple[Cusum | None, dict[str, Cusum]]] = OrderedDict()
         self._last: Inputs | None = None
         self._cpu_acc = (0.0, 0, 0.0)  # CPU s, requests, since
         self._rate_acc = (0, 0.0)  # spans, since
@@ -251,6 +272,7 @@ class ChangeDetector:
         if reqs >= CPU_MIN_REQUESTS or (reqs > 0 and inputs.now - since >= MAX_OBSERVATION_S):
             if self.cpu.update(cpu_s / reqs, threshold):
                 fired.append("cpu_per_request")
+                self._forget("cpu")
             cpu_s, reqs, since = 0.0, 0, inputs.now
         elif reqs == 0 and inputs.now - since >= MAX_OBSERVATION_S:
             cpu_s, since = 0.0, inputs.now  # idle: nothing to divide by
@@ -293,25 +315,66 @@ class ChangeDetector:
         value = math.log(max(p90(op.pending), 1e-3))
         op.pending.clear()
         op.since = now
-        return op.cusum.update(value, threshold)
+        if op.cusum.update(value, threshold):
+            self._forget(name)
+            return True
+        return False
 
-    def rebase(self) -> None:
-        """Learn the CPU-per-request and latency baselines' levels again, without firing.
+    def _forget(self, signal: str) -> None:
+        """A signal fired: the other levels' baselines of it describe the old regime."""
+        for level, (cpu, latency) in self._levels.items():
+            latency.pop(signal, None)
+            self._levels[level] = (None if signal == "cpu" else cpu, latency)
+
+    def _keep(self, level: Hashable) -> None:
+        """Keep the settled baselines of ``level``, being left."""
+        cpu = self.cpu.clone() if self.cpu.settled else None
+        latency = {n: op.cusum.clone() for n, op in self.latency.items() if op.cusum.settled}
+        if cpu is None and not latency:
+            return
+        self._levels[level] = (cpu, latency)
+        self._levels.move_to_end(level)
+        while len(self._levels) > MAX_LEVELS:
+            self._levels.popitem(last=False)
+
+    def rebase(self, level: Hashable = None) -> None:
+        """Switch the CPU-per-request and latency baselines to profiling ``level``, without firing.
 
         Called when the agent changes its own cost to the service (a burst starts or
-        ends, a new sampling rate): the spreads are kept and the next few observations
-        set the levels under the new profiling level (:meth:`Cusum.relevel`), so a change
-        of the service right after is seen within seconds. The span rate, which profiling
-        does not move, keeps its own.
+        ends, a new sampling rate; ``level`` names what is in force, e.g. the sampling
+        interval). The baselines of the level left are kept, if settled; a level seen
+        since the last change gets its own back (its CUSUM evidence too), others learn
+        their level again from the next few observations keeping the current spreads
+        (:meth:`Cusum.relevel`), so a change of the service right after is seen within
+        seconds. The span rate, which profiling does not move, keeps its own.
+
+        >>> d = ChangeDetector()
+        >>> d.rebase(level=10); d.rebase(level=0); d.level, d.rebases
+        (0, 2)
         """
-        self.cpu.relevel()
-        for op in self.latency.values():
-            op.cusum.relevel()
+        if level is not None and level == self.level:
+            return
+        restored: tuple[Cusum | None, dict[str, Cusum]] = (None, {})
+        if level is not None:  # (no level: learn again, keep nothing)
+            restored = self._levels.pop(level, restored)
+            self._keep(self.level)
+        cpu, latency = restored
+        if cpu is not None:
+            self.cpu = cpu
+        else:
+            self.cpu.relevel()
+        for name, op in self.latency.items():
+            kept = latency.get(name)
+            if kept is not None:
+                op.cusum = kept
+            else:
+                op.cusum.relevel()
             op.pending.clear()
             if self._last is not None:
                 op.since = self._last.now
         if self._last is not None:
             self._cpu_acc = (0.0, 0, self._last.now)
+        self.level = level
         self.rebases += 1
 
     @property
