@@ -222,3 +222,23 @@ def test_a_hot_path_behind_a_long_tail_of_framework_keys_is_confirmed_in_one_win
     burst = WindowObservation(end_unix=156.0, seconds=3.0, samples=_with_tail(hot, 70))
     state, r = step(state, burst, GOAL, BUDGET)
     assert r.detection > 0.5 and r.accuracy > 0.5 and state.pending_change_unix is None
+
+
+def test_a_window_nothing_announced_needs_the_higher_bar_to_be_a_change():
+    # A 30 % shift in one 3 s window: enough to confirm a change the agent signalled,
+    # not enough to declare one by itself (a steady benchmark phase "changed" every 20 s
+    # when it was).
+    steady = {"main;a (a.py:1)": 0.5, "main;b (b.py:1)": 0.3, "main;c (c.py:1)": 0.2}
+    shifted = {"main;a (a.py:1)": 0.85, "main;b (b.py:1)": 0.05, "main;c (c.py:1)": 0.1}
+    phase = WindowObservation(end_unix=150.0, seconds=150.0, samples=_with_tail(steady, 1500))
+    state, _ = _run([phase])
+    window = WindowObservation(end_unix=153.0, seconds=3.0, samples=_with_tail(shifted, 70))
+    _, r = step(state, window, GOAL, BUDGET)
+    assert not r.change
+    signalled = WindowObservation(end_unix=153.0, seconds=3.0, samples=_with_tail(steady, 10),
+                                  changes=1, last_change_unix=151.0)  # fmt: skip
+    state, r = step(state, signalled, GOAL, BUDGET)
+    assert r.change and state.pending_change_unix is not None
+    window = WindowObservation(end_unix=156.0, seconds=3.0, samples=_with_tail(shifted, 70))
+    state, r = step(state, window, GOAL, BUDGET)
+    assert state.pending_change_unix is None and r.detection > 0.5  # confirmed
