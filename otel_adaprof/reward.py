@@ -389,9 +389,8 @@ def step(
     #    bar is the higher one (every key counted): a 3 s window's samples are few and
     #    correlated (a request's consecutive samples, a busy machine), and with rare keys
     #    folded a steady phase "changed" every 20 s in a benchmark run (session 19).
-    elif (
-        state.samples >= 2 * MIN_CONFIRM_SAMPLES
-        and shares_differ(window, state.profile, k, fold=False)
+    elif state.samples >= 2 * MIN_CONFIRM_SAMPLES and shares_differ(
+        window, state.profile, k, fold=False
     ):
         state = replace(_restart(state, start), pending_change_unix=start)
         change = True
