@@ -4,8 +4,9 @@ One child process per mode runs a request loop (20 requests/s, root spans) with 
 agent and real py-spy at 5 Hz in wall mode (1 s segments), ``burst_sensitivity: 8``,
 ``burst_interval_ms: 10``, ``burst_seconds: 3``:
 
-* **step** — after 5 s each request also calls a new hot function (3 → 15 ms of CPU);
-* **steady** — the same load for 9 s, no step.
+* **step** — after 12 s (the signals' baselines form) each request also calls a new hot function (3 → 15 ms of CPU);
+* **steady** — the same load, no step (in both, the load runs until the figures are
+  read: its end would be a change of the span rate).
 
 Per mode: bursts started, the delay from the step to the burst's start (the reflex's
 own clock), the request thread's CPU samples per second taken in the 1.5 s before the
@@ -14,7 +15,7 @@ moment), and the window report's ``burst_seconds`` and ``change_signals``.
 
 Usage::
 
-    .venv/bin/python bench/burst_reflex.py            # about 30 s
+    .venv/bin/python bench/burst_reflex.py            # about 45 s
     .venv/bin/python bench/burst_reflex.py --json
 
 ``tests/agent/test_burst_reflex.py`` asserts on :func:`run` (this probe, the only copy).
@@ -39,6 +40,9 @@ PROBE = textwrap.dedent(
     from otel_adaprof.instrumentation.settings import AgentSettings
 
     step = sys.argv[1] == "step"
+    # The change signals' CPU baseline forms from 16 observations of 12 requests: 10 s
+    # at 20 requests/s, then the step.
+    STEP_S = 12.0
     agent = otel_adaprof.configure(
         service_name="reflex", exporter=InMemorySpanExporter(),
         params={"sampling_interval_ms": 200, "profile_mode": "wall", "burst_sensitivity": 8,
@@ -58,13 +62,14 @@ PROBE = textwrap.dedent(
         burn(0.012)
 
     marks = {}
+    stop = threading.Event()
     def requests():
         start = time.monotonic()
         n = 0
-        while time.monotonic() - start < 9.0:
+        while not stop.is_set():  # until the figures are read: the load never stops
             with tracer.start_as_current_span("GET /work"):
                 handler_probe()
-                if step and time.monotonic() - start >= 5.0:
+                if step and time.monotonic() - start >= STEP_S:
                     marks.setdefault("step", time.monotonic())
                     new_hot_function()
             n += 1
@@ -84,18 +89,20 @@ PROBE = textwrap.dedent(
     agent.observer.close_window()
     worker = threading.Thread(target=requests); worker.start()
     marks["ident"] = worker.ident
-    t_step = time.monotonic() + 5.0  # the step (or, steady, the same time)
-    time.sleep(5.0)
+    t_step = time.monotonic() + STEP_S  # the step (or, steady, the same time)
+    time.sleep(STEP_S)
     deadline = time.monotonic() + 2.5  # after a step: until the burst starts
     while step and not agent.fast_loop.reflex.in_burst and time.monotonic() < deadline:
         time.sleep(0.02)
-    worker.join()
+    time.sleep(max(0.0, t_step + 4.0 - time.monotonic()))
     time.sleep(2.5)  # the last py-spy runs end and their samples are in
     started = agent.fast_loop.reflex.started_at
     before = cpu_per_s(wall_ns(t_step) - 1_500_000_000, 1.5)  # 3.5-5 s: steady, 5 Hz
     during = cpu_per_s(wall_ns(started if step and started else t_step), 3.0)  # the burst
     reflex = agent.fast_loop.reflex
     state = agent.observer.close_window()
+    stop.set()
+    worker.join()
     print(json.dumps({
         "bursts": reflex.bursts,
         "delay": (reflex.started_at - marks["step"]) if step and reflex.started_at else None,

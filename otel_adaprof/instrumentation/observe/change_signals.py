@@ -82,8 +82,17 @@ MAX_LEVELS = 8
 LATENCY_MIN_SPANS = 16
 #: Latency: durations needed for a partial observation (after :data:`MAX_OBSERVATION_S`).
 LATENCY_MIN_PARTIAL = 8
-#: CPU per request: requests needed for one observation.
-CPU_MIN_REQUESTS = 4
+#: CPU per request: requests needed for one observation. Per request, CPU varies with
+#: the endpoint: with the benchmark's hot path on, one request in five costs three times
+#: the others (a coefficient of variation near 0.6), so an observation of 4 requests
+#: spread 0.3 around its mean and the hot path's end (−40 % CPU per request) was about
+#: one standard deviation: the CUSUM drifted to −5 of 8 and back as the baseline
+#: followed (session 19's benchmark, a phase with no samples). Of 12, the same drop
+#: fires at 8 std in 18 of 20 simulated runs at 10 requests/s, after 16 s (median);
+#: of 4, in none; of 8, 16 or 24, in 7, 19, 19, after 15, 19, 23 s; none of them fired
+#: in 200 simulated minutes without a change (test_change_signals.py's mixed load). A
+#: large step is still seen within two observations; at high rates a tick holds more.
+CPU_MIN_REQUESTS = 12
 #: Any signal: a partial observation is made after this long if it has some data (s).
 MAX_OBSERVATION_S = 2.0
 #: Span rate: seconds per observation.
