@@ -4,7 +4,8 @@ One child process per mode runs a request loop (20 requests/s, root spans) with 
 agent and real py-spy at 5 Hz in wall mode (1 s segments), ``burst_sensitivity: 8``,
 ``burst_interval_ms: 10``, ``burst_seconds: 3``:
 
-* **step** — after 12 s (the signals' baselines form) each request also calls a new hot function (3 → 15 ms of CPU);
+* **step** — after 12 s (the signals' baselines form) each request also calls a new
+  hot function (3 → 15 ms of CPU);
 * **steady** — the same load, no step (in both, the load runs until the figures are
   read: its end would be a change of the span rate).
 
