@@ -241,9 +241,9 @@ class ChangeDetector:
     >>> d = ChangeDetector()
     >>> cpu = 0.0
     >>> for i in range(40):  # 5 ms of CPU per request, then 25 ms from i = 30
-    ...     cpu += 10 * (0.005 if i < 30 else 0.025)
-    ...     fired = d.observe(Inputs(now=i * 0.25, cpu_seconds=cpu, requests=10 * i,
-    ...                              spans=10 * i), threshold=5.0)
+    ...     cpu += 20 * (0.005 if i < 30 else 0.025)
+    ...     fired = d.observe(Inputs(now=i * 0.25, cpu_seconds=cpu, requests=20 * i,
+    ...                              spans=20 * i), threshold=5.0)
     ...     if fired:
     ...         break
     >>> i, fired
