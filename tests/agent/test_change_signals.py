@@ -442,3 +442,22 @@ def test_the_hot_path_ending_fires_despite_the_spread_of_cpu_per_request():
             fired.append(d.observe(inputs, threshold=8.0))
         assert not any(fired[:240]), seed  # the hot regime's spread is no change
         assert any("cpu_per_request" in f for f in fired[240:]), seed
+
+
+def test_a_change_while_the_reflex_rests_bursts_when_the_rest_ends():
+    # The hot path's end came 2 s into a 15 s rest in a benchmark run (4x phases): the
+    # change was dropped and its phase got 75 samples. Now it waits for the rest's end.
+    live = LiveParams(Params.parse({"sampling_interval_ms": 0, "burst_sensitivity": 8,
+                                    "burst_interval_ms": 10, "burst_seconds": 2}))  # fmt: skip
+    r = BurstReflex(live)
+    assert r.react(["span_rate"], 1.0)
+    r.react([], 3.0)  # the burst ends; rests until 5.0
+    assert not r.react(["cpu_per_request"], 3.5) and r.resting
+    assert not r.react([], 4.75) and live.params.sampling_interval_ms == 0
+    assert r.react([], 5.0) and live.params.sampling_interval_ms == 10 and r.bursts == 2
+    r.react([], 7.0)  # this burst ends too; nothing more was deferred
+    assert not r.react([], 9.0) and r.bursts == 2
+    # Turned off while a change waits: no burst when the rest ends.
+    assert not r.react(["span_rate"], 8.0)
+    live.apply(Params.parse({"sampling_interval_ms": 0}), 2, None)
+    assert not r.react([], 9.5) and r.bursts == 2

@@ -9,7 +9,9 @@ override of the controller's params (:meth:`LiveParams.set_override`), for
 ``burst_seconds``; then the controller's params again. A burst has a fixed length (a
 change during it does not extend it), and after it the reflex rests as long as the burst
 lasted (:data:`REST_FACTOR`): whatever the signals do, bursts take at most half of the
-time. The change signals' baselines are levelled again without firing when a burst starts or
+time. A change that fires while the reflex rests is not dropped: its burst starts when
+the rest ends (the hot path's end came 2 s into a rest in a benchmark run, and its phase
+got 75 samples). The change signals' baselines are levelled again without firing when a burst starts or
 ends (:meth:`ChangeDetector.rebase`): a burst raises the service's CPU per request itself.
 With ``profile_mode: cpu`` a latency change alone starts no burst: CPU samples cannot
 explain time spent waiting (on I/O, a lock, or a busy machine), and on a shared machine
@@ -65,6 +67,8 @@ class BurstReflex:
         self._rest_until = float("-inf")
         self._last: float | None = None
         self._base: Params | None = None
+        #: Signals that fired while the reflex rested: a burst when the rest ends.
+        self._deferred: list[str] = []
 
     @property
     def threshold(self) -> float:
@@ -98,6 +102,13 @@ class BurstReflex:
             # CPU samples cannot explain a latency change that costs no CPU (waiting on
             # I/O, a lock or a busy machine): in cpu mode only CPU and rate changes burst.
             fired = [name for name in fired if name != "latency"]
+        if not on:
+            self._deferred = []
+        elif fired and self._until is None and now < self._rest_until:
+            self._deferred = sorted(set(self._deferred) | set(fired))
+        if self._deferred and self._until is None and now >= self._rest_until:
+            fired = sorted(set(fired) | set(self._deferred))
+            self._deferred = []
         if fired and on and self._until is None and now >= self._rest_until:
             started = True
             self._until = now + base.burst_seconds
