@@ -11,8 +11,9 @@ change during it does not extend it), and after it the reflex rests as long as t
 lasted (:data:`REST_FACTOR`): whatever the signals do, bursts take at most half of the
 time. A change that fires while the reflex rests is not dropped: its burst starts when
 the rest ends (the hot path's end came 2 s into a rest in a benchmark run, and its phase
-got 75 samples). The change signals' baselines are levelled again without firing when a burst starts or
-ends (:meth:`ChangeDetector.rebase`): a burst raises the service's CPU per request itself.
+got 75 samples). The change signals switch to the burst's profiling level, and back,
+without firing when a burst starts or ends (:meth:`ChangeDetector.rebase`): a burst
+raises the service's CPU per request itself.
 With ``profile_mode: cpu`` a latency change alone starts no burst: CPU samples cannot
 explain time spent waiting (on I/O, a lock, or a busy machine), and on a shared machine
 latency moves with the neighbours.
