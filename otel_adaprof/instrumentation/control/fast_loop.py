@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.reflex import BurstReflex
-from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_seconds
+from otel_adaprof.instrumentation.observe.agent_cpu import name_os_thread, thread_cpu_seconds
 from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
@@ -82,6 +82,10 @@ class FastLoop:
         self.detector = ChangeDetector()
         self.reflex = BurstReflex(live)
         self.ticks = 0
+        #: Wake-ups by how they came: ``alarm`` (slow-span capture on: the alarm of
+        #: :class:`~otel_adaprof.instrumentation.spans.open_spans.OpenSpanIndex`, set by
+        #: the loop's plan or by a starting span), ``timeout`` and ``timer`` (a sleep).
+        self.wake_ups: dict[str, int] = {"alarm": 0, "timeout": 0, "timer": 0}
         self.native_id: int | None = None
         self.ident: int | None = None
         self._seen: dict[str, int] = {}
@@ -98,12 +102,17 @@ class FastLoop:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="adaprof-fast-loop", daemon=True)
         self._thread.start()
+        if self._thread.native_id is not None:  # its part, for the OS (top -H, benchmarks)
+            name_os_thread(self._thread.native_id, "slow_span")
         if self.beacon is not None:
             self.beacon.host = "fast loop"  # the profiler moves its notes here (cpu mode)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; a running burst ends and the capture index is removed."""
         self._stop.set()
+        index = self.capture.open_spans
+        if index is not None:
+            index.plan(1)  # a loop waiting on it stops now
         if self.beacon is not None:  # the profiler's next run starts the beacon's thread
             self.beacon.host = None
             if self.beacon.hosted:
@@ -168,10 +177,21 @@ class FastLoop:
                     until = self.beacon.visit(time.time_ns())
                     if until is not None:
                         wait = min(wait, until)
+                index = self.capture.open_spans
+                if index is not None:
+                    # The loop wakes sooner than the capture planned (signals, beacon):
+                    # starting spans need not set the alarm before then.
+                    index.plan(time.time_ns() + int(wait * 1e9))
             except Exception:  # never let the loop die (nor the service): log, slow down
                 log.exception("otel-adaprof: fast loop tick failed")
-                wait = 1.0
-            if wait <= SLEEP_MAX_S:
+                wait, index = 1.0, None
+            if index is not None:
+                # Until the alarm: the planned tick, or one a starting span set
+                # (OpenSpanIndex.starting).
+                self.wake_ups["alarm" if index.wait(wait) else "timeout"] += 1
+            elif wait <= SLEEP_MAX_S:
                 time.sleep(wait)
+                self.wake_ups["timer"] += 1
             else:
                 self._stop.wait(wait)
+                self.wake_ups["timer"] += 1

@@ -1,0 +1,189 @@
+"""The open-span index of slow-span capture, and the alarm a starting span may set.
+
+While slow-span capture is on, the marker processor puts every span that starts in an
+:class:`OpenSpanIndex` (span id → thread ident, native id, start unix ns, name) and takes
+it out when it ends; the agent's fast loop reads it to find the spans that outlived
+their trigger. The loop does not poll: it sleeps until its next planned tick (the
+alarm, :attr:`OpenSpanIndex.alarm_ns`), and a span that starts meanwhile and would be
+looked at too late moves the alarm earlier (:meth:`OpenSpanIndex.starting`). The loop
+keeps, per operation, when after its start a span should be looked at
+(:attr:`OpenSpanIndex.look_ns`: its trigger plus half an interval) and the slack
+allowed (:attr:`OpenSpanIndex.slack_ns`, half an interval): a span is looked at
+within one ``slow_span_interval_ms`` of turning slow, and the spans due within half an
+interval of each other share a tick. A span of an operation not in ``look_ns`` sets the
+alarm to now (the loop then learns its operation).
+
+On Linux the alarm is a ``timerfd`` that the starting span re-arms without waking the
+loop (one system call in the span's thread, for the spans that move it); elsewhere the
+starting span wakes the loop, which plans again.
+
+    >>> index = OpenSpanIndex()
+    >>> index.slack_ns, index.look_ns["GET /a"] = 10_000_000, 40_000_000  # p90 30 ms
+    >>> index.plan(10**9 + 100_000_000)               # the loop sleeps until +100 ms
+    >>> index.starting(10**9, "GET /a")               # look at +40 ms: the alarm moves
+    True
+    >>> index.alarm_ns - 10**9, index.moved
+    (40000000, 1)
+    >>> index.starting(10**9 + 5_000_000, "GET /a")   # +45 ms: the +40 ms tick will do
+    False
+    >>> index.starting(10**9 + 20_000_000, "GET /new")  # not known yet: look now
+    True
+    >>> index.wait(1.0), index.alarm_ns                # (that time has passed)
+    (True, 1020000000)
+    >>> index.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import sys
+import threading
+
+#: Open span: (thread ident, native thread id, start unix ns, span name).
+OpenSpan = tuple[int, int, int, str]
+
+#: An alarm that is not set (and ``look_ns`` of an operation whose trigger cannot fire yet).
+NEVER_NS = 1 << 62
+
+_CLOCK_REALTIME = 0
+_TFD_CLOEXEC = 0o2000000
+_TFD_NONBLOCK = 0o4000
+_TFD_TIMER_ABSTIME = 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class _TimerFd:
+    """A one-shot ``timerfd`` on the wall clock, armed at an absolute time (Linux).
+
+    Its calls keep the GIL (``ctypes.PyDLL``): each is one short system call.
+    """
+
+    def __init__(self) -> None:
+        libc = ctypes.PyDLL(None, use_errno=True)
+        self._settime = libc.timerfd_settime
+        self._settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        fd = int(libc.timerfd_create(_CLOCK_REALTIME, _TFD_CLOEXEC | _TFD_NONBLOCK))
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create")
+        self.fd = fd
+        self._spec = _Itimerspec()
+
+    def arm(self, at_ns: int) -> None:
+        """Expire at ``at_ns`` (unix ns; at once if that has passed). Never raises (it
+        runs in the application's threads): a failure costs the loop's ticks their
+        precision, not a request."""
+        value = self._spec.it_value
+        value.tv_sec, value.tv_nsec = divmod(max(1, at_ns), 1_000_000_000)  # 0 disarms
+        self._settime(self.fd, _TFD_TIMER_ABSTIME, ctypes.addressof(self._spec), None)
+
+    def wait(self, timeout: float) -> bool:
+        """Until it expires or ``timeout`` seconds passed; whether it expired."""
+        try:
+            ready, _w, _x = select.select([self.fd], [], [], max(0.0, timeout))
+            if ready:
+                os.read(self.fd, 8)
+        except BlockingIOError:  # read by nobody else; expired and re-armed meanwhile
+            return True
+        except (OSError, ValueError):  # closed (the capture was switched off)
+            return True
+        return bool(ready)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Bell:
+    """Where there is no ``timerfd``: the starting span wakes the loop (a bare lock:
+    an ``Event``'s timed wait costs more per wake-up, in Python)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def arm(self, at_ns: int) -> None:
+        with contextlib.suppress(RuntimeError):  # already rung
+            self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._lock.acquire(timeout=max(0.0, timeout))
+
+    def close(self) -> None:
+        pass
+
+
+def _alarm() -> _TimerFd | _Bell:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            return _TimerFd()
+    return _Bell()
+
+
+class OpenSpanIndex(dict[int, OpenSpan]):
+    """The open spans (a dict, written by the span path) and the fast loop's alarm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Operation → ns after a span's start when it should be looked at (its trigger
+        #: plus :attr:`slack_ns`; :data:`NEVER_NS`: its trigger cannot fire yet).
+        self.look_ns: dict[str, int] = {}
+        #: How much later than its ``look_ns`` a span may be looked at (ns).
+        self.slack_ns = 0
+        #: When the loop wakes next (unix ns; :data:`NEVER_NS`: while it plans).
+        self.alarm_ns = NEVER_NS
+        #: Alarms moved by starting spans (since the index was installed).
+        self.moved = 0
+        self._lock = threading.Lock()
+        self._alarm = _alarm()
+        #: Whether a starting span re-arms the loop's timer without waking it (Linux).
+        self.timer = isinstance(self._alarm, _TimerFd)
+
+    def starting(self, start_ns: int, name: str) -> bool:
+        """Called by the span path for a span just put in the index: move the alarm
+        earlier when the loop would look at the span too late. Whether it moved."""
+        look = self.look_ns.get(name)
+        at = start_ns if look is None else start_ns + look
+        if at + self.slack_ns >= self.alarm_ns:
+            return False
+        with self._lock:
+            if at + self.slack_ns >= self.alarm_ns:
+                return False
+            self.alarm_ns = at
+            self.moved += 1
+            self._alarm.arm(at)
+        return True
+
+    def begin(self) -> None:
+        """The loop plans again: until :meth:`plan`, every starting span that could turn
+        slow sets the alarm (the loop looks at it at that time, or sooner)."""
+        with self._lock:
+            self.alarm_ns = NEVER_NS
+
+    def plan(self, at_ns: int) -> None:
+        """The loop's next tick, unless a starting span asked for an earlier one."""
+        with self._lock:
+            if at_ns < self.alarm_ns:
+                self.alarm_ns = at_ns
+                self._alarm.arm(at_ns)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep (the loop) until the alarm or ``timeout`` seconds; whether the alarm rang."""
+        return self._alarm.wait(timeout)
+
+    def close(self) -> None:
+        """Release the timer (called when the loop no longer waits on it)."""
+        with self._lock:
+            self.alarm_ns = 0  # starting spans no longer arm it
+        self._alarm.close()
+
+
+__all__ = ["NEVER_NS", "OpenSpan", "OpenSpanIndex"]
