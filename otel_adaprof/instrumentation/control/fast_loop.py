@@ -112,7 +112,7 @@ class FastLoop:
         self._stop.set()
         index = self.capture.open_spans
         if index is not None:
-            index.plan(1)  # a loop waiting on it stops now
+            index.wake_now()  # a loop waiting on it stops now
         if self.beacon is not None:  # the profiler's next run starts the beacon's thread
             self.beacon.host = None
             if self.beacon.hosted:
@@ -188,7 +188,8 @@ class FastLoop:
             if index is not None:
                 # Until the alarm: the planned tick, or one a starting span set
                 # (OpenSpanIndex.starting).
-                self.wake_ups["alarm" if index.wait(wait) else "timeout"] += 1
+                rang = index.wait(index.timeout_s(time.time_ns()))
+                self.wake_ups["alarm" if rang else "timeout"] += 1
             elif wait <= SLEEP_MAX_S:
                 time.sleep(wait)
                 self.wake_ups["timer"] += 1

@@ -204,6 +204,7 @@ class SlowSpanCapture:
     def _switch(self, on: bool) -> None:
         if on and self.open_spans is None:
             index = OpenSpanIndex()
+            index.seen = self._seen
             if self.enable(index):
                 self.open_spans = index
         elif not on and self.open_spans is not None:
@@ -241,6 +242,11 @@ class SlowSpanCapture:
             index.look_ns.clear()  # new params: each operation's comes back as it starts
             index.slack_ns = slack_ns
             self._late_for = (interval_ns, params.marker_trigger)
+        if index.unknown:  # operations that started since, maybe ended already
+            for name in list(index.unknown):
+                index.unknown.discard(name)
+                index.look_ns.setdefault(name, 0)  # (computed just below)
+            self._late_refresh_ns = 0
         if now_ns >= self._late_refresh_ns:
             self._refresh_look(index, params.marker_trigger, slack_ns)
             self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
@@ -257,7 +263,8 @@ class SlowSpanCapture:
         captured: list[int] = []  # their spans
         soon: dict[int, int] = {}  # threads of spans slow within CLOCK_LEAD: clocks start
         lead_ns = CLOCK_LEAD * interval_ns
-        wake = now_ns + int(NONE_OPEN_S * 1e9)
+        base = now_ns + int(NONE_OPEN_S * 1e9)  # the loop's own next tick (repeats)
+        wake = NEVER_NS  # the open spans' next look
         seen = self._seen
         still_open: set[int] = set()
         items = list(index.items())
@@ -279,7 +286,7 @@ class SlowSpanCapture:
                 elif now_ns >= self._next_ns.get(span_id, 0):
                     slow[tid] = native
                 else:
-                    wake = min(wake, self._next_ns[span_id])
+                    base = min(base, self._next_ns[span_id])
                     continue
                 captured.append(span_id)
             else:
@@ -301,7 +308,7 @@ class SlowSpanCapture:
             self._on_cpu(native, now_ns)  # starts its clock
         if slow and not self._within_budget(now_ns):
             slow, captured = {}, []  # over budget: they stay slow, and are read when it allows
-            wake = min(wake, now_ns + interval_ns)
+            base = min(base, now_ns + interval_ns)
         if slow:
             t_read = time.thread_time()
             self._capture(slow, now_ns, params.stack_depth)
@@ -318,10 +325,13 @@ class SlowSpanCapture:
             again_ns = now_ns + int(again_s * 1e9)
             for span_id in captured:
                 self._next_ns[span_id] = again_ns
-            wake = min(wake, again_ns)
-        wait_ns = max(interval_ns, wake - now_ns)
-        index.plan(now_ns + wait_ns)
-        return wait_ns / 1e9
+            base = min(base, again_ns)
+        # At least an interval between two ticks; an open span that ends before its look
+        # moves the alarm to the next one (OpenSpanIndex.ending).
+        base_ns = max(interval_ns, base - now_ns)
+        wake_ns = max(interval_ns, wake - now_ns)
+        index.plan(now_ns + base_ns, now_ns + wake_ns)
+        return min(base_ns, wake_ns) / 1e9
 
     def _limit_ns(self, name: str, min_ns: int, pct: float | None) -> int | None:
         """How long after its start a span of ``name`` turns slow (ns); ``None``: its

@@ -30,6 +30,17 @@ starting span wakes the loop, which plans again.
     True
     >>> index.wait(1.0), index.alarm_ns                # (that time has passed)
     (True, 1020000000)
+
+    The loop plans its own next tick (+200 ms) and the open spans' (the one that
+    started at +5 ms, looked at +45 ms); when that span ends, the alarm goes back to
+    the loop's own tick:
+
+    >>> index.begin(); index.pop(2, None)
+    >>> index[3] = (1, 1, 10**9 + 5_000_000, "GET /a")
+    >>> index.plan(10**9 + 200_000_000, 10**9 + 45_000_000); index.alarm_ns - 10**9
+    45000000
+    >>> _ = index.pop(3); index.ending(10**9 + 5_000_000, "GET /a"), index.alarm_ns - 10**9
+    (True, 200000000)
     >>> index.close()
 """
 
@@ -138,10 +149,18 @@ class OpenSpanIndex(dict[int, OpenSpan]):
         self.look_ns: dict[str, int] = {}
         #: How much later than its ``look_ns`` a span may be looked at (ns).
         self.slack_ns = 0
+        #: Operations of starting spans not in ``look_ns`` (the loop adds them).
+        self.unknown: set[str] = set()
         #: When the loop wakes next (unix ns; :data:`NEVER_NS`: while it plans).
         self.alarm_ns = NEVER_NS
-        #: Alarms moved by starting spans (since the index was installed).
+        #: The loop's own next tick, whatever the open spans (its signals, the repeat
+        #: captures of slow spans).
+        self.base_ns = NEVER_NS
+        #: Spans the loop saw turn slow (their next look is the loop's own plan).
+        self.seen: set[int] | frozenset[int] = frozenset()
+        #: Alarms moved earlier by starting spans, and later by ending ones.
         self.moved = 0
+        self.moved_later = 0
         self._lock = threading.Lock()
         self._alarm = _alarm()
         #: Whether a starting span re-arms the loop's timer without waking it (Linux).
@@ -151,7 +170,11 @@ class OpenSpanIndex(dict[int, OpenSpan]):
         """Called by the span path for a span just put in the index: move the alarm
         earlier when the loop would look at the span too late. Whether it moved."""
         look = self.look_ns.get(name)
-        at = start_ns if look is None else start_ns + look
+        if look is None:  # the loop learns its operation at the tick it asks for now
+            self.unknown.add(name)
+            at = start_ns
+        else:
+            at = start_ns + look
         if at + self.slack_ns >= self.alarm_ns:
             return False
         with self._lock:
@@ -162,21 +185,58 @@ class OpenSpanIndex(dict[int, OpenSpan]):
             self._alarm.arm(at)
         return True
 
+    def ending(self, start_ns: int, name: str) -> bool:
+        """Called by the span path for a span just taken out of the index: when the
+        alarm was set for it, set it for the next span to look at (or the loop's own
+        tick) instead, so that a span that ended in time costs no tick. Whether it moved."""
+        look = self.look_ns.get(name)
+        if look is None or start_ns + look != self.alarm_ns:
+            return False
+        with self._lock:
+            if start_ns + look != self.alarm_ns:
+                return False
+            at, looks, seen = self.base_ns, self.look_ns, self.seen
+            for span_id, (_ident, _native, start, other) in list(self.items()):
+                if span_id not in seen:  # (a slow one's next look is in base_ns)
+                    at = min(at, start + looks.get(other, 0))
+            self.alarm_ns = at
+            self.moved_later += 1
+            if at < NEVER_NS and self.timer:  # (a bell cannot ring later: the loop
+                self._alarm.arm(at)  # wakes at the earlier time, and plans again)
+        return True
+
     def begin(self) -> None:
         """The loop plans again: until :meth:`plan`, every starting span that could turn
         slow sets the alarm (the loop looks at it at that time, or sooner)."""
         with self._lock:
-            self.alarm_ns = NEVER_NS
+            self.alarm_ns = self.base_ns = NEVER_NS
 
-    def plan(self, at_ns: int) -> None:
-        """The loop's next tick, unless a starting span asked for an earlier one."""
+    def plan(self, at_ns: int, spans_at_ns: int = NEVER_NS) -> None:
+        """The loop's next tick: its own at ``at_ns``, the open spans' at ``spans_at_ns``
+        (unless a starting span asked for an earlier one)."""
         with self._lock:
+            self.base_ns = min(self.base_ns, at_ns)
+            at_ns = min(at_ns, spans_at_ns)
             if at_ns < self.alarm_ns:
                 self.alarm_ns = at_ns
-                self._alarm.arm(at_ns)
+                if self.timer:  # (a bell rings for the starting spans only)
+                    self._alarm.arm(at_ns)
+
+    def wake_now(self) -> None:
+        """Wake the loop at once (it is stopping)."""
+        with self._lock:
+            self.alarm_ns = 0
+            self._alarm.arm(1)
+
+    def timeout_s(self, now_ns: int) -> float:
+        """How long the loop may wait for the alarm: until its own tick (the timer
+        rings for the spans), or without a timer until the alarm."""
+        until = self.base_ns if self.timer else self.alarm_ns
+        return max(0.0, min(until - now_ns, NEVER_NS) / 1e9)
 
     def wait(self, timeout: float) -> bool:
-        """Sleep (the loop) until the alarm or ``timeout`` seconds; whether the alarm rang."""
+        """Sleep (the loop) until the alarm or ``timeout`` seconds (:meth:`timeout_s`);
+        whether the alarm rang."""
         return self._alarm.wait(timeout)
 
     def close(self) -> None:
