@@ -47,9 +47,10 @@ Usage::
 
     .venv/bin/python bench/slow_span_capture.py                      # about 6 minutes
     .venv/bin/python bench/slow_span_capture.py --seconds 12 --rounds 2 --json
-    # watch mode, this tree against main's agent (about 4 minutes)
+    # watch mode, this tree against main's agent (about 6 minutes; --reflex-off: no
+    # bursts, whose rounds are left out of the figures)
     git archive 27d28cd otel_adaprof | tar -x -C /tmp/base
-    .venv/bin/python bench/slow_span_capture.py --watch --baseline /tmp/base --seconds 60
+    .venv/bin/python bench/slow_span_capture.py --watch --baseline /tmp/base --seconds 72 --rounds 6
 
 Every process it starts is stopped on exit; the load targets 127.0.0.1 only and is
 bounded in rate and time.
@@ -199,6 +200,7 @@ def coverage(
             "covered": sum(1 for c in slowest if c > 0),
             "coverage": sum(1 for c in slowest if c > 0) / max(1, len(slowest)),
             "mean_samples": sum(slowest) / max(1, len(slowest)),
+            "samples": sum(c for durations in ops.values() for _ms, c in durations),
         }
     return out
 
@@ -480,10 +482,13 @@ def _parts(pid: int, fast_loop: int | None) -> dict[int, tuple[str, int, int]]:
 
 
 def watch_mode(
-    rates: list[float], seconds: float, rounds: int, baseline: Path | None
+    rates: list[float], seconds: float, rounds: int, baseline: Path | None, reflex: bool = True
 ) -> dict[str, Any]:
-    """This tree's agent (and the baseline's) in :data:`WATCH_ACTION`, side by side."""
-    params = json.dumps(watch_params(), sort_keys=True)
+    """This tree's agent (and the baseline's) in :data:`WATCH_ACTION`, side by side
+    (``reflex=False``: its burst reflex off, the change signals still computed)."""
+    params = json.dumps(
+        watch_params() | ({} if reflex else {"burst_sensitivity": 0}), sort_keys=True
+    )
     trees = [("this tree", None)] + ([("baseline", baseline)] if baseline else [])
     round_s = seconds / rounds
     with tempfile.TemporaryDirectory(prefix="adaprof-watch-") as tmp, Children() as kids:
@@ -549,6 +554,7 @@ def watch_mode(
             "covered": c["covered"],
             "coverage": round(c["coverage"], 3),
             "mean_samples_on_slowest": round(c.get("mean_samples", 0.0), 2),
+            "server_span_samples_per_s": round(c.get("samples", 0) / window, 2),
         }
     return out
 
@@ -564,8 +570,8 @@ def watch_markdown(result: dict[str, Any]) -> str:
         "",
         "| req/s | agent | agent % core | fast loop % core | other parts % core "
         "| fast-loop wake-ups/s | rounds (with a burst, left out) | service CPU ms/req "
-        "| slowest spans with samples | mean samples on them |",
-        "|---:|---|---:|---:|---|---:|---|---:|---:|---:|",
+        "| slowest spans with samples | mean samples on them | samples on server spans /s |",
+        "|---:|---|---:|---:|---|---:|---|---:|---:|---:|---:|",
     ]
     for f in w["services"].values():
         parts = f["parts_core"]
@@ -579,7 +585,7 @@ def watch_markdown(result: dict[str, Any]) -> str:
             f"| {f['rounds_measured']} ({f['rounds_with_a_burst']}) "
             f"| {f['service_cpu_ms_per_req']:.2f} "
             f"| {f['covered']} / {f['slowest']} ({f['coverage']:.0%}) "
-            f"| {f['mean_samples_on_slowest']:.1f} |"
+            f"| {f['mean_samples_on_slowest']:.1f} | {f['server_span_samples_per_s']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -600,6 +606,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--watch-rates", default="10,20", help="req/s of the watch-mode services (comma-separated)"
     )
+    parser.add_argument(
+        "--reflex-off", action="store_true",
+        help="with --watch: burst_sensitivity 0 (no bursts; the signals still tick)",
+    )  # fmt: skip
     parser.add_argument(
         "--baseline", type=Path, default=None,
         help="with --watch: a directory holding an earlier otel_adaprof, run side by side",
@@ -647,8 +657,11 @@ def _main_watch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         "machine": machine_description(),
         "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    result["watch"] = watch_mode(rates, args.seconds, args.rounds, args.baseline)
+    result["watch"] = watch_mode(
+        rates, args.seconds, args.rounds, args.baseline, reflex=not args.reflex_off
+    )
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     result["wall_s"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result, indent=2) if args.json else watch_markdown(result))

@@ -172,16 +172,17 @@ class FastLoop:
                     self.signal_tick(now)
                     next_signal = now + SIGNAL_TICK_S
                 self.ticks += 1
-                wait = min(wait, max(0.0, next_signal - time.monotonic()))
+                own = max(0.0, next_signal - time.monotonic())  # the signals', the beacon's
                 if self.beacon is not None:  # its notes, when due (cpu mode)
                     until = self.beacon.visit(time.time_ns())
                     if until is not None:
-                        wait = min(wait, until)
+                        own = min(own, until)
+                wait = min(wait, own)
                 index = self.capture.open_spans
                 if index is not None:
-                    # The loop wakes sooner than the capture planned (signals, beacon):
-                    # starting spans need not set the alarm before then.
-                    index.plan(time.time_ns() + int(wait * 1e9))
+                    # The loop's own next tick: starting spans need not set the alarm
+                    # before it, and one that ends in time sets it back to it.
+                    index.plan(time.time_ns() + int(own * 1e9))
             except Exception:  # never let the loop die (nor the service): log, slow down
                 log.exception("otel-adaprof: fast loop tick failed")
                 wait, index = 1.0, None

@@ -9,11 +9,11 @@ percentile of their operation, or for a request of all the service's requests
 and reads the stack of each such span's thread, all in one read
 (:mod:`~otel_adaprof.instrumentation.profiler.thread_stacks`, with the backend that
 is safe on this Python). With no slow span nothing is read, and the capture sleeps
-until half an interval after the earliest open span turns slow; a span that starts
-meanwhile and would be looked at more than an interval after it turns slow sets the
-loop's alarm earlier
-(:meth:`~otel_adaprof.instrumentation.spans.open_spans.OpenSpanIndex.starting`), so
-with no span open it does not tick at all. Where the
+until the earliest open span turns slow (at least an interval between two ticks); a
+span that starts meanwhile and would be looked at more than half an interval after it
+turns slow sets the loop's alarm earlier, and one that ends before it is looked at sets
+it back (:class:`~otel_adaprof.instrumentation.spans.open_spans.OpenSpanIndex`): with no
+span open, or every open span ending in time, the capture does not tick at all. Where the
 read is a Python walk (all but CPython 3.11) only the slow threads are walked; on
 CPython 3.11 (``faulthandler``) a read costs in proportion to the process's
 threads, so the interval between a span's captures is stretched to keep the reads
@@ -50,9 +50,9 @@ judged by the stack alone.
     >>> done = threading.Event()
     >>> worker = threading.Thread(target=done.wait); worker.start(); time.sleep(0.05)
     >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 7_000_000, "op")
-    >>> 0.005 <= capture.tick(time.time_ns()) <= 0.0055  # 7 ms: slow in 3 ms, looked
-    True
-    >>> # at 2.5 ms later (half an interval), at least an interval on; its clock starts
+    >>> capture.tick(time.time_ns())  # 7 ms: slow in 3 ms (a tick at least an interval on)
+    0.005
+    >>> # its thread's clock starts
     >>> time.sleep(0.005); capture.tick(time.time_ns()) >= 0.005  # slow now, captured
     True
     >>> done.set(); worker.join()
@@ -237,10 +237,9 @@ class SlowSpanCapture:
         interval_ns = interval_ms * 1_000_000
         # Spans starting from now on set the alarm themselves until the plan below.
         index.begin()
-        slack_ns = interval_ns // 2
+        index.slack_ns = interval_ns // 2  # (a new index after a switch has 0)
         if (interval_ns, params.marker_trigger) != self._late_for:
             index.look_ns.clear()  # new params: each operation's comes back as it starts
-            index.slack_ns = slack_ns
             self._late_for = (interval_ns, params.marker_trigger)
         if index.unknown:  # operations that started since, maybe ended already
             for name in list(index.unknown):
@@ -248,7 +247,7 @@ class SlowSpanCapture:
                 index.look_ns.setdefault(name, 0)  # (computed just below)
             self._late_refresh_ns = 0
         if now_ns >= self._late_refresh_ns:
-            self._refresh_look(index, params.marker_trigger, slack_ns)
+            self._refresh_look(index, params.marker_trigger)
             self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
         if not index and not self._seen and not self._clocks:
             # no span open (between requests, most ticks): nothing to look at, and
@@ -292,15 +291,15 @@ class SlowSpanCapture:
             else:
                 if now_ns >= due - lead_ns:  # this tick is close enough: its clock starts
                     soon[tid] = native
-                wake = min(wake, due + slack_ns)  # looked at within an interval of due
+                wake = min(wake, due)  # looked at as it turns slow
         seen.intersection_update(still_open)
         for span_id in [k for k in self._next_ns if k not in still_open]:
             del self._next_ns[span_id]
         look = index.look_ns
         for name, limit in limits.items():  # the span path's alarm rule, fresh
-            look[name] = NEVER_NS if limit is None else limit + slack_ns
+            look[name] = NEVER_NS if limit is None else limit
         # No tick for the spans that may start meanwhile: each one that would be looked
-        # at more than an interval after it turns slow sets the alarm as it starts
+        # at more than half an interval after it turns slow sets the alarm as it starts
         # (OpenSpanIndex.starting). Polling instead (a tick every interval while an
         # operation with a p90 of a few ms, a DB call, was known) cost 50 wake-ups a
         # second at any load: most of the agent's CPU in the catalog's watch actions.
@@ -341,7 +340,7 @@ class SlowSpanCapture:
         ms = self.latency.trigger_ms(name, pct)
         return None if ms is None else max(min_ns, int(ms * 1e6) + 1)
 
-    def _refresh_look(self, index: OpenSpanIndex, trigger: MarkerTrigger, slack_ns: int) -> None:
+    def _refresh_look(self, index: OpenSpanIndex, trigger: MarkerTrigger) -> None:
         """Every known operation's ``look_ns`` again (percentiles move)."""
         look = index.look_ns
         if len(look) > MAX_LOOK_OPERATIONS:
@@ -350,7 +349,7 @@ class SlowSpanCapture:
         pct = trigger.latency_percentile
         for name in list(look):
             limit = self._limit_ns(name, min_ns, pct)
-            look[name] = NEVER_NS if limit is None else limit + slack_ns
+            look[name] = NEVER_NS if limit is None else limit
 
     def _within_budget(self, now_ns: int) -> bool:
         """Whether the reads of the last :data:`BUDGET_HORIZON_S` used less than

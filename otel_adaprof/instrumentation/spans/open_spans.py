@@ -6,19 +6,21 @@ it out when it ends; the agent's fast loop reads it to find the spans that outli
 their trigger. The loop does not poll: it sleeps until its next planned tick (the
 alarm, :attr:`OpenSpanIndex.alarm_ns`), and a span that starts meanwhile and would be
 looked at too late moves the alarm earlier (:meth:`OpenSpanIndex.starting`). The loop
-keeps, per operation, when after its start a span should be looked at
-(:attr:`OpenSpanIndex.look_ns`: its trigger plus half an interval) and the slack
-allowed (:attr:`OpenSpanIndex.slack_ns`, half an interval): a span is looked at
-within one ``slow_span_interval_ms`` of turning slow, and the spans due within half an
-interval of each other share a tick. A span of an operation not in ``look_ns`` sets the
-alarm to now (the loop then learns its operation).
+keeps, per operation, when after its start a span turns slow (:attr:`OpenSpanIndex.look_ns`,
+its trigger), and the slack allowed (:attr:`OpenSpanIndex.slack_ns`, half an interval):
+a span is looked at when it turns slow or up to half an interval later (the spans
+due within that of each other share a tick). A span that ends before it is looked at,
+when the alarm was set for it, sets the alarm back to the next open span or the loop's
+own tick (:meth:`OpenSpanIndex.ending`): a span that ends in time costs no tick. A span
+of an operation not in ``look_ns`` sets the alarm to now (the loop then learns its
+operation).
 
 On Linux the alarm is a ``timerfd`` that the starting span re-arms without waking the
 loop (one system call in the span's thread, for the spans that move it); elsewhere the
 starting span wakes the loop, which plans again.
 
     >>> index = OpenSpanIndex()
-    >>> index.slack_ns, index.look_ns["GET /a"] = 10_000_000, 40_000_000  # p90 30 ms
+    >>> index.slack_ns, index.look_ns["GET /a"] = 10_000_000, 40_000_000  # p90 40 ms
     >>> index.plan(10**9 + 100_000_000)               # the loop sleeps until +100 ms
     >>> index.starting(10**9, "GET /a")               # look at +40 ms: the alarm moves
     True
@@ -110,7 +112,13 @@ class _TimerFd:
         return bool(ready)
 
     def close(self) -> None:
-        os.close(self.fd)
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:  # an index dropped without close() (a forked child's)
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class _Bell:
@@ -144,8 +152,8 @@ class OpenSpanIndex(dict[int, OpenSpan]):
 
     def __init__(self) -> None:
         super().__init__()
-        #: Operation → ns after a span's start when it should be looked at (its trigger
-        #: plus :attr:`slack_ns`; :data:`NEVER_NS`: its trigger cannot fire yet).
+        #: Operation → ns after a span's start when it turns slow (its trigger;
+        #: :data:`NEVER_NS`: its trigger cannot fire yet).
         self.look_ns: dict[str, int] = {}
         #: How much later than its ``look_ns`` a span may be looked at (ns).
         self.slack_ns = 0
