@@ -559,6 +559,76 @@ def watch_mode(
     return out
 
 
+def alarm_cost(spans: int = 20000, reps: int = 5) -> dict[str, Any]:
+    """CPU of the span path's part of the alarm (``OpenSpanIndex.starting`` and
+    ``ending`` around a dict insert and pop), per span, in this process: when the span
+    moves the alarm at its start and back at its end (two ``timerfd_settime`` calls),
+    and when it does not; and the marker processor's whole ``on_start`` + ``on_end``
+    with slow-span capture on and off (a real ``TracerProvider``, nested spans)."""
+    import statistics
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_adaprof.instrumentation.agent import Agent
+    from otel_adaprof.instrumentation.settings import AgentSettings
+    from otel_adaprof.instrumentation.spans.open_spans import OpenSpanIndex
+    from otel_adaprof.params import Params
+
+    index = OpenSpanIndex()
+    index.look_ns["op"], index.slack_ns = 30_000_000, 10_000_000
+
+    def index_us(alarm_ns: int) -> float:
+        index.begin()
+        index.plan(alarm_ns)
+        t0 = time.thread_time()
+        for k in range(spans):
+            start = time.time_ns()
+            index[k] = (1, 1, start, "op")
+            index.starting(start, "op")
+            index.pop(k)
+            index.ending(start, "op")
+        return 1e6 * (time.thread_time() - t0) / spans
+
+    moving = [index_us(time.time_ns() + 10**12) for _ in range(reps)]
+    still = [index_us(0) for _ in range(reps)]
+    index.close()
+    agent = Agent(AgentSettings(profiler="off"), service_name="alarm-cost")
+    agent.apply_local(
+        Params.parse(
+            {"sampling_interval_ms": 0, "slow_span_interval_ms": 20,
+             "marker_trigger": {"latency_percentile": 90}}
+        )
+    )  # fmt: skip
+    provider = TracerProvider()
+    provider.add_span_processor(agent.marker_processor)
+    tracer = provider.get_tracer("alarm-cost")
+    capture = agent.slow_capture
+
+    def span_us() -> float:
+        t0 = time.thread_time()
+        for _ in range(spans // 2):
+            with tracer.start_as_current_span("GET /a"), tracer.start_as_current_span("child"):
+                pass
+        return 1e6 * (time.thread_time() - t0) / spans
+
+    off, on = [], []
+    for _ in range(reps):
+        agent.marker_processor.open_spans = None
+        off.append(span_us())
+        capture.tick(time.time_ns())  # installs the index (no fast loop runs here)
+        agent.marker_processor.open_spans = capture.open_spans
+        on.append(span_us())
+    capture.stop()
+    provider.shutdown()
+    return {
+        "index_us_per_span_moving_the_alarm": round(statistics.median(moving), 2),
+        "index_us_per_span_not_moving_it": round(statistics.median(still), 2),
+        "span_path_us_per_span_capture_off": round(statistics.median(off), 2),
+        "span_path_us_per_span_capture_on": round(statistics.median(on), 2),
+        "timer": OpenSpanIndex().timer,
+    }
+
+
 def watch_markdown(result: dict[str, Any]) -> str:
     """The watch-mode figures as a markdown table."""
     a, w = result["args"], result["watch"]
@@ -607,6 +677,10 @@ def main(argv: list[str] | None = None) -> int:
         "--watch-rates", default="10,20", help="req/s of the watch-mode services (comma-separated)"
     )
     parser.add_argument(
+        "--alarm-cost", action="store_true",
+        help="print the span path's cost of the capture's alarm (in this process, JSON)",
+    )  # fmt: skip
+    parser.add_argument(
         "--reflex-off", action="store_true",
         help="with --watch: burst_sensitivity 0 (no bursts; the signals still tick)",
     )  # fmt: skip
@@ -615,6 +689,10 @@ def main(argv: list[str] | None = None) -> int:
         help="with --watch: a directory holding an earlier otel_adaprof, run side by side",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.alarm_cost:
+        result = {"machine": machine_description(), "load_average": os.getloadavg()}
+        print(json.dumps(result | alarm_cost(), indent=2))
+        return 0
     if args.watch:
         return _main_watch(parser, args)
     if not (0 < args.rate <= MAX_RATE and 0 < args.seconds <= MAX_SECONDS and args.rounds >= 1):

@@ -252,3 +252,48 @@ def test_capture_does_not_poll_while_no_span_is_slow():
     # on a loaded machine
     assert delays_ms[len(delays_ms) // 2] <= 30, delays_ms
     assert delays_ms[-1] <= 80, delays_ms
+
+
+MANY_SPANS_PROBE = textwrap.dedent(
+    """
+    import json, time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    agent = otel_adaprof.configure(
+        service_name="many", exporter=InMemorySpanExporter(),
+        params={"sampling_interval_ms": 0, "slow_span_interval_ms": 20,
+                "marker_trigger": {"min_duration_ms": 5}},
+        settings=AgentSettings(profiler="off"))
+    tracer = trace.get_tracer("many")
+    time.sleep(0.3)
+    end, n = time.monotonic() + 1.5, 0
+    while time.monotonic() < end:  # thousands of 0 ms spans a second, one at a time
+        with tracer.start_as_current_span("db"):
+            pass
+        n += 1
+        if n % 20 == 0:
+            time.sleep(0.001)
+    index = agent.slow_capture.open_spans
+    busy = {"spans_per_s": n / 1.5, "polling": index.polling, "asked": index.asked}
+    time.sleep(1.0)
+    print(json.dumps({"busy": busy, "polling_after": index.polling}))
+    """
+)
+
+
+def test_capture_polls_while_spans_would_move_its_alarm_too_often():
+    """Each span that moves the alarm costs its own thread a system call: with thousands
+    of them a second the loop polls every interval instead, and goes back to the alarm
+    when they stop."""
+    done = subprocess.run(
+        [sys.executable, "-c", MANY_SPANS_PROBE],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["busy"]["spans_per_s"] > 2000, got  # (else the machine was too busy)
+    assert got["busy"]["polling"] is True, got
+    assert got["polling_after"] is False, got

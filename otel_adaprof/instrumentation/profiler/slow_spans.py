@@ -62,6 +62,7 @@ judged by the stack alone.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -75,6 +76,8 @@ from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.instrumentation.spans.open_spans import NEVER_NS, OpenSpan, OpenSpanIndex
 from otel_adaprof.params import MarkerTrigger
+
+log = logging.getLogger("otel_adaprof.agent")
 
 #: Longest sleep the capture plans (s): with no span open, or none due sooner. A span
 #: that starts meanwhile sets the alarm when it must be looked at sooner
@@ -114,6 +117,14 @@ IDLE_CLOCKS = 32
 #: slow is read at once while the reads of the last this-many seconds are under budget,
 #: else it waits for the budget like the repeats.
 BUDGET_HORIZON_S = 5.0
+#: Alarm moves per second (asked by starting and ending spans) above which the loop
+#: polls instead (a tick every interval while capture is on, as before the alarm): a
+#: move costs the span's thread about 3 µs (a ``timerfd_settime``; a span that moves it
+#: there and back 6.3 µs, bench/output/alarm_cost_s19.json), so 1,000 a second cost
+#: about what the loop's 50 ticks a second of polling did (0.1-0.2 ms of CPU each in a
+#: loaded service, bench/output/watch_mode_s19_reflex_off.json). Back to the alarm
+#: below half of it.
+MAX_MOVES_PER_S = 1000.0
 #: Operations whose ``look_ns`` is kept at most (beyond, the table starts again).
 MAX_LOOK_OPERATIONS = 2048
 
@@ -175,6 +186,8 @@ class SlowSpanCapture:
         self._next_ns: dict[int, int] = {}
         #: (when, CPU s) of the recent reads, for the budget.
         self._reads: deque[tuple[int, float]] = deque()
+        #: (when, ``OpenSpanIndex.asked``) at the last judgement of the alarm's cost.
+        self._moves_seen = (0, 0)
         #: (interval ns, marker trigger) that ``look_ns`` was computed for.
         self._late_for: tuple[int, MarkerTrigger] | None = None
         self._late_refresh_ns = 0
@@ -249,7 +262,8 @@ class SlowSpanCapture:
         if now_ns >= self._late_refresh_ns:
             self._refresh_look(index, params.marker_trigger)
             self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
-        if not index and not self._seen and not self._clocks:
+            self._judge_moves(index, now_ns, interval_ms)
+        if not index and not self._seen and not self._clocks and not index.polling:
             # no span open (between requests, most ticks): nothing to look at, and
             # no tick until a span that starts could turn slow (it sets the alarm)
             index.plan(now_ns + int(NONE_OPEN_S * 1e9))
@@ -327,10 +341,30 @@ class SlowSpanCapture:
             base = min(base, again_ns)
         # At least an interval between two ticks; an open span that ends before its look
         # moves the alarm to the next one (OpenSpanIndex.ending).
+        if index.polling:  # starting spans do not move the alarm: look every interval
+            base = min(base, now_ns + interval_ns)
         base_ns = max(interval_ns, base - now_ns)
         wake_ns = max(interval_ns, wake - now_ns)
         index.plan(now_ns + base_ns, now_ns + wake_ns)
         return min(base_ns, wake_ns) / 1e9
+
+    def _judge_moves(self, index: OpenSpanIndex, now_ns: int, interval_ms: int) -> None:
+        """Poll instead of the alarm while spans ask for more moves than polling costs."""
+        last_ns, last_asked = self._moves_seen
+        self._moves_seen = (now_ns, index.asked)
+        if last_ns == 0 or now_ns <= last_ns:
+            return
+        rate = (index.asked - last_asked) / ((now_ns - last_ns) / 1e9)
+        if not index.polling and rate > MAX_MOVES_PER_S:
+            index.polling = True
+            log.info(
+                "otel-adaprof: slow-span capture polls every %d ms: starting and ending "
+                "spans would move its alarm %.0f times a second",
+                interval_ms,
+                rate,
+            )
+        elif index.polling and rate < MAX_MOVES_PER_S / 2:
+            index.polling = False
 
     def _limit_ns(self, name: str, min_ns: int, pct: float | None) -> int | None:
         """How long after its start a span of ``name`` turns slow (ns); ``None``: its

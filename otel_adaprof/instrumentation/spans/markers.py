@@ -238,10 +238,12 @@ class MarkerProcessor(SpanProcessor):
             return
         thread = self._threads.pop(ctx.span_id, None)
         open_spans = self.open_spans
-        entry = open_spans.pop(ctx.span_id, None) if open_spans is not None else None
-        watched = entry is not None
-        if entry is not None:  # the capture's alarm, if set for this span, moves on
-            open_spans.ending(entry[2], entry[3])  # type: ignore[union-attr]
+        watched = False
+        if open_spans is not None:
+            entry = open_spans.pop(ctx.span_id, None)
+            if entry is not None:  # the capture's alarm, if set for this span, moves on
+                watched = True
+                open_spans.ending(entry[2], entry[3])
         self.counters.spans += 1
         parent = span.parent
         request = parent is None or parent.is_remote

@@ -169,6 +169,12 @@ class OpenSpanIndex(dict[int, OpenSpan]):
         #: Alarms moved earlier by starting spans, and later by ending ones.
         self.moved = 0
         self.moved_later = 0
+        #: Moves asked by spans (made or not): the loop's measure of the span path's cost.
+        self.asked = 0
+        #: Set by the loop while spans ask for more moves than the loop's polling would
+        #: cost (:data:`~otel_adaprof.instrumentation.profiler.slow_spans.MAX_MOVES_PER_S`):
+        #: no span moves the alarm, the loop ticks every interval instead.
+        self.polling = False
         self._lock = threading.Lock()
         self._alarm = _alarm()
         #: Whether a starting span re-arms the loop's timer without waking it (Linux).
@@ -185,6 +191,9 @@ class OpenSpanIndex(dict[int, OpenSpan]):
             at = start_ns + look
         if at + self.slack_ns >= self.alarm_ns:
             return False
+        self.asked += 1
+        if self.polling:
+            return False
         with self._lock:
             if at + self.slack_ns >= self.alarm_ns:
                 return False
@@ -199,6 +208,9 @@ class OpenSpanIndex(dict[int, OpenSpan]):
         tick) instead, so that a span that ended in time costs no tick. Whether it moved."""
         look = self.look_ns.get(name)
         if look is None or start_ns + look != self.alarm_ns:
+            return False
+        self.asked += 1
+        if self.polling:
             return False
         with self._lock:
             if start_ns + look != self.alarm_ns:
