@@ -37,7 +37,12 @@ from otel_adaprof.demo.phases import Phase, schedule
 from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.stack import LONGEST_RUN_S, DemoStack
-from otel_adaprof.demo.timeline import TimelineRow, param_changes, parse_timeline
+from otel_adaprof.demo.timeline import (
+    TimelineRow,
+    param_changes,
+    parse_timeline,
+    samples_in_by,
+)
 from otel_adaprof.demo.workload import HOT_PATH
 from otel_adaprof.exporters.collapsed import parse_collapsed
 
@@ -231,8 +236,9 @@ def _run(
         worker.join(10.0)
     if errors:
         raise RuntimeError(f"load generator failed: {errors[0]}") from errors[0]
-    # One more window (and py-spy segment) so the last samples reach the controller.
-    time.sleep(window_s + LONGEST_RUN_S + 0.5)
+    # Until the last samples reach the controller: a window ended after the load whose
+    # report has every sample from before it (at most one more window and py-spy run).
+    _wait_samples_in(api, session_id, time.time(), window_s + LONGEST_RUN_S + 0.5)
     with _suppress():
         api.stop_session(session_id)
     timeline = api.timeline(session_id)
@@ -307,6 +313,16 @@ def _run(
         marks=marks,
     )
     return result
+
+
+def _wait_samples_in(api: ControllerClient, session_id: str, t: float, timeout: float) -> None:
+    """Until the session's timeline says every sample taken before ``t`` is in, at most
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if samples_in_by(_safe_timeline(api, session_id), t):
+            return
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
 def _safe_profile(api: ControllerClient, session_id: str) -> dict[str, int] | None:

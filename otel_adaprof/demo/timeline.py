@@ -177,6 +177,37 @@ def parse_timeline(raw: Any) -> list[TimelineRow]:
     return sorted(rows, key=lambda r: r.t)
 
 
+def samples_in_by(rows: Sequence[TimelineRow], t: float) -> bool:
+    """Whether every agent of ``rows`` has reported all its samples taken before unix time
+    ``t``: a window of it ended at or after ``t`` with none pending from before ``t``
+    (``samples_pending_since``: a py-spy run in flight, its samples in a later report).
+
+    >>> def w(start, pending):
+    ...     state = {"window_start": start, "window_seconds": 2.0,
+    ...              "samples_pending_since": pending}
+    ...     return TimelineRow(start, "a", 1, state=state)
+    >>> samples_in_by([w(98.0, 99.0)], 100.0)  # the run started at 99 s is in flight
+    False
+    >>> samples_in_by([w(98.0, 99.0), w(100.0, 99.5)], 100.0)
+    False
+    >>> samples_in_by([w(98.0, 99.0), w(100.0, 100.5)], 100.0)
+    True
+    >>> samples_in_by([w(98.5, None)], 100.0), samples_in_by([w(97.0, None)], 100.0)
+    (True, False)
+    >>> samples_in_by([], 100.0)
+    False
+    """
+    done: set[str] = set()
+    for row in rows:
+        start, seconds = row.figure("window_start"), row.figure("window_seconds")
+        if start is None or seconds is None or start + seconds < t:
+            continue
+        pending = row.figure("samples_pending_since")
+        if pending is None or pending >= t:
+            done.add(row.agent)
+    return bool(rows) and done == {row.agent for row in rows}
+
+
 def param_change_labels(rows: Sequence[TimelineRow]) -> list[tuple[float, str, str, str]]:
     """``(t, before, after, action)`` per params change, with :meth:`~TimelineRow.params_label`."""
     out: list[tuple[float, str, str, str]] = []

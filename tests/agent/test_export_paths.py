@@ -85,7 +85,13 @@ ATTACH = textwrap.dedent(
     for _ in range(30):
         with tracer.start_as_current_span("burn"):
             burn_cpu_hotspot()
-    time.sleep(3.5)
+    # the span join holds each span in front of export until its samples are in: all 30
+    # exported, nothing changes any more (at most 3.5 s)
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline and len(
+        [s for s in memory.get_finished_spans() if s.name == "burn"]
+    ) < 30:
+        time.sleep(0.05)
     provider.force_flush()
     spans = [s for s in memory.get_finished_spans() if s.name == "burn"]
     print(sum(1 for s in spans if s.attributes.get("adaprof.sample_count", 0) > 0), len(spans),

@@ -44,7 +44,15 @@ PROBE = textwrap.dedent(
     for _ in range(5):
         t = threading.Thread(target=request)
         t.start(); t.join(); time.sleep(0.2)
-    time.sleep(4.5)
+    # until every py-spy run that saw the requests is in (the one running started after
+    # them: runs follow each other) and their spans are out; at most 4.5 s
+    ended = time.time()
+    deadline = time.monotonic() + 4.5
+    while time.monotonic() < deadline and not (
+        (agent.profiler.pending_since() or 0.0) > ended
+        and len([s for s in memory.get_finished_spans() if s.name == "request"]) == 5
+    ):
+        time.sleep(0.05)
     histogram = agent.store.take_histogram(64)
     seen = sum(s.count for s in histogram.stacks if "burn_probe" in s.stack)
     spans = [s for s in memory.get_finished_spans() if s.name == "request"]

@@ -16,10 +16,13 @@ never the GIL holder.
 
 from __future__ import annotations
 
+import json
 import time
 
+import psutil
 import pytest
 
+from otel_adaprof.demo.timeline import parse_timeline, samples_in_by
 from tests.support import bench_scripts
 from tests.support.instrumented import InstrumentedService
 from tests.support.waiting import wait_until
@@ -47,6 +50,19 @@ def _workload_counts(collapsed: str) -> dict[str, int]:
     return counts
 
 
+def _pyspy_at_session_params(svc: InstrumentedService) -> bool:
+    """A py-spy run reads the service at ``RATE_HZ`` in wall mode (no ``--gil``)."""
+    for pid in svc.pyspy_pids():
+        try:
+            cmd = psutil.Process(pid).cmdline()
+        except psutil.Error:
+            continue
+        rate = cmd[cmd.index("--rate") + 1] if "--rate" in cmd[:-1] else None
+        if rate == str(RATE_HZ) and "--gil" not in cmd:
+            return True
+    return False
+
+
 def _measure(tmp_path, sink, ctl, env, wait_s=20.0, load_s=LOAD_S):  # type: ignore[no-untyped-def]
     """Run the load; ``(counts, expected, cpu_expected, done, walls)`` from the session."""
     body = {
@@ -59,12 +75,15 @@ def _measure(tmp_path, sink, ctl, env, wait_s=20.0, load_s=LOAD_S):  # type: ign
     }
     session = str(ctl.request("POST", "/v1/sessions", body)["id"])
     with InstrumentedService(tmp_path, sink.endpoint, controller_url=ctl.url, env=env) as svc:
+        # the session's params in force: py-spy at 100 Hz in wall mode (at most 2.5 s
+        # after py-spy first reads the service)
         wait_until(lambda: svc.pyspy_pids(), 20, "py-spy reading the service")
-        time.sleep(2.5)  # the session's params are in force, py-spy at 100 Hz
+        wait_until(lambda: _pyspy_at_session_params(svc), 2.5)
         url = svc.url + f"/mix?ms={CPU_MS_PER_REQUEST}"
         walls, done = bench_scripts.load("thread_per_request_probe").mix_load(
             url, load_s, REQUESTS_PER_S
         )
+        load_end = time.time()
         expected = sum(walls.values()) * RATE_HZ
         cpu_expected = done * CPU_MS_PER_REQUEST / 1000 * RATE_HZ
 
@@ -73,11 +92,18 @@ def _measure(tmp_path, sink, ctl, env, wait_s=20.0, load_s=LOAD_S):  # type: ign
             assert status == 200, raw[:300]
             return _workload_counts(raw.decode())
 
+        def all_in() -> bool:  # the agent's reports say every sample of the load is in
+            status, raw = ctl.raw("GET", f"/v1/sessions/{session}/timeline")
+            assert status == 200, raw[:300]
+            return samples_in_by(parse_timeline(json.loads(raw)), load_end)
+
         # every sample reaches the controller within a segment (1 s) and a poll (1 s)
         deadline = time.monotonic() + wait_s
         while sum(profiled().values()) < 0.7 * expected and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(3.0)
+        settle = time.monotonic() + 3.0  # then the rest: until all are in, at most 3 s
+        while not all_in() and time.monotonic() < settle:
+            time.sleep(0.2)
         counts = profiled()
     planned = load_s * REQUESTS_PER_S
     if done < 0.9 * planned:  # not the scenario asked for: the machine is saturated

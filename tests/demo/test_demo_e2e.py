@@ -119,7 +119,11 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
     while len(seen) < 2 and time.monotonic() < deadline and proc.poll() is None:
         seen |= _descendants(proc.pid)
         time.sleep(0.3)
-    time.sleep(3.0)
+    # ... and py-spy reads the service (every kind of process the demo starts), at most 3 s
+    deadline = time.monotonic() + 3.0
+    while not any(_is_pyspy(pid) for pid in seen) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen |= _descendants(proc.pid)
     seen |= _descendants(proc.pid)
     assert len(seen) >= 2
     proc.send_signal(signal.SIGINT)
@@ -127,6 +131,13 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
     assert proc.returncode != 0
     time.sleep(0.5)
     assert [pid for pid in seen if _alive(pid)] == []
+
+
+def _is_pyspy(pid: int) -> bool:
+    try:
+        return b"py-spy" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:
