@@ -100,6 +100,10 @@ ATTACH = textwrap.dedent(
 )
 
 
+# Timing on a shared 2-core machine: 30 spans of 80 ms while py-spy starts; on main
+# (27d28cd) it failed 1 of 4 alone (5 of 30 spans sampled) and once in session 19's
+# suite run. A rerun, the bound unchanged.
+@pytest.mark.flaky(reruns=2)
 def test_attaches_to_a_provider_someone_else_configured(tmp_path):
     env = {"ADAPROF_PARAMS": json.dumps({"sampling_interval_ms": 10}),
            "ADAPROF_PROFILE_SEGMENT_S": "1", "PATH": "/usr/bin:/bin"}  # fmt: skip
