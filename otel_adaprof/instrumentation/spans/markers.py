@@ -41,7 +41,6 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsI
 from otel_adaprof.instrumentation.sdk_compat import raw_attributes
 from otel_adaprof.instrumentation.spans.categories import category_in
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
-from otel_adaprof.instrumentation.spans.open_spans import OpenSpanIndex
 from otel_adaprof.instrumentation.threads import ThreadIdentity, ThreadLiveness
 from otel_adaprof.params import Category
 
@@ -210,7 +209,7 @@ class MarkerProcessor(SpanProcessor):
         self.errors = 0
         #: Open spans (span id → thread ident, native id, start ns, name) while
         #: slow-span capture is on (``None``: off); read by its capture thread.
-        self.open_spans: OpenSpanIndex | None = None
+        self.open_spans: dict[int, tuple[int, int, int, str]] | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # (ident, native id, born): a thread id reused by a new thread (one thread per
@@ -219,9 +218,12 @@ class MarkerProcessor(SpanProcessor):
         thread_key = threads[span.context.span_id] = self.identity.current()
         open_spans = self.open_spans
         if open_spans is not None:  # slow-span capture is on
-            start, name = span.start_time or 0, span.name
-            open_spans[span.context.span_id] = (thread_key[0], thread_key[1], start, name)
-            open_spans.starting(start, name)  # wakes the capture's loop if it must look sooner
+            open_spans[span.context.span_id] = (
+                thread_key[0],
+                thread_key[1],
+                span.start_time or 0,
+                span.name,
+            )
         if len(threads) > MAX_OPEN_SPANS:
             for key in list(threads)[: MAX_OPEN_SPANS // 2]:
                 threads.pop(key, None)
@@ -238,12 +240,7 @@ class MarkerProcessor(SpanProcessor):
             return
         thread = self._threads.pop(ctx.span_id, None)
         open_spans = self.open_spans
-        watched = False
-        if open_spans is not None:
-            entry = open_spans.pop(ctx.span_id, None)
-            if entry is not None:  # the capture's alarm, if set for this span, moves on
-                watched = True
-                open_spans.ending(entry[2], entry[3])
+        watched = open_spans is not None and open_spans.pop(ctx.span_id, None) is not None
         self.counters.spans += 1
         parent = span.parent
         request = parent is None or parent.is_remote
