@@ -252,8 +252,8 @@ def _fold_rare(
     }
     a = {key: new.get(key, 0.0) for key in kept}
     b = {key: old.get(key, 0.0) for key in kept}
-    a[_REST] = n_new - sum(a.values())
-    b[_REST] = n_old - sum(b.values())
+    a[_REST] = max(0.0, n_new - sum(a.values()))
+    b[_REST] = max(0.0, n_old - sum(b.values()))
     return a, b
 
 
