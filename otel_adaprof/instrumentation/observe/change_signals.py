@@ -281,7 +281,7 @@ class ChangeDetector:
         if reqs >= CPU_MIN_REQUESTS or (reqs > 0 and inputs.now - since >= MAX_OBSERVATION_S):
             if self.cpu.update(cpu_s / reqs, threshold):
                 fired.append("cpu_per_request")
-                self._forget("cpu")
+                self._forget()
             cpu_s, reqs, since = 0.0, 0, inputs.now
         elif reqs == 0 and inputs.now - since >= MAX_OBSERVATION_S:
             cpu_s, since = 0.0, inputs.now  # idle: nothing to divide by
@@ -329,11 +329,14 @@ class ChangeDetector:
             return True
         return False
 
-    def _forget(self, signal: str) -> None:
-        """A signal fired: the other levels' baselines of it describe the old regime."""
-        for level, (cpu, latency) in self._levels.items():
-            latency.pop(signal, None)
-            self._levels[level] = (None if signal == "cpu" else cpu, latency)
+    def _forget(self, operation: str | None = None) -> None:
+        """A signal fired — CPU per request, or ``operation``'s latency: the other
+        levels' baselines of it describe the old regime."""
+        for level, (_cpu, latency) in self._levels.items():
+            if operation is None:
+                self._levels[level] = (None, latency)
+            else:
+                latency.pop(operation, None)
 
     def _keep(self, level: Hashable) -> None:
         """Keep the settled baselines of ``level``, being left."""
