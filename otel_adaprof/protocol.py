@@ -137,10 +137,18 @@ class ObservedState(_Message):
         default=0.0, description="seconds of the window spent in a burst (agent reflex)"
     )
     slow_spans: Annotated[int, Field(ge=0)] = Field(
-        default=0, description="spans that outlived the marker trigger in the window"
+        default=0,
+        description="slow marker spans (they outlived the marker trigger's duration"
+        " condition) the agent sent on in the window",
+    )
+    slow_spans_sampled: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="of slow_spans, those that carry at least one stack sample (py-spy's"
+        " or slow-span capture's): the window's slow-span coverage is their share; null"
+        " from older agents, whose coverage is read as slow_span_samples / slow_spans",
     )
     slow_span_samples: Annotated[int, Field(ge=0)] = Field(
-        default=0, description="stacks captured on slow spans in the window"
+        default=0, description="stacks slow-span capture took in the window"
     )
     samples_pending_since: NonNegative | None = Field(
         default=None,

@@ -23,8 +23,9 @@ same reward. ``docs/policy.md`` gives every term with its unit and the test that
   phase went on, and pays the difference at confirmation; a signalled change whose
   first :data:`FALSE_ALARM_SAMPLES` samples match the previous phase was a false alarm:
   the two phases merge again. So a noisy signal earns nothing.
-* **S, slow-span coverage** (share × window/5 s): samples captured on slow spans over
-  slow spans, capped at 1.
+* **S, slow-span coverage** (share × window/5 s): the share of the window's slow marker
+  spans that carry at least one sample, py-spy's or slow-span capture's
+  (:func:`slow_span_coverage`).
 * **M, density** (share × window/5 s): ``min(1, markers with samples/s ÷ target)``;
   markers can carry samples only when there are samples, so a window without any
   earns nothing.
@@ -276,6 +277,24 @@ def horizon_average(average: float, value: float, seconds: float, horizon_s: flo
     return keep * average + (1.0 - keep) * value
 
 
+def slow_span_coverage(
+    slow_spans: int, slow_spans_sampled: int | None, slow_span_samples: int = 0
+) -> float:
+    """The share of a window's slow spans that carry samples (0..1; 0 with none).
+
+    ``slow_spans_sampled`` counts the slow spans with at least one sample, from py-spy
+    or slow-span capture alike (what a user finds on the slowest spans). An older agent
+    reports only the capture's stacks (``slow_span_samples``): their ratio, capped at 1.
+
+    >>> slow_span_coverage(10, 7), slow_span_coverage(10, None, 25), slow_span_coverage(0, 0)
+    (0.7, 1.0, 0.0)
+    """
+    if slow_spans <= 0:
+        return 0.0
+    covered = slow_span_samples if slow_spans_sampled is None else slow_spans_sampled
+    return min(1.0, max(0, covered) / slow_spans)
+
+
 @dataclass(frozen=True)
 class WindowObservation:
     """One reported window as the reward sees it (from an ``ObservedState`` + stacks)."""
@@ -286,8 +305,9 @@ class WindowObservation:
     profiler_cpu_fraction: float = 0.0  # all agent threads, fraction of one core
     bytes_per_s: float = 0.0
     markers_per_s: float = 0.0
-    slow_spans: int = 0
-    slow_span_samples: int = 0
+    slow_spans: int = 0  # slow marker spans sent on in the window
+    slow_span_samples: int = 0  # stacks slow-span capture took (older agents' coverage)
+    slow_spans_sampled: int | None = None  # of slow_spans, those with ≥ 1 sample (any source)
     changes: int = 0  # change signals the agent fired in the window
     last_change_unix: float | None = None
     params_changed: bool = False  # ran under params that differ from the window before
@@ -450,9 +470,8 @@ def step(
         if budget.bytes_per_s is not None
         else 0.0
     )
-    coverage = (
-        min(1.0, obs.slow_span_samples / obs.slow_spans) * scale if obs.slow_spans > 0 else 0.0
-    )
+    coverage = slow_span_coverage(obs.slow_spans, obs.slow_spans_sampled, obs.slow_span_samples)
+    coverage *= scale
     sampled_markers = min(max(0.0, obs.markers_per_s), n / obs.seconds if obs.seconds else 0.0)
     density = min(1.0, sampled_markers / goal.target_markers_per_s) * scale
     switch = 1.0 if obs.params_changed else 0.0

@@ -342,6 +342,7 @@ class PollHandler:
             markers_per_s=window.markers_per_s,
             slow_spans=int(getattr(window, "slow_spans", 0) or 0),
             slow_span_samples=int(getattr(window, "slow_span_samples", 0) or 0),
+            slow_spans_sampled=getattr(window, "slow_spans_sampled", None),
             changes=int(getattr(signals, "changes", 0) or 0) if signals is not None else 0,
             last_change_unix=getattr(signals, "last_change_unix", None) if signals else None,
             params_changed=changed,

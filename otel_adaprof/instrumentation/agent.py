@@ -280,7 +280,8 @@ class Agent:
             profiler_cpu_s=0.0,  # counted per version by AgentCpu
             queue_drops=sum(j.counters.overflow for j in self.joins) + profiles.dropped,
             export_failures=sum(e.failures for e in self.exporters) + profiles.failures,
-            slow_spans=self.counters.slow_spans,
+            slow_spans=sum(j.counters.slow for j in self.joins),
+            slow_spans_sampled=sum(j.counters.slow_sampled for j in self.joins),
             slow_span_samples=self.slow_capture.samples,
             burst_s=self.fast_loop.reflex.burst_seconds,
             changes=self.fast_loop.detector.changes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -135,6 +136,44 @@ def test_a_full_join_queue_sends_spans_on_without_samples_never_drops():
     store.set_watermark(time.time_ns())
     join.release_ready()
     assert len(memory.get_finished_spans()) == 5
+
+
+def test_coverage_counts_slow_spans_with_any_sample_py_spys_included():
+    """The join counts the slow marker spans it sends on and those that carry a sample,
+    whoever took it: py-spy at 100 Hz samples slow spans without slow-span capture.
+    (Fails when coverage counts capture samples only: 0 of 3 slow spans.)"""
+    params = Params.parse({"marker_trigger": {"min_duration_ms": 20}})
+    provider, memory, join, store, live = _pipeline(params, hold_s=60.0)
+    tracer = provider.get_tracer("t")
+    tid, t0 = threading.get_ident(), time.time_ns()
+    for i, ms in enumerate([30, 40, 50, 5, 5]):  # three slow spans, two fast ones
+        start = t0 + i * 100_000_000
+        tracer.start_span("op", start_time=start).end(end_time=start + ms * 1_000_000)
+    # py-spy-like samples (in the CPU histogram, as py-spy's are) inside the first two
+    store.add_many(tid, [(t0 + 10_000_000, ("main", "work"), 0),
+                         (t0 + 110_000_000, ("main", "work"), 0)])  # fmt: skip
+    store.set_watermark(t0 + 10**9)
+    join.release_ready()
+    assert (join.counters.slow, join.counters.slow_sampled) == (3, 2)
+    slow = [s for s in memory.get_finished_spans() if s.attributes.get("adaprof.marker")]
+    assert len(slow) == 3
+    # markers with no duration condition are not slow spans: not counted
+    live.apply(Params(), 2, None)
+    with tracer.start_as_current_span("any"):
+        pass
+    join.release_all()
+    assert (join.counters.slow, join.counters.slow_sampled) == (3, 2)
+    provider.shutdown()
+
+
+def test_slow_spans_count_while_nothing_samples():
+    """With profiling off the slow markers pass straight on: counted slow, not sampled."""
+    params = Params.parse({"marker_trigger": {"min_duration_ms": 20}})
+    provider, _memory, join, _store, _live = _pipeline(params, profiling=lambda: False)
+    t0 = time.time_ns()
+    provider.get_tracer("t").start_span("op", start_time=t0).end(end_time=t0 + 30_000_000)
+    provider.shutdown()
+    assert (join.counters.slow, join.counters.slow_sampled) == (1, 0)
 
 
 def test_samples_of_a_dead_thread_do_not_land_on_the_next_one_with_its_id():

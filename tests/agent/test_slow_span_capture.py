@@ -153,6 +153,8 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
     # Counted when they end (a span the capture's ticks never saw slow counts too: the
     # coverage figure is not flattered by the spans it missed)
     assert state["slow_spans"] == len(slow)
+    # and those that carry a sample: the coverage the reward pays for
+    assert state["slow_spans_sampled"] == sum(s["samples"] >= 1 for s in slow)
     assert state["slow_span_samples"] >= sum(s["samples"] for s in slow)
     cpu_samples = sum(s["samples"] - s["waiting"] for s in slow)
     assert cpu_samples > 0
@@ -173,3 +175,58 @@ def test_samples_land_on_slow_spans_next_to_py_spy():
     assert sum(s["samples"] >= 1 for s in slow_ops) >= 0.8 * len(slow_ops), slow_ops
     assert sum(s["samples"] for s in slow_ops) > 6, slow_ops
     assert got["state"]["slow_spans"] == len(slow)
+
+
+def test_repeat_captures_leave_part_of_the_budget_to_spans_turning_slow():
+    """Past :data:`REPEAT_SHARE` of the reads' budget a long slow span's repeats wait and
+    a span that turns slow is still read. (Fails when repeats may spend it all: both
+    threads are read.)"""
+    import threading
+    import time
+
+    from otel_adaprof.instrumentation.control.live_params import LiveParams
+    from otel_adaprof.instrumentation.join.samples import SampleStore
+    from otel_adaprof.instrumentation.profiler import slow_spans
+    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+    from otel_adaprof.params import Params
+
+    live = LiveParams(
+        Params.parse({"slow_span_interval_ms": 5, "marker_trigger": {"min_duration_ms": 10}})
+    )
+    store = SampleStore()
+    capture = slow_spans.SlowSpanCapture(live, store, LatencyTracker(), enable=lambda i: True)
+    capture.tick(time.time_ns())  # installs the open-span index
+    assert capture.open_spans is not None
+    done = threading.Event()
+    workers = [threading.Thread(target=done.wait) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        long_, new = workers
+        now = time.time_ns()
+        capture.open_spans[1] = (long_.ident, long_.native_id, now - 500_000_000, "op")
+        capture.tick(now)  # slow for 490 ms: its first capture
+        assert capture.samples == 1
+        # its repeat is due; the reads of the last seconds used 60 % of the budget
+        now += 50_000_000
+        spent = 0.6 * slow_spans.CORE_SHARE * slow_spans.BUDGET_HORIZON_S
+        capture._reads.clear()
+        capture._reads.append((now, spent))
+        capture.open_spans[2] = (new.ident, new.native_id, now - 20_000_000, "op")
+        capture.tick(now)
+        assert capture.samples == 2  # one read more: the new slow span's
+        assert [t for t in (long_.ident, new.ident) if store.samples_between(t, 0, now * 2)] == [
+            long_.ident,
+            new.ident,
+        ]
+        assert len(store.samples_between(long_.ident, 0, now * 2)) == 1  # its repeat waited
+        # under half the budget the repeats go on
+        now += 50_000_000
+        capture._reads.clear()
+        capture.tick(now)
+        assert len(store.samples_between(long_.ident, 0, now * 2)) == 2
+    finally:
+        done.set()
+        for w in workers:
+            w.join()
+        capture.stop()

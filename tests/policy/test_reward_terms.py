@@ -158,6 +158,17 @@ def test_slow_span_coverage_and_switch_terms():
     assert r.coverage == pytest.approx(0.4)
     assert r.switch == 1.0
     assert r.total == pytest.approx(GOAL.coverage * 0.4 - GOAL.switch)
+    # An agent that counts the slow spans carrying any sample: their share, whatever the
+    # capture took (py-spy at 100 Hz samples 9 of 10 slow spans with no capture at all)
+    obs = WindowObservation(end_unix=5.0, seconds=5.0, slow_spans=10, slow_spans_sampled=9)
+    _, r = step(PhaseState(), obs, GOAL, BUDGET)
+    assert r.coverage == pytest.approx(0.9)
+    # many repeat captures on one slow span do not cover the others
+    obs = WindowObservation(
+        end_unix=5.0, seconds=5.0, slow_spans=10, slow_spans_sampled=1, slow_span_samples=30
+    )
+    _, r = step(PhaseState(), obs, GOAL, BUDGET)
+    assert r.coverage == pytest.approx(0.1)
 
 
 def test_the_signalling_windows_samples_stay_with_the_old_phase_and_the_change_confirms():

@@ -31,7 +31,14 @@ from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.cost import marker_pass_share
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import ObservedState
-from otel_adaprof.reward import accuracy_gain, accuracy_gains, expected_l1, keyed, novelty
+from otel_adaprof.reward import (
+    accuracy_gain,
+    accuracy_gains,
+    expected_l1,
+    keyed,
+    novelty,
+    slow_span_coverage,
+)
 
 #: Names of the per-state action features (namespace ``C``), in the order
 #: :meth:`ActionContext.rows` and the logged decisions use.
@@ -110,8 +117,11 @@ def phase_features(ctx: DecisionContext) -> dict[str, float]:
                 feats[f"sig_{name}"] = max(-1.0, min(1.0, value / 10.0))
         slow = int(getattr(state, "slow_spans", 0) or 0)
         if slow:
-            captured = int(getattr(state, "slow_span_samples", 0) or 0)
-            feats["slow_cov"] = min(1.0, captured / slow)
+            feats["slow_cov"] = slow_span_coverage(
+                slow,
+                getattr(state, "slow_spans_sampled", None),
+                int(getattr(state, "slow_span_samples", 0) or 0),
+            )
     return feats
 
 

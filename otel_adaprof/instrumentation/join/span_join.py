@@ -93,6 +93,11 @@ class JoinCounters:
     overflow: int = 0
     timed_out: int = 0
     failures: int = 0
+    #: Slow marker spans sent on (:attr:`MarkerInfo.slow`), and those of them that
+    #: carry at least one sample, from py-spy or slow-span capture alike: the agent's
+    #: slow-span coverage, what a user sees on the slowest spans.
+    slow: int = 0
+    slow_sampled: int = 0
 
 
 class SpanJoin(SpanProcessor):
@@ -151,6 +156,7 @@ class SpanJoin(SpanProcessor):
             return
         if not self._profiling():
             # No samples to attach: the span goes on as it is, at no cost.
+            self.counters.slow += info.slow
             self.downstream.on_end(span)
             return
         if self._stopped:
@@ -262,6 +268,7 @@ class SpanJoin(SpanProcessor):
             self._forward(span, info, samples=True)
 
     def _forward(self, span: ReadableSpan, info: MarkerInfo, *, samples: bool) -> None:
+        self.counters.slow += info.slow
         try:
             out = self._with_samples(span, info, samples)
         except Exception:
@@ -298,6 +305,7 @@ class SpanJoin(SpanProcessor):
         )
         self.counters.joined += 1
         self.counters.samples_attached += len(found)
+        self.counters.slow_sampled += info.slow and bool(found)
         merged = dict(raw_attributes(span) or {})
         merged.update(attrs)
         if found and self.linker is not None and span.context is not None:

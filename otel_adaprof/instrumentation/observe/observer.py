@@ -42,6 +42,7 @@ class Counts:
     queue_drops: int = 0
     export_failures: int = 0
     slow_spans: int = 0
+    slow_spans_sampled: int = 0
     slow_span_samples: int = 0
     burst_s: float = 0.0
     changes: int = 0
@@ -151,6 +152,7 @@ class WindowObserver:
             ),
             burst_seconds=min(diff.burst_s, seconds),
             slow_spans=diff.slow_spans,
+            slow_spans_sampled=min(diff.slow_spans_sampled, diff.slow_spans),
             slow_span_samples=diff.slow_span_samples,
         )
         self._start_window(wall_now)

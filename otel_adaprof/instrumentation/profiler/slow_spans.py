@@ -17,6 +17,8 @@ under :data:`CORE_SHARE` of a core (:attr:`SlowSpanCapture.effective_interval_ms
 A span that turns slow is captured at its first tick while the reads of the last
 :data:`BUDGET_HORIZON_S` are under that share; beyond it, no read at all until they
 are (then the cost no longer grows with the slow spans: some go without a sample).
+Repeat captures of a span already read stop at :data:`REPEAT_SHARE` of the budget, so
+a long slow span cannot leave the spans that turn slow after it without a sample.
 
 The samples go into the same :class:`~otel_adaprof.instrumentation.join.samples.SampleStore`
 as py-spy's, so they land on the span (through the span join), cut to ``stack_depth``
@@ -98,6 +100,9 @@ IDLE_CLOCKS = 32
 #: slow is read at once while the reads of the last this-many seconds are under budget,
 #: else it waits for the budget like the repeats.
 BUDGET_HORIZON_S = 5.0
+#: Part of the budget repeat captures of a span already captured may use: past it only
+#: spans that turn slow are read (what coverage counts is slow spans with a sample).
+REPEAT_SHARE = 0.5
 
 
 class _ThreadClock:
@@ -221,6 +226,7 @@ class SlowSpanCapture:
         limits: dict[str, int | None] = {}
         slow: dict[int, int] = {}  # thread ident → native id, to capture now
         captured: list[int] = []  # their spans
+        repeats: set[int] = set()  # of them, spans captured before (a repeat capture)
         soon: dict[int, int] = {}  # threads of spans slow within an interval: clocks start
         wake = now_ns + int(IDLE_MAX_S * 1e9)
         seen = self._seen
@@ -247,6 +253,7 @@ class SlowSpanCapture:
                     slow[tid] = native
                 elif now_ns >= self._next_ns.get(span_id, 0):
                     slow[tid] = native
+                    repeats.add(span_id)
                 else:
                     wake = min(wake, self._next_ns[span_id])
                     continue
@@ -275,6 +282,15 @@ class SlowSpanCapture:
         if slow and not self._within_budget(now_ns):
             slow, captured = {}, []  # over budget: they stay slow, and are read when it allows
             wake = min(wake, now_ns + interval_ns)
+        elif repeats and not self._within_budget(now_ns, REPEAT_SHARE):
+            # Repeats use at most part of the budget: the rest stays for spans that turn
+            # slow, so a long slow span's repeats cannot leave the next ones unsampled.
+            firsts = {index[k][0] for k in captured if k not in repeats and k in index}
+            slow = {tid: native for tid, native in slow.items() if tid in firsts}
+            captured = [k for k in captured if k not in repeats]
+            for span_id in repeats:
+                self._next_ns[span_id] = now_ns + interval_ns
+            wake = min(wake, now_ns + interval_ns)
         if slow:
             t_read = time.thread_time()
             self._capture(slow, now_ns, params.stack_depth)
@@ -294,14 +310,14 @@ class SlowSpanCapture:
             wake = min(wake, again_ns)
         return max(interval_ns, wake - now_ns) / 1e9
 
-    def _within_budget(self, now_ns: int) -> bool:
+    def _within_budget(self, now_ns: int, part: float = 1.0) -> bool:
         """Whether the reads of the last :data:`BUDGET_HORIZON_S` used less than
-        :data:`CORE_SHARE` of a core."""
+        ``part`` of :data:`CORE_SHARE` of a core."""
         reads = self._reads
         horizon_ns = int(BUDGET_HORIZON_S * 1e9)
         while reads and reads[0][0] < now_ns - horizon_ns:
             reads.popleft()
-        return sum(cpu for _t, cpu in reads) < CORE_SHARE * BUDGET_HORIZON_S
+        return sum(cpu for _t, cpu in reads) < part * CORE_SHARE * BUDGET_HORIZON_S
 
     @staticmethod
     def _forget(index: dict[int, OpenSpan], items: list[tuple[int, OpenSpan]], now_ns: int) -> None:

@@ -67,6 +67,9 @@ class MarkerInfo(NamedTuple):
     category: str
     trigger: str
     config_version: int
+    #: The marker outlived a duration condition (a minimum duration or its latency
+    #: percentile): a *slow* span, whose samples slow-span coverage counts.
+    slow: bool = False
 
 
 class MarkerBook:
@@ -145,10 +148,6 @@ class SpanCounters:
     markers: int = 0
     #: Local root spans (no parent, or a remote one): the service's requests.
     requests: int = 0
-    #: Spans that ended slower than the marker trigger's duration condition while
-    #: slow-span capture watched them (counted at the end: a span the capture's ticks
-    #: never saw slow still counts, so coverage is not flattered).
-    slow_spans: int = 0
 
 
 def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
@@ -168,7 +167,9 @@ def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
 class _Plan:
     """The marker rules of one :class:`ParamsInForce`, prepared for the span path."""
 
-    __slots__ = ("categories", "current", "errors_only", "min_ns", "pct", "trigger", "version")
+    __slots__ = (
+        "categories", "current", "errors_only", "min_ns", "pct", "slow", "trigger", "version"
+    )  # fmt: skip
 
     def __init__(self, current: ParamsInForce) -> None:
         params = current.params
@@ -184,6 +185,8 @@ class _Plan:
         self.min_ns = int(trigger.min_duration_ms * 1_000_000)
         self.pct = trigger.latency_percentile
         self.trigger = trigger_text(trigger.min_duration_ms, self.pct)
+        #: Markers under this plan are slow spans (a duration condition holds).
+        self.slow = self.min_ns > 0 or self.pct is not None
 
 
 class MarkerProcessor(SpanProcessor):
@@ -240,7 +243,8 @@ class MarkerProcessor(SpanProcessor):
             return
         thread = self._threads.pop(ctx.span_id, None)
         open_spans = self.open_spans
-        watched = open_spans is not None and open_spans.pop(ctx.span_id, None) is not None
+        if open_spans is not None:
+            open_spans.pop(ctx.span_id, None)
         self.counters.spans += 1
         parent = span.parent
         request = parent is None or parent.is_remote
@@ -267,8 +271,6 @@ class MarkerProcessor(SpanProcessor):
             return
         if pct is not None and (threshold is None or duration_ms <= threshold):
             return
-        if watched:
-            self.counters.slow_spans += 1
         if plan.errors_only and span.status.status_code is not StatusCode.ERROR:
             return
         category = ""
@@ -280,7 +282,15 @@ class MarkerProcessor(SpanProcessor):
         self.book.add(
             ctx.span_id,
             MarkerInfo(
-                thread[0], thread[2], start, end, ctx.trace_id, category, plan.trigger, plan.version
+                thread[0],
+                thread[2],
+                start,
+                end,
+                ctx.trace_id,
+                category,
+                plan.trigger,
+                plan.version,
+                plan.slow,
             ),
         )
         self.counters.markers += 1
