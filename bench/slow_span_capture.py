@@ -83,6 +83,14 @@ class Config:
     py_spy: bool
 
 
+#: The catalog's watch action without its capture interval (``watch-reflex``).
+_WATCH: dict[str, Any] = {
+    "sampling_interval_ms": 0,
+    "burst_sensitivity": 8,
+    "burst_interval_ms": 10,
+    "burst_seconds": 15,
+}
+
 CONFIGS = (
     Config("off", "off", {"sampling_interval_ms": 0}, "off", False),
     Config("pyspy_10hz", "py-spy 10 Hz (cpu)", {"sampling_interval_ms": 100}, "py-spy", True),
@@ -121,6 +129,29 @@ CONFIGS = (
         {"sampling_interval_ms": 100, "slow_span_interval_ms": 10},
         "py-spy",
         True,
+    ),
+    # the catalog's watch action (py-spy off, the reflex armed, capture every 20 ms), and
+    # the same with the capture every 50 ms or off (what the reflex alone costs)
+    Config(
+        "watch_20ms",
+        "watch: reflex + slow-span 20 ms",
+        {**_WATCH, "slow_span_interval_ms": 20},
+        "off",
+        False,
+    ),
+    Config(
+        "watch_50ms",
+        "watch: reflex + slow-span 50 ms",
+        {**_WATCH, "slow_span_interval_ms": 50},
+        "off",
+        False,
+    ),
+    Config(
+        "reflex_only",
+        "watch: reflex, no capture",
+        {**_WATCH, "slow_span_interval_ms": 0},
+        "off",
+        False,
     ),
 )
 
@@ -175,7 +206,9 @@ def coverage(spans_path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def run(seconds: float, rounds: int, rate: float) -> dict[str, Any]:
+def run(
+    seconds: float, rounds: int, rate: float, configs: tuple[Config, ...] = CONFIGS
+) -> dict[str, Any]:
     """Start the services, load them in interleaved rounds, read their spans."""
     round_s = seconds / rounds
     with tempfile.TemporaryDirectory(prefix="adaprof-slowspan-") as tmp, Children() as kids:
@@ -183,7 +216,7 @@ def run(seconds: float, rounds: int, rate: float) -> dict[str, Any]:
         stack.start_sink()
         runs: dict[str, Run] = {}
         try:
-            for cfg in CONFIGS:
+            for cfg in configs:
                 name = f"bench-{cfg.key}"
                 env = {
                     "ADAPROF_PROFILER": cfg.profiler,
@@ -209,7 +242,7 @@ def run(seconds: float, rounds: int, rate: float) -> dict[str, Any]:
                     r.cpu_s += after[0] - before[0]
                     r.kids_s += after[1] - before[1]
         finally:
-            for cfg in reversed(CONFIGS):  # SIGTERM: each service flushes its spans
+            for cfg in reversed(configs):  # SIGTERM: each service flushes its spans
                 kids.stop(f"bench-{cfg.key}")
             stack.stop_sink()
         cov = coverage(stack.spans_path)
@@ -361,6 +394,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fig['agent_pct_core']:.1f} |"
         )
     f = result["fast_loop"]
+    if not f:
+        return "\n".join(lines)
     lines += [
         "",
         f"Always-on fast loop (change signals every 0.25 s, capture idle), in-process, "
@@ -394,19 +429,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--signal-rate", type=float, default=100.0, help="root spans/s for the fast-loop cost"
     )
+    parser.add_argument(
+        "--configs",
+        default="",
+        help="comma-separated configuration keys to run (off is always run; default: all): "
+        + ", ".join(c.key for c in CONFIGS),
+    )
+    parser.add_argument(
+        "--no-cost", action="store_true", help="skip the in-process capture and fast-loop costs"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
+    wanted = {k.strip() for k in args.configs.split(",") if k.strip()}
+    unknown = wanted - {c.key for c in CONFIGS}
+    if unknown:
+        parser.error(f"--configs: unknown {', '.join(sorted(unknown))}")
+    chosen = tuple(c for c in CONFIGS if not wanted or c.key in wanted or c.key == "off")
     if not (0 < args.rate <= MAX_RATE and 0 < args.seconds <= MAX_SECONDS and args.rounds >= 1):
         parser.error(
             f"--rate in (0, {MAX_RATE:g}], --seconds in (0, {MAX_SECONDS:g}], --rounds ≥ 1"
         )
     t0 = time.monotonic()
-    fast_loop = fast_loop_cost(10.0, min(args.signal_rate, 1000.0))
-    costs = [
-        capture_cost(n, k)
-        for n, k in ((4, 0), (64, 0), (4, 1), (20, 1), (64, 1), (4, 4), (64, 4), (64, 16))
-    ]
-    configs = run(args.seconds, args.rounds, args.rate)
+    fast_loop = {} if args.no_cost else fast_loop_cost(10.0, min(args.signal_rate, 1000.0))
+    costs = (
+        []
+        if args.no_cost
+        else [
+            capture_cost(n, k)
+            for n, k in ((4, 0), (64, 0), (4, 1), (20, 1), (64, 1), (4, 4), (64, 4), (64, 16))
+        ]
+    )
+    configs = run(args.seconds, args.rounds, args.rate, chosen)
     result = {
         "args": vars(args),
         "machine": machine_description(),
