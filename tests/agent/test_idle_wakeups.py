@@ -4,14 +4,20 @@ counted by the kernel: voluntary context switches), and still act at once when t
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.span_join import SpanJoin
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
+from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor
 from otel_adaprof.params import Params
 
 pytestmark = pytest.mark.skipif(
@@ -98,3 +104,94 @@ def test_profiler_off_stops_promptly_however_stop_falls():
         profiler.stop()
         assert time.monotonic() - t0 < 0.5
         assert profiler._thread is not None and not profiler._thread.is_alive()
+
+
+def _join(
+    hold_s: float = 6.0,
+) -> tuple[TracerProvider, InMemorySpanExporter, SpanJoin, SampleStore]:
+    live, book, store = LiveParams(Params()), MarkerBook(), SampleStore()
+    memory = InMemorySpanExporter()
+    join = SpanJoin(SimpleSpanProcessor(memory), book, store, live, hold_s=hold_s)
+    provider = TracerProvider()
+    provider.add_span_processor(MarkerProcessor(live, book))
+    provider.add_span_processor(join)
+    return provider, memory, join, store
+
+
+def _one_span(provider: TracerProvider) -> None:
+    with provider.get_tracer("t").start_as_current_span("work"):
+        pass
+
+
+def test_join_worker_sleeps_with_nothing_held():
+    # It used to look every 0.1 s whatever it held: ~15 wake-ups in 1.5 s.
+    provider, memory, join, store = _join()
+    store.follow_clock(True)  # profiling off: the span's samples are all in
+    try:
+        _one_span(provider)
+        wait_for(lambda: len(memory.get_finished_spans()) == 1)
+        assert join.native_id is not None
+        assert wakeups_during(join.native_id, WATCH_S) <= 1
+        _one_span(provider)  # a span held wakes it at once
+        assert wait_for(lambda: len(memory.get_finished_spans()) == 2) < 0.05
+    finally:
+        provider.shutdown()
+
+
+def test_join_worker_sleeps_until_the_watermark_passes_the_span():
+    provider, memory, join, store = _join()
+    try:
+        _one_span(provider)
+        wait_for(lambda: join.native_id is not None and join.held == 1)
+        assert join.native_id is not None
+        assert wakeups_during(join.native_id, WATCH_S) <= 1  # py-spy's run goes on
+        assert memory.get_finished_spans() == ()
+        store.set_watermark(time.time_ns())  # the run's samples are in
+        assert wait_for(lambda: len(memory.get_finished_spans()) == 1) < 0.05
+        assert join.counters.timed_out == 0
+    finally:
+        provider.shutdown()
+
+
+def test_join_worker_sends_a_span_on_after_its_hold():
+    provider, memory, join, _store = _join(hold_s=0.3)
+    try:
+        t0 = time.monotonic()
+        _one_span(provider)
+        wait_for(lambda: len(memory.get_finished_spans()) == 1)
+        assert 0.29 <= time.monotonic() - t0 < 0.45
+        assert join.counters.timed_out == 1
+    finally:
+        provider.shutdown()
+
+
+def test_join_worker_stops_promptly():
+    provider, _memory, join, _store = _join()
+    _one_span(provider)
+    wait_for(lambda: join._worker is not None and join._worker.is_alive())
+    t0 = time.monotonic()
+    join.stop()
+    assert time.monotonic() - t0 < 0.2
+    assert join._worker is not None and not join._worker.is_alive()
+    provider.shutdown()
+
+
+def test_store_wakes_a_waiter_when_the_watermark_passes():
+    store, event = SampleStore(), threading.Event()
+    store.set_watermark(1_000)
+    store.wake_at(2_000, event)
+    store.set_watermark(1_500)
+    assert not event.is_set()
+    store.set_watermark(2_000)
+    assert event.is_set()
+    event.clear()
+    store.set_watermark(3_000)  # once
+    assert not event.is_set()
+    store.wake_at(2_500, event)  # passed already
+    assert event.is_set()
+    event.clear()
+    store.wake_at(time.time_ns() + 10**9, event)
+    store.follow_clock(True)
+    assert not event.is_set()  # not yet the time
+    store.wake_at(time.time_ns() - 1, event)
+    assert event.is_set()
