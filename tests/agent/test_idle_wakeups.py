@@ -106,6 +106,22 @@ def test_profiler_off_stops_promptly_however_stop_falls():
         assert profiler._thread is not None and not profiler._thread.is_alive()
 
 
+def test_profiler_off_sleeps_through_the_polls_pause_and_resume():
+    # cut_rule="params": the poller's pause() and resume() around every poll have
+    # nothing for it to do; resume() used to wake it at every poll
+    profiler, _live, _store = _idle_profiler()
+    try:
+        assert profiler._thread is not None and profiler._thread.native_id is not None
+        before = wakeups(profiler._thread.native_id)
+        for _ in range(10):
+            assert profiler.pause(timeout=0.1)
+            profiler.resume()
+            time.sleep(0.02)
+        assert wakeups(profiler._thread.native_id) - before <= 1
+    finally:
+        profiler.stop()
+
+
 def _join(
     hold_s: float = 6.0,
 ) -> tuple[TracerProvider, InMemorySpanExporter, SpanJoin, SampleStore]:

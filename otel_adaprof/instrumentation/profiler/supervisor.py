@@ -340,9 +340,15 @@ class Profiler:
         return self._paused.wait(timeout)
 
     def resume(self) -> None:
-        """Sampling goes on (with the params now in force)."""
+        """Sampling goes on (with the params now in force).
+
+        Wakes the loop only where :meth:`pause` held it (``cut_rule="window"``): with
+        ``cut_rule="params"`` nothing waits for it, and the wake-up at every poll was
+        most of an idle supervisor's.
+        """
         self._pause_until = 0.0
-        self.live.wake()
+        if self.cut_rule == "window":
+            self.live.wake()
 
     def take_rates(self, version: int) -> tuple[int, float, float]:
         """``(behind events, requested Hz, effective Hz)`` of ``version``'s segments since
