@@ -14,11 +14,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.control.poller import Poller
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
+from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
 from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor
 from otel_adaprof.params import Params
+from otel_adaprof.protocol import AgentIdentity
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/task").is_dir(), reason="counts wake-ups from /proc"
@@ -120,6 +123,28 @@ def test_profiler_off_sleeps_through_the_polls_pause_and_resume():
         assert wakeups(profiler._thread.native_id) - before <= 1
     finally:
         profiler.stop()
+
+
+def test_poller_without_a_controller_sleeps_until_stopped():
+    live = LiveParams(Params())
+    store = SampleStore()
+    observer = WindowObserver(counts=Counts)
+    poller = Poller(live, observer, _identity, store.take_histogram, controller_url=None,
+                    window_s=0.5)  # fmt: skip
+    poller.start()
+    try:
+        wait_for(lambda: poller.native_id is not None)
+        assert poller.native_id is not None
+        assert wakeups_during(poller.native_id, WATCH_S) <= 1  # it used to wake every window
+    finally:
+        t0 = time.monotonic()
+        poller.stop()
+    assert time.monotonic() - t0 < 0.2
+    assert poller._thread is not None and not poller._thread.is_alive()
+
+
+def _identity() -> AgentIdentity:
+    return AgentIdentity(service="s", instance_id="s-1")
 
 
 def _join(
