@@ -16,6 +16,11 @@ Usage::
     python bench/agent_threads_profile.py                       # ≈ 30 s
     python bench/agent_threads_profile.py --profile --json > out.json
     python bench/agent_threads_profile.py --params '{"sampling_interval_ms": 10}'
+    python bench/agent_threads_profile.py --params '{"sampling_interval_ms": 0}' --controller 3
+
+With ``--controller S`` the real controller runs too, answering the same params (its
+``default_params``, no session) with a poll every ``S`` s: the poller reports as in
+production. Without it the service has no controller and its poller sleeps.
 
 The service and both py-spy processes are stopped on exit; the load targets 127.0.0.1.
 """
@@ -130,11 +135,16 @@ def top_frames(raw: str, names: dict[int, str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def measure(params: str, seconds: float, rate: float, profile: bool) -> dict[str, Any]:
-    """Start the service, warm it up, load it (profiled if asked); the figures."""
+def measure(
+    params: str, seconds: float, rate: float, profile: bool, controller_s: float | None = None
+) -> dict[str, Any]:
+    """Start the service (and the controller, if asked), warm it up, load it (profiled if
+    asked); the figures."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     with tempfile.TemporaryDirectory(prefix="adaprof-threads-") as tmp, Children() as kids:
-        stack = DemoStack(kids, workdir=tmp)
+        stack = DemoStack(kids, workdir=tmp, poll_interval_s=controller_s or 2.0)
+        if controller_s is not None:
+            stack.start_controller({"default_params": json.loads(params)})
         stack.start_sink()
         try:
             env = {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": params}
@@ -161,6 +171,7 @@ def measure(params: str, seconds: float, rate: float, profile: bool) -> dict[str
             stack.stop_sink()
     return {
         "params": json.loads(params),
+        "controller_poll_s": controller_s,
         "ok": stats.ok,
         "sent": stats.sent,
         "window_s": round(window, 2),
@@ -173,7 +184,12 @@ def markdown(result: dict[str, Any]) -> str:
     """The figures as a table, then each agent thread's frames."""
     lines = [
         f"{result['ok']} / {result['sent']} requests in {result['window_s']} s, "
-        f"params {json.dumps(result['params'], sort_keys=True)}",
+        f"params {json.dumps(result['params'], sort_keys=True)}"
+        + (
+            f", controller polled every {result['controller_poll_s']:g} s"
+            if result.get("controller_poll_s")
+            else ", no controller"
+        ),
         "",
         "| thread | CPU ms/req | % core | user s | system s | wakes/s | CPU µs/wake |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -197,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second")
     parser.add_argument("--profile", action="store_true", help="sample with a second py-spy")
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    parser.add_argument(
+        "--controller", type=float, default=None, metavar="S",
+        help="run the controller too, answering --params, with a poll every S s",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= MAX_SECONDS or not 0 < args.rate <= 200:
         parser.error(f"--seconds must be in (0, {MAX_SECONDS:g}], --rate in (0, 200]")
@@ -211,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    result |= measure(params, args.seconds, args.rate, args.profile)
+    if args.controller is not None and not 0.5 <= args.controller <= 300:
+        parser.error("--controller must be in [0.5, 300]")
+    result |= measure(params, args.seconds, args.rate, args.profile, args.controller)
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2) if args.json else markdown(result))
     return 0

@@ -21,6 +21,7 @@ import socket
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -84,13 +85,17 @@ class DemoStack:
         self.sink: SpanSink | None = None
         self.spans_path = self.workdir / "spans.jsonl"
 
-    def start_controller(self) -> ControllerClient:
-        """The real ``adaprof controller`` on a free port, with its own config and DB."""
+    def start_controller(self, extra: dict[str, Any] | None = None) -> ControllerClient:
+        """The real ``adaprof controller`` on a free port, with its own config and DB.
+
+        ``extra``: more configuration (e.g. ``default_params``: what it answers an agent
+        outside any session)."""
         port = free_port()
         config = {
             "listen": {"host": "127.0.0.1", "port": port},
             "database": {"path": str(self.workdir / "adaprof.db")},
             "agents": {"poll_interval_s": self.poll_interval_s},
+            **(extra or {}),
         }
         cfg_path = self.workdir / "controller.yaml"
         cfg_path.write_text(yaml.safe_dump(config))

@@ -28,7 +28,11 @@ from collections.abc import Callable
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.reflex import BurstReflex
-from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_seconds
+from otel_adaprof.instrumentation.observe.agent_cpu import (
+    name_os_thread,
+    thread_cpu_seconds,
+    thread_part,
+)
 from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
@@ -97,6 +101,10 @@ class FastLoop:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="adaprof-fast-loop", daemon=True)
         self._thread.start()
+        if self._thread.native_id is not None:
+            # named for the OS at once (``top -H``, the benchmarks), as the agent's CPU
+            # accounting names it at its first window: ``adaprof-`` and its part
+            name_os_thread(self._thread.native_id, thread_part(self._thread.name))
         if self.beacon is not None:
             self.beacon.host = "fast loop"  # the profiler moves its notes here (cpu mode)
 

@@ -120,11 +120,18 @@ class LiveParams:
             self._changed.notify_all()
         return changed
 
-    def wait_change(self, generation: int, timeout: float) -> int:
+    def wait_change(
+        self, generation: int, timeout: float, awake: Callable[[], bool] | None = None
+    ) -> int:
         """Wait until :attr:`generation` differs from ``generation`` (or ``timeout`` s,
-        or :meth:`wake`); the generation now."""
+        or :meth:`wake`); the generation now.
+
+        ``awake``: no wait when it is true, asked under the lock that :meth:`wake` takes,
+        so a waker that makes it true before calling :meth:`wake` is never missed (a
+        long wait is not slept through: the profiler's stop while it is idle).
+        """
         with self._lock:
-            if self.generation == generation:
+            if self.generation == generation and not (awake is not None and awake()):
                 self._changed.wait(timeout)
             return self.generation
 

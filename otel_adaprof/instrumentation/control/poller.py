@@ -134,6 +134,9 @@ class Poller:
         first = True
         try:
             while not self._stop.is_set():
+                if not self.controller_url:  # nobody to report to: sleep until stopped
+                    self._stop.wait()
+                    break
                 wait = self.window_s
                 try:
                     wait = self.poll_once(first=first)

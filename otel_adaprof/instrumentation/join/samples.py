@@ -7,6 +7,10 @@ retention, and the oldest beyond :data:`MAX_SAMPLES`, are dropped.
 
 The *watermark* is the wall time up to which every sample has arrived: py-spy's
 samples arrive when its run ends, so a span that ended after the watermark waits.
+While no sampler runs (profiling off: only the slow-span capture's samples, added as
+they are taken) the watermark follows the clock (:meth:`SampleStore.follow_clock`),
+with no thread to move it. A waiter is woken when the watermark passes a time
+(:meth:`SampleStore.wake_at`), not by looking again and again.
 
     >>> store = SampleStore(retention_s=60)
     >>> store.add_many(7, [(1_000, ("main (a.py:1)", "burn (b.py:2)"), 1_000)])
@@ -80,7 +84,10 @@ class SampleStore:
         self._late_times: dict[int, list[int]] = {}
         self._count = 0
         self._lock = threading.Lock()
-        self.watermark_ns = 0
+        self._watermark_ns = 0
+        self._follows_clock = False
+        #: Events set once the watermark reaches their time (ns): :meth:`wake_at`.
+        self._watchers: dict[threading.Event, int] = {}
         #: The agent's own threads: their samples are not kept.
         self.ignored = agent_threads if agent_threads is not None else AgentThreads()
         self.samples_added = 0
@@ -201,9 +208,57 @@ class SampleStore:
         else:
             span[0], span[1] = min(span[0], first), max(span[1], last)
 
+    @property
+    def watermark_ns(self) -> int:
+        """Wall time (ns) before which every sample has been added (now, while the
+        watermark follows the clock)."""
+        if self._follows_clock:
+            return max(self._watermark_ns, time.time_ns())
+        return self._watermark_ns
+
     def set_watermark(self, t_ns: int) -> None:
         """Every sample before ``t_ns`` has been added."""
-        self.watermark_ns = max(self.watermark_ns, t_ns)
+        if t_ns > self._watermark_ns:
+            self._watermark_ns = t_ns
+            if self._watchers:
+                self._wake_watchers()
+
+    def follow_clock(self, on: bool) -> None:
+        """``on``: no sample will come later than it is taken (no sampler runs): the
+        watermark is the clock. Off: it stays where the clock is now until set.
+
+        >>> store = SampleStore()
+        >>> store.follow_clock(True); store.watermark_ns > time.time_ns() - 10**9
+        True
+        >>> store.follow_clock(False); mark = store.watermark_ns; time.sleep(0.002)
+        >>> store.watermark_ns == mark
+        True
+        """
+        if on == self._follows_clock:
+            return
+        if on:
+            self._follows_clock = True
+            self._wake_watchers()
+        else:
+            self.set_watermark(time.time_ns())
+            self._follows_clock = False
+
+    def wake_at(self, t_ns: int, event: threading.Event) -> None:
+        """Set ``event`` once the watermark reaches ``t_ns`` (at once if it has; once:
+        ask again for the next time). One time per event: the last one asked counts."""
+        with self._lock:
+            self._watchers[event] = t_ns
+        if self.watermark_ns >= t_ns:
+            self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        mark = self.watermark_ns
+        with self._lock:
+            due = [e for e, at in self._watchers.items() if at <= mark]
+            for event in due:
+                del self._watchers[event]
+        for event in due:
+            event.set()
 
     def samples_between(
         self, tid: int, start_ns: int, end_ns: int, born_ns: int = 0

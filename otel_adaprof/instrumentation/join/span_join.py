@@ -4,7 +4,10 @@ Sits in front of the SDK's export processor (``BatchSpanProcessor``). A span tha
 not a marker, or ends while profiling is off, passes straight through on the
 application's thread. A marker span is held in a bounded queue until the profiler's
 watermark passes its end (py-spy's samples arrive when its run ends) or it has waited
-``hold_s``; a worker thread then reads the samples its thread took while it ran,
+``hold_s``; a worker thread — asleep until then: a span held into an empty queue, the
+watermark passing the first held span's end (:meth:`SampleStore.wake_at`) or that
+span's ``hold_s`` wakes it, at most every :data:`TICK_S` (while spans come in more
+often than that, once a tick) — then reads the samples its thread took while it ran,
 adds the ``adaprof.*`` attributes (:mod:`~otel_adaprof.instrumentation.join.span_samples`)
 and hands the span on. Nothing is ever dropped here: a full queue sends the span on at
 once without samples (counted in ``overflow``, reported as ``queue_drops``); shutdown
@@ -54,8 +57,15 @@ from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerInfo
 
 log = logging.getLogger("otel_adaprof.agent")
 
-#: How often the worker looks for spans whose samples have arrived (s).
-TICK_S = 0.1
+#: Shortest time between two passes of the worker over the held spans (s): spans that
+#: come in meanwhile go on together at the next pass (a pass costs the worker about
+#: as much as the spans it sends on: at 50 markers/s, 0.2 s between passes takes
+#: 1.8 ms of CPU/s, 0.1 s 3.2 ms). Profiling off, a span used to wait up to 0.2 s
+#: for the watermark's tick, and the export processor batches for seconds.
+TICK_S = 0.2
+#: Longest sleep of the worker with no span held (s): a span held wakes it at once. It
+#: used to look every 0.1 s whatever was held: 10 wake-ups/s while markers were held.
+IDLE_WAIT_S = 5.0
 #: Markers between two looks at whether a profiler runs (params changes: at once).
 PROFILING_RECHECK = 256
 
@@ -131,6 +141,8 @@ class SpanJoin(SpanProcessor):
         self._held: deque[tuple[int, ReadableSpan, MarkerInfo]] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        #: The worker sleeps with no span held: the next span held wakes it.
+        self._idle = False
         self._stopped = False
         self._worker: threading.Thread | None = None
         self.native_id: int | None = None
@@ -165,14 +177,16 @@ class SpanJoin(SpanProcessor):
         with self._lock:
             if len(self._held) >= self.max_held:
                 self.counters.overflow += 1
-                full = True
+                full, wake = True, False
             else:
                 self._held.append((time.monotonic_ns() + self.hold_ns, span, info))
                 self.counters.held += 1
-                full = False
+                full, wake, self._idle = False, self._idle, False
         if full:
             self._forward(span, info, samples=False)
         else:
+            if wake:
+                self._wake.set()
             self._ensure_worker()
 
     def _profiling(self) -> bool:
@@ -229,16 +243,51 @@ class SpanJoin(SpanProcessor):
         self._worker = None
         self._held.clear()
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = False
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
+        next_pass = 0.0
+        # spans come in more often than every TICK_S: with none held it sleeps to the
+        # next pass rather than be woken by each (one wake-up a tick, not two)
+        busy = False
         with self.store.ignored.running():
             while not self._stopped:
+                self._wake.clear()  # before looking: a wake-up from now on is not lost
+                wait = self._until_due(idle=not busy)
+                if wait is None and busy:
+                    self._wake.wait(max(0.0, next_pass - time.monotonic()))
+                    busy = self.held > 0  # none came in a whole tick: idle from now on
+                    continue
+                if wait is None:  # nothing held: the next span held wakes it
+                    woke = self._wake.wait(IDLE_WAIT_S)
+                    busy = woke and time.monotonic() < next_pass
+                    continue
+                wait = max(wait, next_pass - time.monotonic())
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
                 try:
                     self.release_ready()
                 except Exception:  # keep joining; a bad span must not stop the others
                     log.exception("otel-adaprof: span join failed")
-                self._wake.wait(TICK_S)
+                next_pass = time.monotonic() + TICK_S
+
+    def _until_due(self, idle: bool = True) -> float | None:
+        """Seconds until the first held span may go on (0: now; ``None``: none held; with
+        ``idle``, the next one held wakes the worker); the watermark passing its end
+        wakes it sooner."""
+        with self._lock:
+            if not self._held:
+                self._idle = idle
+                return None
+            self._idle = False
+            deadline, _span, info = self._held[0]
+        if info.end_ns <= self.store.watermark_ns:
+            return 0.0
+        self.store.wake_at(info.end_ns, self._wake)
+        return max(0.0, (deadline - time.monotonic_ns()) / 1e9)
 
     def release_ready(self) -> int:
         """Send on every held span whose samples are in (or that waited long enough)."""

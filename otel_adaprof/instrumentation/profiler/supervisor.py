@@ -21,8 +21,10 @@ handed over late (:meth:`SampleStore.take_late`). ``cut_rule="window"`` is the f
 rule: also cut at every new version and window's close (:meth:`Profiler.pause`).
 ``profile_mode: cpu`` runs py-spy with ``--gil`` (the GIL holder only),
 ``wall`` with ``--idle`` (every thread). Profiling off (``sampling_interval_ms = 0``)
-stops sampling and moves the watermark with the clock, so no span waits for samples
-that will not come.
+stops sampling and lets the watermark follow the clock (:meth:`SampleStore.follow_clock`),
+so no span waits for samples that will not come; the supervisor then sleeps until the
+params change (:class:`LiveParams` wakes it), looking every :data:`IDLE_WAIT_S` only to
+drop old samples.
 
     >>> from otel_adaprof.params import Params
     >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
@@ -77,8 +79,13 @@ BACKOFF_MAX_S = 30.0
 #: Time between py-spy's last sample and the end of writing its file (ns, estimated;
 #: the run's end is the file's modification time).
 WRITE_LAG_NS = 2_000_000
-#: How often the supervisor looks at the params while profiling is off (s).
+#: How often the supervisor looks at the params while in-process sampling runs or a
+#: window's cut holds (s).
 IDLE_TICK_S = 0.2
+#: Longest sleep while profiling is off (s): a change of params wakes the supervisor at
+#: once; this wake-up only drops samples older than the retention (the slow-span
+#: capture's). It used to look every IDLE_TICK_S: 5 wake-ups/s, ~1 ms of CPU/s.
+IDLE_WAIT_S = 5.0
 #: Longest the supervisor looks away from a running py-spy (s): a run that fails at
 #: start is seen this soon.
 RUN_TICK_S = 0.25
@@ -333,9 +340,15 @@ class Profiler:
         return self._paused.wait(timeout)
 
     def resume(self) -> None:
-        """Sampling goes on (with the params now in force)."""
+        """Sampling goes on (with the params now in force).
+
+        Wakes the loop only where :meth:`pause` held it (``cut_rule="window"``): with
+        ``cut_rule="params"`` nothing waits for it, and the wake-up at every poll was
+        most of an idle supervisor's.
+        """
         self._pause_until = 0.0
-        self.live.wake()
+        if self.cut_rule == "window":
+            self.live.wake()
 
     def take_rates(self, version: int) -> tuple[int, float, float]:
         """``(behind events, requested Hz, effective Hz)`` of ``version``'s segments since
@@ -367,10 +380,13 @@ class Profiler:
                     self.beacon.stop()
                 if not params.profiling_enabled or self.backend == ProfilerBackend.NONE.value:
                     self._stop_inprocess()
-                    self.store.set_watermark(time.time_ns())
+                    self.store.follow_clock(True)  # no sample will come late
                     self._paused.set()
-                    self.live.wait_change(gen, IDLE_TICK_S)
-                elif self.backend == ProfilerBackend.PY_SPY.value:
+                    self.store.trim()
+                    self.live.wait_change(gen, IDLE_WAIT_S, self._wanted)
+                    continue
+                self.store.follow_clock(False)  # samples come later than they are taken
+                if self.backend == ProfilerBackend.PY_SPY.value:
                     self._stop_inprocess()
                     if self.use_beacon:
                         self.beacon.set_period(params.sampling_interval_ms / 1000.0)
@@ -390,6 +406,13 @@ class Profiler:
             self.beacon.stop()
             self._paused.set()
             self.cpu.leave()
+
+    def _wanted(self) -> bool:
+        """Whether the loop has something to do other than a change of params: stop, or
+        a window's cut (set before :meth:`LiveParams.wake`)."""
+        return self._stop.is_set() or (
+            bool(self._pause_until) and time.monotonic() < self._pause_until
+        )
 
     def _hold_pause(self, gen: int) -> None:
         """Between a window's cut and the poll's answer: no segment, watermark moves."""
