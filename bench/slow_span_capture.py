@@ -31,10 +31,26 @@ cost of the always-on part: the agent's fast
 loop (change signals every 0.25 s, capture idle) under ``--signal-rate`` root spans/s,
 as its thread's CPU (``schedstat``) over the wall time.
 
+With ``--watch`` it measures instead the catalog's ``watch-reflex`` action (py-spy off,
+slow-span capture every 20 ms on each operation's slowest tenth, the burst reflex
+armed), where the adaptive policy spends its steady windows: one demo service per
+``--watch-rates`` rate running this tree's agent and, with ``--baseline DIR``, one
+running the agent of an earlier commit (``git archive``), loaded in interleaved rounds.
+Per service: the agent's CPU per part in % of a core while loaded (every thread named
+``adaprof-*`` for the OS, and the fast loop, found by its Python name with one
+``py-spy dump`` after the warm-up: the baseline may not name it), the fast loop's
+wake-ups per second (its voluntary context switches: sleeps ended, and waits for the
+GIL), py-spy's CPU (the reflex's bursts, if any fired), the service's CPU per request,
+and the slow-span coverage as above.
+
 Usage::
 
     .venv/bin/python bench/slow_span_capture.py                      # about 6 minutes
     .venv/bin/python bench/slow_span_capture.py --seconds 12 --rounds 2 --json
+    # watch mode, this tree against main's agent (about 6 minutes; --reflex-off: no
+    # bursts, whose rounds are left out of the figures)
+    git archive 27d28cd otel_adaprof | tar -x -C /tmp/base
+    .venv/bin/python bench/slow_span_capture.py --watch --baseline /tmp/base --seconds 72 --rounds 6
 
 Every process it starts is stopped on exit; the load targets 127.0.0.1 only and is
 bounded in rate and time.
@@ -44,6 +60,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -55,7 +74,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agent_overhead import cpu_snapshot, has_py_spy_child
+from agent_threads_profile import read_threads
 
+from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.demo.bench import machine_description
 from otel_adaprof.demo.loadgen import LoadGenerator
 from otel_adaprof.demo.phases import Phase
@@ -172,8 +193,12 @@ def _load(port: int, seconds: float, rate: float) -> Any:
     return LoadGenerator(port, [Phase("round", 0.0, seconds, rate, False)]).run().per_phase["round"]
 
 
-def coverage(spans_path: Path) -> dict[str, dict[str, float]]:
-    """Per service: share of each operation's slowest server spans carrying samples."""
+def coverage(
+    spans_path: Path, windows: dict[str, list[tuple[int, int]]] | None = None
+) -> dict[str, dict[str, float]]:
+    """Per service: share of each operation's slowest server spans carrying samples
+    (with ``windows``: of the spans that started in one of the service's windows, unix
+    ns; a service not in it keeps every span)."""
     per: dict[str, dict[str, list[tuple[float, int]]]] = {}
     with spans_path.open(encoding="utf-8") as f:
         for line in f:
@@ -183,7 +208,11 @@ def coverage(spans_path: Path) -> dict[str, dict[str, float]]:
                 continue
             if row.get("kind") != "SPAN_KIND_SERVER":
                 continue
-            ms = (int(row["endTimeUnixNano"]) - int(row["startTimeUnixNano"])) / 1e6
+            start = int(row["startTimeUnixNano"])
+            kept = windows.get(row.get("service", "")) if windows is not None else None
+            if kept is not None and not any(lo <= start <= hi for lo, hi in kept):
+                continue
+            ms = (int(row["endTimeUnixNano"]) - start) / 1e6
             attrs = {a["key"]: a.get("value", {}) for a in row.get("attributes", [])}
             count = int(attrs.get("adaprof.sample_count", {}).get("intValue", "0"))
             ops = per.setdefault(row.get("service", ""), {})
@@ -202,6 +231,7 @@ def coverage(spans_path: Path) -> dict[str, dict[str, float]]:
             "covered": sum(1 for c in slowest if c > 0),
             "coverage": sum(1 for c in slowest if c > 0) / max(1, len(slowest)),
             "mean_samples": sum(slowest) / max(1, len(slowest)),
+            "samples": sum(c for durations in ops.values() for _ms, c in durations),
         }
     return out
 
@@ -420,6 +450,251 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: The catalog action the watch-mode measurement runs.
+WATCH_ACTION = "watch-reflex"
+#: Part of an agent thread, by its OS name (the fast loop: by its Python name).
+FAST_LOOP = "adaprof-fast-loop"
+
+
+def watch_params() -> dict[str, Any]:
+    """The params of the packaged catalog's :data:`WATCH_ACTION`."""
+    action = load_catalog().get(WATCH_ACTION)
+    if action is None:
+        raise RuntimeError(f"the packaged catalog has no {WATCH_ACTION!r} action")
+    return dict(action.params.model_dump(mode="json", exclude_defaults=True))
+
+
+def find_fast_loop(pid: int) -> tuple[int | None, str]:
+    """Native id of the service's fast-loop thread, and the file its loop runs from
+    (one ``py-spy dump``: which agent code the service runs)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    done = subprocess.run(
+        [py_spy, "dump", "--pid", str(pid), "--json"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    try:
+        threads = json.loads(done.stdout)
+    except ValueError:
+        return None, ""
+    for t in threads:
+        if t.get("thread_name") == FAST_LOOP:
+            frames = [f.get("filename", "") for f in t.get("frames", [])]
+            where = next((f for f in frames if f.endswith("fast_loop.py")), "")
+            return t.get("os_thread_id"), where
+    return None, ""
+
+
+@dataclass
+class WatchRun:
+    """One watch-mode service and its figures over its own rounds."""
+
+    key: str
+    tree: str
+    rate: float
+    pid: int
+    port: int
+    fast_loop: int | None = None
+    fast_loop_file: str = ""
+    ok: int = 0
+    window_s: float = 0.0
+    cpu_s: float = 0.0
+    parts_s: dict[str, float] = field(default_factory=dict)
+    fast_loop_switches: int = 0
+    #: Rounds measured (no py-spy ran), as unix ns windows; rounds left out (a burst).
+    windows: list[tuple[int, int]] = field(default_factory=list)
+    burst_rounds: int = 0
+
+
+def _parts(pid: int, fast_loop: int | None) -> dict[int, tuple[str, int, int]]:
+    """Agent threads of ``pid``: native id → (part, CPU ns, voluntary switches)."""
+    out: dict[int, tuple[str, int, int]] = {}
+    for tid, (name, ns, _user, _system, switches) in read_threads(pid).items():
+        if tid == fast_loop:
+            out[tid] = ("fast loop (slow_span)", ns, switches)
+        elif name.startswith("adaprof-"):
+            out[tid] = (name.removeprefix("adaprof-"), ns, switches)
+    return out
+
+
+def watch_mode(
+    rates: list[float], seconds: float, rounds: int, baseline: Path | None, reflex: bool = True
+) -> dict[str, Any]:
+    """This tree's agent (and the baseline's) in :data:`WATCH_ACTION`, side by side
+    (``reflex=False``: its burst reflex off, the change signals still computed)."""
+    params = json.dumps(
+        watch_params() | ({} if reflex else {"burst_sensitivity": 0}), sort_keys=True
+    )
+    trees = [("this tree", None)] + ([("baseline", baseline)] if baseline else [])
+    round_s = seconds / rounds
+    with tempfile.TemporaryDirectory(prefix="adaprof-watch-") as tmp, Children() as kids:
+        stack = DemoStack(kids, workdir=tmp)
+        stack.start_sink()
+        runs: list[WatchRun] = []
+        try:
+            for rate in rates:
+                for tree, source in trees:
+                    key = f"watch-{rate:g}-{'base' if source else 'tree'}"
+                    env = {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": params}
+                    if source is not None:
+                        env["PYTHONPATH"] = str(source)
+                    port = stack.start_service(key, extra_env=env, key=key, cwd=source)
+                    runs.append(WatchRun(key, tree, rate, kids.procs[key].pid, port))
+            for r in runs:
+                _load(r.port, WARMUP_S, r.rate)
+                r.fast_loop, r.fast_loop_file = find_fast_loop(r.pid)
+            for k in range(rounds):
+                for r in runs[k % len(runs) :] + runs[: k % len(runs)]:
+                    burst = has_py_spy_child(r.pid)
+                    before, kids0 = _parts(r.pid, r.fast_loop), cpu_snapshot(r.pid)
+                    t0, lo = time.monotonic(), time.time_ns()
+                    stats = _load(r.port, round_s, r.rate)
+                    window, hi = time.monotonic() - t0, time.time_ns()
+                    after, kids1 = _parts(r.pid, r.fast_loop), cpu_snapshot(r.pid)
+                    time.sleep(DRAIN_S)
+                    if burst or has_py_spy_child(r.pid) or kids1[1] > kids0[1]:
+                        r.burst_rounds += 1  # the reflex fired: py-spy ran, not watch mode
+                        continue
+                    r.windows.append((lo, hi))
+                    r.window_s += window
+                    r.ok += stats.ok
+                    r.cpu_s += kids1[0] - kids0[0]
+                    for tid, (part, ns, switches) in after.items():
+                        was = before.get(tid, (part, 0, 0))
+                        r.parts_s[part] = r.parts_s.get(part, 0.0) + (ns - was[1]) / 1e9
+                        if tid == r.fast_loop:
+                            r.fast_loop_switches += switches - was[2]
+        finally:
+            for r in reversed(runs):  # SIGTERM: each service flushes its spans
+                kids.stop(r.key)
+            stack.stop_sink()
+        cov = coverage(stack.spans_path, {r.key: r.windows for r in runs})
+    out: dict[str, Any] = {"params": json.loads(params), "services": {}}
+    for r in runs:
+        c = cov.get(r.key, {"coverage": 0.0, "slowest": 0, "covered": 0})
+        window = max(1e-9, r.window_s)
+        agent_s = sum(r.parts_s.values())
+        out["services"][r.key] = {
+            "tree": r.tree,
+            "rate": r.rate,
+            "requests": r.ok,
+            "fast_loop_found": r.fast_loop is not None,
+            "fast_loop_file": r.fast_loop_file,
+            "agent_core": round(agent_s / window, 5),
+            "parts_core": {p: round(v / window, 5) for p, v in sorted(r.parts_s.items())},
+            "fast_loop_wakes_per_s": round(r.fast_loop_switches / window, 1),
+            "rounds_measured": len(r.windows),
+            "rounds_with_a_burst": r.burst_rounds,
+            "service_cpu_ms_per_req": round(1000.0 * r.cpu_s / max(1, r.ok), 3),
+            "slowest": c["slowest"],
+            "covered": c["covered"],
+            "coverage": round(c["coverage"], 3),
+            "mean_samples_on_slowest": round(c.get("mean_samples", 0.0), 2),
+            "server_span_samples_per_s": round(c.get("samples", 0) / window, 2),
+        }
+    return out
+
+
+def alarm_cost(spans: int = 20000, reps: int = 5) -> dict[str, Any]:
+    """CPU of the span path's part of the alarm (``OpenSpanIndex.starting`` and
+    ``ending`` around a dict insert and pop), per span, in this process: when the span
+    moves the alarm at its start and back at its end (two ``timerfd_settime`` calls),
+    and when it does not; and the marker processor's whole ``on_start`` + ``on_end``
+    with slow-span capture on and off (a real ``TracerProvider``, nested spans)."""
+    import statistics
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_adaprof.instrumentation.agent import Agent
+    from otel_adaprof.instrumentation.settings import AgentSettings
+    from otel_adaprof.instrumentation.spans.open_spans import OpenSpanIndex
+    from otel_adaprof.params import Params
+
+    index = OpenSpanIndex()
+    index.look_ns["op"], index.slack_ns = 30_000_000, 10_000_000
+
+    def index_us(alarm_ns: int) -> float:
+        index.begin()
+        index.plan(alarm_ns)
+        t0 = time.thread_time()
+        for k in range(spans):
+            start = time.time_ns()
+            index[k] = (1, 1, start, "op")
+            index.starting(start, "op")
+            index.pop(k)
+            index.ending(start, "op")
+        return 1e6 * (time.thread_time() - t0) / spans
+
+    moving = [index_us(time.time_ns() + 10**12) for _ in range(reps)]
+    still = [index_us(0) for _ in range(reps)]
+    index.close()
+    agent = Agent(AgentSettings(profiler="off"), service_name="alarm-cost")
+    agent.apply_local(
+        Params.parse(
+            {"sampling_interval_ms": 0, "slow_span_interval_ms": 20,
+             "marker_trigger": {"latency_percentile": 90}}
+        )
+    )  # fmt: skip
+    provider = TracerProvider()
+    provider.add_span_processor(agent.marker_processor)
+    tracer = provider.get_tracer("alarm-cost")
+    capture = agent.slow_capture
+
+    def span_us() -> float:
+        t0 = time.thread_time()
+        for _ in range(spans // 2):
+            with tracer.start_as_current_span("GET /a"), tracer.start_as_current_span("child"):
+                pass
+        return 1e6 * (time.thread_time() - t0) / spans
+
+    off, on = [], []
+    for _ in range(reps):
+        agent.marker_processor.open_spans = None
+        off.append(span_us())
+        capture.tick(time.time_ns())  # installs the index (no fast loop runs here)
+        agent.marker_processor.open_spans = capture.open_spans
+        on.append(span_us())
+    capture.stop()
+    provider.shutdown()
+    return {
+        "index_us_per_span_moving_the_alarm": round(statistics.median(moving), 2),
+        "index_us_per_span_not_moving_it": round(statistics.median(still), 2),
+        "span_path_us_per_span_capture_off": round(statistics.median(off), 2),
+        "span_path_us_per_span_capture_on": round(statistics.median(on), 2),
+        "timer": OpenSpanIndex().timer,
+    }
+
+
+def watch_markdown(result: dict[str, Any]) -> str:
+    """The watch-mode figures as a markdown table."""
+    a, w = result["args"], result["watch"]
+    lines = [
+        f"Demo service in the catalog's {WATCH_ACTION} action ({json.dumps(w['params'])}), "
+        f"{a['seconds']:g} s of load per service in {a['rounds']} interleaved rounds; "
+        f"load average {result['load_average_start']} at the start, "
+        f"{result['load_average_end']} at the end",
+        "",
+        "| req/s | agent | agent % core | fast loop % core | other parts % core "
+        "| fast-loop wake-ups/s | rounds (with a burst, left out) | service CPU ms/req "
+        "| slowest spans with samples | mean samples on them | samples on server spans /s |",
+        "|---:|---|---:|---:|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for f in w["services"].values():
+        parts = f["parts_core"]
+        loop = parts.get("fast loop (slow_span)", 0.0)
+        others = ", ".join(
+            f"{p} {100 * v:.2f}" for p, v in parts.items() if p != "fast loop (slow_span)"
+        )
+        lines.append(
+            f"| {f['rate']:g} | {f['tree']} | {100 * f['agent_core']:.2f} | {100 * loop:.2f} "
+            f"| {others or '—'} | {f['fast_loop_wakes_per_s']:.1f} "
+            f"| {f['rounds_measured']} ({f['rounds_with_a_burst']}) "
+            f"| {f['service_cpu_ms_per_req']:.2f} "
+            f"| {f['covered']} / {f['slowest']} ({f['coverage']:.0%}) "
+            f"| {f['mean_samples_on_slowest']:.1f} | {f['server_span_samples_per_s']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run and print markdown (or JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -439,7 +714,31 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cost", action="store_true", help="skip the in-process capture and fast-loop costs"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    parser.add_argument(
+        "--watch", action="store_true", help=f"measure the catalog's {WATCH_ACTION} action"
+    )
+    parser.add_argument(
+        "--watch-rates", default="10,20", help="req/s of the watch-mode services (comma-separated)"
+    )
+    parser.add_argument(
+        "--alarm-cost", action="store_true",
+        help="print the span path's cost of the capture's alarm (in this process, JSON)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reflex-off", action="store_true",
+        help="with --watch: burst_sensitivity 0 (no bursts; the signals still tick)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", type=Path, default=None,
+        help="with --watch: a directory holding an earlier otel_adaprof, run side by side",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.alarm_cost:
+        result = {"machine": machine_description(), "load_average": os.getloadavg()}
+        print(json.dumps(result | alarm_cost(), indent=2))
+        return 0
+    if args.watch:
+        return _main_watch(parser, args)
     wanted = {k.strip() for k in args.configs.split(",") if k.strip()}
     unknown = wanted - {c.key for c in CONFIGS}
     if unknown:
@@ -469,6 +768,34 @@ def main(argv: list[str] | None = None) -> int:
         "configs": configs,
     }
     print(json.dumps(result, indent=2) if args.json else markdown(result))
+    return 0
+
+
+def _main_watch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        rates = [float(x) for x in args.watch_rates.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--watch-rates: not numbers: {args.watch_rates!r}")
+    if not rates or not all(0 < r <= MAX_RATE for r in rates):
+        parser.error(f"--watch-rates: each in (0, {MAX_RATE:g}]")
+    if not (0 < args.seconds <= MAX_SECONDS and args.rounds >= 1):
+        parser.error(f"--seconds in (0, {MAX_SECONDS:g}], --rounds ≥ 1")
+    if args.baseline is not None and not (args.baseline / "otel_adaprof" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
+    t0 = time.monotonic()
+    result: dict[str, Any] = {
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": machine_description(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    result["watch"] = watch_mode(
+        rates, args.seconds, args.rounds, args.baseline, reflex=not args.reflex_off
+    )
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["wall_s"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(result, indent=2) if args.json else watch_markdown(result))
     return 0
 
 

@@ -39,7 +39,7 @@ from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu, thread_part
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler.run_folder import remove_orphans
-from otel_adaprof.instrumentation.profiler.slow_spans import OpenSpan, SlowSpanCapture
+from otel_adaprof.instrumentation.profiler.slow_spans import OpenSpanIndex, SlowSpanCapture
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
 from otel_adaprof.instrumentation.sdk_compat import replace_processors
 from otel_adaprof.instrumentation.settings import AgentSettings
@@ -150,7 +150,7 @@ class Agent:
             rates=self.profiler.take_rates,
         )
 
-    def _index_open_spans(self, index: dict[int, OpenSpan] | None) -> bool:
+    def _index_open_spans(self, index: OpenSpanIndex | None) -> bool:
         """Install (or remove) the marker processor's open-span index for slow-span capture."""
         self.marker_processor.open_spans = index
         return True

@@ -230,3 +230,127 @@ def test_repeat_captures_leave_part_of_the_budget_to_spans_turning_slow():
         for w in workers:
             w.join()
         capture.stop()
+
+
+TICKS_PROBE = textwrap.dedent(
+    """
+    import json, threading, time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    memory = InMemorySpanExporter()
+    agent = otel_adaprof.configure(
+        service_name="ticks", exporter=memory,
+        params={"sampling_interval_ms": 0, "slow_span_interval_ms": 20,
+                "marker_trigger": {"min_duration_ms": 50}},
+        settings=AgentSettings(profiler="off"))
+    tracer = trace.get_tracer("ticks")
+    stop, idents = threading.Event(), {}
+
+    def fast():  # a request every 20 ms, 1 ms each: never slow
+        while not stop.is_set():
+            with tracer.start_as_current_span("fast-op"):
+                end = time.thread_time() + 0.001
+                while time.thread_time() < end:
+                    pass
+            time.sleep(0.02)
+
+    def slow():
+        idents["slow"] = threading.get_ident()
+        for _ in range(5):
+            with tracer.start_as_current_span("slow-op"):
+                time.sleep(0.2)
+            time.sleep(0.03)
+
+    worker = threading.Thread(target=fast); worker.start()
+    time.sleep(0.5)
+    loop = agent.fast_loop
+    t0, ticks0 = time.monotonic(), loop.ticks
+    time.sleep(2.0)
+    ticks_per_s = (loop.ticks - ticks0) / (time.monotonic() - t0)
+    s = threading.Thread(target=slow); s.start(); s.join()
+    stop.set(); worker.join()
+    trace.get_tracer_provider().force_flush()
+    slow_spans = [(sp.start_time, sp.end_time) for sp in memory.get_finished_spans()
+                  if sp.name == "slow-op"]
+    samples = [t for t, _s, _w in agent.store.samples_between(idents["slow"], 0, 2**63)]
+    index = agent.slow_capture.open_spans
+    print(json.dumps({"ticks_per_s": ticks_per_s, "slow": slow_spans, "samples": samples,
+                      "wake_ups": loop.wake_ups, "timer": index is not None and index.timer,
+                      "fast_samples": agent.slow_capture.samples - len(samples)}))
+    """
+)
+
+
+def test_capture_does_not_poll_while_no_span_is_slow():
+    """With slow-span capture on and spans that never outlive the trigger, the fast
+    loop sleeps (its alarm moves with the spans that start and end) instead of ticking
+    every interval; a span that turns slow is still captured within about an interval."""
+    done = subprocess.run(
+        [sys.executable, "-c", TICKS_PROBE],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    # Polling (27d28cd: a tick at least every 50 ms while the trigger was known) ticked
+    # 20 times a second here; the change signals alone tick 4 times a second.
+    assert got["ticks_per_s"] <= 10, {k: v for k, v in got.items() if k != "samples"}
+    assert got["fast_samples"] == 0
+    assert len(got["slow"]) == 5
+    delays_ms = []
+    for start, end in got["slow"]:
+        mine = [t for t in got["samples"] if start <= t <= end]
+        assert mine, (start, end, got["samples"])
+        delays_ms.append((min(mine) - start) / 1e6 - 50)  # after it turned slow
+    delays_ms.sort()
+    # within an interval (20 ms) of turning slow, give or take the wake-up and the GIL
+    # on a loaded machine
+    assert delays_ms[len(delays_ms) // 2] <= 30, delays_ms
+    assert delays_ms[-1] <= 80, delays_ms
+
+
+MANY_SPANS_PROBE = textwrap.dedent(
+    """
+    import json, time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    agent = otel_adaprof.configure(
+        service_name="many", exporter=InMemorySpanExporter(),
+        params={"sampling_interval_ms": 0, "slow_span_interval_ms": 20,
+                "marker_trigger": {"min_duration_ms": 5}},
+        settings=AgentSettings(profiler="off"))
+    tracer = trace.get_tracer("many")
+    time.sleep(0.3)
+    end, n = time.monotonic() + 1.5, 0
+    while time.monotonic() < end:  # thousands of 0 ms spans a second, one at a time
+        with tracer.start_as_current_span("db"):
+            pass
+        n += 1
+        if n % 20 == 0:
+            time.sleep(0.001)
+    index = agent.slow_capture.open_spans
+    busy = {"spans_per_s": n / 1.5, "polling": index.polling, "asked": index.asked}
+    time.sleep(1.0)
+    print(json.dumps({"busy": busy, "polling_after": index.polling}))
+    """
+)
+
+
+def test_capture_polls_while_spans_would_move_its_alarm_too_often():
+    """Each span that moves the alarm costs its own thread a system call: with thousands
+    of them a second the loop polls every interval instead, and goes back to the alarm
+    when they stop."""
+    done = subprocess.run(
+        [sys.executable, "-c", MANY_SPANS_PROBE],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["busy"]["spans_per_s"] > 2000, got  # (else the machine was too busy)
+    assert got["busy"]["polling"] is True, got
+    assert got["polling_after"] is False, got

@@ -86,6 +86,10 @@ class FastLoop:
         self.detector = self._detector()
         self.reflex = BurstReflex(live)
         self.ticks = 0
+        #: Wake-ups by how they came: ``alarm`` (slow-span capture on: the alarm of
+        #: :class:`~otel_adaprof.instrumentation.spans.open_spans.OpenSpanIndex`, set by
+        #: the loop's plan or by a starting span), ``timeout`` and ``timer`` (a sleep).
+        self.wake_ups: dict[str, int] = {"alarm": 0, "timeout": 0, "timer": 0}
         self.native_id: int | None = None
         self.ident: int | None = None
         self._seen: dict[str, int] = {}
@@ -111,6 +115,9 @@ class FastLoop:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; a running burst ends and the capture index is removed."""
         self._stop.set()
+        index = self.capture.open_spans
+        if index is not None:
+            index.wake_now()  # a loop waiting on it stops now
         if self.beacon is not None:  # the profiler's next run starts the beacon's thread
             self.beacon.host = None
             if self.beacon.hosted:
@@ -176,15 +183,28 @@ class FastLoop:
                     self.signal_tick(now)
                     next_signal = now + SIGNAL_TICK_S
                 self.ticks += 1
-                wait = min(wait, max(0.0, next_signal - time.monotonic()))
+                own = max(0.0, next_signal - time.monotonic())  # the signals', the beacon's
                 if self.beacon is not None:  # its notes, when due (cpu mode)
                     until = self.beacon.visit(time.time_ns())
                     if until is not None:
-                        wait = min(wait, until)
+                        own = min(own, until)
+                wait = min(wait, own)
+                index = self.capture.open_spans
+                if index is not None:
+                    # The loop's own next tick: starting spans need not set the alarm
+                    # before it, and one that ends in time sets it back to it.
+                    index.plan(time.time_ns() + int(own * 1e9))
             except Exception:  # never let the loop die (nor the service): log, slow down
                 log.exception("otel-adaprof: fast loop tick failed")
-                wait = 1.0
-            if wait <= SLEEP_MAX_S:
+                wait, index = 1.0, None
+            if index is not None:
+                # Until the alarm: the planned tick, or one a starting span set
+                # (OpenSpanIndex.starting).
+                rang = index.wait(index.timeout_s(time.time_ns()))
+                self.wake_ups["alarm" if rang else "timeout"] += 1
+            elif wait <= SLEEP_MAX_S:
                 time.sleep(wait)
+                self.wake_ups["timer"] += 1
             else:
                 self._stop.wait(wait)
+                self.wake_ups["timer"] += 1

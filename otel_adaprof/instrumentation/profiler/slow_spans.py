@@ -9,7 +9,11 @@ percentile of their operation, or for a request of all the service's requests
 and reads the stack of each such span's thread, all in one read
 (:mod:`~otel_adaprof.instrumentation.profiler.thread_stacks`, with the backend that
 is safe on this Python). With no slow span nothing is read, and the capture sleeps
-until the earliest open span (or a span starting now) could become slow. Where the
+until the earliest open span turns slow (at least an interval between two ticks); a
+span that starts meanwhile and would be looked at more than half an interval after it
+turns slow sets the loop's alarm earlier, and one that ends before it is looked at sets
+it back (:class:`~otel_adaprof.instrumentation.spans.open_spans.OpenSpanIndex`): with no
+span open, or every open span ending in time, the capture does not tick at all. Where the
 read is a Python walk (all but CPython 3.11) only the slow threads are walked; on
 CPython 3.11 (``faulthandler``) a read costs in proportion to the process's
 threads, so the interval between a span's captures is stretched to keep the reads
@@ -30,8 +34,9 @@ the slow spans' code (the demo's session profile drifted from an L1 error of 0.0
 A sample is *waiting* when its leaf is a known wait, or when the thread was on a CPU
 (or in the run queue) less than a fifth of the time since the previous capture
 (``/proc/self/task/<tid>/schedstat``): a sleep in C or a lock wait is not counted as
-CPU. The thread's clock starts an interval before its span turns slow; a span first
-seen already slow gets its first sample judged by the stack alone.
+CPU. The thread's clock starts at a tick up to :data:`CLOCK_LEAD` intervals before its
+span turns slow, when there is one; a span first seen already slow gets its first sample
+judged by the stack alone.
 
     >>> import threading, time
     >>> from otel_adaprof.params import Params
@@ -42,13 +47,14 @@ seen already slow gets its first sample judged by the stack alone.
     ...                                 "marker_trigger": {"min_duration_ms": 10}}))
     >>> store = SampleStore()
     >>> capture = SlowSpanCapture(live, store, LatencyTracker(), enable=lambda index: True)
-    >>> capture.tick(time.time_ns())  # installs the open-span index; nothing is slow
-    0.05
+    >>> capture.tick(time.time_ns())  # installs the open-span index; no span is open
+    1.0
     >>> done = threading.Event()
     >>> worker = threading.Thread(target=done.wait); worker.start(); time.sleep(0.05)
     >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 7_000_000, "op")
-    >>> capture.tick(time.time_ns())  # 7 ms: slow in 3 ms; its thread's clock starts
+    >>> capture.tick(time.time_ns())  # 7 ms: slow in 3 ms (a tick at least an interval on)
     0.005
+    >>> # its thread's clock starts
     >>> time.sleep(0.005); capture.tick(time.time_ns()) >= 0.005  # slow now, captured
     True
     >>> done.set(); worker.join()
@@ -58,6 +64,7 @@ seen already slow gets its first sample judged by the stack alone.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -69,13 +76,20 @@ from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.stacks import Stack
 from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+from otel_adaprof.instrumentation.spans.open_spans import NEVER_NS, OpenSpan, OpenSpanIndex
+from otel_adaprof.params import MarkerTrigger
 
-#: Open span: (thread ident, native thread id, start unix ns, span name).
-OpenSpan = tuple[int, int, int, str]
+log = logging.getLogger("otel_adaprof.agent")
 
-#: Longest sleep while capture is on but no span is slow (s): a span that starts
-#: after a tick is looked at within this long of its trigger.
-IDLE_MAX_S = 0.05
+#: Longest sleep the capture plans (s): with no span open, or none due sooner. A span
+#: that starts meanwhile sets the alarm when it must be looked at sooner
+#: (:meth:`OpenSpanIndex.starting`); the fast loop wakes at least every signal tick
+#: (0.25 s), and each tick looks at every open span again (an operation's percentile
+#: may have fallen since: its open spans are due sooner than planned).
+NONE_OPEN_S = 1.0
+#: Seconds between two refreshes of every operation's ``look_ns`` (the span path's
+#: alarm rule): a percentile that moved is used there within this long.
+LATE_REFRESH_S = 0.25
 #: Sleep while capture is off (s): how fast a new ``slow_span_interval_ms`` is seen.
 OFF_TICK_S = 0.25
 #: Open spans indexed at most; beyond it the oldest are forgotten (spans never ended).
@@ -92,6 +106,11 @@ ON_CPU_SHARE = 0.2
 #: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
 #: The controller's cost estimates know this cap (:mod:`otel_adaprof.cost_model`).
 CORE_SHARE = SLOW_SPAN_CORE_SHARE
+#: A span's thread clock starts at a tick (of any cause) within this many intervals
+#: before the span turns slow: its first capture is judged over at most that long. No
+#: tick is planned for it (its first capture is; with no tick in that lead, that
+#: capture is judged by its stack alone and starts the clock for the next).
+CLOCK_LEAD = 2
 #: Thread clocks kept open, unwatched, for the next span of the same thread (a pool
 #: thread's next request): opening ``/proc/self/task/<tid>/schedstat`` for every span
 #: about to turn slow cost more than the rest of the fast loop's tick.
@@ -103,6 +122,16 @@ BUDGET_HORIZON_S = 5.0
 #: Part of the budget repeat captures of a span already captured may use: past it only
 #: spans that turn slow are read (what coverage counts is slow spans with a sample).
 REPEAT_SHARE = 0.5
+#: Alarm moves per second (asked by starting and ending spans) above which the loop
+#: polls instead (a tick every interval while capture is on, as before the alarm): a
+#: move costs the span's thread about 3 µs (a ``timerfd_settime``; a span that moves it
+#: there and back 6.3 µs, bench/output/alarm_cost_s19.json), so 1,000 a second cost
+#: about what the loop's 50 ticks a second of polling did (0.1-0.2 ms of CPU each in a
+#: loaded service, bench/output/watch_mode_s19_reflex_off.json). Back to the alarm
+#: below half of it.
+MAX_MOVES_PER_S = 1000.0
+#: Operations whose ``look_ns`` is kept at most (beyond, the table starts again).
+MAX_LOOK_OPERATIONS = 2048
 
 
 class _ThreadClock:
@@ -140,7 +169,7 @@ class SlowSpanCapture:
         live: LiveParams,
         store: SampleStore,
         latency: LatencyTracker,
-        enable: Callable[[dict[int, OpenSpan] | None], bool] | None = None,
+        enable: Callable[[OpenSpanIndex | None], bool] | None = None,
     ) -> None:
         self.live = live
         self.store = store
@@ -148,7 +177,7 @@ class SlowSpanCapture:
         #: Installs (a dict) or removes (``None``) the marker processor's open-span
         #: index; returns whether it could.
         self.enable = enable or (lambda index: False)
-        self.open_spans: dict[int, OpenSpan] | None = None
+        self.open_spans: OpenSpanIndex | None = None
         #: Spans its ticks saw outlive their trigger, and samples taken on them (since
         #: start). The agent reports the spans that *ended* slow (the marker
         #: processor's count): a span the ticks missed still counts there.
@@ -162,7 +191,11 @@ class SlowSpanCapture:
         self._next_ns: dict[int, int] = {}
         #: (when, CPU s) of the recent reads, for the budget.
         self._reads: deque[tuple[int, float]] = deque()
-        self._min_limit_ns: int | None = None
+        #: (when, ``OpenSpanIndex.asked``) at the last judgement of the alarm's cost.
+        self._moves_seen = (0, 0)
+        #: (interval ns, marker trigger) that ``look_ns`` was computed for.
+        self._late_for: tuple[int, MarkerTrigger] | None = None
+        self._late_refresh_ns = 0
         self._clocks: dict[int, _ThreadClock] = {}
         #: Clocks of threads no longer watched, still open (oldest first).
         self._idle_clocks: dict[int, _ThreadClock] = {}
@@ -171,6 +204,11 @@ class SlowSpanCapture:
         #: Interval between captures in force (ms): ``slow_span_interval_ms``, or
         #: longer when reads cost more than :data:`CORE_SHARE` of a core at that rate.
         self.effective_interval_ms = 0.0
+
+    @property
+    def interval_s(self) -> float:
+        """``slow_span_interval_ms`` in force, in seconds (0: capture off)."""
+        return self.live.params.slow_span_interval_ms / 1000
 
     @property
     def on(self) -> bool:
@@ -183,11 +221,13 @@ class SlowSpanCapture:
 
     def _switch(self, on: bool) -> None:
         if on and self.open_spans is None:
-            index: dict[int, OpenSpan] = {}
+            index = OpenSpanIndex()
+            index.seen = self._seen
             if self.enable(index):
                 self.open_spans = index
         elif not on and self.open_spans is not None:
             self.enable(None)
+            self.open_spans.close()
             self.open_spans = None
             self.stacks.close()
             self._seen.clear()
@@ -213,13 +253,26 @@ class SlowSpanCapture:
         if index is None:
             return OFF_TICK_S
         interval_ns = interval_ms * 1_000_000
-        if not index and not self._seen and not self._clocks:
-            # no span open (between requests, most ticks): nothing to look at; the
-            # next tick as below, when a span starting now could first turn slow
-            wake_ns = IDLE_MAX_S * 1e9
-            if self._min_limit_ns is not None:
-                wake_ns = min(wake_ns, self._min_limit_ns - interval_ns)
-            return max(interval_ns, wake_ns) / 1e9
+        # Spans starting from now on set the alarm themselves until the plan below.
+        index.begin()
+        index.slack_ns = interval_ns // 2  # (a new index after a switch has 0)
+        if (interval_ns, params.marker_trigger) != self._late_for:
+            index.look_ns.clear()  # new params: each operation's comes back as it starts
+            self._late_for = (interval_ns, params.marker_trigger)
+        if index.unknown:  # operations that started since, maybe ended already
+            for name in list(index.unknown):
+                index.unknown.discard(name)
+                index.look_ns.setdefault(name, 0)  # (computed just below)
+            self._late_refresh_ns = 0
+        if now_ns >= self._late_refresh_ns:
+            self._refresh_look(index, params.marker_trigger)
+            self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
+            self._judge_moves(index, now_ns, interval_ms)
+        if not index and not self._seen and not self._clocks and not index.polling:
+            # no span open (between requests, most ticks): nothing to look at, and
+            # no tick until a span that starts could turn slow (it sets the alarm)
+            index.plan(now_ns + int(NONE_OPEN_S * 1e9))
+            return NONE_OPEN_S
         trigger = params.marker_trigger
         min_ns = int(trigger.min_duration_ms * 1e6)
         pct = trigger.latency_percentile
@@ -227,8 +280,10 @@ class SlowSpanCapture:
         slow: dict[int, int] = {}  # thread ident → native id, to capture now
         captured: list[int] = []  # their spans
         repeats: set[int] = set()  # of them, spans captured before (a repeat capture)
-        soon: dict[int, int] = {}  # threads of spans slow within an interval: clocks start
-        wake = now_ns + int(IDLE_MAX_S * 1e9)
+        soon: dict[int, int] = {}  # threads of spans slow within CLOCK_LEAD: clocks start
+        lead_ns = CLOCK_LEAD * interval_ns
+        base = now_ns + int(NONE_OPEN_S * 1e9)  # the loop's own next tick (repeats)
+        wake = NEVER_NS  # the open spans' next look
         seen = self._seen
         still_open: set[int] = set()
         items = list(index.items())
@@ -237,11 +292,7 @@ class SlowSpanCapture:
         for span_id, (tid, native, start_ns, name) in items:
             limit = limits.get(name, -1)
             if limit == -1:
-                limit = min_ns
-                if pct is not None:
-                    ms = self.latency.trigger_ms(name, pct)
-                    limit = None if ms is None else max(min_ns, int(ms * 1e6) + 1)
-                limits[name] = limit
+                limit = limits[name] = self._limit_ns(name, min_ns, pct)
             if limit is None:  # no percentile yet: the trigger cannot fire
                 continue
             due = start_ns + limit
@@ -255,33 +306,29 @@ class SlowSpanCapture:
                     slow[tid] = native
                     repeats.add(span_id)
                 else:
-                    wake = min(wake, self._next_ns[span_id])
+                    base = min(base, self._next_ns[span_id])
                     continue
                 captured.append(span_id)
-            elif now_ns >= due - interval_ns:
-                soon[tid] = native
-                wake = min(wake, due)
-            elif due - interval_ns < wake:
-                wake = due - interval_ns
+            else:
+                if now_ns >= due - lead_ns:  # this tick is close enough: its clock starts
+                    soon[tid] = native
+                wake = min(wake, due)  # looked at as it turns slow
         seen.intersection_update(still_open)
         for span_id in [k for k in self._next_ns if k not in still_open]:
             del self._next_ns[span_id]
-        known = [v for v in limits.values() if v is not None]
-        if known:
-            self._min_limit_ns = min(known)
-        if self._min_limit_ns is not None:  # a span starting now is slow this soon at best
-            # (an operation whose p90 is a few ms, e.g. a DB call, wakes the loop every
-            # interval: ~0.1 ms of CPU per request in the demo service. Waking at most
-            # every IDLE_MAX_S instead was tried and left out: it halves the fast loop's
-            # CPU, but a span starting between idle ticks is looked at up to 50 ms late,
-            # and in one benchmark pair adaptive's slow-request coverage was 0.29-0.42
-            # with it against 0.33-0.52 without, docs/benchmarks.md)
-            wake = min(wake, now_ns + self._min_limit_ns - interval_ns)
+        look = index.look_ns
+        for name, limit in limits.items():  # the span path's alarm rule, fresh
+            look[name] = NEVER_NS if limit is None else limit
+        # No tick for the spans that may start meanwhile: each one that would be looked
+        # at more than half an interval after it turns slow sets the alarm as it starts
+        # (OpenSpanIndex.starting). Polling instead (a tick every interval while an
+        # operation with a p90 of a few ms, a DB call, was known) cost 50 wake-ups a
+        # second at any load: most of the agent's CPU in the catalog's watch actions.
         for native in soon.values():
             self._on_cpu(native, now_ns)  # starts its clock
         if slow and not self._within_budget(now_ns):
             slow, captured = {}, []  # over budget: they stay slow, and are read when it allows
-            wake = min(wake, now_ns + interval_ns)
+            base = min(base, now_ns + interval_ns)
         elif repeats and not self._within_budget(now_ns, REPEAT_SHARE):
             # Repeats use at most part of the budget: the rest stays for spans that turn
             # slow, so a long slow span's repeats cannot leave the next ones unsampled.
@@ -290,7 +337,7 @@ class SlowSpanCapture:
             captured = [k for k in captured if k not in repeats]
             for span_id in repeats:
                 self._next_ns[span_id] = now_ns + interval_ns
-            wake = min(wake, now_ns + interval_ns)
+            base = min(base, now_ns + interval_ns)
         if slow:
             t_read = time.thread_time()
             self._capture(slow, now_ns, params.stack_depth)
@@ -307,8 +354,52 @@ class SlowSpanCapture:
             again_ns = now_ns + int(again_s * 1e9)
             for span_id in captured:
                 self._next_ns[span_id] = again_ns
-            wake = min(wake, again_ns)
-        return max(interval_ns, wake - now_ns) / 1e9
+            base = min(base, again_ns)
+        # At least an interval between two ticks; an open span that ends before its look
+        # moves the alarm to the next one (OpenSpanIndex.ending).
+        if index.polling:  # starting spans do not move the alarm: look every interval
+            base = min(base, now_ns + interval_ns)
+        base_ns = max(interval_ns, base - now_ns)
+        wake_ns = max(interval_ns, wake - now_ns)
+        index.plan(now_ns + base_ns, now_ns + wake_ns)
+        return min(base_ns, wake_ns) / 1e9
+
+    def _judge_moves(self, index: OpenSpanIndex, now_ns: int, interval_ms: int) -> None:
+        """Poll instead of the alarm while spans ask for more moves than polling costs."""
+        last_ns, last_asked = self._moves_seen
+        self._moves_seen = (now_ns, index.asked)
+        if last_ns == 0 or now_ns <= last_ns:
+            return
+        rate = (index.asked - last_asked) / ((now_ns - last_ns) / 1e9)
+        if not index.polling and rate > MAX_MOVES_PER_S:
+            index.polling = True
+            log.info(
+                "otel-adaprof: slow-span capture polls every %d ms: starting and ending "
+                "spans would move its alarm %.0f times a second",
+                interval_ms,
+                rate,
+            )
+        elif index.polling and rate < MAX_MOVES_PER_S / 2:
+            index.polling = False
+
+    def _limit_ns(self, name: str, min_ns: int, pct: float | None) -> int | None:
+        """How long after its start a span of ``name`` turns slow (ns); ``None``: its
+        trigger cannot fire yet (no percentile yet)."""
+        if pct is None:
+            return min_ns
+        ms = self.latency.trigger_ms(name, pct)
+        return None if ms is None else max(min_ns, int(ms * 1e6) + 1)
+
+    def _refresh_look(self, index: OpenSpanIndex, trigger: MarkerTrigger) -> None:
+        """Every known operation's ``look_ns`` again (percentiles move)."""
+        look = index.look_ns
+        if len(look) > MAX_LOOK_OPERATIONS:
+            look.clear()
+        min_ns = int(trigger.min_duration_ms * 1e6)
+        pct = trigger.latency_percentile
+        for name in list(look):
+            limit = self._limit_ns(name, min_ns, pct)
+            look[name] = NEVER_NS if limit is None else limit
 
     def _within_budget(self, now_ns: int, part: float = 1.0) -> bool:
         """Whether the reads of the last :data:`BUDGET_HORIZON_S` used less than
@@ -368,4 +459,4 @@ class SlowSpanCapture:
             return None
 
 
-__all__ = ["OpenSpan", "SlowSpanCapture", "Stack"]
+__all__ = ["OpenSpan", "OpenSpanIndex", "SlowSpanCapture", "Stack"]

@@ -41,6 +41,7 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsI
 from otel_adaprof.instrumentation.sdk_compat import raw_attributes
 from otel_adaprof.instrumentation.spans.categories import category_in
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+from otel_adaprof.instrumentation.spans.open_spans import OpenSpanIndex
 from otel_adaprof.instrumentation.threads import ThreadIdentity, ThreadLiveness
 from otel_adaprof.params import Category
 
@@ -212,7 +213,7 @@ class MarkerProcessor(SpanProcessor):
         self.errors = 0
         #: Open spans (span id → thread ident, native id, start ns, name) while
         #: slow-span capture is on (``None``: off); read by its capture thread.
-        self.open_spans: dict[int, tuple[int, int, int, str]] | None = None
+        self.open_spans: OpenSpanIndex | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # (ident, native id, born): a thread id reused by a new thread (one thread per
@@ -221,12 +222,9 @@ class MarkerProcessor(SpanProcessor):
         thread_key = threads[span.context.span_id] = self.identity.current()
         open_spans = self.open_spans
         if open_spans is not None:  # slow-span capture is on
-            open_spans[span.context.span_id] = (
-                thread_key[0],
-                thread_key[1],
-                span.start_time or 0,
-                span.name,
-            )
+            start, name = span.start_time or 0, span.name
+            open_spans[span.context.span_id] = (thread_key[0], thread_key[1], start, name)
+            open_spans.starting(start, name)  # wakes the capture's loop if it must look sooner
         if len(threads) > MAX_OPEN_SPANS:
             for key in list(threads)[: MAX_OPEN_SPANS // 2]:
                 threads.pop(key, None)
@@ -244,7 +242,9 @@ class MarkerProcessor(SpanProcessor):
         thread = self._threads.pop(ctx.span_id, None)
         open_spans = self.open_spans
         if open_spans is not None:
-            open_spans.pop(ctx.span_id, None)
+            entry = open_spans.pop(ctx.span_id, None)
+            if entry is not None:  # the capture's alarm, if set for this span, moves on
+                open_spans.ending(entry[2], entry[3])
         self.counters.spans += 1
         parent = span.parent
         request = parent is None or parent.is_remote
