@@ -60,7 +60,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any
 
 from otel_adaprof.session_spec import OverheadBudget, RewardWeights
 
@@ -363,32 +362,14 @@ class RewardBreakdown:
         return asdict(self)
 
 
-def replace(state: PhaseState, **changes: Any) -> PhaseState:
-    """``dataclasses.replace`` for :class:`PhaseState` (every field is an init field),
-    without its per-field introspection: a window's step makes a few of these.
-
-    >>> replace(PhaseState(samples=3.0), windows=2) == PhaseState(samples=3.0, windows=2)
-    True
-    """
-    return PhaseState(**{**state.__dict__, **changes})
-
-
-def _restart(state: PhaseState, at: float) -> PhaseState:
-    return replace(
-        state,
-        samples=0.0,
-        previous_samples=state.samples if state.profile else state.previous_samples,
-        previous=dict(state.profile) if state.profile else dict(state.previous),
-        profile={},
-        pending_paid=0.0,
-        phase_started_unix=at,
-    )
-
-
 def step(
     state: PhaseState, obs: WindowObservation, goal: RewardWeights, budget: OverheadBudget
 ) -> tuple[PhaseState, RewardBreakdown]:
-    """Score one window and advance the service's reward memory (a pure function)."""
+    """Score one window and advance the service's reward memory (a pure function).
+
+    The memory's fields are advanced in local variables and the new :class:`PhaseState`
+    is made once, at the end (a frozen dataclass: each copy sets every field).
+    """
     k = goal.functions
     window = keyed(obs.samples)
     n = sum(window.values())
@@ -396,72 +377,82 @@ def step(
     straddling = False
     detection = 0.0
     start = obs.end_unix - obs.seconds
+    samples, profile, previous = state.samples, state.profile, state.previous
+    previous_samples, pending = state.previous_samples, state.pending_change_unix
+    pending_paid, phase_started = state.pending_paid, state.phase_started_unix
+    false_alarms = state.false_alarms
     # 1. A change the agent signalled starts a new phase at once. The signalling window's
     #    own samples were mostly taken before the signal (it fires after the change, and
     #    a burst's samples come in the next window): they stay with the old phase, so they
     #    neither blur the new phase's profile nor make a real change look like a false alarm.
-    if obs.changes > 0:
-        at = obs.last_change_unix if obs.last_change_unix is not None else start
-        state = replace(_restart(state, at), pending_change_unix=at)
-        change = straddling = True
     # 2. Otherwise a window whose samples differ from the phase's is a change seen in the
     #    samples (the onset lies somewhere in this window). Nothing announced it, so the
     #    bar is the higher one (every key counted): a 3 s window's samples are few and
     #    correlated (a request's consecutive samples, a busy machine), and with rare keys
     #    folded a steady phase "changed" every 20 s in a benchmark run (session 19).
-    elif state.samples >= 2 * MIN_CONFIRM_SAMPLES and shares_differ(
-        window, state.profile, k, fold=False
-    ):
-        state = replace(_restart(state, start), pending_change_unix=start)
+    restart_at: float | None = None
+    if obs.changes > 0:
+        restart_at = obs.last_change_unix if obs.last_change_unix is not None else start
+        straddling = True
+    elif samples >= 2 * MIN_CONFIRM_SAMPLES and shares_differ(window, profile, k, fold=False):
+        restart_at = start
+    if restart_at is not None:  # a new phase: the current one becomes the previous one
         change = True
+        if profile:
+            previous_samples, previous = samples, dict(profile)
+        else:
+            previous = dict(previous)
+        samples, profile, pending_paid = 0.0, {}, 0.0
+        phase_started = pending = restart_at
     target = goal.accuracy_target
-    if state.pending_change_unix is not None and state.previous:
+    if pending is not None and previous:
         # Not confirmed yet: paid as if the phase went on (a false alarm earns nothing);
         # the difference is paid when the samples confirm the change.
-        gain = accuracy_gain(state.previous_samples + state.samples, n, k, target)
-        state = replace(state, pending_paid=state.pending_paid + gain)
+        gain = accuracy_gain(previous_samples + samples, n, k, target)
+        pending_paid = pending_paid + gain
     else:
-        gain = accuracy_gain(state.samples, n, k, target)
-    profile = dict(state.profile)
+        gain = accuracy_gain(samples, n, k, target)
+    grown = dict(profile)
     if straddling:
-        previous = dict(state.previous)
+        previous = dict(previous)
         for key, count in window.items():
             previous[key] = previous.get(key, 0.0) + count
-        state = replace(state, previous=previous, previous_samples=state.previous_samples + n)
+        previous_samples = previous_samples + n
     else:
         for key, count in window.items():
-            profile[key] = profile.get(key, 0.0) + count
-        state = replace(state, samples=state.samples + n, profile=profile)
+            grown[key] = grown.get(key, 0.0) + count
+        samples, profile = samples + n, grown
     # 3. A pending change is confirmed once the new phase's samples differ from the old;
     #    a change the agent signalled whose samples, once plenty, match the old phase was
     #    a false alarm: the phases merge again (the old samples still describe it).
-    if state.pending_change_unix is not None and shares_differ(profile, state.previous, k):
-        detection = detection_credit(obs.end_unix - state.pending_change_unix, goal.detection_tau_s)
-        gain += max(0.0, accuracy_gain(0.0, state.samples, k, target) - state.pending_paid)
-        state = replace(state, pending_change_unix=None, pending_paid=0.0)
-    elif state.pending_change_unix is not None and not state.previous:
-        state = replace(state, pending_change_unix=None)  # nothing to compare with
-    elif state.pending_change_unix is not None and state.samples >= FALSE_ALARM_SAMPLES:
-        merged = dict(state.previous)
-        for key, count in profile.items():
+    if pending is not None and shares_differ(grown, previous, k):
+        detection = detection_credit(obs.end_unix - pending, goal.detection_tau_s)
+        gain += max(0.0, accuracy_gain(0.0, samples, k, target) - pending_paid)
+        pending, pending_paid = None, 0.0
+    elif pending is not None and not previous:
+        pending = None  # nothing to compare with
+    elif pending is not None and samples >= FALSE_ALARM_SAMPLES:
+        merged = dict(previous)
+        for key, count in grown.items():
             merged[key] = merged.get(key, 0.0) + count
-        state = replace(
-            state,
-            samples=state.samples + state.previous_samples,
-            profile=merged,
-            pending_change_unix=None,
-            pending_paid=0.0,
-            false_alarms=state.false_alarms + 1,
-        )
+        samples, profile = samples + previous_samples, merged
+        pending, pending_paid = None, 0.0
+        false_alarms += 1
     scale = obs.seconds / REFERENCE_WINDOW_S
     cpu = max(0.0, obs.profiler_cpu_fraction)
     average = horizon_average(state.cpu_average, cpu, obs.seconds, goal.cost_horizon_s)
-    state = replace(
-        state,
+    state = PhaseState(
+        samples=samples,
+        profile=profile,
+        previous=previous,
+        pending_change_unix=pending,
         cpu_average=average,
         windows=state.windows + 1,
+        phase_started_unix=start if phase_started is None else phase_started,
         changed=change,
-        phase_started_unix=start if state.phase_started_unix is None else state.phase_started_unix,
+        previous_samples=previous_samples,
+        pending_paid=pending_paid,
+        false_alarms=false_alarms,
     )
     cpu_cost = cpu / budget.cpu_fraction * scale
     over = max(0.0, average / budget.cpu_fraction - 1.0) * scale
