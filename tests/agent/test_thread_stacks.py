@@ -169,3 +169,18 @@ def test_in_process_sampler_caps_its_rate_by_the_cost_of_a_read():
     )
     if safe_backend() == "faulthandler":  # 41 threads at ~0.15 ms each: stretched
         assert sampler.effective_interval_s > 0.01
+
+
+def test_in_process_sampler_stops_while_another_thread_starts_it():
+    """stop() racing start(): stop may come in while start runs on another thread (the
+    supervisor's loop starts the sampler, the agent's shutdown stops it). Many rounds of
+    both at once: stop never raises (it joined a thread not started yet: RuntimeError),
+    and no sampling thread is left running."""
+    for _ in range(200):
+        sampler = InProcessSampler(SampleStore(), interval_s=0.05, depth=8)
+        starter = threading.Thread(target=sampler.start)
+        starter.start()
+        sampler.stop(timeout=1.0)  # raised "cannot join thread before it is started"
+        starter.join()
+        sampler.stop(timeout=1.0)
+        assert sampler._thread is None or not sampler._thread.is_alive()

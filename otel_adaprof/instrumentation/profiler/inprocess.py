@@ -62,14 +62,20 @@ class InProcessSampler:
     def start(self) -> None:
         """Start the sampling thread (a daemon)."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="adaprof-sampler", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="adaprof-sampler", daemon=True)
+        thread.start()
+        self._thread = thread  # only a started thread: stop() may join it from now on
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop sampling; every sample taken so far is in the store."""
+        """Stop sampling; every sample taken so far is in the store.
+
+        Safe at any moment, also while :meth:`start` runs on another thread (a thread
+        not started yet is not joined: it sees the stop when it runs).
+        """
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() and thread.ident:
+            thread.join(timeout)
 
     def sample_once(self, now_ns: int) -> None:
         """Take one sample of every other thread."""
