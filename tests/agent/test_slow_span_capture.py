@@ -13,10 +13,17 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler import slow_spans
 from otel_adaprof.instrumentation.profiler.thread_stacks import safe_backend
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+from otel_adaprof.params import Params
 
 PROBE = textwrap.dedent(
     """
@@ -100,13 +107,18 @@ PROBE = textwrap.dedent(
 )
 
 
-def _run(profiler: str, interval: int) -> dict:
+def _probe(source: str, *args: str, timeout: float = 120) -> dict:
+    """Run a probe in a fresh Python; the JSON of its last line."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, profiler, str(interval)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-c", source, *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _run(profiler: str, interval: int) -> dict:
+    return _probe(PROBE, profiler, str(interval))
 
 
 def _slow_and_fast(got: dict) -> tuple[list[dict], list[dict]]:
@@ -181,15 +193,6 @@ def test_repeat_captures_leave_part_of_the_budget_to_spans_turning_slow():
     """Past :data:`REPEAT_SHARE` of the reads' budget a long slow span's repeats wait and
     a span that turns slow is still read. (Fails when repeats may spend it all: both
     threads are read.)"""
-    import threading
-    import time
-
-    from otel_adaprof.instrumentation.control.live_params import LiveParams
-    from otel_adaprof.instrumentation.join.samples import SampleStore
-    from otel_adaprof.instrumentation.profiler import slow_spans
-    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
-    from otel_adaprof.params import Params
-
     live = LiveParams(
         Params.parse({"slow_span_interval_ms": 5, "marker_trigger": {"min_duration_ms": 10}})
     )
@@ -288,12 +291,7 @@ def test_capture_does_not_poll_while_no_span_is_slow():
     """With slow-span capture on and spans that never outlive the trigger, the fast
     loop sleeps (its alarm moves with the spans that start and end) instead of ticking
     every interval; a span that turns slow is still captured within about an interval."""
-    done = subprocess.run(
-        [sys.executable, "-c", TICKS_PROBE],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = _probe(TICKS_PROBE, timeout=60)
     # Polling (27d28cd: a tick at least every 50 ms while the trigger was known) ticked
     # 20 times a second here; the change signals alone tick 4 times a second.
     assert got["ticks_per_s"] <= 10, {k: v for k, v in got.items() if k != "samples"}
@@ -345,12 +343,7 @@ def test_capture_polls_while_spans_would_move_its_alarm_too_often():
     """Each span that moves the alarm costs its own thread a system call: with thousands
     of them a second the loop polls every interval instead, and goes back to the alarm
     when they stop."""
-    done = subprocess.run(
-        [sys.executable, "-c", MANY_SPANS_PROBE],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = _probe(MANY_SPANS_PROBE, timeout=60)
     assert got["busy"]["spans_per_s"] > 2000, got  # (else the machine was too busy)
     assert got["busy"]["polling"] is True, got
     assert got["polling_after"] is False, got
