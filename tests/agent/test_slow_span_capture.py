@@ -85,6 +85,11 @@ PROBE = textwrap.dedent(
     for t in threads: t.start()
     threads[0].join(); threads[1].join(); stop.set(); threads[2].join()
     time.sleep(2.5 if profiler == "py-spy" else 0.6)
+    # The report counts slow spans as the span join sends them on (with their samples):
+    # wait until it holds none (a held span goes on after its hold, 6 s, at the latest).
+    deadline = time.monotonic() + 10.0
+    while any(j.held for j in agent.joins) and time.monotonic() < deadline:
+        time.sleep(0.05)
     state = agent.observer.close_window()
     trace.get_tracer_provider().force_flush()
     out = {"spans": [], "state": state.model_dump(mode="json"),
