@@ -9,6 +9,44 @@ import pytest
 
 from tests.support.controller import ControllerProcess
 
+#: Modules whose tests measure the machine: CPU seconds, sample counts and rates, latency
+#: or wake-ups against a bound. They are marked ``timing``; ``make pytest`` runs them one
+#: at a time after the rest, which runs on four workers (pytest-xdist; most of it waits
+#: on subprocesses and HTTP): a test sharing a 2-core machine with another measures both.
+#: (The poll benchmarks' tests check their figures' consistency, not their size.)
+TIMING_MODULES = frozenset(
+    {
+        "tests/agent/test_accounting.py",
+        "tests/agent/test_attribution_bench.py",
+        "tests/agent/test_beacon_cpu_notes.py",
+        "tests/agent/test_burst_reflex.py",
+        "tests/agent/test_cost_bench.py",
+        "tests/agent/test_end_to_end.py",
+        "tests/agent/test_export_paths.py",
+        "tests/agent/test_idle_wakeups.py",
+        "tests/agent/test_long_segments.py",
+        "tests/agent/test_overhead_bench.py",
+        "tests/agent/test_pyspy_segments.py",
+        "tests/agent/test_run_folders.py",
+        "tests/agent/test_slow_span_capture.py",
+        "tests/agent/test_thread_exits.py",
+        "tests/agent/test_thread_per_request.py",
+        "tests/agent/test_thread_stacks.py",
+        "tests/demo/test_bench_quick.py",
+        "tests/demo/test_demo_e2e.py",
+        "tests/demo/test_ground_truth.py",
+        "tests/demo/test_loadgen.py",
+    }
+)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`TIMING_MODULES` ``timing``."""
+    for item in items:
+        if item.path.relative_to(ROOT).as_posix() in TIMING_MODULES:
+            item.add_marker(pytest.mark.timing)
+
 
 @pytest.fixture
 def controller(tmp_path: Path) -> Iterator[ControllerProcess]:
