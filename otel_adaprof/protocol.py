@@ -83,6 +83,10 @@ class ChangeSignals(_Message):
     Each signal is its current CUSUM statistic in baseline standard deviations, signed
     (positive: above the baseline). ``changes`` counts the signals that fired in the
     window; ``last_change_unix`` is when one last fired (``None``: never).
+    ``profile_changes`` counts those the window's profile mode can show in samples (in
+    ``cpu`` mode a latency change alone is not one) and ``last_profile_change_unix`` is
+    when one last fired; the reward restarts its phase on these. ``None``: an agent
+    older than them (the reward then reads ``changes``).
     """
 
     cpu_per_request: float = Field(default=0.0, ge=-1e6, le=1e6)
@@ -90,6 +94,8 @@ class ChangeSignals(_Message):
     span_rate: float = Field(default=0.0, ge=-1e6, le=1e6)
     changes: Annotated[int, Field(ge=0)] = 0
     last_change_unix: NonNegative | None = None
+    profile_changes: Annotated[int, Field(ge=0)] | None = None
+    last_profile_change_unix: NonNegative | None = None
 
 
 class ObservedState(_Message):

@@ -75,6 +75,32 @@ def _check_version(request: PollRequest) -> None:
         )
 
 
+def _phase_changes(signals: Any) -> tuple[int, float | None]:
+    """The changes a window's report signals to the reward, and when the last fired.
+
+    The profile changes (those the window's profile mode can show in samples: in cpu
+    mode a latency change alone is not one, docs/protocol.md), or every change from an
+    agent that does not report them. Each restarts the reward's phase, and a change the
+    samples cannot confirm restarted it for nothing: in a run with 4x phases the agent's
+    latency signal fired four times in 90 s of watching, each a pending change the
+    bandit had no reason to sample away (docs/benchmarks.md).
+
+    >>> from otel_adaprof.protocol import ChangeSignals
+    >>> _phase_changes(ChangeSignals(changes=1, last_change_unix=5.0, profile_changes=0))
+    (0, None)
+    >>> _phase_changes(ChangeSignals(changes=2, last_change_unix=5.0))  # an older agent
+    (2, 5.0)
+    >>> _phase_changes(None)
+    (0, None)
+    """
+    if signals is None:
+        return 0, None
+    profile = getattr(signals, "profile_changes", None)
+    if profile is not None:
+        return int(profile), getattr(signals, "last_profile_change_unix", None) if profile else None
+    return int(getattr(signals, "changes", 0) or 0), getattr(signals, "last_change_unix", None)
+
+
 def _uses_bandit(spec: SessionSpec | None) -> bool:
     """Whether a session decides with its service's bandit (as ``for_spec`` answers)."""
     return spec is not None and spec.mode is Mode.ADAPTIVE and spec.policy is PolicyKind.ADAPTIVE
@@ -332,7 +358,7 @@ class PollHandler:
             goal = spec.goal if spec else self.config.policy.goal
             budget = spec.budget if spec else self.config.policy.budget
             changed = False
-        signals = getattr(window, "change_signals", None)
+        changes, last_change = _phase_changes(getattr(window, "change_signals", None))
         obs = WindowObservation(
             end_unix=window.window_start + window.window_seconds,
             seconds=window.window_seconds,
@@ -343,8 +369,8 @@ class PollHandler:
             slow_spans=int(getattr(window, "slow_spans", 0) or 0),
             slow_span_samples=int(getattr(window, "slow_span_samples", 0) or 0),
             slow_spans_sampled=getattr(window, "slow_spans_sampled", None),
-            changes=int(getattr(signals, "changes", 0) or 0) if signals is not None else 0,
-            last_change_unix=getattr(signals, "last_change_unix", None) if signals else None,
+            changes=changes,
+            last_change_unix=last_change,
             params_changed=changed,
         )
         phase, reward = step(self._phases.get(service, PhaseState()), obs, goal, budget)

@@ -145,7 +145,7 @@ class Agent:
         return WindowObserver(
             self.counts,
             self.agent_threads,
-            signals=lambda n: self.fast_loop.detector.report(n),
+            signals=self.fast_loop.detector.report,
             cpu=self.cpu,
             rates=self.profiler.take_rates,
         )
@@ -285,6 +285,7 @@ class Agent:
             slow_span_samples=self.slow_capture.samples,
             burst_s=self.fast_loop.reflex.burst_seconds,
             changes=self.fast_loop.detector.changes,
+            profile_changes=self.fast_loop.detector.profile_changes,
         )
 
     def agent_threads(self) -> list[int]:

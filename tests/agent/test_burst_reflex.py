@@ -36,6 +36,7 @@ def test_a_cpu_per_request_step_starts_a_burst_within_two_seconds():
     state = got["state"]
     assert state["burst_seconds"] >= 2.0, state
     assert state["change_signals"]["changes"] >= 1
+    assert state["change_signals"]["profile_changes"] >= 1  # wall mode: every change shows
     assert state["change_signals"]["last_change_unix"] is not None
     assert got["during"] >= 3 * max(got["before"], 1.0), got  # 100 Hz against 5 Hz
     assert got["rate_after"] == 200  # the burst is over: the params are back

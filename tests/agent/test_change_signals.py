@@ -141,6 +141,30 @@ def test_latency_step_of_one_operation_fires():
     assert any("latency" in f for f in fired[n : n + 2])
 
 
+@pytest.mark.parametrize("mode, shown", [("cpu", 0), ("wall", 1)])
+def test_a_latency_change_alone_is_a_profile_change_only_in_wall_mode(mode, shown):
+    # cpu samples cannot show time spent waiting: counted as a change, not a profile one
+    rng = random.Random(9)
+    d = ChangeDetector()
+    cpu, reqs, fired_at = 0.0, 0, None
+    for i in range(WARMUP + 20):
+        slow = i >= WARMUP + 14
+        cpu, reqs = cpu + 0.025, reqs + 5
+        durations = {"GET /a": [rng.uniform(20, 30) if slow else rng.uniform(8, 12)
+                                for _ in range(16)]}  # fmt: skip
+        inputs = Inputs(now=i * 0.25, cpu_seconds=cpu, requests=reqs, spans=3 * reqs,
+                        durations=durations)  # fmt: skip
+        fired = d.observe(inputs, threshold=5.0, now_unix=1000.0 + i, profile_mode=mode)
+        if fired and fired_at is None:
+            fired_at = i
+            assert fired == ["latency"]
+    assert fired_at is not None and d.changes >= 1
+    report = d.report(d.changes, d.profile_changes)
+    assert (report.profile_changes or 0) >= shown and bool(report.profile_changes) == bool(shown)
+    assert report.last_change_unix == 1000.0 + fired_at
+    assert report.last_profile_change_unix == (1000.0 + fired_at if shown else None)
+
+
 def test_a_profiling_level_change_rebases_instead_of_firing():
     # A burst raises the CPU per request by a third (the profiler's own cost): after
     # rebase() the new level is the baseline, not a change; a real step later still fires.

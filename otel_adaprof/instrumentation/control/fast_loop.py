@@ -162,7 +162,12 @@ class FastLoop:
             self.detector.rebase(self._level())
             self.reflex.react([], now)
             return []
-        fired = self.detector.observe(inputs, self.reflex.threshold, now_unix=time.time())
+        fired = self.detector.observe(
+            inputs,
+            self.reflex.threshold,
+            now_unix=time.time(),
+            profile_mode=self.live.params.profile_mode,
+        )
         if self.reflex.react(fired, now) and self.on_burst is not None:
             self.on_burst()
         if self._level() != self.detector.level:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
-from otel_adaprof.instrumentation.observe.change_signals import REPORT_THRESHOLD
+from otel_adaprof.instrumentation.observe.change_signals import REPORT_THRESHOLD, shown_in_samples
 from otel_adaprof.params import Params
 
 log = logging.getLogger("otel_adaprof.agent")
@@ -99,10 +99,8 @@ class BurstReflex:
                 self._rest_until = now + REST_FACTOR * (now - self.started_at)
             self._end()
         started = False
-        if base.profile_mode == "cpu":
-            # CPU samples cannot explain a latency change that costs no CPU (waiting on
-            # I/O, a lock or a busy machine): in cpu mode only CPU and rate changes burst.
-            fired = [name for name in fired if name != "latency"]
+        # In cpu mode a latency change alone is not one CPU samples can explain.
+        fired = shown_in_samples(fired, base.profile_mode)
         if not on:
             self._deferred = []
         elif fired and self._until is None and now < self._rest_until:

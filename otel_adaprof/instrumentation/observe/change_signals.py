@@ -202,6 +202,25 @@ class Cusum:
         return False
 
 
+def shown_in_samples(fired: Sequence[str], profile_mode: str) -> list[str]:
+    """The signals of ``fired`` that samples of ``profile_mode`` can show.
+
+    CPU samples (``cpu``: the thread holding the GIL) cannot explain a latency change
+    that costs no CPU (waiting on I/O, a lock or a busy machine), so in cpu mode a
+    latency change alone is no change of the profile: the burst reflex does not burst
+    for it, and the report does not count it in ``profile_changes`` (the reward's phase
+    goes on). Wall samples see waiting too.
+
+    >>> shown_in_samples(["latency"], "cpu"), shown_in_samples(["latency"], "wall")
+    ([], ['latency'])
+    >>> shown_in_samples(["latency", "cpu_per_request"], "cpu")
+    ['cpu_per_request']
+    """
+    if profile_mode == "cpu":
+        return [name for name in fired if name != "latency"]
+    return list(fired)
+
+
 def _median(ordered: Sequence[float]) -> float:
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
@@ -255,6 +274,10 @@ class ChangeDetector:
         self.rate = Cusum()
         self.latency: OrderedDict[str, _Latency] = OrderedDict()
         self.changes = 0
+        #: Of :attr:`changes`, those the profile mode's samples can show
+        #: (:func:`shown_in_samples`), and when one last fired.
+        self.profile_changes = 0
+        self.last_profile_change_unix: float | None = None
         #: Baselines restarted by :meth:`rebase` (since start).
         self.rebases = 0
         self.last_change_unix: float | None = None
@@ -266,8 +289,18 @@ class ChangeDetector:
         self._cpu_acc = (0.0, 0, 0.0)  # CPU s, requests, since
         self._rate_acc = (0, 0.0)  # spans, since
 
-    def observe(self, inputs: Inputs, threshold: float, now_unix: float | None = None) -> list[str]:
-        """Take one reading; the names of the signals that fired on it."""
+    def observe(
+        self,
+        inputs: Inputs,
+        threshold: float,
+        now_unix: float | None = None,
+        profile_mode: str = "wall",
+    ) -> list[str]:
+        """Take one reading; the names of the signals that fired on it.
+
+        ``profile_mode`` is the profile mode in force: what counts in
+        :attr:`profile_changes` (:func:`shown_in_samples`).
+        """
         fired: list[str] = []
         last, self._last = self._last, inputs
         if last is None:
@@ -301,6 +334,10 @@ class ChangeDetector:
         if fired:
             self.changes += len(fired)
             self.last_change_unix = now_unix
+            shown = shown_in_samples(fired, profile_mode)
+            if shown:
+                self.profile_changes += len(shown)
+                self.last_profile_change_unix = now_unix
         return fired
 
     def _latency_update(
@@ -399,14 +436,19 @@ class ChangeDetector:
                 best = s
         return best
 
-    def report(self, changes: int) -> ChangeSignals:
-        """The signals now, with ``changes`` (fired in the window) for the report."""
+    def report(self, changes: int, profile_changes: int | None = None) -> ChangeSignals:
+        """The signals now, with ``changes`` and ``profile_changes`` (fired in the
+        window) for the report."""
         return ChangeSignals(
             cpu_per_request=_bounded(self.cpu.statistic),
             latency=_bounded(self.latency_statistic),
             span_rate=_bounded(self.rate.statistic),
             changes=changes,
             last_change_unix=self.last_change_unix,
+            profile_changes=profile_changes,
+            last_profile_change_unix=(
+                self.last_profile_change_unix if profile_changes is not None else None
+            ),
         )
 
 

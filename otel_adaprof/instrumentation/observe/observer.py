@@ -46,6 +46,7 @@ class Counts:
     slow_span_samples: int = 0
     burst_s: float = 0.0
     changes: int = 0
+    profile_changes: int = 0
 
     def minus(self, other: Counts) -> Counts:
         """Field-wise difference (never negative: counters restart after a fork)."""
@@ -61,13 +62,14 @@ class WindowObserver:
         self,
         counts: Callable[[], Counts],
         agent_threads: Callable[[], list[int]] = list,
-        signals: Callable[[int], ChangeSignals] | None = None,
+        signals: Callable[[int, int], ChangeSignals] | None = None,
         cpu: AgentCpu | None = None,
         rates: Callable[[int], Rates] | None = None,
     ) -> None:
         self._counts = counts
         self._agent_threads = agent_threads
-        #: The change signals now, given the changes counted in the window.
+        #: The change signals now, given the changes and profile changes counted in
+        #: the window.
         self._signals = signals
         self._agent_cpu = cpu
         self._rates = rates
@@ -146,9 +148,9 @@ class WindowObserver:
             effective_rate_hz=effective,
             profiler_cpu_breakdown=breakdown,
             change_signals=(
-                self._signals(diff.changes)
+                self._signals(diff.changes, diff.profile_changes)
                 if self._signals is not None
-                else ChangeSignals(changes=diff.changes)
+                else ChangeSignals(changes=diff.changes, profile_changes=diff.profile_changes)
             ),
             burst_seconds=min(diff.burst_s, seconds),
             slow_spans=diff.slow_spans,
