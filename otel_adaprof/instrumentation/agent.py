@@ -145,7 +145,7 @@ class Agent:
         return WindowObserver(
             self.counts,
             self.agent_threads,
-            signals=self.fast_loop.detector.report,
+            signals=lambda n, shown: self.fast_loop.detector.report(n, shown),
             cpu=self.cpu,
             rates=self.profiler.take_rates,
         )

@@ -40,7 +40,11 @@ SCRIPT = textwrap.dedent(
         time.sleep(0.5)
         trace.get_tracer_provider().force_flush()
         spans = [s for s in memory.get_finished_spans() if s.name == "child-work"]
+        # the child's window reports read the child's own change signals
+        agent.fast_loop.detector.last_change_unix = 123.0
+        signals = agent.observer.close_window().change_signals
         out = {
+            "signals_last_change": signals.last_change_unix,
             "pid_ok": agent.pid == os.getpid(),
             "new_instance": agent.instance_id != parent_id,
             "version": agent.live.current.version,
@@ -70,3 +74,4 @@ def test_forked_child_runs_its_own_agent(tmp_path):
     assert child["pid_ok"] and child["new_instance"] and child["version"] == 0
     assert "adaprof-profiler" in child["threads"]
     assert child["samples"] > 0 and "burn_in_child" in child["top"], child
+    assert child["signals_last_change"] == 123.0, child
