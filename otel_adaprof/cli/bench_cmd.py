@@ -11,6 +11,7 @@ Usage::
     adaprof bench --quick --json     # ~25 s of load: every figure, little weight
     adaprof bench --phase-scale 4    # every phase 4x longer, same loads (~16 minutes)
     adaprof bench --order-seed 2     # start the configurations in another order
+    adaprof bench --arrivals poisson # requests at random gaps of the same mean rate
     adaprof bench --reference --duration 120   # check the ground truth with py-spy 100 Hz
 """
 
@@ -24,6 +25,7 @@ from rich.console import Console
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
 from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
+from otel_adaprof.demo.loadgen import ARRIVALS
 
 
 @click.command()
@@ -55,6 +57,14 @@ from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
     help="Shuffle the order the configurations are started in (0: table order).",
 )
 @click.option(
+    "--arrivals",
+    type=click.Choice(list(ARRIVALS)),
+    default="uniform",
+    show_default=True,
+    help="Request spacing: uniform (1/rate apart) or poisson (random gaps, same mean; "
+    "the same times for every configuration).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("adaprof-bench"),
@@ -79,6 +89,7 @@ def bench(
     rate: float | None,
     phase_scale: float,
     order_seed: int,
+    arrivals: str,
     out: Path,
     workdir: Path | None,
     as_json: bool,
@@ -93,6 +104,7 @@ def bench(
         window_s=base.window_s,
         phase_scale=phase_scale,
         order_seed=order_seed,
+        arrivals=arrivals,
     )
     console = Console(stderr=True)
     if reference:
@@ -100,7 +112,7 @@ def bench(
         return
     console.print(
         f"adaprof bench: {settings.load_s:.0f} s of load at {settings.rate_rps:g} req/s "
-        f"per configuration, windows of {settings.window_s:g} s"
+        f"per configuration ({settings.arrivals} arrivals), windows of {settings.window_s:g} s"
     )
 
     shown = [-1]

@@ -108,6 +108,7 @@ class BenchSettings:
     window_s: float = 3.0
     phase_scale: float = 1.0  # every phase this many times longer, same loads
     order_seed: int = 0  # 0: start configurations in table order, else shuffled
+    arrivals: str = "uniform"  # request spacing (demo/loadgen.py ARRIVALS), same for all
 
     @classmethod
     def quick(cls) -> BenchSettings:
@@ -236,7 +237,11 @@ def _bench(
         # Let every agent take its session's params before the load starts.
         time.sleep(2 * settings.window_s + 1.0)
         phases = schedule(settings.load_s, settings.rate_rps)
-        gens = {n: LoadGenerator(r.port, phases) for n, r in runs.items()}
+        # one seed for all: with poisson arrivals every configuration gets the same times
+        gens = {
+            n: LoadGenerator(r.port, phases, arrivals=settings.arrivals, seed=1)
+            for n, r in runs.items()
+        }
         failures: dict[str, BaseException] = {}
 
         def drive(name: str) -> None:

@@ -1,6 +1,8 @@
 """Open-loop load generator for the demo service, driving its phases.
 
-Requests are sent at fixed times (``1/rate`` apart) whatever the service's latency —
+Requests are sent at fixed times (``1/rate`` apart; with ``arrivals="poisson"``, at
+exponentially distributed gaps of the same mean, from a seeded generator so every
+configuration of a benchmark gets the same times) whatever the service's latency —
 open loop, so a slow service shows up as latency, not as a lower request rate. At
 most ``max_in_flight`` requests are outstanding; a request due when that many are
 outstanding is dropped and counted, so the generator itself stays bounded. It talks
@@ -32,6 +34,7 @@ import argparse
 import http.client
 import json
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +53,9 @@ REQUEST_TIMEOUT_S = 10.0
 REQUEST_ID_HEADER = "X-Adaprof-Request"
 #: Environment a service needs so its server spans record :data:`REQUEST_ID_HEADER`.
 CAPTURE_ENV = {"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": REQUEST_ID_HEADER}
+#: How requests are spaced: ``uniform`` (``1/rate`` apart, the benchmark's load) or
+#: ``poisson`` (exponential gaps of the same mean, as independent clients send them).
+ARRIVALS = ("uniform", "poisson")
 #: Span attribute the WSGI middleware records the header under.
 REQUEST_ID_ATTRIBUTE = "http.request.header." + REQUEST_ID_HEADER.lower().replace("-", "_")
 
@@ -144,7 +150,11 @@ class LoadGenerator:
         host: str = "127.0.0.1",
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         on_phase: Callable[[Phase], None] | None = None,
+        arrivals: str = "uniform",
+        seed: int = 0,
     ) -> None:
+        if arrivals not in ARRIVALS:
+            raise ValueError(f"arrivals: {arrivals!r} is not one of {', '.join(ARRIVALS)}")
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"host {host!r}: the load generator only targets loopback addresses")
         if not phases:
@@ -154,6 +164,8 @@ class LoadGenerator:
         self.host, self.port, self.phases = host, port, phases
         self.max_in_flight = max_in_flight
         self.on_phase = on_phase
+        self.arrivals = arrivals
+        self._rng = random.Random(seed)
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -161,6 +173,20 @@ class LoadGenerator:
         self._in_flight = 0
         self._records: list[RequestRecord] = []
         self._run_id = f"{int(time.time() * 1000) % 10**9:x}"
+
+    def gap_s(self, rate_rps: float) -> float:
+        """Seconds from one request to the next at ``rate_rps`` (see :data:`ARRIVALS`).
+
+        >>> gen = LoadGenerator(8000, schedule(10.0), arrivals="poisson", seed=1)
+        >>> gaps = [gen.gap_s(10.0) for _ in range(4000)]
+        >>> round(sum(gaps) / len(gaps), 2), len(set(gaps)) == len(gaps)
+        (0.1, True)
+        >>> LoadGenerator(8000, schedule(10.0)).gap_s(10.0)
+        0.1
+        """
+        if self.arrivals == "poisson":
+            return self._rng.expovariate(rate_rps)
+        return 1.0 / rate_rps
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop at the next request slot."""
@@ -242,7 +268,7 @@ class LoadGenerator:
                 else:
                     st.dropped += 1
                 i += 1
-                next_at += 1.0 / phase.rate_rps
+                next_at += self.gap_s(phase.rate_rps)
         with self._lock:
             records = sorted(self._records, key=lambda r: r.sent_unix)
         return LoadResult(stats, started, records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,8 @@ def test_refuses_non_loopback_targets_and_bad_bounds():
         LoadGenerator(80, schedule(10.0), host="10.0.0.1")
     with pytest.raises(ValueError, match="max_in_flight"):
         LoadGenerator(80, schedule(10.0), max_in_flight=0)
+    with pytest.raises(ValueError, match="arrivals: 'bursty' is not one of uniform, poisson"):
+        LoadGenerator(80, schedule(10.0), arrivals="bursty")
 
 
 def test_mix_and_percentiles():
@@ -129,3 +132,27 @@ def test_every_request_sent_carries_an_id_and_is_recorded():
         CAPTURE_ENV["OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST"]
         == "X-Adaprof-Request"
     )
+
+
+def test_poisson_arrivals_keep_the_rate_at_random_gaps_the_same_for_every_seeded_run():
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        runs = [
+            LoadGenerator(port, [Phase("p", 0.0, 2.0, 50.0, False)], arrivals="poisson", seed=7)
+            for _ in range(2)
+        ]
+        results = [gen.run() for gen in runs]
+    finally:
+        server.shutdown()
+        server.server_close()
+    sent = [r.per_phase["p"].sent for r in results]
+    # 100 expected (Poisson: sd 10), the same count from the same seed
+    assert 60 <= sent[0] <= 140 and sent[0] == sent[1], sent
+    times = [r.sent_unix for r in results[0].requests]
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    # exponential gaps: the shortest tenth well under the mean (20 ms), the longest over it
+    assert gaps[len(gaps) // 10] < 0.008 and gaps[-len(gaps) // 10] > 0.035, gaps
