@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -110,17 +112,23 @@ class _Recorder(BaseHTTPRequestHandler):
     do_POST = do_GET
 
 
-def test_every_request_sent_carries_an_id_and_is_recorded():
+@contextlib.contextmanager
+def _recorder() -> Iterator[int]:
+    """A real HTTP server on 127.0.0.1 recording each request's id header; its port."""
     _Recorder.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        gen = LoadGenerator(server.server_address[1], [Phase("p", 0.0, 1.0, 30.0, False)])
-        result = gen.run()
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_every_request_sent_carries_an_id_and_is_recorded():
+    with _recorder() as port:
+        result = LoadGenerator(port, [Phase("p", 0.0, 1.0, 30.0, False)]).run()
     sent = result.per_phase["p"].sent
     ids = [r.request_id for r in result.requests]
     assert len(ids) == sent and sent in (30, 31) and len(set(ids)) == sent  # one per request
@@ -135,20 +143,12 @@ def test_every_request_sent_carries_an_id_and_is_recorded():
 
 
 def test_poisson_arrivals_keep_the_rate_at_random_gaps_the_same_for_every_seeded_run():
-    _Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
+    with _recorder() as port:
         runs = [
             LoadGenerator(port, [Phase("p", 0.0, 2.0, 50.0, False)], arrivals="poisson", seed=7)
             for _ in range(2)
         ]
         results = [gen.run() for gen in runs]
-    finally:
-        server.shutdown()
-        server.server_close()
     sent = [r.per_phase["p"].sent for r in results]
     # 100 expected (Poisson: sd 10), the same count from the same seed
     assert 60 <= sent[0] <= 140 and sent[0] == sent[1], sent
