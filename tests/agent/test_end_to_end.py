@@ -50,7 +50,10 @@ def test_markers_carry_samples_and_follow_the_controllers_params(tmp_path, sink,
                      and s["attrs"].get("adaprof.sample_count", 0) > 0],
             20, "burn spans with samples",
         )  # fmt: skip
-        burn = spans[-1]["attrs"]
+        # the span with the most samples: one whose one or two samples fell on its first
+        # or last lines (the SDK setting attributes) says nothing of its body (a
+        # clean-clone CI run read BoundedAttributes.__setitem__ off the last one)
+        burn = max(spans, key=lambda s: s["attrs"]["adaprof.sample_count"])["attrs"]
         assert burn["adaprof.marker"] is True and burn["adaprof.profiler"] == "py-spy"
         assert burn["adaprof.sampling_interval_ms"] == 10
         assert HOT in burn["adaprof.top_frame"], burn
