@@ -2,7 +2,8 @@
 
 The demo service runs plain (no agent), the load generator goes through the phases,
 and a py-spy of our own (``--nonblocking``, 100 Hz by default) records each phase
-separately. Each phase's captured function shares are compared with the shares
+separately, from :data:`PHASE_LEAD_S` after the phase starts to :data:`PHASE_MARGIN_S`
+before it ends. Each phase's captured function shares are compared with the shares
 known by construction (:mod:`otel_adaprof.demo.ground_truth`).
 
 Usage::
@@ -21,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ from otel_adaprof.exporters.collapsed import parse_collapsed
 
 #: Seconds cut from the end of each phase so that no sample straddles two phases.
 PHASE_MARGIN_S = 0.5
+#: Seconds each phase's py-spy waits after the phase starts: requests of the phase
+#: before still in flight (a hot-path request is 22 ms of CPU, longer on a busy
+#: machine) are not the phase's own.
+PHASE_LEAD_S = 0.25
 
 
 def py_spy_command() -> str:
@@ -69,9 +75,10 @@ def _run(
     proc = kids.start("service", argv, env=env, log=log, stdout_pipe=True)
     port = int(wait_for_line(proc, "listening on", 30.0, log=log).rsplit(":", 1)[1])
     spies: dict[str, subprocess.Popen[bytes]] = {}
+    timers: list[threading.Timer] = []
 
-    def on_phase(phase: Phase) -> None:
-        seconds = max(1, int(phase.duration_s - PHASE_MARGIN_S))
+    def start_spy(phase: Phase) -> None:
+        seconds = max(1, int(phase.duration_s - PHASE_MARGIN_S - PHASE_LEAD_S))
         out = folder / f"raw-{phase.name}.txt"
         spies[phase.name] = kids.start(
             f"py-spy-{phase.name}",
@@ -80,7 +87,17 @@ def _run(
             log=folder / "py-spy.log",
         )  # fmt: skip
 
-    load = LoadGenerator(port, schedule(duration_s, rate_rps), on_phase=on_phase).run()
+    def on_phase(phase: Phase) -> None:
+        timer = threading.Timer(PHASE_LEAD_S, start_spy, args=(phase,))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+
+    try:
+        load = LoadGenerator(port, schedule(duration_s, rate_rps), on_phase=on_phase).run()
+    finally:
+        for timer in timers:
+            timer.join(PHASE_LEAD_S + 5.0)
     phases: dict[str, Any] = {}
     for name, spy in spies.items():
         spy.wait(60)
