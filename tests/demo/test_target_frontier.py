@@ -1,0 +1,78 @@
+"""bench/target_frontier.py: what the benchmark's bounds demand, from a run's own figures."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from otel_adaprof.demo.ground_truth import GROUND_TRUTH
+from tests.support.bench_scripts import BENCH, load
+
+frontier = load("target_frontier")
+
+
+def _ideal_l1(shares: dict[str, float], samples: int, rng: random.Random) -> float:
+    names, weights = list(shares), list(shares.values())
+    counts = dict.fromkeys(names, 0)
+    for name in rng.choices(names, weights, k=samples):
+        counts[name] += 1
+    return sum(abs(counts[n] / samples - shares[n]) for n in names)
+
+
+@pytest.mark.parametrize("phase,samples", [("steady", 400), ("hot_path", 1000)])
+def test_noise_is_the_expected_l1_of_ideal_sampling(phase, samples):
+    shares = {k: v for k, v in GROUND_TRUTH[phase].items() if v > 0}
+    rng = random.Random(7)
+    draws = [_ideal_l1(shares, samples, rng) for _ in range(600)]
+    mean = sum(draws) / len(draws)
+    assert frontier.noise_l1(samples, shares) == pytest.approx(mean, rel=0.06)
+
+
+def _static(samples: int, l1: float, cpu: float = 0.04) -> dict[str, float]:
+    return {"workload_samples": samples, "profile_error_l1": l1, "profiler_cpu": cpu}
+
+
+def test_a_static_run_below_its_own_noise_leaves_no_room():
+    shares = GROUND_TRUTH["steady"]
+    noise = frontier.noise_l1(600, shares)
+    lucky = frontier.phase_frontier(_static(600, 0.4 * noise), shares, 0.0075, 0.5)
+    # 1.5 x a lucky draw is below what 600 ideal samples reach on average
+    assert lucky["floor"] == 0.0 and lucky["fraction_needed"] == 1.0
+    assert lucky["watch_max"] is None and lucky["cpu_ratio_at_watch"] == 1.0
+
+
+def test_a_floor_leaves_room_and_the_watch_limit_meets_the_cpu_bound():
+    shares = GROUND_TRUTH["hot_path"]
+    noise = frontier.noise_l1(2000, shares)
+    out = frontier.phase_frontier(_static(2000, 2.0 * noise, cpu=0.04), shares, 0.0, 0.5)
+    assert 0 < out["floor"] < out["static_l1"]
+    f = out["fraction_needed"]
+    assert 0 < f < 0.5 and out["samples_needed"] == pytest.approx(2000 * f, rel=0.01)
+    # at the watch limit the phase costs exactly the CPU bound
+    limit = out["watch_max"]
+    at_limit = frontier.phase_frontier(_static(2000, 2.0 * noise, cpu=0.04), shares, limit, 0.5)
+    assert at_limit["cpu_ratio_at_watch"] == pytest.approx(0.5, abs=0.002)
+
+
+def test_prints_a_committed_run_and_refuses_what_is_not_one(tmp_path):
+    run = BENCH / "output" / "bench_s21_seed1.json"
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "target_frontier.py"), str(run), "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    result = json.loads(out.stdout)["bench_s21_seed1.json"]
+    assert set(result["phases"]) == set(GROUND_TRUTH) and result["cpu_bound"] == 0.5
+    # static-100's steady phase (L1 0.033 from 739 samples, below the 0.048 of ideal
+    # sampling): adaptive would need 94 % of its samples
+    assert result["phases"]["steady"]["fraction_needed"] == pytest.approx(0.938, abs=0.002)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"configurations": {}}))
+    refused = subprocess.run(
+        [sys.executable, str(BENCH / "target_frontier.py"), str(bad)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "not an adaprof bench JSON output" in refused.stderr
