@@ -89,6 +89,21 @@ def on_ending_hook(processor: SpanProcessor) -> Callable[[Span], None] | None:
     return hook if callable(hook) else None
 
 
+def _no_hook(span: Span) -> None:
+    """A span ending, for a processor with no ``_on_ending`` hook of its own."""
+
+
+def forward_start_and_ending(wrapper: SpanProcessor, downstream: SpanProcessor) -> None:
+    """Make ``wrapper``'s ``on_start`` and ``_on_ending`` those of ``downstream``.
+
+    For a processor that wraps another and does nothing of its own when a span starts
+    or is ending: the SDK calls both for every span, and a forwarding frame costs about
+    0.1 µs each. (The instance attributes shadow the class's methods.)
+    """
+    wrapper.on_start = downstream.on_start  # type: ignore[method-assign]
+    wrapper._on_ending = on_ending_hook(downstream) or _no_hook  # type: ignore[method-assign,assignment]
+
+
 def problems() -> list[str]:
     """What of the above the installed SDK no longer has (empty: all there)."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor

@@ -51,3 +51,37 @@ def test_no_other_module_touches_sdk_internals() -> None:
             if PRIVATE.search(line) and not line.lstrip().startswith("def _on_ending("):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_a_wrapper_forwards_start_and_ending_with_no_frame_of_its_own() -> None:
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    calls: list[str] = []
+
+    class Recording(SpanProcessor):
+        def on_start(self, span, parent_context=None) -> None:  # type: ignore[no-untyped-def]
+            calls.append(f"start {span.name}")
+
+        def _on_ending(self, span) -> None:  # type: ignore[no-untyped-def]
+            calls.append(f"ending {span.name}")
+
+    class Wrapper(SpanProcessor):
+        def on_start(self, span, parent_context=None) -> None:  # type: ignore[no-untyped-def]
+            raise AssertionError("the class's own on_start ran")
+
+        def on_end(self, span) -> None:  # type: ignore[no-untyped-def]
+            calls.append(f"end {span.name}")
+
+    recording, wrapper = Recording(), Wrapper()
+    sdk_compat.forward_start_and_ending(wrapper, recording)
+    assert wrapper.on_start == recording.on_start
+    provider = TracerProvider()
+    provider.add_span_processor(wrapper)
+    with provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    assert calls == ["start s", "ending s", "end s"]
+    # a downstream with no hook of its own: the span still ends, with nothing to call
+    sdk_compat.forward_start_and_ending(wrapper, SpanProcessor())
+    with provider.get_tracer("t").start_as_current_span("u"):
+        pass
+    assert calls[-1] == "end u"

@@ -51,7 +51,11 @@ from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_samples import marker_attributes
 from otel_adaprof.instrumentation.join.stacks import Stack
-from otel_adaprof.instrumentation.sdk_compat import on_ending_hook, raw_attributes
+from otel_adaprof.instrumentation.sdk_compat import (
+    forward_start_and_ending,
+    on_ending_hook,
+    raw_attributes,
+)
 from otel_adaprof.instrumentation.spans.categories import category_of
 from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerInfo
 
@@ -147,6 +151,8 @@ class SpanJoin(SpanProcessor):
         self._worker: threading.Thread | None = None
         self.native_id: int | None = None
         self._downstream_on_ending = on_ending_hook(downstream)
+        # span start and ending go straight to the export processor (no frame of ours)
+        forward_start_and_ending(self, downstream)
         self._profiling_for: object = None
         self._profiling_now = False
         self._profiling_age = 0
@@ -154,9 +160,11 @@ class SpanJoin(SpanProcessor):
     # SpanProcessor ----------------------------------------------------------------------
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        # (replaced per instance by the export processor's own: forward_start_and_ending)
         self.downstream.on_start(span, parent_context=parent_context)
 
     def _on_ending(self, span: Span) -> None:
+        # (replaced per instance by the export processor's own: forward_start_and_ending)
         hook = self._downstream_on_ending
         if hook is not None:
             hook(span)
