@@ -7,9 +7,11 @@ many samples a phase needs and how little the rest of the time may cost. This sc
 works that out from each run's own figures, with no model of the policy:
 
 * static-100's L1 in a phase is split into the error of sampling alone, the expected
-  L1 of ``n`` ideal samples over the phase's true shares (``Σ √(2p(1−p)/(πn))``), and
-  a *floor* (``√(L1² − noise²)``, 0 when the noise explains it all): what no number of
-  samples removes (py-spy's reading, the truth's own approximation, phase edges);
+  L1 of ``n`` ideal samples over the phase's true shares (``Σ √(2p(1−p)/(πn))``,
+  ``ground_truth.sampling_l1``), and a *floor* (``√(L1² − noise²)``, 0 when the noise
+  explains it all): what no number of samples removes (py-spy's reading, the truth's
+  own approximation, phase edges) — ``bench_verdict.static_draws``, which
+  ``adaprof bench`` prints under its verdict;
 * adaptive's L1 is at best ``√(floor² + noise(n)²)``, so L1 ≤ 1.5× needs ``n`` samples
   with ``noise(n)² ≤ (1.5·L1)² − floor²``: a fraction ``f`` of static-100's samples;
 * taking those samples at static-100's cost per sample, and watching the rest of the
@@ -41,47 +43,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from otel_adaprof.demo.ground_truth import GROUND_TRUTH  # noqa: E402
+from otel_adaprof.demo.bench_verdict import (  # noqa: E402
+    CPU_MAX_RATIO,
+    CPU_MAX_RATIO_LONG,
+    LONG_PHASE_SCALE,
+    static_draws,
+)
 from otel_adaprof.demo.phases import PHASE_PLAN  # noqa: E402
-
-#: issue #11's bounds against static-100 in the same run.
-L1_RATIO = 1.5
-CPU_RATIO = 0.5
-CPU_RATIO_LONG = 0.2  # with --phase-scale 4 (and longer)
-
-
-def noise_l1(samples: float, shares: dict[str, float]) -> float:
-    """Expected L1 error of ``samples`` ideal samples of ``shares``.
-
-    >>> round(noise_l1(400, {"a": 0.5, "b": 0.5}), 3)
-    0.04
-    """
-    if samples <= 0:
-        return 2.0
-    return sum(math.sqrt(2.0 * p * (1.0 - p) / (math.pi * samples)) for p in shares.values())
 
 
 def phase_frontier(
-    static: dict[str, Any], shares: dict[str, float], watch: float, cpu_ratio: float
+    draw: dict[str, Any], static: dict[str, Any], watch: float, cpu_ratio: float
 ) -> dict[str, Any]:
-    """The samples and watch cost one phase needs to meet both bounds (see module doc)."""
+    """What one phase costs at best: ``draw`` is the phase's entry of
+    :func:`~otel_adaprof.demo.bench_verdict.static_draws`, ``static`` static-100's
+    figures in it (see module doc)."""
     n_s = float(static["workload_samples"])
-    l1_s = float(static["profile_error_l1"])
     cpu_s = float(static["profiler_cpu"])
-    noise_s = noise_l1(n_s, shares)
-    floor = math.sqrt(max(0.0, l1_s * l1_s - noise_s * noise_s))
-    room = (L1_RATIO * l1_s) ** 2 - floor * floor
-    unit = noise_l1(1.0, shares)  # noise(n) = unit / sqrt(n)
-    n_a = unit * unit / room if room > 0 else math.inf
-    f = min(1.0, n_a / n_s) if n_s > 0 else 1.0
+    f = float(draw["share_needed"])
     w = watch / cpu_s if cpu_s > 0 else math.inf
     return {
         "static_samples": int(n_s),
-        "static_l1": round(l1_s, 4),
-        "static_noise": round(noise_s, 4),
-        "floor": round(floor, 4),
-        "samples_needed": round(n_a) if math.isfinite(n_a) else None,
-        "fraction_needed": round(f, 3),
+        "static_l1": draw["l1"],
+        "static_noise": draw["noise"],
+        "floor": draw["floor"],
+        "samples_needed": round(f * n_s) if f < 1.0 else None,
+        "fraction_needed": f,
         "static_cpu": round(cpu_s, 4),
         "cpu_ratio_at_watch": round(f + (1.0 - f) * w, 3),
         "watch_max": round(cpu_s * (cpu_ratio - f) / (1.0 - f), 4) if f < 1.0 else None,
@@ -91,13 +78,16 @@ def phase_frontier(
 def frontier(run: dict[str, Any], watch: float) -> dict[str, Any]:
     """Per phase and for the run: what both bounds demand (see module doc)."""
     scale = float(run.get("settings", {}).get("phase_scale", 1.0))
-    cpu_ratio = CPU_RATIO_LONG if scale >= 4.0 else CPU_RATIO
+    cpu_ratio = CPU_MAX_RATIO_LONG if scale >= LONG_PHASE_SCALE else CPU_MAX_RATIO
     static = run["configurations"]["static-100"]
+    draws = static_draws(run)
     phases = {
-        name: phase_frontier(static[name], GROUND_TRUTH[name], watch, cpu_ratio)
+        name: phase_frontier(draws[name], static[name], watch, cpu_ratio)
         for name, *_ in PHASE_PLAN
-        if name in static
+        if name in draws
     }
+    if not phases:
+        raise KeyError("no static-100 phase with samples")
     weights = {name: fraction for name, fraction, *_ in PHASE_PLAN}
     total = sum(weights[p] for p in phases)
     ratio = sum(weights[p] * v["cpu_ratio_at_watch"] for p, v in phases.items()) / total

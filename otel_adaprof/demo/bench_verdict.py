@@ -20,7 +20,10 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from otel_adaprof.demo.ground_truth import GROUND_TRUTH, sampling_l1
 
 #: Issue #11's bounds against static-100.
 L1_MAX_RATIO = 1.5
@@ -128,6 +131,45 @@ def verdict(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def static_draws(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per phase, how static-100's L1 compares with the error of its sampling alone.
+
+    The L1 bound is judged against one run of static-100, a random draw. ``noise`` is
+    the expected L1 of ideal sampling at static-100's workload sample count
+    (:func:`~otel_adaprof.demo.ground_truth.sampling_l1`); ``floor`` what sampling does
+    not explain (``√(l1² − noise²)``); ``share_needed`` the share of static-100's samples
+    another configuration needs, on average, for an L1 within :data:`L1_MAX_RATIO` of
+    this draw (1.0: more than all of them; a draw well below its own noise was lucky).
+    ``bench/target_frontier.py`` adds what that costs.
+
+    >>> fig = {"workload_samples": 700, "profile_error_l1": 0.03}
+    >>> res = {"configurations": {"static-100": {"steady": fig}}}
+    >>> static_draws(res)["steady"]["share_needed"]
+    1.0
+    """
+    base = result.get("configurations", {}).get("static-100")
+    if base is None:
+        return {}
+    out: dict[str, dict[str, float | None]] = {}
+    for phase, fig in _phases(base).items():
+        n, l1 = fig.get("workload_samples"), fig.get("profile_error_l1")
+        truth = GROUND_TRUTH.get(phase)
+        if truth is None or not n or l1 is None:
+            continue
+        noise = sampling_l1(float(n), truth)
+        floor = math.sqrt(max(0.0, l1 * l1 - noise * noise))
+        room = (L1_MAX_RATIO * l1) ** 2 - floor * floor
+        unit = sampling_l1(1.0, truth)
+        needed = unit * unit / room / float(n) if room > 0 else math.inf
+        out[phase] = {
+            "l1": round(float(l1), 4),
+            "noise": round(noise, 4),
+            "floor": round(floor, 4),
+            "share_needed": round(min(1.0, needed), 3),
+        }
+    return out
+
+
 def _lower(
     a: float | None, a_cpu: float | None, b: float | None, b_cpu: float | None
 ) -> bool | None:
@@ -158,6 +200,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """Markdown table lines; each cell through :func:`_fmt`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def draws_markdown(draws: dict[str, dict[str, float | None]]) -> str:
+    """:func:`static_draws` as markdown (empty without static-100)."""
+    if not draws:
+        return ""
+    header = ["static-100 in phase", "L1", "sampling alone", "beyond sampling",
+              f"share of its samples for ≤ {L1_MAX_RATIO}× of it"]  # fmt: skip
+    keys = ("l1", "noise", "floor", "share_needed")
+    rows = [[phase, *(d[k] for k in keys)] for phase, d in draws.items()]
+    return "\n".join(_md_table(header, rows)) + "\n"
+
+
 def verdict_markdown(v: dict[str, dict[str, Any]]) -> str:
     """The verdict as markdown: ratios to static-100 and the targets, per configuration."""
     lines = [
@@ -184,14 +244,11 @@ def verdict_markdown(v: dict[str, dict[str, Any]]) -> str:
         )
     ahead = v.get("adaptive", {}).get("ahead_per_cpu_second")
     if ahead:
+        header = ["adaptive vs", "L1 × CPU lower", "detection × CPU lower",
+                  "coverage ÷ CPU higher"]  # fmt: skip
+        keys = ("l1_x_cpu", "detect_x_cpu", "coverage_per_cpu")
         lines += [
             "",
-            "| adaptive vs | L1 × CPU lower | detection × CPU lower | coverage ÷ CPU higher |",
-            "|---|---|---|---|",
+            *_md_table(header, [[r, *(row[k] for k in keys)] for r, row in ahead.items()]),
         ]
-        for rival, row in ahead.items():
-            lines.append(
-                f"| {rival} | {_fmt(row['l1_x_cpu'])} | {_fmt(row['detect_x_cpu'])} | "
-                f"{_fmt(row['coverage_per_cpu'])} |"
-            )
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 from otel_adaprof.demo.phases import ENDPOINTS, PHASE_PLAN, Endpoint
@@ -103,6 +104,18 @@ def l1_error(truth: Mapping[str, float], captured: Mapping[str, float]) -> float
     """L1 distance between two share maps (0 = exact, 2 = disjoint)."""
     keys = set(truth) | set(captured)
     return sum(abs(truth.get(k, 0.0) - captured.get(k, 0.0)) for k in keys)
+
+
+def sampling_l1(samples: float, shares: Mapping[str, float]) -> float:
+    """Expected L1 error of ``samples`` ideal (independent) samples of ``shares``:
+    ``Σ √(2p(1−p)/(πn))``, the error of sampling alone (2.0 with no sample).
+
+    >>> round(sampling_l1(400, {"a": 0.5, "b": 0.5}), 3), sampling_l1(0, {"a": 1.0})
+    (0.04, 2.0)
+    """
+    if samples <= 0:
+        return 2.0
+    return sum(math.sqrt(2.0 * p * (1.0 - p) / (math.pi * samples)) for p in shares.values())
 
 
 def samples_needed(share: float, error: float) -> float:

@@ -57,4 +57,9 @@ def test_quick_bench_prints_every_figure(tmp_path):
                for p in ("steady", "hot_path", "load_change")) > 0  # fmt: skip
     assert set(result["verdict"]["adaptive"]["checks"]) == {"l1", "detection", "coverage", "cpu"}
     assert (tmp_path / "out/bench.json").exists() and (tmp_path / "out/bench.md").exists()
+    # static-100's own draw per phase, under the verdict: its L1 against its sampling
+    draws = result["static_100_draws"]
+    assert draws and set(draws) <= {"steady", "hot_path", "load_change", "hot_path_gone"}
+    assert all(0 < d["share_needed"] <= 1 and d["noise"] > 0 for d in draws.values()), draws
+    assert "| static-100 in phase |" in (tmp_path / "out/bench.md").read_text()
     assert (tmp_path / "out/adaptive-report/index.html").exists()

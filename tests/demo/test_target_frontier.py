@@ -1,4 +1,6 @@
-"""bench/target_frontier.py: what the benchmark's bounds demand, from a run's own figures."""
+"""What the benchmark's L1 bound asks, from a run's own static-100 figures:
+``bench_verdict.static_draws`` (printed by ``adaprof bench``) and
+``bench/target_frontier.py`` (what that costs in CPU)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import sys
 
 import pytest
 
-from otel_adaprof.demo.ground_truth import GROUND_TRUTH
+from otel_adaprof.demo.bench_verdict import draws_markdown, static_draws
+from otel_adaprof.demo.ground_truth import GROUND_TRUTH, sampling_l1
 from tests.support.bench_scripts import BENCH, load
 
 frontier = load("target_frontier")
@@ -24,38 +27,39 @@ def _ideal_l1(shares: dict[str, float], samples: int, rng: random.Random) -> flo
 
 
 @pytest.mark.parametrize("phase,samples", [("steady", 400), ("hot_path", 1000)])
-def test_noise_is_the_expected_l1_of_ideal_sampling(phase, samples):
+def test_sampling_l1_is_the_expected_l1_of_ideal_sampling(phase, samples):
     shares = {k: v for k, v in GROUND_TRUTH[phase].items() if v > 0}
     rng = random.Random(7)
     draws = [_ideal_l1(shares, samples, rng) for _ in range(600)]
     mean = sum(draws) / len(draws)
-    assert frontier.noise_l1(samples, shares) == pytest.approx(mean, rel=0.06)
+    assert sampling_l1(samples, shares) == pytest.approx(mean, rel=0.06)
 
 
-def _static(samples: int, l1: float, cpu: float = 0.04) -> dict[str, float]:
-    return {"workload_samples": samples, "profile_error_l1": l1, "profiler_cpu": cpu}
+def _run(phase: str, samples: int, l1: float, cpu: float = 0.04) -> dict:
+    fig = {"workload_samples": samples, "profile_error_l1": l1, "profiler_cpu": cpu}
+    return {"settings": {"phase_scale": 1.0}, "configurations": {"static-100": {phase: fig}}}
 
 
-def test_a_static_run_below_its_own_noise_leaves_no_room():
-    shares = GROUND_TRUTH["steady"]
-    noise = frontier.noise_l1(600, shares)
-    lucky = frontier.phase_frontier(_static(600, 0.4 * noise), shares, 0.0075, 0.5)
+def test_a_static_draw_below_its_own_noise_leaves_no_room():
+    noise = sampling_l1(600, GROUND_TRUTH["steady"])
+    run = _run("steady", 600, 0.4 * noise)
+    draw = static_draws(run)["steady"]
     # 1.5 x a lucky draw is below what 600 ideal samples reach on average
-    assert lucky["floor"] == 0.0 and lucky["fraction_needed"] == 1.0
-    assert lucky["watch_max"] is None and lucky["cpu_ratio_at_watch"] == 1.0
+    assert draw["floor"] == 0.0 and draw["share_needed"] == 1.0
+    out = frontier.frontier(run, 0.0075)
+    assert out["phases"]["steady"]["watch_max"] is None and out["cpu_ratio_at_watch"] == 1.0
+    assert "| steady | " in draws_markdown(static_draws(run))
 
 
 def test_a_floor_leaves_room_and_the_watch_limit_meets_the_cpu_bound():
-    shares = GROUND_TRUTH["hot_path"]
-    noise = frontier.noise_l1(2000, shares)
-    out = frontier.phase_frontier(_static(2000, 2.0 * noise, cpu=0.04), shares, 0.0, 0.5)
-    assert 0 < out["floor"] < out["static_l1"]
-    f = out["fraction_needed"]
-    assert 0 < f < 0.5 and out["samples_needed"] == pytest.approx(2000 * f, rel=0.01)
+    noise = sampling_l1(2000, GROUND_TRUTH["hot_path"])
+    run = _run("hot_path", 2000, 2.0 * noise)
+    draw = static_draws(run)["hot_path"]
+    assert 0 < draw["floor"] < draw["l1"] and 0 < draw["share_needed"] < 0.5
+    limit = frontier.frontier(run, 0.0)["watch_max"]
+    assert limit is not None and limit > 0
     # at the watch limit the phase costs exactly the CPU bound
-    limit = out["watch_max"]
-    at_limit = frontier.phase_frontier(_static(2000, 2.0 * noise, cpu=0.04), shares, limit, 0.5)
-    assert at_limit["cpu_ratio_at_watch"] == pytest.approx(0.5, abs=0.002)
+    assert frontier.frontier(run, limit)["cpu_ratio_at_watch"] == pytest.approx(0.5, abs=0.002)
 
 
 def test_prints_a_committed_run_and_refuses_what_is_not_one(tmp_path):
@@ -67,7 +71,7 @@ def test_prints_a_committed_run_and_refuses_what_is_not_one(tmp_path):
     result = json.loads(out.stdout)["bench_s21_seed1.json"]
     assert set(result["phases"]) == set(GROUND_TRUTH) and result["cpu_bound"] == 0.5
     # static-100's steady phase (L1 0.033 from 739 samples, below the 0.048 of ideal
-    # sampling): adaptive would need 94 % of its samples
+    # sampling): another configuration would need 94 % of its samples
     assert result["phases"]["steady"]["fraction_needed"] == pytest.approx(0.938, abs=0.002)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"configurations": {}}))
