@@ -10,7 +10,7 @@ the measured spans. Instructions are what the agent adds; the µs column convert
 at the plain SDK's CPU µs per span given with ``--sdk-us`` (from ``agent_overhead.py``
 on the same machine), assuming the same instructions per µs.
 
-    python bench/span_path_callgrind.py                             # 2,000 spans each, ≈ 40 s a tree
+    python bench/span_path_callgrind.py                    # 2,000 spans each, ≈ 40 s a tree
     python bench/span_path_callgrind.py --baseline /tmp/before --json
     python bench/span_path_callgrind.py --sdk-us 47                 # the SDK of issue #10's figures
 
