@@ -253,3 +253,26 @@ def test_category_in_agrees_with_category_of_for_every_filter():
                 for wanted in map(frozenset, itertools.combinations(cats, r)):
                     expected = truth if truth in wanted else None
                     assert category_in(kind, attrs, wanted) == expected, (kind, attrs, wanted)
+
+
+def test_the_span_join_hands_start_and_ending_to_the_export_processor():
+    calls: list[str] = []
+
+    class Recording(SimpleSpanProcessor):
+        def on_start(self, span, parent_context=None):  # type: ignore[no-untyped-def]
+            calls.append(f"start {span.name}")
+
+        def _on_ending(self, span):  # type: ignore[no-untyped-def]
+            calls.append(f"ending {span.name}")
+
+    memory = InMemorySpanExporter()
+    live = LiveParams(Params())
+    join = SpanJoin(Recording(memory), MarkerBook(), SampleStore(), live, hold_s=0.0)
+    provider = TracerProvider()
+    provider.add_span_processor(join)
+    with provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    # the export processor saw the span start, end and leave, through the join
+    assert calls == ["start s", "ending s"]
+    assert [s.name for s in memory.get_finished_spans()] == ["s"]
+    join.stop()

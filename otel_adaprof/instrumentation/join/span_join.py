@@ -44,18 +44,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_samples import marker_attributes
 from otel_adaprof.instrumentation.join.stacks import Stack
-from otel_adaprof.instrumentation.sdk_compat import (
-    forward_start_and_ending,
-    on_ending_hook,
-    raw_attributes,
-)
+from otel_adaprof.instrumentation.sdk_compat import forward_start_and_ending, raw_attributes
 from otel_adaprof.instrumentation.spans.categories import category_of
 from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerInfo
 
@@ -150,24 +145,14 @@ class SpanJoin(SpanProcessor):
         self._stopped = False
         self._worker: threading.Thread | None = None
         self.native_id: int | None = None
-        self._downstream_on_ending = on_ending_hook(downstream)
-        # span start and ending go straight to the export processor (no frame of ours)
+        # ``on_start`` and ``_on_ending`` are the export processor's own: the SDK calls
+        # them for every span, and a frame of ours would only forward the call
         forward_start_and_ending(self, downstream)
         self._profiling_for: object = None
         self._profiling_now = False
         self._profiling_age = 0
 
     # SpanProcessor ----------------------------------------------------------------------
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        # (replaced per instance by the export processor's own: forward_start_and_ending)
-        self.downstream.on_start(span, parent_context=parent_context)
-
-    def _on_ending(self, span: Span) -> None:
-        # (replaced per instance by the export processor's own: forward_start_and_ending)
-        hook = self._downstream_on_ending
-        if hook is not None:
-            hook(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         info = self.book.get(span.context.span_id) if span.context is not None else None
