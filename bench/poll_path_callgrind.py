@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from callgrind_count import counted, instructions
 
 AGENTS = 1000
 
@@ -35,7 +37,6 @@ AGENTS = 1000
 def _measure(polls: int, mode: str) -> None:
     """The child: set up, warm up, count ``polls`` polls (callgrind switched on and
     dumped through ``callgrind_control``)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from poll_load import poll_body
 
     from otel_adaprof.controller.config import ControllerConfig
@@ -71,45 +72,20 @@ def _measure(polls: int, mode: str) -> None:
 
     for k in range(2 * AGENTS):  # every agent's first poll, then one full round
         one(k % AGENTS)
-    pid = str(os.getpid())
-    for command in ("--instr=on", "--zero"):
-        subprocess.run(["callgrind_control", command, pid], check=True, capture_output=True)
-    for k in range(polls):
-        one(k % AGENTS)
-    subprocess.run(["callgrind_control", "--dump", pid], check=True, capture_output=True)
+    with counted():
+        for k in range(polls):
+            one(k % AGENTS)
     store.close()
 
 
 def count(source: Path | None, polls: int, mode: str, keep: Path | None, label: str) -> float:
     """Instructions per poll of the tree at ``source`` (None: this one)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, **({"PYTHONPATH": str(source)} if source else {})}
-        script = Path(__file__).resolve()
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={tmp}/callgrind.%p",
-                sys.executable,
-                str(script),
-                "--child",
-                "--polls",
-                str(polls),
-                "--mode",
-                mode,
-            ],
-            check=True,
-            capture_output=True,
-            cwd=source or script.parent.parent,
-            env=env,
-        )
-        dump = next(Path(tmp).glob("callgrind.*.1"))  # the --dump (the exit's is .N)
-        totals = [ln for ln in dump.read_text().splitlines() if ln.startswith("summary:")]
-        if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(dump, keep / f"{label.replace(' ', '_')}-{mode}-{dump.name}")
-        return int(totals[0].split()[1]) / polls
+    env = {**os.environ, **({"PYTHONPATH": str(source)} if source else {})}
+    script = Path(__file__).resolve()
+    child = [sys.executable, str(script), "--child", "--polls", str(polls), "--mode", mode]
+    keep_as = keep / f"{label.replace(' ', '_')}-{mode}-callgrind.out" if keep else None
+    total = instructions(child, cwd=source or script.parent.parent, env=env, keep_as=keep_as)
+    return total / polls
 
 
 def main() -> None:

@@ -24,20 +24,21 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from callgrind_count import counted, instructions  # noqa: E402
+
 #: Span pairs emitted before counting (markers, caches and the latency tracker warm).
 WARMUP_PAIRS = 2000
 
 
 def _measure(key: str, spans: int) -> None:
     """The child: one configuration, warmed up, then ``spans`` spans counted."""
-    sys.path.insert(0, str(BENCH))
     from agent_overhead import SPAN_CONFIGS, DiscardExporter, _emit, _processor, reset_agent
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -62,35 +63,23 @@ def _measure(key: str, spans: int) -> None:
     _emit(tracer, WARMUP_PAIRS)
     provider.force_flush()
     gc.collect()
-    pid = str(os.getpid())
-    for command in ("--instr=on", "--zero"):
-        subprocess.run(["callgrind_control", command, pid], check=True, capture_output=True)
-    _emit(tracer, spans // 2)
-    provider.force_flush()  # spans held for samples are sent on: their work counts too
-    subprocess.run(["callgrind_control", "--dump", pid], check=True, capture_output=True)
+    with counted():
+        _emit(tracer, spans // 2)
+        provider.force_flush()  # spans held for samples are sent on: their work counts too
 
 
 def count(source: Path | None, key: str, spans: int) -> float:
     """Instructions per span of configuration ``key`` in the tree at ``source``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
-        if source is not None:
-            env["PYTHONPATH"] = str(source)
-        script = Path(__file__).resolve()
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={tmp}/callgrind.%p",
-             sys.executable, str(script), "--child", key, "--spans", str(spans)],
-            check=True, capture_output=True, cwd=source or script.parent.parent, env=env,
-        )  # fmt: skip
-        dump = next(Path(tmp).glob("callgrind.*.1"))  # the --dump (the exit's is .N)
-        totals = [ln for ln in dump.read_text().splitlines() if ln.startswith("summary:")]
-        return int(totals[0].split()[1]) / spans
+    env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    script = Path(__file__).resolve()
+    child = [sys.executable, str(script), "--child", key, "--spans", str(spans)]
+    return instructions(child, cwd=source or script.parent.parent, env=env) / spans
 
 
 def measure(source: Path | None, spans: int, sdk_us: float) -> dict[str, Any]:
     """Every configuration of one tree: instructions per span, over the SDK, and in µs."""
-    sys.path.insert(0, str(BENCH))
     from agent_overhead import SPAN_CONFIGS
 
     ir = {cfg.key: count(source, cfg.key, spans) for cfg in SPAN_CONFIGS}
