@@ -82,7 +82,7 @@ def verdict(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if name in ("static-100", "off"):
             continue
         mine = summary(conf)
-        per_phase: dict[str, dict[str, float | None]] = {}
+        per_phase: dict[str, dict[str, float]] = {}
         for phase, fig in _phases(conf).items():
             b = _phases(base).get(phase, {})
             per_phase[phase] = {
@@ -131,7 +131,7 @@ def verdict(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def static_draws(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+def static_draws(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per phase, how static-100's L1 compares with the error of its sampling alone.
 
     The L1 bound is judged against one run of static-100, a random draw. ``noise`` is
@@ -150,7 +150,7 @@ def static_draws(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     base = result.get("configurations", {}).get("static-100")
     if base is None:
         return {}
-    out: dict[str, dict[str, float | None]] = {}
+    out: dict[str, dict[str, float]] = {}
     for phase, fig in _phases(base).items():
         n, l1 = fig.get("workload_samples"), fig.get("profile_error_l1")
         truth = GROUND_TRUTH.get(phase)
@@ -207,7 +207,7 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-def draws_markdown(draws: dict[str, dict[str, float | None]]) -> str:
+def draws_markdown(draws: dict[str, dict[str, float]]) -> str:
     """:func:`static_draws` as markdown (empty without static-100)."""
     if not draws:
         return ""
