@@ -82,7 +82,7 @@ def verdict(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if name in ("static-100", "off"):
             continue
         mine = summary(conf)
-        per_phase: dict[str, dict[str, float]] = {}
+        per_phase: dict[str, dict[str, float | None]] = {}
         for phase, fig in _phases(conf).items():
             b = _phases(base).get(phase, {})
             per_phase[phase] = {
