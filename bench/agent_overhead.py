@@ -11,8 +11,14 @@ Two measurements, each side by side in one run (these machines are shared and no
    marker (default params); the agent with markers filtered out (``span_filters``
    ``categories: [db]``, no span here is a DB span); and every span a marker *held*
    for its samples as when profiling is on (in-process backend, sampler not started,
-   so no samples arrive). Repetitions are interleaved with a rotating order; the table
-   shows the median µs/span and the median of the per-round differences to the SDK.
+   so no samples arrive); and markers on the slowest tenth (``marker_trigger``
+   ``latency_percentile: 90``, the packaged catalog's trigger: what most spans pay in
+   a service the controller drives). Repetitions are interleaved with a rotating order;
+   the table shows the median µs/span and the median of the per-round differences to
+   the SDK. Short repetitions pair better: on the 2-core development machine the SDK's
+   own µs/span moves by a third from one 0.15 s repetition to the next, so 6,000-span
+   repetitions gave a no-marker figure that moved ±2 µs between runs, 1,000-span ones
+   (the default, 150 of them) ±0.4 µs (docs/benchmarks.md, session 23).
 2. **Demo service** (child processes). One ``python -m otel_adaprof.demo.service``
    under ``opentelemetry-instrument`` per configuration (profiling off, py-spy at
    10 Hz, py-spy at 100 Hz, local params, no controller), spans exported over
@@ -33,7 +39,8 @@ Two measurements, each side by side in one run (these machines are shared and no
 
 Usage::
 
-    python bench/agent_overhead.py                 # about 2 minutes
+    python bench/agent_overhead.py                 # about 3 minutes
+    python bench/agent_overhead.py --only spans --json     # the span cost alone, ≈ 1 minute
     python bench/agent_overhead.py --spans 20000 --seconds 40
     python bench/agent_overhead.py --spans 300 --seconds 2 --json
     # before/after a change: the agent of an earlier commit as a fifth service
@@ -143,6 +150,12 @@ SPAN_CONFIGS: tuple[SpanConfig, ...] = (
         "agent, markers filtered out (categories: db)",
         agent=True,
         params={"span_filters": {"categories": ["db"]}},
+    ),
+    SpanConfig(
+        "agent_p90",
+        "agent, markers on the slowest tenth (the catalog's p90 trigger)",
+        agent=True,
+        params={"marker_trigger": {"latency_percentile": 90}},
     ),
     SpanConfig(
         "agent_markers_held",
@@ -650,8 +663,8 @@ def _service_table(result: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run both measurements, print the tables (or JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spans", type=int, default=6000, help="timed spans per repetition")
-    parser.add_argument("--reps", type=int, default=9, help="repetitions per span configuration")
+    parser.add_argument("--spans", type=int, default=1000, help="timed spans per repetition")
+    parser.add_argument("--reps", type=int, default=150, help="repetitions per span configuration")
     parser.add_argument(
         "--processor", choices=("batch", "simple"), default="batch", help="SDK export processor"
     )

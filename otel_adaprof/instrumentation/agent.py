@@ -324,6 +324,36 @@ class Agent:
         self.joins.append(join)
         return join
 
+    def fuse(self, provider: TracerProvider) -> bool:
+        """Fold the marker processor into the first span join after it in the provider's
+        list (:meth:`SpanJoin.decide_markers`); whether it was.
+
+        Done once the agent's processors are in (by :func:`~otel_adaprof.configure`, the
+        configurator and :meth:`attach`); with no span join after it, the marker
+        processor stays on its own.
+        """
+        done = False
+
+        def fused(existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
+            nonlocal done
+            out = self._fused(existing)
+            done = out is not existing
+            return out
+
+        replace_processors(provider, fused)
+        return done
+
+    def _fused(self, existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
+        marker = self.marker_processor
+        if marker not in existing:
+            return existing
+        at = existing.index(marker)
+        for processor in existing[at + 1 :]:
+            if isinstance(processor, SpanJoin) and processor in self.joins:
+                processor.decide_markers(marker)
+                return existing[:at] + existing[at + 1 :]
+        return existing
+
     def _samples_expected(self) -> bool:
         """Whether marker spans should wait for samples (a profiler or slow-span capture)."""
         return self.profiler.active or self.slow_capture.on
@@ -358,7 +388,7 @@ class Agent:
                     p if isinstance(p, (SpanJoin, MarkerProcessor)) else self.wrap_processor(p)
                     for p in existing
                 )
-                return (self.marker_processor, *wrapped)
+                return self._fused((self.marker_processor, *wrapped))
 
             if not replace_processors(provider, wrap):
                 log.warning(

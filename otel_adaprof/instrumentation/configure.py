@@ -97,6 +97,7 @@ def configure(
         )
         tracer_provider.add_span_processor(agent.marker_processor)
         tracer_provider.add_span_processor(agent.export_processor(exporter or _default_exporter()))
+        agent.fuse(tracer_provider)
         agent.attached = True
         agent.provider = tracer_provider
         trace.set_tracer_provider(tracer_provider)

@@ -83,6 +83,7 @@ class AdaprofConfigurator(SDKConfigurator):
             name = provider.resource.attributes.get("service.name")
             agent.name_service(str(name) if name else None, override=False)
             agent.provider = provider
+            agent.fuse(provider)
         agent.attached = True
         agent.start()
 

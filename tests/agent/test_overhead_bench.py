@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.skipif(not Path(PY_SPY).exists(), reason="needs the py-spy binary"),
 ]
 
-SPAN_CONFIGS = ("sdk", "agent_markers", "agent_filtered", "agent_markers_held")
+SPAN_CONFIGS = ("sdk", "agent_markers", "agent_filtered", "agent_p90", "agent_markers_held")
 SERVICE_CONFIGS = ("off", "pyspy_10hz", "pyspy_100hz", "pyspy_100hz_wall")
 
 
@@ -42,6 +42,7 @@ def test_overhead_bench_reports_every_configuration() -> None:
     assert spans["sdk"]["markers_per_span"] == 0
     assert spans["agent_markers"]["markers_per_span"] == 1
     assert spans["agent_filtered"]["markers_per_span"] == 0
+    assert 0 < spans["agent_p90"]["markers_per_span"] < 0.4  # about a tenth
     assert spans["agent_markers_held"]["markers_per_span"] == 1
 
     service = result["service"]

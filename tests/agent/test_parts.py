@@ -233,7 +233,7 @@ def test_samples_in_the_overlap_of_concurrent_markers_are_counted_as_shared():
 def test_category_in_agrees_with_category_of_for_every_filter():
     import itertools
 
-    from otel_adaprof.instrumentation.spans.categories import category_in, category_of
+    from otel_adaprof.instrumentation.spans.categories import _HTTP_KEYS, category_in, category_of
     from otel_adaprof.params import Category
 
     keysets = [
@@ -244,6 +244,8 @@ def test_category_in_agrees_with_category_of_for_every_filter():
         {"http.method": "GET"},
         {"db.system.name": "x", "http.method": "GET"},
         {"rpc.system": "x", "url.path": "/"},
+        *({key: "x"} for key in sorted(_HTTP_KEYS)),
+        {"http.route": "/", "messaging.system": "x"},
     ]
     cats = list(Category)
     for kind in [*SpanKind, None]:
@@ -253,6 +255,69 @@ def test_category_in_agrees_with_category_of_for_every_filter():
                 for wanted in map(frozenset, itertools.combinations(cats, r)):
                     expected = truth if truth in wanted else None
                     assert category_in(kind, attrs, wanted) == expected, (kind, attrs, wanted)
+
+
+def test_trigger_then_observe_is_trigger_ms_then_observe():
+    """The marker processor's one call per span answers as the two calls it replaces."""
+    import random
+
+    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+
+    rng = random.Random(7)
+    one, two = LatencyTracker(), LatencyTracker()
+    answers = []
+    for _ in range(3000):
+        name = rng.choice(["GET /a", "GET /b", "query", "render"])
+        ms = rng.expovariate(1 / (40.0 if name == "GET /b" else 5.0))
+        request = name.startswith("GET") or rng.random() < 0.05
+        pct = rng.choice([50.0, 90.0, 99.0])
+        expected = one.trigger_ms(name, pct)
+        one.observe(name, ms, request)
+        answers.append(two.trigger_then_observe(name, ms, request, pct))
+        assert answers[-1] == expected, (name, pct)
+    assert sum(a is not None for a in answers) > 2500  # percentiles were known, not all None
+    assert one.request_ops == two.request_ops == {"GET /a", "GET /b", "query", "render"}
+
+
+def test_the_agent_folds_the_marker_processor_into_the_first_span_join():
+    """Attached to a provider with two exporters, the agent has one processor per
+    exporter: the first decides markers (``on_start`` its thread, then the export
+    processor's own ``on_start``), and both exporters get every span (profiling off:
+    markers go on as they are)."""
+    from otel_adaprof.instrumentation.agent import Agent
+    from otel_adaprof.instrumentation.sdk_compat import processors
+
+    starts: list[str] = []
+
+    class Starting(SimpleSpanProcessor):
+        def on_start(self, span, parent_context=None):  # type: ignore[no-untyped-def]
+            starts.append(span.name)
+
+    first, second = InMemorySpanExporter(), InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(Starting(first))
+    provider.add_span_processor(SimpleSpanProcessor(second))
+    agent = Agent(AgentSettings(profiler="off"))
+    agent.apply_local(Params.parse({"span_filters": {"categories": ["db"]}}))
+    assert agent.attach(provider)
+    installed = processors(provider) or ()
+    assert [type(p).__name__ for p in installed] == ["SpanJoin", "SpanJoin"]
+    assert agent.marker_processor not in installed
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as db:
+        db.set_attribute("db.system", "sqlite")
+    with tracer.start_as_current_span("render") as render:
+        pass
+    assert starts == ["SELECT", "render"]  # the export processor's on_start still runs
+    marker = agent.book.get(db.get_span_context().span_id)
+    assert marker is not None and marker.category == "db"
+    assert marker.tid == threading.get_ident()
+    assert agent.book.get(render.get_span_context().span_id) is None
+    assert agent.counters.spans == 2 and agent.counters.markers == 1
+    for memory in (first, second):
+        assert [s.name for s in memory.get_finished_spans()] == ["SELECT", "render"]
+    agent.detach()
+    assert processors(provider) == tuple(j.downstream for j in installed)
 
 
 def test_the_span_join_hands_start_and_ending_to_the_export_processor():

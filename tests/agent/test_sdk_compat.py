@@ -18,6 +18,7 @@ PACKAGE = Path(otel_adaprof.__file__).resolve().parent
 PRIVATE = re.compile(
     r"_active_span_processor|\._span_processors|\._attributes\b|\._dict\b|multi\._lock"
     r"|sdk\._configuration|_OTelSDKConfigurator|\._on_ending|getattr\([^)]*\"_on_ending\""
+    r"|\._context\b|\._start_time\b|\._end_time\b|\._kind\b|\._parent\b"
 )
 
 
@@ -40,6 +41,38 @@ def test_each_access_works_on_a_real_provider_and_span() -> None:
     raw = sdk_compat.raw_attributes(span)
     assert type(raw) is dict and raw == {"a": 1}
     assert sdk_compat.on_ending_hook(simple) is not None
+    # the span path's one-call reads: the private fields, equal to the public properties
+    assert sdk_compat.SPAN_FIELDS_PRIVATE and sdk_compat.SPAN_ID_INDEXED
+    public = (span.context, span.parent, span.start_time, span.end_time, span.name, span.kind)
+    assert sdk_compat.span_fields(span) == public
+    assert sdk_compat.span_context_of(span) is span.context
+    assert sdk_compat.span_id_in(span.context) == span.context.span_id != 0
+
+
+def test_starts_nothing_tells_an_empty_on_start_from_one_that_works() -> None:
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    class Documented(SpanProcessor):
+        def on_start(self, span, parent_context=None) -> None:  # type: ignore[no-untyped-def]
+            """Only a docstring."""
+
+    class Counting(SpanProcessor):
+        def on_start(self, span, parent_context=None) -> None:  # type: ignore[no-untyped-def]
+            self.started = getattr(self, "started", 0) + 1
+
+    class Returning(SpanProcessor):
+        def on_start(self, span, parent_context=None):  # type: ignore[no-untyped-def]
+            return 1
+
+    assert sdk_compat.starts_nothing(SpanProcessor())
+    assert sdk_compat.starts_nothing(SimpleSpanProcessor(InMemorySpanExporter()))
+    batch = BatchSpanProcessor(InMemorySpanExporter())
+    assert sdk_compat.starts_nothing(batch)
+    batch.shutdown()
+    assert sdk_compat.starts_nothing(Documented())
+    assert not sdk_compat.starts_nothing(Counting())
+    assert not sdk_compat.starts_nothing(Returning())
 
 
 def test_no_other_module_touches_sdk_internals() -> None:

@@ -32,45 +32,54 @@ from opentelemetry.trace import SpanKind
 
 from otel_adaprof.params import Category
 
-_DB_KEYS = frozenset({"db.system", "db.system.name"})
+_DB_KEY_ORDER = ("db.system", "db.system.name")
+_DB_KEYS = frozenset(_DB_KEY_ORDER)
 _MESSAGING_KEYS = frozenset({"messaging.system"})
 _RPC_KEYS = frozenset({"rpc.system"})
-_HTTP_KEYS = frozenset(
-    {
-        "http.request.method",
-        "http.method",
-        "http.response.status_code",
-        "http.status_code",
-        "url.full",
-        "url.path",
-        "http.url",
-        "http.target",
-        "http.route",
-    }
+#: HTTP's keys, the new conventions' request method first (set on every HTTP span).
+_HTTP_KEY_ORDER = (
+    "http.request.method",
+    "http.method",
+    "http.response.status_code",
+    "http.status_code",
+    "url.full",
+    "url.path",
+    "http.url",
+    "http.target",
+    "http.route",
 )
+_HTTP_KEYS = frozenset(_HTTP_KEY_ORDER)
 
 
-#: In order: a category, its keys, and the categories that can no longer be the
-#: answer once these keys are missing (messaging and HTTP may still come from the kind).
+#: In order: a category, its keys (most often set first), and the categories that can
+#: no longer be the answer once these keys are missing (messaging and HTTP may still
+#: come from the kind).
 _BY_KEYS = (
-    (Category.DB, _DB_KEYS, frozenset({Category.DB})),
-    (Category.MESSAGING, _MESSAGING_KEYS, frozenset({Category.DB})),
-    (Category.RPC, _RPC_KEYS, frozenset({Category.DB, Category.RPC})),
-    (Category.HTTP, _HTTP_KEYS, frozenset({Category.DB, Category.RPC})),
+    (Category.DB, _DB_KEY_ORDER, frozenset({Category.DB})),
+    (Category.MESSAGING, tuple(_MESSAGING_KEYS), frozenset({Category.DB})),
+    (Category.RPC, tuple(_RPC_KEYS), frozenset({Category.DB, Category.RPC})),
+    (Category.HTTP, _HTTP_KEY_ORDER, frozenset({Category.DB, Category.RPC})),
 )
 _MESSAGING_KINDS = (SpanKind.PRODUCER, SpanKind.CONSUMER)
 _HTTP_KINDS = (SpanKind.SERVER, SpanKind.CLIENT)
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 
 def category_in(
     kind: SpanKind | None, attributes: Mapping[str, Any] | None, wanted: frozenset[Category]
 ) -> Category | None:
     """The span's category if it is in ``wanted``, else ``None`` (as :func:`category_of`,
-    stopping as soon as no wanted category is left to find)."""
-    keys = (attributes or {}).keys()
+    stopping as soon as no wanted category is left to find).
+
+    It runs on the span path for every span a category filter judges: a key at a time
+    (``in`` on the dict: a DB-only filter costs two look-ups, a third of a set operation
+    on the dict's keys).
+    """
+    attrs = attributes or _NO_ATTRIBUTES
     for category, names, ruled_out in _BY_KEYS:
-        if not names.isdisjoint(keys):
-            return category if category in wanted else None
+        for name in names:
+            if name in attrs:
+                return category if category in wanted else None
         if wanted <= ruled_out:
             return None
     found = category_of(kind, None)

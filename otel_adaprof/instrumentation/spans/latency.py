@@ -3,7 +3,7 @@
 Each operation (span name) keeps its last :data:`WINDOW` durations; the percentile
 is recomputed every :data:`RECOMPUTE_EVERY` observations, so a span's cost is an
 append and a comparison. At most :data:`MAX_OPERATIONS` operations are tracked (the
-least recently seen is forgotten).
+least recently added or recomputed is forgotten).
 
 The service's requests (local root spans: no parent, or a remote one) are also kept
 together, as the pseudo-operation :data:`REQUESTS`, and a request operation's trigger
@@ -11,7 +11,11 @@ is the *lower* of its own percentile and that of all requests
 (:meth:`LatencyTracker.trigger_ms`). A user looks for the slowest requests of the
 service, not only each endpoint's slowest tenth: when one endpoint is slow as a whole
 (every ``/checkout`` slower than any other request), its own p90 marks a tenth of it,
-the service's p90 marks all of it.
+the service's p90 marks all of it. The marker processor says ``request=True`` only
+while a percentile trigger is in force (nothing else reads the service's percentile),
+so a span costs one append otherwise; the service's figure is known again
+:data:`MIN_OBSERVATIONS` requests after such a trigger is set (its operations' own
+percentiles meanwhile).
 
     >>> t = LatencyTracker()
     >>> for ms in range(1, 65):
@@ -50,12 +54,13 @@ REQUESTS = "\x00requests"
 
 
 class _Op:
-    __slots__ = ("cache", "durations", "seen", "since", "total")
+    __slots__ = ("cache", "durations", "seen", "total")
 
-    def __init__(self) -> None:
+    def __init__(self, seen: int) -> None:
         self.durations: deque[float] = deque(maxlen=WINDOW)
-        self.since = 0
-        self.seen = 0
+        #: When it was last recomputed or added (the tracker's tick): the operation least
+        #: recently seen by this measure is forgotten first.
+        self.seen = seen
         self.total = 0  # observations ever (take_new's bookmark)
         self.cache: dict[float, float] = {}
 
@@ -84,21 +89,51 @@ class LatencyTracker:
         if request:
             if operation not in self.request_ops and len(self.request_ops) < MAX_OPERATIONS:
                 self.request_ops.add(operation)
-            self._observe(REQUESTS, duration_ms)
-        self._observe(operation, duration_ms)
+            self._append(self._ops.get(REQUESTS) or self._add(REQUESTS), duration_ms)
+        self._append(self._ops.get(operation) or self._add(operation), duration_ms)
 
-    def _observe(self, operation: str, duration_ms: float) -> None:
-        op = self._ops.get(operation)
-        if op is None:
-            op = self._add(operation)
+    def trigger_then_observe(
+        self, operation: str, duration_ms: float, request: bool, percentile: float
+    ) -> float | None:
+        """:meth:`trigger_ms` as it stood before this span, then :meth:`observe` it.
+
+        The marker processor's one call per span while a percentile trigger is in force
+        (a frame instead of six: this runs on the application's thread for every span).
+
+        >>> t = LatencyTracker()
+        >>> [t.trigger_then_observe("GET /a", float(ms), True, 50.0) for ms in range(1, 23)][-3:]
+        [None, 10.0, 10.0]
+        >>> t.trigger_ms("GET /a", 50.0)
+        10.0
+        """
+        ops = self._ops
+        op = ops.get(operation) or self._add(operation)
+        trigger = op.cache.get(percentile)
+        if trigger is None and len(op.durations) >= MIN_OBSERVATIONS:
+            trigger = self._compute(op, percentile)
+        known = operation in self.request_ops
+        if known or request:
+            requests = ops.get(REQUESTS) or self._add(REQUESTS)
+            if known:  # the lower of its own and the service's
+                service = requests.cache.get(percentile)
+                if service is None and len(requests.durations) >= MIN_OBSERVATIONS:
+                    service = self._compute(requests, percentile)
+                if service is not None and (trigger is None or service < trigger):
+                    trigger = service
+            if request:
+                if not known and len(self.request_ops) < MAX_OPERATIONS:
+                    self.request_ops.add(operation)
+                self._append(requests, duration_ms)
+        self._append(op, duration_ms)
+        return trigger
+
+    def _append(self, op: _Op, duration_ms: float) -> None:
         op.durations.append(duration_ms)
-        self._tick += 1
-        op.seen = self._tick
-        op.total += 1
-        op.since += 1
-        if op.since >= RECOMPUTE_EVERY:
+        op.total = total = op.total + 1
+        if total % RECOMPUTE_EVERY == 0:  # (on the span path: nothing more per span)
             op.cache = {}
-            op.since = 0
+            self._tick += 1
+            op.seen = self._tick
 
     def _add(self, operation: str) -> _Op:
         with self._lock:
@@ -107,7 +142,8 @@ class LatencyTracker:
                 if len(self._ops) >= MAX_OPERATIONS:  # forget the least recently seen
                     oldest = min(self._ops, key=lambda name: self._ops[name].seen)
                     del self._ops[oldest]
-                op = self._ops[operation] = _Op()
+                self._tick += 1
+                op = self._ops[operation] = _Op(self._tick)
             return op
 
     def take_new(self, seen: dict[str, int]) -> dict[str, list[float]]:
@@ -156,9 +192,12 @@ class LatencyTracker:
         if op is None or len(op.durations) < MIN_OBSERVATIONS:
             return None
         value = op.cache.get(percentile)
-        if value is None:
-            with self._lock:
-                ordered = sorted(tuple(op.durations))
-            rank = max(0, min(len(ordered) - 1, round(percentile / 100 * len(ordered)) - 1))
-            value = op.cache[percentile] = ordered[rank]
+        return self._compute(op, percentile) if value is None else value
+
+    def _compute(self, op: _Op, percentile: float) -> float:
+        """The percentile (nearest rank) of ``op``'s durations, cached until recomputed."""
+        with self._lock:
+            ordered = sorted(tuple(op.durations))
+        rank = max(0, min(len(ordered) - 1, round(percentile / 100 * len(ordered)) - 1))
+        value = op.cache[percentile] = ordered[rank]
         return value

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -38,7 +39,12 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsInForce
-from otel_adaprof.instrumentation.sdk_compat import raw_attributes
+from otel_adaprof.instrumentation.sdk_compat import (
+    raw_attributes,
+    span_context_of,
+    span_fields,
+    span_id_in,
+)
 from otel_adaprof.instrumentation.spans.categories import category_in
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.instrumentation.spans.open_spans import OpenSpanIndex
@@ -124,6 +130,15 @@ class MarkerBook:
     def get(self, span_id: int) -> MarkerInfo | None:
         """The marker with this span id, if it is one."""
         return self._by_span.get(span_id)
+
+    def get_function(self) -> Callable[[int], MarkerInfo | None]:
+        """:meth:`get` with no frame of ours: the span join asks it of every span.
+
+        >>> book = MarkerBook(); marker_of = book.get_function()
+        >>> marker_of(7) is None
+        True
+        """
+        return self._by_span.get
 
     def concurrent(self, info: MarkerInfo) -> list[MarkerInfo]:
         """Markers of *other* traces that overlapped ``info`` on the same thread.
@@ -219,7 +234,7 @@ class MarkerProcessor(SpanProcessor):
         # (ident, native id, born): a thread id reused by a new thread (one thread per
         # request) is a new key, so samples of the old thread are told apart.
         threads = self._threads
-        thread_key = threads[span.context.span_id] = self.identity.current()
+        thread_key = threads[span_id_in(span_context_of(span))] = self.identity.current()
         open_spans = self.open_spans
         if open_spans is not None:  # slow-span capture is on
             start, name = span.start_time or 0, span.name
@@ -230,70 +245,78 @@ class MarkerProcessor(SpanProcessor):
                 threads.pop(key, None)
 
     def on_end(self, span: ReadableSpan) -> None:
+        self.decide(span)
+
+    def decide(self, span: ReadableSpan) -> MarkerInfo | None:
+        """Whether the ended span is a marker: its record (also in the book), or ``None``.
+
+        What ``on_end`` does; the span join that stands in for this processor in the
+        provider's list (``SpanJoin.decide_markers``) calls it and uses the answer.
+        """
         try:
-            self._decide(span)
+            return self._decide(span)
         except Exception:  # a bug here must cost a marker, not a request
             self.errors += 1
+            return None
 
-    def _decide(self, span: ReadableSpan) -> None:
-        ctx = span.context
+    def _decide(self, span: ReadableSpan) -> MarkerInfo | None:
+        ctx, parent, start, end, name, kind = span_fields(span)
         if ctx is None:
-            return
-        thread = self._threads.pop(ctx.span_id, None)
+            return None
+        span_id = span_id_in(ctx)
+        thread = self._threads.pop(span_id, None)
         open_spans = self.open_spans
         if open_spans is not None:
-            entry = open_spans.pop(ctx.span_id, None)
+            entry = open_spans.pop(span_id, None)
             if entry is not None:  # the capture's alarm, if set for this span, moves on
                 open_spans.ending(entry[2], entry[3])
-        self.counters.spans += 1
-        parent = span.parent
+        counters = self.counters
+        counters.spans += 1
         request = parent is None or parent.is_remote
         if request:
-            self.counters.requests += 1
-        start, end = span.start_time, span.end_time
+            counters.requests += 1
         if thread is None or start is None or end is None:
-            return
+            return None
         liveness = self.liveness
         if liveness is not None and liveness.active:  # the span proves its thread alive
             liveness.span(thread[0], thread[1], start, end)
-        current = self.live.current
         plan = self._plan
-        if plan.current is not current:
-            plan = self._plan = _Plan(current)
+        if plan.current is not self.live.current:
+            plan = self._plan = _Plan(self.live.current)
         duration_ns = end - start
         duration_ms = duration_ns / 1e6
-        name = span.name
         pct = plan.pct
         latency = self.latency
-        threshold = latency.trigger_ms(name, pct) if pct is not None else None
-        latency.observe(name, duration_ms, request)
+        if pct is None:  # requests as a whole matter to a percentile trigger only
+            latency.observe(name, duration_ms)
+        else:  # the trigger as it was before this span
+            threshold = latency.trigger_then_observe(name, duration_ms, request, pct)
+            if threshold is None or duration_ms <= threshold:
+                return None
         if duration_ns < plan.min_ns:
-            return
-        if pct is not None and (threshold is None or duration_ms <= threshold):
-            return
+            return None
         if plan.errors_only and span.status.status_code is not StatusCode.ERROR:
-            return
+            return None
         category = ""
         if plan.categories is not None:
-            found = category_in(span.kind, raw_attributes(span), plan.categories)
+            found = category_in(kind, raw_attributes(span), plan.categories)
             if found is None:
-                return
+                return None
             category = found.value
-        self.book.add(
-            ctx.span_id,
-            MarkerInfo(
-                thread[0],
-                thread[2],
-                start,
-                end,
-                ctx.trace_id,
-                category,
-                plan.trigger,
-                plan.version,
-                plan.slow,
-            ),
+        info = MarkerInfo(
+            thread[0],
+            thread[2],
+            start,
+            end,
+            ctx.trace_id,
+            category,
+            plan.trigger,
+            plan.version,
+            plan.slow,
         )
-        self.counters.markers += 1
+        self.book.add(span_id, info)
+        counters.markers += 1
+        return info
 
     def shutdown(self) -> None:
         pass
