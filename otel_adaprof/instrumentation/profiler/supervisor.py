@@ -512,6 +512,8 @@ class Profiler:
         """Until py-spy ends by itself, or is cut (py-spy's knobs changed, stop; with
         ``cut_rule="window"`` also a new version or a window's close)."""
         run = seg.run
+        #: The version a run killed after a cut owes its tail to (once it is reaped).
+        tail_version: int | None = None
         while True:
             if self._stop.is_set():
                 run.kill()
@@ -528,8 +530,9 @@ class Profiler:
                 run.interrupt()  # py-spy stops at its next sample and writes its file
                 self.cuts += 1
                 done = run.wait(timeout=2.0 / max(1, seg.rate_hz) + 2.0)
-                if done is None:
+                if done is None:  # its tail is the old version's too, once reaped below
                     run.kill()
+                    tail_version = old_version if new_version else None
                     break
                 if new_version:  # and so was the run's tail
                     self.cpu.move_meter("pyspy", old_version)
@@ -538,6 +541,9 @@ class Profiler:
             if done is not None:
                 if done.returncode == 0:  # ended by itself: how long after its length
                     self._overruns.append((done.ended_ns - run.started_ns) / 1e9 - seg.length_s)
+                # its CPU (known once reaped) is the version it ran under last, whatever
+                # version is in force at the window's next checkpoint
+                self.cpu.move_meter("pyspy", seg.versions[-1][1])
                 return done
             if time.time_ns() - run.started_ns > (2 * seg.length_s + 2) * 1_000_000_000:
                 run.interrupt()  # far behind (py-spy counts samples, not time): cut it
@@ -552,6 +558,8 @@ class Profiler:
             tick = RUN_TICK_S if now - run.started_ns / 1e9 < 1.0 else LONG_RUN_TICK_S
             self.live.wait_change(gen, min(tick, max(0.01, left)))
         done = run.wait(timeout=5.0)
+        if tail_version is not None:
+            self.cpu.move_meter("pyspy", tail_version)
         if done is None:  # not reaped: count nothing, try again later
             return RunResult(-1, None, "py-spy did not exit", run.started_ns, time.time_ns(), 0.0)
         return done
