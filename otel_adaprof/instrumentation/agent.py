@@ -324,24 +324,15 @@ class Agent:
         self.joins.append(join)
         return join
 
-    def fuse(self, provider: TracerProvider) -> bool:
+    def fuse(self, provider: TracerProvider) -> None:
         """Fold the marker processor into the first span join after it in the provider's
-        list (:meth:`SpanJoin.decide_markers`); whether it was.
+        list (:meth:`SpanJoin.decide_markers`).
 
         Done once the agent's processors are in (by :func:`~otel_adaprof.configure`, the
         configurator and :meth:`attach`); with no span join after it, the marker
         processor stays on its own.
         """
-        done = False
-
-        def fused(existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
-            nonlocal done
-            out = self._fused(existing)
-            done = out is not existing
-            return out
-
-        replace_processors(provider, fused)
-        return done
+        replace_processors(provider, self._fused)
 
     def _fused(self, existing: tuple[SpanProcessor, ...]) -> tuple[SpanProcessor, ...]:
         marker = self.marker_processor

@@ -234,11 +234,12 @@ class MarkerProcessor(SpanProcessor):
         # (ident, native id, born): a thread id reused by a new thread (one thread per
         # request) is a new key, so samples of the old thread are told apart.
         threads = self._threads
-        thread_key = threads[span_id_in(span_context_of(span))] = self.identity.current()
+        span_id = span_id_in(span_context_of(span))
+        thread_key = threads[span_id] = self.identity.current()
         open_spans = self.open_spans
         if open_spans is not None:  # slow-span capture is on
             start, name = span.start_time or 0, span.name
-            open_spans[span.context.span_id] = (thread_key[0], thread_key[1], start, name)
+            open_spans[span_id] = (thread_key[0], thread_key[1], start, name)
             open_spans.starting(start, name)  # wakes the capture's loop if it must look sooner
         if len(threads) > MAX_OPEN_SPANS:
             for key in list(threads)[: MAX_OPEN_SPANS // 2]:
