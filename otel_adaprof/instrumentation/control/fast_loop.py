@@ -1,9 +1,12 @@
 """The agent's fast loop: slow-span captures and the change signals, in one daemon thread.
 
-Every :data:`SIGNAL_TICK_S` it reads a few counters — the process's CPU net of the
-agent's own threads, the requests and spans ended, the new span durations — feeds
-them to the change signals and lets the burst reflex act on what fired, so a burst
-starts within a tick or two of a change, not at the next poll. In between, it runs
+About as often as the change signals can form an observation (every
+:data:`~otel_adaprof.instrumentation.observe.change_signals.CPU_MIN_REQUESTS` requests
+at the service's request rate, between :data:`SIGNAL_TICK_S` and
+:data:`SIGNAL_TICK_MAX_S`: :meth:`FastLoop.signal_period`) it reads a few counters — the
+process's CPU net of the agent's own threads, the requests and spans ended, the new
+span durations — feeds them to the change signals and lets the burst reflex act on what
+fired, so a burst starts within a tick or two of a change, not at the next poll. In between, it runs
 the slow-span capture as often as ``slow_span_interval_ms`` asks while a span is slow,
 and sleeps otherwise. Its thread is one of the agent's: its CPU is profiler overhead.
 
@@ -33,15 +36,30 @@ from otel_adaprof.instrumentation.observe.agent_cpu import (
     thread_cpu_seconds,
     thread_part,
 )
-from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
+from otel_adaprof.instrumentation.observe.change_signals import (
+    CPU_MIN_REQUESTS,
+    ChangeDetector,
+    Inputs,
+)
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 
 log = logging.getLogger("otel_adaprof.agent")
 
-#: Time between two readings of the change signals (s).
+#: Shortest time between two readings of the change signals (s): at a high request
+#: rate, and until the rate is known.
 SIGNAL_TICK_S = 0.25
+#: Longest time between two readings of the change signals (s). A reading that forms
+#: no observation (fewer than ``CPU_MIN_REQUESTS`` requests, or latencies, since the
+#: last) only carries the counts on, and each reading is a wake-up of the loop's thread:
+#: 0.2-0.36 ms of CPU on the benchmark machine, most of it the wake-up itself, not the
+#: arithmetic (docs/benchmarks.md, "Watch mode: waking less"). At 10 requests/s the
+#: former fixed 0.25 s tick woke the loop four times per observation.
+SIGNAL_TICK_MAX_S = 1.25
+#: Weight of the newest reading in the request rate that sets the tick (its noise at
+#: 12 requests a reading is about 30 %: the tick follows the rate within a few readings).
+RATE_ALPHA = 0.3
 #: A signal tick is taken at a wake-up up to this much before it is due (s), rather
 #: than at a wake-up of its own between two capture ticks.
 SIGNAL_EARLY_S = 0.02
@@ -59,6 +77,26 @@ def threads_cpu_seconds(native_ids: list[int]) -> float:
     True
     """
     return sum(thread_cpu_seconds(native) or 0.0 for native in native_ids)
+
+
+def signal_period_for(request_rate: float | None) -> float:
+    """Seconds between two readings of the change signals at ``request_rate`` (req/s).
+
+    The time the service takes to end ``CPU_MIN_REQUESTS`` requests, so that a reading
+    forms about one observation of CPU per request, within [:data:`SIGNAL_TICK_S`,
+    :data:`SIGNAL_TICK_MAX_S`]: a change is seen after as many observations as with a
+    fixed quarter-second tick, each read when it is complete.
+
+    >>> signal_period_for(None)  # the rate is not known yet
+    0.25
+    >>> signal_period_for(20.0), signal_period_for(2.0), signal_period_for(400.0)
+    (0.6, 1.25, 0.25)
+    """
+    if request_rate is None:
+        return SIGNAL_TICK_S
+    if request_rate <= 0.0:
+        return SIGNAL_TICK_MAX_S
+    return min(SIGNAL_TICK_MAX_S, max(SIGNAL_TICK_S, CPU_MIN_REQUESTS / request_rate))
 
 
 class FastLoop:
@@ -93,9 +131,17 @@ class FastLoop:
         self.native_id: int | None = None
         self.ident: int | None = None
         self._seen: dict[str, int] = {}
+        #: Requests per second (smoothed over readings; ``None`` before two readings),
+        #: and the last reading's time and request count.
+        self.request_rate: float | None = None
+        self._last_reading: tuple[float, int] | None = None
         #: Called (on this loop's thread, must not block) when a burst starts.
         self.on_burst: Callable[[], None] | None = None
         self._stop = threading.Event()
+        #: Set to end a sleep early: a change of params (the capture switched on, a new
+        #: trigger or level), or ``stop()``.
+        self._kick = threading.Event()
+        live.on_change(lambda _in_force: self._kick.set())
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -115,6 +161,7 @@ class FastLoop:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; a running burst ends and the capture index is removed."""
         self._stop.set()
+        self._kick.set()
         index = self.capture.open_spans
         if index is not None:
             index.wake_now()  # a loop waiting on it stops now
@@ -131,9 +178,12 @@ class FastLoop:
         """In a forked child: no thread, fresh signals (the child is a new process)."""
         self._thread = None
         self._stop = threading.Event()
+        self._kick = threading.Event()
         self.detector = self._detector()
         self.reflex = BurstReflex(self.live)
         self._seen = {}
+        self.request_rate = None
+        self._last_reading = None
 
     def _level(self) -> int:
         """The profiling level in force: the sampling interval, a burst's included."""
@@ -144,9 +194,23 @@ class FastLoop:
         detector.level = self._level()
         return detector
 
+    def signal_period(self) -> float:
+        """Seconds to the next reading of the signals (:func:`signal_period_for` the
+        service's recent request rate)."""
+        return signal_period_for(self.request_rate)
+
+    def _follow_rate(self, now: float, requests: int) -> None:
+        last, self._last_reading = self._last_reading, (now, requests)
+        if last is None or now <= last[0]:
+            return
+        rate = max(0, requests - last[1]) / (now - last[0])
+        old = self.request_rate
+        self.request_rate = rate if old is None else old + RATE_ALPHA * (rate - old)
+
     def signal_tick(self, now: float) -> list[str]:
         """Read the counters, update the signals, let the reflex act; what fired."""
         requests, spans = self.counts()
+        self._follow_rate(now, requests)
         cpu = time.process_time() - threads_cpu_seconds(self.agent_threads())
         inputs = Inputs(
             now=now,
@@ -186,7 +250,7 @@ class FastLoop:
                 now = time.monotonic()
                 if now >= next_signal - SIGNAL_EARLY_S:
                     self.signal_tick(now)
-                    next_signal = now + SIGNAL_TICK_S
+                    next_signal = now + self.signal_period()
                 self.ticks += 1
                 own = max(0.0, next_signal - time.monotonic())  # the signals', the beacon's
                 if self.beacon is not None:  # its notes, when due (cpu mode)
@@ -211,5 +275,6 @@ class FastLoop:
                 time.sleep(wait)
                 self.wake_ups["timer"] += 1
             else:
-                self._stop.wait(wait)
+                self._kick.wait(wait)
+                self._kick.clear()
                 self.wake_ups["timer"] += 1

@@ -83,15 +83,16 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: Longest sleep the capture plans (s): with no span open, or none due sooner. A span
 #: that starts meanwhile sets the alarm when it must be looked at sooner
-#: (:meth:`OpenSpanIndex.starting`); the fast loop wakes at least every signal tick
-#: (0.25 s), and each tick looks at every open span again (an operation's percentile
+#: (:meth:`OpenSpanIndex.starting`); the fast loop wakes at least every signal reading
+#: (0.25-1.25 s), and each tick looks at every open span again (an operation's percentile
 #: may have fallen since: its open spans are due sooner than planned).
 NONE_OPEN_S = 1.0
 #: Seconds between two refreshes of every operation's ``look_ns`` (the span path's
 #: alarm rule): a percentile that moved is used there within this long.
 LATE_REFRESH_S = 0.25
-#: Sleep while capture is off (s): how fast a new ``slow_span_interval_ms`` is seen.
-OFF_TICK_S = 0.25
+#: Sleep while capture is off (s): the fast loop's own signal readings come sooner, and
+#: a change of params (a new ``slow_span_interval_ms``) wakes it at once.
+OFF_TICK_S = 5.0
 #: Open spans indexed at most; beyond it the oldest are forgotten (spans never ended).
 MAX_OPEN_SPANS = 100_000
 #: Open spans older than this are forgotten (s).

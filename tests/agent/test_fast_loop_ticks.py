@@ -1,0 +1,68 @@
+"""The fast loop reads the change signals as often as they can form an observation.
+
+A real process with the agent (profiler off, no capture) and a request loop, first at
+about 8 requests/s, then at about 80: at the slow rate the loop wakes for the signals
+about once per 12 requests (capped at 1.25 s), not four times a second as the fixed
+0.25 s tick did; at the fast rate it reads every 0.25 s, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+PROBE = textwrap.dedent(
+    """
+    import json, threading, time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    agent = otel_adaprof.configure(
+        service_name="ticks", exporter=InMemorySpanExporter(),
+        params={"sampling_interval_ms": 0, "burst_sensitivity": 8},
+        settings=AgentSettings(profiler="off"))
+    tracer = trace.get_tracer("ticks")
+    loop = agent.fast_loop
+    gap = [0.125]
+    stop = threading.Event()
+
+    def requests():
+        while not stop.is_set():
+            with tracer.start_as_current_span("GET /x", kind=trace.SpanKind.SERVER):
+                time.sleep(0.001)
+            time.sleep(gap[0])
+
+    threading.Thread(target=requests, daemon=True).start()
+    out = {}
+    for name, g in (("slow", 0.125), ("fast", 0.0115)):
+        gap[0] = g
+        time.sleep(3.0)  # the rate settles
+        t0, ticks0, seen0 = time.monotonic(), loop.ticks, agent.counters.requests
+        time.sleep(5.0)
+        seconds = time.monotonic() - t0
+        out[name] = {"ticks_per_s": (loop.ticks - ticks0) / seconds,
+                     "requests_per_s": (agent.counters.requests - seen0) / seconds,
+                     "estimate": loop.request_rate, "period": loop.signal_period()}
+    stop.set()
+    print(json.dumps(out))
+    """
+)
+
+
+def test_signal_readings_follow_the_request_rate():
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=90, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    slow, fast = got["slow"], got["fast"]
+    assert 4 <= slow["requests_per_s"] <= 9, got  # the loop ran about as asked
+    assert 0.6 * slow["requests_per_s"] <= slow["estimate"] <= 1.5 * slow["requests_per_s"], got
+    # 12 requests at about 8/s: one reading per 1.25 s (at most), not four a second
+    assert slow["period"] >= 1.0 and slow["ticks_per_s"] <= 1.5, got
+    if fast["requests_per_s"] >= 50:  # a loaded machine may not serve 80/s
+        assert fast["period"] <= 0.3 and fast["ticks_per_s"] >= 2.5, got
