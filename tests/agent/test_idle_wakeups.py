@@ -179,6 +179,30 @@ def test_join_worker_sleeps_with_nothing_held():
         provider.shutdown()
 
 
+def test_join_worker_passes_once_a_second_while_no_sampler_runs():
+    # Slow-span capture alone (py-spy off): a marker's samples are in when it ends. The
+    # worker used to pass every 0.2 s, woken about twice per pass: 10 markers/s for 2 s
+    # woke it ~16-20 times; now about once per CLOCK_TICK_S.
+    provider, memory, join, store = _join()
+    store.follow_clock(True)
+    try:
+        _one_span(provider)
+        wait_for(lambda: len(memory.get_finished_spans()) == 1)
+        assert join.native_id is not None
+        before, sent = wakeups(join.native_id), []
+        for _ in range(20):
+            _one_span(provider)
+            sent.append(time.monotonic())
+            time.sleep(0.1)
+        woke = wakeups(join.native_id) - before
+        wait_for(lambda: len(memory.get_finished_spans()) == 21, timeout=2.0)
+        late = time.monotonic() - sent[-1]
+        assert woke <= 6, woke
+        assert late < 1.2  # every marker goes on within about a second
+    finally:
+        provider.shutdown()
+
+
 def test_join_worker_sleeps_until_the_watermark_passes_the_span():
     provider, memory, join, store = _join()
     try:

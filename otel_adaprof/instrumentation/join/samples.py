@@ -216,6 +216,11 @@ class SampleStore:
             return max(self._watermark_ns, time.time_ns())
         return self._watermark_ns
 
+    @property
+    def follows_clock(self) -> bool:
+        """Whether the watermark is the clock (:meth:`follow_clock`: no sampler runs)."""
+        return self._follows_clock
+
     def set_watermark(self, t_ns: int) -> None:
         """Every sample before ``t_ns`` has been added."""
         if t_ns > self._watermark_ns:

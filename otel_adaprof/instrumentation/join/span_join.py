@@ -7,9 +7,10 @@ watermark passes its end (py-spy's samples arrive when its run ends) or it has w
 ``hold_s``; a worker thread — asleep until then: a span held into an empty queue, the
 watermark passing the first held span's end (:meth:`SampleStore.wake_at`) or that
 span's ``hold_s`` wakes it, at most every :data:`TICK_S` (while spans come in more
-often than that, once a tick) — then reads the samples its thread took while it ran,
-adds the ``adaprof.*`` attributes (:mod:`~otel_adaprof.instrumentation.join.span_samples`)
-and hands the span on. Nothing is ever dropped here: a full queue sends the span on at
+often than that, once a tick; every :data:`CLOCK_TICK_S` while no sampler runs) —
+then reads the samples its thread took while it ran, adds the ``adaprof.*``
+attributes (:mod:`~otel_adaprof.instrumentation.join.span_samples`) and hands the span
+on. Nothing is ever dropped here: a full queue sends the span on at
 once without samples (counted in ``overflow``, reported as ``queue_drops``); shutdown
 and ``force_flush`` send every held span on with the samples already in; a failure
 while attaching sends the span on as it was (counted in ``failures``).
@@ -69,6 +70,12 @@ log = logging.getLogger("otel_adaprof.agent")
 #: 1.8 ms of CPU/s, 0.1 s 3.2 ms). Profiling off, a span used to wait up to 0.2 s
 #: for the watermark's tick, and the export processor batches for seconds.
 TICK_S = 0.2
+#: The same while no sampler runs (slow-span capture alone, or py-spy off): a marker's
+#: samples are all in when it ends, so nothing is gained by passing sooner, and the
+#: export processor behind batches for seconds anyway. At 0.2 s the worker woke about
+#: twice per pass, 5-8 times a second at 10 requests/s with the catalog's p90 trigger
+#: (≈ 0.06 % of a core, docs/benchmarks.md "Watch mode: waking less").
+CLOCK_TICK_S = 1.0
 #: Longest sleep of the worker with no span held (s): a span held wakes it at once. It
 #: used to look every 0.1 s whatever was held: 10 wake-ups/s while markers were held.
 IDLE_WAIT_S = 5.0
@@ -304,7 +311,9 @@ class SpanJoin(SpanProcessor):
                     self.release_ready()
                 except Exception:  # keep joining; a bad span must not stop the others
                     log.exception("otel-adaprof: span join failed")
-                next_pass = time.monotonic() + TICK_S
+                next_pass = time.monotonic() + (
+                    CLOCK_TICK_S if self.store.follows_clock else TICK_S
+                )
 
     def _until_due(self, idle: bool = True) -> float | None:
         """Seconds until the first held span may go on (0: now; ``None``: none held; with
