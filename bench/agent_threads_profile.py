@@ -17,6 +17,11 @@ Usage::
     python bench/agent_threads_profile.py --profile --json > out.json
     python bench/agent_threads_profile.py --params '{"sampling_interval_ms": 10}'
     python bench/agent_threads_profile.py --params '{"sampling_interval_ms": 0}' --controller 3
+    python bench/agent_threads_profile.py --baseline /tmp/base   # another tree's agent
+
+The service starts in a temporary directory (or in ``--baseline``'s tree, with it on
+``PYTHONPATH``): started in the repository, ``python -m`` would put the working tree
+first on the path whatever ``PYTHONPATH`` says.
 
 With ``--controller S`` the real controller runs too, answering the same params (its
 ``default_params``, no session) with a poll every ``S`` s: the poller reports as in
@@ -136,10 +141,15 @@ def top_frames(raw: str, names: dict[int, str]) -> dict[str, dict[str, Any]]:
 
 
 def measure(
-    params: str, seconds: float, rate: float, profile: bool, controller_s: float | None = None
+    params: str,
+    seconds: float,
+    rate: float,
+    profile: bool,
+    controller_s: float | None = None,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
     """Start the service (and the controller, if asked), warm it up, load it (profiled if
-    asked); the figures."""
+    asked); the figures. With ``baseline`` the service runs that tree's agent."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     with tempfile.TemporaryDirectory(prefix="adaprof-threads-") as tmp, Children() as kids:
         stack = DemoStack(kids, workdir=tmp, poll_interval_s=controller_s or 2.0)
@@ -148,7 +158,12 @@ def measure(
         stack.start_sink()
         try:
             env = {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": params}
-            port = stack.start_service("threads", extra_env=env, key="service")
+            if baseline is not None:
+                # started in the tree: ``python -m`` puts its directory first on the path
+                env["PYTHONPATH"] = str(baseline)
+            port = stack.start_service(
+                "threads", extra_env=env, key="service", cwd=baseline or Path(tmp)
+            )
             pid = kids.procs["service"].pid
             _load(port, SERVICE_WARMUP_S, rate)
             out = Path(tmp) / "profile.txt"
@@ -170,6 +185,7 @@ def measure(
             kids.stop("service")
             stack.stop_sink()
     return {
+        "tree": str(baseline) if baseline is not None else "this tree",
         "params": json.loads(params),
         "controller_poll_s": controller_s,
         "ok": stats.ok,
@@ -217,7 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         "--controller", type=float, default=None, metavar="S",
         help="run the controller too, answering --params, with a poll every S s",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline", type=Path, default=None, metavar="DIR",
+        help="run the service on another tree's agent (git archive REV | tar -x -C DIR)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "otel_adaprof" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
     if not 0 < args.seconds <= MAX_SECONDS or not 0 < args.rate <= 200:
         parser.error(f"--seconds must be in (0, {MAX_SECONDS:g}], --rate in (0, 200]")
     params = args.params or catalog_params(10)
@@ -233,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.controller is not None and not 0.5 <= args.controller <= 300:
         parser.error("--controller must be in [0.5, 300]")
-    result |= measure(params, args.seconds, args.rate, args.profile, args.controller)
+    result |= measure(params, args.seconds, args.rate, args.profile, args.controller, args.baseline)
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2) if args.json else markdown(result))
     return 0

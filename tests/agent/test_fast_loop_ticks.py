@@ -66,3 +66,38 @@ def test_signal_readings_follow_the_request_rate():
     assert slow["period"] >= 1.0 and slow["ticks_per_s"] <= 1.5, got
     if fast["requests_per_s"] >= 50:  # a loaded machine may not serve 80/s
         assert fast["period"] <= 0.3 and fast["ticks_per_s"] >= 2.5, got
+
+
+def test_the_clock_beacons_first_notes_do_not_wait_for_the_next_reading():
+    """In cpu mode the clock beacon's notes ride on the loop's wake-ups; the loop may be
+    asleep until its next signal reading (up to 1.25 s), and a py-spy run that starts
+    meanwhile needs its notes from its first period: starting the beacon wakes it."""
+    import time
+
+    from otel_adaprof.instrumentation.control.fast_loop import FastLoop
+    from otel_adaprof.instrumentation.control.live_params import LiveParams
+    from otel_adaprof.instrumentation.join.samples import SampleStore
+    from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
+    from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
+    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+    from otel_adaprof.instrumentation.threads import ThreadLiveness
+    from otel_adaprof.params import Params
+
+    live, latency = LiveParams(Params()), LatencyTracker()
+    beacon = ClockBeacon(ThreadLiveness())
+    loop = FastLoop(live, SlowSpanCapture(live, SampleStore(), latency), latency,
+                    counts=lambda: (0, 0), agent_threads=list, beacon=beacon)  # fmt: skip
+    loop.request_rate = 0.0  # no requests: the loop reads the signals every 1.25 s
+    loop.start()
+    try:
+        time.sleep(0.3)  # asleep now, until its next reading
+        beacon.track_cpu = True
+        t0 = time.monotonic()
+        beacon.start()  # what the profiler does before a py-spy run in cpu mode
+        assert beacon.hosted
+        while beacon.liveness is not None and beacon.liveness.snapshots == 0:
+            assert time.monotonic() - t0 < 0.5, "no note within 0.5 s of the start"
+            time.sleep(0.005)
+        assert time.monotonic() - t0 < 0.2
+    finally:
+        loop.stop()

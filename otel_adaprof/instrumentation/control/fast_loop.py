@@ -6,9 +6,11 @@ at the service's request rate, between :data:`SIGNAL_TICK_S` and
 :data:`SIGNAL_TICK_MAX_S`: :meth:`FastLoop.signal_period`) it reads a few counters — the
 process's CPU net of the agent's own threads, the requests and spans ended, the new
 span durations — feeds them to the change signals and lets the burst reflex act on what
-fired, so a burst starts within a tick or two of a change, not at the next poll. In between, it runs
-the slow-span capture as often as ``slow_span_interval_ms`` asks while a span is slow,
-and sleeps otherwise. Its thread is one of the agent's: its CPU is profiler overhead.
+fired, so a burst starts within a tick or two of a change, not at the next poll. In
+between, it runs the slow-span capture as often as ``slow_span_interval_ms`` asks while
+a span is slow, and sleeps otherwise (a change of params, or the clock beacon's notes
+starting to ride on it, wakes it at once). Its thread is one of the agent's: its CPU
+is profiler overhead.
 
     >>> from otel_adaprof.params import Params
     >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
@@ -157,6 +159,15 @@ class FastLoop:
             name_os_thread(self._thread.native_id, thread_part(self._thread.name))
         if self.beacon is not None:
             self.beacon.host = "fast loop"  # the profiler moves its notes here (cpu mode)
+            self.beacon.wake_host = self.wake  # its first notes are due at once
+
+    def wake(self) -> None:
+        """Wake the loop now (it may sleep up to a signal reading, 1.25 s): the clock
+        beacon's notes started riding on it. Never blocks."""
+        self._kick.set()
+        index = self.capture.open_spans
+        if index is not None:
+            index.wake_now()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; a running burst ends and the capture index is removed."""
@@ -167,6 +178,7 @@ class FastLoop:
             index.wake_now()  # a loop waiting on it stops now
         if self.beacon is not None:  # the profiler's next run starts the beacon's thread
             self.beacon.host = None
+            self.beacon.wake_host = None
             if self.beacon.hosted:
                 self.beacon.stop()
         if self._thread is not None and self._thread is not threading.current_thread():

@@ -110,6 +110,9 @@ class ClockBeacon:
         #: CPU seconds of the hosted notes, by native id of the thread that took them
         #: (CPU accounting: they are the beacon's, spent on the host's thread).
         self.hosted_cpu: dict[int, float] = {}
+        #: Called when the notes start riding on the host (set by the host: it may be
+        #: asleep for longer than a period, and the first notes are due now).
+        self.wake_host: Callable[[], None] | None = None
         self._hosted = False
         self._last_note_ns = 0
         self._note_lock = threading.Lock()
@@ -143,6 +146,8 @@ class ClockBeacon:
             self._hosted = True
             if self.liveness is not None:
                 self.liveness.active = True
+            if self.wake_host is not None:
+                self.wake_host()
             return
         self._thread = threading.Thread(target=self._run, name="adaprof-clock", daemon=True)
         self._thread.start()

@@ -243,7 +243,7 @@ class OpenSpanIndex(dict[int, OpenSpan]):
                     self._alarm.arm(at_ns)
 
     def wake_now(self) -> None:
-        """Wake the loop at once (it is stopping)."""
+        """Wake the loop at once (it is stopping, or has work: it plans again)."""
         with self._lock:
             self.alarm_ns = 0
             self._alarm.arm(1)
