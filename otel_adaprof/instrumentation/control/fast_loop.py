@@ -86,8 +86,9 @@ def signal_period_for(request_rate: float | None) -> float:
 
     The time the service takes to end ``CPU_MIN_REQUESTS`` requests, so that a reading
     forms about one observation of CPU per request, within [:data:`SIGNAL_TICK_S`,
-    :data:`SIGNAL_TICK_MAX_S`]: a change is seen after as many observations as with a
-    fixed quarter-second tick, each read when it is complete.
+    :data:`SIGNAL_TICK_MAX_S`]: that observation is read when it is complete, as with a
+    fixed quarter-second tick; a latency observation holds the spans ended since the
+    last reading (16 or more).
 
     >>> signal_period_for(None)  # the rate is not known yet
     0.25
