@@ -101,3 +101,28 @@ def test_the_clock_beacons_first_notes_do_not_wait_for_the_next_reading():
         assert time.monotonic() - t0 < 0.2
     finally:
         loop.stop()
+
+
+def test_a_replaced_loop_is_not_kept_alive_by_the_params_it_listens_to():
+    """The loop listens to params changes (they wake it); a loop replaced (a forked
+    child's agent makes a new one on the same params) must not stay in memory."""
+    import gc
+    import weakref
+
+    from otel_adaprof.instrumentation.control.fast_loop import FastLoop
+    from otel_adaprof.instrumentation.control.live_params import LiveParams
+    from otel_adaprof.instrumentation.join.samples import SampleStore
+    from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
+    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+    from otel_adaprof.params import Params
+
+    live, latency = LiveParams(Params()), LatencyTracker()
+    loop = FastLoop(live, SlowSpanCapture(live, SampleStore(), latency), latency,
+                    counts=lambda: (0, 0), agent_threads=list)  # fmt: skip
+    ref = weakref.ref(loop)
+    live.apply(Params(sampling_interval_ms=10), version=2, session_id=None)
+    assert loop._kick.is_set()  # a change of params wakes it
+    del loop
+    gc.collect()
+    assert ref() is None
+    live.apply(Params(sampling_interval_ms=20), version=3, session_id=None)  # no error

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
@@ -102,6 +103,12 @@ def signal_period_for(request_rate: float | None) -> float:
     return min(SIGNAL_TICK_MAX_S, max(SIGNAL_TICK_S, CPU_MIN_REQUESTS / request_rate))
 
 
+def _kick(ref: weakref.ReferenceType[FastLoop]) -> None:
+    loop = ref()
+    if loop is not None:
+        loop._kick.set()
+
+
 class FastLoop:
     """One daemon thread: slow-span capture ticks, change signals and the burst reflex."""
 
@@ -144,7 +151,9 @@ class FastLoop:
         #: Set to end a sleep early: a change of params (the capture switched on, a new
         #: trigger or level), or ``stop()``.
         self._kick = threading.Event()
-        live.on_change(lambda _in_force: self._kick.set())
+        # weakly: a loop replaced (a forked child's agent makes a new one) is not kept
+        ref = weakref.ref(self)
+        live.on_change(lambda _in_force: _kick(ref))
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
