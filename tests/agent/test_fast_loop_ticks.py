@@ -8,10 +8,22 @@ about once per 12 requests (capped at 1.25 s), not four times a second as the fi
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 import textwrap
+import time
+import weakref
+
+from otel_adaprof.instrumentation.control.fast_loop import FastLoop
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
+from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
+from otel_adaprof.instrumentation.spans.latency import LatencyTracker
+from otel_adaprof.instrumentation.threads import ThreadLiveness
+from otel_adaprof.params import Params
 
 PROBE = textwrap.dedent(
     """
@@ -68,37 +80,56 @@ def test_signal_readings_follow_the_request_rate():
         assert fast["period"] <= 0.3 and fast["ticks_per_s"] >= 2.5, got
 
 
+def _loop(live: LiveParams, beacon: ClockBeacon | None = None) -> FastLoop:
+    """A fast loop with no requests: it reads the signals every 1.25 s (not started)."""
+    latency = LatencyTracker()
+    capture = SlowSpanCapture(live, SampleStore(), latency, enable=lambda index: True)
+    loop = FastLoop(live, capture, latency, counts=lambda: (0, 0), agent_threads=list,
+                    beacon=beacon)  # fmt: skip
+    loop.request_rate = 0.0
+    return loop
+
+
+def _within(predicate, seconds: float) -> float:
+    """Seconds until ``predicate()`` held; fails after ``seconds``."""
+    t0 = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - t0 < seconds, f"not within {seconds} s"
+        time.sleep(0.005)
+    return time.monotonic() - t0
+
+
 def test_the_clock_beacons_first_notes_do_not_wait_for_the_next_reading():
     """In cpu mode the clock beacon's notes ride on the loop's wake-ups; the loop may be
     asleep until its next signal reading (up to 1.25 s), and a py-spy run that starts
     meanwhile needs its notes from its first period: starting the beacon wakes it."""
-    import time
-
-    from otel_adaprof.instrumentation.control.fast_loop import FastLoop
-    from otel_adaprof.instrumentation.control.live_params import LiveParams
-    from otel_adaprof.instrumentation.join.samples import SampleStore
-    from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
-    from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
-    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
-    from otel_adaprof.instrumentation.threads import ThreadLiveness
-    from otel_adaprof.params import Params
-
-    live, latency = LiveParams(Params()), LatencyTracker()
     beacon = ClockBeacon(ThreadLiveness())
-    loop = FastLoop(live, SlowSpanCapture(live, SampleStore(), latency), latency,
-                    counts=lambda: (0, 0), agent_threads=list, beacon=beacon)  # fmt: skip
-    loop.request_rate = 0.0  # no requests: the loop reads the signals every 1.25 s
+    loop = _loop(LiveParams(Params()), beacon)
     loop.start()
     try:
         time.sleep(0.3)  # asleep now, until its next reading
         beacon.track_cpu = True
-        t0 = time.monotonic()
         beacon.start()  # what the profiler does before a py-spy run in cpu mode
-        assert beacon.hosted
-        while beacon.liveness is not None and beacon.liveness.snapshots == 0:
-            assert time.monotonic() - t0 < 0.5, "no note within 0.5 s of the start"
-            time.sleep(0.005)
-        assert time.monotonic() - t0 < 0.2
+        assert beacon.hosted and beacon.liveness is not None
+        liveness = beacon.liveness
+        assert _within(lambda: liveness.snapshots > 0, 0.5) < 0.2
+    finally:
+        loop.stop()
+
+
+def test_new_params_wake_the_loop_while_the_capture_sleeps_on_its_alarm():
+    """Capture on, no span open: the loop sleeps on the capture's alarm until its next
+    reading (1.25 s here). New params (a new trigger or interval, py-spy starting) are
+    acted on at once, not at that reading."""
+    live = LiveParams(Params(slow_span_interval_ms=50))
+    loop = _loop(live)
+    loop.start()
+    try:
+        time.sleep(0.3)  # asleep on the alarm now
+        assert loop.capture.open_spans is not None
+        ticks = loop.ticks
+        live.apply(Params(slow_span_interval_ms=100), version=2, session_id=None)
+        assert _within(lambda: loop.ticks > ticks, 0.5) < 0.2
     finally:
         loop.stop()
 
@@ -106,19 +137,8 @@ def test_the_clock_beacons_first_notes_do_not_wait_for_the_next_reading():
 def test_a_replaced_loop_is_not_kept_alive_by_the_params_it_listens_to():
     """The loop listens to params changes (they wake it); a loop replaced (a forked
     child's agent makes a new one on the same params) must not stay in memory."""
-    import gc
-    import weakref
-
-    from otel_adaprof.instrumentation.control.fast_loop import FastLoop
-    from otel_adaprof.instrumentation.control.live_params import LiveParams
-    from otel_adaprof.instrumentation.join.samples import SampleStore
-    from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
-    from otel_adaprof.instrumentation.spans.latency import LatencyTracker
-    from otel_adaprof.params import Params
-
-    live, latency = LiveParams(Params()), LatencyTracker()
-    loop = FastLoop(live, SlowSpanCapture(live, SampleStore(), latency), latency,
-                    counts=lambda: (0, 0), agent_threads=list)  # fmt: skip
+    live = LiveParams(Params())
+    loop = _loop(live)
     ref = weakref.ref(loop)
     live.apply(Params(sampling_interval_ms=10), version=2, session_id=None)
     assert loop._kick.is_set()  # a change of params wakes it

@@ -103,10 +103,10 @@ def signal_period_for(request_rate: float | None) -> float:
     return min(SIGNAL_TICK_MAX_S, max(SIGNAL_TICK_S, CPU_MIN_REQUESTS / request_rate))
 
 
-def _kick(ref: weakref.ReferenceType[FastLoop]) -> None:
+def _wake(ref: weakref.ReferenceType[FastLoop]) -> None:
     loop = ref()
     if loop is not None:
-        loop._kick.set()
+        loop.wake()
 
 
 class FastLoop:
@@ -153,7 +153,7 @@ class FastLoop:
         self._kick = threading.Event()
         # weakly: a loop replaced (a forked child's agent makes a new one) is not kept
         ref = weakref.ref(self)
-        live.on_change(lambda _in_force: _kick(ref))
+        live.on_change(lambda _in_force: _wake(ref))
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -172,8 +172,8 @@ class FastLoop:
             self.beacon.wake_host = self.wake  # its first notes are due at once
 
     def wake(self) -> None:
-        """Wake the loop now (it may sleep up to a signal reading, 1.25 s): the clock
-        beacon's notes started riding on it. Never blocks."""
+        """Wake the loop now, whichever way it sleeps (up to a signal reading, 1.25 s):
+        new params, the clock beacon's notes starting to ride on it, stop. Never blocks."""
         self._kick.set()
         index = self.capture.open_spans
         if index is not None:
@@ -182,10 +182,7 @@ class FastLoop:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread; a running burst ends and the capture index is removed."""
         self._stop.set()
-        self._kick.set()
-        index = self.capture.open_spans
-        if index is not None:
-            index.wake_now()  # a loop waiting on it stops now
+        self.wake()
         if self.beacon is not None:  # the profiler's next run starts the beacon's thread
             self.beacon.host = None
             self.beacon.wake_host = None
