@@ -27,19 +27,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_of, l1_error
+from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_of, function_shares, l1_error
 
 
-def shares_between(db: Path, service: str, start: float, end: float) -> dict[str, float]:
-    """Workload samples per function that ``service`` reported in [start, end) s."""
+def stacks_between(db: Path, service: str, start: float, end: float) -> dict[str, float]:
+    """The stack histogram ``service`` reported in [start, end) s after its first report."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute(
             "SELECT stacks, received_at FROM reports WHERE service = ? ORDER BY received_at",
             (service,),
         ).fetchall()
-    counts: dict[str, float] = {}
+    out: dict[str, float] = {}
     if not rows:
-        return counts
+        return out
     t0 = rows[0][1]
     for stacks, at in rows:
         if not start <= at - t0 < end or not stacks:
@@ -48,10 +48,8 @@ def shares_between(db: Path, service: str, start: float, end: float) -> dict[str
         if isinstance(data, dict) and "stacks" in data:
             data = {s["stack"]: s["count"] for s in data["stacks"]}
         for stack, n in data.items():
-            name = function_of(stack)
-            if name is not None:
-                counts[name] = counts.get(name, 0.0) + float(n)
-    return counts
+            out[stack] = out.get(stack, 0.0) + float(n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,13 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     truth = GROUND_TRUTH[args.truth_phase]
     out = {}
     for config in args.configs:
-        counts = shares_between(db, f"bench-{config}", args.start, args.end)
-        total = sum(counts.values())
-        shares = {k: counts.get(k, 0.0) / total for k in truth} if total else {}
+        stacks = stacks_between(db, f"bench-{config}", args.start, args.end)
+        # as the benchmark counts a phase: samples in the named functions, their shares
+        workload = sum(n for st, n in stacks.items() if function_of(st) is not None)
+        shares = function_shares(stacks)
         out[config] = {
-            "workload_samples": total,
+            "workload_samples": workload,
             "shares": {k: round(v, 4) for k, v in shares.items()},
-            "l1": round(l1_error(truth, shares), 4) if total else None,
+            "l1": round(l1_error(truth, shares), 4) if workload else None,
         }
     print(json.dumps({"workdir": str(args.workdir), "start": args.start, "end": args.end,
                       "truth_phase": args.truth_phase, "configs": out}, indent=2))  # fmt: skip
