@@ -13,8 +13,9 @@ for), ``cores = a + b·rate + c·rate·threads`` and prints every cell with the 
 residual; idle cells get their own fit. ``--write`` stores the fit in
 ``otel_adaprof/cost_fit.json`` (read by :func:`otel_adaprof.cost_model.load_cost_model`)
 and every figure in ``bench/output/cost_model.json``. It also measures one in-process
-capture of a thread's stack (``sys._current_frames()``, 20 frames), the unit of
-slow-span capture's cost.
+capture of a thread's stack as the agent makes one (a wake-up from a sleep, the GIL
+taken from two busy threads, one thread read 20 frames deep), the unit of slow-span
+capture's cost.
 
 Usage::
 
@@ -117,30 +118,46 @@ def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> di
     }
 
 
-def capture_cost(repeats: int = 500, threads: int = 20) -> float:
-    """CPU seconds of one slow-span capture: the agent's own stack reader
-    (``ThreadStacks``, the backend safe on this Python: faulthandler on CPython 3.11,
-    which dumps every thread, so its cost grows with them) reading one thread 20 frames
-    deep, in a process of ``threads`` threads (the demo service's count)."""
+def capture_cost(repeats: int = 200, threads: int = 20, every_s: float = 0.02) -> float:
+    """CPU seconds of one slow-span capture as the agent makes it: its thread wakes from
+    a sleep (the fast loop's tick), takes the GIL from two busy threads (a loaded
+    service) and reads one thread 20 frames deep with the agent's own stack reader
+    (``ThreadStacks``, the backend safe on this Python: the walk, which reads only the
+    thread asked for; until session 25 faulthandler on CPython 3.11, which dumps every
+    thread, so its cost grew with them), in a process of ``threads`` threads (the demo
+    service's count). The reading thread's own CPU time over ``repeats`` captures, one
+    every ``every_s``: the wake-up is part of what a capture costs (with the walk, most
+    of it)."""
     from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 
     stop = threading.Event()
-    worker = threading.Thread(target=_deep, args=(20, stop), daemon=True)
-    idle = [threading.Thread(target=stop.wait, daemon=True) for _ in range(threads - 2)]
-    for t in (worker, *idle):
+    busy = [threading.Thread(target=_deep, args=(20, stop), daemon=True) for _ in range(2)]
+    idle = [threading.Thread(target=stop.wait, daemon=True) for _ in range(threads - 3)]
+    for t in (*busy, *idle):
         t.start()
     time.sleep(0.05)
-    tid = worker.ident or 0
-    reader = ThreadStacks()
+    tid = busy[0].ident or 0
+    spent: list[float] = []
+
+    def captures() -> None:
+        reader = ThreadStacks()
+        reader.read(64, (tid,))  # fills the name caches
+        try:
+            t0 = time.thread_time()
+            for _ in range(repeats):
+                time.sleep(every_s)
+                reader.read(64, (tid,))
+            spent.append((time.thread_time() - t0) / repeats)
+        finally:
+            reader.close()
+
+    capturer = threading.Thread(target=captures, name="adaprof-capture-cost")
     try:
-        t0 = time.thread_time()
-        for _ in range(repeats):
-            reader.read(64, (tid,))
-        spent = (time.thread_time() - t0) / repeats
+        capturer.start()
+        capturer.join()
     finally:
         stop.set()
-        reader.close()
-    return spent
+    return spent[0]
 
 
 def fit(cells: list[dict[str, Any]]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ TIMING_MODULES = frozenset(
         "tests/agent/test_thread_exits.py",
         "tests/agent/test_thread_per_request.py",
         "tests/agent/test_thread_stacks.py",
+        "tests/agent/test_thread_stacks_soak.py",
         "tests/demo/test_bench_quick.py",
         "tests/demo/test_demo_e2e.py",
         "tests/demo/test_ground_truth.py",

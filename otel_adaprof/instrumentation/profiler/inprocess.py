@@ -28,10 +28,10 @@ from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 
 #: Share of a core the sampler's stack reads may use: the interval is stretched to
-#: the measured cost of a read over this share. A Python walk (all but CPython 3.11)
-#: rarely reaches it; on CPython 3.11 a read (``faulthandler``) costs about
-#: 0.08 ms per thread and holds the GIL (bench/output/thread_stacks_cost.json), so with
-#: 20 threads 100 Hz would take 15 % of a core.
+#: the measured cost of a read over this share. The walk of every thread (0.15-0.23 ms
+#: for 20 threads, bench/output/thread_stacks_cost.json) rarely reaches it; with the
+#: ``faulthandler`` reader (about 0.08 ms per thread, the GIL held) 100 Hz of 20 threads
+#: would take 15 % of a core.
 CORE_SHARE = 0.05
 
 

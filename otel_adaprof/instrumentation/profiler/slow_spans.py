@@ -102,9 +102,11 @@ MAX_OPEN_AGE_S = 600.0
 #: sleep uses next to none; two busy threads sharing the GIL use about half each).
 ON_CPU_SHARE = 0.2
 #: Share of a core the captures' stack reads may use: the interval between captures
-#: is stretched to the measured cost of a read over this share. With the
-#: ``faulthandler`` backend (CPython 3.11) a read costs about 0.08 ms per thread
-#: of the process and holds the GIL that long (bench/output/thread_stacks_cost.json).
+#: is stretched to the measured cost of a read over this share. The walk of one slow
+#: thread costs tens of µs, so the cap binds only with many slow spans at once (with the
+#: ``faulthandler`` reader, CPython 3.11's before session 25, a read cost about 0.08 ms
+#: per thread of the process and bound it in most services:
+#: bench/output/thread_stacks_cost.json).
 #: The controller's cost estimates know this cap (:mod:`otel_adaprof.cost_model`).
 CORE_SHARE = SLOW_SPAN_CORE_SHARE
 #: A span's thread clock starts at a tick (of any cause) within this many intervals

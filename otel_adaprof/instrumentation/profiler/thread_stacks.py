@@ -5,28 +5,27 @@ Slow-span capture (:mod:`.slow_spans`) and the in-process fallback sampler
 module is the one place that does it, with the backend that is safe on the running
 interpreter (:func:`safe_backend`):
 
-* ``walk`` — ``sys._current_frames()`` and ``f_back``, in Python. Cheapest (tens of
-  µs for a few threads), and used everywhere but CPython 3.11: on ≤ 3.10 frame objects
-  are real objects; from 3.12 on the collector runs only between bytecodes, never
-  inside ``sys._current_frames()``; the soak found no failure in 278,000 reads on
-  3.12.1, 454,000 on 3.13.0 and 332,000 on 3.10.13.
-* ``faulthandler`` — on CPython 3.11, where the walk is a use-after-free: the service
-  segfaulted in ``libpython3.11.so``, and in the soak every child walking stacks on
-  3.11.7 crashed (SIGSEGV) or hung (the collector running a finaliser inside
-  ``_PyThread_CurrentFrames``): 8 of 8 in 74,600 reads, against none of 10 in 89,200
-  reads with faulthandler; the same crash is reported against other in-process
-  samplers on 3.11.
-  ``faulthandler.dump_traceback(fd, all_threads=True)`` walks every thread's
-  interpreter frames in one C call under the GIL, touching no frame object (the same
-  read py-spy does from outside), into a non-blocking pipe that is then read and
-  parsed. It costs about 0.08 ms per thread 20 frames deep (one ``write`` per piece
-  of text; about 7–10 times the walk, bench/output/thread_stacks_cost.json) and
-  holds the GIL meanwhile, so its users cap their rate by the measured cost
-  (:meth:`ThreadStacks.min_interval_s`). It lists at most 100 threads and 100 frames
-  per thread.
+* ``walk`` — ``sys._current_frames()`` and ``f_back``, in Python, with the cyclic
+  collector held off for the read (``gc.disable()``, turned back on only if the read
+  turned it off). Cheap (tens of µs for a few threads; only the threads asked for are
+  walked), and used on every GIL build. On CPython 3.11 the walk *without* the hold is
+  a use-after-free: making a frame object for another thread's frame allocates, the
+  allocation may start a collection whose finalisers hand the GIL to that thread,
+  which pops the frame (CPython issues 106883 and 116969; from 3.12 the collector runs
+  only between bytecodes). In the soak every child walking unguarded on 3.11.7 crashed
+  (SIGSEGV) or hung (9 of 9 in 117,000 reads, bench/output/thread_stacks_soak_s25.json);
+  with the hold none did (see that file), nor on 3.10, 3.12 and 3.13 without it.
+* ``faulthandler`` — ``faulthandler.dump_traceback(fd, all_threads=True)`` into a
+  non-blocking pipe, then parsed: it walks every thread's interpreter frames in one C
+  call under the GIL, touching no frame object (the same read py-spy does from
+  outside). Safe without the hold, but about 0.08 ms per thread of the process, 20
+  frames deep (7–10 times the walk, bench/output/thread_stacks_cost.json), with the GIL
+  held meanwhile; it lists at most 100 threads and 100 frames per thread. Used on
+  CPython 3.11 until session 25; kept as the fallback should the walk ever fail there.
 * ``off`` — free-threaded builds with the GIL disabled, where neither is serialised
   by a GIL: no stacks are read (one log line says so at the first read).
 
+Both users cap their rate by a read's measured cost (:meth:`ThreadStacks.min_interval_s`).
 ``bench/thread_stacks_soak.py`` is the evidence (crashes per reads, per backend and
 version) and the cost table; docs/agent.md states what runs where.
 
@@ -56,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import gc
 import logging
 import os
 import re
@@ -106,23 +106,19 @@ def gil_disabled() -> bool:
 
 
 def safe_backend(version: tuple[int, int] | None = None, implementation: str | None = None) -> str:
-    """The backend found safe on this interpreter (bench/thread_stacks_soak.py: the walk
-    failed on CPython 3.11 only; a free-threaded build without the GIL gets none).
+    """The backend found safe on this interpreter: the walk (the collector held off
+    while it reads, which is what makes it safe on CPython 3.11,
+    bench/thread_stacks_soak.py); a free-threaded build without the GIL gets none.
 
     >>> safe_backend((3, 11), "cpython"), safe_backend((3, 12), "cpython")
-    ('faulthandler', 'walk')
+    ('walk', 'walk')
     >>> safe_backend((3, 10), "cpython"), safe_backend((3, 13), "cpython")
     ('walk', 'walk')
     """
-    major_minor = version or (sys.version_info[0], sys.version_info[1])
-    impl = implementation or sys.implementation.name
-    if impl != "cpython":
-        return "walk"
-    if version is None and gil_disabled():
+    running = version is None and implementation is None
+    if running and sys.implementation.name == "cpython" and gil_disabled():
         return "off"
-    if major_minor == (3, 11):
-        return "faulthandler"
-    return "walk"
+    return "walk"  # every GIL build, 3.10 to 3.13 (and other implementations)
 
 
 class QualNames:
@@ -248,11 +244,14 @@ class ThreadStacks:
     read turns every reader of the process off (:data:`FAILED`).
     """
 
-    def __init__(self, backend: str | None = None) -> None:
+    def __init__(self, backend: str | None = None, *, hold_gc: bool = True) -> None:
         chosen = backend or safe_backend()
         if chosen not in BACKENDS:
             raise ValueError(f"thread stacks backend: {chosen!r} is not one of {BACKENDS}")
         self.backend = chosen
+        #: Whether the walk holds the cyclic collector off while it runs (see
+        #: :meth:`_walk`); False only to reproduce CPython 3.11's crash in the soak.
+        self.hold_gc = hold_gc
         #: Reads done, and the running mean of one read's CPU time (s) from the
         #: second read on; ``faulthandler`` holds the GIL for most of it.
         self.reads = 0
@@ -351,16 +350,31 @@ class ThreadStacks:
     # backends ---------------------------------------------------------------------
 
     def _walk(self, depth: int, idents: Collection[int] | None, me: int) -> dict[int, Stack]:
-        # One pass, no I/O, and the frame objects dropped at once: the walk is only
-        # used where the GIL serialises it (safe_backend), but a frame of another
-        # thread is still best not kept while that thread moves on.
+        # The collector is held off for the whole walk. On CPython 3.11 both
+        # ``sys._current_frames()`` and ``f_back`` make frame objects for another
+        # thread's interpreter frames from raw pointers into its frame stack; making one
+        # allocates, an allocation may start a collection, and a collection runs
+        # finalisers, Python code that can hand the GIL to that very thread, which then
+        # pops the frame the pointer points at (a use-after-free: SIGSEGV, or the
+        # collector deadlocking on the runtime's thread-list lock that
+        # ``_current_frames`` holds; CPython issues 106883 and 116969, fixed in 3.12 by
+        # collecting only between bytecodes). With the collector off, nothing inside
+        # those C calls gives up the GIL; between our bytecodes we hold only frame
+        # objects, which own their data once their frame is popped.
+        # bench/thread_stacks_soak.py: the unguarded walk crashes or hangs its children
+        # on 3.11, the guarded one does not. The collector is turned back on only if
+        # this read turned it off.
         out: dict[int, Stack] = {}
         names = self._names
-        frames = sys._current_frames()
+        held = self.hold_gc and gc.isenabled()
+        if held:
+            gc.disable()
         try:
+            frames = sys._current_frames()
+            frame: FrameType | None = None
             wanted: Iterable[int] = frames.keys() if idents is None else idents
             for tid in wanted:
-                frame: FrameType | None = frames.get(tid)
+                frame = frames.get(tid)
                 if frame is None or tid == me:
                     continue
                 stack: list[str] = []
@@ -369,8 +383,12 @@ class ThreadStacks:
                     frame = frame.f_back
                 stack.reverse()
                 out[tid] = tuple(stack)
+            # the frame objects are dropped at once: a frame of another thread is best
+            # not kept while that thread moves on
+            del frames, frame
         finally:
-            del frames
+            if held:
+                gc.enable()
         return out
 
     def _open_pipe(self) -> tuple[int, int]:
