@@ -14,7 +14,7 @@ interpreter (:func:`safe_backend`):
   which pops the frame (CPython issues 106883 and 116969; from 3.12 the collector runs
   only between bytecodes). In the soak every child walking unguarded on 3.11.7 crashed
   (SIGSEGV) or hung (9 of 9 in 117,000 reads, bench/output/thread_stacks_soak_s25.json);
-  with the hold none did (see that file), nor on 3.10, 3.12 and 3.13 without it.
+  with the hold none did (see that file), nor on 3.10, 3.12 and 3.13 with or without it.
 * ``faulthandler`` — ``faulthandler.dump_traceback(fd, all_threads=True)`` into a
   non-blocking pipe, then parsed: it walks every thread's interpreter frames in one C
   call under the GIL, touching no frame object (the same read py-spy does from
