@@ -21,7 +21,8 @@ interpreter (:func:`safe_backend`):
   outside). Safe without the hold, but about 0.08 ms per thread of the process, 20
   frames deep (7–10 times the walk, bench/output/thread_stacks_cost.json), with the GIL
   held meanwhile; it lists at most 100 threads and 100 frames per thread. Used on
-  CPython 3.11 until session 25; kept as the fallback should the walk ever fail there.
+  CPython 3.11 until session 25; kept for :func:`safe_backend` to pick again should a
+  release prove the walk unsafe.
 * ``off`` — free-threaded builds with the GIL disabled, where neither is serialised
   by a GIL: no stacks are read (one log line says so at the first read).
 
