@@ -93,8 +93,9 @@ def test_markers_follow_filters_errors_and_the_latency_percentile():
               for s in spans if s.attributes.get("adaprof.marker")]  # fmt: skip
     assert marked[0][:2] == ("q", "any")
     # no percentile before 20 observations; then the 10 ms ones (slower than p90) and
-    # the slow one
-    assert marked[1:] == [("op", "p90", 10)] * 4 + [("op", "p90", 50)]
+    # the slow one (in any order: markers leave when the span join releases them, and
+    # one pass may release the slow one before an earlier 10 ms one)
+    assert sorted(marked[1:]) == [("op", "p90", 10)] * 4 + [("op", "p90", 50)]
 
 
 def test_requests_slower_than_the_services_percentile_are_markers():
