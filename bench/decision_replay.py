@@ -9,6 +9,11 @@ hash seed, else even one tree differs from itself in the last bit):
     PYTHONHASHSEED=0 PYTHONPATH=/tmp/main-bf8dab2 python bench/decision_replay.py
     PYTHONHASHSEED=0 python bench/decision_replay.py --rounds 45 --stacks 14 --depth 7
 
+The 60 agents poll 83 ms apart, so under the controller's default
+``policy.share_decision_s`` (1 s, since session 26) most of them take a shared decision;
+``--share-decision-s 0`` makes every poll decide, as every controller before it did (a
+tree from before session 26 knows no such option: run it without the flag).
+
 The polls are seeded: 60 agents of one service with an adaptive session, windows with
 varied CPU, rates and bytes, and stack histograms whose frames shift every 8 rounds
 (``--stacks``/``--depth`` large enough make the profile reach the controller's cap of
@@ -25,8 +30,11 @@ import random
 from typing import Any
 
 
-def replay(agents: int, rounds: int, stacks: int, depth: int) -> dict[str, Any]:
-    """The digests of one replay (see the module doc)."""
+def replay(
+    agents: int, rounds: int, stacks: int, depth: int, share_s: float | None = None
+) -> dict[str, Any]:
+    """The digests of one replay (see the module doc); ``share_s`` sets
+    ``policy.share_decision_s`` (None: the tree's default config)."""
     from otel_adaprof.controller.config import ControllerConfig
     from otel_adaprof.controller.polling import ControllerCore
     from otel_adaprof.controller.store import Store
@@ -36,7 +44,12 @@ def replay(agents: int, rounds: int, stacks: int, depth: int) -> dict[str, Any]:
     rng = random.Random(7)
     now = [1_000_000.0]
     store = Store(":memory:")
-    core = ControllerCore(ControllerConfig(), store, clock=lambda: now[0])
+    config = (
+        ControllerConfig()
+        if share_s is None
+        else ControllerConfig.parse({"policy": {"share_decision_s": share_s}})
+    )
+    core = ControllerCore(config, store, clock=lambda: now[0])
     spec = {"service": "bench", "mode": "adaptive", "duration_s": 360000}
     core.open_session(SessionSpec.parse(spec))
     frames = [f"f{i} (m{i % 5}.py:{i})" for i in range(40)]
@@ -102,13 +115,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--stacks", type=int, default=8, help="most stacks in one window")
     parser.add_argument("--depth", type=int, default=5, help="most frames in one stack")
+    parser.add_argument(
+        "--share-decision-s", type=float, default=None,
+        help="the controller's policy.share_decision_s (default: the tree's default)",
+    )  # fmt: skip
     args = parser.parse_args()
     for name in ("agents", "rounds", "stacks", "depth"):
         if not 1 <= getattr(args, name) <= 1000:
             parser.error(f"--{name} must be in [1, 1000]")
     if os.environ.get("PYTHONHASHSEED") is None:
         print("note: PYTHONHASHSEED is not set; digests vary between runs")
-    result = replay(args.agents, args.rounds, args.stacks, args.depth)
+    result = replay(args.agents, args.rounds, args.stacks, args.depth, args.share_decision_s)
     print(json.dumps(result, indent=2))
 
 

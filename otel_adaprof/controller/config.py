@@ -107,6 +107,13 @@ class PolicyConfig(_Section):
     model: str | None = None  # pretrained model that seeds services without one
     goal: RewardWeights = Field(default_factory=RewardWeights)
     budget: OverheadBudget = Field(default_factory=OverheadBudget)
+    #: Seconds an adaptive service's decision is shared: the polls of its other agents
+    #: within this long of a decision get the same params (unless their window leaves
+    #: the budget bank spent), and only the deciding poll's window is learned from. One
+    #: agent polling every few seconds decides at each poll; a fleet of a thousand
+    #: decides about once a second instead of at each of its polls. ``0``: every poll
+    #: decides.
+    share_decision_s: Annotated[float, Field(ge=0.0, le=60.0)] = 1.0
 
 
 class ControllerConfig(_Section):

@@ -88,6 +88,10 @@ class SharedPolicy(Policy):
         with self.lock:
             return self.inner.decide(ctx)
 
+    def decide_shared(self, ctx: DecisionContext, shared: Decision) -> Decision:
+        with self.lock:
+            return self.inner.decide_shared(ctx, shared)
+
     def learn(self, ctx: DecisionContext, decision: Decision, reward: float) -> None:
         """Nothing: the owner learns from the credited row (see the module doc)."""
 

@@ -145,7 +145,12 @@ class PollHandler:
         # values (sums of whole counts) in the same key order as keyed(profile)
         self._keyed: dict[str, dict[str, float]] = {}
         self._phases: dict[str, PhaseState] = {}
+        # per adaptive service: (when, session id, deciding agent, the bandit's last own
+        # decision), shared with other agents' polls of the next policy.share_decision_s
+        self._shared: dict[str, tuple[float, str | None, str, Decision]] = {}
         self.decisions_made = 0
+        #: Polls answered with a decision shared from another poll (no prediction).
+        self.decisions_shared = 0
         self.rewards_credited = 0
         #: The last window's reward per service (diagnostics; the simulator reads it).
         self.last_reward: dict[str, RewardBreakdown] = {}
@@ -263,9 +268,10 @@ class PollHandler:
             self.policies.pin(service)  # an open session keeps its model in memory
         else:
             self.policies.unpin(service)  # (a session closed by another controller)
+            self._shared.pop(service, None)
         policy = self.policies.for_spec(spec)
         try:
-            decision = self._decide(policy, ctx)
+            decision = self._decide(policy, ctx, agent.instance_id, now)
         finally:
             if window is not None and stacks:
                 self._fold(service, stacks)
@@ -316,9 +322,31 @@ class PollHandler:
             poll_interval_s=self.config.agents.poll_interval_s,
         )
 
-    def _decide(self, policy: Policy, ctx: DecisionContext) -> Decision:
+    def _decide(
+        self, policy: Policy, ctx: DecisionContext, instance_id: str, now: float
+    ) -> Decision:
+        """The policy's decision, or the service's shared one (``share_decision_s``):
+        within that long of the bandit's last own decision for the same session, the
+        poll of another agent gets it through :meth:`Policy.decide_shared` (no
+        prediction, nothing learned). An agent's own next poll always decides."""
+        hold = self.config.policy.share_decision_s
         try:
-            return policy.decide(ctx)
+            shared = self._shared.get(ctx.service) if hold > 0 else None
+            if (
+                shared is not None
+                and shared[1] == ctx.session_id
+                and shared[2] != instance_id
+                and 0 <= now - shared[0] < hold
+            ):
+                decision = policy.decide_shared(ctx, shared[3])
+                if decision.features.get("shared"):
+                    self.decisions_shared += 1
+                    return decision
+            else:
+                decision = policy.decide(ctx)
+            if hold > 0 and "offered" in decision.features:  # the bandit's own decision
+                self._shared[ctx.service] = (now, ctx.session_id, instance_id, decision)
+            return decision
         except ContractError:
             raise
         except Exception:  # a policy bug must not take the agents down: fall back

@@ -16,7 +16,11 @@ ADAPROF = Path(sys.executable).with_name("adaprof")
 
 def test_policy_eval_on_a_controller_database(tmp_path: Path):
     db = tmp_path / "adaprof.db"
-    with ControllerProcess(db) as ctl:
+    # every poll decides (two agents polling within a second otherwise share decisions,
+    # and a shared one logs nothing to evaluate from: test_shared_decisions.py)
+    config = tmp_path / "controller.yaml"
+    config.write_text("policy:\n  share_decision_s: 0\n")
+    with ControllerProcess(db, "--config", str(config)) as ctl:
         sid = ctl.request("POST", "/v1/sessions", {"service": "shop", "mode": "adaptive"})["id"]
         for agent in ("a-1", "a-2"):
             version = 0

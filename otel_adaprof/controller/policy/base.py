@@ -79,6 +79,15 @@ class Policy(abc.ABC):
     def decide(self, ctx: DecisionContext) -> Decision:
         """The params the agent should run next."""
 
+    def decide_shared(self, ctx: DecisionContext, shared: Decision) -> Decision:
+        """The params for a poll that may take ``shared``, the decision this service's
+        policy made for another agent's poll moments ago (the poll handler's rule,
+        ``policy.share_decision_s``). This default decides afresh; a policy whose
+        decisions cost more than a poll's other work (the bandit) answers ``shared``
+        unless something of this agent's own (its budget) asks for another answer.
+        """
+        return self.decide(ctx)
+
     def learn(self, ctx: DecisionContext, decision: Decision, reward: float) -> None:  # noqa: B027
         """Credit ``decision`` (taken in ``ctx``) with the reward of the window it ran."""
 

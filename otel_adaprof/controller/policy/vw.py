@@ -323,6 +323,40 @@ class VWPolicy(Policy):
             # A static session never explores: its params, with certainty.
             return Decision(params=ctx.initial_params, probability=1.0, action="static")
         self.guard.observe(ctx)
+        return self._decide_observed(ctx)
+
+    def decide_shared(self, ctx: DecisionContext, shared: Decision) -> Decision:
+        """``shared`` (the service's decision for another agent's poll moments ago), or
+        the budget's retreat when this window leaves the bank spent. The window still
+        counts in the budget bank; the model neither predicts nor learns (the answer
+        logs no ``offered`` actions: :meth:`learn` skips it).
+
+        >>> from otel_adaprof.controller.policy.base import DecisionContext
+        >>> from otel_adaprof.params import Params
+        >>> from otel_adaprof.session_spec import Mode
+        >>> policy = VWPolicy()
+        >>> ctx = DecisionContext.initial("shop", Params())
+        >>> ctx = DecisionContext(**{**ctx.__dict__, "mode": Mode.ADAPTIVE})
+        >>> first = policy.decide(ctx)
+        >>> again = policy.decide_shared(ctx, first)
+        >>> (again.params is first.params, again.action == first.action, dict(again.features))
+        (True, True, {'shared': True})
+        """
+        if ctx.mode == Mode.STATIC:
+            return self.decide(ctx)
+        self.guard.observe(ctx)
+        if self.guard.must_retreat(ctx):
+            return self._decide_observed(ctx)
+        return Decision(
+            params=shared.params,
+            probability=shared.probability,
+            action=shared.action,
+            explored=shared.explored,
+            features={"shared": True},
+        )
+
+    def _decide_observed(self, ctx: DecisionContext) -> Decision:
+        """:meth:`decide` once the guard has seen the window."""
         feats = _State(state_features(ctx))
         feats["bank"] = min(self.guard.average / ctx.budget.cpu_fraction, 5.0) / 5.0
         if ctx.state is not None:
