@@ -41,7 +41,9 @@ from otel_adaprof.demo.bench_figures import (
     detection_time,
     efficiency,
     marker_coverage,
+    phase_profile,
     profile_diff,
+    reported_windows,
     request_coverage,
     sampled_requests,
 )
@@ -324,9 +326,15 @@ def _figures(
 ) -> dict[str, Any]:  # fmt: skip
     phases = schedule(settings.load_s, settings.rate_rps)
     lag = report_lag_s(settings.window_s)
+    db = folder / "adaprof.db"
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for name in [c for c in CONFIGS if c in runs]:
         run = runs[name]
+        # each phase's profile from the windows the agent reported wholly inside it
+        # (bench_figures.phase_profile); the cumulative profile read at the phase's edges
+        # plus the report lag stays as a second figure (it counts the window across an
+        # edge, and with it the next phase's first samples, in the phase before)
+        windows = reported_windows(db, f"bench-{name}") if db.exists() else None
         load = run.load
         started = load.phase_started_at if load else {}
         spans = [
@@ -345,13 +353,19 @@ def _figures(
             end = started.get(nxt, load_end) if nxt else load_end
             span_s = max(end - start, 1e-6)
             stats = load.per_phase[phase.name] if load else None
-            gained = profile_diff(_at(run.snapshots, end + lag), _at(run.snapshots, start + lag))
+            by_edges = profile_diff(_at(run.snapshots, end + lag), _at(run.snapshots, start + lag))
+            # a phase too short to hold a whole window (--quick): read at the edges
+            inside = [
+                w for w in windows or () if w[0] - SEGMENT_S >= start and w[1] <= end
+            ]  # fmt: skip
+            gained = phase_profile(inside, start, end, SEGMENT_S) if inside else by_edges
             shares = function_shares(gained)
             truth = GROUND_TRUTH[phase.name]
             samples = sum(gained.values())
             # Samples in the named functions: what the share estimate rests on (the
             # rest are framework, I/O and the agent's own threads).
             workload = sum(n for st, n in gained.items() if function_of(st) is not None)
+            edges_workload = sum(n for st, n in by_edges.items() if function_of(st) is not None)
             rows = [r for r in timelines[name] if start <= r.t < end]
             prof = [r.profiler_cpu_fraction for r in rows if r.profiler_cpu_fraction is not None]
             app_cpu = _at(run.cpu, end) - _at(run.cpu, start)
@@ -367,6 +381,10 @@ def _figures(
                 "samples": samples,
                 "workload_samples": workload,
                 "profile_error_l1": round(l1_error(truth, shares), 4) if workload else None,
+                "profile_error_l1_at_edges": round(l1_error(truth, function_shares(by_edges)), 4)
+                if edges_workload else None,
+                "workload_samples_at_edges": edges_workload,
+                "profile_from": f"{len(inside)} windows" if inside else "edges",
                 "marker_coverage": marker_coverage(spans, start, end),
                 "slow_request_coverage": request_coverage(requests, sampled, phase.name),
                 "requests_ok": stats.ok if stats else 0,

@@ -14,7 +14,10 @@ Usage::
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from otel_adaprof.demo.ground_truth import function_shares
@@ -22,6 +25,54 @@ from otel_adaprof.demo.loadgen import REQUEST_ID_ATTRIBUTE, RequestRecord
 from otel_adaprof.demo.workload import HOT_PATH
 
 Profile = Mapping[str, float]
+#: One reported window: (start, end) in unix seconds, and its samples by stack.
+Window = tuple[float, float, dict[str, float]]
+
+
+def reported_windows(db_path: Path | str, service: str) -> list[Window]:
+    """Every window a service's agent reported to the controller, with its samples (the
+    late ones of the window before included, as the controller stored them), read from
+    the controller's SQLite file after the run (``reports``: ``window``, ``stacks``)."""
+    out: list[Window] = []
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT window, stacks FROM reports WHERE service = ? ORDER BY id", (service,)
+        ).fetchall()
+    for window_json, stacks_json in rows:
+        if not window_json:
+            continue
+        window = json.loads(window_json)
+        stacks = json.loads(stacks_json) if stacks_json else {}
+        if isinstance(stacks, Mapping) and "stacks" in stacks:  # a histogram, not a dict
+            stacks = {s["stack"]: s["count"] for s in stacks["stacks"]}
+        start = float(window["window_start"])
+        out.append((start, start + float(window["window_seconds"]), dict(stacks or {})))
+    return out
+
+
+def phase_profile(
+    windows: Sequence[Window], start: float, end: float, lead_s: float
+) -> dict[str, float]:
+    """The samples of the windows taken wholly within ``[start, end)``.
+
+    A window's report may carry samples taken up to ``lead_s`` before it opened (the
+    py-spy run that spanned the previous window's close reports late), so a window counts
+    when ``[its start − lead_s, its end]`` lies in the phase. Windows across a phase's
+    edges count in neither phase: their samples are a mix of both, and a burst right
+    after a change would otherwise land in the phase before it.
+
+    >>> ws = [(0.0, 3.0, {"a": 1.0}), (3.0, 6.0, {"a": 2.0}), (6.0, 9.0, {"b": 5.0})]
+    >>> phase_profile(ws, 0.0, 7.0, lead_s=0.0)
+    {'a': 3.0}
+    >>> phase_profile(ws, 0.0, 9.0, lead_s=2.0)  # the first window may hold earlier samples
+    {'a': 2.0, 'b': 5.0}
+    """
+    out: dict[str, float] = {}
+    for w_start, w_end, stacks in windows:
+        if w_start - lead_s >= start and w_end <= end:
+            for stack, count in stacks.items():
+                out[stack] = out.get(stack, 0.0) + float(count)
+    return out
 
 
 def profile_diff(after: Profile, before: Profile) -> dict[str, float]:

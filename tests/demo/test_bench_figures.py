@@ -130,3 +130,43 @@ def test_verdict_ratios_against_static_100():
     blind = verdict(result)
     assert blind["adaptive"]["checks"]["l1"] is False
     assert "| 1.4 (1 phase without samples) |" in verdict_markdown(blind)
+
+
+def test_a_phase_profile_holds_the_windows_wholly_inside_it_read_from_the_controller(tmp_path):
+    """The windows come from a real controller's database (in-process poll handling on a
+    SQLite file): a window that opened before the phase (or within a py-spy run's length
+    after its start, whose report may hold earlier samples) or that closed after it counts
+    in neither phase; a burst right after a change no longer lands in the phase before."""
+    from otel_adaprof.controller.config import ControllerConfig
+    from otel_adaprof.controller.polling import ControllerCore
+    from otel_adaprof.controller.store import Store
+    from otel_adaprof.demo.bench_figures import phase_profile, reported_windows
+    from otel_adaprof.protocol import PollRequest
+    from tests.controller.polls import poll_body
+
+    db = tmp_path / "adaprof.db"
+    core = ControllerCore(ControllerConfig(), Store(str(db)))
+    version = core.poll(PollRequest.model_validate(poll_body("a-1", 0))).config_version
+    t0, edge = 1_790_000_000.0, 1_790_000_012.0
+    # windows of 5 s: two before the change, one across it (a burst of "new" right after
+    # it, one "old" sample before), one after it
+    reports = [
+        (t0, {"main;old": 1}),
+        (t0 + 5, {"main;old": 1}),
+        (t0 + 10, {"main;old": 1, "main;new": 40}),
+        (t0 + 15, {"main;new": 40}),
+    ]
+    for start, stacks in reports:
+        body = poll_body("a-1", version, stacks=stacks)
+        body["window"]["window_start"] = start
+        version = core.poll(PollRequest.model_validate(body)).config_version
+    core.close()
+    windows = reported_windows(db, "shop")
+    assert [(w[0], w[1]) for w in windows] == [(s, s + 5.0) for s, _ in reports]
+    assert reported_windows(db, "another") == []
+    before = phase_profile(windows, t0 - 10, edge, lead_s=2.0)
+    after = phase_profile(windows, edge, t0 + 100, lead_s=2.0)
+    assert before == {"main;old": 2.0} and after == {"main;new": 40.0}, (before, after)
+    # read at the edges, the window across the change went to the phase before
+    everything_before = phase_profile(windows, t0 - 10, edge + 5, lead_s=0.0)
+    assert everything_before["main;new"] == 40.0

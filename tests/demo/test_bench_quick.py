@@ -24,7 +24,8 @@ pytestmark = [
 ]  # fmt: skip
 
 FIGURES = ("profiler_cpu", "app_cpu_ms_per_request", "p50_ms", "p99_ms", "bytes_per_s",
-           "samples", "profile_error_l1", "marker_coverage", "slow_request_coverage")  # fmt: skip
+           "samples", "profile_error_l1", "marker_coverage", "slow_request_coverage",
+           "profile_error_l1_at_edges", "workload_samples_at_edges", "profile_from")  # fmt: skip
 
 
 def test_quick_bench_prints_every_figure(tmp_path):
