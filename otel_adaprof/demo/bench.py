@@ -46,6 +46,7 @@ from otel_adaprof.demo.bench_figures import (
     reported_windows,
     request_coverage,
     sampled_requests,
+    windows_within,
 )
 from otel_adaprof.demo.bench_verdict import (
     draws_markdown,
@@ -355,9 +356,7 @@ def _figures(
             stats = load.per_phase[phase.name] if load else None
             by_edges = profile_diff(_at(run.snapshots, end + lag), _at(run.snapshots, start + lag))
             # a phase too short to hold a whole window (--quick): read at the edges
-            inside = [
-                w for w in windows or () if w[0] - SEGMENT_S >= start and w[1] <= end
-            ]  # fmt: skip
+            inside = windows_within(windows or [], start, end, SEGMENT_S)
             gained = phase_profile(inside, start, end, SEGMENT_S) if inside else by_edges
             shares = function_shares(gained)
             truth = GROUND_TRUTH[phase.name]

@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,7 @@ def reported_windows(db_path: Path | str, service: str) -> list[Window]:
     late ones of the window before included, as the controller stored them), read from
     the controller's SQLite file after the run (``reports``: ``window``, ``stacks``)."""
     out: list[Window] = []
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
         rows = db.execute(
             "SELECT window, stacks FROM reports WHERE service = ? ORDER BY id", (service,)
         ).fetchall()
@@ -50,16 +51,28 @@ def reported_windows(db_path: Path | str, service: str) -> list[Window]:
     return out
 
 
-def phase_profile(
+def windows_within(
     windows: Sequence[Window], start: float, end: float, lead_s: float
-) -> dict[str, float]:
-    """The samples of the windows taken wholly within ``[start, end)``.
+) -> list[Window]:
+    """The windows whose samples were all taken within ``[start, end)``.
 
     A window's report may carry samples taken up to ``lead_s`` before it opened (the
     py-spy run that spanned the previous window's close reports late), so a window counts
     when ``[its start − lead_s, its end]`` lies in the phase. Windows across a phase's
     edges count in neither phase: their samples are a mix of both, and a burst right
     after a change would otherwise land in the phase before it.
+
+    >>> windows_within([(0.0, 3.0, {}), (3.0, 6.0, {})], 0.0, 6.0, lead_s=2.0)
+    [(3.0, 6.0, {})]
+    """
+    return [w for w in windows if w[0] - lead_s >= start and w[1] <= end]
+
+
+def phase_profile(
+    windows: Sequence[Window], start: float, end: float, lead_s: float
+) -> dict[str, float]:
+    """The samples of the windows taken wholly within ``[start, end)``
+    (:func:`windows_within`), added up by stack.
 
     >>> ws = [(0.0, 3.0, {"a": 1.0}), (3.0, 6.0, {"a": 2.0}), (6.0, 9.0, {"b": 5.0})]
     >>> phase_profile(ws, 0.0, 7.0, lead_s=0.0)
@@ -68,10 +81,9 @@ def phase_profile(
     {'a': 2.0, 'b': 5.0}
     """
     out: dict[str, float] = {}
-    for w_start, w_end, stacks in windows:
-        if w_start - lead_s >= start and w_end <= end:
-            for stack, count in stacks.items():
-                out[stack] = out.get(stack, 0.0) + float(count)
+    for _, _, stacks in windows_within(windows, start, end, lead_s):
+        for stack, count in stacks.items():
+            out[stack] = out.get(stack, 0.0) + float(count)
     return out
 
 
