@@ -1,6 +1,6 @@
 """An adaptive service's agents share a decision for ``policy.share_decision_s``.
 
-Real poll handling (:class:`ControllerCore`, in-memory SQLite, the packaged Vowpal
+Real poll handling (:class:`ControllerCore`, a SQLite file, the packaged Vowpal
 Wabbit model), real poll requests and an injected clock: the first poll decides; another
 agent's poll within the hold gets the same params without a prediction (logged
 ``{"shared": true}``, so neither learned from nor evaluated offline), unless its own
@@ -40,8 +40,11 @@ def _poll(core: ControllerCore, agent: str, version: int, **window: float):  # t
 
 
 def _db(tmp_path: Path, query: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "adaprof.db") as db:
+    db = sqlite3.connect(tmp_path / "adaprof.db")
+    try:
         return db.execute(query).fetchall()
+    finally:
+        db.close()
 
 
 def _logged(tmp_path: Path) -> list[tuple[str, dict]]:
