@@ -28,8 +28,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from otel_adaprof.demo import bench
+from otel_adaprof.demo.phases import PHASE_PLAN
 
-PHASES = ("steady", "hot_path", "load_change", "hot_path_gone")
+PHASES = tuple(name for name, *_ in PHASE_PLAN)
 LABELS = {
     "static-100": "static-100",
     "static-1": "static-100 twin",

@@ -41,11 +41,11 @@ from otel_adaprof.demo.bench_figures import (
     detection_time,
     efficiency,
     marker_coverage,
-    phase_profile,
     profile_diff,
     reported_windows,
     request_coverage,
     sampled_requests,
+    windows_profile,
     windows_within,
 )
 from otel_adaprof.demo.bench_verdict import (
@@ -332,7 +332,7 @@ def _figures(
     for name in [c for c in CONFIGS if c in runs]:
         run = runs[name]
         # each phase's profile from the windows the agent reported wholly inside it
-        # (bench_figures.phase_profile); the cumulative profile read at the phase's edges
+        # (bench_figures.windows_within); the cumulative profile read at the phase's edges
         # plus the report lag stays as a second figure (it counts the window across an
         # edge, and with it the next phase's first samples, in the phase before)
         windows = reported_windows(db, f"bench-{name}") if db.exists() else None
@@ -357,7 +357,7 @@ def _figures(
             by_edges = profile_diff(_at(run.snapshots, end + lag), _at(run.snapshots, start + lag))
             # a phase too short to hold a whole window (--quick): read at the edges
             inside = windows_within(windows or [], start, end, SEGMENT_S)
-            gained = phase_profile(inside, start, end, SEGMENT_S) if inside else by_edges
+            gained = windows_profile(inside) if inside else by_edges
             shares = function_shares(gained)
             truth = GROUND_TRUTH[phase.name]
             samples = sum(gained.values())

@@ -43,11 +43,9 @@ def reported_windows(db_path: Path | str, service: str) -> list[Window]:
         if not window_json:
             continue
         window = json.loads(window_json)
-        stacks = json.loads(stacks_json) if stacks_json else {}
-        if isinstance(stacks, Mapping) and "stacks" in stacks:  # a histogram, not a dict
-            stacks = {s["stack"]: s["count"] for s in stacks["stacks"]}
         start = float(window["window_start"])
-        out.append((start, start + float(window["window_seconds"]), dict(stacks or {})))
+        stacks = json.loads(stacks_json) if stacks_json else {}  # {stack: count}
+        out.append((start, start + float(window["window_seconds"]), stacks))
     return out
 
 
@@ -68,20 +66,17 @@ def windows_within(
     return [w for w in windows if w[0] - lead_s >= start and w[1] <= end]
 
 
-def phase_profile(
-    windows: Sequence[Window], start: float, end: float, lead_s: float
-) -> dict[str, float]:
-    """The samples of the windows taken wholly within ``[start, end)``
-    (:func:`windows_within`), added up by stack.
+def windows_profile(windows: Sequence[Window]) -> dict[str, float]:
+    """The samples of ``windows`` added up by stack (a phase's: :func:`windows_within`).
 
     >>> ws = [(0.0, 3.0, {"a": 1.0}), (3.0, 6.0, {"a": 2.0}), (6.0, 9.0, {"b": 5.0})]
-    >>> phase_profile(ws, 0.0, 7.0, lead_s=0.0)
+    >>> windows_profile(windows_within(ws, 0.0, 7.0, lead_s=0.0))
     {'a': 3.0}
-    >>> phase_profile(ws, 0.0, 9.0, lead_s=2.0)  # the first window may hold earlier samples
+    >>> windows_profile(windows_within(ws, 0.0, 9.0, lead_s=2.0))  # the first: earlier samples
     {'a': 2.0, 'b': 5.0}
     """
     out: dict[str, float] = {}
-    for _, _, stacks in windows_within(windows, start, end, lead_s):
+    for _, _, stacks in windows:
         for stack, count in stacks.items():
             out[stack] = out.get(stack, 0.0) + float(count)
     return out

@@ -140,7 +140,11 @@ def test_a_phase_profile_holds_the_windows_wholly_inside_it_read_from_the_contro
     from otel_adaprof.controller.config import ControllerConfig
     from otel_adaprof.controller.polling import ControllerCore
     from otel_adaprof.controller.store import Store
-    from otel_adaprof.demo.bench_figures import phase_profile, reported_windows
+    from otel_adaprof.demo.bench_figures import (
+        reported_windows,
+        windows_profile,
+        windows_within,
+    )
     from otel_adaprof.protocol import PollRequest
     from tests.controller.polls import poll_body
 
@@ -164,9 +168,9 @@ def test_a_phase_profile_holds_the_windows_wholly_inside_it_read_from_the_contro
     windows = reported_windows(db, "shop")
     assert [(w[0], w[1]) for w in windows] == [(s, s + 5.0) for s, _ in reports]
     assert reported_windows(db, "another") == []
-    before = phase_profile(windows, t0 - 10, edge, lead_s=2.0)
-    after = phase_profile(windows, edge, t0 + 100, lead_s=2.0)
+    before = windows_profile(windows_within(windows, t0 - 10, edge, lead_s=2.0))
+    after = windows_profile(windows_within(windows, edge, t0 + 100, lead_s=2.0))
     assert before == {"main;old": 2.0} and after == {"main;new": 40.0}, (before, after)
     # read at the edges, the window across the change went to the phase before
-    everything_before = phase_profile(windows, t0 - 10, edge + 5, lead_s=0.0)
+    everything_before = windows_profile(windows_within(windows, t0 - 10, edge + 5, lead_s=0.0))
     assert everything_before["main;new"] == 40.0
