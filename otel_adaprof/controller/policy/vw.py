@@ -83,6 +83,35 @@ RING_SIZE = 16
 DEFAULT_MODEL = "default_model.vw"
 #: Tag of the catalog's maintenance actions (what a steady phase settles on).
 MAINTAIN_TAG = "maintain"
+#: Tag of the learning actions (20-100 Hz): what a phase short of its target chooses from.
+LEARN_TAG = "learn"
+#: A change building up: the window's CPU-per-request or span-rate statistic (CUSUM, in
+#: baseline standard deviations, either sign) at least this far from 0, a quarter of the
+#: sensitive reflex's threshold (8). The phase is then not settled but learnt on: a
+#: change the agent has not signalled yet must not be met by a drop to the watch
+#: (session 27). Latency is left out: a latency change alone does not show in cpu-mode
+#: samples, and under the benchmark's doubled load its statistic sat at 4-5 for a
+#: minute, alternating the phase between learning and settling window by window.
+BUILDING_STD = 2.0
+
+
+def change_building(state: Any) -> bool:
+    """Whether the window's change signals show a change building up (not yet fired).
+
+    >>> from otel_adaprof.protocol import ChangeSignals, ObservedState
+    >>> def state(**signals: float) -> ObservedState:
+    ...     return ObservedState(window_start=0.0, window_seconds=3.0,
+    ...                          change_signals=ChangeSignals(**signals))
+    >>> change_building(state(cpu_per_request=2.4)), change_building(state(latency=4.5))
+    (True, False)
+    """
+    signals = getattr(state, "change_signals", None)
+    if signals is None:
+        return False
+    peak = float(max(abs(signals.cpu_per_request), abs(signals.span_rate)))
+    return peak >= BUILDING_STD
+
+
 #: Params objects whose "same as in force" mask over the catalog is kept (cleared beyond).
 SAME_CACHE_MAX = 256
 #: Use only vowpal_wabbit_next's public API (tests compare both paths; see _VWCalls).
@@ -278,6 +307,7 @@ class VWPolicy(Policy):
         #: Rate, trace ratio and prior marker pass share per action (catalog order).
         self._action_constants = (g.rate.tolist(), g.ratio.tolist(), g.pass_share.tolist())
         self._maintains = [MAINTAIN_TAG in a.tags for a in self.catalog]
+        self._learns = [LEARN_TAG in a.tags for a in self.catalog]
         self._init_parsing()
 
     def _init_parsing(self) -> None:
@@ -385,16 +415,21 @@ class VWPolicy(Policy):
         pmf = self._pmf(feats, names, rows)
         greedy = pmf.index(max(pmf))  # the first most probable
         settled = self._settled(ctx, pmf, same, idx)
-        choice = settled if settled is not None else self._sample(pmf)
+        learning = self._learning(ctx, same, idx) if settled is None else None
+        ruled = settled if settled is not None else learning
+        choice = ruled if ruled is not None else self._sample(pmf)
+        probability = 1.0 if ruled is not None else pmf[choice]
         action = self.catalog[idx[choice]]
         # logged as plain lists (columns C_FEATURES): JSON-ready
         context = dict(zip(names, rows, strict=True))
         features: dict[str, Any] = {"state": feats, "offered": names, "context": context}
         if settled is not None:
             features["settled"] = True
+        elif learning is not None:
+            features["learning"] = True
         return Decision(
             params=action.params,
-            probability=1.0 if settled is not None else pmf[choice],
+            probability=probability,
             action=action.name,
             explored=choice != greedy,
             features=features,
@@ -416,19 +451,21 @@ class VWPolicy(Policy):
     def _settled(
         self, ctx: DecisionContext, pmf: Sequence[float], same: Sequence[float], idx: Sequence[int]
     ) -> int | None:
-        """In a steady phase (its profile at the target, no change just seen, no burst in
-        flight) the reward's accuracy term is 0 by construction, so the policy does not
-        explore and chooses among the maintenance actions only (tag ``maintain``): it
-        keeps the params in force while the model gives them at least
+        """In a steady phase (its profile at the target, no change just seen or building
+        up, no burst in flight) the reward's accuracy term is 0 by construction, so the
+        policy does not explore and chooses among the maintenance actions only (tag
+        ``maintain``): it keeps the params in force while the model gives them at least
         :data:`SETTLE_RATIO` of the best maintenance action's probability, else takes
         that best one. A steady phase sees one step down to maintenance, then no change.
-        ``None`` while a phase is still being learned (explore as usual)."""
+        ``None`` while a phase is still being learned (:meth:`_learning`)."""
         phase = ctx.phase
         if phase is None or ctx.state is None or phase.changed or phase.pending_change_unix:
             return None
         if phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target:
             return None
         if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
+            return None
+        if change_building(ctx.state):
             return None
         maintains = self._maintains
         maintain = [i for i, j in enumerate(idx) if maintains[j]]
@@ -444,6 +481,46 @@ class VWPolicy(Policy):
         if here and pmf[here[0]] >= SETTLE_RATIO * pmf[best]:
             return here[0]
         return best
+
+    def _learning(
+        self, ctx: DecisionContext, same: Sequence[float], idx: Sequence[int]
+    ) -> int | None:
+        """While a phase's profile is short of the target (a change just seen, not yet
+        confirmed, or building up in the window's change signals, or too few samples
+        since the last change), the reward pays for samples and the policy gathers
+        them: the learning action (tag ``learn``) in force while the budget guard still
+        offers it (no flapping between rates as the bank's room moves), else the fastest
+        one it offers, since py-spy's cost per sample falls with its rate (the committed
+        cost fit, ``a + b·rate``: 0.0008 of a core per Hz at 20 Hz, 0.00057 at 100 Hz;
+        docs/benchmarks.md, "Profiler cost model") and the phase's target comes soonest.
+        ``None`` when the phase is at its target, before the first report, or when the
+        bank has no room for any learning action (then the model chooses as usual
+        among what the guard offers): the budget bounds the rule, not the rule the budget.
+
+        Without it the pretrained model watched through a detected hot path at 4x phases
+        (``watch-reflex`` at 0.999 for 240 s with the phase's error at 0.119 against the
+        target 0.09: 77 samples, docs/benchmarks.md, session 26); drawing the rate by
+        the model's probabilities instead gave 20 Hz in a third of the learning windows
+        in the simulator and fewer samples per phase than before the rule. Without the
+        change building up, a phase reaching its target as the hot path came on settled
+        on the watch, whose change detector had no baselines yet (the level not visited
+        since the last change) and learnt the new regime as its own: nothing fired for
+        66 s (docs/benchmarks.md, session 27)."""
+        phase = ctx.phase
+        if phase is None or ctx.state is None:
+            return None
+        short = phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target
+        changing = phase.changed or phase.pending_change_unix or change_building(ctx.state)
+        if not (short or changing):
+            return None
+        learns, rates = self._learns, self._action_constants[0]
+        learn = [i for i, j in enumerate(idx) if learns[j]]
+        if not learn:
+            return None
+        here = [i for i in learn if same[i]]
+        if here:  # learning already, at a rate the bank still allows: no flapping
+            return here[0]
+        return max(learn, key=lambda i: rates[idx[i]])  # the first of equal rates
 
     def _examples(
         self,
