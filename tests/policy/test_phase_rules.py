@@ -70,6 +70,7 @@ def test_a_phase_short_of_its_target_learns_whatever_the_model_prefers():
             d = policy.decide(_ctx(30.0))
             assert d.action in LEARN, (seed, d.action)
             assert d.features["learning"] is True and d.probability == 1.0
+            assert not d.explored  # a rule's choice, not a draw against the model
 
 
 def test_the_fastest_learning_action_the_bank_allows():

@@ -61,6 +61,7 @@ from otel_adaprof.controller.policy.features import (
 )
 from otel_adaprof.controller.policy.safety import SafetyGuard
 from otel_adaprof.params import Params
+from otel_adaprof.protocol import ObservedState
 from otel_adaprof.session_spec import Mode
 
 #: SquareCB's γ scale: higher = greedier. Tuned in the simulator (``adaprof sim``).
@@ -95,7 +96,7 @@ LEARN_TAG = "learn"
 BUILDING_STD = 2.0
 
 
-def change_building(state: Any) -> bool:
+def change_building(state: ObservedState | None) -> bool:
     """Whether the window's change signals show a change building up (not yet fired).
 
     >>> from otel_adaprof.protocol import ChangeSignals, ObservedState
@@ -105,11 +106,10 @@ def change_building(state: Any) -> bool:
     >>> change_building(state(cpu_per_request=2.4)), change_building(state(latency=4.5))
     (True, False)
     """
-    signals = getattr(state, "change_signals", None)
-    if signals is None:
+    if state is None:
         return False
-    peak = float(max(abs(signals.cpu_per_request), abs(signals.span_rate)))
-    return peak >= BUILDING_STD
+    signals = state.change_signals
+    return max(abs(signals.cpu_per_request), abs(signals.span_rate)) >= BUILDING_STD
 
 
 #: Params objects whose "same as in force" mask over the catalog is kept (cleared beyond).
@@ -431,7 +431,7 @@ class VWPolicy(Policy):
             params=action.params,
             probability=probability,
             action=action.name,
-            explored=choice != greedy,
+            explored=ruled is None and choice != greedy,  # a rule's choice is no draw
             features=features,
         )
 
