@@ -86,7 +86,9 @@ def test_profiler_off_wakes_at_once_for_new_params_and_stop():
         time.sleep(0.3)
         live.apply(Params(sampling_interval_ms=10), version=2, session_id=None)
         took = wait_for(lambda: profiler._inproc is not None)
-        assert took < 0.1
+        # at once, not at the idle wait's next look (IDLE_WAIT_S, 5 s: 4.7 s from here);
+        # the bound leaves room for a busy 2-core machine (0.116 s seen in CI at 0.1)
+        assert took < 1.0
         assert not store._follows_clock  # sampling: the sampler moves the watermark
         live.apply(Params(sampling_interval_ms=0), version=3, session_id=None)
         wait_for(lambda: profiler._inproc is None)
@@ -164,6 +166,7 @@ def _one_span(provider: TracerProvider) -> None:
         pass
 
 
+@pytest.mark.flaky(reruns=2)  # a bound in tens of ms on a shared 2-core machine
 def test_join_worker_sleeps_with_nothing_held():
     # It used to look every 0.1 s whatever it held: ~15 wake-ups in 1.5 s.
     provider, memory, join, store = _join()
@@ -203,6 +206,7 @@ def test_join_worker_passes_once_a_second_while_no_sampler_runs():
         provider.shutdown()
 
 
+@pytest.mark.flaky(reruns=2)  # a bound in tens of ms on a shared 2-core machine
 def test_join_worker_sleeps_until_the_watermark_passes_the_span():
     provider, memory, join, store = _join()
     try:
@@ -218,6 +222,7 @@ def test_join_worker_sleeps_until_the_watermark_passes_the_span():
         provider.shutdown()
 
 
+@pytest.mark.flaky(reruns=2)  # a bound in tens of ms on a shared 2-core machine
 def test_join_worker_sends_a_span_on_after_its_hold():
     provider, memory, join, _store = _join(hold_s=0.3)
     try:
@@ -230,6 +235,7 @@ def test_join_worker_sends_a_span_on_after_its_hold():
         provider.shutdown()
 
 
+@pytest.mark.flaky(reruns=2)  # a bound in tens of ms on a shared 2-core machine
 def test_join_worker_stops_promptly():
     provider, _memory, join, _store = _join()
     _one_span(provider)
