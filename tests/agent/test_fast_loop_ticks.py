@@ -112,7 +112,9 @@ def test_the_clock_beacons_first_notes_do_not_wait_for_the_next_reading():
         beacon.start()  # what the profiler does before a py-spy run in cpu mode
         assert beacon.hosted and beacon.liveness is not None
         liveness = beacon.liveness
-        assert _within(lambda: liveness.snapshots > 0, 0.5) < 0.2
+        # at once, not at its next reading 0.95 s from here (a bound with room for the
+        # suite's four workers on two cores)
+        assert _within(lambda: liveness.snapshots > 0, 0.9) < 0.6
     finally:
         loop.stop()
 
@@ -129,7 +131,7 @@ def test_new_params_wake_the_loop_while_the_capture_sleeps_on_its_alarm():
         assert loop.capture.open_spans is not None
         ticks = loop.ticks
         live.apply(Params(slow_span_interval_ms=100), version=2, session_id=None)
-        assert _within(lambda: loop.ticks > ticks, 0.5) < 0.2
+        assert _within(lambda: loop.ticks > ticks, 0.9) < 0.6  # the reading: 0.95 s away
     finally:
         loop.stop()
 
