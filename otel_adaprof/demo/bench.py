@@ -42,6 +42,7 @@ from otel_adaprof.demo.bench_figures import (
     efficiency,
     marker_coverage,
     profile_diff,
+    read_phase,
     reported_windows,
     request_coverage,
     sampled_requests,
@@ -57,9 +58,7 @@ from otel_adaprof.demo.bench_verdict import (
 from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
 from otel_adaprof.demo.ground_truth import (
     GROUND_TRUTH,
-    function_of,
     function_shares,
-    l1_error,
     run_truth,
     samples_needed,
 )
@@ -361,10 +360,8 @@ def _figures(
             shares = function_shares(gained)
             truth = GROUND_TRUTH[phase.name]
             samples = sum(gained.values())
-            # Samples in the named functions: what the share estimate rests on (the
-            # rest are framework, I/O and the agent's own threads).
-            workload = sum(n for st, n in gained.items() if function_of(st) is not None)
-            edges_workload = sum(n for st, n in by_edges.items() if function_of(st) is not None)
+            workload, l1 = read_phase(gained, truth)
+            edges_workload, edges_l1 = read_phase(by_edges, truth)
             rows = [r for r in timelines[name] if start <= r.t < end]
             prof = [r.profiler_cpu_fraction for r in rows if r.profiler_cpu_fraction is not None]
             app_cpu = _at(run.cpu, end) - _at(run.cpu, start)
@@ -379,9 +376,8 @@ def _figures(
                 "bytes_per_s": round(sent_bytes / span_s, 1),
                 "samples": samples,
                 "workload_samples": workload,
-                "profile_error_l1": round(l1_error(truth, shares), 4) if workload else None,
-                "profile_error_l1_at_edges": round(l1_error(truth, function_shares(by_edges)), 4)
-                if edges_workload else None,
+                "profile_error_l1": l1,
+                "profile_error_l1_at_edges": edges_l1,
                 "workload_samples_at_edges": edges_workload,
                 "profile_from": f"{len(inside)} windows" if inside else "edges",
                 "marker_coverage": marker_coverage(spans, start, end),

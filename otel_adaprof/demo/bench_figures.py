@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.demo.ground_truth import function_shares
+from otel_adaprof.demo.ground_truth import function_of, function_shares, l1_error
 from otel_adaprof.demo.loadgen import REQUEST_ID_ATTRIBUTE, RequestRecord
 from otel_adaprof.demo.workload import HOT_PATH
 
@@ -80,6 +80,22 @@ def windows_profile(windows: Sequence[Window]) -> dict[str, float]:
         for stack, count in stacks.items():
             out[stack] = out.get(stack, 0.0) + float(count)
     return out
+
+
+def read_phase(profile: Profile, truth: Mapping[str, float]) -> tuple[float, float | None]:
+    """A phase's profile against its truth: ``(workload samples, L1)``. Workload samples
+    are those in the named functions, what the share estimate rests on (the rest are
+    framework, I/O and the agent's own threads); L1 is ``None`` without any.
+
+    >>> read_phase({"x;parse_catalog": 3.0, "x;idle": 5.0}, {"parse_catalog": 1.0})
+    (3.0, 0.0)
+    >>> read_phase({"x;idle": 5.0}, {"parse_catalog": 1.0})
+    (0, None)
+    """
+    workload = sum(n for stack, n in profile.items() if function_of(stack) is not None)
+    if not workload:
+        return workload, None
+    return workload, round(l1_error(truth, function_shares(profile)), 4)
 
 
 def profile_diff(after: Profile, before: Profile) -> dict[str, float]:
