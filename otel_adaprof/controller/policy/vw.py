@@ -112,6 +112,22 @@ def change_building(state: ObservedState | None) -> bool:
     return max(abs(signals.cpu_per_request), abs(signals.span_rate)) >= BUILDING_STD
 
 
+def _phase_needs_samples(ctx: DecisionContext) -> bool | None:
+    """Whether the service's current phase still needs samples: a change just seen, or
+    signalled and not yet confirmed, or building up in the window's change signals, or
+    its profile short of the accuracy target. ``None`` before the agent's first report
+    (nothing to judge: neither phase rule applies)."""
+    phase = ctx.phase
+    if phase is None or ctx.state is None:
+        return None
+    return bool(
+        phase.changed
+        or phase.pending_change_unix
+        or change_building(ctx.state)
+        or phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target
+    )
+
+
 #: Params objects whose "same as in force" mask over the catalog is kept (cleared beyond).
 SAME_CACHE_MAX = 256
 #: Use only vowpal_wabbit_next's public API (tests compare both paths; see _VWCalls).
@@ -414,8 +430,11 @@ class VWPolicy(Policy):
         )
         pmf = self._pmf(feats, names, rows)
         greedy = pmf.index(max(pmf))  # the first most probable
-        settled = self._settled(ctx, pmf, same, idx)
-        learning = self._learning(ctx, same, idx) if settled is None else None
+        # the phase rules, once the agent has reported: learn while the phase needs
+        # samples, settle once it does not (None: the model draws as usual)
+        needs = _phase_needs_samples(ctx)
+        settled = self._settled(ctx, pmf, same, idx) if needs is False else None
+        learning = self._learning(same, idx) if needs else None
         ruled = settled if settled is not None else learning
         choice = ruled if ruled is not None else self._sample(pmf)
         probability = 1.0 if ruled is not None else pmf[choice]
@@ -457,15 +476,9 @@ class VWPolicy(Policy):
         ``maintain``): it keeps the params in force while the model gives them at least
         :data:`SETTLE_RATIO` of the best maintenance action's probability, else takes
         that best one. A steady phase sees one step down to maintenance, then no change.
-        ``None`` while a phase is still being learned (:meth:`_learning`)."""
-        phase = ctx.phase
-        if phase is None or ctx.state is None or phase.changed or phase.pending_change_unix:
-            return None
-        if phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target:
-            return None
+        Called only for a phase that needs no more samples (:func:`_phase_needs_samples`);
+        ``None`` while a burst is in flight."""
         if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
-            return None
-        if change_building(ctx.state):
             return None
         maintains = self._maintains
         maintain = [i for i, j in enumerate(idx) if maintains[j]]
@@ -482,20 +495,17 @@ class VWPolicy(Policy):
             return here[0]
         return best
 
-    def _learning(
-        self, ctx: DecisionContext, same: Sequence[float], idx: Sequence[int]
-    ) -> int | None:
-        """While a phase's profile is short of the target (a change just seen, not yet
-        confirmed, or building up in the window's change signals, or too few samples
-        since the last change), the reward pays for samples and the policy gathers
-        them: the learning action (tag ``learn``) in force while the budget guard still
-        offers it (no flapping between rates as the bank's room moves), else the fastest
-        one it offers, since py-spy's cost per sample falls with its rate (the committed
-        cost fit, ``a + b·rate``: 0.0008 of a core per Hz at 20 Hz, 0.00057 at 100 Hz;
-        docs/benchmarks.md, "Profiler cost model") and the phase's target comes soonest.
-        ``None`` when the phase is at its target, before the first report, or when the
-        bank has no room for any learning action (then the model chooses as usual
-        among what the guard offers): the budget bounds the rule, not the rule the budget.
+    def _learning(self, same: Sequence[float], idx: Sequence[int]) -> int | None:
+        """While a phase needs samples (:func:`_phase_needs_samples`), the reward pays
+        for them and the policy gathers them: the learning action (tag ``learn``) in
+        force while the budget guard still offers it (no flapping between rates as the
+        bank's room moves), else the fastest one it offers, since py-spy's cost per
+        sample falls with its rate (the committed cost fit, ``a + b·rate``: 0.0008 of a
+        core per Hz at 20 Hz, 0.00057 at 100 Hz; docs/benchmarks.md, "Profiler cost
+        model") and the phase's target comes soonest.
+        ``None`` when the bank has no room for any learning action (then the model
+        chooses as usual among what the guard offers): the budget bounds the rule, not
+        the rule the budget.
 
         Without it the pretrained model watched through a detected hot path at 4x phases
         (``watch-reflex`` at 0.999 for 240 s with the phase's error at 0.119 against the
@@ -506,13 +516,6 @@ class VWPolicy(Policy):
         on the watch, whose change detector had no baselines yet (the level not visited
         since the last change) and learnt the new regime as its own: nothing fired for
         66 s (docs/benchmarks.md, session 27)."""
-        phase = ctx.phase
-        if phase is None or ctx.state is None:
-            return None
-        short = phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target
-        changing = phase.changed or phase.pending_change_unix or change_building(ctx.state)
-        if not (short or changing):
-            return None
         learns, rates = self._learns, self._action_constants[0]
         learn = [i for i, j in enumerate(idx) if learns[j]]
         if not learn:
