@@ -61,6 +61,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
+from otel_adaprof.budget_bank import BudgetBank
 from otel_adaprof.session_spec import OverheadBudget, RewardWeights
 
 #: Seconds a rate term is counted against (one reference window).
@@ -266,16 +267,6 @@ def detection_credit(delay_s: float, tau_s: float) -> float:
     return math.exp(-max(0.0, delay_s) / tau_s)
 
 
-def horizon_average(average: float, value: float, seconds: float, horizon_s: float) -> float:
-    """Exponential average of ``value`` over ``horizon_s`` after ``seconds`` more.
-
-    >>> round(horizon_average(0.0, 1.0, 60.0, 60.0), 3)
-    0.632
-    """
-    keep = math.exp(-max(0.0, seconds) / horizon_s)
-    return keep * average + (1.0 - keep) * value
-
-
 def slow_span_coverage(
     slow_spans: int, slow_spans_sampled: int | None, slow_span_samples: int = 0
 ) -> float:
@@ -320,13 +311,18 @@ class PhaseState:
     profile: Mapping[str, float] = field(default_factory=dict)  # keyed, this phase
     previous: Mapping[str, float] = field(default_factory=dict)  # keyed, phase before
     pending_change_unix: float | None = None  # signalled, not yet confirmed by samples
-    cpu_average: float = 0.0  # profiler CPU over the horizon (fraction of a core)
+    bank: BudgetBank = field(default_factory=BudgetBank)  # profiler CPU over the horizon
     windows: int = 0
     phase_started_unix: float | None = None
     changed: bool = False  # the last window started a new phase
     previous_samples: float = 0.0  # samples of the phase before
     pending_paid: float = 0.0  # accuracy paid since an unconfirmed signalled change
     false_alarms: int = 0  # signalled changes the samples did not confirm
+
+    @property
+    def cpu_average(self) -> float:
+        """Profiler CPU averaged over the horizon (fraction of a core; the bank's)."""
+        return self.bank.average
 
     def accuracy_reached(self, functions: int) -> float:
         """Expected L1 error of the current phase's profile (0..2)."""
@@ -440,13 +436,13 @@ def step(
         false_alarms += 1
     scale = obs.seconds / REFERENCE_WINDOW_S
     cpu = max(0.0, obs.profiler_cpu_fraction)
-    average = horizon_average(state.cpu_average, cpu, obs.seconds, goal.cost_horizon_s)
+    bank = state.bank.add(cpu, obs.seconds, goal.cost_horizon_s)
     state = PhaseState(
         samples=samples,
         profile=profile,
         previous=previous,
         pending_change_unix=pending,
-        cpu_average=average,
+        bank=bank,
         windows=state.windows + 1,
         phase_started_unix=start if phase_started is None else phase_started,
         changed=change,
@@ -455,7 +451,7 @@ def step(
         false_alarms=false_alarms,
     )
     cpu_cost = cpu / budget.cpu_fraction * scale
-    over = max(0.0, average / budget.cpu_fraction - 1.0) * scale
+    over = max(0.0, bank.average / budget.cpu_fraction - 1.0) * scale
     bytes_cost = (
         max(0.0, obs.bytes_per_s) / budget.bytes_per_s * scale
         if budget.bytes_per_s is not None

@@ -123,7 +123,9 @@ def eval_cmd(
     db_path: str, model: str | None, service: str | None, catalog: str | None, as_json: bool
 ) -> None:
     """Counterfactual value of the current model and of each static action (IPS, DR),
-    estimated from the logged decisions and rewards."""
+    estimated from the logged decisions and rewards. The model is evaluated as the
+    policy runs it: the windows a rule decided (forced, settled, learning, saving) go
+    as the rule chose, the rest by the model's probabilities."""
     from otel_adaprof.controller.policy.catalog import load_catalog
     from otel_adaprof.controller.policy.decision_log import read_decisions
     from otel_adaprof.controller.policy.offline import (
@@ -154,6 +156,8 @@ def eval_cmd(
         known = set(cat.names)
 
         def current(row: LoggedDecision) -> dict[str, float]:
+            if row.rule:  # the policy's rules decide that window the same way again
+                return {row.action: 1.0}
             offered = [cat[cat.index(n)] for n in row.offered if n in known]
             if not offered:
                 return {}

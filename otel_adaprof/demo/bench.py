@@ -400,6 +400,7 @@ def _figures(
     _relative_to_off(table)
     return {
         "settings": asdict(settings),
+        "budget_cpu": BUDGET_CPU,
         "profile_read_lag_s": lag,
         "machine": machine_description(),
         "configurations": table,

@@ -3,9 +3,10 @@
 Issue #11's targets, read from a :func:`~otel_adaprof.demo.bench.run_bench` result:
 in every phase adaptive's L1 error ≤ 1.5× static-100's, hot-path detection ≤ 1.5×,
 slow-request coverage ≥ 0.5×, at ≤ 0.5× static-100's profiler CPU (≤ 0.2× when the
-phases are stretched 4× or more); and adaptive ahead of static-10, static-1 and the
-heuristic on each measure per CPU-second (error × CPU and detection × CPU lower,
-coverage ÷ CPU higher). The reward plays no part.
+phases are stretched 4× or more), inside its session's budget on average over the run;
+and adaptive ahead of static-10, static-1 and the heuristic on each measure per
+CPU-second (error × CPU and detection × CPU lower, coverage ÷ CPU higher). The reward
+plays no part.
 
 Usage::
 
@@ -16,6 +17,8 @@ Usage::
     >>> v = verdict(res)
     >>> v["adaptive"]["cpu_ratio"], v["adaptive"]["targets_met"]
     (0.4, True)
+    >>> verdict({**res, "budget_cpu": 0.03})["adaptive"]["checks"]["budget"]  # 0.04 > 0.03
+    False
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 from typing import Any
 
 from otel_adaprof.demo.ground_truth import GROUND_TRUTH, sampling_l1
+from otel_adaprof.demo.phases import PHASE_PLAN
 
 #: Issue #11's bounds against static-100.
 L1_MAX_RATIO = 1.5
@@ -33,6 +37,8 @@ CPU_MAX_RATIO = 0.5
 #: CPU bound when every phase is stretched at least :data:`LONG_PHASE_SCALE` times.
 CPU_MAX_RATIO_LONG = 0.2
 LONG_PHASE_SCALE = 4.0
+#: Configurations that run a session with the CPU budget (held on average over the run).
+BUDGETED = ("heuristic", "adaptive")
 #: Configurations adaptive must be ahead of, per CPU-second.
 RIVALS = ("static-10", "static-1", "heuristic")
 
@@ -61,6 +67,24 @@ def summary(conf: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def run_cpu(conf: dict[str, Any]) -> float | None:
+    """Profiler CPU averaged over the whole run: the phases' means weighted by their
+    share of the run (:data:`~otel_adaprof.demo.phases.PHASE_PLAN`; equal weights for a
+    phase the plan does not name).
+
+    >>> run_cpu({"steady": {"profiler_cpu": 0.02}, "hot_path_gone": {"profiler_cpu": 0.01}})
+    0.016
+    """
+    share = {name: fraction for name, fraction, _rate, _hot in PHASE_PLAN}
+    pairs = [
+        (share.get(name, 1.0), f["profiler_cpu"])
+        for name, f in _phases(conf).items()
+        if f.get("profiler_cpu") is not None
+    ]
+    total = sum(w for w, _ in pairs)
+    return round(sum(w * c for w, c in pairs) / total, 5) if total > 0 else None
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
@@ -76,6 +100,7 @@ def verdict(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {}
     scale = float(result.get("settings", {}).get("phase_scale", 1.0))
     cpu_max = CPU_MAX_RATIO_LONG if scale >= LONG_PHASE_SCALE else CPU_MAX_RATIO
+    budget = result.get("budget_cpu")  # the sessions' budget (heuristic, adaptive)
     ref = summary(base)
     out: dict[str, dict[str, Any]] = {}
     for name, conf in confs.items():
@@ -110,6 +135,10 @@ def verdict(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             ),
             "cpu": row["cpu_ratio"] is not None and row["cpu_ratio"] <= cpu_max,
         }
+        if budget is not None and name in BUDGETED:
+            spent = run_cpu(conf)
+            row["run_cpu"], row["budget_cpu"] = spent, budget
+            checks["budget"] = spent is not None and spent <= budget
         row["checks"] = checks
         row["cpu_max_ratio"] = cpu_max
         row["targets_met"] = all(checks.values())
@@ -222,8 +251,9 @@ def verdict_markdown(v: dict[str, dict[str, Any]]) -> str:
     """The verdict as markdown: ratios to static-100 and the targets, per configuration."""
     lines = [
         "| configuration | CPU ÷ static-100 | worst phase L1 ÷ static-100 | detection ÷ static-100 "
-        "| lowest phase coverage ÷ static-100 | targets met (L1, detection, coverage, CPU) |",
-        "|---|---|---|---|---|---|",
+        "| lowest phase coverage ÷ static-100 | run CPU ÷ budget "
+        "| targets met (L1, detection, coverage, CPU, budget) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, row in v.items():
         l1 = [p["l1_ratio"] for p in row["phases"].values() if p["l1_ratio"] is not None]
@@ -236,11 +266,13 @@ def verdict_markdown(v: dict[str, dict[str, Any]]) -> str:
             p["coverage_ratio"] for p in row["phases"].values() if p["coverage_ratio"] is not None
         ]
         c = row["checks"]
-        met = ", ".join(_fmt(c[k]) for k in ("l1", "detection", "coverage", "cpu"))
+        met = ", ".join(_fmt(c.get(k)) for k in ("l1", "detection", "coverage", "cpu", "budget"))
+        spent = row.get("run_cpu")
+        in_budget = _ratio(spent, row.get("budget_cpu"))
         lines.append(
             f"| {name} | {_fmt(row['cpu_ratio'])} (bound {row['cpu_max_ratio']}) | "
             f"{worst} | {_fmt(row['detect_ratio'])} | "
-            f"{_fmt(min(cov) if cov else None)} | {met} |"
+            f"{_fmt(min(cov) if cov else None)} | {_fmt(in_budget)} | {met} |"
         )
     ahead = v.get("adaptive", {}).get("ahead_per_cpu_second")
     if ahead:

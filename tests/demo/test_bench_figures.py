@@ -121,6 +121,16 @@ def test_verdict_ratios_against_static_100():
     # with phases 4x longer the CPU bound is 0.2x
     result["settings"]["phase_scale"] = 4.0
     assert verdict(result)["adaptive"]["checks"]["cpu"] is False
+    # the sessions' budget, on average over the run: adaptive's 0.12 is over 0.1, the
+    # static configurations have none to keep
+    result["budget_cpu"] = 0.1
+    kept = verdict(result)
+    assert kept["adaptive"]["checks"]["budget"] is False and not kept["adaptive"]["targets_met"]
+    assert kept["adaptive"]["run_cpu"] == 0.12 and "budget" not in kept["static-10"]["checks"]
+    assert "| 1.2 | yes, yes, yes, **no**, **no** |" in verdict_markdown(kept)
+    result["budget_cpu"] = 0.12
+    assert verdict(result)["adaptive"]["checks"]["budget"] is True
+    del result["budget_cpu"]
     assert "adaptive" in verdict_markdown(v)
     assert "without samples" not in verdict_markdown(v)
     # a phase the configuration took no samples in fails L1 and the table says so

@@ -25,11 +25,14 @@ def test_default_catalog_has_maintenance_learning_reflex_and_capture():
     assert any(p.burst_sensitivity > 0 and p.burst_seconds > 0 for p in maintain)
     # markers on the slowest tenth of each operation, captured in-process between
     # py-spy's samples (the reader is safe on every Python: thread_stacks); while py-spy
-    # learns at 20-100 Hz it samples the slow spans too, and the fallbacks capture nothing
+    # learns at 20-100 Hz it samples the slow spans too; of the fallbacks only the one
+    # that keeps the capture alone does (no py-spy, no reflex)
     assert all(p.marker_trigger.latency_percentile == 90 for p in maintain + learn)
     assert all(p.slow_span_interval_ms == 50 for p in maintain)
     assert all(p.slow_span_interval_ms == 0 for p in learn)
-    assert all(a.params.slow_span_interval_ms == 0 for a in cat if "fallback" in a.tags)
+    capturing = [a for a in cat if "fallback" in a.tags and a.params.slow_span_interval_ms]
+    assert [a.name for a in capturing] == ["fallback-capture"]
+    assert not capturing[0].params.profiling_enabled and not capturing[0].params.burst_sensitivity
     # no trace is dropped to save bytes nobody asked to save
     assert all(a.params.trace_ratio == 1.0 for a in cat)
     # every action has features, and different params give different features

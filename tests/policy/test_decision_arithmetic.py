@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 
+from otel_adaprof.budget_bank import BudgetBank
 from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.controller.policy.cost import BYTES_PER_SPAN
@@ -102,7 +103,7 @@ def test_guard_and_action_features_as_lists_equal_the_numpy_arithmetic():
         guard = SafetyGuard(catalog)
         guard.calibration = rng.choice([0.25, 1.0, 3.7])
         guard.burst_share = rng.choice([0.0, 0.3])
-        guard.average = rng.uniform(0.0, 0.05)
+        guard.bank = BudgetBank(rng.uniform(0.0, 0.05), seen_s=rng.choice([0.0, 30.0, 3600.0]))
         idx, cpu, data = guard.assess_lists(ctx)
         ref_idx, ref_cpu, ref_data = _assess_arrays(guard, ctx)
         assert idx == ref_idx.tolist()

@@ -4,6 +4,7 @@ maintenance action; the budget bank bounds both."""
 
 from __future__ import annotations
 
+from otel_adaprof.budget_bank import BudgetBank
 from otel_adaprof.controller.policy.base import Decision, DecisionContext
 from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.controller.policy.vw import VWPolicy
@@ -14,6 +15,8 @@ from otel_adaprof.session_spec import Mode, OverheadBudget, RewardWeights
 
 CATALOG = load_catalog()
 LEARN = {a.name for a in CATALOG if "learn" in a.tags}
+#: The learning actions the phase rule runs (50 Hz and faster).
+FAST_LEARN = {a.name for a in CATALOG if "learn" in a.tags and a.params.rate_hz >= 50}
 MAINTAIN = {a.name for a in CATALOG if "maintain" in a.tags}
 
 
@@ -43,6 +46,11 @@ def _ctx(
     )
 
 
+def _bank(average: float) -> BudgetBank:
+    """A bank at ``average`` after an hour of windows (the horizon is 300 s)."""
+    return BudgetBank(average, seen_s=3600.0)
+
+
 def _watcher(seed: int) -> VWPolicy:
     """A model taught that watching pays and learning does not (what the pretrained
     model had come to prefer in the simulator's world)."""
@@ -59,6 +67,7 @@ def _watcher(seed: int) -> VWPolicy:
     offered = [CATALOG[CATALOG.index(n)] for n in names]
     pmf = policy.scores(d.features["state"], offered, d.features["context"])
     assert names[pmf.index(max(pmf))] == "watch-reflex"
+    policy.guard.bank = _bank(0.0)  # room for any action (the tests of the bank set it)
     return policy
 
 
@@ -75,35 +84,54 @@ def test_a_phase_short_of_its_target_learns_whatever_the_model_prefers():
 
 def test_the_fastest_learning_action_the_bank_allows():
     """py-spy's cost per sample falls with its rate (the cost fit), so a phase short of
-    its target learns at the fastest rate the guard offers: 100 Hz with the bank full,
-    a slower one as the bank empties, none once no learning action fits."""
+    its target learns at the fastest rate whose burst the bank can carry for three
+    windows: 100 Hz with the bank full, 50 Hz as the bank empties; when no burst of 50
+    Hz or faster fits, the phase watches and saves for one (``"saving"``: the
+    maintenance action the model prefers), 20 Hz fitting or not."""
     rate = {a.name: a.params.rate_hz for a in CATALOG}
     chosen = []
     for average in [0.0, 0.004, 0.008, 0.010, 0.011, 0.012, 0.0125, 0.0127, 0.015]:
         policy = _watcher(1)
-        policy.guard.average = average
-        d = policy.decide(_ctx(30.0))
-        offered = set(d.features["offered"]) & LEARN
-        if offered:
-            assert d.action == max(offered, key=rate.__getitem__), (average, d.action)
+        policy.guard.bank = _bank(average)
+        ctx = _ctx(30.0)
+        d = policy.decide(ctx)
+        room = policy.guard.burst_room(ctx)
+        fits = {
+            n
+            for n in set(d.features["offered"]) & FAST_LEARN
+            if policy.guard.estimate(CATALOG[CATALOG.index(n)], ctx).cpu_fraction <= room
+        }
+        if fits:
+            assert d.action == max(fits, key=rate.__getitem__), (average, d.action)
             assert d.probability == 1.0 and d.features["learning"] is True
         else:
-            assert d.action not in LEARN
+            assert d.action in MAINTAIN and d.features.get("saving") is True, (average, d.action)
+            assert "learning" not in d.features
         chosen.append(d.action)
     assert chosen[0] == "learn-100hz"
-    assert {"learn-50hz", "learn-20hz"} & set(chosen)  # a slower rate as the bank emptied
+    assert "learn-50hz" in chosen  # a slower rate as the bank emptied
     assert chosen[-1] not in LEARN
+    # a level where 20 Hz was offered but no faster burst fitted: saving, not 20 Hz
+    assert "learn-20hz" not in chosen
 
 
 def test_the_learning_rate_in_force_is_kept_while_the_bank_allows_it():
     """No flapping between rates as the bank's room moves (in the simulator at 4x
     phases the rate changed 40 times a run without this, 24 with it)."""
     policy = _watcher(1)
-    for name in ["learn-50hz", "learn-20hz", "learn-100hz"]:
+    for name in ["learn-50hz", "learn-100hz"]:
+        policy.guard.bank = _bank(0.0)  # room for any of them
         d = policy.decide(_ctx(30.0, in_force=name))
         assert d.action == name and d.probability == 1.0
-    policy.guard.average = 0.0125  # 100 Hz no longer fits: the fastest that does
-    assert policy.decide(_ctx(30.0, in_force="learn-100hz")).action == "learn-50hz"
+    # 20 Hz in force (the model's choice) is below the rule's rates: the fastest instead
+    policy.guard.bank = _bank(0.0)
+    assert policy.decide(_ctx(30.0, in_force="learn-20hz")).action == "learn-100hz"
+    # a burst in force runs while one more window fits: at 0.012 a new 100 Hz burst
+    # would not start (three windows of it do not fit), the one in force goes on
+    policy.guard.bank = _bank(0.012)
+    assert policy.decide(_ctx(30.0, in_force="learn-100hz")).action == "learn-100hz"
+    policy.guard.bank = _bank(0.012)
+    assert policy.decide(_ctx(30.0, in_force="watch-reflex")).action == "learn-50hz"
 
 
 def test_a_phase_at_its_target_settles_on_maintenance():
@@ -119,7 +147,7 @@ def test_the_bank_bounds_the_learning_rule():
     policy = _watcher(3)
     # the bank nearly spent (average at 0.9 of the budget: one more window of any
     # learning action would take it over the 0.8 margin): the rule gives way
-    policy.guard.average = 0.9 * 0.016
+    policy.guard.bank = _bank(0.9 * 0.016)
     d = policy.decide(_ctx(30.0))
     assert not set(d.features["offered"]) & LEARN
     assert d.action not in LEARN and "learning" not in d.features

@@ -3,15 +3,15 @@ the budget held on average in the simulator."""
 
 from __future__ import annotations
 
+from otel_adaprof.budget_bank import BudgetBank
 from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.controller.policy.safety import SafetyGuard
 from otel_adaprof.controller.policy.vw import VWPolicy
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import ObservedState
-from otel_adaprof.reward import horizon_average
 from otel_adaprof.session_spec import Mode, OverheadBudget
-from otel_adaprof.sim.runner import run_policy
+from otel_adaprof.sim.runner import RunResult, run_policy
 from otel_adaprof.sim.scenario import SCENARIOS
 from otel_adaprof.sim.training import SIM_GOAL
 
@@ -46,6 +46,7 @@ def test_expensive_actions_are_masked_and_a_bigger_budget_unmasks_them():
     guard = SafetyGuard(cat)
     tiny = OverheadBudget(cpu_fraction=0.002)  # a burst may reach 10 budgets: 0.02
     ctx = _ctx(0.0, Params(sampling_interval_ms=100), tiny)
+    guard.bank = BudgetBank(0.0, seen_s=300.0)  # saved for a burst: only the cap limits it
     names = {a.name for a in guard.allowed(ctx)}
     assert "learn-100hz" not in names  # 0.0325 of a core in cpu mode
     assert "maintain-1hz-reflex" in names  # 0.0117
@@ -58,17 +59,22 @@ def test_expensive_actions_are_masked_and_a_bigger_budget_unmasks_them():
 
 def test_a_burst_is_allowed_while_the_bank_holds_and_refused_once_it_is_spent():
     guard = SafetyGuard(load_catalog())
-    budget = OverheadBudget(cpu_fraction=0.1)
+    budget = OverheadBudget(cpu_fraction=0.01)  # learn-100hz: 0.0325 of a core, 3.3 budgets
     quiet = _ctx(0.0, Params(sampling_interval_ms=0), budget)
     guard.observe(quiet)
-    assert "learn-100hz" in {a.name for a in guard.allowed(quiet)}  # 3.7 budgets, bank full
-    # a sustained 0.37 of a core spends the bank: the horizon average passes 0.8 budgets
-    heavy = _ctx(0.37 * 5.0, Params(sampling_interval_ms=10), budget)
+    # one window seen, no credit for the time before it: a window may cost two margins
+    assert guard.cpu_room(quiet) < 0.02
+    assert "learn-100hz" not in {a.name for a in guard.allowed(quiet)}
+    for _ in range(59):  # 300 s at no cost: the bank has saved for a burst
+        guard.observe(quiet)
+    assert "learn-100hz" in {a.name for a in guard.allowed(quiet)}
+    # a sustained 0.05 of a core spends the bank: the average passes the budget
+    heavy = _ctx(0.05 * 5.0, Params(sampling_interval_ms=10), budget)
     for _ in range(25):  # 125 s of a 300 s horizon
         guard.observe(heavy)
-    assert guard.average > 0.08
+    assert guard.average > 0.01
     assert "learn-100hz" not in {a.name for a in guard.allowed(heavy)}
-    assert guard.must_retreat(heavy) == (guard.average > 0.1)
+    assert guard.must_retreat(heavy)
 
 
 def test_measured_overhead_raises_the_calibration():
@@ -92,15 +98,21 @@ def test_measured_overhead_raises_the_calibration():
     )
 
 
-def test_a_spent_bank_retreats_to_the_off_fallback():
+def test_a_spent_bank_retreats_to_a_fallback_that_keeps_the_capture():
     policy = VWPolicy(seed=3)
+    policy.guard.bank = BudgetBank(0.0, seen_s=300.0)  # five minutes at no cost
     over = _ctx(0.5 * 5.0, Params(sampling_interval_ms=10))  # half a core, budget 2 %
     decisions = [policy.decide(over) for _ in range(24)]
-    # one window at half a core fits the 300 s bank of 2 %; by the fourth it is spent
-    assert decisions[0].action != "off"
-    for d in decisions[4:]:
-        assert d.action == "off" and d.probability == 1.0
+    # one window at half a core fits what the bank saved; by the second it is spent:
+    # the retreat keeps slow-span capture alone (no py-spy, no reflex), which costs
+    # under half the budget
+    assert decisions[0].action not in ("off", "fallback-capture")
+    for d in decisions[1:]:
+        assert d.action == "fallback-capture" and d.probability == 1.0
         assert d.features["forced"] == "over_budget"
+    # a budget too small for the capture: the retreat is off
+    tiny = _ctx(0.5 * 5.0, Params(sampling_interval_ms=10), OverheadBudget(cpu_fraction=0.002))
+    assert policy.decide(tiny).action == "off"
 
 
 def test_static_mode_never_explores():
@@ -114,23 +126,30 @@ def test_static_mode_never_explores():
             assert d.params == initial and d.probability == 1.0 and not d.explored
 
 
-def test_the_budget_holds_on_average_under_a_load_spike(pretrained_model):
-    budget = OverheadBudget(cpu_fraction=0.1)
-    for seed in (1, 2):
-        run = run_policy(
-            VWPolicy(seed=seed, model=pretrained_model),
-            SCENARIOS["load-spike"],
+def _sim_runs(model: bytes, scenario: str, budget: OverheadBudget) -> list[RunResult]:
+    """The packaged model through the real poll handling, seeds 1 and 2."""
+    return [
+        run_policy(
+            VWPolicy(seed=seed, model=model),
+            SCENARIOS[scenario],
             seed=seed,
             goal=SIM_GOAL,
             budget=budget,
         )
+        for seed in (1, 2)
+    ]
+
+
+def test_the_budget_holds_on_average_under_a_load_spike(pretrained_model):
+    budget = OverheadBudget(cpu_fraction=0.1)
+    for seed, run in enumerate(_sim_runs(pretrained_model, "load-spike", budget), 1):
         # the budget holds as the guard defines it: averaged over the goal's horizon
         # (300 s); the agent's reflex bursts without asking, so the average may pass the
         # budget by what one burst adds before the guard retreats
-        average, peak = 0.0, 0.0
+        bank, peak = BudgetBank(), 0.0
         for w in run.windows:
-            average = horizon_average(average, w.cpu_fraction, 5.0, SIM_GOAL.cost_horizon_s)
-            peak = max(peak, average)
+            bank = bank.add(w.cpu_fraction, 5.0, SIM_GOAL.cost_horizon_s)
+            peak = max(peak, bank.average)
         assert peak <= 1.25 * budget.cpu_fraction, (seed, peak)
 
 
@@ -145,7 +164,21 @@ def test_a_window_too_short_to_move_the_average_does_not_break_the_guard():
         mode=Mode.ADAPTIVE, state=state,
     )  # fmt: skip
     guard.observe(ctx)
-    assert guard.cpu_room(ctx) == OverheadBudget().cpu_fraction * 10  # the burst cap
-    guard.average = 1.0  # spent: no room
+    assert guard.average == 0.0
+    assert 0.0 < guard.cpu_room(ctx) <= OverheadBudget().cpu_fraction * 10  # the burst cap
+    guard.bank = BudgetBank(1.0, seen_s=guard.bank.seen_s)  # spent: no room
     assert guard.cpu_room(ctx) == 0.0
     assert VWPolicy(seed=1).decide(ctx).action != "fallback"
+
+
+def test_a_session_shorter_than_its_horizon_keeps_its_budget_on_average(pretrained_model):
+    """The demo scenario (240 s, the benchmark's phases) is shorter than the goal's
+    300 s horizon: the whole run's profiler CPU stays within the budget. A bank that
+    counted the time before the first window as spent at no cost let such runs burst
+    on credit never saved (0.019-0.023 of a core against 0.016 in the real benchmark,
+    session 27; this policy on that bank here: 0.029 and 0.031)."""
+    budget = OverheadBudget(cpu_fraction=0.016)
+    for seed, run in enumerate(_sim_runs(pretrained_model, "demo", budget), 1):
+        assert 5.0 * len(run.windows) < SIM_GOAL.cost_horizon_s  # 5 s windows
+        average = sum(w.cpu_fraction for w in run.windows) / len(run.windows)
+        assert average <= budget.cpu_fraction, (seed, average)

@@ -80,6 +80,10 @@ def _columns(conn: sqlite3.Connection) -> dict[str, str]:
     return found
 
 
+#: Features a rule's decision logs (what chose the action instead of the model's draw).
+RULES = ("forced", "settled", "learning", "saving")
+
+
 def read_decisions(conn: sqlite3.Connection, service: str | None = None) -> list[LoggedDecision]:
     """Credited decisions (reward not NULL) with usable features, oldest first."""
     cols = _columns(conn)
@@ -104,6 +108,7 @@ def read_decisions(conn: sqlite3.Connection, service: str | None = None) -> list
         if not isinstance(state, dict) or not isinstance(offered, list) or action not in offered:
             continue  # static decisions log no features: nothing to evaluate from
         context = data.get("context")
+        rule = next((name for name in RULES if data.get(name)), "")
         out.append(
             LoggedDecision(
                 state={k: float(v) for k, v in state.items()},
@@ -116,6 +121,7 @@ def read_decisions(conn: sqlite3.Connection, service: str | None = None) -> list
                     if isinstance(context, dict)
                     else {}
                 ),
+                rule=rule,
             )
         )
     return out

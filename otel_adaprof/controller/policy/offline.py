@@ -47,6 +47,9 @@ class LoggedDecision:
     probability: float
     reward: float
     context: Mapping[str, Mapping[str, float]]
+    #: The policy's rule that chose the action, if one did (``forced``, ``settled``,
+    #: ``learning``, ``saving``: logged with probability 1), else ``""`` (the model drew).
+    rule: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 The CPU budget holds *on average over the goal's horizon* (a budget bank): the guard
 keeps the exponential average of the measured profiler CPU of all agent threads over
-``goal.cost_horizon_s``. Two rules, applied before the learner chooses:
+``goal.cost_horizon_s``, of the windows seen only (:mod:`~otel_adaprof.budget_bank`: a
+young session gets no credit for the time before its first window). Two rules,
+applied before the learner chooses:
 
 1. *Masking.* An action is offered only when one more window at its expected cost
    (see :mod:`~otel_adaprof.controller.policy.cost`, calibrated on the service's
@@ -36,6 +38,7 @@ import math
 
 import numpy as np
 
+from otel_adaprof.budget_bank import BudgetBank
 from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.catalog import Action, Catalog
 from otel_adaprof.controller.policy.cost import (
@@ -49,7 +52,6 @@ from otel_adaprof.controller.policy.cost import (
     profile_mode,
     pyspy_cpu,
 )
-from otel_adaprof.reward import horizon_average
 
 #: Share of the budget an action's *expected* cost may use (room for measurement noise).
 DEFAULT_MARGIN = 0.8
@@ -59,8 +61,16 @@ CALIBRATION_RATE = 0.5
 CALIBRATION_RANGE = (0.25, 8.0)
 #: Most budgets one window's expected cost may reach (the size of a burst).
 MAX_BURST_FACTOR = 10.0
+#: Windows a learning burst must fit in the bank to start (:meth:`SafetyGuard.burst_room`):
+#: it then runs while one more window fits. Bursts that start only when they can last
+#: change the params less often than single windows squeezed in as the bank refills.
+BURST_WINDOWS = 3
 #: After a retreat, the average must fall under this share of the budget to resume.
-REFILL = 0.7
+#: Above the masking margin, so what is offered then is what fits under the margin (the
+#: watch, not a burst). At 0.7 a retreat after a reflex burst early in a session lasted
+#: 66 s without py-spy (the average, honest from the first window, fell 0.0171 -> 0.0112
+#: of a core on slow-span capture alone), a whole 60 s phase without a sample (session 28).
+REFILL = 0.9
 #: Tag of actions kept for the retreat only (never offered to the learner).
 FALLBACK_TAG = "fallback"
 #: Window length assumed before an agent has reported one (s).
@@ -91,7 +101,7 @@ class SafetyGuard:
         self.catalog = catalog
         self.margin = margin
         self.calibration = 1.0
-        self.average = 0.0  # profiler CPU over the horizon (fraction of a core)
+        self.bank = BudgetBank()  # profiler CPU over the horizon, as spent
         self.retreating = False
         self.window_s = DEFAULT_WINDOW_S
         fallbacks = [a for a in catalog if FALLBACK_TAG in a.tags]
@@ -150,6 +160,11 @@ class SafetyGuard:
         self._floor_index = catalog.index(floor.name)
 
     @property
+    def average(self) -> float:
+        """Profiler CPU averaged over the horizon, as spent (fraction of a core)."""
+        return self.bank.average
+
+    @property
     def cheapest(self) -> Action:
         """The fallback action."""
         return self._cheapest
@@ -163,10 +178,9 @@ class SafetyGuard:
             if p.burst_sensitivity > 0:
                 share = min(1.0, state.burst_seconds / state.window_seconds)
                 self.burst_share += CALIBRATION_RATE * (share - self.burst_share)
-            self.average = horizon_average(
-                self.average, state.profiler_cpu_fraction, state.window_seconds,
-                ctx.goal.cost_horizon_s,
-            )  # fmt: skip
+            self.bank = self.bank.add(
+                state.profiler_cpu_fraction, state.window_seconds, ctx.goal.cost_horizon_s
+            )
         if state is None or not p.profiling_enabled or state.samples_per_s <= 0:
             return
         active = min(1.0, state.samples_per_s / max(p.rate_hz, 1))
@@ -185,7 +199,8 @@ class SafetyGuard:
 
     def retreat_action(self, ctx: DecisionContext) -> Action:
         """The fallback to retreat to: the fastest ``fallback`` action expected to cost
-        under half the budget (so the retreat still watches), else the cheapest."""
+        under half the budget (so the retreat still watches), one with slow-span capture
+        first among equal rates, else the cheapest."""
         cap = 0.5 * ctx.budget.cpu_fraction
         fits = [
             a
@@ -194,7 +209,7 @@ class SafetyGuard:
         ]
         if not fits:
             return self._cheapest
-        return max(fits, key=lambda a: a.params.rate_hz)
+        return max(fits, key=lambda a: (a.params.rate_hz, a.params.slow_span_interval_ms > 0))
 
     def must_retreat(self, ctx: DecisionContext) -> bool:
         """Whether the bank is spent (average over the budget) or bytes were over. Once
@@ -209,12 +224,15 @@ class SafetyGuard:
 
     def cpu_room(self, ctx: DecisionContext) -> float:
         """Most expected CPU one more window may cost and keep the average in budget."""
-        keep = math.exp(-self.window_s / ctx.goal.cost_horizon_s)
         cap = ctx.budget.cpu_fraction * self.margin
-        if keep >= 1.0:  # a window too short to move the average: its limit
-            room = math.inf if cap > self.average else 0.0
-        else:
-            room = (cap - keep * self.average) / (1.0 - keep)
+        room = self.bank.room(cap, self.window_s, ctx.goal.cost_horizon_s)
+        return max(0.0, min(room, ctx.budget.cpu_fraction * MAX_BURST_FACTOR))
+
+    def burst_room(self, ctx: DecisionContext, windows: int = BURST_WINDOWS) -> float:
+        """Most expected CPU per window a burst of ``windows`` windows may cost and keep
+        the average in budget (:meth:`cpu_room` for one window)."""
+        cap = ctx.budget.cpu_fraction * self.margin
+        room = self.bank.room(cap, windows * self.window_s, ctx.goal.cost_horizon_s)
         return max(0.0, min(room, ctx.budget.cpu_fraction * MAX_BURST_FACTOR))
 
     def estimate(self, action: Action, ctx: DecisionContext) -> CostEstimate:

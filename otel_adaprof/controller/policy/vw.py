@@ -86,6 +86,15 @@ DEFAULT_MODEL = "default_model.vw"
 MAINTAIN_TAG = "maintain"
 #: Tag of the learning actions (20-100 Hz): what a phase short of its target chooses from.
 LEARN_TAG = "learn"
+#: Slowest learning rate the phase rule runs (Hz). With the budget bank counting only
+#: the windows seen (session 28) the bank rarely affords 100 Hz for long, and the rule
+#: kept learning at 20 Hz instead: the benchmark's 20 Hz windows gave 0.8-1.7 samples a
+#: second for 0.0115-0.0134 of a core (100 Hz: 12.8 for 0.040, with the watch between
+#: bursts the same samples per CPU-second), slow-request coverage 0.26-0.31 (the watch's
+#: capture 0.52-0.56), and 10 s py-spy runs that held the hot path's first samples back
+#: (detection 1.84x static-100's in one run). Below this rate the rule watches and
+#: saves for a faster burst; the model may still choose a slower rate itself.
+RULE_MIN_LEARN_HZ = 50.0
 #: A change building up: the window's CPU-per-request or span-rate statistic (CUSUM, in
 #: baseline standard deviations, either sign) at least this far from 0, a quarter of the
 #: sensitive reflex's threshold (8). The phase is then not settled but learnt on: a
@@ -434,8 +443,10 @@ class VWPolicy(Policy):
         # samples, settle once it does not (None: the model draws as usual)
         needs = _phase_needs_samples(ctx)
         settled = self._settled(ctx, pmf, same, idx) if needs is False else None
-        learning = self._learning(same, idx) if needs else None
-        ruled = settled if settled is not None else learning
+        learning = self._learning(ctx, same, idx, cpu) if needs else None
+        # short of the target with no room for a burst: watch and save for one
+        saving = self._settled(ctx, pmf, same, idx) if needs and learning is None else None
+        ruled = next((r for r in (settled, learning, saving) if r is not None), None)
         choice = ruled if ruled is not None else self._sample(pmf)
         probability = 1.0 if ruled is not None else pmf[choice]
         action = self.catalog[idx[choice]]
@@ -446,6 +457,8 @@ class VWPolicy(Policy):
             features["settled"] = True
         elif learning is not None:
             features["learning"] = True
+        elif saving is not None:
+            features["saving"] = True
         return Decision(
             params=action.params,
             probability=probability,
@@ -495,15 +508,23 @@ class VWPolicy(Policy):
             return here[0]
         return best
 
-    def _learning(self, same: Sequence[float], idx: Sequence[int]) -> int | None:
+    def _learning(
+        self, ctx: DecisionContext, same: Sequence[float], idx: Sequence[int],
+        cpu: Sequence[float],
+    ) -> int | None:  # fmt: skip
         """While a phase needs samples (:func:`_phase_needs_samples`), the reward pays
         for them and the policy gathers them: the learning action (tag ``learn``) in
         force while the budget guard still offers it (no flapping between rates as the
-        bank's room moves), else the fastest one it offers, since py-spy's cost per
+        bank's room moves), else the fastest one, at :data:`RULE_MIN_LEARN_HZ` or faster,
+        whose burst the bank can carry for
+        :data:`~otel_adaprof.controller.policy.safety.BURST_WINDOWS` windows (bursts
+        that last, not a window squeezed in whenever the bank refills), since py-spy's cost per
         sample falls with its rate (the committed cost fit, ``a + b·rate``: 0.0008 of a
         core per Hz at 20 Hz, 0.00057 at 100 Hz; docs/benchmarks.md, "Profiler cost
         model") and the phase's target comes soonest.
-        ``None`` when the bank has no room for any learning action (then the model
+        ``None`` when the bank has no room for such a burst (then the phase watches and
+        saves for one: the maintenance action :meth:`_settled` picks, logged
+        ``"saving": true``; during a reflex burst, or with no maintenance action offered, the model
         chooses as usual among what the guard offers): the budget bounds the rule, not
         the rule the budget.
 
@@ -517,12 +538,16 @@ class VWPolicy(Policy):
         since the last change) and learnt the new regime as its own: nothing fired for
         66 s (docs/benchmarks.md, session 27)."""
         learns, rates = self._learns, self._action_constants[0]
-        learn = [i for i, j in enumerate(idx) if learns[j]]
+        learn = [i for i, j in enumerate(idx) if learns[j] and rates[j] >= RULE_MIN_LEARN_HZ]
         if not learn:
             return None
         here = [i for i in learn if same[i]]
         if here:  # learning already, at a rate the bank still allows: no flapping
             return here[0]
+        room = self.guard.burst_room(ctx)  # a new burst starts only if it can last
+        learn = [i for i in learn if cpu[i] <= room]
+        if not learn:
+            return None
         return max(learn, key=lambda i: rates[idx[i]])  # the first of equal rates
 
     def _examples(
