@@ -5,7 +5,7 @@ A session's CPU budget holds *on average over the goal's horizon*
 average weighs each reported window by ``exp(−age / horizon)``, over the windows seen
 so far only. A plain exponential average started at zero counts the time before the
 first window as spent at zero cost: a session younger than its horizon then looks
-cheaper than it was (a 240 s run averaged 0.019–0.023 of a core against a 0.016 budget
+cheaper than it was (a 240 s run averaged 0.019–0.024 of a core against a 0.016 budget
 its bank said it kept, docs/benchmarks.md, session 28). Dividing by the weight seen,
 ``1 − exp(−seen / horizon)``, removes that start credit: after one window the average
 is that window's cost, and in a long session it is the plain exponential average.

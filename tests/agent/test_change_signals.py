@@ -485,3 +485,21 @@ def test_a_change_while_the_reflex_rests_bursts_when_the_rest_ends():
     assert not r.react(["span_rate"], 8.0)
     live.apply(Params.parse({"sampling_interval_ms": 0}), 2, None)
     assert not r.react([], 9.5) and r.bursts == 2
+
+
+def test_levels_alternating_faster_than_a_warm_up_still_settle_and_see_a_change():
+    # A policy alternating the watch and 50 Hz bursts every 9-12 s: about eight
+    # observations a visit, half a warm-up. Each level's warm-up resumes where it left
+    # off, so both settle and a change of the service is seen.
+    d = ChangeDetector()
+    d.level = 0
+    feed = _Feed(d)
+    fired = []
+    for k in range(6):
+        fired += feed.ticks(8, 5.0, seed=300 + k)
+        d.rebase(20)
+        fired += feed.ticks(8, 5.0 * 1.3, seed=400 + k)
+        d.rebase(0)
+    assert not any(fired)
+    assert d.cpu.settled
+    assert any("cpu_per_request" in f for f in feed.ticks(8, 8.0, seed=500))

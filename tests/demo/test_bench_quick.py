@@ -56,7 +56,11 @@ def test_quick_bench_prints_every_figure(tmp_path):
     assert all(configs["off"][p]["slow_request_coverage"] == 0 for p in ("steady", "hot_path"))
     assert max(configs["static-100"][p]["slow_request_coverage"] or 0
                for p in ("steady", "hot_path", "load_change")) > 0  # fmt: skip
-    assert set(result["verdict"]["adaptive"]["checks"]) == {"l1", "detection", "coverage", "cpu"}
+    checks = result["verdict"]["adaptive"]["checks"]
+    assert set(checks) == {"l1", "detection", "coverage", "cpu", "budget"}
+    # the sessions' budget, kept on average over the run (or not), is judged and shown
+    assert result["budget_cpu"] == 0.016 and result["verdict"]["adaptive"]["run_cpu"] > 0
+    assert "run CPU ÷ budget" in (tmp_path / "out/bench.md").read_text()
     assert (tmp_path / "out/bench.json").exists() and (tmp_path / "out/bench.md").exists()
     # static-100's own draw per phase, under the verdict: its L1 against its sampling
     draws = result["static_100_draws"]

@@ -51,9 +51,9 @@ def _bank(average: float) -> BudgetBank:
     return BudgetBank(average, seen_s=3600.0)
 
 
-def _watcher(seed: int) -> VWPolicy:
+def _watcher(seed: int, favourite: str = "watch-reflex") -> VWPolicy:
     """A model taught that watching pays and learning does not (what the pretrained
-    model had come to prefer in the simulator's world)."""
+    model had come to prefer in the simulator's world): ``favourite`` pays, the rest not."""
     policy = VWPolicy(seed=seed)
     ctx = _ctx(30.0)
     d = policy.decide(ctx)
@@ -63,10 +63,10 @@ def _watcher(seed: int) -> VWPolicy:
             logged = Decision(
                 params=Params(), action=name, probability=1 / len(names), features=d.features
             )
-            policy.learn(ctx, logged, 3.0 if name == "watch-reflex" else -2.0)
+            policy.learn(ctx, logged, 3.0 if name == favourite else -2.0)
     offered = [CATALOG[CATALOG.index(n)] for n in names]
     pmf = policy.scores(d.features["state"], offered, d.features["context"])
-    assert names[pmf.index(max(pmf))] == "watch-reflex"
+    assert names[pmf.index(max(pmf))] == favourite
     policy.guard.bank = _bank(0.0)  # room for any action (the tests of the bank set it)
     return policy
 
@@ -132,6 +132,18 @@ def test_the_learning_rate_in_force_is_kept_while_the_bank_allows_it():
     assert policy.decide(_ctx(30.0, in_force="learn-100hz")).action == "learn-100hz"
     policy.guard.bank = _bank(0.012)
     assert policy.decide(_ctx(30.0, in_force="watch-reflex")).action == "learn-50hz"
+
+
+def test_a_phase_saving_for_a_burst_watches_on_the_cheapest_maintenance():
+    """No room for a burst: the phase saves on the maintenance action expected to cost
+    least (watch-reflex, no py-spy), not on the maintenance rate the model prefers
+    (here 5 Hz: in the demo, saving on it never afforded a burst in 180 s)."""
+    policy = _watcher(4, favourite="maintain-5hz-reflex")
+    for _ in range(5):
+        policy.guard.bank = _bank(0.0127)  # only maintenance and 20 Hz fit
+        d = policy.decide(_ctx(30.0))
+        assert d.action == "watch-reflex" and d.features.get("saving") is True
+        assert d.probability == 1.0 and "learning" not in d.features
 
 
 def test_a_phase_at_its_target_settles_on_maintenance():

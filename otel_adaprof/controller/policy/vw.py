@@ -445,7 +445,7 @@ class VWPolicy(Policy):
         settled = self._settled(ctx, pmf, same, idx) if needs is False else None
         learning = self._learning(ctx, same, idx, cpu) if needs else None
         # short of the target with no room for a burst: watch and save for one
-        saving = self._settled(ctx, pmf, same, idx) if needs and learning is None else None
+        saving = self._saving(ctx, same, idx, cpu) if needs and learning is None else None
         ruled = next((r for r in (settled, learning, saving) if r is not None), None)
         choice = ruled if ruled is not None else self._sample(pmf)
         probability = 1.0 if ruled is not None else pmf[choice]
@@ -508,6 +508,28 @@ class VWPolicy(Policy):
             return here[0]
         return best
 
+    def _saving(
+        self, ctx: DecisionContext, same: Sequence[float], idx: Sequence[int],
+        cpu: Sequence[float],
+    ) -> int | None:  # fmt: skip
+        """A phase short of its target with no room for a learning burst saves for one:
+        the maintenance action (tag ``maintain``) expected to cost least, the one in
+        force among equals. The cheapest one refills the bank soonest, and a burst's
+        samples cost less than a low rate's (the cost fit; docs/benchmarks.md, session
+        28: saving on the model's preferred 5 Hz maintenance, the demo never afforded a
+        burst in 180 s). ``None`` while a reflex burst is in flight or with no
+        maintenance action offered (the model chooses)."""
+        if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
+            return None
+        maintains = self._maintains
+        maintain = [i for i, j in enumerate(idx) if maintains[j]]
+        if not maintain:
+            return None
+        low = min(cpu[i] for i in maintain)
+        cheapest = [i for i in maintain if cpu[i] <= low]
+        here = [i for i in cheapest if same[i]]
+        return here[0] if here else cheapest[0]
+
     def _learning(
         self, ctx: DecisionContext, same: Sequence[float], idx: Sequence[int],
         cpu: Sequence[float],
@@ -522,9 +544,8 @@ class VWPolicy(Policy):
         sample falls with its rate (the committed cost fit, ``a + b·rate``: 0.0008 of a
         core per Hz at 20 Hz, 0.00057 at 100 Hz; docs/benchmarks.md, "Profiler cost
         model") and the phase's target comes soonest.
-        ``None`` when the bank has no room for such a burst (then the phase watches and
-        saves for one: the maintenance action :meth:`_settled` picks, logged
-        ``"saving": true``; during a reflex burst, or with no maintenance action offered, the model
+        ``None`` when the bank has no room for such a burst (then the phase saves for
+        one, :meth:`_saving`, logged ``"saving": true``; during a reflex burst the model
         chooses as usual among what the guard offers): the budget bounds the rule, not
         the rule the budget.
 
