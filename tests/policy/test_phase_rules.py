@@ -86,8 +86,8 @@ def test_the_fastest_learning_action_the_bank_allows():
     """py-spy's cost per sample falls with its rate (the cost fit), so a phase short of
     its target learns at the fastest rate whose burst the bank can carry for three
     windows: 100 Hz with the bank full, 50 Hz as the bank empties; when no burst of 50
-    Hz or faster fits, the phase watches and saves for one (``"saving"``: the
-    maintenance action the model prefers), 20 Hz fitting or not."""
+    Hz or faster fits, the phase watches and saves for one (``"saving"``, on the
+    cheapest maintenance action), 20 Hz fitting or not."""
     rate = {a.name: a.params.rate_hz for a in CATALOG}
     chosen = []
     for average in [0.0, 0.004, 0.008, 0.010, 0.011, 0.012, 0.0125, 0.0127, 0.015]:
