@@ -224,9 +224,7 @@ class SafetyGuard:
 
     def cpu_room(self, ctx: DecisionContext) -> float:
         """Most expected CPU one more window may cost and keep the average in budget."""
-        cap = ctx.budget.cpu_fraction * self.margin
-        room = self.bank.room(cap, self.window_s, ctx.goal.cost_horizon_s)
-        return max(0.0, min(room, ctx.budget.cpu_fraction * MAX_BURST_FACTOR))
+        return self.burst_room(ctx, windows=1)
 
     def burst_room(self, ctx: DecisionContext, windows: int = BURST_WINDOWS) -> float:
         """Most expected CPU per window a burst of ``windows`` windows may cost and keep

@@ -121,6 +121,11 @@ def change_building(state: ObservedState | None) -> bool:
     return max(abs(signals.cpu_per_request), abs(signals.span_rate)) >= BUILDING_STD
 
 
+def _bursting(ctx: DecisionContext) -> bool:
+    """Whether the agent's reflex burst during the reported window (no rule decides then)."""
+    return float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0
+
+
 def _phase_needs_samples(ctx: DecisionContext) -> bool | None:
     """Whether the service's current phase still needs samples: a change just seen, or
     signalled and not yet confirmed, or building up in the window's change signals, or
@@ -491,7 +496,7 @@ class VWPolicy(Policy):
         that best one. A steady phase sees one step down to maintenance, then no change.
         Called only for a phase that needs no more samples (:func:`_phase_needs_samples`);
         ``None`` while a burst is in flight."""
-        if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
+        if _bursting(ctx):
             return None
         maintains = self._maintains
         maintain = [i for i, j in enumerate(idx) if maintains[j]]
@@ -519,7 +524,7 @@ class VWPolicy(Policy):
         28: saving on the model's preferred 5 Hz maintenance, the demo never afforded a
         burst in 180 s). ``None`` while a reflex burst is in flight or with no
         maintenance action offered (the model chooses)."""
-        if float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0:
+        if _bursting(ctx):
             return None
         maintains = self._maintains
         maintain = [i for i, j in enumerate(idx) if maintains[j]]
