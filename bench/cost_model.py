@@ -67,8 +67,30 @@ def _leaf(i: int) -> int:
     return i * i
 
 
-def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> dict[str, Any]:
-    """One measurement in this process (a child): the agent's CPU per second."""
+def _duty(share: float, stop: threading.Event, period_s: float = 0.02) -> None:
+    """Run Python 20 frames deep for ``share`` of every ``period_s``, sleep the rest:
+    one thread holding the GIL that share of the time (a partly loaded service)."""
+    if share >= 1.0:
+        _deep(20, stop)
+        return
+    while not stop.is_set():
+        until = time.perf_counter() + share * period_s
+        while time.perf_counter() < until:
+            _burn(20)
+        time.sleep((1.0 - share) * period_s)
+
+
+def _burn(n: int) -> int:
+    return _burn(n - 1) if n else _work()
+
+
+def cell(
+    mode: str, threads: int, rate: int, loaded: bool, seconds: float, busy: float | None = None
+) -> dict[str, Any]:
+    """One measurement in this process (a child): the agent's CPU per second.
+
+    ``busy`` (0–1), when given, replaces ``loaded``: one thread holds the GIL that share
+    of the time (:func:`_duty`); 1 is the loaded cell (two threads always busy)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import otel_adaprof
@@ -84,10 +106,11 @@ def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> di
     # the threads start once the agent is up: two busy threads slow the imports it makes
     # (each import's file reads hand the GIL over) by seconds
     stop = threading.Event()
-    busy = 2 if loaded else 0
+    share = (1.0 if loaded else 0.0) if busy is None else busy
+    workers = 2 if share >= 1.0 else (1 if share > 0 else 0)
     for k in range(threads):
-        if k < busy:
-            target = threading.Thread(target=_deep, args=(20, stop), daemon=True)
+        if k < workers:
+            target = threading.Thread(target=_duty, args=(share, stop), daemon=True)
         else:
             target = threading.Thread(target=stop.wait, daemon=True)
         target.start()
@@ -95,10 +118,11 @@ def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> di
     agent.cpu.checkpoint(0)
     agent.cpu.take(0)
     agent.profiler.take_rates(0)
-    t0 = time.monotonic()
+    t0, process0 = time.monotonic(), time.process_time()
     time.sleep(seconds)
     agent.cpu.checkpoint(0)
     wall = time.monotonic() - t0
+    process = time.process_time() - process0
     parts = agent.cpu.take(0)
     behind, requested, effective = agent.profiler.take_rates(0)
     stop.set()
@@ -107,6 +131,9 @@ def cell(mode: str, threads: int, rate: int, loaded: bool, seconds: float) -> di
         "threads": threads,
         "rate_hz": rate,
         "loaded": loaded,
+        **({"busy": share} if busy is not None else {}),
+        # the process's own CPU (its threads, the agent's in-process ones included)
+        "process_cores": round(process / wall, 4),
         "seconds": round(wall, 3),
         "cores": round(sum(parts.values()) / wall, 5),
         "parts": {k: round(v / wall, 5) for k, v in sorted(parts.items())},
@@ -220,6 +247,104 @@ def run_cells(quick: bool, seconds: float) -> list[dict[str, Any]]:
     return out
 
 
+#: ``--partial``: the service's busy share (GIL held) between the idle and loaded cells.
+PARTIAL_BUSY = (0.0, 0.1, 0.25, 0.5, 1.0)
+PARTIAL_PATH = ROOT / "bench" / "output" / "cost_model_partial.json"
+
+
+def busy_curve(rows: list[dict[str, Any]]) -> list[list[float]]:
+    """``[[busy, share of the idle → loaded gap], ...]`` over the rates together (each
+    share the rates' summed excess over idle ÷ their summed gaps, so the rate with the
+    larger gap counts more), held within [0, 1] and never falling as busy grows.
+
+    >>> busy_curve([{"rate_hz": 100, "busy": b, "cores_median": c}
+    ...             for b, c in ((0.0, 0.03), (0.5, 0.05), (1.0, 0.06))])
+    [[0.0, 0.0], [0.5, 0.667], [1.0, 1.0]]
+    """
+    by_rate: dict[int, dict[float, float]] = {}
+    for row in rows:
+        by_rate.setdefault(row["rate_hz"], {})[row["busy"]] = row["cores_median"]
+    gap = sum(cells[1.0] - cells[0.0] for cells in by_rate.values())
+    curve, highest = [], 0.0
+    for share in sorted({b for cells in by_rate.values() for b in cells}):
+        excess = sum(cells[share] - cells[0.0] for cells in by_rate.values())
+        value = 1.0 if share == 1.0 else 0.0 if share == 0.0 else excess / gap if gap > 0 else share
+        highest = max(highest, min(1.0, max(0.0, value)))
+        curve.append([share, round(highest, 3)])
+    return curve
+
+
+def run_partial(seconds: float, repeat: int, threads: int = 20) -> dict[str, Any]:
+    """Cells at busy shares between idle and loaded (cpu mode, ``threads`` threads, 10
+    and 100 Hz), ``repeat`` rounds in a rotating order, against the straight line
+    between the same run's idle and loaded cells (what :meth:`CostModel.profiler_cores`
+    interpolates for a service busy that share of the time)."""
+    plan = [(rate, share) for rate in (10, 100) for share in PARTIAL_BUSY]
+    cells: list[dict[str, Any]] = []
+    for r in range(repeat):
+        order = plan[r % len(plan) :] + plan[: r % len(plan)]
+        for rate, share in order:
+            argv = [sys.executable, __file__, "--cell", "cpu", str(threads), str(rate),
+                    "0", "--seconds", str(seconds), "--busy", str(share)]  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"cell {rate} Hz busy {share} failed:\n{done.stderr[-2000:]}")
+            cells.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"[round {r + 1}/{repeat}] {rate} Hz busy {share:g}: "
+                  f"{cells[-1]['cores']:.4f}", file=sys.stderr)  # fmt: skip
+    rows = []
+    for rate, share in plan:
+        mine = [c["cores"] for c in cells if c["rate_hz"] == rate and c["busy"] == share]
+        idle = [c["cores"] for c in cells if c["rate_hz"] == rate and c["busy"] == 0.0]
+        full = [c["cores"] for c in cells if c["rate_hz"] == rate and c["busy"] == 1.0]
+        lo, hi = float(np.median(idle)), float(np.median(full))
+        line = lo + share * (hi - lo)
+        measured = float(np.median(mine))
+        rows.append({
+            "rate_hz": rate, "busy": share, "cores_median": round(measured, 5),
+            "cores_runs": mine, "line": round(line, 5),
+            "process_cores": round(float(np.median(
+                [c["process_cores"] for c in cells
+                 if c["rate_hz"] == rate and c["busy"] == share])), 4),
+            "residual": round(measured - line, 5),
+        })  # fmt: skip
+    return {
+        "command": f"python bench/cost_model.py --partial --seconds {seconds:g} --repeat {repeat}",
+        "busy_curve": busy_curve(rows),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "threads": threads,
+        "mode": "cpu",
+        "rows": rows,
+        "cells": cells,
+    }
+
+
+def store_partial(partial: dict[str, Any]) -> None:
+    """Write ``--partial``'s figures and put its busy curve into the packaged fit."""
+    PARTIAL_PATH.write_text(json.dumps(partial, indent=2) + "\n")
+    fitted = json.loads(FIT_PATH.read_text())
+    fitted["busy_curve"] = partial["busy_curve"]
+    fitted["busy_curve_source"] = partial["command"] + " --write"
+    FIT_PATH.write_text(json.dumps(fitted, indent=2) + "\n")
+
+
+def partial_table(partial: dict[str, Any]) -> str:
+    """``--partial``'s figures as a markdown table, the busy curve first."""
+    lines = [
+        f"busy curve (share of the idle → loaded gap): {partial['busy_curve']}",
+        "",
+        "| Hz | busy share | cores (median) | line idle→loaded | residual | process cores |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in partial["rows"]:
+        lines.append(
+            f"| {row['rate_hz']} | {row['busy']:g} | {row['cores_median']:.4f} | "
+            f"{row['line']:.4f} | {row['residual']:+.4f} | {row['process_cores']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="counted seconds per cell")
@@ -229,12 +354,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--refit", action="store_true", help="fit again the cells of bench/output/cost_model.json"
     )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="cells at busy shares 0, 0.1, 0.25, 0.5 and 1 (cpu mode, 20 threads, 10 and 100 "
+        "Hz) against the line between idle and loaded; --write stores "
+        "bench/output/cost_model_partial.json",
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="--partial: rounds")
     parser.add_argument("--cell", nargs=4, metavar=("MODE", "THREADS", "RATE", "LOADED"),
                         help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--busy", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:
         mode, n, rate, loaded = args.cell
-        print(json.dumps(cell(mode, int(n), int(rate), loaded == "1", args.seconds)))
+        print(json.dumps(cell(mode, int(n), int(rate), loaded == "1", args.seconds, args.busy)))
+        return 0
+    if args.partial:
+        if not 1 <= args.repeat <= 10:
+            parser.error("--repeat must be in [1, 10]")
+        partial = run_partial(args.seconds, args.repeat)
+        if args.write:
+            store_partial(partial)
+        print(json.dumps(partial, indent=2) if args.json else partial_table(partial))
         return 0
     seconds = 2.0 if args.quick else args.seconds
     if args.refit:
@@ -280,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
             },
             "slow_span_capture_cpu_s": result["slow_span_capture_cpu_s"],
         }
+        before = json.loads(FIT_PATH.read_text()) if FIT_PATH.exists() else {}
+        for key in ("busy_curve", "busy_curve_source"):  # measured by --partial
+            if key in before:
+                fit_file[key] = before[key]
         FIT_PATH.write_text(json.dumps(fit_file, indent=2) + "\n")
         RAW_PATH.parent.mkdir(parents=True, exist_ok=True)
         RAW_PATH.write_text(json.dumps(result, indent=2) + "\n")

@@ -13,6 +13,14 @@ provide:
   count (``max(0, L1 − sqrt(2K/(πn)))``), the floor no sample count removes;
 - ``segment_lag_s``: the mean delay before a params change shows in the samples
   (half a py-spy segment, the bench's ``SEGMENT_S``);
+- ``demo_cpu_cores``: per phase, the demo service's own CPU with profiling off (the
+  ``off`` configuration: CPU per request × requests per second), the load the
+  simulator's ``demo`` scenario runs and the busy share its cost model reads;
+- ``agent_cpu_per_span_s`` and ``capture_cpu_per_span_s`` (``--workdir``, the
+  ``--workdir`` of an ``adaprof bench`` run): the agent's CPU beyond py-spy per span
+  exported — every agent thread with profiling off (the ``off`` configuration's
+  windows) — and what slow-span capture adds to it (the adaptive session's windows on
+  a watch action: py-spy off, capture on, no reflex burst);
 - ``reflex_false_alarms_per_s_at_4std`` (``--timeline``): from an adaptive run's
   timeline, the agent's change signals per second at ``burst_sensitivity`` 4 beyond the
   run's real phase changes.
@@ -22,6 +30,10 @@ Usage::
     .venv/bin/python bench/sim_calibration.py [--duration 120] [--write]
     .venv/bin/python bench/sim_calibration.py --timeline RUN/adaptive-report/timeline.json
     .venv/bin/python bench/sim_calibration.py --from-bench RUN/bench.json --write
+    .venv/bin/python bench/sim_calibration.py --from-bench A.json B.json C.json --write
+    .venv/bin/python bench/sim_calibration.py --from-bench A.json B.json --workdir RUN_A --write
+
+(several results: each figure is their mean.)
 
 prints the JSON, writes it to ``bench/output/sim_calibration.json``, and with
 ``--write`` also to the packaged ``otel_adaprof/sim/calibration.json`` the simulator reads.
@@ -80,6 +92,12 @@ def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]
         if f.get("profile_error_l1") is not None and f.get("workload_samples"):
             noise = expected_l1(f["workload_samples"], WORKLOAD_FUNCTIONS)
             bias.append(max(0.0, f["profile_error_l1"] - noise))
+    demo_cpu: dict[str, float] = {}
+    for ph, seconds in phases.items():
+        off = confs["off"].get(ph, {})
+        if off.get("app_cpu_ms_per_request") and off.get("requests_ok"):
+            cores = off["app_cpu_ms_per_request"] / 1000.0 * off["requests_ok"] / seconds
+            demo_cpu[ph] = round(cores, 4)
     return {
         "measured_at_unix": round(time.time()),
         "command": f"bench/sim_calibration.py --duration {settings.duration_s:g}",
@@ -93,6 +111,97 @@ def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]
         "sample_yield": statistics.median(yields) if yields else None,
         "attribution_bias": statistics.fmean(bias) if bias else None,
         "segment_lag_s": SEGMENT_S / 2.0,
+        "demo_cpu_cores": demo_cpu,
+    }
+
+
+def mean_calibration(calibs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of several results' calibrations (figure by figure; absent ones skipped).
+
+    >>> mean_calibration([{"sample_yield": 1.0, "demo_cpu_cores": {"a": 0.1}},
+    ...                   {"sample_yield": 2.0, "demo_cpu_cores": {"a": 0.3}}])
+    {'sample_yield': 1.5, 'demo_cpu_cores': {'a': 0.2}}
+    """
+    out = dict(calibs[0])
+    for key in ("sample_yield", "attribution_bias"):
+        values = [c[key] for c in calibs if c.get(key) is not None]
+        if values:
+            out[key] = statistics.fmean(values)
+    out["per_rate"] = {
+        name: {
+            field: (statistics.fmean(vals) if (vals := [
+                c["per_rate"][name][field] for c in calibs
+                if c.get("per_rate", {}).get(name, {}).get(field) is not None]) else None)
+            for field in row
+        }
+        for name, row in calibs[0].get("per_rate", {}).items()
+    }  # fmt: skip
+    phases = list(dict.fromkeys(ph for c in calibs for ph in c.get("demo_cpu_cores", {})))
+    out["demo_cpu_cores"] = {
+        ph: round(statistics.fmean(c["demo_cpu_cores"][ph] for c in calibs
+                                   if ph in c.get("demo_cpu_cores", {})), 4)
+        for ph in phases
+    }  # fmt: skip
+    return out
+
+
+def agent_threads(workdir: Path, result: dict[str, Any]) -> dict[str, float]:
+    """The agent's CPU per exported span beyond py-spy, read from the windows a bench
+    run's controller stored (``WORKDIR/adaprof.db``; ``result`` is that run's
+    ``bench.json``): profiling off (``bench-off``), what capture adds on the adaptive
+    session's watch windows (no py-spy, capture on, no reflex burst), and the demo's
+    spans per request (the ``off`` windows' spans over its requests)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{workdir / 'adaprof.db'}?mode=ro", uri=True)
+    try:
+
+        def per_span(service: str, keep: Any) -> tuple[float, float, int]:
+            params = {
+                v: json.loads(p)
+                for v, p in db.execute(
+                    "SELECT config_version, params FROM decisions WHERE service = ?", (service,)
+                )
+            }
+            cpu = spans = 0.0
+            windows = 0
+            for version, raw in db.execute(
+                "SELECT config_version, window FROM reports WHERE service = ?", (service,)
+            ):
+                w = json.loads(raw)
+                if not keep(params.get(version) or {}, w):
+                    continue
+                cpu += w.get("profiler_cpu_seconds") or 0.0
+                spans += (w.get("spans_per_s") or 0.0) * w["window_seconds"]
+                windows += 1
+            return cpu, spans, windows
+
+        cpu, spans, off_windows = per_span("bench-off", lambda p, w: True)
+
+        def watching(p: dict[str, Any], w: dict[str, Any]) -> bool:
+            return (
+                p.get("sampling_interval_ms") == 0
+                and (p.get("slow_span_interval_ms") or 0) > 0
+                and not w.get("burst_seconds")
+            )
+
+        wcpu, wspans, watch_windows = per_span("bench-adaptive", watching)
+    finally:
+        db.close()
+    if not spans or not wspans:
+        raise SystemExit(f"{workdir}: no off windows or no watch windows with spans")
+    base = cpu / spans
+    requests = sum(
+        f.get("requests_ok") or 0
+        for k, f in result["configurations"]["off"].items()
+        if not k.startswith("_")
+    )
+    return {
+        "demo_spans_per_request": round(spans / requests, 3) if requests else None,
+        "agent_cpu_per_span_s": round(base, 8),
+        "capture_cpu_per_span_s": round(max(0.0, wcpu / wspans - base), 8),
+        "agent_threads_windows": off_windows,
+        "capture_windows": watch_windows,
     }
 
 
@@ -118,21 +227,37 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     parser.add_argument("--write", action="store_true", help="also write the packaged file")
     parser.add_argument("--timeline", type=Path, help="only the false-alarm rate, from this")
-    parser.add_argument("--from-bench", type=Path, help="a bench.json already measured")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="an adaprof bench --workdir, whose result is the first --from-bench file: also "
+        "the agent's CPU per span (agent threads, capture)",
+    )
+    parser.add_argument(
+        "--from-bench", type=Path, nargs="+", help="bench results already measured (mean)"
+    )
     args = parser.parse_args()
     if args.timeline is not None:
         print(json.dumps(false_alarms(json.loads(args.timeline.read_text())), indent=1))
         return
     settings = BenchSettings(duration_s=args.duration)
     if args.from_bench is not None:
-        result = json.loads(args.from_bench.read_text())
-        settings = BenchSettings(**result["settings"])
+        calibs = []
+        for path in args.from_bench:
+            result = json.loads(path.read_text())
+            calibs.append(calibrate(result, BenchSettings(**result["settings"])))
+        calib = mean_calibration(calibs)
+        files = " ".join(str(p) for p in args.from_bench)
+        calib["command"] = f"bench/sim_calibration.py --from-bench {files} --write"
     else:
         with tempfile.TemporaryDirectory(prefix="adaprof-calib-") as tmp:
             result = run_bench(settings, Path(tmp) / "out")
-    calib = calibrate(result, settings)
-    if args.from_bench is not None:
-        calib["command"] = f"bench/sim_calibration.py --from-bench {args.from_bench} --write"
+        calib = calibrate(result, settings)
+    if args.workdir is not None:
+        if args.from_bench is None:
+            parser.error("--workdir needs that run's result as the first --from-bench file")
+        calib.update(agent_threads(args.workdir, json.loads(args.from_bench[0].read_text())))
+        calib["command"] += f" --workdir {args.workdir}"
     text = json.dumps(calib, indent=1)
     print(text)
     out = ROOT / "bench" / "output" / "sim_calibration.json"
@@ -141,8 +266,15 @@ def main() -> None:
     if args.write:
         packaged = ROOT / "otel_adaprof" / "sim" / "calibration.json"
         old = json.loads(packaged.read_text()) if packaged.exists() else {}
-        for key in ("reflex_false_alarms_per_s_at_4std", "reflex_false_alarms_source"):
-            if key in old:  # measured separately (--timeline)
+        separately = (  # measured separately (--timeline, --workdir)
+            "reflex_false_alarms_per_s_at_4std",
+            "reflex_false_alarms_source",
+            "agent_cpu_per_span_s",
+            "capture_cpu_per_span_s",
+            "demo_spans_per_request",
+        )
+        for key in separately:
+            if key in old and key not in calib:
                 calib[key] = old[key]
         packaged.write_text(json.dumps(calib, indent=1) + "\n")
 

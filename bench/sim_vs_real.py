@@ -2,13 +2,19 @@
 
 Runs the ``demo`` scenario (``adaprof bench``'s phases; ``--phase-scale`` stretches them
 like the benchmark's option) in the simulator for static-100, static-10, static-1, the
-heuristic and adaptive (the packaged default model), and sets its figures beside those
-of a real ``adaprof bench`` result: profiler CPU, workload samples per second, mean
-per-phase L1 error, hot-path detection, and the ranking by CPU.
+heuristic and adaptive (the packaged default model), under the real runs' budget, and
+sets its figures beside those of real ``adaprof bench`` results (their mean when several
+are given): profiler CPU, mean per-phase L1 error, hot-path detection, params changes.
+
+Then the ranking, measure by measure (CPU, L1, detection): for every pair of
+configurations, whether the simulator orders them as the real runs do. A pair the real
+runs order both ways (one run one way, another the other) is a tie the simulator cannot
+get wrong; a pair every real run orders the same way and the simulator the other way is
+a disagreement.
 
 Usage::
 
-    .venv/bin/python bench/sim_vs_real.py /tmp/h11-bench-1/bench.json [--seeds 3] [--json]
+    .venv/bin/python bench/sim_vs_real.py RUN1/bench.json [RUN2/bench.json ...] [--seeds 3] [--json]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 from otel_adaprof.controller.policy.vw import default_model
 from otel_adaprof.demo.bench_verdict import summary
+from otel_adaprof.session_spec import OverheadBudget
 from otel_adaprof.sim.compare import compare
 from otel_adaprof.sim.scenario import WINDOW_SECONDS, demo_scenario
 from otel_adaprof.sim.training import SIM_BUDGET
@@ -28,11 +35,15 @@ from otel_adaprof.sim.training import SIM_BUDGET
 NAMES = ("static-100", "static-10", "static-1", "heuristic", "adaptive")
 
 
-def simulated(phase_scale: float, seeds: int) -> dict[str, dict[str, float | None]]:
-    """Figures of each configuration on the demo scenario in the simulator."""
+def simulated(
+    phase_scale: float, seeds: int, budget_cpu: float | None = None
+) -> dict[str, dict[str, float | None]]:
+    """Figures of each configuration on the demo scenario in the simulator, under
+    ``budget_cpu`` (a fraction of a core; the benchmark's) or the simulator's own."""
     scen = demo_scenario(phase_scale)
+    budget = OverheadBudget(cpu_fraction=budget_cpu) if budget_cpu else SIM_BUDGET
     report = compare([scen], seeds=list(range(1, seeds + 1)), model=default_model(),
-                     budget=SIM_BUDGET)  # fmt: skip
+                     budget=budget)  # fmt: skip
     rep = report.scenarios[0]
     seconds = scen.total_windows * WINDOW_SECONDS
     out: dict[str, dict[str, float | None]] = {}
@@ -68,6 +79,59 @@ def measured(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+MEASURES = (("cpu", "CPU"), ("l1_mean", "mean phase L1"), ("detect_s", "detection"))
+
+
+def mean_measured(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """:func:`measured` of several runs, figure by figure their mean (absent ones skipped)."""
+    runs = [measured(r) for r in results]
+    out: dict[str, dict[str, float | None]] = {}
+    for name in NAMES:
+        row: dict[str, float | None] = {}
+        for key in runs[0][name]:
+            values = [run[name][key] for run in runs if run[name].get(key) is not None]
+            row[key] = statistics.fmean(v for v in values if v is not None) if values else None
+        out[name] = row
+    return out
+
+
+def pair_agreement(
+    sim: dict[str, dict[str, float | None]],
+    runs: list[dict[str, dict[str, float | None]]],
+    key: str,
+    sim_tie: float = 0.05,
+) -> dict[str, list[str]]:
+    """Pairs of configurations by how the simulator orders them on ``key`` against the
+    real runs: ``agree`` (same order as every run), ``tie`` (the runs order them both
+    ways, or the simulator has them within ``sim_tie`` of each other, relatively: less
+    than its seeds' spread), ``disagree`` (every run one way, the simulator the other).
+
+    >>> sim = {"a": {"cpu": 1.0}, "b": {"cpu": 2.0}, "c": {"cpu": 3.0}}
+    >>> runs = [{"a": {"cpu": 1.0}, "b": {"cpu": 3.0}, "c": {"cpu": 2.0}},
+    ...         {"a": {"cpu": 1.0}, "b": {"cpu": 2.5}, "c": {"cpu": 2.6}}]
+    >>> pair_agreement(sim, runs, "cpu")
+    {'agree': ['a < b', 'a < c'], 'tie': ['b < c'], 'disagree': []}
+    """
+    names = list(sim)
+    out: dict[str, list[str]] = {"agree": [], "tie": [], "disagree": []}
+    for i, x in enumerate(names):
+        for y in names[i + 1 :]:
+            sx, sy = sim[x].get(key), sim[y].get(key)
+            signs = set()
+            for run in runs:
+                rx, ry = run[x].get(key), run[y].get(key)
+                if rx is not None and ry is not None:
+                    signs.add((rx > ry) - (rx < ry))
+            label = f"{x} < {y}" if sx is None or sy is None or sx <= sy else f"{y} < {x}"
+            close = sx is None or sy is None or abs(sx - sy) <= sim_tie * max(abs(sx), abs(sy))
+            if close or len(signs) != 1 or 0 in signs:
+                out["tie"].append(label)
+                continue
+            real = signs.pop()
+            out["agree" if real == (sx > sy) - (sx < sy) else "disagree"].append(label)
+    return out
+
+
 def _f(v: Any, spec: str = ".3g") -> str:
     return "–" if v is None else format(v, spec)
 
@@ -75,17 +139,26 @@ def _f(v: Any, spec: str = ".3g") -> str:
 def main() -> None:
     """Print the sim-vs-real table (markdown) or JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("bench_json", type=Path)
+    parser.add_argument("bench_json", type=Path, nargs="+", help="real bench results")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = json.loads(args.bench_json.read_text())
-    scale = float(result.get("settings", {}).get("phase_scale", 1.0))
-    sim, real = simulated(scale, args.seeds), measured(result)
+    results = [json.loads(p.read_text()) for p in args.bench_json]
+    scales = {float(r.get("settings", {}).get("phase_scale", 1.0)) for r in results}
+    budgets = {r.get("budget_cpu") for r in results}
+    if len(scales) != 1 or len(budgets) != 1:
+        parser.error("the results differ in phase scale or budget: compare like with like")
+    scale, budget = scales.pop(), budgets.pop()
+    sim, real = simulated(scale, args.seeds, budget), mean_measured(results)
+    runs = [measured(r) for r in results]
+    pairs = {key: pair_agreement(sim, runs, key) for key, _ in MEASURES}
     if args.json:
-        print(json.dumps({"phase_scale": scale, "simulated": sim, "measured": real}, indent=1))
+        out = {"phase_scale": scale, "budget_cpu": budget, "runs": len(results),
+               "simulated": sim, "measured": real, "pairs": pairs}  # fmt: skip
+        print(json.dumps(out, indent=1))
         return
-    print(f"phase scale {scale:g}; simulator: {args.seeds} seeds of the demo scenario\n")
+    print(f"phase scale {scale:g}, budget {budget}; simulator: {args.seeds} seeds of the demo "
+          f"scenario; real: the mean of {len(results)} run(s)\n")  # fmt: skip
     print("| configuration | profiler CPU sim / real | mean phase L1 sim / real "
           "| detection s sim / real | params changes sim / real | coverage real |")  # fmt: skip
     print("|---|---|---|---|---|---|")
@@ -95,9 +168,15 @@ def main() -> None:
               f"{_f(r['l1_mean'])} | {_f(s['detect_s'])} / {_f(r['detect_s'])} | "
               f"{_f(s['changes'], '.0f')} / {_f(r['changes'], '.0f')} | "
               f"{_f(r.get('coverage'))} |")  # fmt: skip
-    rank_sim = sorted(NAMES, key=lambda n: sim[n]["cpu"] or 0.0)
-    rank_real = sorted(NAMES, key=lambda n: real[n]["cpu"] or 0.0)
-    print(f"\nby CPU, sim: {', '.join(rank_sim)}\nby CPU, real: {', '.join(rank_real)}")
+    print("\n| measure | pairs ordered as every real run | ties (real runs both ways, "
+          "or within 5 % in the simulator) | ordered the other way |")  # fmt: skip
+    print("|---|---:|---|---|")
+    for key, label in MEASURES:
+        p = pairs[key]
+        print(
+            f"| {label} | {len(p['agree'])} of {sum(len(v) for v in p.values())} | "
+            f"{'; '.join(p['tie']) or '–'} | {'; '.join(p['disagree']) or '–'} |"
+        )
 
 
 if __name__ == "__main__":

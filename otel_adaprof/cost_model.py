@@ -10,7 +10,12 @@ from here, and nowhere else.
 Two fits per mode: ``loaded`` (two threads always run Python code) and ``idle``
 (every thread waits). By default a cost is the larger of the two: what a budget must
 plan for (in ``wall`` mode py-spy reads waiting threads as well, and can cost more
-on an idle service than on a busy one, where it gets less CPU).
+on an idle service than on a busy one, where it gets less CPU). A service busy a
+share of the time in between (``busy=0.2``: its threads hold the GIL a fifth of the
+time, about 0.2 of a core of process CPU) costs the idle fit plus that share's part of
+the gap to the loaded one, read off ``busy_curve``: the gap's share measured at busy
+shares in between by ``python bench/cost_model.py --partial --write`` (the cost is
+not a straight line: at 100 Hz a service busy half the time cost 0.9 of the gap).
 
     >>> model = load_cost_model()
     >>> model.profiler_cores(0, threads=20)
@@ -20,11 +25,15 @@ on an idle service than on a busy one, where it gets less CPU).
     True
     >>> model.slow_span_cores(0.0)
     0.0
+    >>> idle, busy, loaded = (model.profiler_cores(100, 20, busy=b) for b in (0.0, 0.2, 1.0))
+    >>> idle < busy < loaded
+    True
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -62,14 +71,19 @@ class CostModel:
     slow_span_capture_cpu_s: float
     measured_at: str = ""
     provisional: bool = False
+    #: (busy share, share of the idle → loaded gap) points, from 0 to 1 in order.
+    busy_curve: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1.0, 1.0))
 
     def profiler_cores(
-        self, rate_hz: float, threads: int, mode: str = "cpu", *, busy: bool | None = None
+        self, rate_hz: float, threads: int, mode: str = "cpu", *, busy: float | None = None
     ) -> float:
         """CPU of py-spy and every agent thread, as a fraction of one core.
 
-        ``busy``: ``True`` the loaded fit, ``False`` the idle fit, ``None`` (default)
-        the larger of the two. 0 at rate 0 (profiling off).
+        ``busy``: the share of the time the service's threads hold the GIL (about its
+        process CPU in cores, at most 1): 1 (or ``True``) the loaded fit, 0 (or
+        ``False``) the idle fit, a share in between the idle fit plus
+        :meth:`gap_share` of the way to the loaded one; ``None`` (default) the larger
+        of the two fits. 0 at rate 0 (profiling off).
         """
         if rate_hz <= 0:
             return 0.0
@@ -80,7 +94,22 @@ class CostModel:
         idle = self.idle[mode].cores(rate_hz, threads)
         if busy is None:
             return max(loaded, idle)
-        return loaded if busy else idle
+        return idle + self.gap_share(float(busy)) * (loaded - idle)
+
+    def gap_share(self, busy: float) -> float:
+        """Share of the idle → loaded gap a service busy ``busy`` of the time costs
+        (``busy_curve``, straight between its points; 0 below 0, 1 above 1).
+
+        >>> CostModel({}, {}, 0.0, busy_curve=((0.0, 0.0), (0.5, 0.8), (1.0, 1.0))).gap_share(0.25)
+        0.4
+        """
+        points = self.busy_curve
+        if busy <= points[0][0]:
+            return points[0][1]
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
+            if busy <= x1:
+                return y0 + (y1 - y0) * (busy - x0) / (x1 - x0) if x1 > x0 else y1
+        return points[-1][1]
 
     def slow_span_cores(self, captures_per_s: float) -> float:
         """CPU of in-process slow-span captures at ``captures_per_s`` (fraction of a
@@ -117,7 +146,23 @@ def parse_cost_fit(data: Any) -> CostModel:
         capture,
         str(data.get("measured_at", "")),
         bool(data.get("provisional", False)),
+        _busy_curve(data.get("busy_curve")),
     )
+
+
+def _busy_curve(raw: Any) -> tuple[tuple[float, float], ...]:
+    """``busy_curve``: ``[[busy, gap share], ...]`` from busy 0 to 1 in increasing order
+    (absent: the straight line)."""
+    if raw is None:
+        return ((0.0, 0.0), (1.0, 1.0))
+    try:
+        points = tuple((float(x), float(y)) for x, y in raw)
+    except (TypeError, ValueError):
+        raise ContractError([("busy_curve", "expected [[busy, gap share], ...]")]) from None
+    xs = [x for x, _ in points]
+    if len(points) < 2 or xs != sorted(xs) or xs[0] != 0.0 or xs[-1] != 1.0:
+        raise ContractError([("busy_curve", "needs points from busy 0 to 1, in order")])
+    return points
 
 
 @functools.cache

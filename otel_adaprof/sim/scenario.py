@@ -18,6 +18,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from otel_adaprof.sim.calibration import calibration
+
 #: Seconds per simulated window (an agent's reporting period).
 WINDOW_SECONDS = 5.0
 
@@ -129,20 +131,27 @@ DEMO_FUNCTIONS = {
 
 def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
     """``adaprof bench``'s story at its default length (240 s at 10 req/s: phases of
-    72/60/60/48 s in 5 s windows), every phase ``phase_scale`` times longer. Workload
-    CPU is 5 ms per request (0.05 of a core), 40 % more with the hot path.
+    72/60/60/48 s in 5 s windows), every phase ``phase_scale`` times longer. The
+    service's CPU per phase is the demo's, measured with profiling off
+    (``demo_cpu_cores`` in ``calibration.json``, ``bench/sim_calibration.py``; about
+    0.08 of a core, 0.11 with the hot path, 0.23 at doubled load); without that
+    figure 5 ms per request (0.05 of a core), 40 % more with the hot path. Spans per
+    request are the demo's too (``demo_spans_per_request``; without it 2).
 
     >>> [p.windows for p in demo_scenario().phases], demo_scenario(4).total_windows
     ([14, 12, 12, 10], 192)
     """
     hot = with_hot_path(DEMO_FUNCTIONS, "compress_report", 0.4)
-    plan = (
-        ("steady", 14, DEMO_FUNCTIONS, 0.05, 20.0),
-        ("hot_path", 12, hot, 0.083, 20.0),
-        ("load_change", 12, hot, 0.167, 40.0),
-        ("hot_path_gone", 10, DEMO_FUNCTIONS, 0.05, 20.0),
+    plan = (  # (phase, windows, functions, cores, requests/s)
+        ("steady", 14, DEMO_FUNCTIONS, 0.05, 10.0),
+        ("hot_path", 12, hot, 0.083, 10.0),
+        ("load_change", 12, hot, 0.167, 20.0),
+        ("hot_path_gone", 10, DEMO_FUNCTIONS, 0.05, 10.0),
     )
     cats = {"http": 0.6, "db": 0.2, "internal": 0.2}
+    calib = calibration()
+    measured = dict(calib.demo_cpu_cores)
+    per_request = calib.demo_spans_per_request or 2.0
     return Scenario(
         name,
         tuple(
@@ -150,13 +159,13 @@ def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
                 ph,
                 max(1, round(w * phase_scale)),
                 fns,
-                spans_per_s=spans,
-                cpu_load=load,
+                spans_per_s=rps * per_request,
+                cpu_load=measured.get(ph, load),
                 threads=16.0,
                 frames=14,
                 categories=cats,
             )
-            for ph, w, fns, load, spans in plan
+            for ph, w, fns, load, rps in plan
         ),
         "the demo service's phases, as adaprof bench runs them",
     )

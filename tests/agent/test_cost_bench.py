@@ -33,3 +33,13 @@ def test_cost_bench_measures_both_modes_and_fits_them():
         fit = result["fits"][mode]["loaded"]
         assert fit["b"] >= 0 and fit["c"] >= 0 and fit["cells"] == 3
     assert result["slow_span_capture_cpu_s"] > 0
+
+
+@pytest.mark.timing
+def test_a_partly_busy_cell_holds_the_gil_that_share_of_the_time():
+    # one cell of --partial: a thread runs Python half of every 20 ms; the cell's process
+    # CPU (its threads, the agent's in-process ones included) reads about half a core
+    cell = run_json("cost_model", "--cell", "cpu", "20", "10", "0", "--seconds", "2",
+                    "--busy", "0.5", timeout=60)  # fmt: skip
+    assert cell["busy"] == 0.5 and cell["failures"] == 0, cell
+    assert 0.35 <= cell["process_cores"] <= 0.65, cell

@@ -53,3 +53,40 @@ def test_a_broken_fit_is_refused_naming_the_field():
     with pytest.raises(ContractError, match="profiler"):
         parse_cost_fit({"provisional": True})
     assert parse_cost_fit(good).profiler_cores(10, 4) > 0
+
+
+def test_a_partly_busy_service_costs_along_the_measured_curve():
+    fit = json.loads((ROOT / "otel_adaprof" / "cost_fit.json").read_text())
+    partial = json.loads((ROOT / "bench" / "output" / "cost_model_partial.json").read_text())
+    assert fit["busy_curve"] == partial["busy_curve"]  # the packaged curve is the measured one
+    model = load_cost_model()
+    idle = model.profiler_cores(100, 20, busy=0.0)
+    loaded = model.profiler_cores(100, 20, busy=1.0)
+    assert idle == model.profiler_cores(100, 20, busy=False)
+    assert loaded == model.profiler_cores(100, 20, busy=True)
+    for busy, share in partial["busy_curve"]:  # through every measured point
+        assert model.profiler_cores(100, 20, busy=busy) == pytest.approx(
+            idle + share * (loaded - idle)
+        )
+    costs = [model.profiler_cores(100, 20, busy=b / 20) for b in range(21)]
+    assert costs == sorted(costs)  # never cheaper as the service gets busier
+    assert model.profiler_cores(100, 20, busy=3.0) == pytest.approx(loaded)  # held at 1
+
+
+def test_a_broken_busy_curve_is_refused_naming_the_field():
+    good = json.loads((ROOT / "otel_adaprof" / "cost_fit.json").read_text())
+    for curve in (
+        [[0.0, 0.0]],
+        [[0.5, 0.2], [1.0, 1.0]],
+        [[0.0, 0.0], [0.6, 0.5], [0.4, 0.6], [1.0, 1.0]],
+        "flat",
+    ):
+        with pytest.raises(ContractError, match="busy_curve"):
+            parse_cost_fit({**good, "busy_curve": curve})
+    without = {k: v for k, v in good.items() if k != "busy_curve"}
+    straight = parse_cost_fit(without)
+    half = straight.profiler_cores(100, 20, busy=0.5)
+    assert half == pytest.approx(
+        (straight.profiler_cores(100, 20, busy=0.0) + straight.profiler_cores(100, 20, busy=1.0))
+        / 2
+    )

@@ -28,8 +28,9 @@ def _scen(report, name):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="budget bank of the windows seen, saving on the watch (session 28): the first "
-    "phase starts with nothing saved, adaptive L1 0.149 against static-100's 0.087 (1.71x)",
+    reason="session 29's calibration (the cost fit at the service's busy share, the demo's "
+    "measured CPU and agent threads): adaptive at 0.31x static-100's CPU, but the third "
+    "phase's L1 0.297 against 0.046 and the hot path found after 10 s against 5 s",
 )
 def test_a_new_hot_path_scenario_meets_every_bound(report):
     assert _scen(report, "hot-path").checks() == {"l1": True, "detection": True, "cpu": True}
@@ -40,13 +41,9 @@ def test_the_hot_path_is_detected_as_fast_as_with_static_100(report, name):
     assert _scen(report, name).checks()["detection"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="budget bank of the windows seen (session 28): the phases rarely reach the "
-    "accuracy target inside the budget, so adaptive spends it at 1x and 4x alike "
-    "(0.321x and 0.342x static-100's CPU)",
-)
 def test_longer_phases_cost_less_relative_to_static_100(report):
+    # by a hair in the simulator (session 29: 0.378x at 4x, 0.384x at 1x); the real
+    # benchmark's runs: 0.289x at 4x against 0.36-0.37x (docs/benchmarks.md)
     ratio = {s.name: s.get("adaptive").cpu / s.get("static-100").cpu for s in report.scenarios}
     assert ratio["demo-4x"] < ratio["demo"]
     assert ratio["demo-4x"] <= 0.5
@@ -54,9 +51,9 @@ def test_longer_phases_cost_less_relative_to_static_100(report):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="simulator on the re-measured cost fit: adaptive changes params 11-20 times "
-    "where the heuristic changes 3 (learning is cheaper, the model alternates learn and "
-    "watch); the real benchmark runs saw 13-15 changes in 240 s, bursts included",
+    reason="session 29's calibration: in the hot-path scenario adaptive changes params "
+    "10.5 times (the seeds' mean) where the heuristic changes once (demo: 3 against 17; "
+    "4x phases: 22 against 57.5); the real benchmark's runs saw 10-18 in 240 s",
 )
 def test_adaptive_is_at_most_as_restless_as_the_heuristic(report):
     for scen in report.scenarios:

@@ -1,0 +1,67 @@
+"""The simulator's calibration: what real processes measured, read from the packaged
+``calibration.json`` (written by ``bench/sim_calibration.py``).
+
+    >>> calib = calibration()
+    >>> calib.sample_yield > 0, dict(calib.demo_cpu_cores).get("steady", 0.05) > 0
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured on real processes by ``bench/sim_calibration.py``."""
+
+    sample_yield: float  # samples/s per Hz per core of workload CPU
+    attribution_bias: float  # L1 error no sample count removes
+    segment_lag_s: float  # mean delay before new params show in the samples
+    false_alarms_per_s: float = 0.0  # reflex firings without a change, at 4 std
+    #: the demo service's own CPU (cores) per ``adaprof bench`` phase, profiling off
+    demo_cpu_cores: tuple[tuple[str, float], ...] = ()
+    #: every agent thread beyond py-spy, per exported span, profiling off (None: the
+    #: simulator's constants); what slow-span capture adds per span
+    agent_cpu_per_span_s: float | None = None
+    capture_cpu_per_span_s: float = 0.0
+    #: spans the demo service exports per request (None: the scenario's own figure)
+    demo_spans_per_request: float | None = None
+
+    def false_alarm_rate(self, sensitivity: float) -> float:
+        """Reflex firings per second without a change at ``sensitivity`` (baseline std):
+        measured at 4 std, falling as ``exp(−(s − 4) / 2)`` (an assumed Gaussian-like
+        tail; only 4 std was measured)."""
+        if sensitivity <= 0:
+            return 0.0
+        return self.false_alarms_per_s * math.exp(-(sensitivity - 4.0) / 2.0)
+
+
+@lru_cache(maxsize=1)
+def calibration() -> Calibration:
+    """The packaged calibration (``otel_adaprof/sim/calibration.json``)."""
+    data = json.loads(resources.files("otel_adaprof.sim").joinpath("calibration.json").read_text())
+    return Calibration(
+        sample_yield=float(data.get("sample_yield") or 1.0),
+        attribution_bias=float(data.get("attribution_bias") or 0.0),
+        segment_lag_s=float(data.get("segment_lag_s") or 0.0),
+        false_alarms_per_s=float(data.get("reflex_false_alarms_per_s_at_4std") or 0.0),
+        demo_cpu_cores=tuple(
+            (str(k), float(v)) for k, v in (data.get("demo_cpu_cores") or {}).items()
+        ),
+        agent_cpu_per_span_s=(
+            float(data["agent_cpu_per_span_s"])
+            if data.get("agent_cpu_per_span_s") is not None
+            else None
+        ),
+        capture_cpu_per_span_s=float(data.get("capture_cpu_per_span_s") or 0.0),
+        demo_spans_per_request=(
+            float(data["demo_spans_per_request"])
+            if data.get("demo_spans_per_request") is not None
+            else None
+        ),
+    )
