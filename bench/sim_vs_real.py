@@ -29,7 +29,7 @@ from otel_adaprof.controller.policy.vw import default_model
 from otel_adaprof.demo.bench_verdict import summary
 from otel_adaprof.session_spec import OverheadBudget
 from otel_adaprof.sim.compare import compare
-from otel_adaprof.sim.scenario import WINDOW_SECONDS, demo_scenario
+from otel_adaprof.sim.scenario import demo_scenario
 from otel_adaprof.sim.training import SIM_BUDGET
 
 NAMES = ("static-100", "static-10", "static-1", "heuristic", "adaptive")
@@ -45,7 +45,7 @@ def simulated(
     report = compare([scen], seeds=list(range(1, seeds + 1)), model=default_model(),
                      budget=budget)  # fmt: skip
     rep = report.scenarios[0]
-    seconds = scen.total_windows * WINDOW_SECONDS
+    seconds = scen.total_windows * scen.window_s
     out: dict[str, dict[str, float | None]] = {}
     for name in NAMES:
         p = rep.get(name)

@@ -5,25 +5,36 @@ The report is a :class:`~otel_adaprof.protocol.PollRequest` with an
 :class:`~otel_adaprof.protocol.StackHistogram`, exactly what a real agent sends, so the
 controller-side code (features, reward) cannot tell the difference.
 
+Samples reach the report as they reach a real agent: py-spy runs in segments planned
+for the rate (:func:`~otel_adaprof.instrumentation.profiler.supervisor.planned_segment_s`:
+10 s at 1–20 Hz, 4 s at 50 Hz, 2 s at 100 Hz), a segment's samples come in when it ends
+or is cut (a new rate), and a window reports those that came in during it: at 10 Hz a
+window of 3 s may report none, the next one ten seconds' worth.
+
 Usage::
 
     >>> import numpy as np
     >>> from otel_adaprof.params import Params
     >>> from otel_adaprof.sim.scenario import SCENARIOS
     >>> agent = SimulatedAgent("shop", np.random.default_rng(0))
-    >>> req = agent.report(Params(), 3, SCENARIOS["hot-path"].phases[0], window_start=0.0)
-    >>> req.config_version, req.stacks.total_samples > 0
-    (3, True)
+    >>> phase = SCENARIOS["hot-path"].phases[0]
+    >>> first = agent.report(Params(sampling_interval_ms=100), 3, phase, window_start=0.0)
+    >>> first.config_version, first.stacks  # a 10 s segment at 10 Hz: nothing in yet
+    (3, None)
+    >>> agent.report(Params(sampling_interval_ms=100), 3, phase, 5.0).stacks.total_samples > 0
+    True
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from functools import lru_cache
 
 import numpy as np
 
 from otel_adaprof.instrumentation.control.reflex import REST_FACTOR
+from otel_adaprof.instrumentation.profiler.supervisor import planned_segment_s
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import (
     MAX_STACKS,
@@ -75,8 +86,19 @@ def _stacks(
 class SimulatedAgent:
     """One simulated process of a service, reporting like a real agent."""
 
-    def __init__(self, service: str, rng: np.random.Generator, instance: str = "sim-1") -> None:
+    def __init__(
+        self,
+        service: str,
+        rng: np.random.Generator,
+        instance: str = "sim-1",
+        window_s: float = WINDOW_SECONDS,
+    ) -> None:
         self.rng = rng
+        self.window_s = window_s
+        # the py-spy segment in flight: its rate (0: none), seconds left, samples taken
+        self._segment_rate = 0.0
+        self._segment_left = 0.0
+        self._pending: Counter[str] = Counter()
         self._last_params: Params | None = None
         self._last_phase: str | None = None
         self._burst_left = 0.0
@@ -94,7 +116,7 @@ class SimulatedAgent:
         """``(seconds, rate)`` spent in this window: a lagging segment at the old rate
         after a params change, the agent's reflex burst after a phase change, the rest
         at the params' rate; the flag marks burst time."""
-        secs = WINDOW_SECONDS
+        secs = self.window_s
         parts: list[tuple[float, float, bool]] = []
         old = self._last_params
         if old is not None and old != params:
@@ -103,7 +125,7 @@ class SimulatedAgent:
             secs -= lag
         sensitivity = float(getattr(params, "burst_sensitivity", 0.0) or 0.0)
         changed = self._last_phase is not None and phase.name != self._last_phase
-        false_alarm = calibration().false_alarm_rate(sensitivity) * WINDOW_SECONDS
+        false_alarm = calibration().false_alarm_rate(sensitivity) * self.window_s
         self._false_alarm = not changed and bool(self.rng.random() < min(0.9, false_alarm))
         # As the agent's reflex: a burst of fixed length, then a rest as long (REST_FACTOR)
         # in which a signal starts nothing.
@@ -127,6 +149,48 @@ class SimulatedAgent:
         parts.append((secs, float(params.rate_hz), False))
         return [(t, r, b) for t, r, b in parts if t > 0]
 
+    def _delivered(
+        self, params: Params, phase: Phase, parts: list[tuple[float, float, bool]]
+    ) -> Counter[str]:
+        """The samples that come in during this window: py-spy's segments that end in
+        it, or are cut by a new rate, in the order of ``parts``."""
+        out: Counter[str] = Counter()
+        for seconds, rate, _burst in parts:
+            if rate != self._segment_rate:  # a new rate: the running segment is cut
+                out.update(self._pending)
+                self._pending = Counter()
+                self._segment_rate = rate
+                self._segment_left = float(planned_segment_s(rate)) if rate > 0 else 0.0
+            left = seconds if rate > 0 else 0.0
+            while left > 1e-9:
+                step = min(left, self._segment_left)
+                self._pending.update(self._sample(params, phase, rate, step))
+                left -= step
+                self._segment_left -= step
+                if self._segment_left <= 1e-9:  # the segment ends: its samples come in
+                    out.update(self._pending)
+                    self._pending = Counter()
+                    self._segment_left = float(planned_segment_s(rate))
+        return out
+
+    def _sample(self, params: Params, phase: Phase, rate: float, seconds: float) -> Counter[str]:
+        """Samples py-spy takes in ``seconds`` at ``rate`` (workload stacks, a share of
+        them moved onto :data:`BIAS_STACK` by the attribution bias)."""
+        rng = self.rng
+        n = int(rng.poisson(seconds * window_truth(params, phase, rate).samples_per_s))
+        out: Counter[str] = Counter()
+        if n <= 0:
+            return out
+        names, probs = _stacks(
+            tuple(sorted(phase.functions.items())), phase.frames, params.stack_depth
+        )
+        moved = int(rng.binomial(n, min(0.5, calibration().attribution_bias / 2.0)))
+        for i in np.flatnonzero(counts := rng.multinomial(n - moved, probs)):
+            out[names[i]] += int(counts[i])
+        if moved:
+            out[BIAS_STACK] += moved
+        return out
+
     @staticmethod
     def _signals(params: Params, changed: bool, burst_s: float) -> dict[str, object]:
         """The agent's change signals and burst time, when this build reports them."""
@@ -145,26 +209,16 @@ class SimulatedAgent:
         """Run one window of ``phase`` under ``params``; return the poll that reports it."""
         rng = self.rng
         truth = window_truth(params, phase)
-        secs = WINDOW_SECONDS
+        secs = self.window_s
         parts = self._seconds_by_rate(params, phase)
         burst_s = sum(t for t, _r, b in parts if b)
         changed = self._last_phase is not None and phase.name != self._last_phase
         self._last_params, self._last_phase = params, phase.name
-        expected = sum(t * window_truth(params, phase, r).samples_per_s for t, r, _ in parts)
         spy = sum(t * window_truth(params, phase, r).pyspy_cpu for t, r, _ in parts) / secs
-        n = int(rng.poisson(expected))
-        stacks: list[StackCount] = []
-        if n > 0:
-            names, probs = _stacks(
-                tuple(sorted(phase.functions.items())), phase.frames, params.stack_depth
-            )
-            bias = min(0.5, calibration().attribution_bias / 2.0)
-            moved = int(rng.binomial(n, bias))
-            counts = rng.multinomial(n - moved, probs)
-            order = np.argsort(-counts)[: MAX_STACKS - 1]
-            stacks = [StackCount(stack=names[i], count=int(counts[i])) for i in order if counts[i]]
-            if moved:
-                stacks.append(StackCount(stack=BIAS_STACK, count=moved))
+        came_in = self._delivered(params, phase, parts)
+        n = sum(came_in.values())
+        top = sorted(came_in.items(), key=lambda kv: -kv[1])[:MAX_STACKS]
+        stacks = [StackCount(stack=stack, count=count) for stack, count in top]
         cpu_noise = float(rng.lognormal(0.0, CPU_NOISE))
         spans = float(rng.poisson(phase.spans_per_s * secs)) / secs
         markers = float(rng.poisson(truth.markers_per_s * secs)) / secs

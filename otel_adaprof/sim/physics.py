@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otel_adaprof.cost_model import load_cost_model
+from otel_adaprof.cost_model import SLOW_SPAN_CORE_SHARE, load_cost_model
 from otel_adaprof.params import Category, Params
 from otel_adaprof.sim.calibration import Calibration, calibration
 from otel_adaprof.sim.scenario import Phase
@@ -88,8 +88,8 @@ def window_truth(params: Params, phase: Phase, rate_hz: float | None = None) -> 
         agent = kept * AGENT_CPU_PER_SPAN_S + markers * AGENT_CPU_PER_MARKER_S
     else:  # measured: every agent thread but py-spy's, per span (markers included)
         agent = kept * calib.agent_cpu_per_span_s
-    if params.slow_span_interval_ms > 0:
-        agent += kept * calib.capture_cpu_per_span_s
+    if params.slow_span_interval_ms > 0:  # held to the agent's share of a core for it
+        agent += min(SLOW_SPAN_CORE_SHARE, kept * calib.capture_cpu_per_span_s)
     samples = rate * min(1.0, phase.cpu_load * calib.sample_yield)
     data = kept * BYTES_PER_SPAN + samples * (BYTES_PER_SAMPLE + BYTES_PER_FRAME * frames)
     return WindowTruth(spy, agent, samples, kept, markers, data)

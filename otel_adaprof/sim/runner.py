@@ -72,6 +72,7 @@ class RunResult:
     seed: int
     windows: list[WindowRecord] = field(default_factory=list)
     truth: list[dict[str, float]] = field(default_factory=list)  # per phase, keyed shares
+    window_s: float = WINDOW_SECONDS  # the scenario's window
 
     @property
     def total_reward(self) -> float:
@@ -145,7 +146,7 @@ class RunResult:
                     got[k] = got.get(k, 0.0) + v
                 total = sum(got.values())
                 if total > 0 and got.get(key, 0.0) / total >= after[key] / 2.0:
-                    found = (j + 1) * WINDOW_SECONDS
+                    found = (j + 1) * self.window_s
                     break
             out.append(found)
         return out
@@ -216,17 +217,20 @@ def run_policy(
             initial_params=initial,
         )
     )
-    agent = SimulatedAgent(service, np.random.default_rng(seed))
-    result = RunResult(label or policy.name, scenario.name, seed, truth=_truth(scenario))
+    window_s = scenario.window_s
+    agent = SimulatedAgent(service, np.random.default_rng(seed), window_s=window_s)
+    result = RunResult(
+        label or policy.name, scenario.name, seed, truth=_truth(scenario), window_s=window_s
+    )
     answer = core.poll(PollRequest(agent=agent.identity))
     params, version = answer.params, answer.config_version
     previous = params
     try:
         for i in range(total):
             phase_i = scenario.phase_index(i)
-            start = SIM_EPOCH + i * WINDOW_SECONDS
+            start = SIM_EPOCH + i * window_s
             req = agent.report(params, version, scenario.phases[phase_i], start)
-            clock[0] = start + WINDOW_SECONDS
+            clock[0] = start + window_s
             row = store.get_decision(agent.identity.instance_id, version)
             answer = core.poll(req)
             reward = core.last_reward[service]

@@ -20,8 +20,12 @@ from dataclasses import dataclass, field, replace
 
 from otel_adaprof.sim.calibration import calibration
 
-#: Seconds per simulated window (an agent's reporting period).
+#: Seconds per simulated window (an agent's reporting period), unless a scenario sets
+#: its own (``Scenario.window_s``).
 WINDOW_SECONDS = 5.0
+#: The window of the ``demo`` scenarios: ``adaprof bench``'s (``BenchSettings.window_s``),
+#: so that their detection delays come in the benchmark's steps.
+DEMO_WINDOW_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Scenario:
     name: str
     phases: tuple[Phase, ...]
     description: str = ""
+    window_s: float = WINDOW_SECONDS  # the agent's reporting period in this scenario
 
     @property
     def total_windows(self) -> int:
@@ -131,7 +136,8 @@ DEMO_FUNCTIONS = {
 
 def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
     """``adaprof bench``'s story at its default length (240 s at 10 req/s: phases of
-    72/60/60/48 s in 5 s windows), every phase ``phase_scale`` times longer. The
+    72/60/60/48 s in the benchmark's 3 s windows), every phase ``phase_scale`` times
+    longer. The
     service's CPU per phase is the demo's, measured with profiling off
     (``demo_cpu_cores`` in ``calibration.json``, ``bench/sim_calibration.py``; about
     0.08 of a core, 0.11 with the hot path, 0.23 at doubled load); without that
@@ -139,14 +145,14 @@ def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
     request are the demo's too (``demo_spans_per_request``; without it 2).
 
     >>> [p.windows for p in demo_scenario().phases], demo_scenario(4).total_windows
-    ([14, 12, 12, 10], 192)
+    ([24, 20, 20, 16], 320)
     """
     hot = with_hot_path(DEMO_FUNCTIONS, "compress_report", 0.4)
-    plan = (  # (phase, windows, functions, cores, requests/s)
-        ("steady", 14, DEMO_FUNCTIONS, 0.05, 10.0),
-        ("hot_path", 12, hot, 0.083, 10.0),
-        ("load_change", 12, hot, 0.167, 20.0),
-        ("hot_path_gone", 10, DEMO_FUNCTIONS, 0.05, 10.0),
+    plan = (  # (phase, seconds, functions, cores, requests/s)
+        ("steady", 72.0, DEMO_FUNCTIONS, 0.05, 10.0),
+        ("hot_path", 60.0, hot, 0.083, 10.0),
+        ("load_change", 60.0, hot, 0.167, 20.0),
+        ("hot_path_gone", 48.0, DEMO_FUNCTIONS, 0.05, 10.0),
     )
     cats = {"http": 0.6, "db": 0.2, "internal": 0.2}
     calib = calibration()
@@ -157,7 +163,7 @@ def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
         tuple(
             Phase(
                 ph,
-                max(1, round(w * phase_scale)),
+                max(1, round(seconds * phase_scale / DEMO_WINDOW_S)),
                 fns,
                 spans_per_s=rps * per_request,
                 cpu_load=measured.get(ph, load),
@@ -165,9 +171,10 @@ def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
                 frames=14,
                 categories=cats,
             )
-            for ph, w, fns, load, rps in plan
+            for ph, seconds, fns, load, rps in plan
         ),
         "the demo service's phases, as adaprof bench runs them",
+        window_s=DEMO_WINDOW_S,
     )
 
 

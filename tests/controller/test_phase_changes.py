@@ -18,7 +18,7 @@ from otel_adaprof.params import Params
 from otel_adaprof.protocol import ChangeSignals, PollRequest
 from otel_adaprof.session_spec import Mode, SessionSpec
 from otel_adaprof.sim.agent import SimulatedAgent
-from otel_adaprof.sim.scenario import WINDOW_SECONDS, demo_scenario
+from otel_adaprof.sim.scenario import demo_scenario
 
 EPOCH = 1_800_000_000.0
 
@@ -34,15 +34,16 @@ def _last_window_reward(signals: ChangeSignals):  # type: ignore[no-untyped-def]
         service=scenario.name, duration_s=3600, mode=Mode.STATIC, initial_params=params
     )
     core.open_session(spec)
-    agent = SimulatedAgent(scenario.name, np.random.default_rng(3))
+    agent = SimulatedAgent(scenario.name, np.random.default_rng(3), window_s=scenario.window_s)
+    window_s = scenario.window_s
     answer = core.poll(PollRequest(agent=agent.identity))
     try:
         for i in range(6):
-            start = EPOCH + i * WINDOW_SECONDS
+            start = EPOCH + i * window_s
             req = agent.report(answer.params, answer.config_version, scenario.phases[0], start)
             assert req.window is not None
             if i == 5:
-                at = start + WINDOW_SECONDS / 2
+                at = start + window_s / 2
                 signals = signals.model_copy(
                     update={
                         "last_change_unix": at if signals.changes else None,
@@ -52,7 +53,7 @@ def _last_window_reward(signals: ChangeSignals):  # type: ignore[no-untyped-def]
                 req = req.model_copy(
                     update={"window": req.window.model_copy(update={"change_signals": signals})}
                 )
-            clock[0] = start + WINDOW_SECONDS
+            clock[0] = start + window_s
             answer = core.poll(req)
         return core.last_reward[scenario.name]
     finally:

@@ -149,6 +149,29 @@ class _Segment:
         return out
 
 
+#: A py-spy segment is planned for this many samples, within these bounds (seconds).
+SEGMENT_SAMPLES = 200
+SEGMENT_S = 2
+SEGMENT_MAX_S = 10
+
+
+def planned_segment_s(
+    rate_hz: float,
+    segment_samples: int = SEGMENT_SAMPLES,
+    segment_s: int = SEGMENT_S,
+    segment_max_s: int = SEGMENT_MAX_S,
+) -> int:
+    """Planned length (s) of a py-spy segment at ``rate_hz`` (the samples of a segment
+    reach the agent when it ends): long enough for ``segment_samples`` samples, within
+    [``segment_s``, ``segment_max_s``].
+
+    >>> [planned_segment_s(hz) for hz in (1, 10, 20, 50, 100)]
+    [10, 10, 10, 4, 2]
+    """
+    wanted = -(-segment_samples // max(1, int(rate_hz)))  # ceil
+    return max(segment_s, min(max(segment_s, segment_max_s), wanted))
+
+
 class Profiler:
     """Runs py-spy segments or the in-process sampler; feeds a :class:`SampleStore`."""
 
@@ -159,9 +182,9 @@ class Profiler:
         *,
         choice: str = "auto",
         py_spy_path: str | None = None,
-        segment_s: int = 2,
-        segment_max_s: int = 10,
-        segment_samples: int = 200,
+        segment_s: int = SEGMENT_S,
+        segment_max_s: int = SEGMENT_MAX_S,
+        segment_samples: int = SEGMENT_SAMPLES,
         cut_rule: str = "params",
         idle: bool = True,
         pid: int | None = None,
@@ -314,8 +337,7 @@ class Profiler:
         """
         if self.cut_rule == "window":
             return self.segment_s
-        wanted = -(-self.segment_samples // max(1, rate_hz))  # ceil
-        return max(self.segment_s, min(self.segment_max_s, wanted))
+        return planned_segment_s(rate_hz, self.segment_samples, self.segment_s, self.segment_max_s)
 
     def pending_since(self) -> float | None:
         """Unix time (s) since which samples are not in yet (a segment in flight)."""
