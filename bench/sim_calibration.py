@@ -21,7 +21,13 @@ provide:
   exported — every agent thread with profiling off (the ``off`` configuration's
   windows) — and what slow-span capture adds to it (the adaptive session's windows on
   a watch action: py-spy off, capture on, no reflex burst);
-- ``reflex_false_alarms_per_s_at_4std`` (``--timeline``): from an adaptive run's
+- ``reflex_delay_s`` and ``reflex_false_alarms_per_s`` at ``reflex_false_alarms_at_std``
+  (``--workdir``): from the adaptive session's windows, how long after each of the run's
+  phase changes (its ``POST /control/hot-path`` spans) the agent's change detector
+  signalled a profile change (median), and its profile-change signals farther than
+  20 s from any phase change per second of windows run at the catalog's reflex
+  sensitivity (8 standard deviations);
+- ``reflex_false_alarms_per_s_at_4std`` (``--timeline``, the older measure): from an adaptive run's
   timeline, the agent's change signals per second at ``burst_sensitivity`` 4 beyond the
   run's real phase changes.
 
@@ -205,6 +211,60 @@ def agent_threads(workdir: Path, result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+#: A profile-change signal this long after a phase change is the change's, not a false alarm.
+CHANGE_WINDOW_S = 20.0
+#: The catalog's reflex sensitivity (``burst_sensitivity`` of its reflex actions).
+CATALOG_SENSITIVITY = 8.0
+
+
+def reflex_signals(workdir: Path) -> dict[str, float | None]:
+    """The agent's change detector in a bench run's adaptive session: its delay after
+    the run's phase changes and its false alarms at the catalog's sensitivity."""
+    import sqlite3
+
+    changes: list[float] = []  # the phase changes: every hot-path switch after the first
+    with open(workdir / "spans-adaptive.jsonl", encoding="utf-8") as spans:
+        for line in spans:
+            if "/control/hot-path" in line:
+                changes.append(int(json.loads(line)["startTimeUnixNano"]) / 1e9)
+    changes = sorted(changes)[1:]  # the first sets the steady phase at the start
+    db = sqlite3.connect(f"file:{workdir / 'adaprof.db'}?mode=ro", uri=True)
+    try:
+        sensitivity = {
+            v: (json.loads(p) or {}).get("burst_sensitivity") or 0.0
+            for v, p in db.execute(
+                "SELECT config_version, params FROM decisions WHERE service = 'bench-adaptive'"
+            )
+        }
+        rows = db.execute(
+            "SELECT config_version, window FROM reports WHERE service = 'bench-adaptive' "
+            "ORDER BY id"
+        ).fetchall()
+    finally:
+        db.close()
+    delays: dict[float, float] = {}
+    alarms, seconds = 0, 0.0
+    for version, raw in rows:
+        w = json.loads(raw)
+        at_catalog = sensitivity.get(version, 0.0) >= CATALOG_SENSITIVITY
+        seconds += w["window_seconds"] if at_catalog else 0.0
+        signals = w.get("change_signals") or {}
+        if not signals.get("profile_changes"):
+            continue
+        fired = signals["last_profile_change_unix"]
+        near = [c for c in changes if 0.0 <= fired - c <= CHANGE_WINDOW_S]
+        if near:
+            delays.setdefault(near[0], fired - near[0])
+        elif at_catalog:
+            alarms += 1
+    return {
+        "reflex_delay_s": round(statistics.median(delays.values()), 3) if delays else None,
+        "reflex_false_alarms_per_s": round(alarms / seconds, 6) if seconds else None,
+        "reflex_false_alarms_at_std": CATALOG_SENSITIVITY,
+        "reflex_phase_changes_seen": len(delays),
+    }
+
+
 def false_alarms(timeline: dict[str, Any], real_changes: int = 4) -> dict[str, float]:
     """Change signals per second at ``burst_sensitivity`` 4 beyond ``real_changes``."""
     windows = [w for w in timeline["windows"]
@@ -257,6 +317,7 @@ def main() -> None:
         if args.from_bench is None:
             parser.error("--workdir needs that run's result as the first --from-bench file")
         calib.update(agent_threads(args.workdir, json.loads(args.from_bench[0].read_text())))
+        calib.update(reflex_signals(args.workdir))
         calib["command"] += f" --workdir {args.workdir}"
     text = json.dumps(calib, indent=1)
     print(text)
@@ -272,6 +333,9 @@ def main() -> None:
             "agent_cpu_per_span_s",
             "capture_cpu_per_span_s",
             "demo_spans_per_request",
+            "reflex_delay_s",
+            "reflex_false_alarms_per_s",
+            "reflex_false_alarms_at_std",
         )
         for key in separately:
             if key in old and key not in calib:

