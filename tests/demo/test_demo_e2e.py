@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from otel_adaprof.cli import COMMANDS
-from otel_adaprof.demo.timeline import param_changes, parse_timeline
+from otel_adaprof.demo.bench import BUDGET_CPU
+from otel_adaprof.demo.timeline import parse_timeline
 
 ADAPROF = Path(sys.executable).with_name("adaprof")
 
@@ -57,7 +58,7 @@ def _descendants(pid: int) -> set[int]:
 
 
 @needs_agent
-def test_demo_30s_adapts_writes_the_report_and_leaves_nothing(tmp_path):
+def test_demo_30s_keeps_its_budget_writes_the_report_and_leaves_nothing(tmp_path):
     out = tmp_path / "report"
     proc = subprocess.Popen(
         [str(ADAPROF), "demo", "--duration", "30", "--out", str(out),
@@ -87,21 +88,23 @@ def test_demo_30s_adapts_writes_the_report_and_leaves_nothing(tmp_path):
     assert len(rows) >= 5
     report = json.loads((out / "summary.json").read_text())
     hot_at = report["load"]["phase_started_at"]["hot_path"]
-    # the change brings an adaptation: the agent's reflex bursts (no round trip), or the
-    # controller changes the params — unless py-spy already ran at the catalog's highest
-    # rate through it (a 30 s run is often one phase being learned at 100 Hz throughout)
+    # A 30 s session keeps its budget from its first window (the budget bank counts only
+    # the windows seen, session 28): whatever it did, its profiler CPU over the run is
+    # within the 0.016 of a core the demo gives it (the first window, before the
+    # session's params reach the agent, runs the initial 50 Hz: hence the margin).
+    seconds = sum(r.state.get("window_seconds") or 0.0 for r in rows)
+    spent = sum(r.state.get("profiler_cpu_seconds") or 0.0 for r in rows)
+    assert spent / seconds <= 1.25 * BUDGET_CPU, (spent, seconds)
+    # What it adapts in 30 s is not asserted: 30 s at 0.016 of a core never save enough
+    # for a learning burst, and the change detector needs 16 observations (at the demo's
+    # load, longer than the 9 s before the onset) before its reflex can fire, so on a
+    # slow machine the session watches throughout (seen: 15 windows of the watch, no
+    # burst, no params change). The reflex's burst after a step is asserted in
+    # tests/agent/test_burst_reflex.py, the policy's learning after a change in
+    # tests/policy/test_phase_rules.py. When a reflex burst did come after the onset it
+    # sampled the new phase at 100 Hz: the hot path is found.
     after = [r for r in rows if r.t >= hot_at - 2.0]
     bursts = [r.t for r in after if (r.state.get("burst_seconds") or 0) > 0]
-    changes = [c for c in param_changes(rows) if c[0] >= hot_at - 2.0]
-    flat_out = bool(after) and all((r.state.get("effective_rate_hz") or 0) >= 100 for r in after)
-    assert bursts or changes or flat_out, (
-        "no burst, no params change, not at 100 Hz after the hot path"
-    )
-    # A reflex burst after the onset samples the new phase at 100 Hz: the hot path is
-    # found. Without one a 30 s session finds it only by luck: the budget bank counts
-    # only the windows seen (session 28), so 30 s at 0.016 of a core never save enough
-    # for a learning burst, and the change detector needs 16 observations (at the
-    # demo's load, longer than the 9 s before the onset) before its reflex can fire.
     if bursts:
         assert summary["hot_path_detected_after_s"] is not None, bursts
     time.sleep(1.0)
