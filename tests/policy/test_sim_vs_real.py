@@ -42,3 +42,11 @@ def test_no_pair_is_ordered_against_every_real_run(compared, key):
     pairs = script.pair_agreement(sim, runs, key)
     assert not pairs["disagree"], pairs
     assert len(pairs["agree"]) >= 6  # of 10 pairs; the rest ties
+
+
+def test_the_packaged_calibration_is_the_measured_one():
+    # every figure bench/sim_calibration.py wrote is the one the simulator reads (the
+    # packaged file also keeps the older 4-std false-alarm figure, measured separately)
+    measured = json.loads((BENCH / "output" / "sim_calibration.json").read_text())
+    packaged = json.loads((BENCH.parent / "otel_adaprof" / "sim" / "calibration.json").read_text())
+    assert {k: packaged.get(k) for k in measured} == measured
