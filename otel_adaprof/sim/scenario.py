@@ -137,12 +137,11 @@ DEMO_FUNCTIONS = {
 def demo_scenario(phase_scale: float = 1.0, name: str = "demo") -> Scenario:
     """``adaprof bench``'s story at its default length (240 s at 10 req/s: phases of
     72/60/60/48 s in the benchmark's 3 s windows), every phase ``phase_scale`` times
-    longer. The
-    service's CPU per phase is the demo's, measured with profiling off
+    longer. The service's CPU per phase is the demo's, measured with profiling off
     (``demo_cpu_cores`` in ``calibration.json``, ``bench/sim_calibration.py``; about
-    0.08 of a core, 0.11 with the hot path, 0.23 at doubled load); without that
-    figure 5 ms per request (0.05 of a core), 40 % more with the hot path. Spans per
-    request are the demo's too (``demo_spans_per_request``; without it 2).
+    0.08 of a core, 0.12 with the hot path, 0.23 at doubled load); without that figure
+    5 ms per request (0.05 of a core), 40 % more with the hot path. Spans per request
+    are the demo's too (``demo_spans_per_request``; without it 2).
 
     >>> [p.windows for p in demo_scenario().phases], demo_scenario(4).total_windows
     ([24, 20, 20, 16], 320)
