@@ -14,8 +14,10 @@ on an idle service than on a busy one, where it gets less CPU). A service busy a
 share of the time in between (``busy=0.2``: its threads hold the GIL a fifth of the
 time, about 0.2 of a core of process CPU) costs the idle fit plus that share's part of
 the gap to the loaded one, read off ``busy_curve``: the gap's share measured at busy
-shares in between by ``python bench/cost_model.py --partial --write`` (the cost is
-not a straight line: at 100 Hz a service busy half the time cost 0.9 of the gap).
+shares in between by ``python bench/cost_model.py --partial --write``, in ``cpu``
+mode (``wall`` mode reads the same curve, unmeasured). It is not a straight line: a
+service busy a tenth of the time costs about what an idle one does (0.06 of the gap),
+one busy a quarter of it 0.4.
 
     >>> model = load_cost_model()
     >>> model.profiler_cores(0, threads=20)
