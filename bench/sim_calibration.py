@@ -151,49 +151,50 @@ def mean_calibration(calibs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _session_windows(workdir: Path, service: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(params it ran under, window)`` of every report a bench run's controller stored
+    for ``service`` (``WORKDIR/adaprof.db``), in the order they came."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{workdir / 'adaprof.db'}?mode=ro", uri=True)
+    try:
+        params = {
+            v: json.loads(p) or {}
+            for v, p in db.execute(
+                "SELECT config_version, params FROM decisions WHERE service = ?", (service,)
+            )
+        }
+        rows = db.execute(
+            "SELECT config_version, window FROM reports WHERE service = ? ORDER BY id",
+            (service,),
+        ).fetchall()
+    finally:
+        db.close()
+    return [(params.get(version) or {}, json.loads(raw)) for version, raw in rows]
+
+
 def agent_threads(workdir: Path, result: dict[str, Any]) -> dict[str, float]:
     """The agent's CPU per exported span beyond py-spy, read from the windows a bench
     run's controller stored (``WORKDIR/adaprof.db``; ``result`` is that run's
     ``bench.json``): profiling off (``bench-off``), what capture adds on the adaptive
     session's watch windows (no py-spy, capture on, no reflex burst), and the demo's
     spans per request (the ``off`` windows' spans over its requests)."""
-    import sqlite3
 
-    db = sqlite3.connect(f"file:{workdir / 'adaprof.db'}?mode=ro", uri=True)
-    try:
+    def per_span(windows: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[float, float]:
+        cpu = sum(w.get("profiler_cpu_seconds") or 0.0 for _p, w in windows)
+        spans = sum((w.get("spans_per_s") or 0.0) * w["window_seconds"] for _p, w in windows)
+        return cpu, spans
 
-        def per_span(service: str, keep: Any) -> tuple[float, float, int]:
-            params = {
-                v: json.loads(p)
-                for v, p in db.execute(
-                    "SELECT config_version, params FROM decisions WHERE service = ?", (service,)
-                )
-            }
-            cpu = spans = 0.0
-            windows = 0
-            for version, raw in db.execute(
-                "SELECT config_version, window FROM reports WHERE service = ?", (service,)
-            ):
-                w = json.loads(raw)
-                if not keep(params.get(version) or {}, w):
-                    continue
-                cpu += w.get("profiler_cpu_seconds") or 0.0
-                spans += (w.get("spans_per_s") or 0.0) * w["window_seconds"]
-                windows += 1
-            return cpu, spans, windows
-
-        cpu, spans, off_windows = per_span("bench-off", lambda p, w: True)
-
-        def watching(p: dict[str, Any], w: dict[str, Any]) -> bool:
-            return (
-                p.get("sampling_interval_ms") == 0
-                and (p.get("slow_span_interval_ms") or 0) > 0
-                and not w.get("burst_seconds")
-            )
-
-        wcpu, wspans, watch_windows = per_span("bench-adaptive", watching)
-    finally:
-        db.close()
+    off = _session_windows(workdir, "bench-off")
+    watch = [
+        (p, w)
+        for p, w in _session_windows(workdir, "bench-adaptive")
+        if p.get("sampling_interval_ms") == 0
+        and (p.get("slow_span_interval_ms") or 0) > 0
+        and not w.get("burst_seconds")
+    ]
+    (cpu, spans), (wcpu, wspans) = per_span(off), per_span(watch)
+    off_windows, watch_windows = len(off), len(watch)
     if not spans or not wspans:
         raise SystemExit(f"{workdir}: no off windows or no watch windows with spans")
     base = cpu / spans
@@ -220,33 +221,16 @@ CATALOG_SENSITIVITY = 8.0
 def reflex_signals(workdir: Path) -> dict[str, float | None]:
     """The agent's change detector in a bench run's adaptive session: its delay after
     the run's phase changes and its false alarms at the catalog's sensitivity."""
-    import sqlite3
-
     changes: list[float] = []  # the phase changes: every hot-path switch after the first
     with open(workdir / "spans-adaptive.jsonl", encoding="utf-8") as spans:
         for line in spans:
             if "/control/hot-path" in line:
                 changes.append(int(json.loads(line)["startTimeUnixNano"]) / 1e9)
     changes = sorted(changes)[1:]  # the first sets the steady phase at the start
-    db = sqlite3.connect(f"file:{workdir / 'adaprof.db'}?mode=ro", uri=True)
-    try:
-        sensitivity = {
-            v: (json.loads(p) or {}).get("burst_sensitivity") or 0.0
-            for v, p in db.execute(
-                "SELECT config_version, params FROM decisions WHERE service = 'bench-adaptive'"
-            )
-        }
-        rows = db.execute(
-            "SELECT config_version, window FROM reports WHERE service = 'bench-adaptive' "
-            "ORDER BY id"
-        ).fetchall()
-    finally:
-        db.close()
     delays: dict[float, float] = {}
     alarms, seconds = 0, 0.0
-    for version, raw in rows:
-        w = json.loads(raw)
-        at_catalog = sensitivity.get(version, 0.0) >= CATALOG_SENSITIVITY
+    for params, w in _session_windows(workdir, "bench-adaptive"):
+        at_catalog = (params.get("burst_sensitivity") or 0.0) >= CATALOG_SENSITIVITY
         seconds += w["window_seconds"] if at_catalog else 0.0
         signals = w.get("change_signals") or {}
         if not signals.get("profile_changes"):

@@ -82,9 +82,11 @@ def measured(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
 MEASURES = (("cpu", "CPU"), ("l1_mean", "mean phase L1"), ("detect_s", "detection"))
 
 
-def mean_measured(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """:func:`measured` of several runs, figure by figure their mean (absent ones skipped)."""
-    runs = [measured(r) for r in results]
+def mean_measured(
+    runs: list[dict[str, dict[str, float | None]]],
+) -> dict[str, dict[str, float | None]]:
+    """Several runs' :func:`measured` figures, figure by figure their mean (absent ones
+    skipped)."""
     out: dict[str, dict[str, float | None]] = {}
     for name in NAMES:
         row: dict[str, float | None] = {}
@@ -149,8 +151,8 @@ def main() -> None:
     if len(scales) != 1 or len(budgets) != 1:
         parser.error("the results differ in phase scale or budget: compare like with like")
     scale, budget = scales.pop(), budgets.pop()
-    sim, real = simulated(scale, args.seeds, budget), mean_measured(results)
     runs = [measured(r) for r in results]
+    sim, real = simulated(scale, args.seeds, budget), mean_measured(runs)
     pairs = {key: pair_agreement(sim, runs, key) for key, _ in MEASURES}
     if args.json:
         out = {"phase_scale": scale, "budget_cpu": budget, "runs": len(results),

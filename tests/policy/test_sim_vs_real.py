@@ -25,7 +25,7 @@ def compared():
     results = [json.loads(p.read_text()) for p in RUNS]
     sim = script.simulated(1.0, seeds=2, budget_cpu=results[0]["budget_cpu"])
     runs = [script.measured(r) for r in results]
-    return script, sim, runs, script.mean_measured(results)
+    return script, sim, runs, script.mean_measured(runs)
 
 
 @pytest.mark.parametrize("name", ["static-100", "static-10", "static-1", "heuristic", "adaptive"])
