@@ -2,9 +2,10 @@
 
 It measures the span cost in-process and starts four instrumented demo services
 (profiling off, py-spy 10 and 100 Hz in cpu mode, 100 Hz in wall mode); every
-configuration must have its figures. Each service gets its 2 s of load in one round
-(the benchmark's default splits it into four interleaved rounds, each with its 1 s
-drain: 12 s more here for the same load and the same figures).
+configuration must have its figures. The span cost takes 10 repetitions of 300 spans
+per configuration (the benchmark's default: 150). Each service gets its 2 s of load in
+one round (the benchmark's default splits it into four interleaved rounds, each with
+its 1 s drain: 12 s more here for the same load and the same figures).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ SERVICE_CONFIGS = ("off", "pyspy_10hz", "pyspy_100hz", "pyspy_100hz_wall")
 
 
 def test_overhead_bench_reports_every_configuration() -> None:
-    # four demo services started one after the other: 101 s on a slow 2-core machine
-    # (session 29), over run_json's 120 s default on a second run; the bound is for a hang
+    # 10 repetitions of each span configuration (the default's 150 took 30 of this
+    # test's 58 s on session 30's machine: 28 s now); the bound is for a hang
     result = run_json(
-        "agent_overhead", "--spans", "300", "--seconds", "2", "--rounds", "1", timeout=300
-    )
+        "agent_overhead", "--spans", "300", "--reps", "10", "--seconds", "2", "--rounds", "1",
+        timeout=300,
+    )  # fmt: skip
     assert result["machine"]["cpus"] >= 1
 
     spans = result["span_cost"]
