@@ -16,11 +16,16 @@ Three scenarios, each ``--seeds`` times:
 * **after a change** — 60 s steady, then 120 s of the hot path: firings after the first
   (the hot path triples the spread of CPU per request; a provisional spread too narrow
   fires again on noise);
+* **end after a change** — 60 s of the hot path, its CPU per request then rises 60 %
+  (it fires), the agent bursts twice at another profiling level, and 40 s after the
+  rise the hot path ends: the delay to the next firing (the hot path's regime is wide:
+  its end is about 1.5 of its standard deviations);
 * **no change** — 180 s steady: firings at all.
 
 Per variant: ``restart`` (the detector before session 30: a firing restarts the baseline,
 16 observations blind; emulated by restarting the CUSUM after each firing, so the firing
-observation itself is not counted again) and the provisional spread at several widths.
+observation itself is not counted again) and the provisional baseline at several
+widths of its spread and paces of its level (:data:`VARIANTS`).
 
 Usage::
 
@@ -51,8 +56,12 @@ OUTPUT = Path(__file__).resolve().parent / "output" / "change_detector_refire.js
 THRESHOLD = 8.0
 #: Seconds between the detector's readings (the agent's fast loop).
 TICK_S = 0.25
-#: Widths of the provisional spread compared (the committed one among them).
-WIDTHS = (1.5, 2.0, 2.5, 3.0)
+#: CPU per request while the agent bursts at 100 Hz, against the watch (the demo
+#: service: a fifth to a third more, docs/benchmarks.md "Agent overhead").
+BURST_COST = 1.3
+#: Provisional baselines compared: (``PROVISIONAL_SPREAD``, ``PROVISIONAL_MEAN_PACE``),
+#: the committed one among them.
+VARIANTS = ((2.0, 0.5), (2.5, 0.5), (3.0, 0.5), (4.0, 0.5), (2.5, 1.0), (3.0, 1.0))
 
 Tick = tuple[float, int]
 
@@ -84,12 +93,22 @@ def scaled(ticks: list[Tick], factor: float) -> list[Tick]:
     return [(cpu * factor, n) for cpu, n in ticks]
 
 
-def firings(ticks: list[Tick], restart: bool = False, origin_s: float = 0.0) -> list[float]:
+def firings(
+    ticks: list[Tick],
+    restart: bool = False,
+    origin_s: float = 0.0,
+    levels: list[int] | None = None,
+) -> list[float]:
     """Feed ``ticks`` to a fresh detector; the times of its CPU-per-request firings
-    (seconds from ``origin_s``). ``restart``: the old behaviour (restart after a firing)."""
+    (seconds from ``origin_s``). ``restart``: the old behaviour (restart after a firing).
+    ``levels``: the profiling level of each tick (the detector rebases when it changes,
+    as the agent's fast loop does when a burst starts or ends)."""
     d = ChangeDetector()
+    d.level = levels[0] if levels else None
     cpu, reqs, out = 0.0, 0, []
     for i, (c, n) in enumerate(ticks):
+        if levels is not None and levels[i] != d.level:
+            d.rebase(levels[i])
         cpu, reqs = cpu + c, reqs + n
         fired = d.observe(Inputs(now=i * TICK_S, cpu_seconds=cpu, requests=reqs, spans=reqs),
                           threshold=THRESHOLD)  # fmt: skip
@@ -101,14 +120,14 @@ def firings(ticks: list[Tick], restart: bool = False, origin_s: float = 0.0) -> 
 
 
 @contextmanager
-def provisional_spread(width: float) -> Iterator[None]:
-    """Run with ``PROVISIONAL_SPREAD`` set to ``width``."""
-    kept = change_signals.PROVISIONAL_SPREAD
-    change_signals.PROVISIONAL_SPREAD = width
+def provisional(width: float, pace: float) -> Iterator[None]:
+    """Run with ``PROVISIONAL_SPREAD`` = ``width`` and ``PROVISIONAL_MEAN_PACE`` = ``pace``."""
+    kept = change_signals.PROVISIONAL_SPREAD, change_signals.PROVISIONAL_MEAN_PACE
+    change_signals.PROVISIONAL_SPREAD, change_signals.PROVISIONAL_MEAN_PACE = width, pace
     try:
         yield
     finally:
-        change_signals.PROVISIONAL_SPREAD = kept
+        change_signals.PROVISIONAL_SPREAD, change_signals.PROVISIONAL_MEAN_PACE = kept
 
 
 def second_change(seed: int, restart: bool) -> float | None:
@@ -120,6 +139,26 @@ def second_change(seed: int, restart: bool) -> float | None:
         + scaled(mixed_load(rng, 60, hot=True), 1.25)
     )
     late = [t for t in firings(ticks, restart, origin_s=72.0) if t >= 0]
+    return late[0] if late else None
+
+
+def end_after_a_change(seed: int, restart: bool) -> float | None:
+    """Delay (s) from the hot path's end to the next firing, 40 s after a 60 % rise while
+    it was on (a wide regime: its spread is three times the steady one's), the agent
+    bursting at another profiling level twice in between (15 s and 6 s, CPU per request
+    ×1.3), as in the 4× benchmark run of session 30."""
+    rng = random.Random(30_000 + seed)
+    parts = [
+        (mixed_load(rng, 60, hot=True), 1.0, 0),
+        (mixed_load(rng, 5, hot=True), 1.6, 0),
+        (mixed_load(rng, 15, hot=True), 1.6 * BURST_COST, 10),
+        (mixed_load(rng, 14, hot=True), 1.6, 0),
+        (mixed_load(rng, 6, hot=True), 1.6 * BURST_COST, 10),
+        (mixed_load(rng, 60, hot=False), 1.6, 0),
+    ]
+    ticks = [t for load, factor, _ in parts for t in scaled(load, factor)]
+    levels = [level for load, _, level in parts for _ in load]
+    late = [t for t in firings(ticks, restart, origin_s=100.0, levels=levels) if t >= 0]
     return late[0] if late else None
 
 
@@ -139,6 +178,8 @@ def variant(seeds: int, restart: bool) -> dict[str, Any]:
     """The three scenarios' figures for the detector as it is configured now."""
     delays = [second_change(s, restart) for s in range(seeds)]
     seen = sorted(d for d in delays if d is not None)
+    ends = [end_after_a_change(s, restart) for s in range(seeds)]
+    ended = sorted(d for d in ends if d is not None)
     extra = sum(after_a_change(s, restart) for s in range(seeds))
     quiet = sum(no_change(s, restart) for s in range(seeds))
     return {
@@ -146,6 +187,9 @@ def variant(seeds: int, restart: bool) -> dict[str, Any]:
         "second_change_missed": seeds - len(seen),
         "second_change_delay_median_s": round(statistics.median(seen), 2) if seen else None,
         "second_change_delay_p90_s": round(seen[int(0.9 * (len(seen) - 1))], 2) if seen else None,
+        "end_seen": len(ended),
+        "end_missed": seeds - len(ended),
+        "end_delay_median_s": round(statistics.median(ended), 2) if ended else None,
         "false_alarms_after_a_change": extra,
         "false_alarms_after_a_change_per_s": round(extra / (seeds * 120.0), 6),
         "false_alarms_no_change": quiet,
@@ -154,12 +198,18 @@ def variant(seeds: int, restart: bool) -> dict[str, Any]:
 
 def run(seeds: int) -> dict[str, Any]:
     """Every variant's figures, over ``seeds`` seeds."""
-    out: dict[str, Any] = {"seeds": seeds, "threshold_std": THRESHOLD,
-                           "committed_width": change_signals.PROVISIONAL_SPREAD}  # fmt: skip
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "threshold_std": THRESHOLD,
+        "committed": {
+            "width": change_signals.PROVISIONAL_SPREAD,
+            "mean_pace": change_signals.PROVISIONAL_MEAN_PACE,
+        },
+    }
     out["restart"] = variant(seeds, restart=True)
-    for width in WIDTHS:
-        with provisional_spread(width):
-            out[f"provisional_{width}"] = variant(seeds, restart=False)
+    for width, pace in VARIANTS:
+        with provisional(width, pace):
+            out[f"width_{width}_pace_{pace}"] = variant(seeds, restart=False)
     return out
 
 
@@ -179,20 +229,24 @@ def main() -> None:
         print()
         return
     print(f"{args.seeds} seeds a scenario, threshold {THRESHOLD:g} std")
-    head = ("variant", "2nd seen", "median s", "p90 s", "FA after", "FA none")
-    print("{:<18} {:>8} {:>9} {:>6} {:>9} {:>8}".format(*head))
+    head = ("variant", "2nd seen", "median s", "p90 s", "end seen", "median s", "FA after",
+            "FA none")  # fmt: skip
+    row = "{:<22} {:>8} {:>9} {:>6} {:>8} {:>9} {:>9} {:>8}"
+    print(row.format(*head))
     for name, v in result.items():
-        if not isinstance(v, dict):
+        if not isinstance(v, dict) or "end_seen" not in v:
             continue
         cells = (
             name,
             v["second_change_seen"],
             v["second_change_delay_median_s"] or "-",
             v["second_change_delay_p90_s"] or "-",
+            v["end_seen"],
+            v["end_delay_median_s"] or "-",
             v["false_alarms_after_a_change"],
             v["false_alarms_no_change"],
         )
-        print("{:<18} {:>8} {:>9} {:>6} {:>9} {:>8}".format(*cells))
+        print(row.format(*cells))
 
 
 if __name__ == "__main__":

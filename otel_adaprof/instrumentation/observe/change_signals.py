@@ -35,9 +35,9 @@ learnt again under it, and nothing fired for the whole phase (docs/agent.md).
     18
     >>> round(c.statistic, 2), c.settled  # learning the new level after firing
     (0.0, False)
-    >>> fired = [c.update(x, threshold=5.0) for x in [14.0, 14.3, 13.7] * 2 + [19.0] * 3]
-    >>> fired.index(True)  # a second step, 5 observations on, is seen within 3
-    8
+    >>> fired = [c.update(x, threshold=5.0) for x in [14.0, 14.3, 13.7] * 2 + [19.0] * 5]
+    >>> fired.index(True)  # a second step, 5 observations on, is seen on its fourth
+    9
 
 Everything here is plain arithmetic on numbers handed in; the agent's fast loop
 (:mod:`otel_adaprof.instrumentation.control.fast_loop`) reads the counters.
@@ -76,16 +76,23 @@ CLIP = 3.0
 #: changed, or after the signal fired (:meth:`Cusum.relevel`; its spread is kept).
 RELEVEL_OBSERVATIONS = 4
 #: After a firing the new regime's spread is not known yet: until :data:`WARMUP`
-#: observations give its own, the old spread (a relative signal's scaled to the new
-#: level) is widened this much. A firing used to restart the baseline (16 observations
-#: blind): a false alarm 13 s before a benchmark's hot path left the reflex blind to its
-#: onset and the 60 s phase without a sample (docs/benchmarks.md, session 29). Kept as
-#: it was, the old spread fires again on noise in a wider regime (the hot path triples
-#: the spread of CPU per request, :data:`CPU_MIN_REQUESTS`). ``bench/change_detector_refire.py
-#: --seeds 200`` (``bench/output/change_detector_refire.json``): a hot path 12 s after a
-#: firing is seen in 198 runs of 200 (median 5.6 s; restarting, in 3), and 120 s of it
-#: after it fired give 3 false alarms in 200 runs (×2: 25; ×1.5: 134; restarting: 1).
-PROVISIONAL_SPREAD = 2.5
+#: observations give its own, the spread is the old one (a relative signal's scaled to
+#: the new level) but at least this many times the floor (:data:`REL_FLOOR` of the
+#: level; latency's absolute floor). A firing used to restart the baseline (16
+#: observations blind): a false alarm 13 s before a benchmark's hot path left the
+#: reflex blind to its onset and the 60 s phase without a sample (docs/benchmarks.md,
+#: session 29). A narrow old spread kept as it was fires again on noise in a wider
+#: regime (the hot path triples the spread of CPU per request, :data:`CPU_MIN_REQUESTS`);
+#: a wide one widened further hides the next change. ``bench/change_detector_refire.py
+#: --seeds 200``
+#: (``bench/output/change_detector_refire.json``; docs/agent.md, "Change signals").
+PROVISIONAL_SPREAD = 3.0
+#: While provisional the level follows the observations since the firing at this share
+#: of their running mean's pace (1: their mean): fast enough that the level learnt from
+#: :data:`RELEVEL_OBSERVATIONS` settles, slow enough not to absorb a second change
+#: before the CUSUM sees it (at full pace the hot path's end 40 s after a firing was
+#: seen in 58 runs of 200, at half in 138).
+PROVISIONAL_MEAN_PACE = 0.5
 #: Threshold at which changes are counted when the reflex is off (``burst_sensitivity``
 #: 0): the signals are still reported.
 REPORT_THRESHOLD = 5.0
@@ -124,9 +131,9 @@ class Cusum:
     median, so a start-up outlier does not blunt it. After a firing the baseline is
     provisional: its level is learnt again from :data:`RELEVEL_OBSERVATIONS`, its
     spread is the old one (relative to the level if the signal is: ``rel_floor`` > 0)
-    widened :data:`PROVISIONAL_SPREAD` times, until :data:`WARMUP` observations give
-    the new regime's own. A second change soon after the first is seen within a few
-    observations.
+    but at least :data:`PROVISIONAL_SPREAD` times the floor, until :data:`WARMUP`
+    observations give the new regime's own. A second change soon after the first is
+    seen within a few observations.
 
     >>> c = Cusum()
     >>> any(c.update(100.0 + (-1) ** i, threshold=5.0) for i in range(200))
@@ -153,8 +160,9 @@ class Cusum:
     @property
     def std(self) -> float:
         """The baseline's standard deviation (floored; widened while provisional)."""
-        std = max(math.sqrt(max(self.var, 0.0)), self.rel_floor * abs(self.mean), self.abs_floor)
-        return std * PROVISIONAL_SPREAD if self._residuals is not None else std
+        floor = max(self.rel_floor * abs(self.mean), self.abs_floor)
+        std = max(math.sqrt(max(self.var, 0.0)), floor)
+        return std if self._residuals is None else max(std, PROVISIONAL_SPREAD * floor)
 
     @property
     def statistic(self) -> float:
@@ -222,12 +230,13 @@ class Cusum:
             self.update(x, threshold)  # the new regime's first observation
             return True
         # A young baseline learns as a running mean; then slowly (weight ``alpha``). A
-        # provisional one's level is the mean since the firing, its spread the residuals'.
+        # provisional one's level follows the observations since the firing (at
+        # PROVISIONAL_MEAN_PACE), its spread becomes the residuals'.
         self.n += 1
         alpha = max(self.alpha, 1.0 / self.n)
         residuals = self._residuals
         if residuals is not None:
-            alpha = max(alpha, 1.0 / (RELEVEL_OBSERVATIONS + len(residuals) + 1))
+            alpha = max(alpha, PROVISIONAL_MEAN_PACE / (RELEVEL_OBSERVATIONS + len(residuals) + 1))
             residuals.append(x - self.mean)
         r = max(-CLIP * std, min(CLIP * std, x - self.mean))
         self.mean += alpha * r
