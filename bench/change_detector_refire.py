@@ -1,13 +1,13 @@
 """The change detector after it fired: is a second change soon after seen, and at what
-price in false alarms? (``PROVISIONAL_SPREAD`` in
+price in false alarms? (``PROVISIONAL_SPREAD`` and ``PROVISIONAL_MEAN_PACE`` in
 ``otel_adaprof/instrumentation/observe/change_signals.py``)
 
 The agent's CPU-per-request signal (its ``ChangeDetector``, the real one) is fed the
 benchmark service's load, drawn request by request: 10 requests/s, each costing its
 endpoint's CPU (40 % ``/catalog`` 6.25 ms, 40 % ``/price`` 8.75 ms, 20 % ``/checkout``
-7.5 ms, +16.7 ms with the hot path on; ±10 %), read every
-0.25 s as the agent's fast loop reads its counters, at the watch's sensitivity (8 std).
-Three scenarios, each ``--seeds`` times:
+7.5 ms, +16.7 ms with the hot path on; ±10 %), read every 0.25 s as the agent's fast
+loop reads its counters, at the watch's sensitivity (8 std). Four scenarios, each
+``--seeds`` times:
 
 * **second change** — 60 s steady, then the service's CPU per request rises 25 % (the
   detector fires: in a benchmark run such a rise, or a false alarm, came 13 s before the
@@ -29,8 +29,8 @@ widths of its spread and paces of its level (:data:`VARIANTS`).
 
 Usage::
 
-    .venv/bin/python bench/change_detector_refire.py                   # about 5 s
-    .venv/bin/python bench/change_detector_refire.py --seeds 200 --write   # the committed figures
+    .venv/bin/python bench/change_detector_refire.py                       # about 5 s
+    .venv/bin/python bench/change_detector_refire.py --seeds 200 --write   # committed, 25 s
 
 ``--write`` stores the figures in ``bench/output/change_detector_refire.json``;
 ``tests/agent/test_change_signals.py`` draws its load from :func:`mixed_load` (one copy).

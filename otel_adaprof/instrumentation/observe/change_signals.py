@@ -91,7 +91,7 @@ PROVISIONAL_SPREAD = 3.0
 #: of their running mean's pace (1: their mean): fast enough that the level learnt from
 #: :data:`RELEVEL_OBSERVATIONS` settles, slow enough not to absorb a second change
 #: before the CUSUM sees it (at full pace the hot path's end 40 s after a firing was
-#: seen in 58 runs of 200, at half in 138).
+#: seen in 57 runs of 200, at half in 138).
 PROVISIONAL_MEAN_PACE = 0.5
 #: Threshold at which changes are counted when the reflex is off (``burst_sensitivity``
 #: 0): the signals are still reported.
