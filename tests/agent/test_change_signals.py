@@ -104,7 +104,7 @@ def test_after_a_firing_the_spread_is_provisional_until_the_new_regime_shows_its
     # A wider regime (0.15 of its level where the old was floored at 0.05): the old
     # spread as it was fires on its noise; the provisional one does not, and the
     # regime's own spread replaces it after a warm-up's worth of observations.
-    assert _first_fire(c, _noise(13, 60, 14.0, 2.1), threshold=8.0) is None
+    assert _first_fire(c, _noise(14, 60, 14.0, 2.1), threshold=8.0) is None
     assert c.settled and c.std > 2.5 * narrow * 14.0 / 10.0
 
 
