@@ -43,7 +43,7 @@ import json
 import random
 import statistics
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,12 +98,14 @@ def firings(
     restart: bool = False,
     origin_s: float = 0.0,
     levels: list[int] | None = None,
+    carry: bool = True,
 ) -> list[float]:
     """Feed ``ticks`` to a fresh detector; the times of its CPU-per-request firings
     (seconds from ``origin_s``). ``restart``: the old behaviour (restart after a firing).
     ``levels``: the profiling level of each tick (the detector rebases when it changes,
-    as the agent's fast loop does when a burst starts or ends)."""
-    d = ChangeDetector()
+    as the agent's fast loop does when a burst starts or ends). ``carry``: a level
+    returned to takes the evidence of the level left (``ChangeDetector.carry_evidence``)."""
+    d = ChangeDetector(carry_evidence=carry)
     d.level = levels[0] if levels else None
     cpu, reqs, out = 0.0, 0, []
     for i, (c, n) in enumerate(ticks):
@@ -213,22 +215,33 @@ def run(seeds: int) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def seeded_cli(
+    description: str,
+    run: Callable[[int], dict[str, Any]],
+    output: Path,
+    table: Callable[[dict[str, Any]], None],
+) -> None:
+    """The command line of a seeded scenario bench: ``--seeds N`` (40), ``--write``
+    (store the result in ``output``), ``--json`` (print it) or ``table(result)``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seeds", type=int, default=40, help="runs of each scenario (40)")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--write", action="store_true", help=f"store in {OUTPUT.name}")
+    parser.add_argument("--write", action="store_true", help=f"store in {output.name}")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     result = run(args.seeds)
     if args.write:
-        OUTPUT.write_text(json.dumps(result, indent=2) + "\n")
+        output.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()
         return
     print(f"{args.seeds} seeds a scenario, threshold {THRESHOLD:g} std")
+    table(result)
+
+
+def _table(result: dict[str, Any]) -> None:
     head = ("variant", "2nd seen", "median s", "p90 s", "end seen", "median s", "FA after",
             "FA none")  # fmt: skip
     row = "{:<22} {:>8} {:>9} {:>6} {:>8} {:>9} {:>9} {:>8}"
@@ -247,6 +260,10 @@ def main() -> None:
             v["false_alarms_no_change"],
         )
         print(row.format(*cells))
+
+
+def main() -> None:
+    seeded_cli(__doc__.splitlines()[0], run, OUTPUT, _table)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from tests.support.bench_scripts import load
 
 #: bench/change_detector_refire.py: the benchmark service's load, request by request.
 REFIRE = load("change_detector_refire")
+#: bench/change_across_levels.py: a change begun at one profiling level, seen at another.
+ACROSS = load("change_across_levels")
 
 
 def _noise(seed: int, n: int, mean: float, sd: float) -> list[float]:
@@ -433,6 +435,48 @@ def test_evidence_gathered_at_one_level_fires_at_a_level_seen_before_the_change(
     assert any("cpu_per_request" in f for f in fired)
 
 
+def _change_building_at_the_burst_level(carry: bool) -> tuple[float, list[list[str]]]:
+    """A +12 % change that starts during a burst at 100 Hz and has not fired when the
+    burst ends: (the CPU statistic as the burst ends, what fired on each watch tick)."""
+    d = ChangeDetector(carry_evidence=carry)
+    d.level = 0
+    feed = _Feed(d)
+    assert not any(feed.ticks(40, 5.0, seed=21))  # watch
+    d.rebase(10)
+    assert not any(feed.ticks(30, 6.5, seed=22))  # 100 Hz: its own baseline
+    d.rebase(0)
+    assert not any(feed.ticks(20, 5.0, seed=23))
+    d.rebase(10)  # a burst, and the service's CPU per request rises 12 %
+    assert not any(feed.ticks(4, 6.5 * 1.12, seed=24))
+    building = d.cpu.statistic
+    d.rebase(0)  # the burst ends: the watch's baseline is from before the change
+    return building, feed.ticks(12, 5.0 * 1.12, seed=25)
+
+
+def test_evidence_building_at_one_level_goes_with_the_agent_to_the_next():
+    # Session 30's seed 3: the CPU statistic stood at 8.0 of 8 in a 50 Hz window as the
+    # hot path came on, the next params went back to the watch, and the watch's
+    # baseline, with no evidence of its own yet, fired 6 s later.
+    building, fired = _change_building_at_the_burst_level(carry=True)
+    assert 5.0 < building < 8.0
+    assert "cpu_per_request" in fired[0] + fired[1]
+    # each level with only its own evidence: the watch starts from nothing
+    _, per_level = _change_building_at_the_burst_level(carry=False)
+    first = next(i for i, f in enumerate(per_level) if f)
+    assert first >= 4
+
+
+def test_carried_evidence_shortens_the_delay_of_a_change_begun_in_a_burst_and_stays_quiet():
+    # bench/change_across_levels.py: the benchmark service's load, request by request;
+    # CPU per request +15 % starting in a burst that ends 1-8 s later (40 seeds).
+    per_level = sorted(ACROSS.change_in_a_burst(s, False, 1.15)[0] for s in range(40))
+    carried = sorted(ACROSS.change_in_a_burst(s, True, 1.15)[0] for s in range(40))
+    assert carried[20] <= per_level[20] - 1.5  # the median, in seconds (7.9 and 5.5)
+    assert carried[36] < per_level[36]  # the p90
+    # 40 x 300 s of a steady service, the level switching every 3-12 s: false alarms
+    assert sum(ACROSS.steady_switching(s, True) for s in range(40)) <= 2  # (1; per level 0)
+
+
 def test_switching_levels_back_and_forth_on_a_steady_service_never_fires():
     d = ChangeDetector()
     d.level = 0
@@ -495,7 +539,7 @@ def test_the_hot_path_ending_after_a_firing_and_two_bursts_is_seen_in_most_runs(
     # The hot path's regime is wide (its end is about 1.5 of its std); after a firing
     # the agent bursts at another level twice before it ends. A restarted baseline saw
     # the end in no run of 200, the provisional one widening its old spread 2.5 times
-    # in 13; at least three times the floor, its level at half pace: 138 of 200
+    # in 13; at least three times the floor, its level at half pace: 139 of 200
     # (bench/change_detector_refire.py).
     delays = [REFIRE.end_after_a_change(seed, restart=False) for seed in range(10)]
     assert sum(d is not None for d in delays) >= 5, delays

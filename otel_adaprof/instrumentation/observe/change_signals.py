@@ -24,7 +24,9 @@ keep its own bursts going (seen in a benchmark run: the reflex burst 100 % of th
 Each level keeps its own baselines: back at a level seen before (the controller's
 watch after a burst or a window at 100 Hz), the detector compares with what the service
 did there, so a change of the service that happened while the level was different is
-still seen. Only a level not seen since the last change learns its level again from a
+still seen, and a level returned to takes the evidence the level left had gathered (a
+change that began in a burst fires at the watch as soon as its evidence is complete,
+not from 0). Only a level not seen since the last change learns its level again from a
 few observations (keeping the current spread). Relearning at every switch hid the
 benchmark's hot path: a window at 100 Hz began as it came on, both baselines were
 learnt again under it, and nothing fired for the whole phase (docs/agent.md).
@@ -91,7 +93,7 @@ PROVISIONAL_SPREAD = 3.0
 #: of their running mean's pace (1: their mean): fast enough that the level learnt from
 #: :data:`RELEVEL_OBSERVATIONS` settles, slow enough not to absorb a second change
 #: before the CUSUM sees it (at full pace the hot path's end 40 s after a firing was
-#: seen in 57 runs of 200, at half in 138).
+#: seen in 59 runs of 200, at half in 139).
 PROVISIONAL_MEAN_PACE = 0.5
 #: Threshold at which changes are counted when the reflex is off (``burst_sensitivity``
 #: 0): the signals are still reported.
@@ -178,6 +180,25 @@ class Cusum:
         """An independent copy (its own warm-up and residual lists)."""
         residuals = None if self._residuals is None else list(self._residuals)
         return replace(self, _warm=list(self._warm), _residuals=residuals)
+
+    @property
+    def evidence(self) -> tuple[float, float]:
+        """The CUSUM's two sides (``high`` ≥ 0, ``low`` ≤ 0) when the baseline is
+        settled; (0, 0) while it learns a level (it has no evidence of its own)."""
+        return (self.high, self.low) if self.settled else (0.0, 0.0)
+
+    def take_evidence(self, evidence: tuple[float, float]) -> None:
+        """Keep the larger of its own evidence and ``evidence`` (another baseline's of
+        the same signal, in std units), on each side; a baseline learning its level
+        takes none.
+
+        >>> c = Cusum(n=WARMUP, mean=10.0, var=1.0, high=1.5)
+        >>> c.take_evidence((6.0, -0.5)); c.high, c.low
+        (6.0, -0.5)
+        """
+        if self.settled:
+            self.high = max(self.high, evidence[0])
+            self.low = min(self.low, evidence[1])
 
     def restart(self) -> None:
         """Forget the baseline (the next observations build a new one)."""
@@ -326,7 +347,10 @@ class ChangeDetector:
     (30, ['cpu_per_request'])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, carry_evidence: bool = True) -> None:
+        #: Whether a level restored by :meth:`rebase` takes the evidence the level left
+        #: had gathered (:meth:`Cusum.take_evidence`; False: each level only its own).
+        self.carry_evidence = carry_evidence
         self.cpu = Cusum()
         self.rate = Cusum()
         self.latency: OrderedDict[str, _Latency] = OrderedDict()
@@ -455,7 +479,8 @@ class ChangeDetector:
         ends, a new sampling rate; ``level`` names what is in force, e.g. the sampling
         interval). The baselines of the level left are kept, settled or still warming
         up; a level seen since the last change gets its own back (its CUSUM evidence, or
-        its warm-up so far, too), others learn
+        its warm-up so far, too; with :attr:`carry_evidence` the larger of its evidence
+        and the level left's, :meth:`Cusum.take_evidence`), others learn
         their level again from the next few observations keeping the current spreads
         (:meth:`Cusum.relevel`), so a change of the service right after is seen within
         seconds. The span rate, which profiling does not move, keeps its own.
@@ -472,12 +497,16 @@ class ChangeDetector:
             self._keep(self.level)
         cpu, latency = restored
         if cpu is not None:
+            if self.carry_evidence:
+                cpu.take_evidence(self.cpu.evidence)
             self.cpu = cpu
         else:
             self.cpu.relevel()
         for name, op in self.latency.items():
             kept = latency.get(name)
             if kept is not None:
+                if self.carry_evidence:
+                    kept.take_evidence(op.cusum.evidence)
                 op.cusum = kept
             else:
                 op.cusum.relevel()
