@@ -14,7 +14,8 @@ callgrind, counting only the measured polls: repeats of one tree agree within ~0
 
 ``--baseline DIR`` also counts another source tree (``git archive main | tar -x -C
 DIR``); ``--keep DIR`` keeps the dumps (read them with ``callgrind_annotate``). Run it
-with ``PYTHONHASHSEED=0`` for the exact figure of a tree (the drift feature sums a set).
+with ``PYTHONHASHSEED=0`` for the exact figure of a tree (string hashing itself is
+seeded; until session 31 the drift feature also summed over a set).
 """
 
 from __future__ import annotations

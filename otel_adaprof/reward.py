@@ -60,6 +60,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from otel_adaprof.budget_bank import BudgetBank
 from otel_adaprof.session_spec import OverheadBudget, RewardWeights
@@ -133,6 +134,21 @@ def novelty(
     return new / max(total, min_samples)
 
 
+def union_keys(p: Mapping[str, Any], q: Mapping[str, Any]) -> list[str]:
+    """The keys of ``p`` then those of ``q`` not in ``p``, in their dicts' order.
+
+    Sums over a ``set`` of strings run in an order that ``PYTHONHASHSEED`` picks, and
+    floating-point sums depend on their order: a model pretrained with ``adaprof train``
+    differed from run to run until session 31 (each window's drift feature a few ulps
+    apart, compounding over 40,000 updates). Iterating in the dicts' own order makes the
+    same inputs give the same bytes.
+
+    >>> union_keys({"b": 1, "a": 2}, {"c": 3, "a": 4})
+    ['b', 'a', 'c']
+    """
+    return [*p, *(k for k in q if k not in p)]
+
+
 def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
     """Total-variation distance between two count histograms (normalised first), 0..1.
 
@@ -143,8 +159,7 @@ def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
     sq = sum(q.values())
     if sp <= 0 or sq <= 0:
         return 0.0
-    keys = set(p) | set(q)
-    return 0.5 * sum([abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys])
+    return 0.5 * sum([abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in union_keys(p, q)])
 
 
 def expected_l1(samples: float, functions: int) -> float:
@@ -236,7 +251,7 @@ def shares_differ(
     if n_new < MIN_CONFIRM_SAMPLES or n_old < MIN_CONFIRM_SAMPLES:
         return False
     a, b = _fold_rare(new, old, n_new, n_old) if fold else (new, old)
-    k = max(functions, len(a) if fold else len(set(a) | set(b)))
+    k = max(functions, len(a) if fold else len(union_keys(a, b)))
     noise = 0.5 * math.hypot(expected_l1(n_new, k), expected_l1(n_old, k))
     return total_variation(a, b) > noise + CHANGE_MARGIN
 
@@ -246,11 +261,11 @@ def _fold_rare(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Both histograms on the keys holding :data:`FOLD_SHARE` of their pooled shares,
     the rest summed in one key (so both have the same keys)."""
-    kept = {
+    kept = [
         key
-        for key in set(new) | set(old)
+        for key in union_keys(new, old)
         if 0.5 * (new.get(key, 0.0) / n_new + old.get(key, 0.0) / n_old) >= FOLD_SHARE
-    }
+    ]
     a = {key: new.get(key, 0.0) for key in kept}
     b = {key: old.get(key, 0.0) for key in kept}
     a[_REST] = max(0.0, n_new - sum(a.values()))

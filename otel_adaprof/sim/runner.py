@@ -34,7 +34,7 @@ from otel_adaprof.controller.polling import ControllerCore
 from otel_adaprof.controller.store import Store
 from otel_adaprof.params import DEFAULT_PARAMS, Params
 from otel_adaprof.protocol import PollRequest
-from otel_adaprof.reward import RewardBreakdown, keyed, stack_key
+from otel_adaprof.reward import RewardBreakdown, keyed, stack_key, union_keys
 from otel_adaprof.session_spec import Mode, OverheadBudget, PolicyKind, RewardWeights, SessionSpec
 from otel_adaprof.sim.agent import SimulatedAgent, stack_for
 from otel_adaprof.sim.scenario import WINDOW_SECONDS, Scenario
@@ -121,7 +121,7 @@ class RunResult:
             if total <= 0:
                 out.append(None)
                 continue
-            keys = set(got) | set(truth)
+            keys = union_keys(got, truth)
             out.append(sum(abs(got.get(k, 0.0) / total - truth.get(k, 0.0)) for k in keys))
         return out
 

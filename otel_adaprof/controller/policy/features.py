@@ -38,6 +38,7 @@ from otel_adaprof.reward import (
     keyed,
     novelty,
     slow_span_coverage,
+    total_variation,
 )
 
 #: Names of the per-state action features (namespace ``C``), in the order
@@ -50,20 +51,6 @@ MAX_BUDGET_RATIO = 5.0
 def _log_scale(value: float, decades: float) -> float:
     """``log10(1 + value) / decades``: 0 at 0, 1 at ``10**decades``."""
     return math.log10(1.0 + (value if value > 0.0 else 0.0)) / decades  # max(0.0, value)
-
-
-def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
-    """Total-variation distance between two count histograms (normalised first), 0..1.
-
-    >>> total_variation({"a": 1, "b": 1}, {"a": 2})
-    0.5
-    """
-    sp = sum(p.values())
-    sq = sum(q.values())
-    if sp <= 0 or sq <= 0:
-        return 0.0
-    keys = set(p) | set(q)
-    return 0.5 * sum([abs(p.get(k, 0.0) / sp - q.get(k, 0.0) / sq) for k in keys])
 
 
 def drift(
