@@ -27,8 +27,8 @@ scenarios, each ``--seeds`` times, for both rules:
 
 Usage::
 
-    .venv/bin/python bench/change_across_levels.py                       # about 5 s
-    .venv/bin/python bench/change_across_levels.py --seeds 200 --write   # committed, 40 s
+    .venv/bin/python bench/change_across_levels.py                       # about 2 s
+    .venv/bin/python bench/change_across_levels.py --seeds 200 --write   # committed, 15 s
 
 ``--write`` stores the figures in ``bench/output/change_across_levels.json``; the tests
 in ``tests/agent/test_change_signals.py`` draw from :func:`change_in_a_burst`.

@@ -19,7 +19,9 @@ from otel_adaprof.sim.training import SIM_GOAL
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     code = "from otel_adaprof.cli import main; main()"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
@@ -27,6 +29,7 @@ def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=timeout,
         cwd=ROOT,
+        env=env,
     )
 
 
@@ -81,13 +84,8 @@ def test_train_makes_the_same_model_whatever_the_hash_seed(tmp_path):
     blobs = []
     for hash_seed in ("0", "1"):
         out = tmp_path / f"model-{hash_seed}.vw"
-        code = "from otel_adaprof.cli import main; main()"
-        args = ["train", "--sim", "--out", str(out), "--scenarios", "20"]
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        proc = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
-        )  # fmt: skip
+        proc = _run("train", "--sim", "--out", str(out), "--scenarios", "20", env=env)
         assert proc.returncode == 0, proc.stderr
         blobs.append(out.read_bytes())
     assert blobs[0] == blobs[1]
