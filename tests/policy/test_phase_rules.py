@@ -155,6 +155,28 @@ def test_a_phase_at_its_target_settles_on_maintenance():
         assert "learning" not in d.features
 
 
+def test_a_settled_phase_leaves_a_maintenance_rate_for_the_watch_whatever_the_model_prefers():
+    """A settled phase needs no samples, so a maintenance rate dearer than the watch buys
+    nothing: in session 31's 4x run the packaged model's favourite, 1 Hz with a calm
+    reflex, held 120 settled windows at twice the watch's CPU for 7 samples. The settled
+    choice is among the maintenance actions within SETTLE_COST_SLACK of the cheapest:
+    the favourite in force is left for the watch, and the watch, once in force, kept."""
+    for seed in range(5):
+        policy = _watcher(seed, favourite="maintain-1hz-calm")
+        ctx = _ctx(2000.0, in_force="maintain-1hz-calm")
+        d = policy.decide(ctx)
+        cost = {
+            n: policy.guard.estimate(CATALOG[CATALOG.index(n)], ctx).cpu_fraction
+            for n in d.features["offered"]
+            if n in MAINTAIN
+        }
+        assert cost["maintain-1hz-calm"] > 1.25 * min(cost.values())  # what the rule leaves
+        assert d.action == "watch-reflex" and d.features.get("settled") is True, (seed, d.action)
+        for _ in range(5):
+            d = policy.decide(_ctx(2000.0, in_force="watch-reflex"))
+            assert d.action == "watch-reflex" and d.features.get("settled") is True
+
+
 def test_the_bank_bounds_the_learning_rule():
     policy = _watcher(3)
     # the bank nearly spent (average at 0.9 of the budget: one more window of any

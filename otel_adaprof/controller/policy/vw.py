@@ -71,6 +71,13 @@ REWARD_CLIP = 10.0
 #: In a steady phase, the params in force are kept while the model gives them at least
 #: this share of the best action's probability (hysteresis: no flip-flop between equals).
 SETTLE_RATIO = 0.2
+#: A settled phase chooses among the maintenance actions expected to cost at most this
+#: many times the cheapest one's (the guard's cost per action). The packaged model
+#: preferred ``maintain-1hz-calm`` when settled: in session 31's 4x run 120 windows at
+#: 0.020 CPU-s a window against the watch's 0.010, for 7 samples in 119 windows and a
+#: duller reflex (12 std) — about a tenth of the run's profiler CPU for nothing a user
+#: sees (docs/benchmarks.md, session 32). A retrained model preferred it more.
+SETTLE_COST_SLACK = 1.25
 #: Bits of the feature hash (2**16 weights): the state × action crossings number about
 #: 2,000, so collisions stay rare while a model stays a few hundred kB, not megabytes.
 HASH_BITS = 16
@@ -447,7 +454,7 @@ class VWPolicy(Policy):
         # the phase rules, once the agent has reported: learn while the phase needs
         # samples, settle once it does not (None: the model draws as usual)
         needs = _phase_needs_samples(ctx)
-        settled = self._settled(ctx, pmf, same, idx) if needs is False else None
+        settled = self._settled(ctx, pmf, same, idx, cpu) if needs is False else None
         learning = self._learning(ctx, same, idx, cpu) if needs else None
         # short of the target with no room for a burst: watch and save for one
         saving = self._saving(ctx, same, idx, cpu) if needs and learning is None else None
@@ -486,21 +493,27 @@ class VWPolicy(Policy):
         return mask
 
     def _settled(
-        self, ctx: DecisionContext, pmf: Sequence[float], same: Sequence[float], idx: Sequence[int]
-    ) -> int | None:
+        self, ctx: DecisionContext, pmf: Sequence[float], same: Sequence[float],
+        idx: Sequence[int], cpu: Sequence[float],
+    ) -> int | None:  # fmt: skip
         """In a steady phase (its profile at the target, no change just seen or building
         up, no burst in flight) the reward's accuracy term is 0 by construction, so the
         policy does not explore and chooses among the maintenance actions only (tag
-        ``maintain``): it keeps the params in force while the model gives them at least
-        :data:`SETTLE_RATIO` of the best maintenance action's probability, else takes
-        that best one. A steady phase sees one step down to maintenance, then no change.
-        Called only for a phase that needs no more samples (:func:`_phase_needs_samples`);
-        ``None`` while a burst is in flight."""
+        ``maintain``) expected to cost at most :data:`SETTLE_COST_SLACK` times the
+        cheapest of them: a settled phase needs no samples, so a dearer maintenance rate
+        buys nothing the reward counts. Among those it keeps the params in force while
+        the model gives them at least :data:`SETTLE_RATIO` of the best one's
+        probability, else takes that best one. A steady phase sees one step down to
+        maintenance, then no change. Called only for a phase that needs no more samples
+        (:func:`_phase_needs_samples`); ``None`` while a burst is in flight."""
         if _bursting(ctx):
             return None
         maintains = self._maintains
         maintain = [i for i, j in enumerate(idx) if maintains[j]]
-        if not maintain:
+        if maintain:
+            low = min(cpu[i] for i in maintain)
+            maintain = [i for i in maintain if cpu[i] <= SETTLE_COST_SLACK * low]
+        else:
             ceiling = ctx.params_in_force.rate_hz
             maintain = [
                 i for i in range(len(pmf)) if self.catalog[int(idx[i])].params.rate_hz <= ceiling
