@@ -52,6 +52,13 @@ REASON = "burst"
 #: After a burst, the reflex rests this many times the burst's length before another
 #: may start (bursts then take at most 1 / (1 + REST_FACTOR) of the time).
 REST_FACTOR = 1.0
+#: A burst this fast or faster (ms between samples) sets the slow-span capture aside while
+#: it runs: py-spy then samples the slow spans' threads itself, as the catalog's learning
+#: actions (50-100 Hz, no capture) rely on. With the watch's capture kept, a burst's
+#: window cost 0.034 CPU-s of the agent's fast loop against 0.0135 for static 100 Hz
+#: (session 31's runs, ``profiler_cpu_breakdown``: about 0.007 of a core more, a fifth
+#: of the burst's cost, for samples py-spy took anyway; docs/benchmarks.md, session 32).
+CAPTURE_ASIDE_MS = 20
 
 
 class BurstReflex:
@@ -120,9 +127,7 @@ class BurstReflex:
         if self._until is not None and base is not self._base:
             # A burst, or new params from the controller under it: the burst's params.
             self._base = base
-            self.live.set_override(
-                base.with_changes(sampling_interval_ms=base.burst_interval_ms), reason=REASON
-            )
+            self.live.set_override(burst_params(base), reason=REASON)
         return started
 
     def _end(self) -> None:
@@ -135,3 +140,22 @@ class BurstReflex:
         """End a running burst (the agent stops)."""
         if self._until is not None:
             self._end()
+
+
+def burst_params(base: Params) -> Params:
+    """The params a burst puts in force over ``base``: its sampling interval, and no
+    slow-span capture when the burst samples every :data:`CAPTURE_ASIDE_MS` or faster.
+
+    >>> watch = Params.parse({"sampling_interval_ms": 0, "slow_span_interval_ms": 50,
+    ...                       "burst_sensitivity": 8, "burst_interval_ms": 10})
+    >>> burst = burst_params(watch)
+    >>> burst.sampling_interval_ms, burst.slow_span_interval_ms
+    (10, 0)
+    >>> slow = burst_params(watch.with_changes(burst_interval_ms=100))
+    >>> slow.sampling_interval_ms, slow.slow_span_interval_ms
+    (100, 50)
+    """
+    interval = base.burst_interval_ms
+    if interval <= CAPTURE_ASIDE_MS and base.slow_span_interval_ms > 0:
+        return base.with_changes(sampling_interval_ms=interval, slow_span_interval_ms=0)
+    return base.with_changes(sampling_interval_ms=interval)
