@@ -33,7 +33,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from otel_adaprof.instrumentation.control.reflex import REST_FACTOR
+from otel_adaprof.instrumentation.control.reflex import REST_FACTOR, burst_params
 from otel_adaprof.instrumentation.profiler.supervisor import planned_segment_s
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import (
@@ -213,6 +213,9 @@ class SimulatedAgent:
         changed = self._last_phase is not None and phase.name != self._last_phase
         self._last_params, self._last_phase = params, phase.name
         spy = sum(t * window_truth(params, phase, r).pyspy_cpu for t, r, _ in parts) / secs
+        # as the agent's reflex: a fast burst sets the slow-span capture aside
+        burst_agent = window_truth(burst_params(params), phase).agent_cpu if burst_s else 0.0
+        agent = (burst_s * burst_agent + max(0.0, secs - burst_s) * truth.agent_cpu) / secs
         came_in = self._delivered(params, phase, parts)
         n = sum(came_in.values())
         top = sorted(came_in.items(), key=lambda kv: -kv[1])[:MAX_STACKS]
@@ -232,7 +235,7 @@ class SimulatedAgent:
             markers_per_s=markers,
             samples_per_s=n / secs,
             bytes_exported_per_s=truth.bytes_per_s * float(rng.lognormal(0.0, BYTES_NOISE)),
-            profiler_cpu_seconds=(spy + truth.agent_cpu) * cpu_noise * secs,
+            profiler_cpu_seconds=(spy + agent) * cpu_noise * secs,
             **self._signals(params, changed or self._false_alarm, burst_s),
         )
         histogram = StackHistogram(stacks=stacks, total_samples=n, depth=params.stack_depth)
