@@ -74,9 +74,10 @@ SETTLE_RATIO = 0.2
 #: A settled phase chooses among the maintenance actions expected to cost at most this
 #: many times the cheapest one's (the guard's cost per action). The packaged model
 #: preferred ``maintain-1hz-calm`` when settled: in session 31's 4x run 120 windows at
-#: 0.020 CPU-s a window against the watch's 0.010, for 7 samples in 119 windows and a
-#: duller reflex (12 std) — about a tenth of the run's profiler CPU for nothing a user
-#: sees (docs/benchmarks.md, session 32). A retrained model preferred it more.
+#: 0.0068 of a core against the watch's 0.0039, 2.5 of the run's 11.6 CPU-seconds
+#: (bench/output/cpu_by_action_s31.json), for samples no settled phase needs and a
+#: duller reflex (12 std; docs/benchmarks.md, session 32). A retrained model preferred
+#: it more.
 SETTLE_COST_SLACK = 1.25
 #: Bits of the feature hash (2**16 weights): the state × action crossings number about
 #: 2,000, so collisions stay rare while a model stays a few hundred kB, not megabytes.

@@ -54,10 +54,11 @@ REASON = "burst"
 REST_FACTOR = 1.0
 #: A burst this fast or faster (ms between samples) sets the slow-span capture aside while
 #: it runs: py-spy then samples the slow spans' threads itself, as the catalog's learning
-#: actions (50-100 Hz, no capture) rely on. With the watch's capture kept, a burst's
-#: window cost 0.034 CPU-s of the agent's fast loop against 0.0135 for static 100 Hz
-#: (session 31's runs, ``profiler_cpu_breakdown``: about 0.007 of a core more, a fifth
-#: of the burst's cost, for samples py-spy took anyway; docs/benchmarks.md, session 32).
+#: actions (50-100 Hz, no capture) rely on. With the watch's capture kept, the agent's
+#: fast loop took 7.4-11.1 ms of CPU a second in session 31's bursts against static
+#: 100 Hz's 4.3-5.2 (bench/output/cpu_by_action_s31.json): 0.003-0.006 of a core, up
+#: to a sixth of a burst's cost, for samples py-spy took anyway (docs/benchmarks.md,
+#: session 32).
 CAPTURE_ASIDE_MS = 20
 
 
