@@ -273,7 +273,7 @@ def test_reflex_starts_and_ends_a_burst_of_fixed_length_then_rests():
 
 def test_a_fast_burst_sets_the_slow_span_capture_aside_and_the_watch_gets_it_back():
     """At 100 Hz py-spy samples the slow spans' threads itself; the watch's capture kept
-    through a burst cost about 0.007 of a core more (session 31's burst windows). A
+    through a burst cost 0.003-0.006 of a core more (session 31's bursts). A
     burst at 10 ms removes the capture's open-span index; its end installs it again. A
     slow burst (100 ms) keeps the capture."""
     watch = Params.parse({"sampling_interval_ms": 0, "slow_span_interval_ms": 50,

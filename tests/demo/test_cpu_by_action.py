@@ -41,9 +41,9 @@ def _poll(version: int, now: float, cpu: float, burst: float, samples: int) -> b
 
 
 def _run(workdir: Path) -> None:
-    """One agent: a window at 100 Hz; then, under params that sample nothing (a watch),
-    a window that was mostly a reflex burst, one carrying that burst's late samples, and
-    an empty one."""
+    """One agent: a window at 100 Hz and one that was mostly a reflex burst; then, under
+    params that sample nothing (a watch), one carrying the burst's late samples and an
+    empty one."""
     now = [1_000_000.0]
     core = ControllerCore(
         ControllerConfig(), Store(str(workdir / "adaprof.db")), clock=lambda: now[0]
