@@ -101,12 +101,13 @@ LEARN_TAG = "learn"
 #: bursts the same samples per CPU-second), slow-request coverage 0.26-0.31 (the watch's
 #: capture 0.52-0.56), and 10 s py-spy runs that held the hot path's first samples back
 #: (detection 1.84x static-100's in one run). Below this rate the rule watches and
-#: saves for a faster burst; the model may still choose a slower rate itself. 50 Hz
-#: until session 32, whose runs measured learning at 50 Hz at 2.8-4.5 ms of CPU a sample
-#: (the clock beacon's notes and the agent's fast loop cost as much at 50 Hz as at 100)
-#: against 1.7-2.1 at 100 Hz and static-100's 1.8-2.6 (bench/output/cpu_by_action_s32.json;
-#: docs/benchmarks.md, session 32).
-RULE_MIN_LEARN_HZ = 100.0
+#: saves for a faster burst; the model may still choose a slower rate itself. 100 Hz
+#: only was tried in session 32 (a sample learnt at 50 Hz cost 2.8-4.5 ms of CPU, at
+#: 100 Hz 1.7-2.1: bench/output/cpu_by_action_s32.json): CPU fell 4-10 % in four
+#: benchmark runs, but saving for three 100 Hz windows spent 0.74-0.87 of the budget at
+#: 1x (0.83-0.92 with 50 Hz), and four demos got 471-695 workload samples (one under
+#: the 500 target); docs/benchmarks.md, session 32. Not kept.
+RULE_MIN_LEARN_HZ = 50.0
 #: A change building up: the window's CPU-per-request or span-rate statistic (CUSUM, in
 #: baseline standard deviations, either sign) at least this far from 0, a quarter of the
 #: sensitive reflex's threshold (8). The phase is then not settled but learnt on: a
