@@ -158,9 +158,10 @@ def test_a_phase_at_its_target_settles_on_maintenance():
 def test_a_settled_phase_leaves_a_maintenance_rate_for_the_watch_whatever_the_model_prefers():
     """A settled phase needs no samples, so a maintenance rate dearer than the watch buys
     nothing: in session 31's 4x run the packaged model's favourite, 1 Hz with a calm
-    reflex, held 120 settled windows at twice the watch's CPU for 7 samples. The settled
-    choice is among the maintenance actions within SETTLE_COST_SLACK of the cheapest:
-    the favourite in force is left for the watch, and the watch, once in force, kept."""
+    reflex, held 120 settled windows at 1.7x the watch's CPU (0.0068 of a core against
+    0.0039). The settled choice is among the maintenance actions within
+    SETTLE_COST_SLACK of the cheapest: the favourite in force is left for the watch, and
+    the watch, once in force, kept."""
     for seed in range(5):
         policy = _watcher(seed, favourite="maintain-1hz-calm")
         ctx = _ctx(2000.0, in_force="maintain-1hz-calm")
