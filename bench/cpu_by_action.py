@@ -43,15 +43,13 @@ DEFAULT_SERVICES = ("adaptive", "static-100", "static-10")
 
 def by_action(db: sqlite3.Connection, service: str) -> dict[str, dict[str, Any]]:
     """Per action (or ``burst``) of ``service``: windows, seconds, CPU, samples, parts."""
-    actions = dict(
-        db.execute("SELECT config_version, action FROM decisions WHERE service=?", (service,))
-    )
-    rates = {
-        version: (json.loads(raw) or {}).get("sampling_interval_ms") or 0
-        for version, raw in db.execute(
-            "SELECT config_version, params FROM decisions WHERE service=?", (service,)
-        )
-    }
+    actions: dict[int, str] = {}
+    rates: dict[int, int] = {}
+    for version, action, raw in db.execute(
+        "SELECT config_version, action, params FROM decisions WHERE service=?", (service,)
+    ):
+        actions[version] = action
+        rates[version] = (json.loads(raw) or {}).get("sampling_interval_ms") or 0
     sums: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"windows": 0, "seconds": 0.0, "cpu_s": 0.0, "samples": 0, "parts": {}}
     )
@@ -103,6 +101,8 @@ def read_run(workdir: Path, services: list[str]) -> dict[str, Any]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return {s: by_action(db, f"bench-{s}") for s in services}
+    except sqlite3.DatabaseError as exc:
+        raise SystemExit(f"error: {path}: not a controller database ({exc})") from None
     finally:
         db.close()
 

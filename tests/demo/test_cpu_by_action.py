@@ -77,9 +77,20 @@ def test_windows_are_summed_by_action_and_late_samples_go_to_the_last_that_profi
     assert got["static"]["cpu_s"] == 0.12 and got["static"]["seconds"] == 9.0
 
 
-def test_the_command_refuses_a_directory_without_a_run(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "cpu_by_action.py"), "--workdir", str(tmp_path)],
+def _command(workdir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH / "cpu_by_action.py"), "--workdir", str(workdir)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
+
+
+def test_the_command_refuses_a_directory_without_a_run(tmp_path):
+    done = _command(tmp_path)
     assert done.returncode != 0 and "no controller database" in done.stderr
+    # a database of something else: named, not a traceback, and left as it was
+    other = tmp_path / "adaprof.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    before = other.read_bytes()
+    done = _command(tmp_path)
+    assert done.returncode != 0 and "not a controller database" in done.stderr
+    assert "Traceback" not in done.stderr and other.read_bytes() == before
