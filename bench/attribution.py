@@ -14,6 +14,9 @@ Usage::
     python bench/attribution.py --json --rounds 1 --scales 5
     python bench/attribution.py --mode cpu       # py-spy --gil (the beacon rarely holds
                                                  # the GIL at a sample: runs keep the rough clock)
+    python bench/attribution.py --mode cpu --rate 50 --samples-per-move 1 2
+                                                 # the beacon's cpu notes every sample or
+                                                 # every other one
 
 ``--mode wall`` (the default here) samples every thread, which the beacon needs.
 """
@@ -56,14 +59,23 @@ def fc() -> None:
 
 
 def child(
-    beacon: bool, rate_hz: int, scale: float, seconds: float, mode: str = "wall"
+    beacon: bool,
+    rate_hz: int,
+    scale: float,
+    seconds: float,
+    mode: str = "wall",
+    samples_per_move: int | None = None,
 ) -> dict[str, Any]:
     """One configuration in this process; its figures."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import otel_adaprof
+    from otel_adaprof.instrumentation.profiler import clock_beacon
     from otel_adaprof.instrumentation.settings import AgentSettings
+
+    if samples_per_move is not None:  # the beacon's moves (and cpu notes) this often
+        clock_beacon.SAMPLES_PER_MOVE = samples_per_move
 
     memory = InMemorySpanExporter()
     agent = otel_adaprof.configure(
@@ -121,6 +133,7 @@ def child(
         "waiting_share": round(waiting / total, 4) if total else None,
         "calibrated_runs": agent.profiler.calibrated_runs,
         "runs": agent.profiler.runs,
+        "beacon_period_ms": round(agent.profiler.beacon.period_s * 1000, 1),
     }
 
 
@@ -132,32 +145,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="load per configuration")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--mode", choices=("wall", "cpu"), default="wall", help="profile_mode")
-    parser.add_argument("--child", nargs=2, metavar=("BEACON", "SCALE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--samples-per-move",
+        type=int,
+        nargs="+",
+        default=None,
+        help="compare the beacon moving every N samples (e.g. 1 2); default: as shipped",
+    )
+    parser.add_argument(
+        "--child", nargs=3, metavar=("BEACON", "SCALE", "SPM"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.child:
-        out = child(args.child[0] == "1", args.rate, float(args.child[1]), args.seconds, args.mode)
+        spm = int(args.child[2]) or None
+        out = child(
+            args.child[0] == "1", args.rate, float(args.child[1]), args.seconds, args.mode, spm
+        )
         print(json.dumps(out))
         return
-    results: dict[tuple[float, bool], list[dict[str, Any]]] = {}
+    # (scale, beacon, samples per move: 0 = as shipped) → runs
+    results: dict[tuple[float, bool, int], list[dict[str, Any]]] = {}
+    variants = [(True, n) for n in args.samples_per_move or [0]] + [(False, 0)]
     for _ in range(args.rounds):
         for scale in args.scales:
-            for beacon in (True, False):
+            for beacon, spm in variants:
                 done = subprocess.run(
                     [sys.executable, __file__, "--child", "1" if beacon else "0", str(scale),
-                     "--rate", str(args.rate), "--seconds", str(args.seconds),
+                     str(spm), "--rate", str(args.rate), "--seconds", str(args.seconds),
                      "--mode", args.mode],
                     capture_output=True, text=True, timeout=120, check=True,
                 )  # fmt: skip
-                results.setdefault((scale, beacon), []).append(
+                results.setdefault((scale, beacon, spm), []).append(
                     json.loads(done.stdout.strip().splitlines()[-1])
                 )
     rows = []
-    for (scale, beacon), runs in sorted(results.items()):
+    for (scale, beacon, _spm), runs in sorted(results.items()):
         precision = [r["precision"] for r in runs if r["precision"] is not None]
         waiting = [r["waiting_share"] for r in runs if r["waiting_share"] is not None]
         rows.append({
             "span_cpu_ms": [BASE_MS[f] * scale for f in FUNCTIONS],
             "clock_beacon": beacon,
+            "beacon_period_ms": runs[0]["beacon_period_ms"] if beacon else None,
             "rounds": len(runs),
             "samples": sum(r["samples"] for r in runs),
             "precision_median": round(statistics.median(precision), 3) if precision else None,
@@ -173,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:
         ms = "/".join(f"{m:g}" for m in row["span_cpu_ms"])
-        print(f"| {ms} | {'on' if row['clock_beacon'] else 'off'} | {row['samples']} | "
+        on = f"every {row['beacon_period_ms']:g} ms" if row["clock_beacon"] else "off"
+        print(f"| {ms} | {on} | {row['samples']} | "
               f"{row['precision_median']} | {row['waiting_share_median']} | "
               f"{row['calibrated_runs']} |")  # fmt: skip
 

@@ -2,8 +2,8 @@
 
 py-spy stamps events in microseconds since its own clock started, an unknown few tens
 of milliseconds after it was spawned. While py-spy runs, the beacon thread moves
-between four tiny functions every period (20 ms at 100 Hz), noting the wall time of
-each move.
+between four tiny functions every period (every other sample: 20 ms at 100 Hz, 40 ms
+at 50 Hz), noting the wall time of each move.
 py-spy sees each move at its next sample, so for every move ``k`` the event's time
 is about ``wall_k − ts_k`` plus the delay until that sample; with tens of moves a run
 the median over a run, plus half a sampling period, puts samples where they were
@@ -50,6 +50,13 @@ log = logging.getLogger("otel_adaprof.agent")
 #: move on the development machine, the CPU notes of cpu mode included).
 MIN_PERIOD_S = 0.02
 MAX_PERIOD_S = 0.5
+#: Sampling intervals between two moves (:meth:`ClockBeacon.period_for`): a move, and in
+#: cpu mode its notes of which threads ran, every other sample, as at 100 Hz under the
+#: 20 ms floor. At one move a sample, 50 Hz paid the beacon's and the fast loop's
+#: wake-ups (7-9 ms of CPU a second) for half 100 Hz's samples: 2.8-4.5 ms a sample
+#: against 1.7-2.1 (bench/output/cpu_by_action_s32.json; the notes' precision at one
+#: and two samples a move: bench/output/attribution_cpu_s33.json).
+SAMPLES_PER_MOVE = 2
 #: A move and the event that saw it are matched within this window of the rough
 #: anchor (ns); same-named moves are at least four periods (80 ms) apart.
 MATCH_WINDOW_NS = 35_000_000
@@ -220,8 +227,18 @@ class ClockBeacon:
                 self.on_thread(False)
 
     def set_period(self, seconds: float) -> None:
-        """Move every ``seconds``, within [:data:`MIN_PERIOD_S`, :data:`MAX_PERIOD_S`]."""
+        """Move every ``seconds``, within [:data:`MIN_PERIOD_S`, :data:`max_period_s`]."""
         self.period_s = min(self.max_period_s, max(MIN_PERIOD_S, seconds))
+
+    @staticmethod
+    def period_for(sampling_interval_s: float) -> float:
+        """The period between moves for a sampling interval: :data:`SAMPLES_PER_MOVE`
+        intervals (before the bounds of :meth:`set_period`).
+
+        >>> ClockBeacon.period_for(0.02), ClockBeacon.period_for(0.01)  # 50 Hz, 100 Hz
+        (0.04, 0.02)
+        """
+        return SAMPLES_PER_MOVE * sampling_interval_s
 
     def hold(self) -> None:
         """Between two moves: the notes (:meth:`note`), then sleep one period.

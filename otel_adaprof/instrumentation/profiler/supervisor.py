@@ -411,7 +411,8 @@ class Profiler:
                 if self.backend == ProfilerBackend.PY_SPY.value:
                     self._stop_inprocess()
                     if self.use_beacon:
-                        self.beacon.set_period(params.sampling_interval_ms / 1000.0)
+                        interval_s = params.sampling_interval_ms / 1000
+                        self.beacon.set_period(self.beacon.period_for(interval_s))
                         self.beacon.track_cpu = params.profile_mode == "cpu"
                         self._start_beacon()
                     self._one_pyspy_run(current, gen)
