@@ -26,13 +26,17 @@ def test_default_catalog_has_maintenance_learning_reflex_and_capture():
     # markers on the slowest tenth of each operation, captured in-process between
     # py-spy's samples (the reader is safe on every Python: thread_stacks); while py-spy
     # learns at 20-100 Hz it samples the slow spans too; of the fallbacks only the one
-    # that keeps the capture alone does (no py-spy, no reflex)
+    # that keeps the capture does (no py-spy but the glimpse: one short burst on a change)
     assert all(p.marker_trigger.latency_percentile == 90 for p in maintain + learn)
     assert all(p.slow_span_interval_ms == 50 for p in maintain)
     assert all(p.slow_span_interval_ms == 0 for p in learn)
     capturing = [a for a in cat if "fallback" in a.tags and a.params.slow_span_interval_ms]
     assert [a.name for a in capturing] == ["fallback-capture"]
-    assert not capturing[0].params.profiling_enabled and not capturing[0].params.burst_sensitivity
+    assert not capturing[0].params.profiling_enabled
+    # every retreat but off keeps a glimpse: the reflex armed for one short burst
+    retreats = [a.params for a in cat if "fallback" in a.tags and "off" not in a.tags]
+    assert retreats and all(p.burst_sensitivity > 0 and p.burst_seconds <= 3 for p in retreats)
+    assert not cat.cheapest().params.burst_sensitivity  # off is off
     # no trace is dropped to save bytes nobody asked to save
     assert all(a.params.trace_ratio == 1.0 for a in cat)
     # every action has features, and different params give different features

@@ -3,6 +3,8 @@ the budget held on average in the simulator."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from otel_adaprof.budget_bank import BudgetBank
 from otel_adaprof.controller.policy.base import DecisionContext
 from otel_adaprof.controller.policy.catalog import load_catalog
@@ -104,8 +106,8 @@ def test_a_spent_bank_retreats_to_a_fallback_that_keeps_the_capture():
     over = _ctx(0.5 * 5.0, Params(sampling_interval_ms=10))  # half a core, budget 2 %
     decisions = [policy.decide(over) for _ in range(24)]
     # one window at half a core fits what the bank saved; by the second it is spent:
-    # the retreat keeps slow-span capture alone (no py-spy, no reflex), which costs
-    # under half the budget
+    # the retreat keeps slow-span capture (no py-spy but the reflex's glimpse), which
+    # costs under half the budget
     assert decisions[0].action not in ("off", "fallback-capture")
     for d in decisions[1:]:
         assert d.action == "fallback-capture" and d.probability == 1.0
@@ -113,6 +115,30 @@ def test_a_spent_bank_retreats_to_a_fallback_that_keeps_the_capture():
     # a budget too small for the capture: the retreat is off
     tiny = _ctx(0.5 * 5.0, Params(sampling_interval_ms=10), OverheadBudget(cpu_fraction=0.002))
     assert policy.decide(tiny).action == "off"
+
+
+def test_a_retreat_right_after_a_burst_keeps_the_capture_and_a_glimpse_of_a_change():
+    """Session 33's seed 1: a reflex burst spent the bank, the retreat disarmed the
+    reflex, and the hot path that came on then went unsampled for 60 s (detection 70 s,
+    7.3x static-100's). The retreat now keeps the reflex for one short burst, and the
+    burst share measured in the burst that spent the bank (the reflex's cost for the
+    watch's 15 s bursts) does not price the capture out of the retreat."""
+    policy = VWPolicy(seed=3)
+    policy.guard.bank = BudgetBank(0.0, seen_s=300.0)
+    watch = load_catalog().get("watch-reflex")
+    assert watch is not None
+    over = _ctx(0.5 * 5.0, watch.params)  # half a core: the bank is spent
+    assert over.state is not None
+    # every window all burst: the measured burst share goes to 1
+    bursting = replace(over, state=over.state.model_copy(update={"burst_seconds": 5.0}))
+    decisions = [policy.decide(bursting) for _ in range(4)]
+    assert policy.guard.burst_share > 0.9
+    retreat = decisions[-1]
+    assert retreat.features["forced"] == "over_budget"
+    assert retreat.action == "fallback-capture"
+    p = retreat.params
+    assert p.slow_span_interval_ms > 0 and not p.profiling_enabled
+    assert p.burst_sensitivity > 0 and 0 < p.burst_seconds <= 3 and p.burst_interval_ms <= 10
 
 
 def test_static_mode_never_explores():

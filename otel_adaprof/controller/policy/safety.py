@@ -200,12 +200,16 @@ class SafetyGuard:
     def retreat_action(self, ctx: DecisionContext) -> Action:
         """The fallback to retreat to: the fastest ``fallback`` action expected to cost
         under half the budget (so the retreat still watches), one with slow-span capture
-        first among equal rates, else the cheapest."""
+        first among equal rates, else the cheapest. Judged without the reflex's bursts:
+        a retreat's reflex is a glimpse (one short burst on a change, then a rest as
+        long), not the bursts the measured :attr:`burst_share` stands for, which is high
+        right after the burst that spent the bank."""
         cap = 0.5 * ctx.budget.cpu_fraction
         fits = [
             a
             for a in self.catalog
-            if FALLBACK_TAG in a.tags and self.estimate(a, ctx).cpu_fraction <= cap
+            if FALLBACK_TAG in a.tags
+            and self.estimate(a, ctx, bursts=False).cpu_fraction <= cap
         ]
         if not fits:
             return self._cheapest
@@ -233,13 +237,16 @@ class SafetyGuard:
         room = self.bank.room(cap, windows * self.window_s, ctx.goal.cost_horizon_s)
         return max(0.0, min(room, ctx.budget.cpu_fraction * MAX_BURST_FACTOR))
 
-    def estimate(self, action: Action, ctx: DecisionContext) -> CostEstimate:
-        """Expected cost of ``action`` in the situation of ``ctx``."""
+    def estimate(
+        self, action: Action, ctx: DecisionContext, *, bursts: bool = True
+    ) -> CostEstimate:
+        """Expected cost of ``action`` in the situation of ``ctx`` (``bursts``: with
+        its reflex's bursts at the measured :attr:`burst_share`)."""
         spans, active = situation(ctx)
         terms = self._terms.get(action.name) or CostTerms.of(action.params)
         est = terms.estimate(spans, active, self.calibration)
         i = self.catalog.index(action.name) if action.name in self.catalog.names else None
-        if i is None:
+        if i is None or not bursts:
             return est
         burst = self.burst_share * float(self._burst_extra[i]) * self.calibration
         return CostEstimate(est.cpu_fraction + burst, est.bytes_per_s)
