@@ -208,8 +208,7 @@ class SafetyGuard:
         fits = [
             a
             for a in self.catalog
-            if FALLBACK_TAG in a.tags
-            and self.estimate(a, ctx, bursts=False).cpu_fraction <= cap
+            if FALLBACK_TAG in a.tags and self.estimate(a, ctx, bursts=False).cpu_fraction <= cap
         ]
         if not fits:
             return self._cheapest
