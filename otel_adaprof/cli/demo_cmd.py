@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
+from otel_adaprof.demo.bench import BUDGET_CPU
 from otel_adaprof.demo.run import DemoProgress, run_demo
 from otel_adaprof.demo.timeline import param_change_labels
 
@@ -101,6 +102,13 @@ def progress_view(p: DemoProgress, last: int = 8) -> Group:
     show_default=True,
     help="Base requests per second.",
 )
+@click.option(
+    "--budget",
+    type=click.FloatRange(0.001, 1.0),
+    default=BUDGET_CPU,
+    show_default=True,
+    help="The session's profiler CPU budget, in cores, held on average over its horizon.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, no live view.")
 def demo(
     duration: float,
@@ -108,13 +116,18 @@ def demo(
     workdir: Path | None,
     otlp_endpoint: str | None,
     rate: float,
+    budget: float,
     as_json: bool,
 ) -> None:
-    """Run the adaptive profiling loop on a demo service and write a report."""
+    """Run the adaptive profiling loop on a demo service and write a report.
+
+    A small ``--budget`` (e.g. 0.008) shows the budget guard's retreat and its glimpse
+    of a change.
+    """
     require_demo_extra("demo")
     console = Console(stderr=as_json)
     if as_json:
-        result = run_demo(duration, out, workdir, otlp_endpoint, rate)
+        result = run_demo(duration, out, workdir, otlp_endpoint, rate, budget_cpu_fraction=budget)
     else:
         console.print(f"[bold]adaprof demo[/] — {duration:.0f} s, report in {out}")
         with Live(progress_view(DemoProgress(duration_s=duration)), console=console,
@@ -123,7 +136,10 @@ def demo(
             def show(p: DemoProgress) -> None:
                 live.update(progress_view(p))
 
-            result = run_demo(duration, out, workdir, otlp_endpoint, rate, on_progress=show)
+            result = run_demo(
+                duration, out, workdir, otlp_endpoint, rate, on_progress=show,
+                budget_cpu_fraction=budget,
+            )  # fmt: skip
     summary = result.summary()
     if as_json:
         click.echo(json.dumps(summary))

@@ -120,6 +120,8 @@ class DemoResult:
     slow_request_coverage_per_phase: dict[str, float | None] = field(default_factory=dict)
     truth: dict[str, float] = field(default_factory=dict)
     rows: list[TimelineRow] = field(default_factory=list)
+    #: The session's profiler CPU budget (cores, on average over its horizon).
+    budget_cpu: float = BUDGET_CPU
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -140,6 +142,7 @@ class DemoResult:
             "params_changes_in_steady_phases": self.steady_params_changes,
             "slow_request_coverage": self.slow_request_coverage,
             "slow_request_coverage_per_phase": self.slow_request_coverage_per_phase,
+            "profiler_cpu_budget": self.budget_cpu,
         }
 
 
@@ -295,6 +298,7 @@ def _run(
         },
         truth=truth,
         rows=rows,
+        budget_cpu=budget_cpu_fraction,
     )
     summary: dict[str, Any] = dict(result.summary())
     summary["truth"] = truth

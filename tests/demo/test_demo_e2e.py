@@ -62,7 +62,7 @@ def test_demo_30s_keeps_its_budget_writes_the_report_and_leaves_nothing(tmp_path
     out = tmp_path / "report"
     proc = subprocess.Popen(
         [str(ADAPROF), "demo", "--duration", "30", "--out", str(out),
-         "--workdir", str(tmp_path / "work"), "--json"],
+         "--workdir", str(tmp_path / "work"), "--budget", str(BUDGET_CPU), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     seen: set[int] = set()
@@ -76,6 +76,7 @@ def test_demo_30s_keeps_its_budget_writes_the_report_and_leaves_nothing(tmp_path
     assert proc.returncode == 0, stderr[-3000:]
     assert len(seen) >= 2  # controller and service (and py-spy) really ran
     summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["profiler_cpu_budget"] == BUDGET_CPU  # --budget reached the session
     for name in ("index.html", "profile.speedscope.json", "profile.collapsed.txt",
                  "timeline.json", "spans.jsonl", "summary.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name

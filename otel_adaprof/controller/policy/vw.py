@@ -106,7 +106,9 @@ LEARN_TAG = "learn"
 #: 100 Hz 1.7-2.1: bench/output/cpu_by_action_s32.json): CPU fell 4-10 % in four
 #: benchmark runs, but saving for three 100 Hz windows spent 0.74-0.87 of the budget at
 #: 1x (0.83-0.92 with 50 Hz), and four demos got 471-695 workload samples (one under
-#: the 500 target); docs/benchmarks.md, session 32. Not kept.
+#: the 500 target); docs/benchmarks.md, session 32. Not kept. Instead the clock beacon
+#: moves every other sample (session 33): 50 Hz learning's samples cost 2.0-2.9 ms
+#: (bench/output/cpu_by_action_s33.json).
 RULE_MIN_LEARN_HZ = 50.0
 #: A change building up: the window's CPU-per-request or span-rate statistic (CUSUM, in
 #: baseline standard deviations, either sign) at least this far from 0, a quarter of the
