@@ -137,6 +137,18 @@ def child(
     }
 
 
+def _moves(text: str) -> int:
+    """``--samples-per-move``: a whole number of samples, 1 or more (0 would be read as
+    "as shipped" by the child)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rate", type=int, default=100, help="py-spy rate, Hz")
@@ -147,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=("wall", "cpu"), default="wall", help="profile_mode")
     parser.add_argument(
         "--samples-per-move",
-        type=int,
+        type=_moves,
         nargs="+",
         default=None,
         help="compare the beacon moving every N samples (e.g. 1 2); default: as shipped",
