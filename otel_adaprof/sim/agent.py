@@ -100,6 +100,7 @@ class SimulatedAgent:
         self._last_params: Params | None = None
         self._last_phase: str | None = None
         self._burst_left = 0.0
+        self._burst_ran = 0.0
         self._rest_left = 0.0
         self._false_alarm = False
         self.identity = AgentIdentity(
@@ -127,9 +128,15 @@ class SimulatedAgent:
         self._false_alarm = not changed and bool(self.rng.random() < min(0.9, false_alarm))
         # As the agent's reflex: a burst of fixed length, then a rest as long (REST_FACTOR)
         # in which a signal starts nothing.
+        # New params with shorter bursts (a retreat's glimpse) cut a running burst.
+        length = float(getattr(params, "burst_seconds", 0.0) or 0.0)
+        if self._burst_left > 0 and self._burst_ran + self._burst_left > length:
+            self._burst_left = max(0.0, length - self._burst_ran)
+            self._rest_left = REST_FACTOR * (self._burst_ran + self._burst_left)
         idle = self._burst_left <= 0 and self._rest_left <= 0
         if sensitivity > 0 and (changed or self._false_alarm) and idle:
-            self._burst_left = float(getattr(params, "burst_seconds", 0.0) or 0.0)
+            self._burst_left = length
+            self._burst_ran = 0.0
             self._rest_left = REST_FACTOR * self._burst_left
             delay = min(secs, calibration().reflex_delay_s)  # the change signals' delay
             parts.append((delay, float(params.rate_hz), False))
@@ -141,6 +148,7 @@ class SimulatedAgent:
             interval = int(getattr(params, "burst_interval_ms", 10) or 10)
             parts.append((burst, 1000.0 / interval, True))
             self._burst_left -= burst
+            self._burst_ran += burst
             secs -= burst
             if self._burst_left <= 0:
                 self._rest_left = max(0.0, self._rest_left - secs)

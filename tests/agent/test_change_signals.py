@@ -318,6 +318,49 @@ def test_reflex_follows_new_controller_params_and_stops_when_turned_off():
     assert r.threshold == REPORT_THRESHOLD
 
 
+def test_a_retreat_to_a_glimpse_cuts_a_running_burst_to_the_glimpses_length():
+    """The guard retreats when a burst spent the bank; since the retreats keep the reflex
+    for a 3 s glimpse (session 33) the reflex stays on, and a 15 s burst ran on through
+    the retreat: a 30 s demo at 0.008 of a core spent 0.026, a CI run of it at 0.016
+    spent 0.0203 (session 34). New params with shorter bursts cut the running burst to
+    their length; longer ones do not extend it."""
+    watch = Params.parse({"burst_sensitivity": 8, "burst_seconds": 15})
+    glimpse = watch.with_changes(burst_seconds=3)
+    # the retreat arrives 2 s into the burst: it ends 3 s after it started
+    live = LiveParams(watch)
+    r = BurstReflex(live)
+    assert r.react(["cpu_per_request"], 0.0)
+    r.react([], 2.0)
+    live.apply(glimpse, 2, None)
+    r.react([], 2.5)
+    assert r.in_burst and live.override is not None
+    r.react([], 3.0)
+    assert not r.in_burst and live.override is None
+    assert r.burst_seconds == 3.0
+    assert r.resting and not r.react(["cpu_per_request"], 5.5)  # rests as long (3 s)
+    assert r.react(["cpu_per_request"], 6.0)  # the glimpse
+    r.react([], 9.0)
+    assert not r.in_burst and r.burst_seconds == 6.0
+    # the retreat arrives 5 s into the burst: it ends at the next tick
+    live = LiveParams(watch)
+    r = BurstReflex(live)
+    assert r.react(["cpu_per_request"], 0.0)
+    r.react([], 5.0)
+    live.apply(glimpse, 2, None)
+    r.react([], 5.25)
+    assert not r.in_burst and live.override is None
+    assert r.burst_seconds == 5.25
+    # longer bursts in new params do not extend the running one
+    live = LiveParams(glimpse)
+    r = BurstReflex(live)
+    assert r.react(["cpu_per_request"], 0.0)
+    live.apply(watch, 2, None)
+    r.react([], 2.0)
+    assert r.in_burst
+    r.react([], 3.0)
+    assert not r.in_burst and r.burst_seconds == 3.0
+
+
 # params --------------------------------------------------------------------------------
 
 

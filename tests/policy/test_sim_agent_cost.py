@@ -35,3 +35,26 @@ def test_a_window_in_a_fast_burst_costs_no_capture():
     assert with_capture[full][1] == 3.0  # a whole window of burst
     assert with_capture[steady][0] > without[steady][0] * 1.01  # the watch pays for it
     assert abs(with_capture[full][0] - without[full][0]) < 1e-12  # the burst does not
+
+
+def test_a_retreat_cuts_the_simulated_burst_as_it_cuts_the_agents():
+    """As ``BurstReflex``: the guard's retreat (``fallback-capture``, a 3 s glimpse)
+    after a window of the watch's 15 s burst ends the burst, and the retreat's windows
+    cost what the retreat costs, not the burst."""
+    catalog = load_catalog()
+    watch = next(a for a in catalog if a.name == "watch-reflex").params
+    retreat = next(a for a in catalog if a.name == "fallback-capture").params
+    assert retreat.burst_seconds < watch.burst_seconds
+    scenario = demo_scenario()
+    steady, changed = scenario.phases[0], scenario.phases[1]
+    bursts = {}
+    for later in (watch, retreat):
+        agent = SimulatedAgent(scenario.name, np.random.default_rng(7), window_s=3.0)
+        windows = [(watch, steady), (watch, changed), (later, changed), (later, changed)]
+        states = [agent.report(p, 1, ph, 1000.0 + 3.0 * k).window for k, (p, ph) in
+                  enumerate(windows)]  # fmt: skip
+        bursts[later.burst_seconds] = [s.burst_seconds for s in states if s is not None]
+    kept, cut = bursts[watch.burst_seconds], bursts[retreat.burst_seconds]
+    assert kept[1] > 0 and kept[2] == 3.0 and kept[3] == 3.0  # 15 s: it runs on
+    assert cut[:2] == kept[:2]  # the same draws until the retreat
+    assert abs(cut[1] + cut[2] - retreat.burst_seconds) < 1e-9 and cut[3] == 0.0

@@ -7,7 +7,9 @@ change signal (:mod:`~otel_adaprof.instrumentation.observe.change_signals`) cros
 reflex puts ``sampling_interval_ms = burst_interval_ms`` in force at once, as a local
 override of the controller's params (:meth:`LiveParams.set_override`), for
 ``burst_seconds``; then the controller's params again. A burst has a fixed length (a
-change during it does not extend it), and after it the reflex rests as long as the burst
+change during it does not extend it; new params with shorter bursts cut it to their
+length: the guard's retreat, whose glimpse is 3 s, ends a 15 s burst that spent the
+bank), and after it the reflex rests as long as the burst
 lasted (:data:`REST_FACTOR`): whatever the signals do, bursts take at most half of the
 time. A change that fires while the reflex rests is not dropped: its burst starts when
 the rest ends (the hot path's end came 2 s into a rest in a benchmark run, and its phase
@@ -102,6 +104,10 @@ class BurstReflex:
         self._last = now
         base = self.live.base.params
         on = base.burst_sensitivity > 0 and base.burst_seconds > 0
+        if self._until is not None and self.started_at is not None:
+            # New params with shorter bursts (the guard's retreat: a glimpse of 3 s) cut
+            # the running burst to their length; longer ones do not extend it.
+            self._until = min(self._until, self.started_at + base.burst_seconds)
         if self._until is not None and (not on or now >= self._until):
             if self.started_at is not None:
                 self._rest_until = now + REST_FACTOR * (now - self.started_at)
