@@ -92,10 +92,17 @@ def test_demo_30s_keeps_its_budget_writes_the_report_and_leaves_nothing(tmp_path
     # A 30 s session keeps its budget from its first window (the budget bank counts only
     # the windows seen, session 28): whatever it did, its profiler CPU over the run is
     # within the 0.016 of a core the demo gives it (the first window, before the
-    # session's params reach the agent, runs the initial 50 Hz: hence the margin).
+    # session's params reach the agent, runs the initial 50 Hz, and a reflex burst runs
+    # until the window that takes the average over the budget brings the retreat, which
+    # cuts it: hence the margin; stop 28's CI spent 1.27 budgets when the burst ran on).
     seconds = sum(r.state.get("window_seconds") or 0.0 for r in rows)
     spent = sum(r.state.get("profiler_cpu_seconds") or 0.0 for r in rows)
-    assert spent / seconds <= 1.25 * BUDGET_CPU, (spent, seconds)
+    windows = [
+        (round(r.t - rows[0].t, 1), r.action, r.state.get("profiler_cpu_seconds"),
+         r.state.get("burst_seconds"))
+        for r in rows
+    ]  # fmt: skip
+    assert spent / seconds <= 1.25 * BUDGET_CPU, (spent, seconds, windows)
     # What it adapts in 30 s is not asserted: 30 s at 0.016 of a core never save enough
     # for a learning burst, and the change detector needs 16 observations (at the demo's
     # load, longer than the 9 s before the onset) before its reflex can fire, so on a

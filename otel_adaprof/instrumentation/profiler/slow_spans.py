@@ -51,11 +51,12 @@ judged by the stack alone.
     1.0
     >>> done = threading.Event()
     >>> worker = threading.Thread(target=done.wait); worker.start(); time.sleep(0.05)
-    >>> capture.open_spans[1] = (worker.ident, worker.native_id, time.time_ns() - 7_000_000, "op")
-    >>> capture.tick(time.time_ns())  # 7 ms: slow in 3 ms (a tick at least an interval on)
+    >>> t0 = time.time_ns()  # the ticks' times given, so a busy machine changes nothing
+    >>> capture.open_spans[1] = (worker.ident, worker.native_id, t0 - 7_000_000, "op")
+    >>> capture.tick(t0)  # 7 ms: slow in 3 ms (a tick at least an interval on)
     0.005
     >>> # its thread's clock starts
-    >>> time.sleep(0.005); capture.tick(time.time_ns()) >= 0.005  # slow now, captured
+    >>> time.sleep(0.005); capture.tick(t0 + 5_000_000) >= 0.005  # slow now, captured
     True
     >>> done.set(); worker.join()
     >>> capture.slow_spans, capture.samples, capture.waiting_samples  # it used no CPU
