@@ -16,9 +16,7 @@ applied before the learner chooses:
    (they are the retreat); the cheapest other action is always offered.
 2. *Retreat.* When the average is over the budget (or the window was over the bytes
    budget), the next windows run the fallback action, whatever the learner would pick,
-   until the average is back under :data:`REFILL` budgets; a fallback's reflex (a
-   3 s glimpse of a change) is armed only while one more glimpse keeps the average in
-   the budget (:meth:`SafetyGuard.glimpse_fits`).
+   until the average is back under :data:`REFILL` budgets.
    A measurement above the prediction also raises the calibration, so the actions that
    led there stay masked under the same load.
 
@@ -205,11 +203,7 @@ class SafetyGuard:
         first among equal rates, else the cheapest. Judged without the reflex's bursts:
         a retreat's reflex is a glimpse (one short burst on a change, then a rest as
         long), not the bursts the measured :attr:`burst_share` stands for, which is high
-        right after the burst that spent the bank. The glimpse stays armed only while
-        one more keeps the average in the budget (:meth:`glimpse_fits`); else the same
-        retreat runs without it (its reflex off, its name the same): in a 60 s demo at
-        0.008 of a core, glimpses on each change kept a retreat 1.26-1.59x over the
-        budget to the end (session 34)."""
+        right after the burst that spent the bank."""
         cap = 0.5 * ctx.budget.cpu_fraction
         fits = [
             a
@@ -218,33 +212,7 @@ class SafetyGuard:
         ]
         if not fits:
             return self._cheapest
-        best = max(fits, key=lambda a: (a.params.rate_hz, a.params.slow_span_interval_ms > 0))
-        if self.glimpse_fits(best, ctx):
-            return best
-        quiet = best.params.with_changes(burst_sensitivity=0.0)
-        return Action(best.name, quiet, best.tags, best.features)
-
-    def glimpse_fits(self, action: Action, ctx: DecisionContext) -> bool:
-        """Whether one glimpse of ``action`` (a reflex burst of its ``burst_seconds`` at
-        its burst rate, over its own cost) keeps the bank's average at or under the
-        budget: a retreat's glimpse spends what the retreat has refilled, never more
-        (always true for an action without the reflex). In a long session one glimpse
-        moves the average little, and fits once the average is a few percent under the
-        budget; in a short one it fits only when the bank holds it."""
-        p = action.params
-        if p.burst_sensitivity <= 0 or p.burst_seconds <= 0:
-            return True
-        room = self.bank.room(ctx.budget.cpu_fraction, p.burst_seconds, ctx.goal.cost_horizon_s)
-        return self.glimpse_cost(action, ctx) <= room
-
-    def glimpse_cost(self, action: Action, ctx: DecisionContext) -> float:
-        """Expected CPU (fraction of a core) of ``action`` while its reflex bursts: its
-        own cost and the burst's py-spy over it (calibrated)."""
-        p = action.params
-        terms = self._terms.get(action.name) or CostTerms.of(p)
-        burst = pyspy_cpu(1000.0 / p.burst_interval_ms, TYPICAL_FRAMES, mode=profile_mode(p))
-        own = self.estimate(action, ctx, bursts=False).cpu_fraction
-        return own + max(0.0, burst - terms.spy) * self.calibration
+        return max(fits, key=lambda a: (a.params.rate_hz, a.params.slow_span_interval_ms > 0))
 
     def must_retreat(self, ctx: DecisionContext) -> bool:
         """Whether the bank is spent (average over the budget) or bytes were over. Once

@@ -442,12 +442,7 @@ class VWPolicy(Policy):
                 params=cheap.params,
                 probability=1.0,
                 action=cheap.name,
-                features={
-                    "state": feats,
-                    "offered": [cheap.name],
-                    "forced": "over_budget",
-                    "glimpse": cheap.params.burst_sensitivity > 0,
-                },
+                features={"state": feats, "offered": [cheap.name], "forced": "over_budget"},
             )
         idx, cpu, data = self.guard.assess_lists(ctx)
         names = [self._names[i] for i in idx]
