@@ -95,8 +95,9 @@ def compare(
     iid = [read_phase(_draw(whole, int(burst_n), rng), GROUND_TRUTH[phase]) for _ in range(draws)]
     full_n, full_l1 = _l1(windows, phase)
 
-    def med(rows: list[tuple[float, float | None]]) -> float:
-        return round(statistics.median(v for _, v in rows if v is not None), 4)
+    def med(rows: list[tuple[float, float | None]]) -> float | None:
+        values = [v for _, v in rows if v is not None]  # None: no workload sample
+        return round(statistics.median(values), 4) if values else None
 
     return {
         "windows": len(windows),

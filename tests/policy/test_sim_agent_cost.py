@@ -39,8 +39,8 @@ def test_a_window_in_a_fast_burst_costs_no_capture():
 
 def test_a_retreat_cuts_the_simulated_burst_as_it_cuts_the_agents():
     """As ``BurstReflex``: the guard's retreat (``fallback-capture``, a 3 s glimpse)
-    after a window of the watch's 15 s burst ends the burst, and the retreat's windows
-    cost what the retreat costs, not the burst."""
+    after a window of the watch's 15 s burst ends the burst 3 s after it started: the
+    retreat's later windows hold no burst time, where the watch's keep bursting."""
     catalog = load_catalog()
     watch = next(a for a in catalog if a.name == "watch-reflex").params
     retreat = next(a for a in catalog if a.name == "fallback-capture").params
