@@ -21,9 +21,9 @@ Usage::
     python bench/burst_vs_spread.py RUN_WORKDIR --json --out bench/output/burst_vs_spread_s34.json
 
 ``RUN_WORKDIR`` is an ``adaprof bench --workdir`` folder (its ``adaprof.db`` and
-``spans-static-100.jsonl``; the phase edges are the service's ``POST /control``
-requests, the last phase as long as its plan:
-``--duration`` × ``--phase-scale`` × its share).
+``spans-static-100.jsonl``; the phase edges are the service's hot-path switches, the
+last phase as long as the run's schedule makes it for ``--duration`` and
+``--phase-scale``).
 """
 
 from __future__ import annotations
@@ -39,34 +39,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from otel_adaprof.demo.bench import BenchSettings  # noqa: E402
 from otel_adaprof.demo.bench_figures import (  # noqa: E402
     Window,
+    phase_switches,
     read_phase,
     reported_windows,
     windows_profile,
     windows_within,
 )
 from otel_adaprof.demo.ground_truth import GROUND_TRUTH  # noqa: E402
-from otel_adaprof.demo.phases import PHASE_PLAN  # noqa: E402
-
-#: A window's samples may have been taken this long before it opened (bench.SEGMENT_S).
-LEAD_S = 2.0
+from otel_adaprof.demo.phases import schedule  # noqa: E402
+from otel_adaprof.demo.stack import SEGMENT_S  # noqa: E402
 
 
-def phase_edges(workdir: Path, config: str, last_s: float) -> list[tuple[str, float, float]]:
-    """``(phase, start, end)`` of each phase, from the service's control requests (the
-    last phase ``last_s`` long)."""
-    starts = sorted(
-        int(json.loads(line)["startTimeUnixNano"]) / 1e9
-        for line in (workdir / f"spans-{config}.jsonl").read_text().splitlines()
-        if '"POST /control' in line
-    )
-    names = [name for name, *_ in PHASE_PLAN]
-    if len(starts) < len(names):
-        raise SystemExit(f"{workdir}: {len(starts)} control requests, {len(names)} phases")
-    starts = starts[: len(names)]
-    ends = [*starts[1:], starts[-1] + last_s]
-    return list(zip(names, starts, ends, strict=True))
+def phase_edges(
+    workdir: Path, config: str, settings: BenchSettings
+) -> list[tuple[str, float, float]]:
+    """``(phase, start, end)`` of each phase: from the service's hot-path switches, the
+    last phase as long as the run's schedule makes it."""
+    phases = schedule(settings.load_s, settings.rate_rps)
+    starts = phase_switches(workdir / f"spans-{config}.jsonl")
+    if len(starts) < len(phases):
+        raise SystemExit(f"{workdir}: {len(starts)} hot-path switches, {len(phases)} phases")
+    starts = starts[: len(phases)]
+    ends = [*starts[1:], starts[-1] + phases[-1].duration_s]
+    return [(p.name, a, b) for p, a, b in zip(phases, starts, ends, strict=True)]
 
 
 def _l1(windows: list[Window], phase: str) -> tuple[float, float | None]:
@@ -124,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.windows < 1 or args.draws < 1:
         ap.error("--windows and --draws must be at least 1")
+    settings = BenchSettings(duration_s=args.duration, phase_scale=args.phase_scale)
     rng = random.Random(1)
     rows: list[dict[str, Any]] = []
     for wd in args.workdirs:
@@ -131,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         if not db.exists():
             ap.error(f"{wd}: no adaprof.db (not an adaprof bench --workdir)")
         windows = reported_windows(db, f"bench-{args.config}")
-        last_s = PHASE_PLAN[-1][1] * args.duration * args.phase_scale
-        for phase, start, end in phase_edges(wd, args.config, last_s):
-            inside = windows_within(windows, start, end, LEAD_S)
+        for phase, start, end in phase_edges(wd, args.config, settings):
+            # as the benchmark reads a phase: a window's samples may predate it by a
+            # py-spy run (bench.py, windows_within)
+            inside = windows_within(windows, start, end, SEGMENT_S)
             got = compare(inside, phase, args.windows, args.draws, rng)
             if got is not None:
                 rows.append({"run": str(wd), "phase": phase, **got})

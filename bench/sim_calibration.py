@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_adaprof.demo.bench import BenchSettings, run_bench
+from otel_adaprof.demo.bench_figures import phase_switches
 from otel_adaprof.demo.phases import schedule
 from otel_adaprof.demo.stack import SEGMENT_S
 from otel_adaprof.reward import expected_l1
@@ -221,12 +222,9 @@ CATALOG_SENSITIVITY = 8.0
 def reflex_signals(workdir: Path) -> dict[str, float | None]:
     """The agent's change detector in a bench run's adaptive session: its delay after
     the run's phase changes and its false alarms at the catalog's sensitivity."""
-    changes: list[float] = []  # the phase changes: every hot-path switch after the first
-    with open(workdir / "spans-adaptive.jsonl", encoding="utf-8") as spans:
-        for line in spans:
-            if "/control/hot-path" in line:
-                changes.append(int(json.loads(line)["startTimeUnixNano"]) / 1e9)
-    changes = sorted(changes)[1:]  # the first sets the steady phase at the start
+    # the phase changes: every hot-path switch after the first (which sets the steady
+    # phase at the start)
+    changes = phase_switches(workdir / "spans-adaptive.jsonl")[1:]
     delays: dict[float, float] = {}
     alarms, seconds = 0, 0.0
     for params, w in _session_windows(workdir, "bench-adaptive"):

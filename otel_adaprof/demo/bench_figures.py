@@ -49,6 +49,29 @@ def reported_windows(db_path: Path | str, service: str) -> list[Window]:
     return out
 
 
+def phase_switches(spans_file: Path | str) -> list[float]:
+    """Unix times (s) of a bench service's hot-path switches, in order: its exported
+    ``/control/hot-path`` request spans (one JSON span a line, as the run's span sink
+    writes them). The first sets the first phase; each next one starts the next phase.
+
+    >>> import tempfile
+    >>> spans = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False)
+    >>> _ = spans.write('{"name": "POST /control/hot-path", "startTimeUnixNano": "3000000000"}\\n'
+    ...                 '{"name": "GET /catalog", "startTimeUnixNano": "2000000000"}\\n'
+    ...                 '{"name": "POST /control/hot-path", "startTimeUnixNano": "1000000000"}\\n')
+    >>> spans.close()
+    >>> phase_switches(spans.name)
+    [1.0, 3.0]
+    >>> import os; os.unlink(spans.name)
+    """
+    switches: list[float] = []
+    with open(spans_file, encoding="utf-8") as lines:
+        for line in lines:
+            if "/control/hot-path" in line:
+                switches.append(int(json.loads(line)["startTimeUnixNano"]) / 1e9)
+    return sorted(switches)
+
+
 def windows_within(
     windows: Sequence[Window], start: float, end: float, lead_s: float
 ) -> list[Window]:
