@@ -12,20 +12,32 @@ Usage::
     adaprof bench --phase-scale 4    # every phase 4x longer, same loads (~16 minutes)
     adaprof bench --order-seed 2     # start the configurations in another order
     adaprof bench --arrivals poisson # requests at random gaps of the same mean rate
+    adaprof bench --shape ledger     # a service of another shape, one the policy was not tuned on
     adaprof bench --reference --duration 120   # check the ground truth with py-spy 100 Hz
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
-from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
-from otel_adaprof.demo.loadgen import ARRIVALS
+
+if TYPE_CHECKING:
+    from otel_adaprof.demo.bench import BenchSettings
+
+#: Request spacings (``otel_adaprof.demo.loadgen.ARRIVALS``; not imported here: the demo's
+#: modules read their shape when first imported, after ``--shape`` is known).
+ARRIVALS = ("uniform", "poisson")
+#: The demo's shapes (``otel_adaprof.demo.phases.SHAPES``, same reason).
+SHAPES = ("shop", "ledger")
+SHAPE_ENV = "ADAPROF_DEMO_SHAPE"
 
 
 @click.command()
@@ -65,6 +77,14 @@ from otel_adaprof.demo.loadgen import ARRIVALS
     "the same times for every configuration).",
 )
 @click.option(
+    "--shape",
+    type=click.Choice(SHAPES),
+    default=None,
+    help="The demo service's shape: shop (the default, the one the policy was tuned on) "
+    "or ledger (another request mix, a subtle hot path, deeper stacks; "
+    "docs/benchmarks.md). Default: $ADAPROF_DEMO_SHAPE, else shop.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("adaprof-bench"),
@@ -90,6 +110,7 @@ def bench(
     phase_scale: float,
     order_seed: int,
     arrivals: str,
+    shape: str | None,
     out: Path,
     workdir: Path | None,
     as_json: bool,
@@ -97,6 +118,13 @@ def bench(
 ) -> None:
     """Benchmark insight per overhead: off, static-100/10/1, heuristic, adaptive."""
     require_demo_extra("bench")
+    _use_shape(shape)
+    try:
+        from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
+        from otel_adaprof.demo.phases import SHAPE
+    except ValueError as exc:  # $ADAPROF_DEMO_SHAPE names no shape (phases.shape_named)
+        raise click.UsageError(str(exc)) from None
+
     base = BenchSettings.quick() if quick else BenchSettings()
     settings = BenchSettings(
         duration_s=duration if duration is not None else base.duration_s,
@@ -112,7 +140,8 @@ def bench(
         return
     console.print(
         f"adaprof bench: {settings.load_s:.0f} s of load at {settings.rate_rps:g} req/s "
-        f"per configuration ({settings.arrivals} arrivals), windows of {settings.window_s:g} s"
+        f"per configuration ({settings.arrivals} arrivals), windows of {settings.window_s:g} s, "
+        f"the {SHAPE.name} service"
     )
 
     shown = [-1]
@@ -128,6 +157,22 @@ def bench(
     else:
         click.echo(markdown_table(result))
         click.echo(f"JSON: {out / 'bench.json'}  adaptive run plots: {out / 'adaptive-report'}")
+
+
+def _use_shape(shape: str | None) -> None:
+    """Make ``shape`` the demo's for this process and the ones it starts (they inherit
+    ``ADAPROF_DEMO_SHAPE``). The demo reads it when its modules are first imported: if
+    they already were, with another shape, say so rather than run a mixed benchmark."""
+    if shape is None:
+        return
+    phases = sys.modules.get("otel_adaprof.demo.phases")
+    imported = getattr(phases, "SHAPE", None)
+    if imported is not None and imported.name != shape:
+        raise click.UsageError(
+            f"--shape {shape}: this process already runs the {imported.name} demo; "
+            f"set {SHAPE_ENV}={shape} before starting it"
+        )
+    os.environ[SHAPE_ENV] = shape
 
 
 def _reference(settings: BenchSettings, out: Path, workdir: Path | None, as_json: bool) -> None:

@@ -63,7 +63,7 @@ from otel_adaprof.demo.ground_truth import (
     samples_needed,
 )
 from otel_adaprof.demo.loadgen import CAPTURE_ENV, LoadGenerator, LoadResult
-from otel_adaprof.demo.phases import schedule
+from otel_adaprof.demo.phases import SHAPE, schedule
 from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.span_sink import SpanSink
@@ -401,6 +401,7 @@ def _figures(
     return {
         "settings": asdict(settings),
         "budget_cpu": BUDGET_CPU,
+        "shape": SHAPE.name,
         "profile_read_lag_s": lag,
         "machine": machine_description(),
         "configurations": table,

@@ -180,9 +180,11 @@ def static_draws(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     if base is None:
         return {}
     out: dict[str, dict[str, float]] = {}
+    # the run's own truth (its demo shape's; runs before session 35 are the shop's)
+    truths = result.get("ground_truth") or GROUND_TRUTH
     for phase, fig in _phases(base).items():
         n, l1 = fig.get("workload_samples"), fig.get("profile_error_l1")
-        truth = GROUND_TRUTH.get(phase)
+        truth = truths.get(phase)
         if truth is None or not n or l1 is None:
             continue
         noise = sampling_l1(float(n), truth)

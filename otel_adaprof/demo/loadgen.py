@@ -41,7 +41,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from otel_adaprof.demo.phases import ENDPOINTS, Phase, phase_at, schedule
+from otel_adaprof.demo.phases import ENDPOINTS, Endpoint, Phase, phase_at, schedule
 
 #: Hosts the generator will send to.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -60,14 +60,19 @@ ARRIVALS = ("uniform", "poisson")
 REQUEST_ID_ATTRIBUTE = "http.request.header." + REQUEST_ID_HEADER.lower().replace("-", "_")
 
 
-def endpoint_cycle() -> list[str]:
-    """The deterministic request mix: endpoint paths repeated by weight (gcd 0.2).
+def endpoint_cycle(endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> list[str]:
+    """The deterministic request mix: endpoint paths repeated by weight (in units of
+    the weights' greatest common divisor, to a thousandth).
 
     >>> endpoint_cycle()
     ['/catalog', '/catalog', '/price', '/price', '/checkout']
+    >>> from otel_adaprof.demo.phases import SHAPES
+    >>> endpoint_cycle(SHAPES["ledger"].endpoints).count("/checkout")
+    1
     """
-    unit = 0.2
-    return [ep.path for ep in ENDPOINTS for _ in range(round(ep.weight / unit))]
+    milli = [round(ep.weight * 1000) for ep in endpoints]
+    unit = math.gcd(*milli)
+    return [ep.path for ep, m in zip(endpoints, milli, strict=True) for _ in range(m // unit)]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -23,12 +23,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_shares, l1_error
+from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_of, function_shares, l1_error
 from otel_adaprof.demo.loadgen import LoadGenerator
-from otel_adaprof.demo.phases import Phase, schedule
+from otel_adaprof.demo.phases import SHAPE, SHAPE_ENV, Phase, schedule
 from otel_adaprof.demo.processes import Children, wait_for_line
 from otel_adaprof.demo.workload import HOT_PATH
 from otel_adaprof.exporters.collapsed import parse_collapsed
@@ -45,6 +46,16 @@ def py_spy_command() -> str:
     """py-spy from this interpreter's environment (or PATH)."""
     sibling = Path(sys.executable).with_name("py-spy")
     return str(sibling) if sibling.exists() else "py-spy"
+
+
+def _median_depth(stacks: Iterable[str]) -> int:
+    """The median number of frames of ``stacks`` (distinct collapsed stacks; 0: none).
+
+    >>> _median_depth(["a;b", "a;b;c", "a;b;c;d"])
+    3
+    """
+    depths = sorted(s.count(";") + 1 for s in stacks)
+    return depths[len(depths) // 2] if depths else 0
 
 
 def reference_run(
@@ -69,6 +80,7 @@ def _run(
     kids: Children, folder: Path, duration_s: float, rate_rps: float, rate_hz: int
 ) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ADAPROF_"))}
+    env[SHAPE_ENV] = SHAPE.name  # the service takes this process's shape
     argv = [sys.executable, "-m", "otel_adaprof.demo.service", "--port", "0"]
     argv += ["--db", str(folder / "shop.db")]
     log = folder / "service.log"
@@ -112,10 +124,12 @@ def _run(
             "truth": truth,
             "l1_error": round(l1_error(truth, shares), 4),
             "hot_path_share": round(shares[HOT_PATH], 4),
+            "workload_stack_frames": _median_depth(s for s in stacks if function_of(s)),
             "p50_ms": round(load.per_phase[name].p50_ms, 2),
             "p99_ms": round(load.per_phase[name].p99_ms, 2),
         }
     return {
+        "shape": SHAPE.name,
         "duration_s": duration_s,
         "rate_rps": rate_rps,
         "py_spy_hz": rate_hz,

@@ -1,6 +1,7 @@
 """The demo service: a threaded WSGI app with CPU work, SQLite and a peer HTTP call.
 
-Endpoints (CPU per request from :data:`otel_adaprof.demo.phases.ENDPOINTS`):
+Endpoints (CPU per request from :data:`otel_adaprof.demo.phases.ENDPOINTS`, those of the
+shape ``ADAPROF_DEMO_SHAPE`` picks, :data:`otel_adaprof.demo.phases.SHAPES`):
 
 ``GET /catalog``    ``parse_catalog`` + a SQLite ``SELECT``
 ``GET /price``      ``price_items`` + an outbound HTTP call to ``/peer/tax`` (``compute_tax``)
@@ -41,7 +42,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
 from otel_adaprof.demo import workload
-from otel_adaprof.demo.phases import ENDPOINTS
+from otel_adaprof.demo.phases import ENDPOINTS, SHAPE
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -55,6 +56,17 @@ DEFAULT_WORKERS = 16
 MAX_WORKERS = 128
 #: Seconds an extra request thread waits for work before it leaves.
 EXTRA_WORKER_IDLE_S = 30.0
+
+
+def _through_layers(layers: int, name: str, cpu_ms: float) -> None:
+    """Run the named function in its span under ``layers`` frames of this function, as
+    a framework's middleware and dispatch put frames between a handler and its work
+    (the shape's ``layers``: its stacks are that much deeper)."""
+    if layers > 0:
+        _through_layers(layers - 1, name, cpu_ms)
+        return
+    with _tracer.start_as_current_span(name):
+        workload.FUNCTIONS[name](cpu_ms)
 
 
 class DemoApp:
@@ -73,8 +85,7 @@ class DemoApp:
                 )
 
     def _run(self, name: str, cpu_ms: float) -> None:
-        with _tracer.start_as_current_span(name):
-            workload.FUNCTIONS[name](cpu_ms)
+        _through_layers(SHAPE.layers, name, cpu_ms)
 
     def _catalog(self) -> bytes:
         self._run("parse_catalog", _SPEC["/catalog"].cpu_ms["parse_catalog"])

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from otel_adaprof.demo.controller_client import ControllerClient
+from otel_adaprof.demo.phases import SHAPE, SHAPE_ENV
 from otel_adaprof.demo.processes import Children, wait_for_line
 from otel_adaprof.demo.span_sink import SpanSink
 from otel_adaprof.instrumentation.settings import AgentSettings
@@ -130,6 +131,7 @@ class DemoStack:
         for key in list(env):
             if key.startswith(("OTEL_", "ADAPROF_")):
                 del env[key]  # the caller's settings must not leak into the demo
+        env[SHAPE_ENV] = SHAPE.name  # but the service takes the run's shape
         endpoint = self.otlp_endpoint or (self.sink.endpoint if self.sink else "")
         env.update(
             {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -111,3 +113,35 @@ def test_reference_run_records_each_phase_with_its_own_py_spy(tmp_path):
             # lead-in a clean-clone CI run found 1 of hot_path_gone's 19 workload samples)
             assert fig["hot_path_share"] == 0.0, fig
     assert "| load_change |" in reference_table(result)
+
+
+def test_the_ledger_shape_through_the_cli_matches_its_own_truth_with_real_py_spy(tmp_path):
+    """``adaprof bench --reference --shape ledger`` in a process of its own: the service,
+    the load and the truth all take the ledger's shape (its subtle hot path, its deeper
+    stacks), and 100 Hz py-spy finds what its truth says."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ADAPROF_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "otel_adaprof.cli", "bench", "--reference", "--shape", "ledger",
+         "--duration", "12", "--rate", "25", "--out", str(tmp_path), "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["shape"] == "ledger"
+    figures = result["phases"]
+    for name, fig in figures.items():
+        hot_on = name in ("hot_path", "load_change")
+        assert fig["truth"][workload.HOT_PATH] == (0.15 if hot_on else 0.0)
+        assert fig["workload_samples"] > 20, (name, fig)
+        # the shop's workload stacks are 14 frames deep (threads, socketserver, wsgiref,
+        # the app, the span); the ledger's layers add 24
+        assert fig["workload_stack_frames"] >= 14 + 24, (name, fig)
+    hot = figures["hot_path"]["workload_samples"] + figures["load_change"]["workload_samples"]
+    hot_share = (
+        figures["hot_path"]["hot_path_share"] * figures["hot_path"]["workload_samples"]
+        + figures["load_change"]["hot_path_share"] * figures["load_change"]["workload_samples"]
+    ) / hot
+    # a few hundred workload samples: ±0.05 about the truth's 0.15; the shop's 0.40 is far
+    assert 0.06 < hot_share < 0.26, figures
+    assert figures["steady"]["hot_path_share"] == 0.0
+    assert figures["steady"]["l1_error"] < 0.35, figures["steady"]
