@@ -19,6 +19,13 @@ works that out from each run's own figures, with no model of the policy:
   The most the watch may cost for the phase to stay within the CPU bound ``R`` is
   ``S·(R − f)/(1 − f)`` (negative: no watch cost is low enough).
 
+And what adaptive got in the same run (since session 35), to tell a phase it sampled too
+little from one whose samples read worse than their number: its workload samples, its
+L1, the L1 expected of that many samples (``√(floor² + noise(n)²)``, the noise scaled
+from static-100's by ``√(n_static / n)``), and their ratio, the *excess* (about 1: its
+samples were as good as static-100's, too few of them if the L1 is still over the bound;
+well over 1: they read worse than their count).
+
 Both bounds are met only when the watch is cheaper than the smallest of those limits
 over the phases. The result is a floor for any policy of "learn at 100 Hz, watch
 otherwise": a policy can do worse (learning at the wrong time, more than it needs), not
@@ -52,16 +59,38 @@ from otel_adaprof.demo.bench_verdict import (  # noqa: E402
 from otel_adaprof.demo.phases import PHASE_PLAN  # noqa: E402
 
 
+def expected_l1(draw: dict[str, Any], static_samples: float, samples: float) -> float | None:
+    """The L1 expected of ``samples`` samples of a phase whose static-100 draw (its
+    :func:`~otel_adaprof.demo.bench_verdict.static_draws` entry) came from
+    ``static_samples``: ``√(floor² + noise²)``, the noise scaled by ``√(n_static / n)``.
+
+    >>> expected_l1({"floor": 0.03, "noise": 0.04}, 400, 100)
+    0.0854
+    """
+    if samples <= 0 or static_samples <= 0:
+        return None
+    noise = float(draw["noise"]) * math.sqrt(static_samples / samples)
+    return round(math.hypot(float(draw["floor"]), noise), 4)
+
+
 def phase_frontier(
-    draw: dict[str, Any], static: dict[str, Any], watch: float, cpu_ratio: float
+    draw: dict[str, Any],
+    static: dict[str, Any],
+    watch: float,
+    cpu_ratio: float,
+    adaptive: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What one phase costs at best: ``draw`` is the phase's entry of
     :func:`~otel_adaprof.demo.bench_verdict.static_draws`, ``static`` static-100's
-    figures in it (see module doc)."""
+    figures in it, ``adaptive`` adaptive's (see module doc)."""
     n_s = float(static["workload_samples"])
     cpu_s = float(static["profiler_cpu"])
     f = float(draw["share_needed"])
     w = watch / cpu_s if cpu_s > 0 else math.inf
+    n_a = float((adaptive or {}).get("workload_samples") or 0)
+    l1_a = (adaptive or {}).get("profile_error_l1")
+    expected = expected_l1(draw, n_s, n_a)
+    excess = round(float(l1_a) / expected, 2) if l1_a is not None and expected else None
     return {
         "static_samples": int(n_s),
         "static_l1": draw["l1"],
@@ -72,6 +101,10 @@ def phase_frontier(
         "static_cpu": round(cpu_s, 4),
         "cpu_ratio_at_watch": round(f + (1.0 - f) * w, 3),
         "watch_max": round(cpu_s * (cpu_ratio - f) / (1.0 - f), 4) if f < 1.0 else None,
+        "adaptive_samples": int(n_a),
+        "adaptive_l1": l1_a,
+        "adaptive_expected_l1": expected,
+        "adaptive_excess": excess,
     }
 
 
@@ -81,8 +114,9 @@ def frontier(run: dict[str, Any], watch: float) -> dict[str, Any]:
     cpu_ratio = CPU_MAX_RATIO_LONG if scale >= LONG_PHASE_SCALE else CPU_MAX_RATIO
     static = run["configurations"]["static-100"]
     draws = static_draws(run)
+    adaptive = run["configurations"].get("adaptive", {})
     phases = {
-        name: phase_frontier(draws[name], static[name], watch, cpu_ratio)
+        name: phase_frontier(draws[name], static[name], watch, cpu_ratio, adaptive.get(name))
         for name, *_ in PHASE_PLAN
         if name in draws
     }
@@ -109,17 +143,20 @@ def table(name: str, result: dict[str, Any]) -> str:
         f"{result['cpu_bound']}×, watch {result['watch']} of a core)",
         "",
         "| phase | static-100 samples | L1 | of which noise | floor | samples needed "
-        "| share of static-100's | CPU ratio at this watch | watch at most |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| share of static-100's | CPU ratio at this watch | watch at most "
+        "| adaptive samples | adaptive L1 | expected at its samples | excess |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for phase, v in result["phases"].items():
         lines.append(
             f"| {phase} | {v['static_samples']} | {v['static_l1']} | {v['static_noise']} "
             f"| {v['floor']} | {v['samples_needed']} | {v['fraction_needed']} "
-            f"| {v['cpu_ratio_at_watch']} | {v['watch_max']} |"
+            f"| {v['cpu_ratio_at_watch']} | {v['watch_max']} | {v['adaptive_samples']} "
+            f"| {v['adaptive_l1']} | {v['adaptive_expected_l1']} | {v['adaptive_excess']} |"
         )
     lines.append(
-        f"| run | | | | | | | **{result['cpu_ratio_at_watch']}** | **{result['watch_max']}** |"
+        f"| run | | | | | | | **{result['cpu_ratio_at_watch']}** | **{result['watch_max']}** "
+        "| | | | |"
     )
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -80,3 +81,25 @@ def test_prints_a_committed_run_and_refuses_what_is_not_one(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "not an adaprof bench JSON output" in refused.stderr
+
+
+def test_adaptive_at_its_own_count_is_judged_against_the_floor_and_the_scaled_noise():
+    """Adaptive's samples in a phase read as well as static-100's when its L1 is what
+    that many of them give: ``√(floor² + noise²)``, the noise scaled by ``√(n_s / n)``
+    (excess 1); twice that is an excess of 2."""
+    noise = sampling_l1(1600, GROUND_TRUTH["hot_path"])
+    run = _run("hot_path", 1600, 1.25 * noise)
+    draw = static_draws(run)["hot_path"]
+    expected = math.hypot(draw["floor"], draw["noise"] * 2.0)  # a quarter of the samples
+    for l1, excess in ((expected, 1.0), (2.0 * expected, 2.0)):
+        fig = {"workload_samples": 400, "profile_error_l1": l1, "profiler_cpu": 0.01}
+        run["configurations"]["adaptive"] = {"hot_path": fig}
+        phase = frontier.frontier(run, 0.0045)["phases"]["hot_path"]
+        assert phase["adaptive_samples"] == 400
+        assert phase["adaptive_expected_l1"] == pytest.approx(expected, abs=1e-4)
+        assert phase["adaptive_excess"] == pytest.approx(excess, abs=0.01)
+    # a run without adaptive (or a phase without its samples) has no excess to show
+    del run["configurations"]["adaptive"]
+    phase = frontier.frontier(run, 0.0045)["phases"]["hot_path"]
+    assert phase["adaptive_expected_l1"] is None and phase["adaptive_excess"] is None
+    assert "| adaptive samples | adaptive L1 |" in frontier.table("run", frontier.frontier(run, 0))
