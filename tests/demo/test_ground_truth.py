@@ -133,9 +133,9 @@ def test_the_ledger_shape_through_the_cli_matches_its_own_truth_with_real_py_spy
         hot_on = name in ("hot_path", "load_change")
         assert fig["truth"][workload.HOT_PATH] == (0.15 if hot_on else 0.0)
         assert fig["workload_samples"] > 20, (name, fig)
-        # the shop's workload stacks are 14 frames deep (threads, socketserver, wsgiref,
-        # the app, the span); the ledger's layers add 24
-        assert fig["workload_stack_frames"] >= 14 + 24, (name, fig)
+        # the shop's workload stacks are 13 frames deep (threads, socketserver, wsgiref,
+        # the app); the ledger's layers add 24
+        assert fig["workload_stack_frames"] >= 13 + 24, (name, fig)
     hot = figures["hot_path"]["workload_samples"] + figures["load_change"]["workload_samples"]
     hot_share = (
         figures["hot_path"]["hot_path_share"] * figures["hot_path"]["workload_samples"]
