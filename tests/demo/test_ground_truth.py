@@ -122,7 +122,7 @@ def test_the_ledger_shape_through_the_cli_matches_its_own_truth_with_real_py_spy
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ADAPROF_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "otel_adaprof.cli", "bench", "--reference", "--shape", "ledger",
-         "--duration", "12", "--rate", "25", "--out", str(tmp_path), "--json"],
+         "--duration", "16", "--rate", "25", "--out", str(tmp_path), "--json"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -132,16 +132,18 @@ def test_the_ledger_shape_through_the_cli_matches_its_own_truth_with_real_py_spy
     for name, fig in figures.items():
         hot_on = name in ("hot_path", "load_change")
         assert fig["truth"][workload.HOT_PATH] == (0.15 if hot_on else 0.0)
-        assert fig["workload_samples"] > 20, (name, fig)
+        assert fig["workload_samples"] > 0, (name, fig)  # the last phase is 3.2 s long
         # the shop's workload stacks are 13 frames deep (threads, socketserver, wsgiref,
         # the app); the ledger's layers add 24
         assert fig["workload_stack_frames"] >= 13 + 24, (name, fig)
     hot = figures["hot_path"]["workload_samples"] + figures["load_change"]["workload_samples"]
+    assert hot >= 60, figures  # about 290 at 100 Hz on a quiet machine
     hot_share = (
         figures["hot_path"]["hot_path_share"] * figures["hot_path"]["workload_samples"]
         + figures["load_change"]["hot_path_share"] * figures["load_change"]["workload_samples"]
     ) / hot
-    # a few hundred workload samples: ±0.05 about the truth's 0.15; the shop's 0.40 is far
-    assert 0.06 < hot_share < 0.26, figures
+    # 100-290 workload samples: ±0.02-0.04 about the truth's 0.15 (1 σ); 0.04-0.28 is
+    # three of them at the fewest, and the shop's 0.40 is far outside
+    assert 0.04 < hot_share < 0.28, figures
     assert figures["steady"]["hot_path_share"] == 0.0
     assert figures["steady"]["l1_error"] < 0.35, figures["steady"]
