@@ -28,6 +28,7 @@ import click
 from rich.console import Console
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
+from otel_adaprof.demo.shapes import SHAPE_ENV, SHAPES
 
 if TYPE_CHECKING:
     from otel_adaprof.demo.bench import BenchSettings
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
 #: Request spacings (``otel_adaprof.demo.loadgen.ARRIVALS``; not imported here: the demo's
 #: modules read their shape when first imported, after ``--shape`` is known).
 ARRIVALS = ("uniform", "poisson")
-#: The demo's shapes (``otel_adaprof.demo.phases.SHAPES``, same reason).
-SHAPES = ("shop", "ledger")
-SHAPE_ENV = "ADAPROF_DEMO_SHAPE"
 
 
 @click.command()
@@ -78,7 +76,7 @@ SHAPE_ENV = "ADAPROF_DEMO_SHAPE"
 )
 @click.option(
     "--shape",
-    type=click.Choice(SHAPES),
+    type=click.Choice(list(SHAPES)),
     default=None,
     help="The demo service's shape: shop (the default, the one the policy was tuned on) "
     "or ledger (another request mix, a subtle hot path, deeper stacks; "
