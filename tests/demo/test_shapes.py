@@ -116,9 +116,10 @@ def test_the_ledger_service_puts_its_layers_between_the_handler_and_the_work(tmp
 
 
 def test_bench_cli_names_the_shapes_it_offers_as_the_demo_does():
-    assert tuple(phases.SHAPES) == bench_cmd.SHAPES
-    assert bench_cmd.ARRIVALS == loadgen.ARRIVALS
-    assert bench_cmd.SHAPE_ENV == phases.SHAPE_ENV
+    (option,) = [p for p in bench_cmd.bench.params if p.name == "shape"]
+    assert list(option.type.choices) == list(phases.SHAPES) == ["shop", "ledger"]
+    (option,) = [p for p in bench_cmd.bench.params if p.name == "arrivals"]
+    assert tuple(option.type.choices) == bench_cmd.ARRIVALS == loadgen.ARRIVALS
 
 
 def test_bench_cli_refuses_a_shape_other_than_the_one_this_process_imported(monkeypatch):
@@ -145,3 +146,27 @@ def test_bench_cli_says_which_shapes_exist_when_the_environment_names_none():
     assert "unknown demo shape 'bank' (ADAPROF_DEMO_SHAPE): known shapes are ledger, shop" in (
         proc.stderr
     )
+
+
+def test_the_demo_stack_starts_its_services_in_the_run_s_shape(tmp_path):
+    """The stack strips the caller's ``ADAPROF_*`` from a service's environment but for
+    the shape: without it a ledger benchmark ran the shop's service against the
+    ledger's truth (session 35's first round)."""
+    code = (
+        "import json; from otel_adaprof.demo.processes import Children;"
+        "from otel_adaprof.demo.stack import DemoStack;"
+        "kids = Children();"
+        f"env = DemoStack(kids, {str(tmp_path)!r}).service_env('svc');"
+        "print(json.dumps({k: v for k, v in env.items() if k.startswith('ADAPROF_')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_clean_env(ADAPROF_DEMO_SHAPE="ledger", ADAPROF_PROFILER="off"),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    env = json.loads(out.stdout)
+    assert env["ADAPROF_DEMO_SHAPE"] == "ledger"
+    assert "ADAPROF_PROFILER" not in env  # the caller's other settings stay out
