@@ -117,6 +117,8 @@ RULE_MIN_LEARN_HZ = 50.0
 #: (session 27). Latency is left out: a latency change alone does not show in cpu-mode
 #: samples, and under the benchmark's doubled load its statistic sat at 4-5 for a
 #: minute, alternating the phase between learning and settling window by window.
+#: It keeps a phase from settling only: a phase already settled (a maintenance action in
+#: force) is not sent back to learning by it (:func:`_phase_needs_samples`).
 BUILDING_STD = 2.0
 
 
@@ -141,18 +143,29 @@ def _bursting(ctx: DecisionContext) -> bool:
     return float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0
 
 
-def _phase_needs_samples(ctx: DecisionContext) -> bool | None:
+def _phase_needs_samples(ctx: DecisionContext, *, settled: bool = False) -> bool | None:
     """Whether the service's current phase still needs samples: a change just seen, or
-    signalled and not yet confirmed, or building up in the window's change signals, or
-    its profile short of the accuracy target. ``None`` before the agent's first report
-    (nothing to judge: neither phase rule applies)."""
+    signalled and not yet confirmed, or building up in the window's change signals
+    (unless the phase is ``settled`` already: a maintenance action in force), or its
+    profile short of the accuracy target. ``None`` before the agent's first report
+    (nothing to judge: neither phase rule applies).
+
+    A change building up keeps a phase from settling, because settling moves the agent
+    to a profiling level whose change detector may have no baseline since the last
+    change (it would learn the new regime as its own: session 27). A phase settled
+    already watches at the level in force, whose detector holds its baselines and bursts
+    on its own once the change is complete; sending it to learning on the statistic
+    alone started learning windows on noise: in session 36's ``--phase-scale 4`` ledger
+    run, 20 of adaptive's 73 learning windows (14 on a drop of CPU per request, 6 on a
+    rise; 13 straight from the watch, the rest their sequels), 0.23 of its profiler
+    CPU-seconds (0.18 in session 35's; ``bench/building_windows.py``)."""
     phase = ctx.phase
     if phase is None or ctx.state is None:
         return None
     return bool(
         phase.changed
         or phase.pending_change_unix
-        or change_building(ctx.state)
+        or (not settled and change_building(ctx.state))
         or phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target
     )
 
@@ -461,7 +474,9 @@ class VWPolicy(Policy):
         greedy = pmf.index(max(pmf))  # the first most probable
         # the phase rules, once the agent has reported: learn while the phase needs
         # samples, settle once it does not (None: the model draws as usual)
-        needs = _phase_needs_samples(ctx)
+        maintains = self._maintains  # a maintenance action in force: the phase settled
+        at_rest = any(m and w for m, w in zip(mask, maintains, strict=True))
+        needs = _phase_needs_samples(ctx, settled=at_rest)
         settled = self._settled(ctx, pmf, same, idx, cpu) if needs is False else None
         learning = self._learning(ctx, same, idx, cpu) if needs else None
         # short of the target with no room for a burst: watch and save for one
