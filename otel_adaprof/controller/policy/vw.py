@@ -117,13 +117,14 @@ RULE_MIN_LEARN_HZ = 50.0
 #: (session 27). Latency is left out: a latency change alone does not show in cpu-mode
 #: samples, and under the benchmark's doubled load its statistic sat at 4-5 for a
 #: minute, alternating the phase between learning and settling window by window.
-#: It keeps a phase from settling only: a phase already settled (a maintenance action in
-#: force) is not sent back to learning by it (:func:`_phase_needs_samples`).
+#: From a settled phase (a maintenance action in force) only a *rise* counts
+#: (:func:`_phase_needs_samples`).
 BUILDING_STD = 2.0
 
 
-def change_building(state: ObservedState | None) -> bool:
-    """Whether the window's change signals show a change building up (not yet fired).
+def change_building(state: ObservedState | None, *, rising_only: bool = False) -> bool:
+    """Whether the window's change signals show a change building up (not yet fired);
+    ``rising_only``: more CPU per request or more spans only (work appearing).
 
     >>> from otel_adaprof.protocol import ChangeSignals, ObservedState
     >>> def state(**signals: float) -> ObservedState:
@@ -131,10 +132,14 @@ def change_building(state: ObservedState | None) -> bool:
     ...                          change_signals=ChangeSignals(**signals))
     >>> change_building(state(cpu_per_request=2.4)), change_building(state(latency=4.5))
     (True, False)
+    >>> change_building(state(cpu_per_request=-2.4), rising_only=True)
+    False
     """
     if state is None:
         return False
     signals = state.change_signals
+    if rising_only:
+        return max(signals.cpu_per_request, signals.span_rate) >= BUILDING_STD
     return max(abs(signals.cpu_per_request), abs(signals.span_rate)) >= BUILDING_STD
 
 
@@ -146,26 +151,29 @@ def _bursting(ctx: DecisionContext) -> bool:
 def _phase_needs_samples(ctx: DecisionContext, *, settled: bool = False) -> bool | None:
     """Whether the service's current phase still needs samples: a change just seen, or
     signalled and not yet confirmed, or building up in the window's change signals
-    (unless the phase is ``settled`` already: a maintenance action in force), or its
+    (only a rise once the phase is ``settled``: a maintenance action in force), or its
     profile short of the accuracy target. ``None`` before the agent's first report
     (nothing to judge: neither phase rule applies).
 
     A change building up keeps a phase from settling, because settling moves the agent
     to a profiling level whose change detector may have no baseline since the last
-    change (it would learn the new regime as its own: session 27). A phase settled
-    already watches at the level in force, whose detector holds its baselines and bursts
-    on its own once the change is complete; sending it to learning on the statistic
-    alone started learning windows on noise: in session 36's ``--phase-scale 4`` ledger
-    run, 20 of adaptive's 73 learning windows (14 on a drop of CPU per request, 6 on a
-    rise; 13 straight from the watch, the rest their sequels), 0.23 of its profiler
-    CPU-seconds (0.18 in session 35's; ``bench/building_windows.py``)."""
+    change (it would learn the new regime as its own: session 27). From a phase settled
+    already it starts learning on a rise only: the onset of a hot path is a rise of the
+    CPU per request, and a learning window on it is what finds a subtle one (the
+    ledger's, +18 % a request: in a session-36 run that did not learn on a rise either,
+    the watch's statistic climbed 2.3, 2.4, 3.2 ... 7.2 over 25 s before its reflex
+    fired, and detection took 27.8 s against static-100's 9.5). A drop waits for the
+    detector: in session 36's
+    ``--phase-scale 4`` ledger run the statistic alone started 20 of adaptive's 73
+    learning windows on noise, 14 of them on a drop (in the shop's 4 of 17), about a
+    fifth of its profiler CPU-seconds with their sequels (``bench/building_windows.py``)."""
     phase = ctx.phase
     if phase is None or ctx.state is None:
         return None
     return bool(
         phase.changed
         or phase.pending_change_unix
-        or (not settled and change_building(ctx.state))
+        or change_building(ctx.state, rising_only=settled)
         or phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target
     )
 
