@@ -163,10 +163,10 @@ def _phase_needs_samples(ctx: DecisionContext, *, settled: bool = False) -> bool
     ledger's, +18 % a request: in a session-36 run that did not learn on a rise either,
     the watch's statistic climbed 2.3, 2.4, 3.2 ... 7.2 over 25 s before its reflex
     fired, and detection took 27.8 s against static-100's 9.5). A drop waits for the
-    detector: in session 36's
-    ``--phase-scale 4`` ledger run the statistic alone started 20 of adaptive's 73
-    learning windows on noise, 14 of them on a drop (in the shop's 4 of 17), about a
-    fifth of its profiler CPU-seconds with their sequels (``bench/building_windows.py``)."""
+    detector: in session 36's ``--phase-scale 4`` ledger run the statistic alone had
+    started 20 of adaptive's 73 learning windows, 14 of them on a drop (in the shop's 4
+    of 17), about a fifth of its profiler CPU-seconds with their sequels
+    (``bench/building_windows.py``)."""
     phase = ctx.phase
     if phase is None or ctx.state is None:
         return None
