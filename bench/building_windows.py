@@ -32,8 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 #: The benchmark's adaptive service.
 SERVICE = "bench-adaptive"
-#: The state features carry each statistic divided by this (features.py: ``sig_*``).
-SIGNAL_SCALE = 10.0
 
 
 def started_by_building(state: dict[str, float]) -> bool:
@@ -51,6 +49,7 @@ def started_by_building(state: dict[str, float]) -> bool:
 def count(workdir: Path, service: str = SERVICE) -> dict[str, Any]:
     """The figures of one run (see the module doc)."""
     from otel_adaprof.controller.policy.catalog import load_catalog
+    from otel_adaprof.controller.policy.features import SIGNAL_SCALE
     from otel_adaprof.controller.policy.vw import LEARN_TAG
 
     learn = {a.name for a in load_catalog() if LEARN_TAG in a.tags}

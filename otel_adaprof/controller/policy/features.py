@@ -48,6 +48,10 @@ C_FEATURES = ("cpu", "bytes", "density", "samples", "gain", "stay")
 MAX_BUDGET_RATIO = 5.0
 
 
+#: A change statistic (baseline std) is logged as ``sig_*`` divided by this, clipped to ±1.
+SIGNAL_SCALE = 10.0
+
+
 def _log_scale(value: float, decades: float) -> float:
     """``log10(1 + value) / decades``: 0 at 0, 1 at ``10**decades``."""
     return math.log10(1.0 + (value if value > 0.0 else 0.0)) / decades  # max(0.0, value)
@@ -101,7 +105,7 @@ def phase_features(ctx: DecisionContext) -> dict[str, float]:
         if signals is not None:
             for name in ("cpu_per_request", "latency", "span_rate"):
                 value = float(getattr(signals, name, 0.0) or 0.0)
-                feats[f"sig_{name}"] = max(-1.0, min(1.0, value / 10.0))
+                feats[f"sig_{name}"] = max(-1.0, min(1.0, value / SIGNAL_SCALE))
         slow = int(getattr(state, "slow_spans", 0) or 0)
         if slow:
             feats["slow_cov"] = slow_span_coverage(
