@@ -49,6 +49,32 @@ def reported_windows(db_path: Path | str, service: str) -> list[Window]:
     return out
 
 
+def arrival_snapshots(db_path: Path | str, service: str) -> list[tuple[float, dict[str, float]]]:
+    """The service's cumulative profile at each report's arrival: ``(unix time the
+    controller recorded the report, samples of every report up to it)``, in time order,
+    read from the controller's SQLite file after the run (``reports``: ``received_at``,
+    ``stacks``, the late samples of earlier windows included as stored).
+
+    The profile a user reads changes exactly then: :func:`detection_time` over these
+    snapshots says when the hot path showed, to the report, where the bench's own
+    look at the profile every window (``window_s``, 3 s) rounds it up to its next look
+    (session 37: static-100's detection at 1× read 3.5 or 6.6 s by that grid, 2.2–6.4 s
+    by the reports' arrivals).
+    """
+    out: list[tuple[float, dict[str, float]]] = []
+    total: dict[str, float] = {}
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT received_at, stacks FROM reports WHERE service = ? ORDER BY received_at, id",
+            (service,),
+        ).fetchall()
+    for received_at, stacks_json in rows:
+        for stack, count in (json.loads(stacks_json) if stacks_json else {}).items():
+            total[stack] = total.get(stack, 0.0) + float(count)
+        out.append((float(received_at), dict(total)))
+    return out
+
+
 def phase_switches(spans_file: Path | str) -> list[float]:
     """Unix times (s) of a bench service's hot-path switches, in order: its exported
     ``/control/hot-path`` request spans (one JSON span a line, as the run's span sink
