@@ -89,22 +89,24 @@ def test_a_phase_short_of_its_target_learns_whatever_the_model_prefers():
 def test_the_fastest_learning_action_the_bank_allows():
     """py-spy's cost per sample falls with its rate (the cost fit), so a phase short of
     its target learns at the fastest rate whose burst the bank can carry for three
-    windows: 100 Hz with the bank full, 50 Hz as the bank empties; when no burst of 50
-    Hz or faster fits, the phase watches and saves for one (``"saving"``, on the
-    cheapest maintenance action), 20 Hz fitting or not."""
+    windows (two for the fastest rate): 100 Hz with the bank full, 50 Hz as the bank
+    empties; when no burst of 50 Hz or faster fits, the phase watches and saves for one
+    (``"saving"``, on the cheapest maintenance action), 20 Hz fitting or not."""
     rate = {a.name: a.params.rate_hz for a in CATALOG}
     chosen = []
-    for average in [0.0, 0.004, 0.008, 0.010, 0.011, 0.012, 0.0125, 0.0127, 0.015]:
+    for average in [0.0, 0.004, 0.008, 0.010, 0.011, 0.0115, 0.012, 0.0125, 0.0127, 0.015]:
         policy = _watcher(1)
         policy.guard.bank = _bank(average)
         ctx = _ctx(30.0)
         d = policy.decide(ctx)
-        room = policy.guard.burst_room(ctx)
-        fits = {
-            n
+        room, short = policy.guard.burst_room(ctx), policy.guard.burst_room(ctx, windows=2)
+        cost = {
+            n: policy.guard.estimate(CATALOG[CATALOG.index(n)], ctx).cpu_fraction
             for n in set(d.features["offered"]) & FAST_LEARN
-            if policy.guard.estimate(CATALOG[CATALOG.index(n)], ctx).cpu_fraction <= room
         }
+        fits = {n for n, c in cost.items() if c <= room}
+        if cost.get("learn-100hz", 1.0) <= short:
+            fits = {"learn-100hz"}  # the fastest rate needs two windows only
         if fits:
             assert d.action == max(fits, key=rate.__getitem__), (average, d.action)
             assert d.probability == 1.0 and d.features["learning"] is True
@@ -235,3 +237,18 @@ def test_a_settled_phase_learns_on_a_rise_building_up_not_on_a_drop(in_force):
     changed = replace(changed, phase=PhaseState(samples=2000.0, changed=True))
     d = policy.decide(changed)
     assert d.action in LEARN and d.features["learning"] is True
+
+
+def test_the_fastest_rate_starts_a_burst_of_two_windows_where_a_slower_one_needs_three():
+    """With the bank able to carry two windows of 100 Hz but not three, the phase
+    learns at 100 Hz, not at 50 Hz for three windows (on session 36's tree it took 50
+    Hz: its samples cost more CPU each and its 4 s py-spy runs held them back)."""
+    policy = _watcher(1)
+    policy.guard.bank = _bank(0.0115)
+    ctx = _ctx(30.0)
+    fast = policy.guard.estimate(CATALOG[CATALOG.index("learn-100hz")], ctx).cpu_fraction
+    slow = policy.guard.estimate(CATALOG[CATALOG.index("learn-50hz")], ctx).cpu_fraction
+    assert policy.guard.burst_room(ctx) < fast <= policy.guard.burst_room(ctx, windows=2)
+    assert slow <= policy.guard.burst_room(ctx)  # 50 Hz would fit its three windows
+    d = policy.decide(ctx)
+    assert d.action == "learn-100hz" and d.features["learning"] is True

@@ -37,13 +37,24 @@ def test_a_new_hot_path_scenario_meets_every_bound(report):
     assert _scen(report, "hot-path").checks() == {"l1": True, "detection": True, "cpu": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session 29's calibration: adaptive finds the hot path after 6 s (the change "
-    "detector's measured 1.6 s, then a burst's first 2 s py-spy segment, in 3 s windows) "
-    "where static-100 does after 3 s (2.0x); the real runs: 1.00-2.61x",
+@pytest.mark.parametrize(
+    "name",
+    [
+        # session 37: a burst at 100 Hz starts with two windows of room (three before),
+        # and the simulated demo's adaptive finds the hot path after 4.5 s (6.0 before)
+        # against static-100's 3.0
+        "demo",
+        pytest.param(
+            "demo-4x",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="session 29's calibration: adaptive finds the hot path after 6 s "
+                "(the change detector's measured 1.6 s, then a burst's first 2 s py-spy "
+                "segment, in 3 s windows) where static-100 does after 3 s (2.0x)",
+            ),
+        ),
+    ],
 )
-@pytest.mark.parametrize("name", ["demo", "demo-4x"])
 def test_the_hot_path_is_detected_as_fast_as_with_static_100(report, name):
     assert _scen(report, name).checks()["detection"]
 

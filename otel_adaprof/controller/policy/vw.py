@@ -110,6 +110,18 @@ LEARN_TAG = "learn"
 #: moves every other sample (session 33): 50 Hz learning's samples cost 2.0-2.9 ms
 #: (bench/output/cpu_by_action_s33.json).
 RULE_MIN_LEARN_HZ = 50.0
+#: Windows the bank must carry for a burst at the fastest learning rate to start (a
+#: slower one needs :data:`~otel_adaprof.controller.policy.safety.BURST_WINDOWS`).
+#: Two windows of 100 Hz cost about what three of 50 Hz do, and their samples come
+#: sooner and no dearer: in session 36's runs a sample learnt at 50 Hz cost 2.6-3.3 ms
+#: of profiler CPU, at 100 Hz 2.0-2.6 (the 4x runs), static-100's 1.9-2.9
+#: (``bench/cpu_by_action.py``, ``bench/output/cpu_by_action_s36.json``), and a
+#: 50 Hz py-spy run lasts 4 s (200 samples), so the samples of a hot path that came on
+#: during it reached the controller up to 4 s + a window later: with learning at 50 Hz
+#: through the onset, detection took 7.1 s against static-100's 2.2 (session 36, ledger
+#: seed 3). Until session 37 every rate needed three windows, and learning at 1x ran
+#: at 50 Hz in every one of its windows.
+SHORT_BURST_WINDOWS = 2
 #: A change building up: the window's CPU-per-request or span-rate statistic (CUSUM, in
 #: baseline standard deviations, either sign) at least this far from 0, a quarter of the
 #: sensitive reflex's threshold (8). The phase is then not settled but learnt on: a
@@ -588,8 +600,9 @@ class VWPolicy(Policy):
         force while the budget guard still offers it (no flapping between rates as the
         bank's room moves), else the fastest one, at :data:`RULE_MIN_LEARN_HZ` or faster,
         whose burst the bank can carry for
-        :data:`~otel_adaprof.controller.policy.safety.BURST_WINDOWS` windows (bursts
-        that last, not a window squeezed in whenever the bank refills), since py-spy's cost per
+        :data:`~otel_adaprof.controller.policy.safety.BURST_WINDOWS` windows
+        (:data:`SHORT_BURST_WINDOWS` for the fastest rate; bursts that last, not a
+        window squeezed in whenever the bank refills), since py-spy's cost per
         sample falls with its rate (the committed cost fit, ``a + b·rate``: 0.0008 of a
         core per Hz at 20 Hz, 0.00057 at 100 Hz; docs/benchmarks.md, "Profiler cost
         model") and the phase's target comes soonest.
@@ -614,11 +627,16 @@ class VWPolicy(Policy):
         here = [i for i in learn if same[i]]
         if here:  # learning already, at a rate the bank still allows: no flapping
             return here[0]
-        room = self.guard.burst_room(ctx)  # a new burst starts only if it can last
+        # the fastest rate starts a burst that can last SHORT_BURST_WINDOWS windows;
+        # a slower one only a burst of BURST_WINDOWS (a new burst starts only if it can last)
+        fastest = max(learn, key=lambda i: rates[idx[i]])  # the first of equal rates
+        if cpu[fastest] <= self.guard.burst_room(ctx, windows=SHORT_BURST_WINDOWS):
+            return fastest
+        room = self.guard.burst_room(ctx)
         learn = [i for i in learn if cpu[i] <= room]
         if not learn:
             return None
-        return max(learn, key=lambda i: rates[idx[i]])  # the first of equal rates
+        return max(learn, key=lambda i: rates[idx[i]])
 
     def _examples(
         self,
