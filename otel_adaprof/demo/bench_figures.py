@@ -51,9 +51,11 @@ def reported_windows(db_path: Path | str, service: str) -> list[Window]:
 
 def arrival_snapshots(db_path: Path | str, service: str) -> list[tuple[float, dict[str, float]]]:
     """The service's cumulative profile at each report's arrival: ``(unix time the
-    controller recorded the report, samples of every report up to it)``, in time order,
-    read from the controller's SQLite file after the run (``reports``: ``received_at``,
-    ``stacks``, the late samples of earlier windows included as stored).
+    controller recorded the report, samples of every report up to it by workload
+    function)``, in time order, read from the controller's SQLite file after the run
+    (``reports``: ``received_at``, ``stacks``, the late samples of earlier windows
+    included as stored). Stacks in no workload function are left out: the shares
+    (:func:`~otel_adaprof.demo.ground_truth.function_shares`) do not count them.
 
     The profile a user reads changes exactly then: :func:`detection_time` over these
     snapshots says when the hot path showed, to the report, where the bench's own
@@ -70,7 +72,9 @@ def arrival_snapshots(db_path: Path | str, service: str) -> list[tuple[float, di
         ).fetchall()
     for received_at, stacks_json in rows:
         for stack, count in (json.loads(stacks_json) if stacks_json else {}).items():
-            total[stack] = total.get(stack, 0.0) + float(count)
+            name = function_of(stack)
+            if name is not None:
+                total[name] = total.get(name, 0.0) + float(count)
         out.append((float(received_at), dict(total)))
     return out
 

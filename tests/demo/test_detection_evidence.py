@@ -57,7 +57,8 @@ def test_detection_is_timed_to_the_report_not_to_the_next_look(tmp_path) -> None
     _reports(tmp_path, "bench-adaptive")
     arrivals = arrival_snapshots(tmp_path / "adaprof.db", "bench-adaptive")
     assert [t for t, _ in arrivals] == [ONSET - 2.0, ONSET + 1.2, ONSET + 4.2]
-    assert arrivals[-1][1] == {COLD: 90.0, HOT: 22.0}  # cumulative, this service only
+    # cumulative, this service only, by workload function
+    assert arrivals[-1][1] == {"price_items": 90.0, HOT_PATH: 22.0}
     assert detection_time(arrivals, ONSET, 0.4) == pytest.approx(4.2)
     # the bench's former reading: a look every 3 s from a phase of its own (onset - 1.0
     # here) saw it at onset + 5.0, the first look after the report
