@@ -47,21 +47,13 @@ def _segment(
     kids: Any, folder: Path, pid: int, rates: list[int], seconds: int, tag: str
 ) -> dict[int, dict[str, float]]:
     """One segment: every rate's py-spy side by side; {rate: stacks}."""
-    from otel_adaprof.demo.reference import py_spy_command
+    from otel_adaprof.demo.reference import start_py_spy
     from otel_adaprof.exporters.collapsed import parse_collapsed
 
     procs = {}
     for hz in rates:
         out = folder / f"raw-{tag}-{hz}.txt"
-        procs[hz] = (
-            kids.start(
-                f"py-spy-{tag}-{hz}",
-                [py_spy_command(), "record", "--nonblocking", "-r", str(hz), "-f", "raw",
-                 "-o", str(out), "-p", str(pid), "-d", str(seconds)],
-                log=folder / "py-spy.log",
-            ),
-            out,
-        )  # fmt: skip
+        procs[hz] = (start_py_spy(kids, f"py-spy-{tag}-{hz}", pid, hz, seconds, out), out)
     stacks: dict[int, dict[str, float]] = {}
     for hz, (proc, out) in procs.items():
         proc.wait(seconds + 30)
@@ -87,8 +79,9 @@ def run(
         truth_for,
     )
     from otel_adaprof.demo.loadgen import LoadGenerator
-    from otel_adaprof.demo.phases import SHAPE, SHAPE_ENV, Phase
-    from otel_adaprof.demo.processes import Children, wait_for_line
+    from otel_adaprof.demo.phases import SHAPE, Phase
+    from otel_adaprof.demo.processes import Children
+    from otel_adaprof.demo.reference import start_plain_service
 
     truth = truth_for(hot_path)
     out: dict[str, Any] = {
@@ -102,13 +95,7 @@ def run(
     }
     with tempfile.TemporaryDirectory(prefix="adaprof-lockstep-") as tmp, Children() as kids:
         folder = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ADAPROF_"))}
-        env[SHAPE_ENV] = SHAPE.name
-        argv = [sys.executable, "-m", "otel_adaprof.demo.service", "--port", "0"]
-        argv += ["--db", str(folder / "shop.db")]
-        log = folder / "service.log"
-        proc = kids.start("service", argv, env=env, log=log, stdout_pipe=True)
-        port = int(wait_for_line(proc, "listening on", 30.0, log=log).rsplit(":", 1)[1])
+        proc, port = start_plain_service(kids, folder)
         for mode in arrivals_modes:
             length = segments * (segment_s + 1.0) + 3.0
             phase = Phase("hot_path" if hot_path else "steady", 0.0, length, rate_rps, hot_path)

@@ -76,9 +76,9 @@ def reference_run(
             tmp.cleanup()
 
 
-def _run(
-    kids: Children, folder: Path, duration_s: float, rate_rps: float, rate_hz: int
-) -> dict[str, Any]:
+def start_plain_service(kids: Children, folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The demo service of this process's shape, with no agent and no OpenTelemetry
+    settings inherited, its SQLite file and log in ``folder``: ``(process, port)``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ADAPROF_"))}
     env[SHAPE_ENV] = SHAPE.name  # the service takes this process's shape
     argv = [sys.executable, "-m", "otel_adaprof.demo.service", "--port", "0"]
@@ -86,18 +86,35 @@ def _run(
     log = folder / "service.log"
     proc = kids.start("service", argv, env=env, log=log, stdout_pipe=True)
     port = int(wait_for_line(proc, "listening on", 30.0, log=log).rsplit(":", 1)[1])
+    return proc, port
+
+
+def start_py_spy(
+    kids: Children, name: str, pid: int, rate_hz: int, seconds: int, out: Path
+) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` at ``rate_hz`` for ``seconds`` into ``out`` (raw
+    collapsed stacks, ``--nonblocking``), its log beside ``out``."""
+    return kids.start(
+        name,
+        [py_spy_command(), "record", "--nonblocking", "-r", str(rate_hz), "-f", "raw",
+         "-o", str(out), "-p", str(pid), "-d", str(seconds)],
+        log=out.parent / "py-spy.log",
+    )  # fmt: skip
+
+
+def _run(
+    kids: Children, folder: Path, duration_s: float, rate_rps: float, rate_hz: int
+) -> dict[str, Any]:
+    proc, port = start_plain_service(kids, folder)
     spies: dict[str, subprocess.Popen[bytes]] = {}
     timers: list[threading.Timer] = []
 
     def start_spy(phase: Phase) -> None:
         seconds = max(1, int(phase.duration_s - PHASE_MARGIN_S - PHASE_LEAD_S))
         out = folder / f"raw-{phase.name}.txt"
-        spies[phase.name] = kids.start(
-            f"py-spy-{phase.name}",
-            [py_spy_command(), "record", "--nonblocking", "-r", str(rate_hz), "-f", "raw",
-             "-o", str(out), "-p", str(proc.pid), "-d", str(seconds)],
-            log=folder / "py-spy.log",
-        )  # fmt: skip
+        spies[phase.name] = start_py_spy(
+            kids, f"py-spy-{phase.name}", proc.pid, rate_hz, seconds, out
+        )
 
     def on_phase(phase: Phase) -> None:
         timer = threading.Timer(PHASE_LEAD_S, start_spy, args=(phase,))
