@@ -110,8 +110,9 @@ LEARN_TAG = "learn"
 #: moves every other sample (session 33): 50 Hz learning's samples cost 2.0-2.9 ms
 #: (bench/output/cpu_by_action_s33.json).
 RULE_MIN_LEARN_HZ = 50.0
-#: Windows the bank must carry for a burst at the fastest learning rate to start (a
-#: slower one needs :data:`~otel_adaprof.controller.policy.safety.BURST_WINDOWS`).
+#: Windows the bank must carry for a burst at the fastest learning rate the budget
+#: guard offers to start (100 Hz; 50 Hz when 100 Hz does not fit one window); a slower
+#: one needs :data:`~otel_adaprof.controller.policy.safety.BURST_WINDOWS`.
 #: Two windows of 100 Hz cost about what three of 50 Hz do, and their samples come
 #: sooner and no dearer: in session 36's runs a sample learnt at 50 Hz cost 2.6-3.3 ms
 #: of profiler CPU, at 100 Hz 2.0-2.6 (the 4x runs), static-100's 1.9-2.9
@@ -627,8 +628,9 @@ class VWPolicy(Policy):
         here = [i for i in learn if same[i]]
         if here:  # learning already, at a rate the bank still allows: no flapping
             return here[0]
-        # the fastest rate starts a burst that can last SHORT_BURST_WINDOWS windows;
-        # a slower one only a burst of BURST_WINDOWS (a new burst starts only if it can last)
+        # the fastest rate on offer starts a burst that can last SHORT_BURST_WINDOWS
+        # windows; a slower one only a burst of BURST_WINDOWS (a new burst starts only if
+        # it can last)
         fastest = max(learn, key=lambda i: rates[idx[i]])  # the first of equal rates
         if cpu[fastest] <= self.guard.burst_room(ctx, windows=SHORT_BURST_WINDOWS):
             return fastest
