@@ -28,9 +28,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-L1_BOUND = 1.5
-DETECT_BOUND = 1.5
-COVERAGE_BOUND = 0.5
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from otel_adaprof.demo.bench_verdict import verdict
+
+#: The verdict's bounds judged here (its CPU and budget bounds do not apply to a
+#: configuration against its own kind).
+BOUNDS = ("l1", "detection", "coverage")
 
 
 def _draw(path: Path) -> tuple[tuple[str, float], dict[str, Any]]:
@@ -38,41 +42,27 @@ def _draw(path: Path) -> tuple[tuple[str, float], dict[str, Any]]:
     conf = result["configurations"].get("static-100")
     if conf is None:
         raise SystemExit(f"{path}: no static-100 configuration")
-    phases = list(result["ground_truth"])
-    draw = {
-        "run": path.name,
-        "l1": {p: conf[p]["profile_error_l1"] for p in phases},
-        "coverage": {p: conf[p].get("slow_request_coverage") for p in phases},
-        "detect_s": conf["_run"].get("hot_path_detect_s"),
-    }
+    draw = {"run": path.name, "conf": conf, "detect_s": conf["_run"].get("hot_path_detect_s")}
     key = (str(result.get("shape", "shop")), float(result["settings"]["phase_scale"]))
     return key, draw
 
 
 def passes(mine: dict[str, Any], ref: dict[str, Any]) -> dict[str, bool]:
-    """Whether ``mine`` meets each bound against ``ref`` (a bound with nothing to
-    compare counts as met).
+    """Whether static-100's figures ``mine["conf"]`` meet each bound against those of
+    another run, ``ref["conf"]``, judged by the benchmark's own verdict
+    (``bench_verdict.verdict``, with ``mine`` in adaptive's place).
 
-    >>> a = {"l1": {"p": 0.10}, "coverage": {"p": 0.8}, "detect_s": 6.5}
-    >>> b = {"l1": {"p": 0.06}, "coverage": {"p": 0.9}, "detect_s": 3.5}
+    >>> fig = {"profiler_cpu": 0.04, "slow_request_coverage": 0.8}
+    >>> a = {"conf": {"p": {**fig, "profile_error_l1": 0.10}, "_run": {"hot_path_detect_s": 6.5}}}
+    >>> b = {"conf": {"p": {**fig, "profile_error_l1": 0.06}, "_run": {"hot_path_detect_s": 3.5}}}
     >>> passes(a, b)
     {'l1': False, 'detection': False, 'coverage': True, 'all': False}
     >>> passes(b, a)
     {'l1': True, 'detection': True, 'coverage': True, 'all': True}
     """
-    l1 = all(
-        m is None or r is None or r <= 0 or m <= L1_BOUND * r
-        for p, m in mine["l1"].items()
-        for r in [ref["l1"].get(p)]
-    )
-    cov = all(
-        m is None or r is None or m >= COVERAGE_BOUND * r
-        for p, m in mine["coverage"].items()
-        for r in [ref["coverage"].get(p)]
-    )
-    d, rd = mine["detect_s"], ref["detect_s"]
-    det = d is not None and (rd is None or d <= DETECT_BOUND * rd) if rd else True
-    return {"l1": l1, "detection": det, "coverage": cov, "all": l1 and det and cov}
+    judged = verdict({"configurations": {"static-100": ref["conf"], "adaptive": mine["conf"]}})
+    checks = {k: bool(judged["adaptive"]["checks"][k]) for k in BOUNDS}
+    return {**checks, "all": all(checks.values())}
 
 
 def self_test(paths: list[Path]) -> list[dict[str, Any]]:
