@@ -40,7 +40,10 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
 
 def run_detection(workdir: Path, bench_json: Path) -> dict[str, Any]:
     """Both readings of one run's detection, per configuration, and their ratios."""
-    result = json.loads(bench_json.read_text())
+    try:
+        result = json.loads(bench_json.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{bench_json}: {exc}") from None
     phases = list(result["ground_truth"])
     if "hot_path" not in phases:
         raise SystemExit(f"{bench_json}: no hot_path phase in its ground truth")

@@ -38,7 +38,10 @@ BOUNDS = ("l1", "detection", "coverage")
 
 
 def _draw(path: Path) -> tuple[tuple[str, float], dict[str, Any]]:
-    result = json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: {exc}") from None
     conf = result["configurations"].get("static-100")
     if conf is None:
         raise SystemExit(f"{path}: no static-100 configuration")

@@ -104,6 +104,11 @@ def test_detection_from_reports_reads_a_finished_run(tmp_path) -> None:  # type:
     assert got["adaptive"]["by_looks_ratio"] == pytest.approx(1.86)
     with pytest.raises(SystemExit, match=r"no adaprof\.db"):
         detection.run_detection(tmp_path / "nowhere", tmp_path / "bench.json")
+    (tmp_path / "cut.json").write_text('{"ground_truth": {')
+    with pytest.raises(SystemExit, match=r"cut\.json: Expecting"):
+        detection.run_detection(tmp_path, tmp_path / "cut.json")
+    with pytest.raises(SystemExit, match=r"missing\.json: .*No such file"):
+        self_test.self_test([tmp_path / "missing.json"])
 
 
 def test_the_committed_detection_readings_match_the_committed_runs() -> None:
