@@ -7,7 +7,10 @@ agent and real py-spy at 5 Hz in wall mode (1 s segments), ``burst_sensitivity: 
 * **step** — after 12 s (the signals' baselines form) each request also calls a new
   hot function (3 → 15 ms of CPU);
 * **steady** — the same load, no step (in both, the load runs until the figures are
-  read: its end would be a change of the span rate).
+  read: its end would be a change of the span rate);
+* **glimpse** — a subtle step (3 → 3.9 ms of CPU) under ``burst_sensitivity: 20`` and
+  ``glimpse_sensitivity: 3``: the rise starts a glimpse (one 2 s run at 100 Hz) long
+  before the evidence could reach 20 std.
 
 Per mode: bursts started, the delay from the step to the burst's start (the reflex's
 own clock), the request thread's CPU samples per second taken in the 1.5 s before the
@@ -16,7 +19,7 @@ moment), and the window report's ``burst_seconds`` and ``change_signals``.
 
 Usage::
 
-    .venv/bin/python bench/burst_reflex.py            # about 45 s
+    .venv/bin/python bench/burst_reflex.py            # about 70 s
     .venv/bin/python bench/burst_reflex.py --json
 
 ``tests/agent/test_burst_reflex.py`` asserts on :func:`run` (this probe, the only copy).
@@ -40,13 +43,17 @@ PROBE = textwrap.dedent(
     import otel_adaprof
     from otel_adaprof.instrumentation.settings import AgentSettings
 
-    step = sys.argv[1] == "step"
+    mode = sys.argv[1]
+    step = mode in ("step", "glimpse")
+    HOT_S = 0.0009 if mode == "glimpse" else 0.012
+    SENSITIVITY = {"burst_sensitivity": 20, "glimpse_sensitivity": 3} if mode == "glimpse" \
+        else {"burst_sensitivity": 8}
     # The change signals' CPU baseline forms from 16 observations of 12 requests: 10 s
     # at 20 requests/s, then the step.
     STEP_S = 12.0
     agent = otel_adaprof.configure(
         service_name="reflex", exporter=InMemorySpanExporter(),
-        params={"sampling_interval_ms": 200, "profile_mode": "wall", "burst_sensitivity": 8,
+        params={"sampling_interval_ms": 200, "profile_mode": "wall", **SENSITIVITY,
                 "burst_interval_ms": 10, "burst_seconds": 3},
         settings=AgentSettings(profiler="py-spy", segment_s=1))
     tracer = trace.get_tracer("reflex")
@@ -60,7 +67,7 @@ PROBE = textwrap.dedent(
         burn(0.003)
 
     def new_hot_function():
-        burn(0.012)
+        burn(HOT_S)
 
     marks = {}
     stop = threading.Event()
@@ -106,6 +113,7 @@ PROBE = textwrap.dedent(
     worker.join()
     print(json.dumps({
         "bursts": reflex.bursts,
+        "glimpses": reflex.glimpses,
         "delay": (reflex.started_at - marks["step"]) if step and reflex.started_at else None,
         "before": before, "during": during,
         "state": state.model_dump(mode="json"),
@@ -114,9 +122,12 @@ PROBE = textwrap.dedent(
     """
 )
 
+#: The probe's modes (module docstring).
+MODES = ("step", "steady", "glimpse")
+
 
 def run(mode: str) -> dict[str, Any]:
-    """One child process in ``mode`` (``step`` or ``steady``); its figures."""
+    """One child process in ``mode`` (``step``, ``steady`` or ``glimpse``); its figures."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, mode],
         capture_output=True, text=True, timeout=120, check=False,
@@ -128,24 +139,26 @@ def run(mode: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run both modes; print markdown (or JSON)."""
+    """Run the three modes; print markdown (or JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
     result = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    result.update({mode: run(mode) for mode in ("step", "steady")})
+    result.update({mode: run(mode) for mode in MODES})
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print("| mode | bursts | delay s | CPU samples/s before | after | burst_seconds | changes |")
+    print("| mode | bursts (glimpses) | delay s | CPU samples/s before | after | burst_seconds "
+          "(glimpse_seconds) | changes |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for mode in ("step", "steady"):
+    for mode in MODES:
         r = result[mode]
         delay = "—" if r["delay"] is None else f"{r['delay']:.2f}"
         state = r["state"]
         print(
-            f"| {mode} | {r['bursts']} | {delay} | {r['before']:.1f} | {r['during']:.1f} "
-            f"| {state['burst_seconds']:.1f} | {state['change_signals']['changes']} |"
+            f"| {mode} | {r['bursts']} ({r['glimpses']}) | {delay} | {r['before']:.1f} "
+            f"| {r['during']:.1f} | {state['burst_seconds']:.1f} ({state['glimpse_seconds']:.1f}) "
+            f"| {state['change_signals']['changes']} |"
         )
     return 0
 

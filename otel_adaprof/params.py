@@ -46,6 +46,11 @@ Knobs (see :data:`BOUNDS` for the numbers):
     this starts a burst at once. Lower = more sensitive; ``0`` = reflex off.
 ``burst_interval_ms``, ``burst_seconds``
     The sampling interval during a burst, and how long a burst lasts.
+``glimpse_sensitivity``
+    The reflex's first stage: a *rise* of CPU per request or of the span rate (its
+    CUSUM, in baseline standard deviations) above this starts a *glimpse*, one short
+    burst (one py-spy run at ``burst_interval_ms``) whose samples are reported at once,
+    before the evidence reaches ``burst_sensitivity``; one glimpse per rise. ``0`` = off.
 """
 
 from __future__ import annotations
@@ -55,7 +60,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from otel_adaprof.errors import ContractError, from_validation_error
 
@@ -109,6 +121,9 @@ BOUNDS: dict[str, Bound] = {
     ),
     "burst_interval_ms": Bound(1, 1000, "ms", "sampling interval during a burst"),
     "burst_seconds": Bound(0.0, 120.0, "s", "length of a burst"),
+    "glimpse_sensitivity": Bound(
+        0.0, 20.0, "std", "rise of a change signal starting one short glimpse; 0 = off"
+    ),
 }
 
 #: ``profile_mode`` values: what each one samples.
@@ -206,6 +221,7 @@ class Params(_Frozen):
     burst_sensitivity: float = 0.0
     burst_interval_ms: int = DEFAULT_BURST_INTERVAL_MS
     burst_seconds: float = DEFAULT_BURST_SECONDS
+    glimpse_sensitivity: float = 0.0
 
     @field_validator("profile_mode", mode="before")
     @classmethod
@@ -234,13 +250,15 @@ class Params(_Frozen):
                 raise ValueError(f"{exc}, or 0 to turn slow-span capture off") from None
         return value
 
-    @field_validator("burst_sensitivity")
+    @field_validator("burst_sensitivity", "glimpse_sensitivity")
     @classmethod
-    def _sensitivity(cls, value: float) -> float:
+    def _sensitivity(cls, value: float, info: ValidationInfo) -> float:
+        name = str(info.field_name)
         try:
-            BOUNDS["burst_sensitivity"].check("burst_sensitivity", value)
+            BOUNDS[name].check(name, value)
         except ValueError as exc:
-            raise ValueError(f"{exc}; 0 turns the burst reflex off") from None
+            what = "the burst reflex" if name == "burst_sensitivity" else "the glimpse"
+            raise ValueError(f"{exc}; 0 turns {what} off") from None
         return value
 
     @field_validator("burst_interval_ms")

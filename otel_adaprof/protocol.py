@@ -142,6 +142,11 @@ class ObservedState(_Message):
     burst_seconds: NonNegative = Field(
         default=0.0, description="seconds of the window spent in a burst (agent reflex)"
     )
+    glimpse_seconds: NonNegative = Field(
+        default=0.0,
+        description="of burst_seconds, those spent in glimpses (one short burst on a rise"
+        " of a change signal, before it fires: glimpse_sensitivity)",
+    )
     slow_spans: Annotated[int, Field(ge=0)] = Field(
         default=0,
         description="slow marker spans (they outlived the marker trigger's duration"

@@ -284,6 +284,7 @@ class Agent:
             slow_spans_sampled=sum(j.counters.slow_sampled for j in self.joins),
             slow_span_samples=self.slow_capture.samples,
             burst_s=self.fast_loop.reflex.burst_seconds,
+            glimpse_s=self.fast_loop.reflex.glimpse_seconds,
             changes=self.fast_loop.detector.changes,
             profile_changes=self.fast_loop.detector.profile_changes,
         )

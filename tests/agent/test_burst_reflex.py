@@ -48,3 +48,20 @@ def test_a_steady_service_does_not_burst():
     assert got["bursts"] == 0, got
     assert got["state"]["burst_seconds"] == 0.0
     assert got["state"]["change_signals"]["changes"] == 0
+
+
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
+def test_a_subtle_rise_starts_one_glimpse_long_before_a_change_could_fire():
+    """3 → 3.9 ms of CPU a request under ``burst_sensitivity: 20`` and
+    ``glimpse_sensitivity: 3``: one 2 s run at 100 Hz starts within seconds, reported as
+    a glimpse; no change fires."""
+    got = _run("glimpse")
+    _served(got)
+    assert got["glimpses"] == 1 and got["bursts"] == 1, got
+    assert got["delay"] is not None and 0.0 <= got["delay"] <= 4.0, got
+    state = got["state"]
+    assert state["glimpse_seconds"] == pytest.approx(2.0, abs=0.3), state
+    assert state["burst_seconds"] == pytest.approx(state["glimpse_seconds"]), state
+    assert state["change_signals"]["changes"] == 0, state
+    assert got["during"] >= 3 * max(got["before"], 1.0), got  # 100 Hz against 5 Hz
+    assert got["rate_after"] == 200

@@ -373,6 +373,8 @@ def test_a_retreat_to_a_glimpse_cuts_a_running_burst_to_the_glimpses_length():
         ("burst_sensitivity", -1.0),
         ("burst_interval_ms", 0),
         ("burst_seconds", 121.0),
+        ("glimpse_sensitivity", 20.5),
+        ("glimpse_sensitivity", -0.5),
     ],
 )
 def test_new_params_out_of_bounds_are_refused_naming_the_field(field, value):
@@ -383,7 +385,7 @@ def test_new_params_out_of_bounds_are_refused_naming_the_field(field, value):
 
 def test_new_params_defaults_leave_capture_and_reflex_off():
     p = Params()
-    assert (p.slow_span_interval_ms, p.burst_sensitivity) == (0, 0.0)
+    assert (p.slow_span_interval_ms, p.burst_sensitivity, p.glimpse_sensitivity) == (0, 0.0, 0.0)
     assert (p.burst_interval_ms, p.burst_seconds) == (10, 10.0)
 
 
@@ -653,3 +655,77 @@ def test_levels_alternating_faster_than_a_warm_up_still_settle_and_see_a_change(
     assert not any(fired)
     assert d.cpu.settled
     assert any("cpu_per_request" in f for f in feed.ticks(8, 8.0, seed=500))
+
+
+# The glimpse: the reflex's first stage --------------------------------------------------
+
+#: bench/glimpse_threshold.py: the fast loop on the benchmark services' request cycle.
+GLIMPSE = load("glimpse_threshold")
+WATCH_GLIMPSE = Params.parse({"sampling_interval_ms": 0, "burst_sensitivity": 8,
+                              "burst_interval_ms": 10, "burst_seconds": 15,
+                              "glimpse_sensitivity": 3})  # fmt: skip
+
+
+def test_a_rise_starts_one_glimpse_of_one_py_spy_run_and_one_per_rise():
+    live = LiveParams(WATCH_GLIMPSE)
+    r = BurstReflex(live)
+    assert not r.react([], 0.0, rise=2.9)
+    assert r.react([], 0.25, rise=3.1)  # the glimpse: 100 Hz, reported as such
+    assert live.params.sampling_interval_ms == 10 and live.override_reason == "glimpse"
+    assert not r.react([], 1.0, rise=5.0)
+    r.react([], 2.25, rise=5.0)  # its 2 s are over: the watch again, resting as long
+    assert live.override is None and r.resting
+    assert (r.glimpses, r.glimpse_seconds, r.burst_seconds) == (1, 2.0, 2.0)
+    # the same rise, well after the rest: no second glimpse
+    assert not any(r.react([], 5.0 + k, rise=4.0 + k / 10) for k in range(10))
+    # it falls below half the sensitivity and rises again: a glimpse, once 30 s have
+    # passed since the last (GLIMPSE_SPACING_S)
+    assert not r.react([], 20.0, rise=1.4)
+    assert not r.react([], 20.25, rise=3.0)
+    assert r.react([], 30.25, rise=3.0) and r.glimpses == 2
+
+
+def test_a_change_that_fires_during_a_glimpse_makes_it_the_burst():
+    live = LiveParams(WATCH_GLIMPSE)
+    r = BurstReflex(live)
+    assert r.react([], 0.0, rise=3.5)
+    assert r.react(["cpu_per_request"], 1.0, rise=0.0)  # fired (the CUSUM restarts)
+    assert live.override_reason == "burst" and r.in_burst
+    r.react([], 14.75)
+    assert r.in_burst  # 15 s from the glimpse's start
+    r.react([], 15.0)
+    assert not r.in_burst and live.override is None
+    assert (r.bursts, r.glimpses, r.glimpse_seconds, r.burst_seconds) == (1, 1, 1.0, 15.0)
+
+
+def test_no_glimpse_when_it_is_off_or_the_params_already_sample_as_fast():
+    for params in (WATCH_GLIMPSE.with_changes(glimpse_sensitivity=0),
+                   WATCH_GLIMPSE.with_changes(sampling_interval_ms=10)):  # fmt: skip
+        r = BurstReflex(LiveParams(params))
+        assert not any(r.react([], k * 0.25, rise=10.0) for k in range(40))
+        assert r.glimpses == 0 and r.glimpse_seconds == 0.0
+    # new params turning the glimpse off end a running one at the next tick
+    live = LiveParams(WATCH_GLIMPSE)
+    r = BurstReflex(live)
+    assert r.react([], 0.0, rise=3.5)
+    live.apply(WATCH_GLIMPSE.with_changes(glimpse_sensitivity=0), 2, None)
+    r.react([], 0.5, rise=3.5)
+    assert not r.in_burst and live.override is None and r.glimpse_seconds == 0.5
+
+
+def test_the_ledgers_subtle_hot_path_is_glimpsed_long_before_a_burst_and_steady_load_is_not():
+    """The benchmark ledger's hot path (+18 % CPU a request, on one request in ten) with
+    the watch's params, on its request cycle (bench/glimpse_threshold.py): the rise
+    reaches 3 std in seconds, 8 std in tens of seconds or never; 10 minutes of the
+    steady cycle start no glimpse."""
+    ledger = GLIMPSE.SHAPES["ledger"]
+    glimpse, burst = [], []
+    for seed in range(6):
+        got = GLIMPSE.run(ledger, 3.0, 5000 + seed, 60.0, 90.0)
+        glimpse.append(next((t - 60.0 for t in got["glimpses"] if t >= 60.0), None))
+        burst.append(next((t - 60.0 for t in got["bursts"] if t >= 60.0), None))
+    assert sum(1 for g in glimpse if g is not None and g <= 15.0) >= 4, glimpse
+    pairs = [(g, b) for g, b in zip(glimpse, burst, strict=True) if b is not None]
+    assert all(g is not None and g < b for g, b in pairs), (glimpse, burst)
+    steady = GLIMPSE.run(ledger, 3.0, 1000, None, 640.0)
+    assert [t for t in steady["glimpses"] if t >= 40.0] == []

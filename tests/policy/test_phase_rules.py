@@ -252,3 +252,26 @@ def test_the_fastest_rate_starts_a_burst_of_two_windows_where_a_slower_one_needs
     assert slow <= policy.guard.burst_room(ctx)  # 50 Hz would fit its three windows
     d = policy.decide(ctx)
     assert d.action == "learn-100hz" and d.features["learning"] is True
+
+
+def test_a_glimpse_alone_is_no_burst_the_phase_rules_still_decide():
+    """A window whose reflex ran only a glimpse (one 2 s run at 100 Hz on a rise) is
+    decided by the phase rules as any other: settling or saving, not the model's draw
+    that follows a burst. A burst of a change that fired (beyond the glimpse) still
+    hands the choice to the model."""
+    glimpsed = {"burst_seconds": 2.0, "glimpse_seconds": 2.0}
+    burst = {"burst_seconds": 2.5, "glimpse_seconds": 2.0}
+    for seed in range(3):
+        policy = _watcher(seed, favourite="maintain-5hz-reflex")
+        ctx = _ctx(2000.0)
+        settled = replace(ctx, state=ctx.state.model_copy(update=glimpsed))
+        d = policy.decide(settled)
+        assert d.features.get("settled") is True and d.action == "watch-reflex", d.action
+        assert d.features["state"]["bursting"] == 0.0
+        policy.guard.bank = _bank(0.0127)  # no room for a burst: saving
+        ctx = _ctx(30.0)
+        d = policy.decide(replace(ctx, state=ctx.state.model_copy(update=glimpsed)))
+        assert d.features.get("saving") is True and d.action == "watch-reflex", d.action
+        d = policy.decide(replace(ctx, state=ctx.state.model_copy(update=burst)))
+        assert "saving" not in d.features and "settled" not in d.features
+        assert d.features["state"]["bursting"] == 1.0

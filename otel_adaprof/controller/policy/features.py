@@ -100,7 +100,7 @@ def phase_features(ctx: DecisionContext) -> dict[str, float]:
     }
     state = ctx.state
     if state is not None:
-        feats["bursting"] = 1.0 if float(getattr(state, "burst_seconds", 0.0) or 0.0) > 0 else 0.0
+        feats["bursting"] = 1.0 if reflex_burst_seconds(state) > 0 else 0.0
         signals = getattr(state, "change_signals", None)
         if signals is not None:
             for name in ("cpu_per_request", "latency", "span_rate"):
@@ -114,6 +114,19 @@ def phase_features(ctx: DecisionContext) -> dict[str, float]:
                 int(getattr(state, "slow_span_samples", 0) or 0),
             )
     return feats
+
+
+def reflex_burst_seconds(state: object) -> float:
+    """Seconds of the window in the reflex's bursts, its glimpses left out (a glimpse is
+    one py-spy run on a rise, not the burst of a change that fired).
+
+    >>> from otel_adaprof.protocol import ObservedState
+    >>> reflex_burst_seconds(ObservedState(window_start=0, window_seconds=3,
+    ...                                    burst_seconds=2.5, glimpse_seconds=2.0))
+    0.5
+    """
+    burst = float(getattr(state, "burst_seconds", 0.0) or 0.0)
+    return max(0.0, burst - float(getattr(state, "glimpse_seconds", 0.0) or 0.0))
 
 
 def state_features(ctx: DecisionContext) -> dict[str, float]:

@@ -57,6 +57,7 @@ from otel_adaprof.controller.policy.features import (
     ActionContext,
     Trend,
     context_dict,
+    reflex_burst_seconds,
     state_features,
 )
 from otel_adaprof.controller.policy.safety import SafetyGuard
@@ -157,8 +158,9 @@ def change_building(state: ObservedState | None, *, rising_only: bool = False) -
 
 
 def _bursting(ctx: DecisionContext) -> bool:
-    """Whether the agent's reflex burst during the reported window (no rule decides then)."""
-    return float(getattr(ctx.state, "burst_seconds", 0.0) or 0.0) > 0
+    """Whether the agent's reflex burst during the reported window (no rule decides then);
+    a glimpse alone is no burst (:func:`reflex_burst_seconds`)."""
+    return ctx.state is not None and reflex_burst_seconds(ctx.state) > 0
 
 
 def _phase_needs_samples(ctx: DecisionContext, *, settled: bool = False) -> bool | None:

@@ -243,7 +243,7 @@ class FastLoop:
             # this tick's CPU and latencies straddle two levels. Their baselines, no alarm.
             self.detector.observe(inputs, float("inf"), now_unix=time.time())
             self.detector.rebase(self._level())
-            self.reflex.react([], now)
+            self.reflex.react([], now, rise=self.detector.rise)
             return []
         fired = self.detector.observe(
             inputs,
@@ -251,7 +251,7 @@ class FastLoop:
             now_unix=time.time(),
             profile_mode=self.live.params.profile_mode,
         )
-        if self.reflex.react(fired, now) and self.on_burst is not None:
+        if self.reflex.react(fired, now, rise=self.detector.rise) and self.on_burst is not None:
             self.on_burst()
         if self._level() != self.detector.level:
             # A burst started or ended: the agent changed its own cost to the service.

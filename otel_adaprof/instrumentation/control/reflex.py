@@ -23,6 +23,20 @@ The controller sets the three knobs — how sensitive each service's trigger is 
 big its bursts are — and learns them from the reports (``burst_seconds``,
 ``change_signals``).
 
+**A glimpse: the reflex's first stage.** A subtle change takes the CUSUM many
+observations to bring to ``burst_sensitivity`` (the benchmark ledger's hot path, +18 %
+CPU a request: 10-25 s at 8 std), while the samples that would show it are cheap to
+take at once. With ``glimpse_sensitivity`` set, a *rise* of CPU per request or of the
+span rate (their CUSUM statistic, positive: work appearing) above it starts a glimpse:
+one py-spy run at ``burst_interval_ms`` (:data:`GLIMPSE_SECONDS`), reported as soon as it
+is in (the agent polls early after any burst starts), then the rest as after a burst.
+One glimpse per rise: the next waits until the statistic has fallen below
+:data:`REARM_SHARE` of the sensitivity, or a signal fired, and at least
+:data:`GLIMPSE_SPACING_S` after the last. A glimpse does not fire the
+change signals (their evidence goes on building to ``burst_sensitivity``, whose burst
+follows the rest), and its seconds are counted in ``burst_seconds`` and, apart, in
+``glimpse_seconds``. Not when the params in force already sample as fast.
+
     >>> from otel_adaprof.params import Params
     >>> from otel_adaprof.instrumentation.control.live_params import LiveParams
     >>> live = LiveParams(Params.parse({"burst_sensitivity": 4, "burst_seconds": 2}))
@@ -37,6 +51,19 @@ big its bursts are — and learns them from the reports (``burst_seconds``,
     (50, 2.0)
     >>> reflex.react(["latency"], now=103.0)  # resting as long as the burst lasted
     False
+
+A glimpse on a rise of 3 std, before any signal fires:
+
+    >>> live = LiveParams(Params.parse({"burst_sensitivity": 8, "glimpse_sensitivity": 3}))
+    >>> reflex = BurstReflex(live)
+    >>> reflex.react([], now=10.0, rise=3.2), live.params.sampling_interval_ms
+    (True, 10)
+    >>> reflex.react([], now=12.0, rise=4.0), live.params.sampling_interval_ms
+    (False, 50)
+    >>> reflex.react([], now=15.0, rise=4.5)  # the same rise: no second glimpse
+    False
+    >>> reflex.glimpses, reflex.glimpse_seconds, reflex.burst_seconds
+    (1, 2.0, 2.0)
 """
 
 from __future__ import annotations
@@ -62,6 +89,20 @@ REST_FACTOR = 1.0
 #: to a sixth of a burst's cost, for samples py-spy took anyway (docs/benchmarks.md,
 #: session 32).
 CAPTURE_ASIDE_MS = 20
+#: How long a glimpse lasts (s): one py-spy run at 100 Hz (planned for 200 samples,
+#: :data:`~otel_adaprof.instrumentation.profiler.supervisor.SEGMENT_S`), cut when it
+#: ends, so its samples are in for the early report.
+GLIMPSE_SECONDS = 2.0
+#: After a glimpse the next one waits until the rise that started it has fallen below
+#: this share of ``glimpse_sensitivity`` (or a signal fired): one glimpse per rise.
+REARM_SHARE = 0.5
+#: Seconds from a glimpse's start before the next may start, whatever the rise does: a
+#: small lasting shift that never fires walks the statistic up and down around the
+#: sensitivity (in ``bench/glimpse_threshold.py``'s ledger, glimpses every 7 s, a quarter
+#: of the time at 100 Hz, without it).
+GLIMPSE_SPACING_S = 30.0
+#: The override reason while a glimpse runs.
+GLIMPSE_REASON = "glimpse"
 
 
 class BurstReflex:
@@ -69,9 +110,16 @@ class BurstReflex:
 
     def __init__(self, live: LiveParams) -> None:
         self.live = live
-        #: Bursts started, and seconds spent in bursts (since start; monotonic counters).
+        #: Bursts started, and seconds spent in bursts (since start; monotonic counters;
+        #: glimpses included).
         self.bursts = 0
         self.burst_seconds = 0.0
+        #: Of those, the glimpses, and their seconds.
+        self.glimpses = 0
+        self.glimpse_seconds = 0.0
+        self._glimpse = False
+        self._armed = True
+        self._glimpsed_at: float | None = None
         #: When the last burst started (monotonic s), if one did.
         self.started_at: float | None = None
         self._until: float | None = None
@@ -97,24 +145,51 @@ class BurstReflex:
         """Whether a burst runs now."""
         return self._until is not None
 
-    def react(self, fired: list[str], now: float) -> bool:
-        """One tick (``now``: monotonic s): account, end or start a burst; whether one started."""
+    def react(self, fired: list[str], now: float, rise: float = 0.0) -> bool:
+        """One tick (``now``: monotonic s): account, end or start a burst or a glimpse;
+        whether one started. ``rise``: the largest rise of CPU per request or span rate
+        now (their CUSUM statistics, std; for the glimpse)."""
         if self._until is not None and self._last is not None:
-            self.burst_seconds += max(0.0, min(now, self._until) - self._last)
+            spent = max(0.0, min(now, self._until) - self._last)
+            self.burst_seconds += spent
+            if self._glimpse:
+                self.glimpse_seconds += spent
         self._last = now
         base = self.live.base.params
         on = base.burst_sensitivity > 0 and base.burst_seconds > 0
+        glimpse_on = base.glimpse_sensitivity > 0 and not _as_fast(base)
         if self._until is not None and self.started_at is not None:
             # New params with shorter bursts (the guard's retreat: a glimpse of 3 s) cut
             # the running burst to their length; longer ones do not extend it.
-            self._until = min(self._until, self.started_at + base.burst_seconds)
-        if self._until is not None and (not on or now >= self._until):
+            length = GLIMPSE_SECONDS if self._glimpse else base.burst_seconds
+            self._until = min(self._until, self.started_at + length)
+        running_on = glimpse_on if self._glimpse else on
+        if self._until is not None and (not running_on or now >= self._until):
             if self.started_at is not None:
                 self._rest_until = now + REST_FACTOR * (now - self.started_at)
             self._end()
+        # Re-armed by a firing, or by the rise falling back, read at the params' own
+        # level (in a burst or its rest the statistic is another level's, or relearning),
+        # and GLIMPSE_SPACING_S after the last glimpse at the soonest.
+        if fired or (
+            self._until is None
+            and now >= self._rest_until
+            and rise < REARM_SHARE * base.glimpse_sensitivity
+        ):
+            self._armed = True
+        spaced = self._glimpsed_at is None or now - self._glimpsed_at >= GLIMPSE_SPACING_S
         started = False
         # In cpu mode a latency change alone is not one CPU samples can explain.
         fired = shown_in_samples(fired, base.profile_mode)
+        until, began = self._until, self.started_at
+        if fired and on and self._glimpse and until is not None and began is not None:
+            # The change the glimpse looked at fired: the glimpse becomes its burst.
+            started = True
+            self._glimpse = False
+            self._until = max(until, began + base.burst_seconds)
+            self._base = None  # the override again, as a burst's
+            log.info("otel-adaprof: the glimpse becomes a burst (%s changed)", ", ".join(fired))
+            fired = []
         if not on:
             self._deferred = []
         elif fired and self._until is None and now < self._rest_until:
@@ -125,28 +200,57 @@ class BurstReflex:
         if fired and on and self._until is None and now >= self._rest_until:
             started = True
             self._until = now + base.burst_seconds
+            self._glimpse = False
             self.bursts += 1
             self.started_at = now
             log.info(
                 "otel-adaprof: burst at %d ms for %g s (%s changed)",
                 base.burst_interval_ms, base.burst_seconds, ", ".join(fired),
             )  # fmt: skip
+        elif (
+            glimpse_on
+            and self._armed
+            and spaced
+            and rise >= base.glimpse_sensitivity
+            and self._until is None
+            and now >= self._rest_until
+        ):
+            started = True
+            self._until = now + GLIMPSE_SECONDS
+            self._glimpse = True
+            self._armed = False
+            self._glimpsed_at = now
+            self.bursts += 1
+            self.glimpses += 1
+            self.started_at = now
+            log.info(
+                "otel-adaprof: glimpse at %d ms for %g s (a rise of %.1f std)",
+                base.burst_interval_ms, GLIMPSE_SECONDS, rise,
+            )  # fmt: skip
         if self._until is not None and base is not self._base:
             # A burst, or new params from the controller under it: the burst's params.
             self._base = base
-            self.live.set_override(burst_params(base), reason=REASON)
+            self.live.set_override(
+                burst_params(base), reason=GLIMPSE_REASON if self._glimpse else REASON
+            )
         return started
 
     def _end(self) -> None:
         self._until = None
         self._base = None
-        if self.live.override_reason == REASON:
+        self._glimpse = False
+        if self.live.override_reason in (REASON, GLIMPSE_REASON):
             self.live.set_override(None, reason="burst over")
 
     def stop(self) -> None:
         """End a running burst (the agent stops)."""
         if self._until is not None:
             self._end()
+
+
+def _as_fast(base: Params) -> bool:
+    """Whether ``base`` samples as fast as its bursts already (a glimpse adds nothing)."""
+    return 0 < base.sampling_interval_ms <= base.burst_interval_ms
 
 
 def burst_params(base: Params) -> Params:

@@ -519,6 +519,17 @@ class ChangeDetector:
         self.rebases += 1
 
     @property
+    def rise(self) -> float:
+        """The largest *rise* now: the upper side of CPU per request's or the span rate's
+        CUSUM (work appearing; what starts a glimpse, ``glimpse_sensitivity``), in
+        baseline standard deviations; 0 while both are warming up.
+
+        >>> ChangeDetector().rise
+        0.0
+        """
+        return max(0.0, self.cpu.high, self.rate.high)
+
+    @property
     def latency_statistic(self) -> float:
         """The latency signal: the operation whose CUSUM is furthest from 0, signed."""
         best = 0.0

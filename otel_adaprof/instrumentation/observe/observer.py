@@ -45,6 +45,7 @@ class Counts:
     slow_spans_sampled: int = 0
     slow_span_samples: int = 0
     burst_s: float = 0.0
+    glimpse_s: float = 0.0
     changes: int = 0
     profile_changes: int = 0
 
@@ -153,6 +154,7 @@ class WindowObserver:
                 else ChangeSignals(changes=diff.changes, profile_changes=diff.profile_changes)
             ),
             burst_seconds=min(diff.burst_s, seconds),
+            glimpse_seconds=min(diff.glimpse_s, diff.burst_s, seconds),
             slow_spans=diff.slow_spans,
             slow_spans_sampled=min(diff.slow_spans_sampled, diff.slow_spans),
             slow_span_samples=diff.slow_span_samples,
