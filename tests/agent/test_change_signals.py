@@ -410,7 +410,7 @@ def test_a_new_sampling_rate_from_the_controller_rebases_without_a_burst():
     assert not loop.reflex.in_burst
 
 
-def test_poll_soon_wakes_the_poller_before_its_window_ends():
+def test_poll_soon_moves_the_poll_to_the_bursts_first_run_sooner_or_later():
     import threading
     import time
 
@@ -426,6 +426,12 @@ def test_poll_soon_wakes_the_poller_before_its_window_ends():
     t0 = time.monotonic()
     poller._sleep(0.2)  # no request pending: the window's own length
     assert time.monotonic() - t0 >= 0.19
+    # a burst that starts just before the window's end: the poll waits for its first run
+    t0 = time.monotonic()
+    threading.Timer(0.1, poller.poll_soon, args=(0.6,)).start()
+    poller._sleep(0.3)
+    assert 0.65 <= time.monotonic() - t0 < 2.0
+    assert poller._soon_at is None  # served: the next sleep is the window's own
 
 
 def test_after_a_rebase_a_change_of_the_service_is_seen_within_a_few_observations():

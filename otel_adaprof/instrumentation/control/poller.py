@@ -149,11 +149,16 @@ class Poller:
                 self.on_thread_end()
 
     def poll_soon(self, delay_s: float) -> None:
-        """Close the window and report ``delay_s`` from now, unless a poll is due sooner.
+        """Close the window and report ``delay_s`` from now, sooner or later than the
+        poll that was due (the earliest such request wins).
 
-        The burst reflex calls it when a burst starts: the burst's first samples are
-        the news of a change, and waiting for the end of the window would add up to a
-        window to the time the user waits to see it. Never blocks.
+        The burst reflex calls it when a burst (or a glimpse) starts: the burst's first
+        py-spy run is the news of a change, and waiting for the end of the window
+        would add up to a window to the time the user waits to see it. A poll due
+        *before* the run is in waits for it (by at most ``delay_s``): it would cut the
+        run after a fraction of a second and report its few samples, the rest a window
+        later (session 38: a glimpse that began 0.9 s before a window's end reported no
+        sample of the hot path there, its samples 3 s later). Never blocks.
         """
         at = time.monotonic() + max(0.0, delay_s)
         if self._soon_at is None or at < self._soon_at:
@@ -161,14 +166,16 @@ class Poller:
         self._wake.set()
 
     def _sleep(self, wait: float) -> None:
-        """Until the next poll: ``wait`` seconds, or sooner if :meth:`poll_soon` asks."""
+        """Until the next poll: ``wait`` seconds, or when :meth:`poll_soon` asks (sooner
+        or later)."""
         due = time.monotonic() + wait
         while not self._stop.is_set():
             soon = self._soon_at
+            at = due if soon is None else soon
             now = time.monotonic()
-            if now >= due or (soon is not None and now >= soon):
+            if now >= at:
                 break
-            self._wake.wait(min(due, soon if soon is not None else due) - now)
+            self._wake.wait(at - now)
             self._wake.clear()
         self._soon_at = None
 
