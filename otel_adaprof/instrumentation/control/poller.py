@@ -170,8 +170,8 @@ class Poller:
         now = time.monotonic()
         at = now + max(0.0, delay_s)
         if self._soon_at is None or at < self._soon_at:
+            self._asked_at = now  # first: a sleeper reading both sees a pair or the old
             self._soon_at = at
-            self._asked_at = now
         self._wake.set()
 
     def _sleep(self, wait: float) -> None:
