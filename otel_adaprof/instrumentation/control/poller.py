@@ -48,11 +48,6 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: Longest wait between two tries while the controller is unreachable (s).
 MAX_BACKOFF_S = 60.0
-#: A poll due less than this after :meth:`Poller.poll_soon` asked (s) waits for the
-#: time asked instead: the burst's first py-spy run would have had a second or less and
-#: its few samples would be reported, the rest a window later. A poll due later keeps its
-#: time (most of the run is in by then).
-RUN_IN_S = 1.0
 #: Largest answer read from the controller (bytes).
 MAX_ANSWER_BYTES = 1024 * 1024
 
@@ -104,7 +99,6 @@ class Poller:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._soon_at: float | None = None
-        self._asked_at = 0.0
         self._thread: threading.Thread | None = None
         self.native_id: int | None = None
         self.on_thread_start: Callable[[], None] | None = None
@@ -155,38 +149,26 @@ class Poller:
                 self.on_thread_end()
 
     def poll_soon(self, delay_s: float) -> None:
-        """Close the window and report ``delay_s`` from now, sooner or later than the
-        poll that was due (the earliest such request wins).
+        """Close the window and report ``delay_s`` from now, unless a poll is due sooner.
 
-        The burst reflex calls it when a burst (or a glimpse) starts: the burst's first
-        py-spy run is the news of a change, and waiting for the end of the window
-        would add up to a window to the time the user waits to see it. A poll due
-        less than :data:`RUN_IN_S` after the request waits for the time asked (by at
-        most ``delay_s``): it would cut the run within a second and report its few
-        samples, the rest a window later (session 38: a glimpse that began 0.9 s before
-        a window's end reported no sample of the hot path there, its samples 3 s
-        later). A poll due later keeps its time. Never blocks.
+        The burst reflex calls it when a burst starts: the burst's first samples are
+        the news of a change, and waiting for the end of the window would add up to a
+        window to the time the user waits to see it. Never blocks.
         """
-        now = time.monotonic()
-        at = now + max(0.0, delay_s)
+        at = time.monotonic() + max(0.0, delay_s)
         if self._soon_at is None or at < self._soon_at:
-            self._asked_at = now  # first: a sleeper reading both sees a pair or the old
             self._soon_at = at
         self._wake.set()
 
     def _sleep(self, wait: float) -> None:
-        """Until the next poll: ``wait`` seconds, or when :meth:`poll_soon` asks (sooner
-        or later)."""
+        """Until the next poll: ``wait`` seconds, or sooner if :meth:`poll_soon` asks."""
         due = time.monotonic() + wait
         while not self._stop.is_set():
             soon = self._soon_at
-            at = due
-            if soon is not None and (soon < due or due - self._asked_at < RUN_IN_S):
-                at = soon
             now = time.monotonic()
-            if now >= at:
+            if now >= due or (soon is not None and now >= soon):
                 break
-            self._wake.wait(at - now)
+            self._wake.wait(min(due, soon if soon is not None else due) - now)
             self._wake.clear()
         self._soon_at = None
 
