@@ -17,6 +17,10 @@ pytestmark = [
 ]
 
 
+# timing on a shared 2-core machine: a rerun, the bounds unchanged (session 38's CI pass on
+# a clean clone: one 2 s cell at 100 Hz showed no py-spy CPU; the test passed three times
+# alone right after)
+@pytest.mark.flaky(reruns=2)
 def test_cost_bench_measures_both_modes_and_fits_them():
     result = run_json("cost_model", "--quick", timeout=180)
     cells = result["cells"]
