@@ -57,12 +57,12 @@ from otel_adaprof.instrumentation.control.reflex import BurstReflex
 from otel_adaprof.instrumentation.observe.change_signals import ChangeDetector, Inputs
 from otel_adaprof.params import Params
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# the fast loop's reading period, and CPU per request at 100 Hz against the watch
+from change_detector_refire import BURST_COST, TICK_S
+
 OUTPUT = Path(__file__).resolve().parent / "output" / "glimpse_threshold.json"
-#: Seconds between the detector's readings (the agent's fast loop).
-TICK_S = 0.25
-#: CPU per request while the agent samples at 100 Hz, against the watch
-#: (``change_detector_refire.BURST_COST``).
-BURST_COST = 1.3
 #: Framework CPU per request (ms) on top of the shape's functions
 #: (``change_detector_refire.mixed_load``: 6.25 ms for /catalog's 3.75).
 FRAMEWORK_MS = 2.5
@@ -99,7 +99,8 @@ def run(shape: Shape, sensitivity: float, seed: int, onset_s: float | None, seco
     for i in range(int(seconds / TICK_S)):
         now = i * TICK_S
         hot = onset_s is not None and now >= onset_s
-        factor = BURST_COST if live.params.sampling_interval_ms == 10 else 1.0
+        bursting = live.params.sampling_interval_ms == WATCH["burst_interval_ms"]
+        factor = BURST_COST if bursting else 1.0
         n = int((i + 1) * TICK_S * RPS) - int(i * TICK_S * RPS)  # evenly spaced
         for _ in range(n):
             cpu += request_ms(rng, shape, cycle[sent % len(cycle)], hot) * factor / 1000.0
