@@ -78,7 +78,10 @@ PROBE = textwrap.dedent(
             with tracer.start_as_current_span("GET /work"):
                 handler_probe()
                 if step and time.monotonic() - start >= STEP_S:
-                    marks.setdefault("step", time.monotonic())
+                    if "step" not in marks:  # what the steady 12 s before it started
+                        marks["step"] = time.monotonic()
+                        marks["bursts_before"] = agent.fast_loop.reflex.bursts
+                        marks["glimpses_before"] = agent.fast_loop.reflex.glimpses
                     new_hot_function()
             n += 1
             marks["requests"] = n
@@ -114,6 +117,8 @@ PROBE = textwrap.dedent(
     print(json.dumps({
         "bursts": reflex.bursts,
         "glimpses": reflex.glimpses,
+        "bursts_before_step": marks.get("bursts_before", reflex.bursts),
+        "glimpses_before_step": marks.get("glimpses_before", reflex.glimpses),
         "delay": (reflex.started_at - marks["step"]) if step and reflex.started_at else None,
         "before": before, "during": during,
         "state": state.model_dump(mode="json"),
