@@ -19,8 +19,6 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +26,7 @@ import click
 from rich.console import Console
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
-from otel_adaprof.demo.shapes import SHAPE_ENV, SHAPES
+from otel_adaprof.cli.demo_shape import shape_option, use_shape
 
 if TYPE_CHECKING:
     from otel_adaprof.demo.bench import BenchSettings
@@ -74,14 +72,7 @@ ARRIVALS = ("uniform", "poisson")
     help="Request spacing: uniform (1/rate apart) or poisson (random gaps, same mean; "
     "the same times for every configuration).",
 )
-@click.option(
-    "--shape",
-    type=click.Choice(list(SHAPES)),
-    default=None,
-    help="The demo service's shape: shop (the default, the one the policy was tuned on) "
-    "or ledger (another request mix, a subtle hot path, deeper stacks; "
-    "docs/benchmarks.md). Default: $ADAPROF_DEMO_SHAPE, else shop.",
-)
+@shape_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -116,7 +107,7 @@ def bench(
 ) -> None:
     """Benchmark insight per overhead: off, static-100/10/1, heuristic, adaptive."""
     require_demo_extra("bench")
-    _use_shape(shape)
+    use_shape(shape)
     try:
         from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
         from otel_adaprof.demo.phases import SHAPE
@@ -155,22 +146,6 @@ def bench(
     else:
         click.echo(markdown_table(result))
         click.echo(f"JSON: {out / 'bench.json'}  adaptive run plots: {out / 'adaptive-report'}")
-
-
-def _use_shape(shape: str | None) -> None:
-    """Make ``shape`` the demo's for this process and the ones it starts (they inherit
-    ``ADAPROF_DEMO_SHAPE``). The demo reads it when its modules are first imported: if
-    they already were, with another shape, say so rather than run a mixed benchmark."""
-    if shape is None:
-        return
-    phases = sys.modules.get("otel_adaprof.demo.phases")
-    imported = getattr(phases, "SHAPE", None)
-    if imported is not None and imported.name != shape:
-        raise click.UsageError(
-            f"--shape {shape}: this process already runs the {imported.name} demo; "
-            f"set {SHAPE_ENV}={shape} before starting it"
-        )
-    os.environ[SHAPE_ENV] = shape
 
 
 def _reference(settings: BenchSettings, out: Path, workdir: Path | None, as_json: bool) -> None:

@@ -9,12 +9,14 @@ Usage::
     adaprof demo                      # ~3 minutes, report in ./adaprof-report
     adaprof demo --duration 30 --out /tmp/report
     adaprof demo --otlp-endpoint http://127.0.0.1:4318   # spans to your collector
+    adaprof demo --shape ledger       # a service of another shape (docs/benchmarks.md)
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console, Group
@@ -24,9 +26,12 @@ from rich.table import Table
 from rich.text import Text
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
-from otel_adaprof.demo.bench import BUDGET_CPU
-from otel_adaprof.demo.run import DemoProgress, run_demo
+from otel_adaprof.cli.demo_shape import shape_option, use_shape
+from otel_adaprof.demo.budget import BUDGET_CPU
 from otel_adaprof.demo.timeline import param_change_labels
+
+if TYPE_CHECKING:  # (imported in the command: the demo's modules read --shape)
+    from otel_adaprof.demo.run import DemoProgress
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -109,6 +114,7 @@ def progress_view(p: DemoProgress, last: int = 8) -> Group:
     show_default=True,
     help="The session's profiler CPU budget, in cores, held on average over its horizon.",
 )
+@shape_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, no live view.")
 def demo(
     duration: float,
@@ -117,6 +123,7 @@ def demo(
     otlp_endpoint: str | None,
     rate: float,
     budget: float,
+    shape: str | None,
     as_json: bool,
 ) -> None:
     """Run the adaptive profiling loop on a demo service and write a report.
@@ -125,11 +132,17 @@ def demo(
     of a change.
     """
     require_demo_extra("demo")
+    use_shape(shape)
+    from otel_adaprof.demo.phases import SHAPE
+    from otel_adaprof.demo.run import DemoProgress, run_demo
+
     console = Console(stderr=as_json)
     if as_json:
         result = run_demo(duration, out, workdir, otlp_endpoint, rate, budget_cpu_fraction=budget)
     else:
-        console.print(f"[bold]adaprof demo[/] — {duration:.0f} s, report in {out}")
+        console.print(
+            f"[bold]adaprof demo[/] — {duration:.0f} s, the {SHAPE.name} service, report in {out}"
+        )
         with Live(progress_view(DemoProgress(duration_s=duration)), console=console,
                   refresh_per_second=2, transient=False) as live:  # fmt: skip
 

@@ -56,6 +56,7 @@ from otel_adaprof.demo.bench_verdict import (
     verdict,
     verdict_markdown,
 )
+from otel_adaprof.demo.budget import BUDGET_CPU as BUDGET_CPU
 from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
 from otel_adaprof.demo.ground_truth import (
     GROUND_TRUTH,
@@ -83,14 +84,6 @@ STATIC_PARAMS: dict[str, Params] = {
     "static-10": Params(sampling_interval_ms=100, stack_depth=128, trace_ratio=1.0),
     "static-1": Params(sampling_interval_ms=1000, stack_depth=128, trace_ratio=1.0),
 }
-#: Profiler CPU budget of the heuristic and adaptive sessions (fraction of a core, held
-#: on average over the goal's horizon): 0.016, 0.45x what static-100 costs on this
-#: service (0.036 of a core, all agent threads and py-spy in cpu mode: the mean of its
-#: four phases in bench/output/bench_s17_seed1.json), i.e. what a user asking for "at
-#: most half of continuous profiling" sets. (It was 0.15 while py-spy ran in wall mode
-#: at about 0.33 of a core; with cpu mode that left adaptive four times static-100's
-#: cost to spend, and no reason to spend less.)
-BUDGET_CPU = 0.016
 
 
 def report_lag_s(window_s: float) -> float:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.demo.bench import BUDGET_CPU
 from otel_adaprof.demo.bench_figures import detection_time, request_coverage, sampled_requests
+from otel_adaprof.demo.budget import BUDGET_CPU
 from otel_adaprof.demo.controller_client import ControllerClient, ControllerError, session_id_of
 from otel_adaprof.demo.ground_truth import (
     GROUND_TRUTH,
@@ -33,7 +33,7 @@ from otel_adaprof.demo.ground_truth import (
     run_truth,
 )
 from otel_adaprof.demo.loadgen import CAPTURE_ENV, LoadGenerator, LoadResult
-from otel_adaprof.demo.phases import Phase, schedule
+from otel_adaprof.demo.phases import SHAPE, Phase, schedule
 from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.stack import LONGEST_RUN_S, DemoStack
@@ -127,6 +127,7 @@ class DemoResult:
         """JSON-ready figures."""
         return {
             "session_id": self.session_id,
+            "shape": SHAPE.name,
             "report": str(self.report_dir),
             "windows": self.windows,
             "params_changes": len(self.params_changes),
