@@ -2,7 +2,7 @@
 
 A real, short demo (controller, the ledger-shaped service under the agent, py-spy, the
 load): the summary names the shape, and the profile is judged against the ledger's
-truth (its functions, not the shop's). A shape the demo does not have is refused.
+truth (its shares, not the shop's). A shape the demo does not have is refused.
 """
 
 from __future__ import annotations
