@@ -109,7 +109,12 @@ def bench(
     require_demo_extra("bench")
     use_shape(shape)
     try:
-        from otel_adaprof.demo.bench import BenchSettings, markdown_table, run_bench
+        from otel_adaprof.demo.bench import (
+            BenchSettings,
+            code_location,
+            markdown_table,
+            run_bench,
+        )
         from otel_adaprof.demo.phases import SHAPE
     except ValueError as exc:  # $ADAPROF_DEMO_SHAPE names no shape (phases.shape_named)
         raise click.UsageError(str(exc)) from None
@@ -130,7 +135,7 @@ def bench(
     console.print(
         f"adaprof bench: {settings.load_s:.0f} s of load at {settings.rate_rps:g} req/s "
         f"per configuration ({settings.arrivals} arrivals), windows of {settings.window_s:g} s, "
-        f"the {SHAPE.name} service"
+        f"the {SHAPE.name} service; otel_adaprof from {code_location()['package']}"
     )
 
     shown = [-1]

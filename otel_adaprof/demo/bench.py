@@ -86,6 +86,23 @@ STATIC_PARAMS: dict[str, Params] = {
 }
 
 
+def code_location() -> dict[str, str]:
+    """Where the running ``otel_adaprof`` was imported from, and its version: a run made
+    from a copy of the tree (``PYTHONPATH=<copy>``) says whether the copy is what ran
+    (``python -m`` puts the working directory first on the path: run from a checkout,
+    that checkout's code runs whatever ``PYTHONPATH`` says).
+
+    >>> code_location()["package"].endswith("otel_adaprof")
+    True
+    """
+    import otel_adaprof
+
+    return {
+        "package": str(Path(otel_adaprof.__file__).resolve().parent),
+        "version": otel_adaprof.__version__,
+    }
+
+
 def report_lag_s(window_s: float) -> float:
     """Mean delay between a stack sample and its reaching the session profile.
 
@@ -402,6 +419,7 @@ def _figures(
         "shape": SHAPE.name,
         "profile_read_lag_s": lag,
         "machine": machine_description(),
+        "code": code_location(),
         "configurations": table,
         "ground_truth": GROUND_TRUTH,
     }

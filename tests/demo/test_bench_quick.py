@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import otel_adaprof
 from otel_adaprof.cli import COMMANDS
 
 from .test_demo_e2e import _agent_registered
@@ -39,6 +40,9 @@ def test_quick_bench_prints_every_figure(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
+    # which code ran (a run from a copy of the tree must say it was the copy)
+    assert result["code"]["package"] == str(Path(otel_adaprof.__file__).resolve().parent)
+    assert "otel_adaprof from " in done.stderr
     configs = result["configurations"]
     assert list(configs) == ["off", "static-100", "static-10", "static-1", "heuristic", "adaptive"]
     for name, phases in configs.items():
