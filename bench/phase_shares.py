@@ -19,44 +19,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.demo.bench_figures import phase_switches
-from otel_adaprof.demo.ground_truth import function_of
+from otel_adaprof.demo.bench_figures import (
+    phase_switches,
+    read_phase,
+    reported_windows,
+    windows_profile,
+)
+from otel_adaprof.demo.ground_truth import function_shares
 
 
 def phase_shares(workdir: Path, truth: dict[str, dict[str, float]], config: str) -> dict[str, Any]:
     """``{phase: {"samples": n, "shares": {function: share}}}`` for one configuration."""
     names = list(truth)
     starts = [*phase_switches(workdir / f"spans-{config}.jsonl"), float("inf")]
-    counts: dict[str, dict[str, float]] = {name: {} for name in names}
-    db = sqlite3.connect(workdir / "adaprof.db")
-    try:
-        rows = db.execute(
-            "SELECT window, stacks FROM reports WHERE service = ? ORDER BY id", (f"bench-{config}",)
-        ).fetchall()
-    finally:
-        db.close()
-    for window_json, stacks_json in rows:
-        window = json.loads(window_json or "{}")
-        middle = window.get("window_start", 0.0) + window.get("window_seconds", 0.0) / 2
-        phase = next(
-            (names[i] for i in range(len(names)) if starts[i] <= middle < starts[i + 1]), None
-        )
-        if phase is None:
-            continue
-        for stack, n in json.loads(stacks_json or "{}").items():
-            function = function_of(stack)
-            if function:
-                counts[phase][function] = counts[phase].get(function, 0.0) + n
+    windows = reported_windows(workdir / "adaprof.db", f"bench-{config}")
     out: dict[str, Any] = {}
-    for phase in names:
-        total = sum(counts[phase].values())
-        shares = {f: (counts[phase].get(f, 0.0) / total if total else 0.0) for f in truth[phase]}
-        out[phase] = {"samples": total, "shares": shares}
+    for i, phase in enumerate(names):
+        # a window counts in the phase its middle falls in
+        profile = windows_profile(
+            [w for w in windows if starts[i] <= (w[0] + w[1]) / 2 < starts[i + 1]]
+        )
+        samples, _l1 = read_phase(profile, truth[phase])
+        shares = function_shares(profile)
+        out[phase] = {"samples": samples, "shares": {f: shares.get(f, 0.0) for f in truth[phase]}}
     return out
 
 
