@@ -16,6 +16,7 @@ never the GIL holder.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -124,8 +125,12 @@ def test_session_profile_gets_the_samples_of_runs_that_span_a_window(
         tmp_path, sink, fast_controller, {}, wait_s=8.0, load_s=SHARES_LOAD_S
     )
     total = sum(counts.values())
-    assert 0.7 * expected <= total <= 1.3 * expected, (counts, expected)
     wall = sum(walls.values())
-    l1 = sum(abs(counts[f] / total - walls[f] / wall) for f in FUNCTIONS)
+    l1 = sum(abs(counts[f] / total - walls[f] / wall) for f in FUNCTIONS) if total else 2.0
     print(f"L1 {l1:.3f}, samples {total} of {expected:.0f} expected: {counts}")
-    assert l1 <= 0.08, f"L1 {l1:.3f} > 0.08: {counts}, walls {walls}"
+    why = f"L1 {l1:.3f}, samples {total} of {expected:.0f} expected: {counts}, walls {walls}"
+    if l1 > 0.08 or not 0.7 * expected <= total <= 1.3 * expected:
+        # a rerun drops the failed try's report: leave its figures in the log
+        print(f"\nthread_per_request failed try: {why}", file=sys.__stderr__)
+    assert 0.7 * expected <= total <= 1.3 * expected, why
+    assert l1 <= 0.08, why
