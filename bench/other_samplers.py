@@ -10,14 +10,23 @@ a thread runs Python. Two well-kept samplers could do better on paper:
   frames without the GIL, so it has none of the in-process capture's GIL bias
   (docs/benchmarks.md, "The in-process capture as the sampler").
 
+And a sampler of our own, **native** (``bench/native_sampler``, built here for the
+target's Python): a native thread that reads frames with ``process_vm_readv`` on its
+own process, on one of four clocks: ``wall`` (the GIL holder every interval of wall
+time, as py-spy ``--gil``), ``thread`` (each Python thread at every scheduler tick
+that finds it on a CPU, through a timer on that thread's CPU clock), ``tick`` and
+``cpu`` (the GIL holder on a timer on the process's CPU clock: every tick, or at
+exponential gaps of CPU).
+
 This runs one small target per sampler, the same each time: a thread that spends 3.75 ms
 of CPU in ``other`` and then 1.25 ms in ``compute_tax`` (which then sleeps, as the
 shop's ends in a socket write), then sleeps ``--idle-ms``; and eight threads parked on
 a queue, as a server's pool. Each sampler reads it for ``--seconds`` at ``--rate``
 in its CPU mode (py-spy ``--gil``, Austin ``--sleepless``, echion ``ECHION_CPU=1``).
 Printed per sampler: its CPU (an external sampler's own, from ``wait4``; echion's as
-the target's CPU over a run of the same target with no sampler), the workload samples,
-CPU per workload sample, and ``compute_tax``'s share of them (truth 0.25).
+the target's CPU over a run of the same target with no sampler; the native one's
+thread CPU clock), the workload samples, CPU per workload sample, and
+``compute_tax``'s share of them (truth 0.25).
 
 Usage::
 
@@ -70,6 +79,23 @@ time.sleep(1e6)
 ECHION_START = (
     "import echion.bootstrap as b, sys; b.start(); sys.argv[0] = 'target'; exec(sys.argv.pop(1))"
 )
+#: The native sampler (bench/native_sampler) in the target: started after the settling
+#: second, its samples written and the target ended ``NS_SECONDS`` later.
+NATIVE_START = """
+import json, os, sys, threading, _native_sampler as ns
+def _start():
+    ns.start(int(os.environ["NS_INTERVAL_US"]), 64, os.environ["NS_CLOCK"])
+def _dump():
+    ns.stop()
+    stacks = [";".join(reversed(s)) for _ts, _tid, s in ns.drain()]
+    with open(os.environ["NS_OUT"], "w") as out:
+        json.dump({"stats": ns.stats(), "stacks": stacks}, out)
+    os._exit(0)
+threading.Timer(1.0, _start).start()
+threading.Timer(1.0 + float(os.environ["NS_SECONDS"]), _dump).start()
+sys.argv[0] = "target"
+exec(sys.argv.pop(1))
+"""
 
 #: ``compute_tax``'s true share of the workload's CPU.
 TRUTH = 0.25
@@ -84,9 +110,9 @@ def process_cpu_s(pid: int) -> float:
 
 
 def start_target(
-    python: str, idle_s: float, env: dict[str, str] | None = None
+    python: str, idle_s: float, env: dict[str, str] | None = None, prelude: str | None = None
 ) -> subprocess.Popen[str]:
-    argv = [python, "-c", ECHION_START, TARGET] if env else [python, "-c", TARGET]
+    argv = [python, "-c", prelude, TARGET] if prelude else [python, "-c", TARGET]
     argv.append(str(idle_s))
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
@@ -192,7 +218,7 @@ def echion(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             },
         ),
     ):
-        target = start_target(args.python, args.idle_ms / 1000, env)
+        target = start_target(args.python, args.idle_ms / 1000, env, ECHION_START if env else None)
         try:
             before = process_cpu_s(target.pid)
             time.sleep(args.seconds)
@@ -207,6 +233,37 @@ def echion(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "target_cpu_s_without": cpus["none"],
         "target_cpu_s_with": cpus["echion"],
     }
+
+
+def native(args: argparse.Namespace, folder: Path, clock: str) -> dict[str, Any]:
+    """The native sampler in the target; its CPU is its own thread's CPU clock."""
+    out = folder / f"native-{clock}.json"
+    env = {"NS_INTERVAL_US": str(int(1_000_000 / args.rate)), "NS_CLOCK": clock}
+    env |= {"NS_OUT": str(out), "NS_SECONDS": str(args.seconds)}
+    env["PYTHONPATH"] = os.pathsep.join([str(folder / "native"), os.environ.get("PYTHONPATH", "")])
+    target = start_target(args.python, args.idle_ms / 1000, env, NATIVE_START)
+    try:
+        target.wait(args.seconds + 30)
+    finally:
+        if target.returncode is None:
+            target.kill()
+            target.wait()
+    got = json.loads(out.read_text())
+    counts = leaf_counts([(stack, 1.0) for stack in got["stacks"]])
+    return {
+        "sampler": f"native, {clock} clock",
+        "cpu_s": got["stats"]["cpu_ns"] / 1e9,
+        "samples": sum(counts.values()),
+        "stats": got["stats"],
+        **_share(counts),
+    }
+
+
+def build_native(python: str, folder: Path) -> str | None:
+    """Build the native sampler for ``python`` into ``folder``; why not, if it fails."""
+    script = Path(__file__).resolve().parent / "native_sampler" / "build.py"
+    done = subprocess.run([python, str(script), str(folder)], capture_output=True, text=True)
+    return None if done.returncode == 0 else done.stderr.strip().splitlines()[-1]
 
 
 def _share(counts: dict[str, float]) -> dict[str, Any]:
@@ -239,6 +296,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--python", default=sys.executable, help="the target's interpreter")
     parser.add_argument("--austin", default=shutil.which("austin"), help="the austin binary")
+    parser.add_argument(
+        "--native-clocks", nargs="*", default=["wall", "thread"],
+        choices=["wall", "thread", "tick", "cpu"], help="the native sampler's clocks to run",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
@@ -257,6 +318,11 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(echion(args, folder))
         else:
             skipped.append(f"echion: not importable by {args.python}")
+        why_not = build_native(args.python, folder / "native")
+        if why_not is None:
+            rows += [native(args, folder, clock) for clock in args.native_clocks]
+        else:
+            skipped.append(f"native sampler: {why_not}")
     for row in rows:
         samples = row["samples"]
         row["cpu_ms_per_sample"] = 1000 * row["cpu_s"] / samples if samples else None

@@ -1,17 +1,55 @@
-"""``bench/other_samplers.py --json`` reads its target with py-spy and says what it skipped."""
+"""``bench/other_samplers.py --json`` reads its target with py-spy and the native sampler
+(built here with the C compiler), and says what it skipped."""
 
 from __future__ import annotations
 
-from tests.support.bench_scripts import run_json
+import subprocess
+import sys
+
+from tests.support.bench_scripts import BENCH, run_json
 
 
-def test_py_spy_reads_the_target_and_missing_samplers_are_named():
+def test_py_spy_and_the_native_sampler_read_the_target_and_missing_samplers_are_named():
     result = run_json(
-        "other_samplers", "--seconds", "2", "--idle-ms", "5", "--austin", "/nonexistent/austin",
-        timeout=60,
+        "other_samplers", "--seconds", "3", "--idle-ms", "5", "--austin", "/nonexistent/austin",
+        "--native-clocks", "wall", "thread", timeout=120,
     )  # fmt: skip
-    py_spy = next(r for r in result["rows"] if r["sampler"].startswith("py-spy"))
-    assert py_spy["samples"] > 20 and py_spy["cpu_s"] > 0, py_spy  # half busy: ~100 samples
-    # the target's short function is there, near its true quarter (wide: ~100 samples)
-    assert 0.05 < py_spy["compute_tax_share"] < 0.6, py_spy
+    rows = {row["sampler"]: row for row in result["rows"]}
+    assert set(rows) >= {"py-spy --gil", "native, wall clock", "native, thread clock"}, rows
+    for (
+        row
+    ) in rows.values():  # half busy at 100 Hz: ~150 samples (~375 on ticks) on a quiet machine
+        assert row["samples"] > 30 and row["cpu_s"] > 0, row
+        # the target's short function is there, near its true quarter (wide: few samples)
+        assert 0.08 < row["compute_tax_share"] < 0.5, row
+    assert rows["native, thread clock"]["stats"]["threads_timed"] >= 10  # main, pool, worker
     assert any(s.startswith("austin: not found") for s in result["skipped"]), result
+
+
+def test_the_native_sampler_refuses_an_unknown_clock(tmp_path):
+    built = subprocess.run(
+        [sys.executable, str(BENCH / "native_sampler" / "build.py"), str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert built.stdout.strip().endswith(".so")
+    probe = "import _native_sampler as ns; ns.start(10000, 64, 'sundial')"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
+        env={"PYTHONPATH": str(tmp_path)}, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and "clock must be 'wall', 'cpu', 'tick' or 'thread'" in done.stderr
+
+
+def test_the_native_sampler_reads_a_benchmark_service_beside_py_spy():
+    result = run_json(
+        "native_sampler_services", "--shape", "ledger", "--load-s", "6", "--clock", "thread",
+        timeout=180,
+    )  # fmt: skip
+    (run,) = result["runs"]
+    spy, native = run["rows"]
+    assert spy["sampler"].startswith("py-spy") and native["sampler"].startswith("native, thread")
+    for row in (spy, native):
+        assert row["workload_samples"] > 10 and row["cpu_s"] > 0, row
+        assert row["l1"] < 1.0, row  # both read the ledger's functions, not some other shape's
+    assert sum(run["requests"].values()) > 30  # the benchmark's load reached the service
+    assert run["native_stats"]["threads_timed"] >= 2

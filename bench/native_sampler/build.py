@@ -1,0 +1,39 @@
+"""Build ``_native_sampler`` for the running Python with the system C compiler.
+
+Usage::
+
+    python bench/native_sampler/build.py OUT_DIR      # prints the built module's path
+
+An experiment of ``bench/other_samplers.py`` (CPython 3.11 and 3.12), not part of the
+package: nothing installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().with_name("_native_sampler.c")
+
+
+def build(out_dir: Path) -> Path:
+    """Compile the module into ``out_dir``; its path (``RuntimeError`` with the
+    compiler's output if it fails)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / ("_native_sampler" + str(sysconfig.get_config_var("EXT_SUFFIX")))
+    compiler = os.environ.get("CC", "cc")
+    argv = [compiler, "-O2", "-shared", "-fPIC", "-Wall", "-I", sysconfig.get_paths()["include"]]
+    argv += [str(SOURCE), "-o", str(target), "-lm", "-lpthread"]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr}")
+    return target
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    print(build(Path(sys.argv[1])))

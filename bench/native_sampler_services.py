@@ -1,0 +1,219 @@
+"""The native sampler beside py-spy on the benchmark's own services, with their truth.
+
+``bench/other_samplers.py`` found no well-kept sampler cheaper than py-spy, and most of
+py-spy's CPU goes on ticks that find no thread running Python (it reads the process
+100 times a second, busy or not). ``bench/native_sampler/_native_sampler.c`` is a small
+in-process sampler: a native thread, holding no GIL and running no Python, reads frames
+with ``process_vm_readv`` on its own process (a stale address is an error returned,
+never a fault), on one of four clocks (``--clock``):
+
+- ``thread`` (default): a POSIX timer on each Python thread's own CPU clock, firing at
+  every scheduler tick that finds that thread on a CPU; the sample is that thread's
+  stack. No tick while the service sleeps: samples cost CPU only as the service uses it.
+- ``wall``: the GIL holder every ``--interval-ms`` of wall time (exponential gaps), as
+  py-spy ``--gil`` reads it from outside.
+- ``tick`` and ``cpu``: the GIL holder on a timer on the *process's* CPU clock (every
+  tick, or exponential gaps of ``--interval-ms`` of CPU). Kept to show why not: another
+  thread's CPU (I/O, the kernel) is charged to whatever holds the GIL.
+
+Each run starts a demo service of ``--shape`` (no agent) with the native sampler in
+it, reads the same process with ``py-spy record --gil --nonblocking --rate 100`` at
+the same time, and sends the benchmark's load (its four phases in ``--load-s`` seconds
+at ``--rate`` requests a second). Printed per sampler and run: its own CPU (py-spy's
+from ``wait4``, the native thread's from its CPU clock), the workload samples, CPU per
+workload sample, and the L1 of its function shares against the run's truth
+(:func:`otel_adaprof.demo.ground_truth.run_truth`), beside the L1 ideal (independent)
+sampling would reach with as many samples.
+
+Usage::
+
+    python bench/native_sampler_services.py --shape shop --runs 2        # ~2.5 minutes
+    python bench/native_sampler_services.py --shape ledger --runs 2 --clock wall --json \
+        > bench/output/native_sampler_services/ledger_wall.json
+
+``NS_FIFO=1`` in the environment runs the ``thread`` clock's sampler thread under
+``SCHED_FIFO`` (root only), to check whether its reads come late. CPython 3.11 or 3.12
+and a C compiler (the sampler is built for the running Python into a temporary folder;
+nothing is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "native_sampler"))
+
+from build import build  # noqa: E402
+
+from otel_adaprof.demo.processes import wait_for_line  # noqa: E402
+from otel_adaprof.demo.shapes import SHAPE_ENV, SHAPES  # noqa: E402
+from otel_adaprof.instrumentation.profiler.pyspy import find_py_spy  # noqa: E402
+
+#: Run inside the service: start the sampler, write its samples at exit, run the service.
+PRELUDE = """
+import atexit, collections, json, os, runpy, sys
+import _native_sampler as ns
+ns.start(int(os.environ["NS_INTERVAL_US"]), 64, os.environ["NS_CLOCK"])
+def _dump():
+    ns.stop()
+    stacks = collections.Counter(";".join(reversed(s)) for _ts, _tid, s in ns.drain())
+    with open(os.environ["NS_OUT"], "w") as out:
+        json.dump({"stats": ns.stats(), "stacks": stacks}, out)
+atexit.register(_dump)
+sys.argv = ["service", "--port", "0"]
+runpy.run_module("otel_adaprof.demo.service", run_name="__main__")
+"""
+
+
+def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[str, Any]:
+    """One service, both samplers on it at once, the benchmark's load."""
+    from otel_adaprof.demo import ground_truth
+    from otel_adaprof.demo.loadgen import LoadGenerator
+    from otel_adaprof.demo.phases import schedule
+
+    native_out, spy_out = folder / "native.json", folder / "py-spy.txt"
+    env = {**os.environ, SHAPE_ENV: args.shape, "NS_OUT": str(native_out)}
+    env["NS_INTERVAL_US"] = str(int(args.interval_ms * 1000))
+    env["NS_CLOCK"] = args.clock
+    env["PYTHONPATH"] = os.pathsep.join([str(module_dir), str(ROOT), env.get("PYTHONPATH", "")])
+    service = subprocess.Popen([sys.executable, "-c", PRELUDE], env=env, stdout=subprocess.PIPE)
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        url = wait_for_line(service, "listening on", 60.0).split("listening on ", 1)[1]
+        port = int(url.strip().rsplit(":", 1)[1])
+        binary = find_py_spy()
+        if binary is None:
+            raise SystemExit("py-spy not found: install the project (make setup)")
+        argv = [binary, "record", "--pid", str(service.pid), "--rate", "100", "--gil"]
+        argv += ["--nonblocking", "--format", "raw", "--output", str(spy_out)]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        service_cpu0 = _process_cpu_s(service.pid)
+        result = LoadGenerator(port, schedule(args.load_s, args.rate)).run()
+        service_cpu = _process_cpu_s(service.pid) - service_cpu0
+        spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+        _pid, _status, usage = os.wait4(spy.pid, 0)
+        spy.returncode = 0
+        spy_cpu = usage.ru_utime + usage.ru_stime
+    finally:
+        if spy is not None and spy.returncode is None:
+            spy.kill()
+            spy.wait()
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+    served = {name: float(stats.ok) for name, stats in result.per_phase.items()}
+    truth = ground_truth.run_truth(served)
+    spy_stacks: Counter[str] = Counter()
+    for line in spy_out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        spy_stacks[stack] += int(n)
+    native = json.loads(native_out.read_text())
+    rows = []
+    for name, stacks, cpu_s in (
+        ("py-spy --gil, 100 Hz", spy_stacks, spy_cpu),
+        (
+            f"native, {args.clock} clock {args.interval_ms:g} ms",
+            native["stacks"],
+            native["stats"]["cpu_ns"] / 1e9,
+        ),
+    ):
+        workload = sum(n for s, n in stacks.items() if ground_truth.function_of(s))
+        shares = ground_truth.function_shares(stacks)
+        rows.append(
+            {
+                "sampler": name,
+                "cpu_s": round(cpu_s, 4),
+                "samples": sum(stacks.values()),
+                "workload_samples": workload,
+                "cpu_ms_per_workload_sample": round(1000 * cpu_s / workload, 4)
+                if workload
+                else None,
+                "l1": round(ground_truth.l1_error(truth, shares), 4),
+                "ideal_l1": round(ground_truth.sampling_l1(workload, truth), 4),
+                "shares": {k: round(v, 4) for k, v in shares.items()},
+            }
+        )
+    return {
+        "requests": served,
+        "service_cpu_s": round(service_cpu, 3),
+        "truth": truth,
+        "native_stats": native["stats"],
+        "rows": rows,
+    }
+
+
+def _process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="shop")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--load-s", type=float, default=60.0, help="the four phases' length")
+    parser.add_argument("--rate", type=float, default=10.0, help="base requests a second")
+    parser.add_argument("--interval-ms", type=float, default=10.0, help="of the process's CPU")
+    parser.add_argument(
+        "--clock", choices=("thread", "wall", "tick", "cpu"), default="thread",
+        help="the native sampler's ticks (see above)",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.interval_ms <= 0 or args.load_s <= 0:
+        parser.error("--runs, --interval-ms and --load-s must be positive")
+    os.environ[SHAPE_ENV] = args.shape  # the truth below is this shape's
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="adaprof-native-") as tmp:
+        module_dir = build(Path(tmp) / "module").parent
+        for i in range(args.runs):
+            folder = Path(tmp) / f"run{i}"
+            folder.mkdir()
+            runs.append(one_run(args, module_dir, folder))
+            if not args.json:
+                _print_run(i, runs[-1])
+    meta = {
+        "shape": args.shape,
+        "load_s": args.load_s,
+        "rate_rps": args.rate,
+        "interval_ms": args.interval_ms,
+        "clock": args.clock,
+        "python": sys.version.split()[0],
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if args.json:
+        print(json.dumps({**meta, "runs": runs}, indent=2))
+
+
+def _print_run(i: int, run: dict[str, Any]) -> None:
+    requests = int(sum(run["requests"].values()))
+    print(f"run {i + 1}: {requests} requests, service CPU {run['service_cpu_s']:.2f} s")
+    print(
+        f"  {'sampler':<28} {'CPU s':>7} {'workload':>9} {'CPU ms/sample':>14}"
+        f" {'L1':>7} {'ideal L1':>9}"
+    )
+    for row in run["rows"]:
+        per = row["cpu_ms_per_workload_sample"]
+        per_text = f"{per:.3f}" if per is not None else "-"
+        print(
+            f"  {row['sampler']:<28} {row['cpu_s']:>7.3f} {row['workload_samples']:>9} "
+            f"{per_text:>14} {row['l1']:>7.3f} {row['ideal_l1']:>9.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
