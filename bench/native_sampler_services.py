@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "native_sampler"))
 
 from build import build  # noqa: E402
+from thread_per_request_probe import mix_load  # noqa: E402
 
 from otel_adaprof.demo.processes import wait_for_line  # noqa: E402
 from otel_adaprof.demo.shapes import SHAPE_ENV, SHAPES  # noqa: E402
@@ -64,17 +65,25 @@ from otel_adaprof.instrumentation.profiler.pyspy import find_py_spy  # noqa: E40
 #: Run inside the service: start the sampler, write its samples at exit, run the service.
 PRELUDE = """
 import atexit, collections, json, os, runpy, sys
-import _native_sampler as ns
-ns.start(int(os.environ["NS_INTERVAL_US"]), 64, os.environ["NS_CLOCK"])
+import _native_sampler as ns, native_start
+native_start.start(int(os.environ["NS_INTERVAL_US"]), os.environ["NS_CLOCK"])
 def _dump():
     ns.stop()
     stacks = collections.Counter(";".join(reversed(s)) for _ts, _tid, s in ns.drain())
     with open(os.environ["NS_OUT"], "w") as out:
         json.dump({"stats": ns.stats(), "stacks": stacks}, out)
 atexit.register(_dump)
-sys.argv = ["service", "--port", "0"]
-runpy.run_module("otel_adaprof.demo.service", run_name="__main__")
+if os.environ["NS_SERVICE"] == "thread-per-request":
+    sys.argv = ["app.py"]
+    runpy.run_path(os.environ["NS_APP"], run_name="__main__")
+else:
+    sys.argv = ["service", "--port", "0"]
+    runpy.run_module("otel_adaprof.demo.service", run_name="__main__")
 """
+#: The thread-per-request service (a new thread for every request, as
+#: ``ThreadingMixIn``) and its load: ``/mix`` spends 16 ms of CPU in three functions.
+APP = ROOT / "tests" / "agent" / "app.py"
+MIX_RATE_RPS = 20.0
 
 
 def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[str, Any]:
@@ -87,6 +96,7 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
     env = {**os.environ, SHAPE_ENV: args.shape, "NS_OUT": str(native_out)}
     env["NS_INTERVAL_US"] = str(int(args.interval_ms * 1000))
     env["NS_CLOCK"] = args.clock
+    env["NS_SERVICE"], env["NS_APP"] = args.service, str(APP)
     env["PYTHONPATH"] = os.pathsep.join([str(module_dir), str(ROOT), env.get("PYTHONPATH", "")])
     service = subprocess.Popen([sys.executable, "-c", PRELUDE], env=env, stdout=subprocess.PIPE)
     spy: subprocess.Popen[bytes] | None = None
@@ -101,7 +111,10 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
         spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         service_cpu0 = _process_cpu_s(service.pid)
-        result = LoadGenerator(port, schedule(args.load_s, args.rate)).run()
+        if args.service == "thread-per-request":
+            walls, done = mix_load(url.strip() + "/mix?ms=16", args.load_s, MIX_RATE_RPS)
+        else:
+            result = LoadGenerator(port, schedule(args.load_s, args.rate)).run()
         service_cpu = _process_cpu_s(service.pid) - service_cpu0
         spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
         _pid, _status, usage = os.wait4(spy.pid, 0)
@@ -113,8 +126,12 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
             spy.wait()
         service.send_signal(signal.SIGTERM)
         service.wait(30)
-    served = {name: float(stats.ok) for name, stats in result.per_phase.items()}
-    truth = ground_truth.run_truth(served)
+    if args.service == "thread-per-request":  # the truth: the wall each function took
+        served = {"mix": float(done)}
+        truth = {name: took / sum(walls.values()) for name, took in walls.items()}
+    else:
+        served = {name: float(stats.ok) for name, stats in result.per_phase.items()}
+        truth = ground_truth.run_truth(served)
     spy_stacks: Counter[str] = Counter()
     for line in spy_out.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
@@ -164,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="shop")
+    parser.add_argument(
+        "--service", choices=("demo", "thread-per-request"), default="demo",
+        help="the demo service of --shape under the benchmark's load, or tests/agent/app.py"
+        " (a thread per request) under 20 requests/s of /mix",
+    )  # fmt: skip
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--load-s", type=float, default=60.0, help="the four phases' length")
     parser.add_argument("--rate", type=float, default=10.0, help="base requests a second")
@@ -188,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                 _print_run(i, runs[-1])
     meta = {
         "shape": args.shape,
+        "service": args.service,
         "load_s": args.load_s,
         "rate_rps": args.rate,
         "interval_ms": args.interval_ms,

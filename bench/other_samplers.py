@@ -82,9 +82,9 @@ ECHION_START = (
 #: The native sampler (bench/native_sampler) in the target: started after the settling
 #: second, its samples written and the target ended ``NS_SECONDS`` later.
 NATIVE_START = """
-import json, os, sys, threading, _native_sampler as ns
+import json, os, sys, threading, _native_sampler as ns, native_start
 def _start():
-    ns.start(int(os.environ["NS_INTERVAL_US"]), 64, os.environ["NS_CLOCK"])
+    native_start.start(int(os.environ["NS_INTERVAL_US"]), os.environ["NS_CLOCK"])
 def _dump():
     ns.stop()
     stacks = [";".join(reversed(s)) for _ts, _tid, s in ns.drain()]

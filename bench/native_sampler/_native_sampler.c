@@ -282,17 +282,44 @@ typedef struct {
     int used, seen;
 } thread_slot_t;
 static thread_slot_t slots[MAX_THREADS];
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER; /* sampler and track_current() */
 static PyInterpreterState *main_interp;
 static pid_t sampler_tid;
 static uint64_t threads_timed;
 
+/* A timer on thread `tid`'s CPU clock into free slot `i`, every tick it runs
+ * (under slots_lock); 0 if made. */
+static int time_thread(int i, const PyThreadState *tstate, unsigned long tid)
+{
+    thread_slot_t *slot = &slots[i];
+    clockid_t clock = (clockid_t)((~(clockid_t)tid) << 3) | 2 | 4; /* its CPU clock */
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = TICK_SIGNAL;
+    sev.sigev_value.sival_int = i;
+    sev._sigev_un._tid = sampler_tid;
+    struct itimerspec every = {{0, 1}, {0, 1}};
+    if (timer_create(clock, &sev, &slot->timer) != 0)
+        return -1;
+    timer_settime(slot->timer, 0, &every, NULL);
+    slot->tstate = tstate;
+    slot->tid = tid;
+    slot->used = 1;
+    threads_timed++;
+    return 0;
+}
+
 static void refresh_threads(void)
 {
+    pthread_mutex_lock(&slots_lock);
     for (int i = 0; i < MAX_THREADS; i++)
         slots[i].seen = 0;
     const PyThreadState *t = NULL;
-    if (safe_read(&t, (const char *)main_interp + offsetof(PyInterpreterState, threads.head), sizeof t) != 0)
+    if (safe_read(&t, (const char *)main_interp + offsetof(PyInterpreterState, threads.head), sizeof t) != 0) {
+        pthread_mutex_unlock(&slots_lock);
         return;
+    }
     for (int n = 0; t != NULL && n < MAX_THREADS; n++) {
         PyThreadState ts;
         if (safe_read(&ts, t, sizeof ts) != 0)
@@ -304,25 +331,9 @@ static void refresh_threads(void)
             else if (!slots[i].used && free_slot < 0)
                 free_slot = i;
         }
-        if (found < 0 && free_slot >= 0 && ts.native_thread_id != 0) {
-            thread_slot_t *slot = &slots[free_slot];
-            clockid_t clock = (clockid_t)((~(clockid_t)ts.native_thread_id) << 3) | 2 | 4; /* its CPU clock */
-            struct sigevent sev;
-            memset(&sev, 0, sizeof sev);
-            sev.sigev_notify = SIGEV_THREAD_ID;
-            sev.sigev_signo = TICK_SIGNAL;
-            sev.sigev_value.sival_int = free_slot;
-            sev._sigev_un._tid = sampler_tid;
-            struct itimerspec every = {{0, 1}, {0, 1}};
-            if (timer_create(clock, &sev, &slot->timer) == 0) {
-                timer_settime(slot->timer, 0, &every, NULL);
-                slot->tstate = t;
-                slot->tid = ts.native_thread_id;
-                slot->used = 1;
-                threads_timed++;
-                found = free_slot;
-            }
-        }
+        if (found < 0 && free_slot >= 0 && ts.native_thread_id != 0 &&
+            time_thread(free_slot, t, ts.native_thread_id) == 0)
+            found = free_slot;
         if (found >= 0)
             slots[found].seen = 1;
         t = ts.next;
@@ -332,6 +343,7 @@ static void refresh_threads(void)
             timer_delete(slots[i].timer);
             slots[i].used = 0;
         }
+    pthread_mutex_unlock(&slots_lock);
 }
 
 static void sample_thread(const PyThreadState *tstate, unsigned long tid)
@@ -356,7 +368,9 @@ static void thread_loop(clockid_t own)
     sigemptyset(&set);
     sigaddset(&set, TICK_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_mutex_lock(&slots_lock);
     sampler_tid = (pid_t)syscall(SYS_gettid);
+    pthread_mutex_unlock(&slots_lock);
     main_interp = PyInterpreterState_Main();
     if (getenv("NS_FIFO") != NULL) { /* experiment: read at once, ahead of every thread */
         struct sched_param fifo = {1};
@@ -378,17 +392,25 @@ static void thread_loop(clockid_t own)
         if (got < 0 || info.si_code != SI_TIMER)
             continue;
         int i = info.si_value.sival_int;
-        if (i < 0 || i >= MAX_THREADS || !slots[i].used)
+        if (i < 0 || i >= MAX_THREADS)
+            continue;
+        pthread_mutex_lock(&slots_lock);
+        thread_slot_t slot = slots[i];
+        pthread_mutex_unlock(&slots_lock);
+        if (!slot.used)
             continue;
         ticks++;
-        sample_thread(slots[i].tstate, slots[i].tid);
+        sample_thread(slot.tstate, slot.tid);
         cpu_ns = now_ns(own);
     }
+    pthread_mutex_lock(&slots_lock);
     for (int i = 0; i < MAX_THREADS; i++)
         if (slots[i].used) {
             timer_delete(slots[i].timer);
             slots[i].used = 0;
         }
+    sampler_tid = 0; /* no timer may be made for this thread from now on */
+    pthread_mutex_unlock(&slots_lock);
 }
 
 static void *sampler_main(void *unused)
@@ -499,7 +521,34 @@ static PyObject *stats(PyObject *self, PyObject *unused)
                          "cpu_ns", (unsigned long long)cpu_ns, "code_names", names_len, "threads_timed", (unsigned long long)threads_timed);
 }
 
+/* In a thread that just started (threading.Thread._bootstrap_inner patched to call it
+ * first): its timer now, not at the next listing, which a thread-per-request server's
+ * threads may not live to see. */
+static PyObject *track_current(PyObject *self, PyObject *unused)
+{
+    const PyThreadState *tstate = PyThreadState_Get();
+    unsigned long tid = PyThread_get_thread_native_id();
+    int made = 0;
+    pthread_mutex_lock(&slots_lock);
+    if (!running || cpu_clock != 3 || sampler_tid == 0) { /* the sampler is not (or no more) there */
+        pthread_mutex_unlock(&slots_lock);
+        Py_RETURN_FALSE;
+    }
+    int free_slot = -1, known = 0;
+    for (int i = 0; i < MAX_THREADS; i++) {
+        if (slots[i].used && slots[i].tid == tid && slots[i].tstate == tstate)
+            known = 1;
+        else if (!slots[i].used && free_slot < 0)
+            free_slot = i;
+    }
+    if (!known && free_slot >= 0)
+        made = time_thread(free_slot, tstate, tid) == 0;
+    pthread_mutex_unlock(&slots_lock);
+    return PyBool_FromLong(made || known);
+}
+
 static PyMethodDef methods[] = {
+    {"track_current", track_current, METH_NOARGS, "track_current() -> bool: time this thread now (clock 'thread')."},
     {"start", start, METH_VARARGS, "start(interval_us=10000, depth=64, clock='wall'|'cpu'): sample the GIL holder."},
     {"stop", stop, METH_NOARGS, "stop(): end the sampler thread (its samples stay to drain)."},
     {"drain", drain, METH_NOARGS, "drain() -> [(ts_ns, native_tid, frames innermost first)]."},

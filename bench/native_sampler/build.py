@@ -11,17 +11,20 @@ package: nothing installs it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().with_name("_native_sampler.c")
+#: Copied beside the module: starts it and times new threads from their start.
+STARTER = SOURCE.with_name("native_start.py")
 
 
 def build(out_dir: Path) -> Path:
-    """Compile the module into ``out_dir``; its path (``RuntimeError`` with the
-    compiler's output if it fails)."""
+    """Compile the module into ``out_dir`` (with ``native_start.py`` beside it); its
+    path (``RuntimeError`` with the compiler's output if it fails)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ("_native_sampler" + str(sysconfig.get_config_var("EXT_SUFFIX")))
     compiler = os.environ.get("CC", "cc")
@@ -30,6 +33,7 @@ def build(out_dir: Path) -> Path:
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr}")
+    shutil.copy(STARTER, out_dir / STARTER.name)
     return target
 
 

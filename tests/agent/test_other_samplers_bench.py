@@ -53,3 +53,20 @@ def test_the_native_sampler_reads_a_benchmark_service_beside_py_spy():
         assert row["l1"] < 1.0, row  # both read the ledger's functions, not some other shape's
     assert sum(run["requests"].values()) > 30  # the benchmark's load reached the service
     assert run["native_stats"]["threads_timed"] >= 2
+
+
+def test_the_native_thread_clock_reads_a_thread_per_request_service_from_each_threads_start():
+    # Without the start hook (threads timed at the 100 ms listing only) it read 6 % of
+    # the samples the CPU should give: the request threads ended before they were listed.
+    result = run_json(
+        "native_sampler_services", "--service", "thread-per-request", "--load-s", "6",
+        "--clock", "thread", timeout=180,
+    )  # fmt: skip
+    (run,) = result["runs"]
+    spy, native = run["rows"]
+    assert run["requests"]["mix"] > 60, run["requests"]
+    # one sample a scheduler tick on a CPU (100-1000 a CPU-second, by kernel) against
+    # py-spy's 100 a wall second while a thread runs: at least as many, with the hook
+    assert native["workload_samples"] >= 0.7 * spy["workload_samples"] > 0, (native, spy)
+    assert native["l1"] < 0.2, native
+    assert run["native_stats"]["threads_timed"] > 60  # a timer for each request's thread

@@ -1,0 +1,32 @@
+"""Start the native sampler in this process, with new threads timed from their start.
+
+Copied beside the built module by ``build.py``; the bench scripts' targets run::
+
+    import native_start
+    native_start.start(10_000, "thread")
+
+On the ``thread`` clock each Python thread gets its CPU-clock timer when the sampler
+lists the threads (every 100 ms) or, for a ``threading.Thread``, as soon as it starts
+(``Thread._bootstrap_inner`` calls ``track_current`` first): a thread-per-request
+server's threads often end before the next listing.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import _native_sampler as ns  # type: ignore[import-not-found]
+
+_bootstrap_inner = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+
+def _tracked_bootstrap_inner(self: threading.Thread) -> Any:
+    ns.track_current()
+    return _bootstrap_inner(self)
+
+
+def start(interval_us: int, clock: str, depth: int = 64) -> None:
+    """Start sampling on ``clock`` ('wall', 'thread', 'tick' or 'cpu')."""
+    ns.start(interval_us, depth, clock)
+    threading.Thread._bootstrap_inner = _tracked_bootstrap_inner  # type: ignore[attr-defined]
