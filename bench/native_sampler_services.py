@@ -57,22 +57,24 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "native_sampler"))
 
 from build import build  # noqa: E402
+from other_samplers import process_cpu_s, reap_cpu_s  # noqa: E402
 from thread_per_request_probe import mix_load  # noqa: E402
 
 from otel_adaprof.demo.processes import wait_for_line  # noqa: E402
 from otel_adaprof.demo.shapes import SHAPE_ENV, SHAPES  # noqa: E402
 from otel_adaprof.instrumentation.profiler.pyspy import find_py_spy  # noqa: E402
 
-#: Run inside the service: start the sampler, write its samples at exit, run the service.
+#: Run inside the service: start the sampler, write its samples (read time in
+#: monotonic ns, collapsed stack) at exit, run the service.
 PRELUDE = """
-import atexit, collections, json, os, runpy, sys
+import atexit, json, os, runpy, sys
 import _native_sampler as ns, native_start
 native_start.start(int(os.environ["NS_INTERVAL_US"]), os.environ["NS_CLOCK"])
 def _dump():
     ns.stop()
-    stacks = collections.Counter(";".join(reversed(s)) for _ts, _tid, s in ns.drain())
+    samples = [(ts, ";".join(reversed(s))) for ts, _tid, s in ns.drain()]
     with open(os.environ["NS_OUT"], "w") as out:
-        json.dump({"stats": ns.stats(), "stacks": stacks}, out)
+        json.dump({"stats": ns.stats(), "samples": samples}, out)
 atexit.register(_dump)
 if os.environ["NS_SERVICE"] == "thread-per-request":
     sys.argv = ["app.py"]
@@ -111,16 +113,14 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
         argv += ["--nonblocking", "--format", "raw", "--output", str(spy_out)]
         spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        service_cpu0 = _process_cpu_s(service.pid)
+        service_cpu0 = process_cpu_s(service.pid)
         if args.service == "thread-per-request":
             walls, done = mix_load(url.strip() + "/mix?ms=16", args.load_s, MIX_RATE_RPS)
         else:
             result = LoadGenerator(port, schedule(args.load_s, args.rate)).run()
-        service_cpu = _process_cpu_s(service.pid) - service_cpu0
+        service_cpu = process_cpu_s(service.pid) - service_cpu0
         spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
-        _pid, _status, usage = os.wait4(spy.pid, 0)
-        spy.returncode = 0
-        spy_cpu = usage.ru_utime + usage.ru_stime
+        spy_cpu = reap_cpu_s(spy)
     finally:
         if spy is not None and spy.returncode is None:
             spy.kill()
@@ -138,12 +138,13 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
         stack, _, n = line.rpartition(" ")
         spy_stacks[stack] += int(n)
     native = json.loads(native_out.read_text())
+    native_stacks = Counter(stack for _ts, stack in native["samples"])
     rows = []
     for name, stacks, cpu_s in (
         ("py-spy --gil, 100 Hz", spy_stacks, spy_cpu),
         (
             f"native, {args.clock} clock {args.interval_ms:g} ms",
-            native["stacks"],
+            native_stacks,
             native["stats"]["cpu_ns"] / 1e9,
         ),
     ):
@@ -170,11 +171,6 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
         "native_stats": native["stats"],
         "rows": rows,
     }
-
-
-def _process_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,6 +52,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -104,9 +106,16 @@ SETTLE_S = 1.0
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process, from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a live process (all its threads)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def reap_cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """Wait for a child to end; the CPU seconds it used itself (``wait4``'s rusage)."""
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
 
 
 def start_target(
@@ -135,15 +144,13 @@ def leaf_counts(lines: list[tuple[str, float]]) -> dict[str, float]:
     return out
 
 
-def run_external(argv: list[str], output: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one external sampler run (its own, from ``wait4``)."""
-    start = time.monotonic()
+def run_external(argv: list[str], output: Path) -> float:
+    """CPU seconds of one external sampler run (its own, from ``wait4``)."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _pid, _status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = 0
+    cpu_s = reap_cpu_s(proc)
     if not output.exists():
-        raise RuntimeError(f"{argv[0]} wrote no output (exit status {_status})")
-    return time.monotonic() - start, usage.ru_utime + usage.ru_stime
+        raise RuntimeError(f"{argv[0]} wrote no output (exit status {proc.returncode})")
+    return cpu_s
 
 
 def py_spy(binary: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -160,7 +167,7 @@ def py_spy(binary: str, args: argparse.Namespace, folder: Path) -> dict[str, Any
             "--output",
             str(out),
         ]
-        _wall, cpu = run_external(argv, out)
+        cpu = run_external(argv, out)
     finally:
         target.kill()
         target.wait()
@@ -183,7 +190,7 @@ def austin(binary: str, args: argparse.Namespace, folder: Path) -> dict[str, Any
         interval_us = int(1_000_000 / args.rate)
         argv = [binary, "--sleepless", "-i", f"{interval_us}us", "-x", str(args.seconds)]
         argv += ["-p", str(target.pid), "-o", str(out)]
-        _wall, cpu = run_external(argv, out)
+        cpu = run_external(argv, out)
     finally:
         target.kill()
         target.wait()
@@ -302,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.seconds < 1 or args.rate < 1 or args.idle_ms < 0:
+        parser.error("--seconds and --rate must be 1 or more, --idle-ms 0 or more")
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="adaprof-samplers-") as tmp:

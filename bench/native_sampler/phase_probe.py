@@ -32,6 +32,9 @@ os.environ["ADAPROF_DEMO_SHAPE"] = sys.argv[1] if len(sys.argv) > 1 else "ledger
 
 from build import build  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+from native_sampler_services import PRELUDE  # noqa: E402  (the same service launch)
+
 from otel_adaprof.demo import ground_truth  # noqa: E402
 from otel_adaprof.demo.loadgen import LoadGenerator  # noqa: E402
 from otel_adaprof.demo.phases import schedule  # noqa: E402
@@ -41,26 +44,14 @@ from otel_adaprof.demo.processes import wait_for_line  # noqa: E402
 TICK_NS = 4_000_000
 PROMPT_NS = 500_000
 
-PRELUDE = """
-import atexit, json, os, runpy, sys
-import _native_sampler as ns, native_start
-native_start.start(10000, "thread")
-def _dump():
-    ns.stop()
-    with open(os.environ["NS_OUT"], "w") as out:
-        json.dump([(ts, ";".join(reversed(s))) for ts, _tid, s in ns.drain()], out)
-atexit.register(_dump)
-sys.argv = ["service", "--port", "0"]
-runpy.run_module("otel_adaprof.demo.service", run_name="__main__")
-"""
-
 
 def main() -> None:
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
     with tempfile.TemporaryDirectory(prefix="adaprof-phase-") as tmp:
         module_dir = build(Path(tmp)).parent
         out = Path(tmp) / "samples.json"
-        env = {**os.environ, "NS_OUT": str(out)}
+        env = {**os.environ, "NS_OUT": str(out), "NS_SERVICE": "demo"}
+        env |= {"NS_CLOCK": "thread", "NS_INTERVAL_US": "10000"}
         env["PYTHONPATH"] = os.pathsep.join([str(module_dir), str(ROOT)])
         service = subprocess.Popen([sys.executable, "-c", PRELUDE], stdout=subprocess.PIPE, env=env)
         try:
@@ -72,7 +63,7 @@ def main() -> None:
         finally:
             service.send_signal(signal.SIGTERM)
             service.wait(30)
-        got = json.loads(out.read_text())
+        got = json.loads(out.read_text())["samples"]
     truth = ground_truth.run_truth({n: float(s.ok) for n, s in result.per_phase.items()})
     bins = collections.Counter((ts % TICK_NS) // 250_000 for ts, _ in got)
     print(
