@@ -24,6 +24,7 @@ Usage::
     python bench/cost_model.py --write             # same, and store the fit
     python bench/cost_model.py --quick --json      # 6 cells of 2 s (tests)
     python bench/cost_model.py --refit --write     # fit the committed cells again
+    python bench/cost_model.py --compare --write   # py-spy and native, each cell side by side
 """
 
 from __future__ import annotations
@@ -85,12 +86,19 @@ def _burn(n: int) -> int:
 
 
 def cell(
-    mode: str, threads: int, rate: int, loaded: bool, seconds: float, busy: float | None = None
+    mode: str,
+    threads: int,
+    rate: int,
+    loaded: bool,
+    seconds: float,
+    busy: float | None = None,
+    profiler: str = "py-spy",
 ) -> dict[str, Any]:
     """One measurement in this process (a child): the agent's CPU per second.
 
     ``busy`` (0–1), when given, replaces ``loaded``: one thread holds the GIL that share
-    of the time (:func:`_duty`); 1 is the loaded cell (two threads always busy)."""
+    of the time (:func:`_duty`); 1 is the loaded cell (two threads always busy).
+    ``profiler``: the agent's backend (``py-spy`` or ``native``)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import otel_adaprof
@@ -99,7 +107,7 @@ def cell(
     agent = otel_adaprof.configure(
         service_name="cost-model",
         exporter=InMemorySpanExporter(),
-        settings=AgentSettings(profiler="py-spy"),
+        settings=AgentSettings(profiler=profiler),  # type: ignore[arg-type]
         params={"sampling_interval_ms": max(1, round(1000 / rate)), "profile_mode": mode},
     )
     assert agent is not None
@@ -126,7 +134,10 @@ def cell(
     parts = agent.cpu.take(0)
     behind, requested, effective = agent.profiler.take_rates(0)
     stop.set()
+    if agent.profiler.backend != profiler:
+        raise SystemExit(f"asked for {profiler}, the agent runs {agent.profiler.backend}")
     return {
+        "profiler": profiler,
         "mode": mode,
         "threads": threads,
         "rate_hz": rate,
@@ -220,31 +231,117 @@ def fit(cells: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_cells(quick: bool, seconds: float) -> list[dict[str, Any]]:
-    """Every cell in a fresh child, in a rotating order."""
-    threads = (4, 20) if quick else THREADS
-    rates = (10, 100) if quick else RATES
-    plan = [
+def _plan(
+    threads: tuple[int, ...], rates: tuple[int, ...], loaded_first: bool = False
+) -> list[tuple[str, int, int, bool]]:
+    """Every (mode, threads, rate, loaded) cell, idle ones first unless ``loaded_first``."""
+    return [
         (mode, n, rate, loaded)
-        for loaded in (False, True)
+        for loaded in ((True, False) if loaded_first else (False, True))
         for mode in MODES
         for n in threads
         for rate in rates
     ]
+
+
+def run_cells(quick: bool, seconds: float) -> list[dict[str, Any]]:
+    """Every cell in a fresh child, in a rotating order."""
+    plan = _plan((4, 20) if quick else THREADS, (10, 100) if quick else RATES)
     if quick:  # three loaded cells per mode: enough for a fit
         plan = [p for p in plan if p[3] and (p[1], p[2]) in ((4, 10), (4, 100), (20, 100))]
     out = []
     for k, (mode, n, rate, loaded) in enumerate(plan):
-        argv = [sys.executable, __file__, "--cell", mode, str(n), str(rate),
-                "1" if loaded else "0", "--seconds", str(seconds)]  # fmt: skip
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"cell {mode}/{n}/{rate} failed:\n{done.stderr[-2000:]}")
-        out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        out.append(_run_cell(mode, n, rate, loaded, seconds))
         state = "loaded" if loaded else "idle"
         print(f"[{k + 1}/{len(plan)}] {mode} {n} threads {rate} Hz {state}: "
               f"{out[-1]['cores']:.4f}", file=sys.stderr)  # fmt: skip
     return out
+
+
+def _run_cell(
+    mode: str, n: int, rate: int, loaded: bool, seconds: float, profiler: str = "py-spy"
+) -> dict[str, Any]:
+    """One cell in a fresh child process."""
+    argv = [sys.executable, __file__, "--cell", mode, str(n), str(rate),
+            "1" if loaded else "0", "--seconds", str(seconds), "--profiler", profiler]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"cell {profiler} {mode}/{n}/{rate} failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+#: ``--compare``: the cells measured with both profilers, side by side.
+COMPARE_RATES = (10, 100)
+COMPARE_PATH = ROOT / "bench" / "output" / "cost_model_native.json"
+
+
+def run_compare(seconds: float, quick: bool) -> dict[str, Any]:
+    """Each cell with py-spy and with the native profiler, one right after the other
+    (which goes first alternates), so that a ratio is of one moment of the machine."""
+    plan = _plan((4, 20) if quick else THREADS, COMPARE_RATES, loaded_first=True)
+    if quick:  # one loaded cell per mode at 100 Hz (tests)
+        plan = [p for p in plan if p[3] and p[1] == 4 and p[2] == 100]
+    rows = []
+    for k, (mode, n, rate, loaded) in enumerate(plan):
+        order = ("py-spy", "native") if k % 2 == 0 else ("native", "py-spy")
+        got = {p: _run_cell(mode, n, rate, loaded, seconds, p) for p in order}
+        spy, native = got["py-spy"], got["native"]
+        rows.append({
+            "mode": mode, "threads": n, "rate_hz": rate, "loaded": loaded,
+            "pyspy_cores": spy["cores"], "native_cores": native["cores"],
+            "ratio": round(spy["cores"] / native["cores"], 2) if native["cores"] else None,
+            "pyspy_effective_hz": spy["effective_rate_hz"],
+            "native_effective_hz": native["effective_rate_hz"],
+            "pyspy_parts": spy["parts"], "native_parts": native["parts"],
+        })  # fmt: skip
+        state = "loaded" if loaded else "idle"
+        print(f"[{k + 1}/{len(plan)}] {mode} {n} threads {rate} Hz {state}: py-spy "
+              f"{spy['cores']:.4f}, native {native['cores']:.4f}", file=sys.stderr)  # fmt: skip
+    fits = {}
+    for mode in MODES:
+        loaded_cells = [
+            {**r, "cores": r["native_cores"]} for r in rows if r["mode"] == mode and r["loaded"]
+        ]
+        if len(loaded_cells) >= 3:
+            fits[mode] = fit(loaded_cells)
+    ratios = [r["ratio"] for r in rows if r["ratio"]]
+    return {
+        "command": "python bench/cost_model.py --compare"
+        + (" --quick" if quick else "")
+        + (f" --seconds {seconds:g}" if seconds != 5.0 else ""),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "seconds_per_cell": seconds,
+        "cells": rows,
+        "ratio_min": min(ratios, default=None),
+        "ratio_max": max(ratios, default=None),
+        "native_fits_loaded": fits,
+    }
+
+
+def compare_table(result: dict[str, Any]) -> str:
+    """The ``--compare`` cells as a markdown table."""
+    lines = [
+        f"agent CPU (profiler + every agent thread), fraction of a core; "
+        f"{result['seconds_per_cell']:g} s per cell, py-spy then native or the reverse\n",
+        "| mode | load | threads | Hz | py-spy | native | py-spy ÷ native "
+        "| eff. Hz py-spy | eff. Hz native |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for r in result["cells"]:
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+        lines.append(
+            f"| {r['mode']} | {'loaded' if r['loaded'] else 'idle'} | {r['threads']} "
+            f"| {r['rate_hz']} | {r['pyspy_cores']:.4f} | {r['native_cores']:.4f} | {ratio} "
+            f"| {r['pyspy_effective_hz']:g} | {r['native_effective_hz']:g} |"
+        )
+    for mode, f in result["native_fits_loaded"].items():
+        lines.append(
+            f"\nnative {mode} loaded: cores = {f['a']:.5f} + {f['b']:.3e}·rate + "
+            f"{f['c']:.3e}·rate·threads (rms residual {f['rms_residual']:.4f})"
+        )
+    return "\n".join(lines)
 
 
 #: ``--partial``: the service's busy share (GIL held) between the idle and loaded cells.
@@ -362,13 +459,28 @@ def main(argv: list[str] | None = None) -> int:
         "bench/output/cost_model_partial.json",
     )
     parser.add_argument("--repeat", type=int, default=2, help="--partial: rounds")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="each cell (10 and 100 Hz) with py-spy and with the native profiler, side by "
+        "side; --write stores bench/output/cost_model_native.json (the fit is not changed)",
+    )
+    parser.add_argument("--profiler", choices=("py-spy", "native"), default="py-spy",
+                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--cell", nargs=4, metavar=("MODE", "THREADS", "RATE", "LOADED"),
                         help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--busy", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:
         mode, n, rate, loaded = args.cell
-        print(json.dumps(cell(mode, int(n), int(rate), loaded == "1", args.seconds, args.busy)))
+        got = cell(mode, int(n), int(rate), loaded == "1", args.seconds, args.busy, args.profiler)
+        print(json.dumps(got))
+        return 0
+    if args.compare:
+        compared = run_compare(2.0 if args.quick else args.seconds, args.quick)
+        if args.write:
+            COMPARE_PATH.write_text(json.dumps(compared, indent=2) + "\n")
+        print(json.dumps(compared, indent=2) if args.json else compare_table(compared))
         return 0
     if args.partial:
         if not 1 <= args.repeat <= 10:

@@ -69,7 +69,8 @@ from otel_adaprof.instrumentation.profiler.pyspy import find_py_spy  # noqa: E40
 PRELUDE = """
 import atexit, json, os, runpy, sys
 import _native_sampler as ns, native_start
-native_start.start(int(os.environ["NS_INTERVAL_US"]), os.environ["NS_CLOCK"])
+native_start.start(int(os.environ["NS_INTERVAL_US"]), os.environ["NS_CLOCK"],
+                   on_cpu=os.environ.get("NS_ON_CPU") == "1")
 def _dump():
     ns.stop()
     samples = [(ts, ";".join(reversed(s))) for ts, _tid, s in ns.drain()]
@@ -99,10 +100,14 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
     env = {**os.environ, SHAPE_ENV: args.shape, "NS_OUT": str(native_out)}
     env["NS_INTERVAL_US"] = str(int(args.interval_ms * 1000))
     env["NS_CLOCK"] = args.clock
+    env["NS_ON_CPU"] = "1" if args.on_cpu else "0"
     env["NS_SERVICE"], env["NS_APP"] = args.service, str(APP)
     env["PYTHONPATH"] = os.pathsep.join([str(module_dir), str(ROOT), env.get("PYTHONPATH", "")])
     service = subprocess.Popen([sys.executable, "-c", PRELUDE], env=env, stdout=subprocess.PIPE)
     spy: subprocess.Popen[bytes] | None = None
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.spinners)
+    ]
     try:
         url = wait_for_line(service, "listening on", 60.0).split("listening on ", 1)[1]
         port = int(url.strip().rsplit(":", 1)[1])
@@ -122,6 +127,9 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
         spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
         spy_cpu = reap_cpu_s(spy)
     finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
         if spy is not None and spy.returncode is None:
             spy.kill()
             spy.wait()
@@ -143,7 +151,8 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
     for name, stacks, cpu_s in (
         ("py-spy --gil, 100 Hz", spy_stacks, spy_cpu),
         (
-            f"native, {args.clock} clock {args.interval_ms:g} ms",
+            f"native, {args.clock} clock {args.interval_ms:g} ms"
+            + (", on-CPU only" if args.on_cpu else ""),
             native_stacks,
             native["stats"]["cpu_ns"] / 1e9,
         ),
@@ -191,6 +200,15 @@ def main(argv: list[str] | None = None) -> None:
         "--clock", choices=("wall", "thread", "tick", "cpu"), default="wall",
         help="the native sampler's ticks (see above)",
     )  # fmt: skip
+    parser.add_argument(
+        "--spinners", type=int, default=0,
+        help="processes that each burn a core meanwhile (a machine busier than it has cores)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--on-cpu", action="store_true",
+        help="wall clock: keep a GIL holder's sample only if it ran while read (its CPU "
+        "clock moved); an experiment, not the agent's setting",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.interval_ms <= 0 or args.load_s <= 0:
@@ -212,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         "rate_rps": args.rate,
         "interval_ms": args.interval_ms,
         "clock": args.clock,
+        "spinners": args.spinners,
+        "on_cpu": args.on_cpu,
         "python": sys.version.split()[0],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

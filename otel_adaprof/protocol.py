@@ -58,6 +58,7 @@ class ProfilerBackend(str, enum.Enum):
 
     PY_SPY = "py-spy"
     IN_PROCESS = "in-process"
+    NATIVE = "native"
     NONE = "none"
 
 

@@ -4,8 +4,11 @@ Usage::
 
     python bench/native_sampler/build.py OUT_DIR      # prints the built module's path
 
-An experiment of ``bench/other_samplers.py`` (CPython 3.11 and 3.12), not part of the
-package: nothing installs it.
+The source is the agent's native profiler
+(``otel_adaprof/instrumentation/profiler/_native_sampler.c``, which ``pip install``
+builds into the package); built here as a top-level module, for the experiments of
+``bench/other_samplers.py`` and ``bench/native_sampler_services.py`` (CPython 3.11 and
+3.12).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().with_name("_native_sampler.c")
+#: The agent's native profiler, built here as a top-level module for the bench scripts.
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "otel_adaprof" / "instrumentation" / "profiler" / "_native_sampler.c"
 #: Copied beside the module: starts it and times new threads from their start.
-STARTER = SOURCE.with_name("native_start.py")
+STARTER = Path(__file__).resolve().with_name("native_start.py")
 
 
 def build(out_dir: Path) -> Path:

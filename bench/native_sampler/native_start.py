@@ -26,7 +26,11 @@ def _tracked_bootstrap_inner(self: threading.Thread) -> Any:
     return _bootstrap_inner(self)
 
 
-def start(interval_us: int, clock: str, depth: int = 64) -> None:
-    """Start sampling on ``clock`` ('wall', 'thread', 'tick' or 'cpu')."""
-    ns.start(interval_us, depth, clock)
+def start(
+    interval_us: int, clock: str, depth: int = 64, threads: str = "holder", on_cpu: bool = False
+) -> None:
+    """Start sampling on ``clock`` ('wall', 'thread', 'tick' or 'cpu'); ``threads='all'``
+    (wall clock): every thread at each read, not the GIL holder; ``on_cpu=True``: keep a
+    GIL holder's sample only when it ran while it was read (an experiment: worse)."""
+    ns.start(interval_us, depth, clock, threads, on_cpu)
     threading.Thread._bootstrap_inner = _tracked_bootstrap_inner  # type: ignore[attr-defined]

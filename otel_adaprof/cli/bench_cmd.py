@@ -72,6 +72,14 @@ ARRIVALS = ("uniform", "poisson")
     help="Request spacing: uniform (1/rate apart) or poisson (random gaps, same mean; "
     "the same times for every configuration).",
 )
+@click.option(
+    "--profiler",
+    type=click.Choice(["auto", "py-spy", "native"]),
+    default="auto",
+    show_default=True,
+    help="The agent's profiler in every service (ADAPROF_PROFILER): native is the C "
+    "sampler in the process (CPython 3.11/3.12), auto is py-spy where it may attach.",
+)
 @shape_option
 @click.option(
     "--out",
@@ -99,6 +107,7 @@ def bench(
     phase_scale: float,
     order_seed: int,
     arrivals: str,
+    profiler: str,
     shape: str | None,
     out: Path,
     workdir: Path | None,
@@ -127,6 +136,7 @@ def bench(
         phase_scale=phase_scale,
         order_seed=order_seed,
         arrivals=arrivals,
+        profiler=profiler,
     )
     console = Console(stderr=True)
     if reference:
@@ -135,6 +145,7 @@ def bench(
     console.print(
         f"adaprof bench: {settings.load_s:.0f} s of load at {settings.rate_rps:g} req/s "
         f"per configuration ({settings.arrivals} arrivals), windows of {settings.window_s:g} s, "
+        f"profiler {settings.profiler}, "
         f"the {SHAPE.name} service; otel_adaprof from {code_location()['package']}"
     )
 

@@ -127,6 +127,8 @@ class BenchSettings:
     phase_scale: float = 1.0  # every phase this many times longer, same loads
     order_seed: int = 0  # 0: start configurations in table order, else shuffled
     arrivals: str = "uniform"  # request spacing (demo/loadgen.py ARRIVALS), same for all
+    #: Every service's ``ADAPROF_PROFILER`` (auto: py-spy where it may read the process).
+    profiler: str = "auto"
 
     @classmethod
     def quick(cls) -> BenchSettings:
@@ -241,6 +243,7 @@ def _bench(
                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
                 "OTEL_TRACES_EXPORTER": "otlp",
                 **CAPTURE_ENV,
+                "ADAPROF_PROFILER": settings.profiler,
             }
             port = stack.start_service(service, env, key=name)
             pid = kids.procs[name].pid

@@ -36,8 +36,8 @@ from otel_adaprof.params import DEFAULT_PARAMS, Params
 
 log = logging.getLogger("otel_adaprof.agent")
 
-ProfilerChoice = Literal["auto", "py-spy", "in-process", "off"]
-PROFILER_CHOICES: tuple[str, ...] = ("auto", "py-spy", "in-process", "off")
+ProfilerChoice = Literal["auto", "py-spy", "native", "in-process", "off"]
+PROFILER_CHOICES: tuple[str, ...] = ("auto", "py-spy", "native", "in-process", "off")
 #: How the agent talks to the controller (``ADAPROF_CONTROL_PROTOCOL``).
 CONTROL_PROTOCOLS: tuple[str, ...] = ("native", "opamp")
 ProfilesExportChoice = Literal["off", "otlp"]
@@ -66,7 +66,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("ADAPROF_PARAMS_FILE", "params_file", "(unset)",
            "local params from a YAML or JSON file (ADAPROF_PARAMS wins)"),
     EnvVar("ADAPROF_PROFILER", "profiler", "auto",
-           "auto (py-spy, else in-process), py-spy, in-process or off"),
+           "auto (py-spy, else in-process), py-spy, native (the C sampler in the process, "
+           "CPython 3.11/3.12; else auto's choice), in-process or off"),
     EnvVar("ADAPROF_PY_SPY", "py_spy_path", "(found on PATH)", "path of the py-spy binary"),
     EnvVar("ADAPROF_PROFILE_SEGMENT_S", "segment_s", "2",
            "shortest planned py-spy run (whole seconds, 1-30); a run is cut sooner only "

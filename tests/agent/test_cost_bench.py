@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from otel_adaprof.instrumentation.profiler.native import unavailable as native_unavailable
 from tests.support.bench_scripts import run_json
 
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -47,3 +48,16 @@ def test_a_partly_busy_cell_holds_the_gil_that_share_of_the_time():
                     "--busy", "0.5", timeout=60)  # fmt: skip
     assert cell["busy"] == 0.5 and cell["failures"] == 0, cell
     assert 0.35 <= cell["process_cores"] <= 0.65, cell
+
+
+@pytest.mark.skipif(native_unavailable() is not None, reason=f"native: {native_unavailable()}")
+def test_cost_compare_measures_py_spy_and_the_native_profiler_on_the_same_cells():
+    result = run_json("cost_model", "--compare", "--quick", timeout=180)
+    cells = result["cells"]
+    assert {c["mode"] for c in cells} == {"cpu", "wall"}
+    for cell in cells:
+        assert cell["pyspy_cores"] > 0 and cell["native_cores"] > 0, cell
+        assert cell["pyspy_parts"].get("pyspy", 0) > 0, cell  # each ran its own profiler
+        assert cell["native_parts"].get("native", 0) > 0 and "pyspy" not in cell["native_parts"]
+        assert cell["ratio"] == round(cell["pyspy_cores"] / cell["native_cores"], 2), cell
+        assert cell["native_effective_hz"] > 50, cell  # it read at about the rate asked

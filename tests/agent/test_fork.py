@@ -1,5 +1,6 @@
 """A forked child (gunicorn, multiprocessing) gets its own agent: new instance, fresh
-threads, its own samples; the parent's profiler goes on undisturbed."""
+threads, its own samples; the parent's profiler goes on undisturbed. With the in-process
+sampler and with the native one (a C thread, which a fork does not copy)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 import textwrap
 
 import pytest
+
+from otel_adaprof.instrumentation.profiler.native import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +26,7 @@ SCRIPT = textwrap.dedent(
     memory = InMemorySpanExporter()
     agent = otel_adaprof.configure(
         service_name="forks", exporter=memory, params={"sampling_interval_ms": 5},
-        settings=AgentSettings(profiler="in-process"))
+        settings=AgentSettings(profiler=sys.argv[2]))
     tracer = trace.get_tracer("forks")
 
     def burn_in_child():
@@ -46,6 +49,7 @@ SCRIPT = textwrap.dedent(
         out = {
             "signals_last_change": signals.last_change_unix,
             "pid_ok": agent.pid == os.getpid(),
+            "backend": agent.profiler.backend,
             "new_instance": agent.instance_id != parent_id,
             "version": agent.live.current.version,
             "threads": sorted(t.name for t in threading.enumerate()
@@ -62,10 +66,13 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_forked_child_runs_its_own_agent(tmp_path):
+@pytest.mark.parametrize("profiler", ["in-process", "native"])
+def test_forked_child_runs_its_own_agent(tmp_path, profiler):
+    if profiler == "native" and unavailable() is not None:
+        pytest.skip(f"native: {unavailable()}")
     result = tmp_path / "child.json"
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(result)],
+        [sys.executable, "-c", SCRIPT, str(result), profiler],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -75,3 +82,4 @@ def test_forked_child_runs_its_own_agent(tmp_path):
     assert "adaprof-profiler" in child["threads"]
     assert child["samples"] > 0 and "burn_in_child" in child["top"], child
     assert child["signals_last_change"] == 123.0, child
+    assert child["backend"] == profiler, child

@@ -1,10 +1,12 @@
-"""The native sampler (bench/native_sampler) under thread churn: the process lives.
+"""The native sampler (the agent's C sampler, built by bench/native_sampler/build.py)
+under thread churn: the process lives.
 
 Its sampler thread reads other threads' frames with ``process_vm_readv`` while they
 start, run and end, and each thread's CPU-clock timer signals it; a stale address must
 be an error counted, not a fault, and after a stop no new timer may be made (its signal
 has no sampler thread to wait for it). A child process runs the churn, so a crash is a
-failed test, not a dead test runner. About 3,400 threads in 7.5 s, three runs: the
+failed test, not a dead test runner. About 3,400 threads in 7.5 s, three runs:
+(session 40, before the wall clock's every-thread reads were added as a fourth run) the
 process lived, 2,274-2,346 samples, 29-38 stale reads counted.
 """
 
@@ -30,8 +32,9 @@ def request(n):  # a thread per request, a few ms of CPU in a few frames
     return leaf(n)
 
 totals = {"threads": 0, "samples": 0, "errors": 0, "ticks": 0}
-for clock in ("thread", "wall", "thread"):  # stop and start again, on two clocks
-    native_start.start(2000, clock)
+runs = (("thread", "holder"), ("wall", "holder"), ("wall", "all"), ("thread", "holder"))
+for clock, threads in runs:  # stop and start again, on two clocks, and every thread read
+    native_start.start(2000, clock, threads=threads)
     deadline = time.monotonic() + 2.5
     while time.monotonic() < deadline:
         batch = [threading.Thread(target=request, args=(i,)) for i in range(8)]

@@ -1,0 +1,984 @@
+/*
+ * The native in-process sampler of Python stacks: the agent's `native` profiler
+ * (otel_adaprof/instrumentation/profiler/native.py), and the experiments of
+ * bench/other_samplers.py and bench/native_sampler_services.py (docs/benchmarks.md,
+ * "Other samplers, and a native one of our own").
+ *
+ * A native thread that holds no GIL and runs no Python reads frames with
+ * process_vm_readv on its own process, as py-spy reads them from outside: a freed or
+ * unmapped address is an error returned, never a fault, and a stack read while it
+ * changes is cut short, not followed into garbage. Samples go to a ring buffer that
+ * Python drains. CPython 3.11 and 3.12 only (their frame, thread and GIL layouts,
+ * from the interpreter's internal headers at build time); setup.py builds it there
+ * and leaves it out elsewhere.
+ *
+ * A frame is "qualname (file:line)", the line that of the instruction running (the
+ * code object's location table, read as CPython's PyCode_Addr2Line reads it), cached
+ * by code object and instruction. When the cache fills, it starts again at the next
+ * drain (a new generation of frame ids).
+ *
+ * Clocks:
+ *   wall    at exponential gaps of wall time: the GIL holder (py-spy --gil's reading,
+ *           and a tick that finds the GIL free costs one wake-up) or, with
+ *           threads="all", every thread (py-spy --idle's). The agent's clock.
+ *   thread  a POSIX timer on each Python thread's own CPU clock, period 1 ns, so that
+ *           it fires at every scheduler tick that finds that thread on a CPU, signalled
+ *           (SIGEV_THREAD_ID) to the sampler thread, which reads that thread's stack:
+ *           nothing while the service sleeps; threads listed again every 100 ms;
+ *   tick    the GIL holder at every tick of the process's CPU clock;
+ *   cpu     the GIL holder at exponential gaps of the process's CPU clock.
+ * thread, tick and cpu are experiments (bench/): tick and cpu charge any thread's CPU
+ * to the GIL holder, and thread reads the demo shapes with an error not explained yet.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#if PY_VERSION_HEX < 0x030b0000 || PY_VERSION_HEX >= 0x030d0000
+#error "the native sampler reads CPython 3.11 and 3.12 frames only"
+#endif
+#include "internal/pycore_frame.h"
+#include "internal/pycore_runtime.h"
+#include "internal/pycore_interp.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_DEPTH 128
+#define RING 16384
+#define FRAMES 32768 /* frame cache slots (open addressing) */
+#define MAX_NAMES (FRAMES / 2)
+#define NAME_MAX_LEN 200
+#define LINETABLE_MAX 65536
+#define MAX_THREADS 512
+#define CHUNK_MAX 65536 /* a thread's frame stack chunk read in one go, at most */
+/* A cached frame is trusted without reading its code object again for this many ticks
+ * (about a second at 100 Hz): a code object freed and another made at the same address
+ * could be misnamed that long. */
+#define REVALIDATE_TICKS 100
+
+typedef struct {
+    uint64_t ts_ns;   /* CLOCK_MONOTONIC */
+    uint64_t real_ns; /* CLOCK_REALTIME */
+    uint64_t tid;     /* native thread id */
+    uint64_t ident;   /* threading.get_ident() */
+    uint32_t depth;
+    uint32_t ids[MAX_DEPTH]; /* innermost first; index into names */
+} sample_t;
+
+typedef struct {
+    const void *code;
+    const void *name_ptr;
+    const void *file_ptr;
+    int firstlineno;
+    int addr; /* instruction, in code units */
+    uint32_t id;
+    uint64_t checked; /* the tick its code object was last read at */
+} frame_slot_t;
+
+typedef struct {
+    char *qualname;
+    char *filename;
+    int line;
+} name_t;
+
+static pid_t self_pid;
+static pthread_t sampler_thread;
+static volatile int running = 0;
+static volatile uint64_t interval_ns = 10000000;
+static volatile uint32_t max_depth = MAX_DEPTH;
+static volatile int all_threads = 0;
+static struct _gil_runtime_state *gil;
+static PyInterpreterState *main_interp;
+static int cpu_clock = 0; /* 0 wall, 1 cpu (exponential CPU gaps), 2 tick (every tick), 3 thread */
+#define TICK_SIGNAL (SIGRTMAX - 3)
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* ring, frames, names */
+static sample_t *ring;
+static uint32_t ring_head, ring_len;
+static frame_slot_t frames[FRAMES];
+static name_t *names;
+static uint32_t names_len, names_cap;
+static int reset_pending;
+static uint32_t names_limit = MAX_NAMES; /* limit_names(): tests fill the cache sooner */
+static uint64_t generation;
+static uint8_t linetable[LINETABLE_MAX]; /* the sampler thread's, under lock */
+static char chunk_buf[CHUNK_MAX];        /* the same */
+
+/* the wall clock's sleep, cut short by stop() and configure() */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake;
+static int woken;
+
+static uint64_t ticks, idle_ticks, samples, errors, dropped, cpu_ns, full, off_cpu;
+/* on_cpu=True: a GIL holder's sample only while it runs. Off by default: on the shop
+ * beside 3 busy processes it dropped 78 % of the samples and read worse (L1 0.151
+ * against 0.072 kept; bench/output/native_sampler_services/shop_spin3_*.json). */
+static volatile int on_cpu_only = 0;
+static volatile pid_t sampler_native_id;
+
+static int safe_read(void *dst, const void *src, size_t n)
+{
+    struct iovec local = {dst, n}, remote = {(void *)src, n};
+    return process_vm_readv(self_pid, &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+static uint64_t now_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A str object's text (ASCII or Latin-1 compact strings; others as "?"). */
+static void read_str(const void *obj, char *out, size_t cap)
+{
+    PyASCIIObject head;
+    out[0] = '\0';
+    if (obj == NULL || safe_read(&head, obj, sizeof head) != 0) {
+        strcpy(out, "?");
+        return;
+    }
+    size_t n = (size_t)head.length < cap - 1 ? (size_t)head.length : cap - 1;
+    const char *data;
+    if (head.state.compact && head.state.ascii)
+        data = (const char *)obj + sizeof(PyASCIIObject);
+    else if (head.state.compact && head.state.kind == PyUnicode_1BYTE_KIND)
+        data = (const char *)obj + sizeof(PyCompactUnicodeObject);
+    else {
+        strcpy(out, "?");
+        return;
+    }
+    if (safe_read(out, data, n) != 0)
+        n = 0;
+    out[n] = '\0';
+}
+
+static int scan_varint(const uint8_t *tab, int n, int *i, unsigned int *out)
+{
+    unsigned int val = 0, shift = 0;
+    while (*i < n && shift < 32) {
+        uint8_t b = tab[(*i)++];
+        val |= (unsigned int)(b & 63) << shift;
+        shift += 6;
+        if (!(b & 64)) {
+            *out = val;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The line of instruction `addr` (code units) from a 3.11/3.12 location table
+ * (Objects/locations.md): entries of (first byte: 1, code:4, length-1:3), the line
+ * moved by each entry's delta; code 15 has no line. -1 if not found. */
+static int line_at(const uint8_t *tab, int n, int firstlineno, int addr)
+{
+    if (addr < 0)
+        return firstlineno; /* not started yet: PyCode_Addr2Line's answer */
+    int line = firstlineno, start = 0, i = 0;
+    while (i < n) {
+        uint8_t first = tab[i];
+        if (!(first & 128))
+            return -1; /* out of step */
+        int code = (first >> 3) & 15, length = (first & 7) + 1, delta = 0;
+        int at = i + 1;
+        unsigned int v;
+        if (code == 13 || code == 14) {
+            if (scan_varint(tab, n, &at, &v) != 0)
+                return -1;
+            delta = (v & 1) ? -(int)(v >> 1) : (int)(v >> 1);
+        } else if (code >= 10 && code <= 12)
+            delta = code - 10;
+        line += delta;
+        if (addr < start + length)
+            return code == 15 ? -1 : line;
+        start += length;
+        for (i++; i < n && !(tab[i] & 128); i++) {
+        }
+    }
+    return -1;
+}
+
+static void reset_names(void) /* under lock, the ring empty */
+{
+    for (uint32_t i = 0; i < names_len; i++) {
+        free(names[i].qualname);
+        free(names[i].filename);
+    }
+    names_len = 0;
+    memset(frames, 0, sizeof frames);
+    generation++;
+    reset_pending = 0;
+}
+
+/* The id of the frame running `frame_addr` of code object `code` (under lock). */
+static int frame_id(const PyCodeObject *code, const _Py_CODEUNIT *prev_instr, uint32_t *id)
+{
+    const _Py_CODEUNIT *first = (const _Py_CODEUNIT *)((const char *)code + offsetof(PyCodeObject, co_code_adaptive));
+    long addr = (long)(prev_instr - first);
+    if (addr < -1 || addr > (1L << 24))
+        return -1; /* not this code's instruction: a frame read while it changed */
+    uint32_t h0 = (uint32_t)((((uintptr_t)code >> 4) ^ ((uintptr_t)addr * 40503u)) * 2654435761u) % FRAMES;
+    uint32_t h = h0;
+    for (uint32_t probe = 0; probe < 64 && frames[h].code != NULL; probe++, h = (h + 1) % FRAMES) {
+        frame_slot_t *slot = &frames[h];
+        if (slot->code == code && slot->addr == (int)addr) {
+            if (ticks - slot->checked < REVALIDATE_TICKS) { /* seen lately: no read */
+                *id = slot->id;
+                return 0;
+            }
+            break;
+        }
+    }
+    PyCodeObject co;
+    if (safe_read(&co, code, offsetof(PyCodeObject, co_code_adaptive)) != 0)
+        return -1;
+    h = h0;
+    for (uint32_t probe = 0; probe < 64; probe++, h = (h + 1) % FRAMES) {
+        frame_slot_t *slot = &frames[h];
+        if (slot->code == code && slot->addr == (int)addr && slot->name_ptr == co.co_qualname &&
+            slot->file_ptr == co.co_filename && slot->firstlineno == co.co_firstlineno) {
+            slot->checked = ticks;
+            *id = slot->id;
+            return 0;
+        }
+        if (slot->code == NULL || (slot->code == code && slot->addr == (int)addr)) {
+            /* new, or an address reused by another code object */
+            if (reset_pending || names_len >= names_limit) {
+                reset_pending = 1; /* full: start again at the next drain */
+                full++;
+                return -1;
+            }
+            char qual[NAME_MAX_LEN], file[NAME_MAX_LEN];
+            read_str(co.co_qualname, qual, sizeof qual);
+            read_str(co.co_filename, file, sizeof file);
+            int line = -1;
+            PyBytesObject head;
+            if (co.co_linetable != NULL &&
+                safe_read(&head, co.co_linetable, offsetof(PyBytesObject, ob_sval)) == 0) {
+                Py_ssize_t n = Py_SIZE(&head);
+                if (n > 0 && n <= LINETABLE_MAX &&
+                    safe_read(linetable, (const char *)co.co_linetable + offsetof(PyBytesObject, ob_sval), (size_t)n) == 0)
+                    line = line_at(linetable, (int)n, co.co_firstlineno, (int)addr);
+            }
+            if (names_len == names_cap) {
+                uint32_t cap = names_cap ? 2 * names_cap : 1024;
+                name_t *grown = realloc(names, cap * sizeof *names);
+                if (grown == NULL)
+                    return -1;
+                names = grown;
+                names_cap = cap;
+            }
+            name_t *name = &names[names_len];
+            name->qualname = strdup(qual);
+            name->filename = strdup(file);
+            name->line = line < 0 ? 0 : line;
+            if (name->qualname == NULL || name->filename == NULL) {
+                free(name->qualname);
+                free(name->filename);
+                return -1;
+            }
+            slot->code = code;
+            slot->addr = (int)addr;
+            slot->name_ptr = co.co_qualname;
+            slot->file_ptr = co.co_filename;
+            slot->firstlineno = co.co_firstlineno;
+            slot->checked = ticks;
+            slot->id = names_len++;
+            *id = slot->id;
+            return 0;
+        }
+    }
+    reset_pending = 1; /* a long probe: the table is crowded; start again */
+    full++;
+    return -1;
+}
+
+static clockid_t thread_cpu_clock(unsigned long tid)
+{
+    return (clockid_t)((~(clockid_t)tid) << 3) | 2 | 4; /* CPUCLOCK_SCHED | per thread */
+}
+
+/* One frame's fixed part: from the copy of the thread's stack chunk when it lies there
+ * (most frames: one read per sample instead of one per frame), else read alone. */
+static int read_frame(_PyInterpreterFrame *dst, const _PyInterpreterFrame *src, const char *lo, size_t have)
+{
+    size_t n = offsetof(_PyInterpreterFrame, localsplus);
+    const char *at = (const char *)src;
+    if (have >= n && at >= lo && (size_t)(at - lo) <= have - n) {
+        memcpy(dst, chunk_buf + (at - lo), n);
+        return 0;
+    }
+    return safe_read(dst, src, n);
+}
+
+/* Walk the frames from `frame` outwards and keep them as one sample of thread `tid`,
+ * whose thread state `ts` (a copy) says where its frame stack's chunk is.
+ * `on_cpu`: keep it only if the thread used CPU while its frames were read (its CPU
+ * clock moved): a GIL holder the scheduler has set aside is not running Python code. */
+static void record(const _PyInterpreterFrame *frame, const PyThreadState *ts, int on_cpu)
+{
+    unsigned long tid = ts->native_thread_id, ident = ts->thread_id;
+    sample_t s;
+    s.tid = tid;
+    s.ident = ident;
+    s.depth = 0;
+    pthread_mutex_lock(&lock);
+    /* read under the lock: a drain's watermark (its time) follows every sample before it */
+    s.ts_ns = now_ns(CLOCK_MONOTONIC);
+    s.real_ns = now_ns(CLOCK_REALTIME);
+    struct timespec before = {0, 0}, after = {0, 0};
+    if (on_cpu && clock_gettime(thread_cpu_clock(tid), &before) != 0)
+        on_cpu = 0; /* no clock to read: keep it */
+    const char *lo = (const char *)ts->datastack_chunk, *hi = (const char *)ts->datastack_top;
+    size_t have = 0;
+    if (lo != NULL && hi > lo && (size_t)(hi - lo) <= CHUNK_MAX && safe_read(chunk_buf, lo, (size_t)(hi - lo)) == 0)
+        have = (size_t)(hi - lo);
+    uint32_t depth = max_depth;
+    for (int hops = 0; frame != NULL && s.depth < depth && hops < 4 * MAX_DEPTH; hops++) {
+        _PyInterpreterFrame f;
+        if (read_frame(&f, frame, lo, have) != 0) {
+            errors++;
+            break;
+        }
+#if PY_VERSION_HEX >= 0x030c0000
+        if (f.owner == FRAME_OWNED_BY_CSTACK) { /* the interpreter's entry shim */
+            frame = f.previous;
+            continue;
+        }
+#endif
+        if (frame_id(f.f_code, f.prev_instr, &s.ids[s.depth]) != 0) {
+            errors++;
+            break;
+        }
+        s.depth++;
+        frame = f.previous;
+    }
+    if (on_cpu && s.depth > 0 && clock_gettime(thread_cpu_clock(tid), &after) == 0 &&
+        after.tv_sec == before.tv_sec && after.tv_nsec == before.tv_nsec) {
+        off_cpu++; /* it held the GIL, but did not run: the scheduler had set it aside */
+        s.depth = 0;
+    }
+    if (s.depth > 0) {
+        if (ring_len == RING)
+            dropped++;
+        else {
+            ring[(ring_head + ring_len) % RING] = s;
+            ring_len++;
+            samples++;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+static void sample_holder(void)
+{
+    if (!_Py_atomic_load_relaxed(&gil->locked)) {
+        idle_ticks++;
+        return;
+    }
+    const PyThreadState *holder = (const PyThreadState *)_Py_atomic_load_relaxed(&gil->last_holder);
+    PyThreadState ts;
+    _PyCFrame cframe;
+    if (holder == NULL || safe_read(&ts, holder, sizeof ts) != 0 || ts.cframe == NULL ||
+        safe_read(&cframe, ts.cframe, sizeof cframe) != 0) {
+        errors++;
+        return;
+    }
+    record(cframe.current_frame, &ts, on_cpu_only);
+}
+
+/* Every Python thread of the main interpreter, each with a frame to show. */
+static void sample_all(void)
+{
+    const PyThreadState *t = NULL;
+    if (safe_read(&t, (const char *)main_interp + offsetof(PyInterpreterState, threads.head), sizeof t) != 0) {
+        errors++;
+        return;
+    }
+    int seen = 0;
+    for (int n = 0; t != NULL && n < MAX_THREADS; n++) {
+        PyThreadState ts;
+        _PyCFrame cframe;
+        if (safe_read(&ts, t, sizeof ts) != 0) {
+            errors++;
+            break;
+        }
+        if (ts.native_thread_id != (unsigned long)sampler_native_id && ts.cframe != NULL &&
+            safe_read(&cframe, ts.cframe, sizeof cframe) == 0 && cframe.current_frame != NULL) {
+            record(cframe.current_frame, &ts, 0);
+            seen++;
+        }
+        t = ts.next;
+    }
+    if (!seen)
+        idle_ticks++;
+}
+
+static uint64_t exp_gap(unsigned int *seed)
+{
+    double u = (rand_r(seed) + 1.0) / ((double)RAND_MAX + 2.0);
+    double gap = -log(u) * (double)interval_ns; /* exponential gaps: no aliasing */
+    return gap > 60e9 ? (uint64_t)60e9 : (uint64_t)gap;
+}
+
+static void wall_loop(unsigned int *seed, clockid_t own)
+{
+    uint64_t next = now_ns(CLOCK_MONOTONIC);
+    while (running) {
+        next += exp_gap(seed);
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        if (next < now)
+            next = now; /* behind: no catch-up burst */
+        struct timespec at = {(time_t)(next / 1000000000ull), (long)(next % 1000000000ull)};
+        int cut = 0;
+        pthread_mutex_lock(&wake_lock);
+        while (running && !woken) {
+            if (pthread_cond_timedwait(&wake, &wake_lock, &at) == ETIMEDOUT)
+                break;
+        }
+        cut = woken;
+        woken = 0;
+        pthread_mutex_unlock(&wake_lock);
+        if (!running)
+            break;
+        if (cut) { /* a new interval: plan from now */
+            next = now_ns(CLOCK_MONOTONIC);
+            continue;
+        }
+        ticks++;
+        if (all_threads)
+            sample_all();
+        else
+            sample_holder();
+        cpu_ns = now_ns(own);
+    }
+}
+
+static void cpu_loop(unsigned int *seed, clockid_t own)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, TICK_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* it waits in sigwaitinfo, never delivered */
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = TICK_SIGNAL;
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    timer_t timer;
+    if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &timer) != 0) {
+        errors++;
+        running = 0;
+        return;
+    }
+    while (running) {
+        uint64_t gap = cpu_clock == 2 ? 1 : exp_gap(seed);
+        struct itimerspec when = {{0, 0}, {(time_t)(gap / 1000000000ull), (long)(gap % 1000000000ull)}};
+        if (when.it_value.tv_sec == 0 && when.it_value.tv_nsec == 0)
+            when.it_value.tv_nsec = 1;
+        timer_settime(timer, 0, &when, NULL);
+        siginfo_t info;
+        while (sigwaitinfo(&set, &info) < 0 && errno == EINTR) {
+        }
+        if (!running || info.si_code != SI_TIMER)
+            continue; /* stop() woke it */
+        ticks++;
+        sample_holder();
+        cpu_ns = now_ns(own);
+    }
+    timer_delete(timer);
+}
+
+/* "thread": a CPU timer on each Python thread's own CPU clock, every tick it runs
+ * (period 1 ns: the kernel checks a thread's CPU timers at the scheduler ticks that find
+ * it running), signalled to the sampler with the thread's slot; the sample is that
+ * thread's stack, GIL or not. The threads are listed again every REFRESH_NS. */
+#define REFRESH_NS 100000000ull
+typedef struct {
+    const PyThreadState *tstate;
+    unsigned long tid, ident;
+    timer_t timer;
+    int used, seen;
+} thread_slot_t;
+static thread_slot_t slots[MAX_THREADS];
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER; /* sampler and track_current() */
+static pid_t sampler_tid;
+static uint64_t threads_timed;
+
+/* A timer on thread `tid`'s CPU clock into free slot `i`, every tick it runs
+ * (under slots_lock); 0 if made. */
+static int time_thread(int i, const PyThreadState *tstate, unsigned long tid, unsigned long ident)
+{
+    thread_slot_t *slot = &slots[i];
+    clockid_t clock = (clockid_t)((~(clockid_t)tid) << 3) | 2 | 4; /* its CPU clock */
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = TICK_SIGNAL;
+    sev.sigev_value.sival_int = i;
+    sev._sigev_un._tid = sampler_tid;
+    struct itimerspec every = {{0, 1}, {0, 1}};
+    if (timer_create(clock, &sev, &slot->timer) != 0)
+        return -1;
+    timer_settime(slot->timer, 0, &every, NULL);
+    slot->tstate = tstate;
+    slot->tid = tid;
+    slot->ident = ident;
+    slot->used = 1;
+    threads_timed++;
+    return 0;
+}
+
+static void refresh_threads(void)
+{
+    pthread_mutex_lock(&slots_lock);
+    for (int i = 0; i < MAX_THREADS; i++)
+        slots[i].seen = 0;
+    const PyThreadState *t = NULL;
+    if (safe_read(&t, (const char *)main_interp + offsetof(PyInterpreterState, threads.head), sizeof t) != 0) {
+        pthread_mutex_unlock(&slots_lock);
+        return;
+    }
+    for (int n = 0; t != NULL && n < MAX_THREADS; n++) {
+        PyThreadState ts;
+        if (safe_read(&ts, t, sizeof ts) != 0)
+            break;
+        int found = -1, free_slot = -1;
+        for (int i = 0; i < MAX_THREADS; i++) {
+            if (slots[i].used && slots[i].tstate == t && slots[i].tid == ts.native_thread_id)
+                found = i;
+            else if (!slots[i].used && free_slot < 0)
+                free_slot = i;
+        }
+        if (found < 0 && free_slot >= 0 && ts.native_thread_id != 0 &&
+            time_thread(free_slot, t, ts.native_thread_id, ts.thread_id) == 0)
+            found = free_slot;
+        if (found >= 0)
+            slots[found].seen = 1;
+        t = ts.next;
+    }
+    for (int i = 0; i < MAX_THREADS; i++)
+        if (slots[i].used && !slots[i].seen) {
+            timer_delete(slots[i].timer);
+            slots[i].used = 0;
+        }
+    pthread_mutex_unlock(&slots_lock);
+}
+
+static void sample_thread(const PyThreadState *tstate, unsigned long tid)
+{
+    PyThreadState ts;
+    _PyCFrame cframe;
+    if (safe_read(&ts, tstate, sizeof ts) != 0 || ts.native_thread_id != tid) {
+        errors++;
+        return;
+    }
+    if (ts.cframe == NULL || safe_read(&cframe, ts.cframe, sizeof cframe) != 0 ||
+        cframe.current_frame == NULL) {
+        idle_ticks++; /* no Python frame: C code of its own */
+        return;
+    }
+    record(cframe.current_frame, &ts, 0);
+}
+
+static void thread_loop(clockid_t own)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, TICK_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_mutex_lock(&slots_lock);
+    sampler_tid = (pid_t)syscall(SYS_gettid);
+    pthread_mutex_unlock(&slots_lock);
+    if (getenv("NS_FIFO") != NULL) { /* experiment: read at once, ahead of every thread */
+        struct sched_param fifo = {1};
+        if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &fifo) != 0)
+            errors += 1000000;
+    }
+    uint64_t refreshed = 0;
+    while (running) {
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        if (now - refreshed >= REFRESH_NS) {
+            refresh_threads();
+            refreshed = now;
+        }
+        struct timespec wait = {0, (long)REFRESH_NS};
+        siginfo_t info;
+        int got = sigtimedwait(&set, &info, &wait);
+        if (!running)
+            break;
+        if (got < 0 || info.si_code != SI_TIMER)
+            continue;
+        int i = info.si_value.sival_int;
+        if (i < 0 || i >= MAX_THREADS)
+            continue;
+        pthread_mutex_lock(&slots_lock);
+        thread_slot_t slot = slots[i];
+        pthread_mutex_unlock(&slots_lock);
+        if (!slot.used)
+            continue;
+        ticks++;
+        sample_thread(slot.tstate, slot.tid);
+        cpu_ns = now_ns(own);
+    }
+    pthread_mutex_lock(&slots_lock);
+    for (int i = 0; i < MAX_THREADS; i++)
+        if (slots[i].used) {
+            timer_delete(slots[i].timer);
+            slots[i].used = 0;
+        }
+    sampler_tid = 0; /* no timer may be made for this thread from now on */
+    pthread_mutex_unlock(&slots_lock);
+}
+
+static void *sampler_main(void *unused)
+{
+    (void)unused;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* the service's signals go to its threads */
+    sampler_native_id = (pid_t)syscall(SYS_gettid);
+    clockid_t own;
+    pthread_getcpuclockid(pthread_self(), &own);
+    unsigned int seed = (unsigned int)now_ns(CLOCK_MONOTONIC);
+    if (cpu_clock == 3)
+        thread_loop(own);
+    else if (cpu_clock)
+        cpu_loop(&seed, own);
+    else
+        wall_loop(&seed, own);
+    cpu_ns = now_ns(own);
+    return NULL;
+}
+
+static int parse_threads(const char *threads)
+{
+    if (strcmp(threads, "holder") == 0)
+        return 0;
+    if (strcmp(threads, "all") == 0)
+        return 1;
+    PyErr_Format(PyExc_ValueError, "threads must be 'holder' or 'all', not '%s'", threads);
+    return -1;
+}
+
+static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"interval_us", "depth", "clock", "threads", "on_cpu", NULL};
+    unsigned long interval_us = 10000, depth = MAX_DEPTH;
+    const char *clock = "wall", *threads = "holder";
+    int on_cpu = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|kkssp", keywords, &interval_us, &depth, &clock, &threads, &on_cpu))
+        return NULL;
+    if (strcmp(clock, "wall") != 0 && strcmp(clock, "cpu") != 0 && strcmp(clock, "tick") != 0 &&
+        strcmp(clock, "thread") != 0) {
+        PyErr_Format(PyExc_ValueError, "clock must be 'wall', 'cpu', 'tick' or 'thread', not '%s'", clock);
+        return NULL;
+    }
+    int all = parse_threads(threads);
+    if (all < 0)
+        return NULL;
+    if (all && strcmp(clock, "wall") != 0) {
+        PyErr_SetString(PyExc_ValueError, "threads='all' needs clock='wall'");
+        return NULL;
+    }
+    if (running) {
+        PyErr_SetString(PyExc_RuntimeError, "the native sampler is already running");
+        return NULL;
+    }
+    if (interval_us == 0 || depth == 0 || depth > MAX_DEPTH) {
+        PyErr_Format(PyExc_ValueError, "interval_us must be > 0 and depth in 1..%d", MAX_DEPTH);
+        return NULL;
+    }
+    if (ring == NULL && (ring = calloc(RING, sizeof *ring)) == NULL)
+        return PyErr_NoMemory();
+    self_pid = getpid();
+    uint64_t probe = 42, got = 0;
+    if (safe_read(&got, &probe, sizeof probe) != 0 || got != probe) {
+        /* a seccomp profile that forbids process_vm_readv: no read would ever work */
+        PyErr_Format(PyExc_OSError, "process_vm_readv on this process is refused (%s)", strerror(errno));
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030c0000
+    gil = PyInterpreterState_Main()->ceval.gil;
+#else
+    gil = &_PyRuntime.ceval.gil;
+#endif
+    main_interp = PyInterpreterState_Main();
+    interval_ns = (uint64_t)interval_us * 1000ull;
+    max_depth = (uint32_t)depth;
+    all_threads = all;
+    /* on one CPU the holder never runs while this thread reads it: keep every sample */
+    cpu_set_t cpus;
+    on_cpu_only = on_cpu && !(sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) == 1);
+    cpu_clock = strcmp(clock, "cpu") == 0      ? 1
+                : strcmp(clock, "tick") == 0   ? 2
+                : strcmp(clock, "thread") == 0 ? 3
+                                               : 0;
+    ticks = idle_ticks = samples = errors = dropped = cpu_ns = full = off_cpu = 0;
+    sampler_native_id = 0;
+    woken = 0;
+    running = 1;
+    if (pthread_create(&sampler_thread, NULL, sampler_main, NULL) != 0) {
+        running = 0;
+        PyErr_SetString(PyExc_OSError, "could not start the sampler thread");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A new interval, depth or thread choice for the running wall clock, in force at once. */
+static PyObject *configure(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"interval_us", "depth", "threads", NULL};
+    unsigned long interval_us, depth;
+    const char *threads = "holder";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "kk|s", keywords, &interval_us, &depth, &threads))
+        return NULL;
+    int all = parse_threads(threads);
+    if (all < 0)
+        return NULL;
+    if (interval_us == 0 || depth == 0 || depth > MAX_DEPTH) {
+        PyErr_Format(PyExc_ValueError, "interval_us must be > 0 and depth in 1..%d", MAX_DEPTH);
+        return NULL;
+    }
+    if (!running || cpu_clock != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() needs the wall clock running");
+        return NULL;
+    }
+    uint64_t was = interval_ns;
+    interval_ns = (uint64_t)interval_us * 1000ull;
+    max_depth = (uint32_t)depth;
+    all_threads = all;
+    if (interval_ns != was) {
+        pthread_mutex_lock(&wake_lock);
+        woken = 1;
+        pthread_cond_signal(&wake);
+        pthread_mutex_unlock(&wake_lock);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *stop(PyObject *self, PyObject *unused)
+{
+    if (running) {
+        running = 0;
+        if (cpu_clock)
+            pthread_kill(sampler_thread, TICK_SIGNAL); /* out of sigwaitinfo */
+        else {
+            pthread_mutex_lock(&wake_lock);
+            pthread_cond_signal(&wake);
+            pthread_mutex_unlock(&wake_lock);
+        }
+        Py_BEGIN_ALLOW_THREADS pthread_join(sampler_thread, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+/* [(ts_ns, native_tid, ("qualname (file:line)", ... innermost first)), ...] since the
+ * last drain (the bench scripts' reading: monotonic time, native thread ids). */
+static PyObject *drain(PyObject *self, PyObject *unused)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    pthread_mutex_lock(&lock);
+    for (; ring_len > 0; ring_len--, ring_head = (ring_head + 1) % RING) {
+        sample_t *s = &ring[ring_head];
+        PyObject *stack = PyTuple_New(s->depth);
+        if (stack == NULL)
+            break;
+        for (uint32_t i = 0; i < s->depth; i++) {
+            const name_t *name = &names[s->ids[i]];
+            PyObject *q = PyUnicode_DecodeLatin1(name->qualname, strlen(name->qualname), "replace");
+            PyObject *f = PyUnicode_DecodeLatin1(name->filename, strlen(name->filename), "replace");
+            PyObject *text = q && f ? PyUnicode_FromFormat("%U (%U:%d)", q, f, name->line) : NULL;
+            Py_XDECREF(q);
+            Py_XDECREF(f);
+            if (text == NULL)
+                text = Py_NewRef(Py_None);
+            PyTuple_SET_ITEM(stack, i, text);
+        }
+        PyObject *item = Py_BuildValue("(KKN)", (unsigned long long)s->ts_ns, (unsigned long long)s->tid, stack);
+        if (item == NULL || PyList_Append(out, item) != 0) {
+            Py_XDECREF(item);
+            break;
+        }
+        Py_DECREF(item);
+    }
+    if (reset_pending && ring_len == 0)
+        reset_names();
+    pthread_mutex_unlock(&lock);
+    if (PyErr_Occurred()) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* take(generation, known) -> (generation, new names, samples, watermark_ns): the agent's
+ * reading. New names are (qualname, filename, line) from id `known` on (from 0 when
+ * `generation` is not the current one); a sample is (unix time ns, threading ident,
+ * frame ids root first); every sample taken before watermark_ns (unix time) is in. */
+static PyObject *take(PyObject *self, PyObject *args)
+{
+    unsigned long long gen_in;
+    Py_ssize_t known;
+    if (!PyArg_ParseTuple(args, "Kn", &gen_in, &known))
+        return NULL;
+    PyObject *new_names = PyList_New(0), *got = PyList_New(0), *result = NULL;
+    if (new_names == NULL || got == NULL)
+        goto done;
+    pthread_mutex_lock(&lock);
+    if (gen_in != generation || known < 0 || (size_t)known > names_len)
+        known = 0;
+    for (uint32_t i = (uint32_t)known; i < names_len; i++) {
+        PyObject *q = PyUnicode_DecodeLatin1(names[i].qualname, strlen(names[i].qualname), "replace");
+        PyObject *f = PyUnicode_DecodeLatin1(names[i].filename, strlen(names[i].filename), "replace");
+        PyObject *item = q && f ? Py_BuildValue("(NNi)", q, f, names[i].line) : NULL;
+        if (item == NULL) {
+            Py_XDECREF(q);
+            Py_XDECREF(f);
+            break;
+        }
+        int failed = PyList_Append(new_names, item);
+        Py_DECREF(item);
+        if (failed)
+            break;
+    }
+    for (; !PyErr_Occurred() && ring_len > 0; ring_len--, ring_head = (ring_head + 1) % RING) {
+        sample_t *s = &ring[ring_head];
+        PyObject *stack = PyTuple_New(s->depth);
+        if (stack == NULL)
+            break;
+        for (uint32_t i = 0; i < s->depth; i++) /* root first */
+            PyTuple_SET_ITEM(stack, i, PyLong_FromUnsignedLong(s->ids[s->depth - 1 - i]));
+        PyObject *item = Py_BuildValue("(KKN)", (unsigned long long)s->real_ns, (unsigned long long)s->ident, stack);
+        if (item == NULL || PyList_Append(got, item) != 0) {
+            Py_XDECREF(item);
+            break;
+        }
+        Py_DECREF(item);
+    }
+    uint64_t gen_out = generation, watermark = now_ns(CLOCK_REALTIME);
+    if (reset_pending && ring_len == 0)
+        reset_names(); /* the names of the samples above went out with them */
+    pthread_mutex_unlock(&lock);
+    if (!PyErr_Occurred())
+        result = Py_BuildValue("(KOOK)", (unsigned long long)gen_out, new_names, got, (unsigned long long)watermark);
+done:
+    Py_XDECREF(new_names);
+    Py_XDECREF(got);
+    return result;
+}
+
+static PyObject *stats(PyObject *self, PyObject *unused)
+{
+    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsi}", "ticks", (unsigned long long)ticks, "idle_ticks",
+                         (unsigned long long)idle_ticks, "samples", (unsigned long long)samples,
+                         "errors", (unsigned long long)errors, "dropped", (unsigned long long)dropped,
+                         "cpu_ns", (unsigned long long)cpu_ns, "code_names", names_len, "threads_timed",
+                         (unsigned long long)threads_timed, "generation", (unsigned long long)generation,
+                         "cache_full", (unsigned long long)full, "native_id", (int)sampler_native_id,
+                         "running", (int)running, "off_cpu", (unsigned long long)off_cpu,
+                         "on_cpu_only", (int)on_cpu_only);
+}
+
+/* In a thread that just started (threading.Thread._bootstrap_inner patched to call it
+ * first): its timer now, not at the next listing, which a thread-per-request server's
+ * threads may not live to see. */
+static PyObject *track_current(PyObject *self, PyObject *unused)
+{
+    const PyThreadState *tstate = PyThreadState_Get();
+    unsigned long tid = PyThread_get_thread_native_id();
+    unsigned long ident = PyThread_get_thread_ident();
+    int made = 0;
+    pthread_mutex_lock(&slots_lock);
+    if (!running || cpu_clock != 3 || sampler_tid == 0) { /* the sampler is not (or no more) there */
+        pthread_mutex_unlock(&slots_lock);
+        Py_RETURN_FALSE;
+    }
+    int free_slot = -1, known = 0;
+    for (int i = 0; i < MAX_THREADS; i++) {
+        if (slots[i].used && slots[i].tid == tid && slots[i].tstate == tstate)
+            known = 1;
+        else if (!slots[i].used && free_slot < 0)
+            free_slot = i;
+    }
+    if (!known && free_slot >= 0)
+        made = time_thread(free_slot, tstate, tid, ident) == 0;
+    pthread_mutex_unlock(&slots_lock);
+    return PyBool_FromLong(made || known);
+}
+
+/* A forked child has no sampler thread, and its locks may have been held at the fork. */
+static void after_fork_in_child(void)
+{
+    running = 0;
+    sampler_native_id = 0;
+    sampler_tid = 0;
+    pthread_mutex_init(&lock, NULL);
+    pthread_mutex_init(&wake_lock, NULL);
+    pthread_mutex_init(&slots_lock, NULL);
+    memset(slots, 0, sizeof slots); /* timers are not inherited */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&wake, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static PyObject *limit_names(PyObject *self, PyObject *args)
+{
+    unsigned long n;
+    if (!PyArg_ParseTuple(args, "k", &n))
+        return NULL;
+    pthread_mutex_lock(&lock);
+    names_limit = n == 0 || n > MAX_NAMES ? MAX_NAMES : (uint32_t)n;
+    pthread_mutex_unlock(&lock);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"start", (PyCFunction)(void (*)(void))start, METH_VARARGS | METH_KEYWORDS,
+     "start(interval_us=10000, depth=128, clock='wall', threads='holder'|'all', on_cpu=False): start "
+     "sampling; on_cpu: a GIL holder's sample is kept only if it ran while read."},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(interval_us, depth, threads='holder'): new settings for the running wall clock."},
+    {"stop", stop, METH_NOARGS, "stop(): end the sampler thread (its samples stay to drain)."},
+    {"drain", drain, METH_NOARGS, "drain() -> [(monotonic ns, native tid, frames innermost first)]."},
+    {"take", take, METH_VARARGS, "take(generation, known) -> (generation, new names, samples, watermark_ns)."},
+    {"stats", stats, METH_NOARGS, "stats() -> ticks, idle_ticks, samples, errors, dropped, cpu_ns, ..."},
+    {"limit_names", limit_names, METH_VARARGS, "limit_names(n): frames cached before a new generation (0: the default)."},
+    {"track_current", track_current, METH_NOARGS, "track_current() -> bool: time this thread now (clock 'thread')."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native_sampler", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__native_sampler(void)
+{
+    static int ready = 0;
+    if (!ready) {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&wake, &attr);
+        pthread_condattr_destroy(&attr);
+        pthread_atfork(NULL, NULL, after_fork_in_child);
+        ready = 1;
+    }
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,216 @@
+"""The native profiler: a C thread in the service reads Python stacks as py-spy does.
+
+``_native_sampler`` (a C extension, built by ``pip install`` on CPython 3.11 and 3.12)
+starts one native thread that holds no GIL and runs no Python. At exponential gaps of
+wall time it reads the GIL holder's frames (``profile_mode: cpu``, py-spy ``--gil``'s
+reading) or every thread's (``wall``, py-spy ``--idle``'s) with ``process_vm_readv`` on
+its own process: a freed or unmapped address is an error counted, never a fault. No
+process to start, no binary to attach, no symbols to read, no output file to parse: it
+reads the same profile as py-spy at a third of its CPU (docs/benchmarks.md, "The native
+profiler in the agent"). Samples wait in a ring buffer until the supervisor takes them
+(every :data:`~otel_adaprof.instrumentation.profiler.supervisor.IDLE_TICK_S`), with the
+time up to which all are in (the watermark).
+
+Its thread is not a Python thread: its CPU is read from its own CPU-time clock
+(:meth:`NativeSampler.cpu_seconds`) and counted as the agent's part ``native``.
+
+    >>> import threading, time
+    >>> from otel_adaprof.instrumentation.join.samples import SampleStore
+    >>> store = SampleStore()
+    >>> sampler = NativeSampler(store, interval_s=0.002, depth=32)
+    >>> def burn():
+    ...     end = time.thread_time() + 0.2
+    ...     while time.thread_time() < end:
+    ...         pass
+    >>> if unavailable() is None:
+    ...     sampler.start(); t = threading.Thread(target=burn); t.start(); t.join()
+    ...     sampler.stop(); _ = sampler.take()
+    ...     assert store.samples_added > 0 and sampler.cpu_seconds() > 0
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType
+
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
+from otel_adaprof.instrumentation.observe.agent_cpu import thread_cpu_seconds
+
+log = logging.getLogger("otel_adaprof.agent")
+
+#: Deepest stack the extension keeps (its MAX_DEPTH).
+MAX_DEPTH = 128
+#: Python versions whose frame layout the extension reads.
+SUPPORTED = ((3, 11), (3, 12))
+
+_module: ModuleType | None = None
+_import_error: str | None = None
+#: One sampler per process: the extension's state is the process's.
+_owner_lock = threading.Lock()
+_owner: NativeSampler | None = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no sampler thread (the extension says so too): none is owned."""
+    global _owner, _owner_lock
+    _owner_lock = threading.Lock()  # another thread may have held it at the fork
+    if _owner is not None:
+        _owner.running = False
+    _owner = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _load() -> ModuleType | None:
+    global _module, _import_error
+    if _module is None and _import_error is None:
+        try:
+            _module = importlib.import_module(f"{__package__}._native_sampler")
+        except ImportError as exc:
+            _import_error = str(exc)
+    return _module
+
+
+def unavailable() -> str | None:
+    """Why the native profiler cannot run here, or ``None`` when it can.
+
+    >>> unavailable() is None or isinstance(unavailable(), str)
+    True
+    """
+    if sys.implementation.name != "cpython" or sys.version_info[:2] not in SUPPORTED:
+        shown = f"{sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}"
+        return f"it reads CPython 3.11 and 3.12 frames only, and this is {shown}"
+    if _load() is None:
+        return (
+            f"its C extension is not built ({_import_error}); reinstall otel-adaprof "
+            "where a C compiler and the Python headers are found"
+        )
+    return None
+
+
+class NativeSampler:
+    """The extension's sampler thread, feeding a :class:`SampleStore`.
+
+    ``interval_s`` is the mean gap between reads (exponential gaps: no aliasing with
+    the service's own periods); ``all_threads`` reads every thread at each read (wall
+    mode) instead of the GIL holder (cpu mode). :meth:`take` moves the samples taken so
+    far into the store; the supervisor calls it every few hundred milliseconds.
+    """
+
+    def __init__(
+        self,
+        store: SampleStore,
+        interval_s: float,
+        depth: int,
+        version: int = 0,
+        *,
+        all_threads: bool = False,
+        on_ticks: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        why = unavailable()
+        if why is not None:
+            raise RuntimeError(f"the native profiler cannot run: {why}")
+        self.store = store
+        #: Config version the samples are taken under (the supervisor updates it,
+        #: taking the samples of the version before first).
+        self.version = version
+        self.interval_s = interval_s
+        self.depth = max(1, min(MAX_DEPTH, depth))
+        self.all_threads = all_threads
+        self._on_ticks = on_ticks
+        self._generation = 0
+        self._frames: list[str] = []
+        self._cpu_before = 0.0  # CPU seconds of the sampler threads already stopped
+        self._native_id: int | None = None
+        self._ticks_seen = 0
+        self.running = False
+        #: Reads that failed (a frame changed while read), and samples lost to a full ring.
+        self.errors = 0
+        self.dropped = 0
+
+    @property
+    def _ns(self) -> ModuleType:
+        module = _load()
+        assert module is not None  # unavailable() said so in __init__
+        return module
+
+    def start(self) -> None:
+        """Start the sampler thread (one per process: another one running is an error)."""
+        global _owner
+        with _owner_lock:
+            if _owner is not None and _owner is not self:
+                raise RuntimeError("a native sampler already runs in this process")
+            self._ns.start(
+                self._interval_us(), self.depth, "wall", "all" if self.all_threads else "holder"
+            )
+            _owner = self
+        self.running = True
+        self._ticks_seen = 0
+        self._native_id = None
+
+    def configure(self, interval_s: float, depth: int, all_threads: bool) -> None:
+        """New settings, in force at the next read (a new interval plans from now)."""
+        self.interval_s, self.all_threads = interval_s, all_threads
+        self.depth = max(1, min(MAX_DEPTH, depth))
+        if self.running:
+            self._ns.configure(self._interval_us(), self.depth, "all" if all_threads else "holder")
+
+    def stop(self) -> None:
+        """Stop the sampler thread (within a millisecond); its samples stay to :meth:`take`."""
+        global _owner
+        if not self.running:
+            return
+        self._ns.stop()
+        stats = self._ns.stats()
+        self._cpu_before += stats["cpu_ns"] / 1e9
+        self._native_id = None
+        self.running = False
+        with _owner_lock:
+            if _owner is self:
+                _owner = None
+
+    def _interval_us(self) -> int:
+        return max(100, int(self.interval_s * 1e6))
+
+    @property
+    def native_id(self) -> int | None:
+        """The sampler thread's native id while it runs."""
+        if self.running and self._native_id is None:
+            self._native_id = int(self._ns.stats()["native_id"]) or None
+        return self._native_id
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of every sampler thread this object started (monotonic)."""
+        native = self.native_id
+        live = thread_cpu_seconds(native) if native is not None else None
+        return self._cpu_before + (live or 0.0)
+
+    def take(self) -> int:
+        """Move the samples taken so far into the store, under :attr:`version`, and move
+        the store's watermark; the number of samples moved."""
+        generation, names, got, watermark_ns = self._ns.take(self._generation, len(self._frames))
+        if generation != self._generation:
+            self._generation, self._frames = generation, []
+        self._frames.extend(frame_text(qual, file, line) for qual, file, line in names)
+        frames = self._frames
+        per_thread: dict[int, list[tuple[int, Stack, int]]] = {}
+        for t_ns, ident, ids in got:
+            stack = tuple(frames[i] for i in ids)
+            per_thread.setdefault(ident, []).append((t_ns, stack, t_ns))
+        for ident, samples in per_thread.items():
+            self.store.add_many(ident, samples, self.version)
+        self.store.set_watermark(watermark_ns)
+        stats = self._ns.stats()
+        self.errors, self.dropped = int(stats["errors"]), int(stats["dropped"])
+        if self._on_ticks is not None:
+            ticks = int(stats["ticks"])
+            self._on_ticks(self.version, max(0, ticks - self._ticks_seen), self.interval_s)
+            self._ticks_seen = ticks
+        return len(got)

@@ -1,0 +1,229 @@
+"""The native profiler (``ADAPROF_PROFILER=native``) in real service processes.
+
+* Through the agent, polling a recording controller on 127.0.0.1: each window reports
+  the samples and the sampler thread's CPU (``native``) of its own config version;
+  ``cpu`` mode reads the GIL holder only, ``wall`` mode every thread; off stops it; a
+  frame names the line running.
+* Under ``opentelemetry-instrument``: marker spans carry its samples.
+* The extension itself: one sampler per process, a full frame cache starts a new
+  generation with no sample named wrongly, a stop at a long interval is prompt, and a
+  forked child samples on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_adaprof.instrumentation.profiler.native import unavailable
+from otel_adaprof.params import Params
+from otel_adaprof.protocol import PollRequest
+from tests.agent.test_accounting import Recorder
+from tests.support.instrumented import InstrumentedService
+from tests.support.spans import read_spans
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"native: {unavailable()}")
+
+SERVICE = r"""
+import sys, threading, time
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import otel_adaprof
+from otel_adaprof.instrumentation.settings import AgentSettings
+
+def hot_loop():
+    while True:
+        sum(i * i for i in range(500))  # HOT LINE
+
+threading.Thread(target=hot_loop, daemon=True).start()
+otel_adaprof.configure(
+    service_name="native", exporter=InMemorySpanExporter(),
+    settings=AgentSettings(profiler="native", controller_url=sys.argv[1], window_s=1.0),
+)
+print("ready", flush=True)
+time.sleep(120)  # the main thread waits here: only wall mode reads it
+"""
+HOT_LINE = next(i for i, line in enumerate(SERVICE.splitlines(), 1) if "HOT LINE" in line)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+    rec.params = Params(sampling_interval_ms=10, stack_depth=64, profile_mode="cpu")
+    try:
+        yield rec
+    finally:
+        rec.server.shutdown()
+
+
+def _stacks(reports: list[PollRequest]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for report in reports:
+        for row in report.stacks.stacks if report.stacks else []:
+            out[row.stack] = out.get(row.stack, 0) + row.count
+    return out
+
+
+def test_each_window_reports_its_versions_native_samples_and_cpu(tmp_path, recorder):
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), recorder.url], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        # v1, cpu mode at 100 Hz: the hot thread holds the GIL; the main thread sleeps
+        cpu = recorder.wait_windows(1, 4)[1:]
+        assert sum(r.stacks.total_samples for r in cpu if r.stacks) > 100, cpu
+        for report in cpu:
+            w = report.window
+            assert w is not None and w.requested_rate_hz == 100, w
+            assert 50 <= w.effective_rate_hz <= 150, w  # exponential gaps: 100 on average
+            assert w.profiler_cpu_breakdown.get("native", 0) > 0, w.profiler_cpu_breakdown
+            assert w.samples_pending_since is None  # taken every 0.2 s, not per segment
+        held = _stacks(cpu)
+        hot = sum(n for stack, n in held.items() if "hot_loop" in stack)
+        assert hot >= 0.9 * sum(held.values()), held
+        assert not any("<module>" in stack for stack in held), held  # asleep: no GIL
+        # the frame names the line running (the generator's frames sit under it)
+        assert any(f"hot_loop (service.py:{HOT_LINE})" in s for s in held), list(held)[:3]
+
+        # v2, off: the sampler stops; its windows hold no sample and no native CPU
+        recorder.version, recorder.params = 2, Params(sampling_interval_ms=0)
+        off = recorder.wait_windows(2, 3)[1:]
+        for report in off:
+            assert report.stacks is not None and report.stacks.total_samples == 0, report
+            assert report.window is not None
+            assert report.window.profiler_cpu_breakdown.get("native", 0.0) == 0.0
+
+        # v3, wall mode, depth 3: every thread, the sleeping main thread included
+        recorder.version = 3
+        recorder.params = Params(sampling_interval_ms=10, stack_depth=3, profile_mode="wall")
+        wall = recorder.wait_windows(3, 3)[1:]
+        every = _stacks(wall)
+        assert any("<module>" in stack for stack in every), list(every)[:5]
+        assert all(len(stack.split(";")) <= 3 for stack in every), list(every)[:5]
+        assert all(r.window and r.window.profiler_cpu_breakdown.get("native", 0) > 0 for r in wall)
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err, err[-3000:]
+
+
+@pytest.mark.slow
+def test_marker_spans_carry_native_samples(tmp_path, sink, fast_controller):
+    ctl = fast_controller
+    body = {"service": "native-test", "mode": "static", "duration_s": 600,
+            "initial_params": {"sampling_interval_ms": 10, "stack_depth": 64,
+                               "span_filters": {"categories": ["internal"]}}}  # fmt: skip
+    ctl.request("POST", "/v1/sessions", body)
+    env = {"ADAPROF_PROFILER": "native"}
+    with InstrumentedService(
+        tmp_path, sink.endpoint, controller_url=ctl.url, env=env, name="native-test"
+    ) as svc:
+        wait_until(lambda: ctl.request("GET", "/v1/agents")["agents"], 15, "the first poll")
+        time.sleep(1.0)
+        end = time.monotonic() + 4.0
+        while time.monotonic() < end:
+            assert svc.get("/burn")[0] == 200
+        spans = wait_until(
+            lambda: [s for s in read_spans(sink.path) if s["name"] == "burn"
+                     and s["attrs"].get("adaprof.sample_count", 0) > 0],
+            20, "burn spans with samples",
+        )  # fmt: skip
+        burn = max(spans, key=lambda s: s["attrs"]["adaprof.sample_count"])["attrs"]
+        assert burn["adaprof.profiler"] == "native", burn
+        assert "burn_cpu_hotspot" in burn["adaprof.top_frame"], burn
+        # 60 ms of CPU at 100 Hz: a handful of samples on the busiest
+        assert burn["adaprof.sample_count"] >= 3, burn
+    agents = ctl.request("GET", "/v1/agents")["agents"]
+    assert agents[0]["backend"] == "native", agents[0]
+
+
+EXTENSION = r"""
+import json, os, sys, threading, time
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler import native
+from otel_adaprof.instrumentation.profiler import _native_sampler as ns
+
+out = {}
+store = SampleStore()
+first = native.NativeSampler(store, 0.001, 64)
+first.start()
+try:
+    native.NativeSampler(SampleStore(), 0.001, 64).start()
+except RuntimeError as exc:
+    out["second"] = str(exc)
+
+# a full frame cache: 40 names at most, 300 distinct functions running
+ns.limit_names(40)
+funcs = []
+BODY = "    end = time.thread_time() + 0.002\n    while time.thread_time() < end:\n        pass\n"
+for k in range(300):
+    scope = {"time": time}
+    exec(f"def fn_{k}():\n" + BODY, scope)
+    funcs.append(scope[f"fn_{k}"])
+def run_all():
+    for _ in range(3):
+        for f in funcs:
+            f()
+worker = threading.Thread(target=run_all); worker.start()
+while worker.is_alive():
+    first.take(); time.sleep(0.05)
+first.stop(); first.take()
+stats = ns.stats()
+out["generation"], out["cache_full"] = stats["generation"], stats["cache_full"]
+named = [s for s in store.samples_between(worker.ident, 0, 2**63) if "fn_" in s[1][-1]]
+out["named"] = len(named)
+# every sample's leaf names the function its thread ran then: a stack named from another
+# generation's table would show a leaf that is not fn_* at all or a wrong caller
+out["wrong"] = sum(1 for _t, stack, _s in named if not stack[-2].startswith("run_all"))
+ns.limit_names(0)
+
+# a stop at a 30 s mean interval returns at once, not at the next read
+slow = native.NativeSampler(SampleStore(), 30.0, 16)
+slow.start(); time.sleep(0.1)
+t0 = time.monotonic(); slow.stop(); out["stop_s"] = time.monotonic() - t0
+
+# a forked child has no sampler thread: it starts its own
+parent = native.NativeSampler(SampleStore(), 0.001, 16)
+parent.start()
+pid = os.fork()
+if pid == 0:
+    child_store = SampleStore()
+    child = native.NativeSampler(child_store, 0.001, 16)
+    child.start()
+    end = time.thread_time() + 0.2
+    while time.thread_time() < end:
+        pass
+    child.stop(); child.take()
+    os._exit(0 if child_store.samples_added > 20 else 3)
+_, status = os.waitpid(pid, 0)
+out["child_status"] = os.waitstatus_to_exitcode(status)
+end = time.thread_time() + 0.1
+while time.thread_time() < end:
+    pass
+parent.stop(); out["parent_samples"] = parent.take()
+print(json.dumps(out))
+"""
+
+
+def test_the_extension_keeps_one_sampler_new_generations_prompt_stops_and_forks():
+    done = subprocess.run(
+        [sys.executable, "-c", EXTENSION], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert "already runs" in out["second"], out
+    assert out["generation"] >= 2 and out["cache_full"] > 0, out  # the cache filled, again
+    assert out["named"] > 100 and out["wrong"] == 0, out
+    assert out["stop_s"] < 2.0, out
+    assert out["child_status"] == 0 and out["parent_samples"] > 20, out
