@@ -2,8 +2,10 @@
 
 ``bench/other_samplers.py`` found no well-kept sampler cheaper than py-spy, and most of
 py-spy's CPU goes on ticks that find no thread running Python (it reads the process
-100 times a second, busy or not). ``bench/native_sampler/_native_sampler.c`` is a small
-in-process sampler: a native thread, holding no GIL and running no Python, reads frames
+100 times a second, busy or not). The native sampler
+(``otel_adaprof/instrumentation/profiler/_native_sampler.c``, the agent's native profiler
+since session 41, built here by ``bench/native_sampler/build.py``) is a small in-process
+sampler: a native thread, holding no GIL and running no Python, reads frames
 with ``process_vm_readv`` on its own process (a stale address is an error returned,
 never a fault), on one of four clocks (``--clock``):
 
@@ -47,6 +49,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -90,6 +93,30 @@ APP = ROOT / "tests" / "agent" / "app.py"
 MIX_RATE_RPS = 20.0
 
 
+def _start_peer(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], int]:
+    """Another demo service of the shape, with no sampler (``--peers``), and its port."""
+    env = {**os.environ, SHAPE_ENV: args.shape}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    argv = [sys.executable, "-m", "otel_adaprof.demo.service", "--port", "0"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
+    url = wait_for_line(proc, "listening on", 60.0).split("listening on ", 1)[1]
+    return proc, int(url.strip().rsplit(":", 1)[1])
+
+
+def _peer_load(args: argparse.Namespace, port: int, k: int) -> threading.Thread:
+    """The benchmark's load on a peer: at the same times as the sampled service's
+    (``--peers-in-step``, as ``adaprof bench`` sends its six copies), else with Poisson
+    gaps of the same mean, a seed of its own."""
+    from otel_adaprof.demo.loadgen import LoadGenerator
+    from otel_adaprof.demo.phases import schedule
+
+    if args.peers_in_step:
+        gen = LoadGenerator(port, schedule(args.load_s, args.rate))
+    else:
+        gen = LoadGenerator(port, schedule(args.load_s, args.rate), arrivals="poisson", seed=k + 7)
+    return threading.Thread(target=gen.run, daemon=True)
+
+
 def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[str, Any]:
     """One service, both samplers on it at once, the benchmark's load."""
     from otel_adaprof.demo import ground_truth
@@ -108,6 +135,7 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
     spinners = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.spinners)
     ]
+    peers = [_start_peer(args) for _ in range(args.peers)]
     try:
         url = wait_for_line(service, "listening on", 60.0).split("listening on ", 1)[1]
         port = int(url.strip().rsplit(":", 1)[1])
@@ -122,12 +150,17 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
         if args.service == "thread-per-request":
             walls, done = mix_load(url.strip() + "/mix?ms=16", args.load_s, MIX_RATE_RPS)
         else:
+            peer_loads = [_peer_load(args, peer_port, k) for k, (_p, peer_port) in enumerate(peers)]
+            for thread in peer_loads:
+                thread.start()
             result = LoadGenerator(port, schedule(args.load_s, args.rate)).run()
+            for thread in peer_loads:
+                thread.join(args.load_s + 30)
         service_cpu = process_cpu_s(service.pid) - service_cpu0
         spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
         spy_cpu = reap_cpu_s(spy)
     finally:
-        for spinner in spinners:
+        for spinner in [*spinners, *(p for p, _port in peers)]:
             spinner.kill()
             spinner.wait()
         if spy is not None and spy.returncode is None:
@@ -205,6 +238,15 @@ def main(argv: list[str] | None = None) -> None:
         help="processes that each burn a core meanwhile (a machine busier than it has cores)",
     )  # fmt: skip
     parser.add_argument(
+        "--peers", type=int, default=0,
+        help="other copies of the demo service (no sampler) under the same load meanwhile",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peers-in-step", action="store_true",
+        help="the peers' requests at the same times as the sampled service's (as adaprof "
+        "bench sends them), not Poisson gaps of their own",
+    )  # fmt: skip
+    parser.add_argument(
         "--on-cpu", action="store_true",
         help="wall clock: keep a GIL holder's sample only if it ran while read (its CPU "
         "clock moved); an experiment, not the agent's setting",
@@ -231,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         "interval_ms": args.interval_ms,
         "clock": args.clock,
         "spinners": args.spinners,
+        "peers": args.peers,
+        "peers_in_step": args.peers_in_step,
         "on_cpu": args.on_cpu,
         "python": sys.version.split()[0],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -81,7 +81,7 @@ time.sleep(1e6)
 ECHION_START = (
     "import echion.bootstrap as b, sys; b.start(); sys.argv[0] = 'target'; exec(sys.argv.pop(1))"
 )
-#: The native sampler (bench/native_sampler) in the target: started after the settling
+#: The native sampler (native_sampler/build.py) in the target: started after the settling
 #: second, its samples written and the target ended ``NS_SECONDS`` later.
 NATIVE_START = """
 import json, os, sys, threading, _native_sampler as ns, native_start

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_adaprof.instrumentation.profiler.native import unavailable as native_unavailable
 from tests.support.bench_scripts import run_json
+from tests.support.native import needs_native
 
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 pytestmark = [
@@ -50,7 +50,7 @@ def test_a_partly_busy_cell_holds_the_gil_that_share_of_the_time():
     assert 0.35 <= cell["process_cores"] <= 0.65, cell
 
 
-@pytest.mark.skipif(native_unavailable() is not None, reason=f"native: {native_unavailable()}")
+@needs_native
 def test_cost_compare_measures_py_spy_and_the_native_profiler_on_the_same_cells():
     result = run_json("cost_model", "--compare", "--quick", timeout=180)
     cells = result["cells"]

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from otel_adaprof.instrumentation.profiler.native import unavailable
+from tests.support.native import skip_without_native
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +68,8 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("profiler", ["in-process", "native"])
 def test_forked_child_runs_its_own_agent(tmp_path, profiler):
-    if profiler == "native" and unavailable() is not None:
-        pytest.skip(f"native: {unavailable()}")
+    if profiler == "native":
+        skip_without_native()
     result = tmp_path / "child.json"
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(result), profiler],

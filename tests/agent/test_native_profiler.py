@@ -21,15 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from otel_adaprof.instrumentation.profiler.native import unavailable
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest
 from tests.agent.test_accounting import Recorder
 from tests.support.instrumented import InstrumentedService
+from tests.support.native import needs_native
 from tests.support.spans import read_spans
 from tests.support.waiting import wait_until
-
-pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"native: {unavailable()}")
 
 SERVICE = r"""
 import sys, threading, time
@@ -70,6 +68,7 @@ def _stacks(reports: list[PollRequest]) -> dict[str, int]:
     return out
 
 
+@needs_native
 def test_each_window_reports_its_versions_native_samples_and_cpu(tmp_path, recorder):
     script = tmp_path / "service.py"
     script.write_text(SERVICE)
@@ -118,6 +117,7 @@ def test_each_window_reports_its_versions_native_samples_and_cpu(tmp_path, recor
 
 
 @pytest.mark.slow
+@needs_native
 def test_marker_spans_carry_native_samples(tmp_path, sink, fast_controller):
     ctl = fast_controller
     body = {"service": "native-test", "mode": "static", "duration_s": 600,
@@ -215,6 +215,7 @@ print(json.dumps(out))
 """
 
 
+@needs_native
 def test_the_extension_keeps_one_sampler_new_generations_prompt_stops_and_forks():
     done = subprocess.run(
         [sys.executable, "-c", EXTENSION], capture_output=True, text=True, timeout=120,

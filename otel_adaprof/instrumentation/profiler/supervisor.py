@@ -319,7 +319,8 @@ class Profiler:
         self._folder.close()
 
     def kill_children(self) -> None:
-        """Kill a running py-spy and remove its files (at interpreter exit; never blocks).
+        """Kill a running py-spy and remove its files, stop the native sampler's thread (at
+        interpreter exit; never blocks: that thread ends within a read).
 
         Does nothing in a forked child: the run belongs to the parent.
         """
@@ -331,6 +332,10 @@ class Profiler:
         if run is not None:
             run.kill()
         self._folder.close()  # for good: the loop, still running, makes no new one
+        native = self._native
+        if native is not None:  # its thread must not read the interpreter as it ends
+            with contextlib.suppress(Exception):
+                native.stop()
 
     @property
     def thread_native_ids(self) -> list[int]:
