@@ -74,11 +74,25 @@ import atexit, json, os, runpy, sys
 import _native_sampler as ns, native_start
 native_start.start(int(os.environ["NS_INTERVAL_US"]), os.environ["NS_CLOCK"],
                    on_cpu=os.environ.get("NS_ON_CPU") == "1")
+agent_stacks = {}
+if os.environ.get("NS_AGENT_OUT"):  # --agent: every sample the agent's store keeps, too
+    from otel_adaprof.instrumentation.join import samples as _store
+    _add_many = _store.SampleStore.add_many
+    def _counted(self, tid, got, version=0):
+        got = list(got)
+        if tid not in self.ignored:
+            for t_ns, stack, _since in got:
+                agent_stacks.setdefault(";".join(stack), []).append(t_ns)
+        return _add_many(self, tid, got, version)
+    _store.SampleStore.add_many = _counted
 def _dump():
     ns.stop()
     samples = [(ts, ";".join(reversed(s))) for ts, _tid, s in ns.drain()]
     with open(os.environ["NS_OUT"], "w") as out:
         json.dump({"stats": ns.stats(), "samples": samples}, out)
+    if os.environ.get("NS_AGENT_OUT"):
+        with open(os.environ["NS_AGENT_OUT"], "w") as out:
+            json.dump(agent_stacks, out)
 atexit.register(_dump)
 if os.environ["NS_SERVICE"] == "thread-per-request":
     sys.argv = ["app.py"]
@@ -130,7 +144,25 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
     env["NS_ON_CPU"] = "1" if args.on_cpu else "0"
     env["NS_SERVICE"], env["NS_APP"] = args.service, str(APP)
     env["PYTHONPATH"] = os.pathsep.join([str(module_dir), str(ROOT), env.get("PYTHONPATH", "")])
-    service = subprocess.Popen([sys.executable, "-c", PRELUDE], env=env, stdout=subprocess.PIPE)
+    argv = [sys.executable, "-c", PRELUDE]
+    sink = None
+    if args.agent:  # the service as the benchmark runs it: the agent at static-100
+        from otel_adaprof.demo.loadgen import CAPTURE_ENV
+        from otel_adaprof.demo.span_sink import SpanSink
+        from otel_adaprof.demo.stack import instrument_command
+
+        sink = SpanSink(folder / "spans.jsonl").start()
+        argv = [*instrument_command(), *argv]
+        env.update(CAPTURE_ENV)
+        env.update({
+            "NS_AGENT_OUT": str(folder / "agent.json"), "OTEL_SERVICE_NAME": "native-bench",
+            "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_SAMPLER": "adaprof",
+            "ADAPROF_PROFILER": args.agent,
+            "ADAPROF_PARAMS": '{"sampling_interval_ms": 10, "stack_depth": 128}',
+        })  # fmt: skip
+    service = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
     spy: subprocess.Popen[bytes] | None = None
     spinners = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.spinners)
@@ -153,6 +185,7 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
             peer_loads = [_peer_load(args, peer_port, k) for k, (_p, peer_port) in enumerate(peers)]
             for thread in peer_loads:
                 thread.start()
+            load_at = (time.monotonic_ns(), time.time_ns())  # the native's clock, the agent's
             result = LoadGenerator(port, schedule(args.load_s, args.rate)).run()
             for thread in peer_loads:
                 thread.join(args.load_s + 30)
@@ -168,6 +201,8 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
             spy.wait()
         service.send_signal(signal.SIGTERM)
         service.wait(30)
+        if sink is not None:
+            sink.stop()
     if args.service == "thread-per-request":  # the truth: the wall each function took
         served = {"mix": float(done)}
         truth = {name: took / sum(walls.values()) for name, took in walls.items()}
@@ -180,8 +215,14 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
         spy_stacks[stack] += int(n)
     native = json.loads(native_out.read_text())
     native_stacks = Counter(stack for _ts, stack in native["samples"])
+    readings = []
+    if args.agent:  # the agent's own store (its CPU is the process's: not shown)
+        agent_times = json.loads((folder / "agent.json").read_text())
+        agent_stacks = Counter({stack: len(times) for stack, times in agent_times.items()})
+        readings.append((f"the agent's store ({args.agent}, 100 Hz)", agent_stacks, 0.0))
     rows = []
     for name, stacks, cpu_s in (
+        *readings,
         ("py-spy --gil, 100 Hz", spy_stacks, spy_cpu),
         (
             f"native, {args.clock} clock {args.interval_ms:g} ms"
@@ -199,20 +240,58 @@ def one_run(args: argparse.Namespace, module_dir: Path, folder: Path) -> dict[st
                 "samples": sum(stacks.values()),
                 "workload_samples": workload,
                 "cpu_ms_per_workload_sample": round(1000 * cpu_s / workload, 4)
-                if workload
+                if workload and cpu_s > 0
                 else None,
                 "l1": round(ground_truth.l1_error(truth, shares), 4),
                 "ideal_l1": round(ground_truth.sampling_l1(workload, truth), 4),
                 "shares": {k: round(v, 4) for k, v in shares.items()},
             }
         )
+    per_phase: dict[str, Any] = {}
+    if args.service == "demo":  # each phase's own profile against its own truth
+        timed = {"native": [(ts - load_at[0], stack) for ts, stack in native["samples"]]}
+        if args.agent:
+            timed["agent"] = [
+                (t - load_at[1], stack) for stack, times in agent_times.items() for t in times
+            ]
+        per_phase = _per_phase(timed, args)
     return {
+        "per_phase": per_phase,
         "requests": served,
         "service_cpu_s": round(service_cpu, 3),
         "truth": truth,
         "native_stats": native["stats"],
         "rows": rows,
     }
+
+
+def _per_phase(timed: dict[str, list[tuple[int, str]]], args: argparse.Namespace) -> dict[str, Any]:
+    """``{reading: {phase: {l1, ideal_l1, workload_samples, shares}}}``: samples placed
+    in the benchmark's phases by their time since the load began."""
+    from otel_adaprof.demo import ground_truth
+    from otel_adaprof.demo.phases import phase_at, schedule
+
+    phases = schedule(args.load_s, args.rate)
+    out: dict[str, Any] = {}
+    for reading, samples in timed.items():
+        by_phase: dict[str, Counter[str]] = {p.name: Counter() for p in phases}
+        for since_ns, stack in samples:
+            if 0 <= since_ns <= args.load_s * 1e9:
+                by_phase[phase_at(phases, since_ns / 1e9).name][stack] += 1
+        rows = {}
+        for phase in phases:
+            truth = ground_truth.truth_for(phase.hot_path)
+            stacks = by_phase[phase.name]
+            workload = sum(n for s, n in stacks.items() if ground_truth.function_of(s))
+            shares = ground_truth.function_shares(stacks)
+            rows[phase.name] = {
+                "workload_samples": workload,
+                "l1": round(ground_truth.l1_error(truth, shares), 4),
+                "ideal_l1": round(ground_truth.sampling_l1(workload, truth), 4),
+                "shares": {k: round(v, 4) for k, v in shares.items()},
+            }
+        out[reading] = rows
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,6 +315,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--spinners", type=int, default=0,
         help="processes that each burn a core meanwhile (a machine busier than it has cores)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--agent", choices=("native", "py-spy"), default=None,
+        help="run the service under opentelemetry-instrument with the agent at static-100 "
+        "on this profiler (no controller; spans to a local sink), and also read what the "
+        "agent's sample store kept",
     )  # fmt: skip
     parser.add_argument(
         "--peers", type=int, default=0,
@@ -274,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         "clock": args.clock,
         "spinners": args.spinners,
         "peers": args.peers,
+        "agent": args.agent,
         "peers_in_step": args.peers_in_step,
         "on_cpu": args.on_cpu,
         "python": sys.version.split()[0],

@@ -26,7 +26,7 @@ import click
 from rich.console import Console
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
-from otel_adaprof.cli.demo_shape import shape_option, use_shape
+from otel_adaprof.cli.demo_shape import profiler_option, shape_option, use_shape
 
 if TYPE_CHECKING:
     from otel_adaprof.demo.bench import BenchSettings
@@ -72,14 +72,7 @@ ARRIVALS = ("uniform", "poisson")
     help="Request spacing: uniform (1/rate apart) or poisson (random gaps, same mean; "
     "the same times for every configuration).",
 )
-@click.option(
-    "--profiler",
-    type=click.Choice(["auto", "py-spy", "native"]),
-    default="auto",
-    show_default=True,
-    help="The agent's profiler in every service (ADAPROF_PROFILER): native is the C "
-    "sampler in the process (CPython 3.11/3.12), auto is py-spy where it may attach.",
-)
+@profiler_option
 @shape_option
 @click.option(
     "--out",

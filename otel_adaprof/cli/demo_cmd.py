@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from otel_adaprof.cli.demo_extra import require_demo_extra
-from otel_adaprof.cli.demo_shape import shape_option, use_shape
+from otel_adaprof.cli.demo_shape import profiler_option, shape_option, use_shape
 from otel_adaprof.demo.budget import BUDGET_CPU
 from otel_adaprof.demo.timeline import param_change_labels
 
@@ -114,6 +114,7 @@ def progress_view(p: DemoProgress, last: int = 8) -> Group:
     show_default=True,
     help="The session's profiler CPU budget, in cores, held on average over its horizon.",
 )
+@profiler_option
 @shape_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON, no live view.")
 def demo(
@@ -123,6 +124,7 @@ def demo(
     otlp_endpoint: str | None,
     rate: float,
     budget: float,
+    profiler: str,
     shape: str | None,
     as_json: bool,
 ) -> None:
@@ -138,7 +140,10 @@ def demo(
 
     console = Console(stderr=as_json)
     if as_json:
-        result = run_demo(duration, out, workdir, otlp_endpoint, rate, budget_cpu_fraction=budget)
+        result = run_demo(
+            duration, out, workdir, otlp_endpoint, rate, budget_cpu_fraction=budget,
+            profiler=profiler,
+        )  # fmt: skip
     else:
         console.print(
             f"[bold]adaprof demo[/] — {duration:.0f} s, the {SHAPE.name} service, report in {out}"
@@ -151,7 +156,7 @@ def demo(
 
             result = run_demo(
                 duration, out, workdir, otlp_endpoint, rate, on_progress=show,
-                budget_cpu_fraction=budget,
+                budget_cpu_fraction=budget, profiler=profiler,
             )  # fmt: skip
     summary = result.summary()
     if as_json:

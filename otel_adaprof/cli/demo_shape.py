@@ -1,4 +1,4 @@
-"""The ``--shape`` option of ``adaprof demo`` and ``adaprof bench``.
+"""The ``--shape`` and ``--profiler`` options of ``adaprof demo`` and ``adaprof bench``.
 
 The demo's modules read their shape (``$ADAPROF_DEMO_SHAPE``) when first imported, and
 the processes they start inherit it: the commands set it before importing them.
@@ -47,3 +47,14 @@ def use_shape(shape: str | None) -> None:
             f"set {SHAPE_ENV}={shape} before starting it"
         )
     os.environ[SHAPE_ENV] = shape
+
+
+#: The services' ``ADAPROF_PROFILER`` (the demo's one service, the benchmark's six).
+profiler_option = click.option(
+    "--profiler",
+    type=click.Choice(["auto", "py-spy", "native"]),
+    default="auto",
+    show_default=True,
+    help="The agent's profiler in the service(s) (ADAPROF_PROFILER): native is the C "
+    "sampler in the process (CPython 3.11/3.12), auto is py-spy where it may attach.",
+)

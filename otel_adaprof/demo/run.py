@@ -162,15 +162,17 @@ def run_demo(
     rate_rps: float = 20.0,
     on_progress: Callable[[DemoProgress], None] | None = None,
     budget_cpu_fraction: float = BUDGET_CPU,
+    profiler: str = "auto",
 ) -> DemoResult:
-    """Run the whole demo and write the report folder ``out``."""
+    """Run the whole demo and write the report folder ``out``; ``profiler`` is the
+    service's ``ADAPROF_PROFILER``."""
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="adaprof-demo-")
     folder = Path(workdir) if workdir else Path(tmp.name)  # type: ignore[union-attr]
     try:
         with Children() as kids:
             return _run(
                 kids, folder, duration_s, Path(out), otlp_endpoint, rate_rps, on_progress,
-                budget_cpu_fraction,
+                budget_cpu_fraction, profiler,
             )  # fmt: skip
     finally:
         if tmp is not None:
@@ -186,12 +188,13 @@ def _run(
     rate_rps: float,
     on_progress: Callable[[DemoProgress], None] | None,
     budget_cpu_fraction: float,
+    profiler: str = "auto",
 ) -> DemoResult:
     window_s = window_seconds_for(duration_s)
     stack = DemoStack(kids, folder, poll_interval_s=window_s, otlp_endpoint=otlp_endpoint)
     api = stack.start_controller()
     stack.start_sink()
-    port = stack.start_service(SERVICE_NAME, dict(CAPTURE_ENV))
+    port = stack.start_service(SERVICE_NAME, {**CAPTURE_ENV, "ADAPROF_PROFILER": profiler})
     session = api.open_session(
         {
             "service": SERVICE_NAME,

@@ -131,6 +131,7 @@ class NativeSampler:
         self._native_id: int | None = None
         self._ticks_seen = 0
         self.running = False
+        self._take_lock = threading.Lock()  # the supervisor's and the poller's takes
         #: Reads that failed (a frame changed while read), and samples lost to a full ring.
         self.errors = 0
         self.dropped = 0
@@ -194,7 +195,11 @@ class NativeSampler:
 
     def take(self) -> int:
         """Move the samples taken so far into the store, under :attr:`version`, and move
-        the store's watermark; the number of samples moved."""
+        the store's watermark; the number of samples moved. Thread-safe."""
+        with self._take_lock:
+            return self._take()
+
+    def _take(self) -> int:
         generation, names, got, watermark_ns = self._ns.take(self._generation, len(self._frames))
         if generation != self._generation:
             self._generation, self._frames = generation, []

@@ -4,7 +4,7 @@
 the process, and falls back to the in-process sampler otherwise.
 ``ADAPROF_PROFILER=native`` runs the native profiler
 (:mod:`~otel_adaprof.instrumentation.profiler.native`: a C thread in the process that
-reads what py-spy reads at a third of its CPU) where its extension is built, and
+reads what py-spy reads at a fifth to a tenth of its CPU) where its extension is built, and
 ``auto``'s choice where it is not or fails to start:
 
 * py-spy missing, or refused permission twice → in-process, for the life of the process;
@@ -394,8 +394,11 @@ class Profiler:
 
         Returns whether the window's samples are in (within ``timeout``). With
         ``cut_rule="params"`` (the default) the segment runs on: nothing is cut, and the
-        samples still in flight come in a later report (:meth:`pending_since`).
+        samples still in flight come in a later report (:meth:`pending_since`). The
+        native sampler's samples are taken at once: the window holds all of them.
         """
+        if self.backend == ProfilerBackend.NATIVE.value:
+            self._take_native()  # the window's samples so far, into its report
         if self.cut_rule != "window":
             return self._segment is None
         self._paused.clear()
