@@ -933,6 +933,7 @@ static void after_fork_in_child(void)
     pthread_mutex_init(&wake_lock, NULL);
     pthread_mutex_init(&slots_lock, NULL);
     memset(slots, 0, sizeof slots); /* timers are not inherited */
+    ring_len = 0;                   /* the parent's samples are the parent's */
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
