@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.runs < 1 or args.interval_ms <= 0 or args.load_s <= 0:
         parser.error("--runs, --interval-ms and --load-s must be positive")
+    if args.spinners < 0 or args.peers < 0:
+        parser.error("--spinners and --peers must be 0 or more")
     os.environ[SHAPE_ENV] = args.shape  # the truth below is this shape's
     runs = []
     with tempfile.TemporaryDirectory(prefix="adaprof-native-") as tmp:

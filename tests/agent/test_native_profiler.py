@@ -24,6 +24,7 @@ import pytest
 from otel_adaprof.params import Params
 from otel_adaprof.protocol import PollRequest
 from tests.agent.test_accounting import Recorder
+from tests.agent.test_end_to_end import _session
 from tests.support.instrumented import InstrumentedService
 from tests.support.native import needs_native
 from tests.support.spans import read_spans
@@ -120,14 +121,10 @@ def test_each_window_reports_its_versions_native_samples_and_cpu(tmp_path, recor
 @needs_native
 def test_marker_spans_carry_native_samples(tmp_path, sink, fast_controller):
     ctl = fast_controller
-    body = {"service": "native-test", "mode": "static", "duration_s": 600,
-            "initial_params": {"sampling_interval_ms": 10, "stack_depth": 64,
-                               "span_filters": {"categories": ["internal"]}}}  # fmt: skip
-    ctl.request("POST", "/v1/sessions", body)
+    _session(ctl, {"sampling_interval_ms": 10, "stack_depth": 64,
+                   "span_filters": {"categories": ["internal"]}})  # fmt: skip
     env = {"ADAPROF_PROFILER": "native"}
-    with InstrumentedService(
-        tmp_path, sink.endpoint, controller_url=ctl.url, env=env, name="native-test"
-    ) as svc:
+    with InstrumentedService(tmp_path, sink.endpoint, controller_url=ctl.url, env=env) as svc:
         wait_until(lambda: ctl.request("GET", "/v1/agents")["agents"], 15, "the first poll")
         time.sleep(1.0)
         end = time.monotonic() + 4.0
