@@ -78,12 +78,12 @@ agent_stacks = {}
 if os.environ.get("NS_AGENT_OUT"):  # --agent: every sample the agent's store keeps, too
     from otel_adaprof.instrumentation.join import samples as _store
     _add_many = _store.SampleStore.add_many
-    def _counted(self, tid, got, version=0):
+    def _counted(self, tid, got, version=0, idle=False):
         got = list(got)
-        if tid not in self.ignored:
+        if tid not in self.ignored and not idle:  # the CPU samples, as the profile counts
             for t_ns, stack, _since in got:
                 agent_stacks.setdefault(";".join(stack), []).append(t_ns)
-        return _add_many(self, tid, got, version)
+        return _add_many(self, tid, got, version, idle=idle)
     _store.SampleStore.add_many = _counted
 def _dump():
     ns.stop()

@@ -31,6 +31,8 @@ def start(
 ) -> None:
     """Start sampling on ``clock`` ('wall', 'thread', 'tick' or 'cpu'); ``threads='all'``
     (wall clock): every thread at each read, not the GIL holder; ``on_cpu=True``: keep a
-    GIL holder's sample only when it ran while it was read (an experiment: worse)."""
+    GIL holder's sample only when it ran while it was read (``drain()`` leaves the others
+    out; since session 42 a holder whose clock stood still is looked at again after the
+    sampler has slept 0.1 ms, so the sampler's own wake-up does not count against it)."""
     ns.start(interval_us, depth, clock, threads, on_cpu)
     threading.Thread._bootstrap_inner = _tracked_bootstrap_inner  # type: ignore[attr-defined]

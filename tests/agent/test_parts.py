@@ -188,6 +188,18 @@ def test_samples_of_a_dead_thread_do_not_land_on_the_next_one_with_its_id():
     assert len(store.samples_between(9, 30, 70, born_ns=0)) == 4
 
 
+def test_idle_samples_added_in_bulk_stay_on_spans_and_out_of_the_cpu_histogram():
+    """The native profiler's off-CPU reads: the same stack as a CPU sample, kept apart."""
+    store = SampleStore()
+    stack = ("main", "price_items")
+    store.add_many(4, [(10, stack, 10), (30, stack, 30)], version=2)
+    store.add_many(4, [(20, stack, 20)], version=2, idle=True)
+    assert [w for _t, _s, w in store.samples_between(4, 0, 100)] == [False, True, False]
+    hist = store.take_histogram(depth=8, version=2)
+    assert hist.total_samples == 2 and hist.as_dict() == {"main;price_items": 2}
+    assert store.samples_added == 3 and store.cpu_samples_added == 2
+
+
 def test_bad_settings_are_reported_and_defaults_used():
     s = AgentSettings.from_env({"ADAPROF_PROFILER": "perf", "ADAPROF_WINDOW_S": "-1",
                                 "ADAPROF_CONTROLLER_URL": "ftp://x"})  # fmt: skip

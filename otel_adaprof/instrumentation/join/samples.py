@@ -155,12 +155,19 @@ class SampleStore:
         return True
 
     def add_many(
-        self, tid: int, samples: Iterable[tuple[int, Stack, int]], version: int = 0
+        self,
+        tid: int,
+        samples: Iterable[tuple[int, Stack, int]],
+        version: int = 0,
+        *,
+        idle: bool = False,
     ) -> None:
         """Add one thread's samples ``(unix time ns, stack, since ns)``, in time order.
 
         ``version`` is the config version the samples were taken under: the window's
-        histogram of that version only counts them.
+        histogram of that version only counts them. ``idle``: the thread was seen using
+        no CPU in every one of them (as :meth:`add_one`'s): they stay on spans, out of
+        the CPU histogram.
 
         ``since`` is when the stack was first seen unchanged up to this sample (py-spy
         reports changes only); the join uses it to tell a thread from a new thread that
@@ -177,7 +184,7 @@ class SampleStore:
                 window = self._window[version] = Counter()
             added, first, last = 0, 0, 0
             for t_ns, stack, since in samples:
-                sid = self._intern(stack)
+                sid = self._intern(stack, idle and not is_waiting(stack))
                 if thread.times and t_ns < thread.times[-1]:
                     at = bisect.bisect_right(thread.times, t_ns)
                     thread.times.insert(at, t_ns)

@@ -9,9 +9,11 @@ to :data:`MAX_STACK_ATTR_CHARS` characters.
 ``adaprof.category``          ``db``, ``http``, ``rpc``, ``messaging`` or ``internal``
 ``adaprof.trigger``           why it is a marker: ``any``, ``duration>=50ms``, ``p95``
 ``adaprof.config_version``    the controller's config version the span ran under
-``adaprof.profiler``          ``py-spy``, ``in-process`` or ``none``
+``adaprof.profiler``          ``py-spy``, ``native``, ``in-process`` or ``none``
 ``adaprof.sample_count``      samples taken on the span's thread while it ran
-``adaprof.samples_waiting``   of those, samples waiting in I/O, locks or sleep
+``adaprof.samples_waiting``   of those, samples waiting in I/O, locks or sleep, or
+                              (``native``) holding the GIL while the scheduler had
+                              set the thread aside
 ``adaprof.samples_shared``    of those, samples that concurrent markers of other
                               traces on the same thread (asyncio) also claim
 ``adaprof.sampling_interval_ms``, ``adaprof.stack_depth``  the params in force

@@ -73,6 +73,7 @@ typedef struct {
     uint64_t tid;     /* native thread id */
     uint64_t ident;   /* threading.get_ident() */
     uint32_t depth;
+    uint32_t off_cpu; /* it held the GIL but was not running (on_cpu=True only) */
     uint32_t ids[MAX_DEPTH]; /* innermost first; index into names */
 } sample_t;
 
@@ -120,11 +121,15 @@ static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 static int woken;
 
-static uint64_t ticks, idle_ticks, samples, errors, dropped, cpu_ns, full, off_cpu;
-/* on_cpu=True: a GIL holder's sample only while it runs. Off by default: on the shop
- * beside 3 busy processes it dropped 78 % of the samples and read worse (L1 0.151
- * against 0.072 kept; bench/output/native_sampler_services/shop_spin3_*.json). */
+static uint64_t ticks, idle_ticks, samples, errors, dropped, cpu_ns, full, off_cpu, rechecked;
+/* on_cpu=True: a GIL holder's sample is flagged off-CPU when the holder was not running
+ * while read (the scheduler had set it aside: wall time, not CPU). The agent keeps such
+ * samples on spans and out of the CPU profile; drain() leaves them out. A holder whose
+ * CPU clock stood still while read is looked at again after this thread has slept
+ * RECHECK_NS: if this thread had taken the holder's CPU, the holder runs meanwhile.
+ * Measured in docs/benchmarks.md, "A CPU profile under contention (session 42)". */
 static volatile int on_cpu_only = 0;
+#define RECHECK_NS 100000
 static volatile pid_t sampler_native_id;
 
 static int safe_read(void *dst, const void *src, size_t n)
@@ -365,10 +370,29 @@ static void record(const _PyInterpreterFrame *frame, const PyThreadState *ts, in
         s.depth++;
         frame = f.previous;
     }
+    s.off_cpu = 0;
     if (on_cpu && s.depth > 0 && clock_gettime(thread_cpu_clock(tid), &after) == 0 &&
         after.tv_sec == before.tv_sec && after.tv_nsec == before.tv_nsec) {
-        off_cpu++; /* it held the GIL, but did not run: the scheduler had set it aside */
-        s.depth = 0;
+        /* it held the GIL and did not run while read: set aside by the scheduler, or by
+         * this very thread taking its CPU. Give the CPU back a moment and look again. */
+        uint64_t gen = generation;
+        pthread_mutex_unlock(&lock);
+        struct timespec pause = {0, RECHECK_NS}, later = {0, 0};
+        nanosleep(&pause, NULL);
+        int moved = clock_gettime(thread_cpu_clock(tid), &later) == 0 &&
+                    (later.tv_sec != after.tv_sec || later.tv_nsec != after.tv_nsec);
+        rechecked++;
+        pthread_mutex_lock(&lock);
+        /* stamped again: a take while the lock was free moved the watermark past the first */
+        s.ts_ns = now_ns(CLOCK_MONOTONIC);
+        s.real_ns = now_ns(CLOCK_REALTIME);
+        if (generation != gen) { /* the names were reset meanwhile: its ids name nothing */
+            errors++;
+            s.depth = 0;
+        } else if (!moved) {
+            off_cpu++;
+            s.off_cpu = 1;
+        }
     }
     if (s.depth > 0) {
         if (ring_len == RING)
@@ -726,7 +750,7 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
                 : strcmp(clock, "tick") == 0   ? 2
                 : strcmp(clock, "thread") == 0 ? 3
                                                : 0;
-    ticks = idle_ticks = samples = errors = dropped = cpu_ns = full = off_cpu = 0;
+    ticks = idle_ticks = samples = errors = dropped = cpu_ns = full = off_cpu = rechecked = 0;
     sampler_native_id = 0;
     woken = 0;
     running = 1;
@@ -797,6 +821,8 @@ static PyObject *drain(PyObject *self, PyObject *unused)
     pthread_mutex_lock(&lock);
     for (; ring_len > 0; ring_len--, ring_head = (ring_head + 1) % RING) {
         sample_t *s = &ring[ring_head];
+        if (s->off_cpu)
+            continue; /* the bench scripts' reading: CPU samples only */
         PyObject *stack = PyTuple_New(s->depth);
         if (stack == NULL)
             break;
@@ -831,7 +857,8 @@ static PyObject *drain(PyObject *self, PyObject *unused)
 /* take(generation, known) -> (generation, new names, samples, watermark_ns): the agent's
  * reading. New names are (qualname, filename, line) from id `known` on (from 0 when
  * `generation` is not the current one); a sample is (unix time ns, threading ident,
- * frame ids root first); every sample taken before watermark_ns (unix time) is in. */
+ * frame ids root first, off_cpu); every sample taken before watermark_ns (unix time)
+ * is in. */
 static PyObject *take(PyObject *self, PyObject *args)
 {
     unsigned long long gen_in;
@@ -865,7 +892,8 @@ static PyObject *take(PyObject *self, PyObject *args)
             break;
         for (uint32_t i = 0; i < s->depth; i++) /* root first */
             PyTuple_SET_ITEM(stack, i, PyLong_FromUnsignedLong(s->ids[s->depth - 1 - i]));
-        PyObject *item = Py_BuildValue("(KKN)", (unsigned long long)s->real_ns, (unsigned long long)s->ident, stack);
+        PyObject *item = Py_BuildValue("(KKNO)", (unsigned long long)s->real_ns, (unsigned long long)s->ident, stack,
+                                       s->off_cpu ? Py_True : Py_False);
         if (item == NULL || PyList_Append(got, item) != 0) {
             Py_XDECREF(item);
             break;
@@ -886,14 +914,14 @@ done:
 
 static PyObject *stats(PyObject *self, PyObject *unused)
 {
-    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsi}", "ticks", (unsigned long long)ticks, "idle_ticks",
+    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsisK}", "ticks", (unsigned long long)ticks, "idle_ticks",
                          (unsigned long long)idle_ticks, "samples", (unsigned long long)samples,
                          "errors", (unsigned long long)errors, "dropped", (unsigned long long)dropped,
                          "cpu_ns", (unsigned long long)cpu_ns, "code_names", names_len, "threads_timed",
                          (unsigned long long)threads_timed, "generation", (unsigned long long)generation,
                          "cache_full", (unsigned long long)full, "native_id", (int)sampler_native_id,
                          "running", (int)running, "off_cpu", (unsigned long long)off_cpu,
-                         "on_cpu_only", (int)on_cpu_only);
+                         "on_cpu_only", (int)on_cpu_only, "rechecked", (unsigned long long)rechecked);
 }
 
 /* In a thread that just started (threading.Thread._bootstrap_inner patched to call it

@@ -102,6 +102,12 @@ class NativeSampler:
     the service's own periods); ``all_threads`` reads every thread at each read (wall
     mode) instead of the GIL holder (cpu mode). :meth:`take` moves the samples taken so
     far into the store; the supervisor calls it every few hundred milliseconds.
+
+    ``on_cpu`` (cpu mode): a GIL holder read while it was not running — set aside by the
+    scheduler, its CPU clock still — is wall time, not CPU. Its sample goes to the store
+    as waiting (on its spans, out of the window's CPU histogram), so the profile reads
+    CPU shares on a busy machine too: wall-time reads over-weight whatever code runs
+    when the machine is busiest (docs/benchmarks.md, "A CPU profile under contention").
     """
 
     def __init__(
@@ -112,6 +118,7 @@ class NativeSampler:
         version: int = 0,
         *,
         all_threads: bool = False,
+        on_cpu: bool = True,
         on_ticks: Callable[[int, int, float], None] | None = None,
     ) -> None:
         why = unavailable()
@@ -124,6 +131,7 @@ class NativeSampler:
         self.interval_s = interval_s
         self.depth = max(1, min(MAX_DEPTH, depth))
         self.all_threads = all_threads
+        self.on_cpu = on_cpu
         self._on_ticks = on_ticks
         self._generation = 0
         self._frames: list[str] = []
@@ -135,6 +143,8 @@ class NativeSampler:
         #: Reads that failed (a frame changed while read), and samples lost to a full ring.
         self.errors = 0
         self.dropped = 0
+        #: GIL holders' samples read while the holder was not running (kept as waiting).
+        self.off_cpu = 0
 
     @property
     def _ns(self) -> ModuleType:
@@ -149,7 +159,11 @@ class NativeSampler:
             if _owner is not None and _owner is not self:
                 raise RuntimeError("a native sampler already runs in this process")
             self._ns.start(
-                self._interval_us(), self.depth, "wall", "all" if self.all_threads else "holder"
+                self._interval_us(),
+                self.depth,
+                "wall",
+                "all" if self.all_threads else "holder",
+                self.on_cpu,
             )
             _owner = self
         self.running = True
@@ -205,12 +219,16 @@ class NativeSampler:
             self._generation, self._frames = generation, []
         self._frames.extend(frame_text(qual, file, line) for qual, file, line in names)
         frames = self._frames
-        per_thread: dict[int, list[tuple[int, Stack, int]]] = {}
-        for t_ns, ident, ids in got:
+        # (ident, off CPU) -> samples: a GIL holder read while the scheduler had set it
+        # aside is wall time, not CPU: on its spans, out of the CPU profile
+        per_thread: dict[tuple[int, bool], list[tuple[int, Stack, int]]] = {}
+        for t_ns, ident, ids, off_cpu in got:
             stack = tuple(frames[i] for i in ids)
-            per_thread.setdefault(ident, []).append((t_ns, stack, t_ns))
-        for ident, samples in per_thread.items():
-            self.store.add_many(ident, samples, self.version)
+            per_thread.setdefault((ident, off_cpu), []).append((t_ns, stack, t_ns))
+        for (ident, off_cpu), samples in per_thread.items():
+            self.store.add_many(ident, samples, self.version, idle=off_cpu)
+            if off_cpu:
+                self.off_cpu += len(samples)
         self.store.set_watermark(watermark_ns)
         stats = self._ns.stats()
         self.errors, self.dropped = int(stats["errors"]), int(stats["dropped"])
