@@ -139,6 +139,8 @@ class Agent:
             self.live, self.slow_capture, self.latency,
             counts=lambda: (self.counters.requests, self.counters.spans),
             agent_threads=self.agent_threads, beacon=self.profiler.beacon,
+            profiler_cpu=self.profiler.native_cpu_total,
+            one_level=lambda: self.profiler.backend == ProfilerBackend.NATIVE.value,
         )  # fmt: skip
 
     def _new_observer(self) -> WindowObserver:

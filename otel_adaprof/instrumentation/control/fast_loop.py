@@ -121,6 +121,8 @@ class FastLoop:
         counts: Callable[[], tuple[int, int]],
         agent_threads: Callable[[], list[int]],
         beacon: ClockBeacon | None = None,
+        profiler_cpu: Callable[[], float] | None = None,
+        one_level: Callable[[], bool] | None = None,
     ) -> None:
         self.live = live
         self.capture = capture
@@ -128,6 +130,13 @@ class FastLoop:
         #: ``(requests, spans)`` ended since start.
         self.counts = counts
         self.agent_threads = agent_threads
+        #: CPU seconds so far of the profiler's threads that :attr:`agent_threads` does
+        #: not list (the native sampler's, stopped ones included): not the service's.
+        self.profiler_cpu = profiler_cpu
+        #: Whether the profiler costs the service's own threads nothing whatever its
+        #: rate (the native sampler: its own thread, no GIL): then every rate is one
+        #: profiling level and no switch relearns a baseline (:meth:`_level`).
+        self.one_level = one_level
         #: The clock beacon whose cpu-mode notes ride on this loop's wake-ups
         #: (:meth:`ClockBeacon.visit`): one thread waking instead of two.
         self.beacon = beacon
@@ -205,7 +214,16 @@ class FastLoop:
         self._last_reading = None
 
     def _level(self) -> int:
-        """The profiling level in force: the sampling interval, a burst's included."""
+        """The profiling level in force: the sampling interval, a burst's included.
+
+        With a profiler that costs the service's threads nothing (:attr:`one_level`),
+        always ``-1``: a rebase relearns a baseline from what comes after the switch,
+        so a change just before it is learnt as the new normal and never fires (seen in
+        the benchmark: the controller's watch began 1.6 s after the hot path did, and
+        the reflex stayed silent for the whole phase, docs/agent.md).
+        """
+        if self.one_level is not None and self.one_level():
+            return -1
         return self.live.params.sampling_interval_ms
 
     def _detector(self) -> ChangeDetector:
@@ -231,6 +249,8 @@ class FastLoop:
         requests, spans = self.counts()
         self._follow_rate(now, requests)
         cpu = time.process_time() - threads_cpu_seconds(self.agent_threads())
+        if self.profiler_cpu is not None:
+            cpu -= self.profiler_cpu()
         inputs = Inputs(
             now=now,
             cpu_seconds=cpu,

@@ -29,7 +29,10 @@ change that began in a burst fires at the watch as soon as its evidence is compl
 not from 0). Only a level not seen since the last change learns its level again from a
 few observations (keeping the current spread). Relearning at every switch hid the
 benchmark's hot path: a window at 100 Hz began as it came on, both baselines were
-learnt again under it, and nothing fired for the whole phase (docs/agent.md).
+learnt again under it, and nothing fired for the whole phase (docs/agent.md). With the
+native profiler (its own thread, no GIL, its CPU subtracted like the agent's) profiling
+costs the service's threads nothing at any rate: the fast loop then keeps one level and
+never rebases (:meth:`~otel_adaprof.instrumentation.control.fast_loop.FastLoop._level`).
 
     >>> c = Cusum()
     >>> fired = [c.update(x, threshold=5.0) for x in [10.0, 10.2, 9.8] * 6 + [14.0] * 3]
