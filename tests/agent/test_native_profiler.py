@@ -287,8 +287,13 @@ def test_a_gil_holder_set_aside_by_the_scheduler_is_waiting_not_cpu():
     # the flagged samples are the waiting ones, and the profile holds the others only
     assert busy["waiting"] == busy["off_cpu"] > 0, out
     assert busy["in_profile"] == busy["samples"] - busy["waiting"], out
+    # The share kept as CPU follows the share of time it ran (3 spinning threads on 2
+    # CPUs: about 2/3). Not below it: a read that found the holder set aside by the
+    # sampler's own wake-up counts as CPU (session 41's check kept 0.35 of a thread
+    # that ran 0.68 of the time). Above it by up to 0.2 on a busier machine (another
+    # test beside it): the CPU the sampler gives back can go to a holder that waited.
     kept = 1 - busy["waiting"] / busy["samples"]
-    assert abs(kept - busy["ran"]) < 0.15, out  # 3 spinning threads on 2 CPUs: about 2/3
+    assert busy["ran"] - 0.1 < kept < busy["ran"] + 0.25, out
     # without the check every read counts as CPU
     assert out["False-2"]["waiting"] == 0 and out["False-2"]["off_cpu"] == 0, out
     assert out["False-2"]["in_profile"] == out["False-2"]["samples"] > 300, out

