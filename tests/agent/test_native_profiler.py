@@ -297,3 +297,49 @@ def test_a_gil_holder_set_aside_by_the_scheduler_is_waiting_not_cpu():
     # without the check every read counts as CPU
     assert out["False-2"]["waiting"] == 0 and out["False-2"]["off_cpu"] == 0, out
     assert out["False-2"]["in_profile"] == out["False-2"]["samples"] > 300, out
+
+
+STOPS = r"""
+import json, threading, time
+from otel_adaprof.params import Params
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler.supervisor import Profiler
+
+live = LiveParams(Params.parse({"sampling_interval_ms": 1}))
+profiler = Profiler(live, SampleStore(), choice="native", clock_beacon=False)
+stop, seen, dips = threading.Event(), [], []
+def read():
+    last = 0.0
+    while not stop.is_set():
+        now = profiler.native_cpu_total()
+        if now < last:
+            dips.append(last - now)
+        last = now
+        seen.append(now)
+def burn():
+    while not stop.is_set():
+        sum(range(1000))
+threads = [threading.Thread(target=read), threading.Thread(target=burn)]
+for t in threads:
+    t.start()
+for _ in range(30):
+    profiler._keep_native(live.current)
+    time.sleep(0.03)
+    profiler._stop_samplers()
+stop.set()
+for t in threads:
+    t.join()
+print(json.dumps({"backend": profiler.backend, "reads": len(seen), "dips": dips,
+                  "total": profiler.native_cpu_total()}))
+"""
+
+
+@needs_native
+def test_the_native_cpu_total_never_dips_while_a_sampler_stops():
+    """The change signals subtract it from the service's CPU at every reading: a
+    stopped sampler's seconds missing for one reading would look like the service's
+    CPU jumping by all that sampler ever used."""
+    out = _run_script(STOPS)
+    assert out["backend"] == "native" and out["total"] > 0, out
+    assert out["reads"] > 100 and out["dips"] == [], out

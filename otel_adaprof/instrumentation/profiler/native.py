@@ -136,6 +136,8 @@ class NativeSampler:
         self._generation = 0
         self._frames: list[str] = []
         self._cpu_before = 0.0  # CPU seconds of the sampler threads already stopped
+        self._cpu_seen = 0.0  # the highest :meth:`cpu_seconds` returned
+        self._cpu_lock = threading.Lock()
         self._native_id: int | None = None
         self._ticks_seen = 0
         self.running = False
@@ -202,10 +204,18 @@ class NativeSampler:
         return self._native_id
 
     def cpu_seconds(self) -> float:
-        """CPU seconds of every sampler thread this object started (monotonic)."""
+        """CPU seconds of every sampler thread this object started (monotonic).
+
+        Read from another thread while :meth:`stop` runs, the thread's clock can be gone
+        before its seconds are in :attr:`_cpu_before` (and the extension's last count of
+        them is a little short of the clock's): the highest value returned so far is
+        returned until the sum passes it.
+        """
         native = self.native_id
         live = thread_cpu_seconds(native) if native is not None else None
-        return self._cpu_before + (live or 0.0)
+        with self._cpu_lock:
+            self._cpu_seen = max(self._cpu_seen, self._cpu_before + (live or 0.0))
+            return self._cpu_seen
 
     def take(self) -> int:
         """Move the samples taken so far into the store, under :attr:`version`, and move

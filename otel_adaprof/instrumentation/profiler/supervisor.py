@@ -353,9 +353,15 @@ class Profiler:
             return done + (run.cpu_seconds_so_far() if run is not None else 0.0)
 
     def native_cpu_total(self) -> float:
-        """CPU seconds of the native sampler's threads so far, the running one included."""
-        sampler = self._native
-        return self._native_cpu_done + (sampler.cpu_seconds() if sampler is not None else 0.0)
+        """CPU seconds of the native sampler's threads so far, the running one included.
+
+        Monotonic across a stop: the change signals subtract it from the service's CPU,
+        and a stopped sampler's seconds missing for one reading would look like the
+        service's CPU jumping (:meth:`_stop_samplers` moves them under the lock).
+        """
+        with self._lock:
+            sampler, done = self._native, self._native_cpu_done
+            return done + (sampler.cpu_seconds() if sampler is not None else 0.0)
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by py-spy runs and the native sampler's threads (Python
@@ -542,14 +548,16 @@ class Profiler:
         if sampler is not None:
             sampler.stop()
         with self._lock:
-            native, self._native = self._native, None
+            native = self._native
         if native is not None:
             try:
                 native.stop()
                 self._take_native(native)
             except Exception:  # stopping must never fail the caller
                 log.exception("otel-adaprof: the native sampler did not stop cleanly")
-            self._native_cpu_done += native.cpu_seconds()
+            with self._lock:  # its seconds move to the total as it goes: no gap
+                self._native_cpu_done += native.cpu_seconds()
+                self._native = None
 
     def _keep_native(self, current: ParamsInForce) -> None:
         """The native sampler runs with the params in force (started, or set anew)."""
