@@ -47,6 +47,7 @@ from otel_adaprof.demo.bench_figures import (
     reported_windows,
     request_coverage,
     sampled_requests,
+    wall_skew,
     windows_profile,
     windows_within,
 )
@@ -395,6 +396,8 @@ def _figures(
                 "workload_samples_at_edges": edges_workload,
                 "profile_from": f"{len(inside)} windows" if inside else "edges",
                 "marker_coverage": marker_coverage(spans, start, end),
+                # how far a wall-time reading would be off (bench/wall_vs_cpu.py)
+                "wall_skew_l1": wall_skew(spans, start, end, truth),
                 "slow_request_coverage": request_coverage(requests, sampled, phase.name),
                 "requests_ok": stats.ok if stats else 0,
             }  # fmt: skip

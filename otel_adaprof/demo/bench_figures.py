@@ -221,6 +221,35 @@ def marker_coverage(spans: Sequence[Mapping[str, Any]], start: float, end: float
     return round(sum(1 for s in slow if carries_samples(s)) / len(slow), 4)
 
 
+def wall_skew(
+    spans: Sequence[Mapping[str, Any]], start: float, end: float, truth: Mapping[str, float]
+) -> float | None:
+    """L1 between the workload functions' *wall-time* shares in ``[start, end)`` (each
+    runs in a span of its own name: its spans' durations) and the CPU ``truth``: how far
+    a reading of wall time (py-spy ``--gil``, a waiting GIL holder charged to its code)
+    is off with any number of samples; ``None`` with no such span.
+
+    >>> spans = [{"name": "price_items", "startTimeUnixNano": "1000000000",
+    ...           "endTimeUnixNano": "1030000000"},
+    ...          {"name": "parse_catalog", "startTimeUnixNano": "1100000000",
+    ...           "endTimeUnixNano": "1110000000"}]
+    >>> wall_skew(spans, 0.0, 2.0, {"price_items": 0.5, "parse_catalog": 0.5})
+    0.5
+    """
+    wall: dict[str, float] = {}
+    for span in spans:
+        name = str(span.get("name", ""))
+        if name not in truth:
+            continue
+        t0 = int(span.get("startTimeUnixNano", 0))
+        if start <= t0 / 1e9 < end:
+            wall[name] = wall.get(name, 0.0) + int(span.get("endTimeUnixNano", 0)) - t0
+    total = sum(wall.values())
+    if total <= 0:
+        return None
+    return round(l1_error(truth, {f: ns / total for f, ns in wall.items()}), 4)
+
+
 def _request_id(span: Mapping[str, Any]) -> str | None:
     for attr in span.get("attributes", []):
         if attr.get("key") != REQUEST_ID_ATTRIBUTE:

@@ -26,7 +26,8 @@ pytestmark = [
 
 FIGURES = ("profiler_cpu", "app_cpu_ms_per_request", "p50_ms", "p99_ms", "bytes_per_s",
            "samples", "profile_error_l1", "marker_coverage", "slow_request_coverage",
-           "profile_error_l1_at_edges", "workload_samples_at_edges", "profile_from")  # fmt: skip
+           "profile_error_l1_at_edges", "workload_samples_at_edges", "profile_from",
+           "wall_skew_l1")  # fmt: skip
 
 
 def test_quick_bench_prints_every_figure(tmp_path):
@@ -55,6 +56,8 @@ def test_quick_bench_prints_every_figure(tmp_path):
     # profiling on costs samples, off takes none
     assert sum(configs["static-100"][p]["samples"] for p in ("steady", "hot_path")) > 0
     assert configs["off"]["steady"]["samples"] == 0
+    # the workload's own spans give every phase its wall-time skew, profiled or not
+    assert all(0 <= configs["off"][p]["wall_skew_l1"] <= 2 for p in ("steady", "hot_path"))
     # slow-request coverage joins every request sent to the spans by its id header: off
     # covers none, 100 Hz covers some (the join works end to end through the real SDK)
     assert all(configs["off"][p]["slow_request_coverage"] == 0 for p in ("steady", "hot_path"))
