@@ -31,12 +31,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,59 +43,48 @@ PHASES = ("steady", "hot_path", "load_change", "hot_path_gone")
 CONFIGS = ("static-100", "static-10", "heuristic", "adaptive")
 
 
-def _spans(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def read_run(workdir: Path) -> dict[str, dict[str, dict[str, float]]]:
     """``{config: {phase: figures}}`` of one kept bench workdir."""
     from otel_adaprof.demo.bench_figures import (
+        phase_switches,
+        read_phase,
         reported_windows,
+        wall_shares,
         windows_profile,
         windows_within,
     )
-    from otel_adaprof.demo.ground_truth import GROUND_TRUTH, function_of, sampling_l1
+    from otel_adaprof.demo.ground_truth import (
+        GROUND_TRUTH,
+        function_shares,
+        l1_error,
+        sampling_l1,
+    )
     from otel_adaprof.demo.stack import SEGMENT_S
-    from otel_adaprof.demo.workload import FUNCTIONS
-
-    def l1(a: dict[str, float], b: dict[str, float]) -> float:
-        return sum(abs(a.get(f, 0.0) - b.get(f, 0.0)) for f in FUNCTIONS)
 
     out: dict[str, dict[str, dict[str, float]]] = {}
     for config in CONFIGS:
         spans_file = workdir / f"spans-{config}.jsonl"
         if not spans_file.exists():
             continue
-        spans = _spans(spans_file)
-        switch = "POST /control/hot-path"
-        starts = sorted(int(s["startTimeUnixNano"]) / 1e9 for s in spans if s["name"] == switch)
-        edges = [*starts, max(int(s["endTimeUnixNano"]) / 1e9 for s in spans)]
+        lines = spans_file.read_text().splitlines()
+        spans = [json.loads(line) for line in lines if line.strip()]
+        ends = max(int(s["endTimeUnixNano"]) / 1e9 for s in spans)
+        edges = [*phase_switches(spans_file), ends]
         windows = reported_windows(workdir / "adaprof.db", f"bench-{config}")
         out[config] = {}
         for i, phase in enumerate(PHASES[: len(edges) - 1]):
             start, end = edges[i], edges[i + 1]
-            wall: collections.Counter[str] = collections.Counter()
-            for s in spans:
-                t = int(s["startTimeUnixNano"]) / 1e9
-                if s["name"] in FUNCTIONS and start <= t < end:
-                    wall[s["name"]] += int(s["endTimeUnixNano"]) / 1e6 - t * 1e3
-            wall_total = sum(wall.values()) or 1.0
-            wall_shares = {f: v / wall_total for f, v in wall.items()}
-            counts: collections.Counter[str] = collections.Counter()
-            inside = windows_within(windows, start, end, SEGMENT_S)
-            for stack, count in windows_profile(inside).items():
-                name = function_of(stack)
-                if name is not None:
-                    counts[name] += int(count)
-            n = sum(counts.values())
-            shares = {f: c / n for f, c in counts.items()} if n else {}
             truth = GROUND_TRUTH[phase]
+            wall = wall_shares(spans, start, end, truth.keys())
+            profile = windows_profile(windows_within(windows, start, end, SEGMENT_S))
+            n, l1_cpu = read_phase(profile, truth)
+            nan = float("nan")
             out[config][phase] = {
-                "n": n,
-                "ideal": round(sampling_l1(n, truth), 4) if n else float("nan"),
-                "l1_cpu": round(l1(shares, truth), 4) if n else float("nan"),
-                "l1_wall": round(l1(shares, wall_shares), 4) if n else float("nan"),
-                "skew": round(l1(wall_shares, truth), 4),
+                "n": int(n),
+                "ideal": round(sampling_l1(n, truth), 4) if n else nan,
+                "l1_cpu": l1_cpu if l1_cpu is not None else nan,
+                "l1_wall": round(l1_error(wall, function_shares(profile)), 4) if n else nan,
+                "skew": round(l1_error(wall, truth), 4),
             }
     return out
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,13 +221,40 @@ def marker_coverage(spans: Sequence[Mapping[str, Any]], start: float, end: float
     return round(sum(1 for s in slow if carries_samples(s)) / len(slow), 4)
 
 
+def wall_shares(
+    spans: Sequence[Mapping[str, Any]], start: float, end: float, names: Collection[str]
+) -> dict[str, float]:
+    """The *wall-time* shares of the functions ``names`` over the spans that start in
+    ``[start, end)``: each workload function runs in a span of its own name, so its
+    spans' durations are its wall time, waiting for a CPU or the GIL included (empty
+    with no such span).
+
+    >>> spans = [{"name": "price_items", "startTimeUnixNano": "1000000000",
+    ...           "endTimeUnixNano": "1030000000"},
+    ...          {"name": "parse_catalog", "startTimeUnixNano": "1100000000",
+    ...           "endTimeUnixNano": "1110000000"}]
+    >>> wall_shares(spans, 0.0, 2.0, {"price_items", "parse_catalog"})
+    {'price_items': 0.75, 'parse_catalog': 0.25}
+    """
+    wall: dict[str, float] = {}
+    for span in spans:
+        name = str(span.get("name", ""))
+        if name not in names:
+            continue
+        t0 = int(span.get("startTimeUnixNano", 0))
+        if start <= t0 / 1e9 < end:
+            wall[name] = wall.get(name, 0.0) + int(span.get("endTimeUnixNano", 0)) - t0
+    total = sum(wall.values())
+    return {f: ns / total for f, ns in wall.items()} if total > 0 else {}
+
+
 def wall_skew(
     spans: Sequence[Mapping[str, Any]], start: float, end: float, truth: Mapping[str, float]
 ) -> float | None:
-    """L1 between the workload functions' *wall-time* shares in ``[start, end)`` (each
-    runs in a span of its own name: its spans' durations) and the CPU ``truth``: how far
-    a reading of wall time (py-spy ``--gil``, a waiting GIL holder charged to its code)
-    is off with any number of samples; ``None`` with no such span.
+    """L1 between the workload functions' wall-time shares in ``[start, end)``
+    (:func:`wall_shares`) and the CPU ``truth``: how far a reading of wall time (py-spy
+    ``--gil``, a waiting GIL holder charged to its code) is off with any number of
+    samples; ``None`` with no such span.
 
     >>> spans = [{"name": "price_items", "startTimeUnixNano": "1000000000",
     ...           "endTimeUnixNano": "1030000000"},
@@ -236,18 +263,8 @@ def wall_skew(
     >>> wall_skew(spans, 0.0, 2.0, {"price_items": 0.5, "parse_catalog": 0.5})
     0.5
     """
-    wall: dict[str, float] = {}
-    for span in spans:
-        name = str(span.get("name", ""))
-        if name not in truth:
-            continue
-        t0 = int(span.get("startTimeUnixNano", 0))
-        if start <= t0 / 1e9 < end:
-            wall[name] = wall.get(name, 0.0) + int(span.get("endTimeUnixNano", 0)) - t0
-    total = sum(wall.values())
-    if total <= 0:
-        return None
-    return round(l1_error(truth, {f: ns / total for f, ns in wall.items()}), 4)
+    wall = wall_shares(spans, start, end, truth.keys())
+    return round(l1_error(truth, wall), 4) if wall else None
 
 
 def _request_id(span: Mapping[str, Any]) -> str | None:

@@ -410,18 +410,13 @@ def test_a_new_sampling_rate_from_the_controller_rebases_without_a_burst():
     assert not loop.reflex.in_burst
 
 
-def _burn(cpu_s: float) -> None:
-    end = time.thread_time() + cpu_s
-    while time.thread_time() < end:
-        pass
-
-
 def test_with_a_profiler_that_costs_the_service_nothing_a_change_before_a_switch_fires():
     """The native profiler: one profiling level. The service's CPU per request triples
     a quarter of a second before the controller's watch comes in; nothing is relearnt at
     the switch, so the change fires (a rebase there relearnt the baseline from the new
     regime and nothing fired for 20 s: the benchmark's silent reflex, docs/agent.md).
     The profiler's own CPU (``profiler_cpu``) is not the service's and fires nothing."""
+    from otel_adaprof.demo.workload import parse_catalog as burn_cpu_ms
     from otel_adaprof.instrumentation.control.fast_loop import FastLoop
     from otel_adaprof.instrumentation.join.samples import SampleStore
     from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
@@ -444,7 +439,7 @@ def test_with_a_profiler_that_costs_the_service_nothing_a_change_before_a_switch
         per_request = 0.003 if tick >= 79 else 0.001
         if tick == 80:
             live.apply(Params.parse({"sampling_interval_ms": 0, "burst_sensitivity": 8}), 2, None)
-        _burn(5 * per_request)
+        burn_cpu_ms(5000 * per_request)
         n[0] += 5
         fired += loop.signal_tick(tick * 0.25)
     assert "cpu_per_request" in fired and loop.reflex.burst_seconds > 0
@@ -454,10 +449,10 @@ def test_with_a_profiler_that_costs_the_service_nothing_a_change_before_a_switch
     loop, live, n, sampler = loop_at(10)
     fired = []
     for tick in range(120):
-        _burn(0.005)
+        burn_cpu_ms(5.0)
         if tick >= 80:
             t0 = time.thread_time()
-            _burn(0.010)  # what the sampler thread would have used meanwhile
+            burn_cpu_ms(10.0)  # what the sampler thread would have used meanwhile
             sampler[0] += time.thread_time() - t0
         n[0] += 5
         fired += loop.signal_tick(tick * 0.25)
