@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
+    if min(args.spinners) < 0 or args.seconds <= 0:
+        parser.error("--spinners must be 0 or more and --seconds more than 0")
     rows = [probe(k, args.seconds) for k in args.spinners]
     if args.json:
         print(json.dumps({"cpus": len(__import__("os").sched_getaffinity(0)), "runs": rows}))

@@ -102,6 +102,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.shape:  # the ground truth is the shape's: set before the demo modules load
         os.environ["ADAPROF_DEMO_SHAPE"] = args.shape
+    for workdir in args.workdirs:
+        if not (workdir / "adaprof.db").is_file() or not list(workdir.glob("spans-*.jsonl")):
+            parser.error(
+                f"{workdir} holds no adaprof.db and spans-*.jsonl: not a folder kept with "
+                "`adaprof bench --workdir`"
+            )
     result = {str(w): read_run(w) for w in args.workdirs}
     if args.json:
         print(json.dumps(result, indent=1))
