@@ -25,6 +25,7 @@ Usage::
     python bench/cost_model.py --quick --json      # 6 cells of 2 s (tests)
     python bench/cost_model.py --refit --write     # fit the committed cells again
     python bench/cost_model.py --compare --write   # py-spy and native, each cell side by side
+    python bench/cost_model.py --compare --refit --write  # the native fits from those cells
 """
 
 from __future__ import annotations
@@ -279,6 +280,19 @@ COMPARE_PATH = ROOT / "bench" / "output" / "cost_model_native.json"
 def run_compare(seconds: float, quick: bool) -> dict[str, Any]:
     """Each cell with py-spy and with the native profiler, one right after the other
     (which goes first alternates), so that a ratio is of one moment of the machine."""
+    rows = measure_compare(seconds, quick)
+    return compare_result(
+        rows,
+        "python bench/cost_model.py --compare"
+        + (" --quick" if quick else "")
+        + (f" --seconds {seconds:g}" if seconds != 5.0 else ""),
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        seconds,
+    )
+
+
+def measure_compare(seconds: float, quick: bool) -> list[dict[str, Any]]:
+    """The ``--compare`` cells (both profilers in each)."""
     plan = _plan((4, 20) if quick else THREADS, COMPARE_RATES, loaded_first=True)
     if quick:  # one loaded cell at 100 Hz (tests)
         plan = [p for p in plan if p[3] and p[0] == "cpu" and p[1] == 4 and p[2] == 100]
@@ -298,26 +312,59 @@ def run_compare(seconds: float, quick: bool) -> dict[str, Any]:
         state = "loaded" if loaded else "idle"
         print(f"[{k + 1}/{len(plan)}] {mode} {n} threads {rate} Hz {state}: py-spy "
               f"{spy['cores']:.4f}, native {native['cores']:.4f}", file=sys.stderr)  # fmt: skip
-    fits = {}
+    return rows
+
+
+def compare_result(
+    rows: list[dict[str, Any]], command: str, measured_at: str, seconds: float
+) -> dict[str, Any]:
+    """The ``--compare`` figures: the cells, and the native profiler's fits per mode,
+    loaded and idle (what the controller's cost estimates use for an agent whose
+    profiler is native: ``backends.native`` in ``otel_adaprof/cost_fit.json``)."""
+    fits: dict[str, dict[str, Any]] = {}
     for mode in MODES:
-        loaded_cells = [
-            {**r, "cores": r["native_cores"]} for r in rows if r["mode"] == mode and r["loaded"]
-        ]
-        if len(loaded_cells) >= 3:
-            fits[mode] = fit(loaded_cells)
+        for state, loaded in (("loaded", True), ("idle", False)):
+            group = [
+                {**r, "cores": r["native_cores"]}
+                for r in rows
+                if r["mode"] == mode and r["loaded"] == loaded
+            ]
+            if len(group) >= 3:
+                fits.setdefault(mode, {})[state] = fit(group)
     ratios = [r["ratio"] for r in rows if r["ratio"]]
     return {
-        "command": "python bench/cost_model.py --compare"
-        + (" --quick" if quick else "")
-        + (f" --seconds {seconds:g}" if seconds != 5.0 else ""),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command,
+        "measured_at": measured_at,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "seconds_per_cell": seconds,
         "cells": rows,
         "ratio_min": min(ratios, default=None),
         "ratio_max": max(ratios, default=None),
-        "native_fits_loaded": fits,
+        "native_fits_loaded": {mode: by["loaded"] for mode, by in fits.items() if "loaded" in by},
+        "native_fits": fits,
     }
+
+
+def store_compare(compared: dict[str, Any]) -> None:
+    """Write ``--compare``'s figures and put the native fits into the packaged fit
+    (``backends.native``), when both modes have both fits."""
+    COMPARE_PATH.write_text(json.dumps(compared, indent=2) + "\n")
+    fits = compared["native_fits"]
+    if any(set(fits.get(mode, {})) != {"loaded", "idle"} for mode in MODES):
+        print("native fits incomplete (--quick?): cost_fit.json left as it is", file=sys.stderr)
+        return
+    fitted = json.loads(FIT_PATH.read_text())
+    fitted["backends"] = {
+        "native": {
+            "source": compared["command"] + " --write (bench/output/cost_model_native.json)",
+            "measured_at": compared["measured_at"],
+            "profiler": {
+                mode: {k: {p: f[p] for p in ("a", "b", "c")} for k, f in by.items()}
+                for mode, by in fits.items()
+            },
+        }
+    }
+    FIT_PATH.write_text(json.dumps(fitted, indent=2) + "\n")
 
 
 def compare_table(result: dict[str, Any]) -> str:
@@ -449,7 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--write", action="store_true", help="store the fit and raw output")
     parser.add_argument(
-        "--refit", action="store_true", help="fit again the cells of bench/output/cost_model.json"
+        "--refit",
+        action="store_true",
+        help="fit again the committed cells (bench/output/cost_model.json; with --compare, "
+        "cost_model_native.json)",
     )
     parser.add_argument(
         "--partial",
@@ -463,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         "--compare",
         action="store_true",
         help="each cell (10 and 100 Hz) with py-spy and with the native profiler, side by "
-        "side; --write stores bench/output/cost_model_native.json (the fit is not changed)",
+        "side; --write stores bench/output/cost_model_native.json and the native fits "
+        "(backends.native in the packaged fit); with --refit, the committed cells again",
     )
     parser.add_argument("--profiler", choices=("py-spy", "native"), default="py-spy",
                         help=argparse.SUPPRESS)  # fmt: skip
@@ -477,9 +528,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(got))
         return 0
     if args.compare:
-        compared = run_compare(2.0 if args.quick else args.seconds, args.quick)
+        if args.refit:  # the committed cells, fitted again
+            old = json.loads(COMPARE_PATH.read_text())
+            compared = compare_result(
+                old["cells"], old["command"], old["measured_at"], old["seconds_per_cell"]
+            )
+        else:
+            compared = run_compare(2.0 if args.quick else args.seconds, args.quick)
         if args.write:
-            COMPARE_PATH.write_text(json.dumps(compared, indent=2) + "\n")
+            store_compare(compared)
         print(json.dumps(compared, indent=2) if args.json else compare_table(compared))
         return 0
     if args.partial:
@@ -535,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             "slow_span_capture_cpu_s": result["slow_span_capture_cpu_s"],
         }
         before = json.loads(FIT_PATH.read_text()) if FIT_PATH.exists() else {}
-        for key in ("busy_curve", "busy_curve_source"):  # measured by --partial
+        for key in ("busy_curve", "busy_curve_source", "backends"):  # --partial, --compare
             if key in before:
                 fit_file[key] = before[key]
         FIT_PATH.write_text(json.dumps(fit_file, indent=2) + "\n")

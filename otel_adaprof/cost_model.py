@@ -5,7 +5,9 @@ thread) at 1, 10 and 100 Hz on 4, 20 and 64 threads in both profile modes, fits
 ``cores = a + b·rate + c·rate·threads`` per mode and stores it in
 ``otel_adaprof/cost_fit.json``; its raw figures are in ``bench/output/cost_model.json``.
 The controller's cost estimates, its budget guard and the simulator read the cost
-from here, and nowhere else.
+from here, and nowhere else. Those fits are py-spy's; ``backends`` holds other
+profilers' (``python bench/cost_model.py --compare --write``: the same cells with the
+native profiler), and :meth:`CostModel.for_backend` picks an agent's.
 
 Two fits per mode: ``loaded`` (two threads always run Python code) and ``idle``
 (every thread waits). By default a cost is the larger of the two: what a budget must
@@ -37,7 +39,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -75,6 +77,27 @@ class CostModel:
     provisional: bool = False
     #: (busy share, share of the idle → loaded gap) points, from 0 to 1 in order.
     busy_curve: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1.0, 1.0))
+    #: Other profiler backends' fits (``backends`` in the file): backend → (loaded, idle).
+    backends: dict[str, tuple[dict[str, Coefficients], dict[str, Coefficients]]] = field(
+        default_factory=dict
+    )
+
+    def for_backend(self, backend: str) -> CostModel:
+        """The model of an agent whose profiler is ``backend`` (``py-spy``, ``native``,
+        …): that backend's measured fits where the file has them (``native``: the C
+        sampler in the process, a tenth of py-spy's CPU or less), else these (py-spy's,
+        the safe side for a backend nobody measured).
+
+        >>> model = load_cost_model()
+        >>> model.for_backend("native").profiler_cores(100, 20) < model.profiler_cores(100, 20)
+        True
+        >>> model.for_backend("in-process") is model
+        True
+        """
+        fits = self.backends.get(backend)
+        if fits is None:
+            return self
+        return replace(self, loaded=fits[0], idle=fits[1], backends={})
 
     def profiler_cores(
         self, rate_hz: float, threads: int, mode: str = "cpu", *, busy: float | None = None
@@ -130,14 +153,16 @@ def parse_cost_fit(data: Any) -> CostModel:
     """A :class:`CostModel` from the JSON of ``cost_fit.json``; errors name the field."""
     if not isinstance(data, dict) or not isinstance(data.get("profiler"), dict):
         raise ContractError([("profiler", "missing: expected {mode: {loaded, idle}}")])
-    loaded: dict[str, Coefficients] = {}
-    idle: dict[str, Coefficients] = {}
-    for mode in MODES:
-        fits = data["profiler"].get(mode)
-        if not isinstance(fits, dict) or "loaded" not in fits:
-            raise ContractError([(f"profiler.{mode}.loaded", "missing")])
-        loaded[mode] = _coefficients(fits["loaded"], f"profiler.{mode}.loaded")
-        idle[mode] = _coefficients(fits.get("idle", fits["loaded"]), f"profiler.{mode}.idle")
+    loaded, idle = _mode_fits(data["profiler"], "profiler")
+    backends = data.get("backends", {})
+    if not isinstance(backends, dict):
+        raise ContractError([("backends", "expected {backend: {profiler: {mode: ...}}}")])
+    others = {}
+    for name, entry in backends.items():
+        where = f"backends.{name}.profiler"
+        if not isinstance(entry, dict) or not isinstance(entry.get("profiler"), dict):
+            raise ContractError([(where, "missing: expected {mode: {loaded, idle}}")])
+        others[str(name)] = _mode_fits(entry["profiler"], where)
     try:
         capture = float(data.get("slow_span_capture_cpu_s", 0.0))
     except (TypeError, ValueError):
@@ -149,7 +174,23 @@ def parse_cost_fit(data: Any) -> CostModel:
         str(data.get("measured_at", "")),
         bool(data.get("provisional", False)),
         _busy_curve(data.get("busy_curve")),
+        others,
     )
+
+
+def _mode_fits(
+    profiler: dict[str, Any], where: str
+) -> tuple[dict[str, Coefficients], dict[str, Coefficients]]:
+    """The loaded and idle fits of every mode (idle absent: the loaded one)."""
+    loaded: dict[str, Coefficients] = {}
+    idle: dict[str, Coefficients] = {}
+    for mode in MODES:
+        fits = profiler.get(mode)
+        if not isinstance(fits, dict) or "loaded" not in fits:
+            raise ContractError([(f"{where}.{mode}.loaded", "missing")])
+        loaded[mode] = _coefficients(fits["loaded"], f"{where}.{mode}.loaded")
+        idle[mode] = _coefficients(fits.get("idle", fits["loaded"]), f"{where}.{mode}.idle")
+    return loaded, idle
 
 
 def _busy_curve(raw: Any) -> tuple[tuple[float, float], ...]:

@@ -263,6 +263,7 @@ class PollHandler:
             profile=prior,
             keyed_profile=keyed_prior,
             phase=self._phases.get(service),
+            profiler_backend=agent.profiler_backend.value,
         )
         if _uses_bandit(spec):
             self.policies.pin(service)  # an open session keeps its model in memory

@@ -90,3 +90,41 @@ def test_a_broken_busy_curve_is_refused_naming_the_field():
         (straight.profiler_cores(100, 20, busy=0.0) + straight.profiler_cores(100, 20, busy=1.0))
         / 2
     )
+
+
+def test_the_native_fits_are_the_measured_ones_and_priced_for_native_agents_only():
+    """``backends.native`` is the fit of the committed ``--compare`` cells (with the
+    native profiler); an agent whose backend has no fit of its own is priced as py-spy."""
+    fit = json.loads((ROOT / "otel_adaprof" / "cost_fit.json").read_text())
+    raw = json.loads((ROOT / "bench" / "output" / "cost_model_native.json").read_text())
+    native = fit["backends"]["native"]
+    assert native["measured_at"] == raw["measured_at"]
+    for mode, by in raw["native_fits"].items():
+        for state, coefficients in by.items():
+            for name in ("a", "b", "c"):
+                assert native["profiler"][mode][state][name] == coefficients[name]
+    model = load_cost_model()
+    for mode in ("cpu", "wall"):
+        for threads in (4, 20, 64):
+            cells = [
+                c for c in raw["cells"]
+                if (c["mode"], c["threads"], c["rate_hz"]) == (mode, threads, 100)
+            ]  # fmt: skip
+            measured = max(c["native_cores"] for c in cells)
+            priced = model.for_backend("native").profiler_cores(100, threads, mode)
+            # the fit within 35 % of the larger of its loaded and idle cells, and far
+            # under py-spy's price for the same cell
+            assert priced == pytest.approx(measured, rel=0.35), (mode, threads)
+            assert priced < model.profiler_cores(100, threads, mode) / 4
+    assert model.for_backend("in-process") is model and model.for_backend("none") is model
+
+
+def test_a_broken_backend_fit_is_refused_naming_the_field():
+    good = json.loads((ROOT / "otel_adaprof" / "cost_fit.json").read_text())
+    bad = json.loads(json.dumps(good))
+    del bad["backends"]["native"]["profiler"]["cpu"]["idle"]["a"]
+    with pytest.raises(ContractError, match=r"backends\.native\.profiler\.cpu\.idle"):
+        parse_cost_fit(bad)
+    bad["backends"] = {"native": {}}
+    with pytest.raises(ContractError, match=r"backends\.native\.profiler"):
+        parse_cost_fit(bad)

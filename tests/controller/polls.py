@@ -13,6 +13,7 @@ def poll_body(
     stacks: dict[str, int] | None = None,
     cpu_s: float = 0.01,
     markers_per_s: float = 4.0,
+    backend: str = "py-spy",
 ) -> dict[str, Any]:
     """A valid PollRequest as JSON; with a window unless ``version`` is 0."""
     body: dict[str, Any] = {
@@ -22,7 +23,7 @@ def poll_body(
             "instance_id": instance,
             "host": "h",
             "pid": 7,
-            "profiler_backend": "py-spy",
+            "profiler_backend": backend,
         },
         "config_version": version,
     }

@@ -140,3 +140,33 @@ def test_a_version_beyond_what_the_database_stores_is_a_clear_400(controller: Co
     assert status == 400, raw
     assert json.loads(raw)["field"] == "config_version"
     assert controller.request("POST", "/v1/agents/poll", poll_body("big-1"))["config_version"] == 1
+
+
+def test_the_guard_prices_actions_with_the_agents_own_profiler(controller: ControllerProcess):
+    """An agent whose profiler is the native one has its actions priced with that
+    profiler's measured cost (a tenth of py-spy's): under the benchmark's budget the
+    phase rule learns at 100 Hz from its first reported window, where a py-spy agent
+    must first save for a burst. (Fails with every agent priced as py-spy: the native
+    one saves too.)"""
+    first: dict[str, str] = {}
+    for service, backend in (("shop-spy", "py-spy"), ("shop-native", "native")):
+        controller.request(
+            "POST",
+            "/v1/sessions",
+            {"service": service, "mode": "adaptive", "budget": {"cpu_fraction": 0.016}},
+        )
+        version = 0
+        for _ in range(2):  # the first poll, then one with a window: the rule decides
+            body = poll_body(f"{service}-1", version, service=service, backend=backend)
+            version = controller.request("POST", "/v1/agents/poll", body)["config_version"]
+    controller.stop()
+    import sqlite3
+
+    db = sqlite3.connect(controller.db_path)
+    for service in ("shop-spy", "shop-native"):
+        action, features = db.execute(
+            "SELECT action, features FROM decisions WHERE service = ? ORDER BY id DESC LIMIT 1",
+            (service,),
+        ).fetchone()
+        first[service] = action if not json.loads(features).get("saving") else "saving"
+    assert first == {"shop-spy": "saving", "shop-native": "learn-100hz"}, first

@@ -208,3 +208,26 @@ def test_a_session_shorter_than_its_horizon_keeps_its_budget_on_average(pretrain
         assert run.window_s * len(run.windows) < SIM_GOAL.cost_horizon_s  # 240 s
         average = sum(w.cpu_fraction for w in run.windows) / len(run.windows)
         assert average <= budget.cpu_fraction, (seed, average)
+
+
+def test_a_native_agent_is_priced_with_the_native_profilers_cost_and_calibrated_afresh():
+    """The guard prices each action with the measured cost of the agent's profiler: a
+    native agent's 100 Hz is about a tenth of py-spy's. The calibration learnt against
+    py-spy's prior starts again when the backend changes (it corrected another prior)."""
+    guard = SafetyGuard(load_catalog())
+    learn = load_catalog().get("learn-100hz")
+    assert learn is not None
+    spy_ctx = _ctx(0.34, Params(sampling_interval_ms=100))  # 5x py-spy's model
+    guard.observe(spy_ctx)
+    assert guard.backend == "py-spy" and guard.calibration > 1.5
+    spy_price = SafetyGuard(load_catalog()).estimate(learn, spy_ctx).cpu_fraction
+    native_ctx = replace(_ctx(0.0, Params(sampling_interval_ms=0)), profiler_backend="native")
+    guard.observe(native_ctx)
+    assert guard.backend == "native" and guard.calibration == 1.0
+    native_price = guard.estimate(learn, native_ctx).cpu_fraction
+    assert native_price < spy_price / 5, (native_price, spy_price)
+    # a native window at the native model's cost keeps the calibration near 1
+    measured = native_price * 5.0  # CPU seconds of a 5 s window at 100 Hz
+    window = _ctx(measured, Params(sampling_interval_ms=10))
+    guard.observe(replace(window, profiler_backend="native"))
+    assert 0.6 < guard.calibration < 1.6, guard.calibration

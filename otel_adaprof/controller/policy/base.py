@@ -47,6 +47,9 @@ class DecisionContext:
     # ``profile`` folded onto reward keys (``reward.keyed``), when the caller keeps it up
     # to date; None: the features compute it from ``profile``
     keyed_profile: Mapping[str, float] | None = None
+    # the agent's profiler backend (``AgentIdentity.profiler_backend``): the budget
+    # guard prices actions with that backend's measured cost
+    profiler_backend: str = "py-spy"
 
     @classmethod
     def initial(cls, service: str, params: Params) -> DecisionContext:

@@ -4,7 +4,9 @@ A calibrated prior, corrected by what the agent measured. Where the numbers come
 
 * Profiler CPU (py-spy and every agent thread it keeps busy) comes from the measured
   cost model, :func:`otel_adaprof.cost_model.load_cost_model` (``bench/cost_model.py``),
-  at :data:`TYPICAL_THREADS` threads; slow-span capture from the same model.
+  at :data:`TYPICAL_THREADS` threads, with the fits of the agent's profiler backend
+  (the native profiler's own, measured side by side with py-spy's); slow-span capture
+  from the same model.
 * The agent's own threads: about 15 µs of CPU per exported span and 40 µs per marker
   (stack join), a typical OpenTelemetry SDK batch-export cost.
 * Bytes: about 400 bytes per exported span (OTLP protobuf, a few attributes) and
@@ -36,6 +38,9 @@ TYPICAL_FRAMES = 24
 TYPICAL_THREADS = 16
 #: Share of the time a slow span is alive on some thread (for slow-span capture's cost).
 SLOW_SPAN_BUSY = 0.2
+#: The profiler backend assumed when the agent's is not known (py-spy: the dearer, and
+#: the one the default fits were measured with).
+DEFAULT_BACKEND = "py-spy"
 #: Agent CPU seconds per exported span.
 AGENT_CPU_PER_SPAN_S = 15e-6
 #: Agent CPU seconds per marker (joining samples to the span).
@@ -48,18 +53,25 @@ BYTES_PER_FRAME = 6.0
 
 
 def pyspy_cpu(
-    rate_hz: float, frames: float, threads: float = TYPICAL_THREADS, mode: str = "cpu"
+    rate_hz: float,
+    frames: float,
+    threads: float = TYPICAL_THREADS,
+    mode: str = "cpu",
+    backend: str = DEFAULT_BACKEND,
 ) -> float:
     """Profiler CPU (fraction of one core) at ``rate_hz``, from the measured cost model
-    (:mod:`otel_adaprof.cost_model`); ``frames`` is kept for callers, the fit does not
+    (:mod:`otel_adaprof.cost_model`) of the agent's profiler ``backend`` (py-spy's unless
+    the model has that backend's own); ``frames`` is kept for callers, the fit does not
     depend on it.
 
     >>> pyspy_cpu(100, 30) > pyspy_cpu(10, 30) > pyspy_cpu(0, 30)
     True
+    >>> pyspy_cpu(100, 30, backend="native") < pyspy_cpu(100, 30) / 5
+    True
     """
     if rate_hz <= 0:
         return 0.0
-    return load_cost_model().profiler_cores(rate_hz, int(threads), mode)
+    return load_cost_model().for_backend(backend).profiler_cores(rate_hz, int(threads), mode)
 
 
 def slow_span_cpu(params: Params) -> float:
@@ -104,12 +116,15 @@ def expected_cost(
     active_share: float = 1.0,
     frames: float = TYPICAL_FRAMES,
     calibration: float = 1.0,
+    backend: str = DEFAULT_BACKEND,
 ) -> CostEstimate:
     """Prior cost of running ``params`` on a service with ``spans_per_s`` spans,
-    threads busy ``active_share`` of the time, ``frames``-deep stacks; py-spy's part
-    scaled by ``calibration`` (measured / predicted of recent windows)."""
+    threads busy ``active_share`` of the time, ``frames``-deep stacks, with the agent's
+    profiler ``backend``; the profiler's part scaled by ``calibration`` (measured /
+    predicted of recent windows)."""
     eff_frames = min(float(params.stack_depth), frames)
-    spy = pyspy_cpu(params.rate_hz, eff_frames, mode=profile_mode(params)) * calibration
+    mode = profile_mode(params)
+    spy = pyspy_cpu(params.rate_hz, eff_frames, mode=mode, backend=backend) * calibration
     spy += slow_span_cpu(params)
     kept = spans_per_s * params.trace_ratio
     markers = kept * marker_pass_share(params)
@@ -132,17 +147,21 @@ class CostTerms:
     bytes_per_sample: float
 
     @classmethod
-    def of(cls, params: Params, frames: float = TYPICAL_FRAMES) -> CostTerms:
-        """Terms of ``params`` on a service with ``frames``-deep stacks.
+    def of(
+        cls, params: Params, frames: float = TYPICAL_FRAMES, backend: str = DEFAULT_BACKEND
+    ) -> CostTerms:
+        """Terms of ``params`` on a service with ``frames``-deep stacks, with the agent's
+        profiler ``backend``.
 
         >>> CostTerms.of(Params(sampling_interval_ms=0)).spy
         0.0
         """
         eff = min(float(params.stack_depth), frames)
+        spy = pyspy_cpu(params.rate_hz, eff, mode=profile_mode(params), backend=backend)
         return cls(
             rate_hz=params.rate_hz,
             frames=eff,
-            spy=pyspy_cpu(params.rate_hz, eff, mode=profile_mode(params)) + slow_span_cpu(params),
+            spy=spy + slow_span_cpu(params),
             trace_ratio=params.trace_ratio,
             pass_share=marker_pass_share(params),
             bytes_per_sample=BYTES_PER_SAMPLE + BYTES_PER_FRAME * eff,

@@ -7,10 +7,11 @@ young session gets no credit for the time before its first window). Two rules,
 applied before the learner chooses:
 
 1. *Masking.* An action is offered only when one more window at its expected cost
-   (see :mod:`~otel_adaprof.controller.policy.cost`, calibrated on the service's
-   measured overhead, plus the reflex's bursts for the share of the time the agent was
-   measured bursting) keeps that average under ``margin`` times the budget, and its
-   expected cost is under :data:`MAX_BURST_FACTOR` budgets. So a burst is allowed
+   (see :mod:`~otel_adaprof.controller.policy.cost`: the measured cost of the agent's
+   profiler backend, calibrated on the service's measured overhead, plus the reflex's
+   bursts for the share of the time the agent was measured bursting) keeps that average
+   under ``margin`` times the budget, and its expected cost is under
+   :data:`MAX_BURST_FACTOR` budgets. So a burst is allowed
    while the bank holds, and refused once the average is spent. Bytes are masked only
    when the session sets a bytes budget. Actions tagged ``fallback`` are never offered
    (they are the retreat); the cheapest other action is always offered.
@@ -45,6 +46,7 @@ from otel_adaprof.controller.policy.cost import (
     AGENT_CPU_PER_MARKER_S,
     AGENT_CPU_PER_SPAN_S,
     BYTES_PER_SPAN,
+    DEFAULT_BACKEND,
     TYPICAL_FRAMES,
     CostEstimate,
     CostTerms,
@@ -110,7 +112,26 @@ class SafetyGuard:
             if fallbacks
             else catalog.cheapest()
         )
-        self._terms = {a.name: CostTerms.of(a.params) for a in catalog}
+        #: Share of the time the agent's reflex bursts (measured, averaged).
+        self.burst_share = 0.0
+        self._cheapest_index = catalog.index(self._cheapest.name)
+        # Actions tagged "fallback" are the retreat only, never offered to the learner;
+        # the cheapest of the others is always offered.
+        self._offerable = np.array([FALLBACK_TAG not in a.tags for a in catalog])
+        if not self._offerable.any():
+            self._offerable[:] = True
+        offer = [a for a in catalog if FALLBACK_TAG not in a.tags] or list(catalog)
+        floor = min(offer, key=lambda a: (a.params.rate_hz, a.params.stack_depth))
+        self._floor_index = catalog.index(floor.name)
+        #: The profiler backend the actions are priced for (the agent's, from its polls).
+        self.backend = DEFAULT_BACKEND
+        self._price(DEFAULT_BACKEND)
+
+    def _price(self, backend: str) -> None:
+        """Each action's cost constants with ``backend``'s measured cost (catalog order)."""
+        catalog = self.catalog
+        self.backend = backend
+        self._terms = {a.name: CostTerms.of(a.params, backend=backend) for a in catalog}
         terms = [self._terms[a.name] for a in catalog]
         #: Per-action constants as arrays (catalog order).
         self.rate = np.array([t.rate_hz for t in terms], dtype=float)
@@ -127,21 +148,13 @@ class SafetyGuard:
                 max(
                     0.0,
                     pyspy_cpu(1000.0 / a.params.burst_interval_ms, TYPICAL_FRAMES,
-                              mode=profile_mode(a.params)) - t.spy,
+                              mode=profile_mode(a.params), backend=backend) - t.spy,
                 )
                 if a.params.burst_sensitivity > 0
                 else 0.0
                 for a, t in zip(catalog, terms, strict=True)
             ]
         )  # fmt: skip
-        #: Share of the time the agent's reflex bursts (measured, averaged).
-        self.burst_share = 0.0
-        self._cheapest_index = catalog.index(self._cheapest.name)
-        # Actions tagged "fallback" are the retreat only, never offered to the learner;
-        # the cheapest of the others is always offered.
-        self._offerable = np.array([FALLBACK_TAG not in a.tags for a in catalog])
-        if not self._offerable.any():
-            self._offerable[:] = True
         #: The same constants per action, as Python floats, for :meth:`assess_lists`.
         self._rows = list(
             zip(
@@ -155,9 +168,6 @@ class SafetyGuard:
                 strict=True,
             )
         )
-        offer = [a for a in catalog if FALLBACK_TAG not in a.tags] or list(catalog)
-        floor = min(offer, key=lambda a: (a.params.rate_hz, a.params.stack_depth))
-        self._floor_index = catalog.index(floor.name)
 
     @property
     def average(self) -> float:
@@ -170,7 +180,16 @@ class SafetyGuard:
         return self._cheapest
 
     def observe(self, ctx: DecisionContext) -> None:
-        """Update the budget bank and the calibration (measured vs prior py-spy CPU)."""
+        """Update the budget bank and the calibration (measured vs prior profiler CPU).
+
+        An agent whose profiler backend differs from the one the actions are priced
+        for (a first poll, or a restart on another profiler) has them priced again with
+        its backend's measured cost, and the calibration starts again from 1: it
+        corrected the other backend's prior.
+        """
+        if ctx.profiler_backend != self.backend:
+            self._price(ctx.profiler_backend)
+            self.calibration = 1.0
         state = ctx.state
         p = ctx.params_in_force
         if state is not None:
@@ -184,8 +203,11 @@ class SafetyGuard:
         if state is None or not p.profiling_enabled or state.samples_per_s <= 0:
             return
         active = min(1.0, state.samples_per_s / max(p.rate_hz, 1))
-        prior = expected_cost(p, spans_per_s=state.spans_per_s, active_share=active)
-        spy_prior = pyspy_cpu(p.rate_hz, min(p.stack_depth, 24))
+        backend = self.backend
+        prior = expected_cost(
+            p, spans_per_s=state.spans_per_s, active_share=active, backend=backend
+        )
+        spy_prior = pyspy_cpu(p.rate_hz, min(p.stack_depth, 24), backend=backend)
         agent = max(0.0, prior.cpu_fraction - spy_prior)
         measured_spy = state.profiler_cpu_fraction - agent
         if spy_prior <= 0 or measured_spy <= 0:
@@ -242,7 +264,7 @@ class SafetyGuard:
         """Expected cost of ``action`` in the situation of ``ctx`` (``bursts``: with
         its reflex's bursts at the measured :attr:`burst_share`)."""
         spans, active = situation(ctx)
-        terms = self._terms.get(action.name) or CostTerms.of(action.params)
+        terms = self._terms.get(action.name) or CostTerms.of(action.params, backend=self.backend)
         est = terms.estimate(spans, active, self.calibration)
         i = self.catalog.index(action.name) if action.name in self.catalog.names else None
         if i is None or not bursts:
