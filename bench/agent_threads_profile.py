@@ -1,11 +1,12 @@
 """Where the agent's own threads spend their CPU, in the demo service under load.
 
 One ``python -m otel_adaprof.demo.service`` under ``opentelemetry-instrument`` with
-py-spy in the agent (by default at 100 Hz in ``cpu`` mode with the other knobs of the
-catalog's ``learn-100hz`` action, as ``bench/agent_overhead.py`` runs it), loaded at
-``--rate`` req/s for ``--seconds``. For each agent thread (named ``adaprof-<part>`` for
-the OS): its CPU per request (``/proc/<pid>/task/<tid>/schedstat``), its user and system
-time, and its wake-ups per second (voluntary context switches: its sleeps, and its waits
+py-spy (``--profiler native``: the native profiler) in the agent (by default at 100 Hz
+in ``cpu`` mode with the other knobs of the catalog's ``learn-100hz`` action, as
+``bench/agent_overhead.py`` runs it), loaded at ``--rate`` req/s for ``--seconds``.
+For each agent thread (named ``adaprof-<part>`` for the OS): its CPU per request
+(``/proc/<pid>/task/<tid>/schedstat``), its user and system time, and its wake-ups per
+second (voluntary context switches: its sleeps, and its waits
 for the GIL). With ``--profile``, a second py-spy (``record --gil --threads``, 500 Hz)
 samples the service meanwhile: a thread is sampled only while it holds the GIL, i.e.
 while it runs Python code, so each agent thread's samples show where its Python time
@@ -147,6 +148,7 @@ def measure(
     profile: bool,
     controller_s: float | None = None,
     baseline: Path | None = None,
+    profiler: str = "py-spy",
 ) -> dict[str, Any]:
     """Start the service (and the controller, if asked), warm it up, load it (profiled if
     asked); the figures. With ``baseline`` the service runs that tree's agent."""
@@ -157,7 +159,7 @@ def measure(
             stack.start_controller({"default_params": json.loads(params)})
         stack.start_sink()
         try:
-            env = {"ADAPROF_PROFILER": "py-spy", "ADAPROF_PARAMS": params}
+            env = {"ADAPROF_PROFILER": profiler, "ADAPROF_PARAMS": params}
             if baseline is not None:
                 # started in the tree: ``python -m`` puts its directory first on the path
                 env["PYTHONPATH"] = str(baseline)
@@ -234,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         help="run the controller too, answering --params, with a poll every S s",
     )  # fmt: skip
     parser.add_argument(
+        "--profiler", choices=("py-spy", "native"), default="py-spy",
+        help="the agent's profiler (ADAPROF_PROFILER)",
+    )  # fmt: skip
+    parser.add_argument(
         "--baseline", type=Path, default=None, metavar="DIR",
         help="run the service on another tree's agent (git archive REV | tar -x -C DIR)",
     )  # fmt: skip
@@ -255,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.controller is not None and not 0.5 <= args.controller <= 300:
         parser.error("--controller must be in [0.5, 300]")
-    result |= measure(params, args.seconds, args.rate, args.profile, args.controller, args.baseline)
+    result |= measure(
+        params, args.seconds, args.rate, args.profile, args.controller, args.baseline,
+        args.profiler,
+    )  # fmt: skip
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2) if args.json else markdown(result))
     return 0
