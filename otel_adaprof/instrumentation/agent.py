@@ -38,8 +38,14 @@ from otel_adaprof.instrumentation.join.span_join import SpanJoin
 from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu, thread_part
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
+from otel_adaprof.instrumentation.profiler import native
+from otel_adaprof.instrumentation.profiler.native import SlowSpanWatcher
 from otel_adaprof.instrumentation.profiler.run_folder import remove_orphans
-from otel_adaprof.instrumentation.profiler.slow_spans import OpenSpanIndex, SlowSpanCapture
+from otel_adaprof.instrumentation.profiler.slow_spans import (
+    NativeWatchIndex,
+    OpenSpanIndex,
+    SlowSpanCapture,
+)
 from otel_adaprof.instrumentation.profiler.supervisor import Profiler
 from otel_adaprof.instrumentation.sdk_compat import replace_processors
 from otel_adaprof.instrumentation.settings import AgentSettings
@@ -107,9 +113,7 @@ class Agent:
         self.pid = os.getpid()
         self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
-        self.slow_capture = SlowSpanCapture(
-            self.live, self.store, self.latency, enable=self._index_open_spans
-        )
+        self.slow_capture = self._new_slow_capture()
         self.fast_loop = self._new_fast_loop()
         self.observer = self._new_observer()
         self.poller = self._new_poller()
@@ -126,6 +130,8 @@ class Agent:
 
     def _new_profiler(self) -> Profiler:
         s = self.settings
+        # the native watcher's thread (slow-span capture without the GIL) is the capture's
+        self.cpu.add_meter("slow_span", native.WATCHER.cpu_seconds)
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
             segment_s=s.segment_s, segment_max_s=s.segment_max_s,
@@ -134,12 +140,29 @@ class Agent:
             clock_beacon=s.clock_beacon, liveness=self.liveness, cpu=self.cpu,
         )  # fmt: skip
 
+    def _new_slow_capture(self) -> SlowSpanCapture:
+        return SlowSpanCapture(
+            self.live, self.store, self.latency, enable=self._index_open_spans,
+            native=self._native_watcher,
+        )  # fmt: skip
+
+    def _native_watcher(self) -> SlowSpanWatcher | None:
+        """The native watcher for slow-span capture while the profiler is the native one
+        (the reads without the GIL), else ``None`` (the reads in the fast loop)."""
+        if self.profiler.backend != ProfilerBackend.NATIVE.value or native.unavailable():
+            return None
+        return native.WATCHER
+
+    def _native_cpu(self) -> float:
+        """CPU seconds of the agent's native threads (sampler and watcher): not the service's."""
+        return self.profiler.native_cpu_total() + native.WATCHER.cpu_seconds()
+
     def _new_fast_loop(self) -> FastLoop:
         return FastLoop(
             self.live, self.slow_capture, self.latency,
             counts=lambda: (self.counters.requests, self.counters.spans),
             agent_threads=self.agent_threads, beacon=self.profiler.beacon,
-            profiler_cpu=self.profiler.native_cpu_total,
+            profiler_cpu=self._native_cpu,
             one_level=lambda: self.profiler.backend == ProfilerBackend.NATIVE.value,
         )  # fmt: skip
 
@@ -284,7 +307,7 @@ class Agent:
             export_failures=sum(e.failures for e in self.exporters) + profiles.failures,
             slow_spans=sum(j.counters.slow for j in self.joins),
             slow_spans_sampled=sum(j.counters.slow_sampled for j in self.joins),
-            slow_span_samples=self.slow_capture.samples,
+            slow_span_samples=self.slow_capture.samples + native.WATCHER.samples,
             burst_s=self.fast_loop.reflex.burst_seconds,
             glimpse_s=self.fast_loop.reflex.glimpse_seconds,
             changes=self.fast_loop.detector.changes,
@@ -354,7 +377,10 @@ class Agent:
 
     def _span_backend(self) -> str:
         if not self.profiler.active and self.slow_capture.on:
-            return "in-process"  # the slow-span capture's samples only
+            # the slow-span capture's samples only: read by the native watcher, or in-process
+            if isinstance(self.slow_capture.open_spans, NativeWatchIndex):
+                return ProfilerBackend.NATIVE.value
+            return "in-process"
         return self.backend
 
     def attach(self, provider: TracerProvider) -> bool:
@@ -498,9 +524,7 @@ class Agent:
         self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
         self.marker_processor.open_spans = None
-        self.slow_capture = SlowSpanCapture(
-            self.live, self.store, self.latency, enable=self._index_open_spans
-        )
+        self.slow_capture = self._new_slow_capture()
         self.fast_loop = self._new_fast_loop()
         self.observer = self._new_observer()
         self.poller = self._new_poller()

@@ -343,3 +343,73 @@ def test_the_native_cpu_total_never_dips_while_a_sampler_stops():
     out = _run_script(STOPS)
     assert out["backend"] == "native" and out["total"] > 0, out
     assert out["reads"] > 100 and out["dips"] == [], out
+
+
+WATCH_TABLE = r"""
+import json, os, random, threading, time
+from otel_adaprof.instrumentation.profiler import _native_sampler as ns
+
+out = {"before": bool(ns.watch(1, 0))}  # no watcher: nothing is registered
+ns.watch_start(repeat_us=50_000, depth=16)
+far = time.time_ns() + 3600 * 10**9  # never due here
+rng = random.Random(7)
+keys = list({rng.getrandbits(64) | 1 for _ in range(3000)})  # span ids: 64 bits, not 0
+added = [bool(ns.watch(k, far)) for k in keys]
+out["added"], out["open"] = sum(added), ns.watch_stats()["open"]
+rng.shuffle(keys)
+half = keys[: len(keys) // 2]
+out["removed"] = [ns.unwatch(k) for k in half].count(0)  # found (0 reads), not -1
+out["open_half"] = ns.watch_stats()["open"]
+out["again"] = [ns.unwatch(k) for k in half].count(-1)  # gone
+out["rest"] = [ns.unwatch(k) for k in keys[len(keys) // 2 :]].count(0)
+out["open_end"] = ns.watch_stats()["open"]
+# more spans than the table holds: the rest are refused and counted, none is lost
+many = list({rng.getrandbits(64) | 1 for _ in range(5000)})
+took = [bool(ns.watch(k, far)) for k in many]
+out["many_added"], out["full"] = sum(took), ns.watch_stats()["full"]
+for k, ok in zip(many, took):
+    if ok:
+        ns.unwatch(k)
+out["open_after_many"] = ns.watch_stats()["open"]
+# a span due now is read at once, again every repeat while open, never after it ended
+done = threading.Event()
+def slow():
+    ns.watch(42, time.time_ns())
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        pass
+    out["reads"] = ns.unwatch(42)
+    done.set()
+t = threading.Thread(target=slow); t.start(); t.join()
+time.sleep(0.2)
+_g, _names, got, _w = ns.take(0, 0)
+out["slow_samples"] = sum(1 for s in got if s[4])
+out["after_end"] = sum(1 for s in got if s[4] and s[0] > time.time_ns() - 150_000_000)
+pid = os.fork()
+if pid == 0:  # the child: no watcher thread, no parent's spans
+    ok = not ns.watch_stats()["watching"] and not ns.watch(5, 0) and ns.watch_stats()["open"] == 0
+    os._exit(0 if ok else 3)
+out["child_status"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+t0 = time.monotonic(); ns.watch_stop(); out["stop_s"] = time.monotonic() - t0
+out["stopped"] = ns.watch_stats()["watching"]
+print(json.dumps(out))
+"""
+
+
+@needs_native
+def test_the_watch_table_registers_reads_forgets_and_survives_a_fork():
+    """The native watcher's table: 3,000 spans registered and taken out in random order
+    (open addressing with backward-shift deletion: a bug loses or keeps entries), a
+    table too small refused and counted, a slow span read every repeat while open and
+    never after, and a forked child with no watcher and no parent's spans."""
+    out = _run_script(WATCH_TABLE)
+    assert out["before"] is False
+    assert out["added"] == 3000 and out["open"] == 3000, out
+    assert out["removed"] == 1500 and out["open_half"] == 1500 and out["again"] == 1500, out
+    assert out["rest"] == 1500 and out["open_end"] == 0, out
+    assert 3000 <= out["many_added"] < 5000 and out["full"] == 5000 - out["many_added"], out
+    assert out["open_after_many"] == 0, out
+    # 0.3 s open, a read every 50 ms from the start: about 6 (the machine may be loaded)
+    assert 3 <= out["reads"] <= 8 and out["slow_samples"] == out["reads"], out
+    assert out["after_end"] == 0, out
+    assert out["child_status"] == 0 and out["stop_s"] < 1.0 and out["stopped"] == 0, out

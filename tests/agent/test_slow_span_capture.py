@@ -24,6 +24,7 @@ from otel_adaprof.instrumentation.profiler import slow_spans
 from otel_adaprof.instrumentation.profiler.thread_stacks import safe_backend
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.params import Params
+from tests.support.native import needs_native
 
 PROBE = textwrap.dedent(
     """
@@ -97,7 +98,11 @@ PROBE = textwrap.dedent(
                                    agent.store.samples_between(idents["fast"], 0, 2**63)],
            "slow_thread_samples": len(agent.store.samples_between(idents["slow"], 0, 2**63)),
            "stacks_backend": agent.slow_capture.stacks.backend,
-           "stacks_failed": agent.slow_capture.stacks.failed}
+           "stacks_failed": agent.slow_capture.stacks.failed,
+           "capture_samples": agent.slow_capture.samples}
+    from otel_adaprof.instrumentation.profiler import native
+    out["watcher_samples"] = native.WATCHER.samples
+    out["watcher_cpu"] = native.WATCHER.cpu_seconds()
     for s in memory.get_finished_spans():
         a = dict(s.attributes or {})
         out["spans"].append({"name": s.name, "start": s.start_time, "end": s.end_time,
@@ -178,6 +183,41 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
     # ...but not in the window's CPU histogram: a sample taken because its span was slow
     # is not a uniform sample of where the CPU goes (no profiler runs here: it is empty)
     assert state["samples_per_s"] == 0.0
+
+
+@needs_native
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
+def test_with_the_native_profiler_a_native_thread_reads_the_slow_spans():
+    """With the native profiler and no sampling, the slow spans are read by the
+    extension's watcher thread, not by the fast loop: every span meant to be slow gets
+    samples (the loop's reads, which need the GIL two busy threads hold in turn, may
+    miss some), a sleeping span's are waiting, none lands on a fast span or in the CPU
+    histogram, and the watcher's CPU is the agent's (part ``slow_span``)."""
+    got = _run("native", 0)
+    slow, fast = _slow_and_fast(got)
+    assert got["capture_samples"] == 0 and got["watcher_samples"] > 0, got["watcher_samples"]
+    meant = [s for s in slow if s["name"] != "fast-op"]
+    assert len(meant) == 9 and all(s["samples"] >= 1 for s in meant), meant
+    assert all(not s["marker"] and s["samples"] == 0 for s in fast)
+    stray = [
+        t for t in got["fast_thread_samples"]
+        if not any(s["start"] <= t <= s["end"] for s in slow if s["name"] == "fast-op")
+    ]  # fmt: skip
+    assert stray == []
+    for span in meant:
+        assert span["marker"], span
+        if span["name"] == "slow-op":
+            assert "burn_slow_probe" in span["top"], span
+        else:  # asleep in C the whole time: every sample waiting
+            assert span["waiting"] == span["samples"], span
+        assert all(len(st.split(" ", 1)[1].split(";")) <= 3 for st in span["stacks"])  # depth
+    state = got["state"]
+    assert state["slow_spans"] == len(slow)
+    assert state["slow_spans_sampled"] == sum(s["samples"] >= 1 for s in slow)
+    assert state["slow_span_samples"] == got["watcher_samples"]
+    assert state["samples_per_s"] == 0.0  # out of the CPU histogram
+    # the watcher thread's CPU counted in the agent's, with the fast loop's
+    assert 0 < got["watcher_cpu"] <= state["profiler_cpu_breakdown"]["slow_span"] + 1e-6
 
 
 @pytest.mark.slow

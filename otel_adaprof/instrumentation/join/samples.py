@@ -161,13 +161,15 @@ class SampleStore:
         version: int = 0,
         *,
         idle: bool = False,
+        in_profile: bool = True,
     ) -> None:
         """Add one thread's samples ``(unix time ns, stack, since ns)``, in time order.
 
         ``version`` is the config version the samples were taken under: the window's
         histogram of that version only counts them. ``idle``: the thread was seen using
         no CPU in every one of them (as :meth:`add_one`'s): they stay on spans, out of
-        the CPU histogram.
+        the CPU histogram. ``in_profile=False``: they land on spans only (as
+        :meth:`add_one`'s: samples taken because their span was slow).
 
         ``since`` is when the stack was first seen unchanged up to this sample (py-spy
         reports changes only); the join uses it to tell a thread from a new thread that
@@ -196,7 +198,7 @@ class SampleStore:
                     thread.since.append(since)
                 self._count += 1
                 self.samples_added += 1
-                if not self._waiting[sid]:
+                if not self._waiting[sid] and in_profile:
                     self.cpu_samples_added += 1
                     window[sid] += 1
                     added += 1

@@ -46,7 +46,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,7 @@ typedef struct {
     uint64_t ident;   /* threading.get_ident() */
     uint32_t depth;
     uint32_t off_cpu; /* it held the GIL but was not running (on_cpu=True only) */
+    uint32_t slow;    /* read by the watcher: its thread's span turned slow */
     uint32_t ids[MAX_DEPTH]; /* innermost first; index into names */
 } sample_t;
 
@@ -332,13 +335,14 @@ static int read_frame(_PyInterpreterFrame *dst, const _PyInterpreterFrame *src, 
  * whose thread state `ts` (a copy) says where its frame stack's chunk is.
  * `on_cpu`: keep it only if the thread used CPU while its frames were read (its CPU
  * clock moved): a GIL holder the scheduler has set aside is not running Python code. */
-static void record(const _PyInterpreterFrame *frame, const PyThreadState *ts, int on_cpu)
+static void record_as(const _PyInterpreterFrame *frame, const PyThreadState *ts, int on_cpu, uint32_t depth, int slow)
 {
     unsigned long tid = ts->native_thread_id, ident = ts->thread_id;
     sample_t s;
     s.tid = tid;
     s.ident = ident;
     s.depth = 0;
+    s.slow = (uint32_t)slow;
     pthread_mutex_lock(&lock);
     /* read under the lock: a drain's watermark (its time) follows every sample before it */
     s.ts_ns = now_ns(CLOCK_MONOTONIC);
@@ -350,7 +354,6 @@ static void record(const _PyInterpreterFrame *frame, const PyThreadState *ts, in
     size_t have = 0;
     if (lo != NULL && hi > lo && (size_t)(hi - lo) <= CHUNK_MAX && safe_read(chunk_buf, lo, (size_t)(hi - lo)) == 0)
         have = (size_t)(hi - lo);
-    uint32_t depth = max_depth;
     for (int hops = 0; frame != NULL && s.depth < depth && hops < 4 * MAX_DEPTH; hops++) {
         _PyInterpreterFrame f;
         if (read_frame(&f, frame, lo, have) != 0) {
@@ -390,7 +393,8 @@ static void record(const _PyInterpreterFrame *frame, const PyThreadState *ts, in
             errors++;
             s.depth = 0;
         } else if (!moved) {
-            off_cpu++;
+            if (!slow)
+                off_cpu++;
             s.off_cpu = 1;
         }
     }
@@ -404,6 +408,11 @@ static void record(const _PyInterpreterFrame *frame, const PyThreadState *ts, in
         }
     }
     pthread_mutex_unlock(&lock);
+}
+
+static void record(const _PyInterpreterFrame *frame, const PyThreadState *ts, int on_cpu)
+{
+    record_as(frame, ts, on_cpu, max_depth, 0);
 }
 
 static void sample_holder(void)
@@ -673,6 +682,7 @@ static void *sampler_main(void *unused)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* the service's signals go to its threads */
+    pthread_setname_np(pthread_self(), "adaprof-native");
     sampler_native_id = (pid_t)syscall(SYS_gettid);
     clockid_t own;
     pthread_getcpuclockid(pthread_self(), &own);
@@ -695,6 +705,30 @@ static int parse_threads(const char *threads)
         return 1;
     PyErr_Format(PyExc_ValueError, "threads must be 'holder' or 'all', not '%s'", threads);
     return -1;
+}
+
+/* What every reader needs: the ring, a working process_vm_readv, the GIL and the main
+ * interpreter. 0, or -1 with a Python error set. */
+static int prepare(void)
+{
+    if (ring == NULL && (ring = calloc(RING, sizeof *ring)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self_pid = getpid();
+    uint64_t probe = 42, got = 0;
+    if (safe_read(&got, &probe, sizeof probe) != 0 || got != probe) {
+        /* a seccomp profile that forbids process_vm_readv: no read would ever work */
+        PyErr_Format(PyExc_OSError, "process_vm_readv on this process is refused (%s)", strerror(errno));
+        return -1;
+    }
+#if PY_VERSION_HEX >= 0x030c0000
+    gil = PyInterpreterState_Main()->ceval.gil;
+#else
+    gil = &_PyRuntime.ceval.gil;
+#endif
+    main_interp = PyInterpreterState_Main();
+    return 0;
 }
 
 static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
@@ -725,21 +759,8 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_Format(PyExc_ValueError, "interval_us must be > 0 and depth in 1..%d", MAX_DEPTH);
         return NULL;
     }
-    if (ring == NULL && (ring = calloc(RING, sizeof *ring)) == NULL)
-        return PyErr_NoMemory();
-    self_pid = getpid();
-    uint64_t probe = 42, got = 0;
-    if (safe_read(&got, &probe, sizeof probe) != 0 || got != probe) {
-        /* a seccomp profile that forbids process_vm_readv: no read would ever work */
-        PyErr_Format(PyExc_OSError, "process_vm_readv on this process is refused (%s)", strerror(errno));
+    if (prepare() != 0)
         return NULL;
-    }
-#if PY_VERSION_HEX >= 0x030c0000
-    gil = PyInterpreterState_Main()->ceval.gil;
-#else
-    gil = &_PyRuntime.ceval.gil;
-#endif
-    main_interp = PyInterpreterState_Main();
     interval_ns = (uint64_t)interval_us * 1000ull;
     max_depth = (uint32_t)depth;
     all_threads = all;
@@ -821,8 +842,8 @@ static PyObject *drain(PyObject *self, PyObject *unused)
     pthread_mutex_lock(&lock);
     for (; ring_len > 0; ring_len--, ring_head = (ring_head + 1) % RING) {
         sample_t *s = &ring[ring_head];
-        if (s->off_cpu)
-            continue; /* the bench scripts' reading: CPU samples only */
+        if (s->off_cpu || s->slow)
+            continue; /* the bench scripts' reading: the sampler's CPU samples only */
         PyObject *stack = PyTuple_New(s->depth);
         if (stack == NULL)
             break;
@@ -857,8 +878,8 @@ static PyObject *drain(PyObject *self, PyObject *unused)
 /* take(generation, known) -> (generation, new names, samples, watermark_ns): the agent's
  * reading. New names are (qualname, filename, line) from id `known` on (from 0 when
  * `generation` is not the current one); a sample is (unix time ns, threading ident,
- * frame ids root first, off_cpu); every sample taken before watermark_ns (unix time)
- * is in. */
+ * frame ids root first, off_cpu, slow: the watcher's); every sample taken before
+ * watermark_ns (unix time) is in. */
 static PyObject *take(PyObject *self, PyObject *args)
 {
     unsigned long long gen_in;
@@ -892,8 +913,8 @@ static PyObject *take(PyObject *self, PyObject *args)
             break;
         for (uint32_t i = 0; i < s->depth; i++) /* root first */
             PyTuple_SET_ITEM(stack, i, PyLong_FromUnsignedLong(s->ids[s->depth - 1 - i]));
-        PyObject *item = Py_BuildValue("(KKNO)", (unsigned long long)s->real_ns, (unsigned long long)s->ident, stack,
-                                       s->off_cpu ? Py_True : Py_False);
+        PyObject *item = Py_BuildValue("(KKNOO)", (unsigned long long)s->real_ns, (unsigned long long)s->ident, stack,
+                                       s->off_cpu ? Py_True : Py_False, s->slow ? Py_True : Py_False);
         if (item == NULL || PyList_Append(got, item) != 0) {
             Py_XDECREF(item);
             break;
@@ -951,6 +972,374 @@ static PyObject *track_current(PyObject *self, PyObject *unused)
     return PyBool_FromLong(made || known);
 }
 
+/*
+ * The slow-span watcher: slow-span capture without the GIL. The span path registers a
+ * span as it starts (watch: its id, its thread, when it turns slow, unix ns) and takes
+ * it out as it ends (unwatch); a second native thread sleeps on a timerfd until the
+ * earliest registered span turns slow, reads that span's thread's frames (found by its
+ * ident in the interpreter's thread list) and puts the sample in the ring flagged
+ * `slow` (the agent keeps it on the span, out of the CPU profile), then reads it again
+ * every `repeat` while the span stays open. It reads with the on-CPU check of
+ * record(): a thread waiting (I/O, a lock, the GIL) is flagged off-CPU.
+ *
+ * The span path moves the timer without waking the watcher: a span that turns slow
+ * before the planned wake-up moves it earlier (watch), and the span the timer was set
+ * for, ending in time, moves it to the next one (unwatch), so that the watcher wakes
+ * only when a span is slow (most end before: with the p90 trigger, nine in ten).
+ * Registered spans are a dense array (a scan costs the spans open, not the table) with
+ * an open-addressing index on the span id.
+ */
+#define WATCH_SLOTS 4096 /* spans registered at most; the index's size, a power of two */
+#define WATCH_PROBE 64   /* longest probe: beyond it a span is not watched */
+#define WATCH_BATCH 64   /* threads read per wake-up at most */
+#define WATCH_NEVER UINT64_MAX
+#define WATCH_SLACK_NS 2000000ull /* a span may be read up to 2 ms after it turns slow */
+/* A span still open this long after it turned slow is forgotten (one that never ends). */
+#define WATCH_MAX_AGE_NS 600000000000ull
+
+typedef struct {
+    uint64_t key; /* span id */
+    uint64_t ident, tid;
+    uint64_t due_ns;  /* unix ns: turns slow (or its next read) */
+    uint64_t slow_ns; /* unix ns: turns slow */
+    uint32_t reads;
+    uint32_t at; /* its slot in the index */
+} watch_t;
+
+static watch_t watched[WATCH_SLOTS]; /* dense: [0, watched_len) */
+static uint32_t watched_len;
+static int32_t watch_index[WATCH_SLOTS]; /* span id's slot -> position in watched, or -1 */
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t watch_thread;
+static volatile int watching = 0;
+static int watch_tfd = -1;
+static uint64_t watch_next = WATCH_NEVER; /* when the timer is set for (unix ns) */
+static uint64_t watch_repeat_ns = 50000000ull, watch_min_gap_ns = 0;
+static uint32_t watch_depth = MAX_DEPTH;
+static int watch_on_cpu = 1;
+static volatile pid_t watch_native_id;
+static uint64_t watch_spans, watch_reads, watch_full, watch_cpu_ns, watch_wakeups;
+
+static uint32_t watch_hash(uint64_t key)
+{
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    return (uint32_t)key & (WATCH_SLOTS - 1);
+}
+
+static void watch_clear(void) /* under watch_lock */
+{
+    memset(watch_index, 0xff, sizeof watch_index);
+    watched_len = 0;
+}
+
+/* The timer, set for `at` (unix ns; WATCH_NEVER: not set). Under watch_lock. */
+static void watch_arm(uint64_t at)
+{
+    struct itimerspec spec;
+    memset(&spec, 0, sizeof spec);
+    if (at != WATCH_NEVER) {
+        if (at == 0)
+            at = 1; /* 0 would disarm it */
+        spec.it_value.tv_sec = (time_t)(at / 1000000000ull);
+        spec.it_value.tv_nsec = (long)(at % 1000000000ull);
+    }
+    if (watch_tfd >= 0)
+        timerfd_settime(watch_tfd, TFD_TIMER_ABSTIME, &spec, NULL);
+    watch_next = at;
+}
+
+/* The index slot of `key`, or -1. */
+static int watch_find(uint64_t key)
+{
+    uint32_t i = watch_hash(key);
+    for (int probe = 0; probe < WATCH_PROBE; probe++, i = (i + 1) & (WATCH_SLOTS - 1)) {
+        int32_t d = watch_index[i];
+        if (d < 0)
+            return -1;
+        if (watched[d].key == key)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Take out the span at index slot i: backward-shift deletion in the index (the
+ * entries after it that probed past it move up), then the last of the dense array
+ * takes its place there. */
+static void watch_delete(uint32_t i)
+{
+    int32_t gone = watch_index[i];
+    uint32_t j = i;
+    for (;;) {
+        watch_index[i] = -1;
+        for (;;) {
+            j = (j + 1) & (WATCH_SLOTS - 1);
+            int32_t d = watch_index[j];
+            if (d < 0)
+                goto shifted;
+            uint32_t home = watch_hash(watched[d].key);
+            /* j stays unless its home lies cyclically outside (i, j] */
+            if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+                continue;
+            break;
+        }
+        watch_index[i] = watch_index[j];
+        watched[watch_index[i]].at = i;
+        i = j;
+    }
+shifted:
+    watched_len--;
+    if ((uint32_t)gone != watched_len) {
+        watched[gone] = watched[watched_len];
+        watch_index[watched[gone].at] = gone;
+    }
+}
+
+/* The soonest due of the registered spans (WATCH_NEVER: none). */
+static uint64_t watch_soonest(void)
+{
+    uint64_t soonest = WATCH_NEVER;
+    for (uint32_t d = 0; d < watched_len; d++)
+        if (watched[d].due_ns < soonest)
+            soonest = watched[d].due_ns;
+    return soonest;
+}
+
+/* The threads whose span is due now, each once (nested slow spans: one read). */
+static int watch_collect(uint64_t now, uint64_t *idents)
+{
+    int n = 0;
+    for (uint32_t d = 0; d < watched_len;) {
+        watch_t *w = &watched[d];
+        if (now > w->slow_ns + WATCH_MAX_AGE_NS) {
+            watch_delete(w->at); /* the last one moved here: look at d again */
+            continue;
+        }
+        if (w->due_ns <= now && n < WATCH_BATCH) {
+            int seen = 0;
+            for (int k = 0; k < n; k++)
+                seen |= idents[k] == w->ident;
+            if (!seen)
+                idents[n++] = w->ident;
+            if (w->reads++ == 0)
+                watch_spans++;
+            w->due_ns = watch_repeat_ns ? now + watch_repeat_ns : WATCH_NEVER;
+        }
+        d++;
+    }
+    return n;
+}
+
+static void watch_read(uint64_t ident)
+{
+    const PyThreadState *t = NULL;
+    if (safe_read(&t, (const char *)main_interp + offsetof(PyInterpreterState, threads.head), sizeof t) != 0) {
+        errors++;
+        return;
+    }
+    for (int n = 0; t != NULL && n < MAX_THREADS; n++) {
+        PyThreadState ts;
+        _PyCFrame cframe;
+        if (safe_read(&ts, t, sizeof ts) != 0) {
+            errors++;
+            return;
+        }
+        if (ts.thread_id == ident) {
+            if (ts.cframe != NULL && safe_read(&cframe, ts.cframe, sizeof cframe) == 0 &&
+                cframe.current_frame != NULL) {
+                record_as(cframe.current_frame, &ts, watch_on_cpu, watch_depth, 1);
+                watch_reads++;
+            }
+            return;
+        }
+        t = ts.next;
+    }
+}
+
+static void *watcher_main(void *unused)
+{
+    (void)unused;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_setname_np(pthread_self(), "adaprof-watch"); /* top -H, the benchmarks */
+    watch_native_id = (pid_t)syscall(SYS_gettid);
+    clockid_t own;
+    pthread_getcpuclockid(pthread_self(), &own);
+    uint64_t idents[WATCH_BATCH];
+    uint64_t last_read = 0;
+    pthread_mutex_lock(&watch_lock);
+    while (watching) {
+        uint64_t now = now_ns(CLOCK_REALTIME);
+        int n = now >= last_read + watch_min_gap_ns ? watch_collect(now, idents) : 0;
+        if (n > 0) {
+            last_read = now;
+            pthread_mutex_unlock(&watch_lock);
+            ticks++; /* the frame cache's clock, when the sampler does not run */
+            for (int k = 0; k < n; k++)
+                watch_read(idents[k]);
+            watch_cpu_ns = now_ns(own);
+            pthread_mutex_lock(&watch_lock);
+            continue; /* what came due meanwhile */
+        }
+        uint64_t next = watch_soonest();
+        if (next != WATCH_NEVER && next < last_read + watch_min_gap_ns)
+            next = last_read + watch_min_gap_ns; /* the reads' share of a core is held */
+        watch_arm(next);
+        pthread_mutex_unlock(&watch_lock);
+        struct pollfd wait = {watch_tfd, POLLIN, 0};
+        poll(&wait, 1, 1000);
+        uint64_t expired;
+        if (read(watch_tfd, &expired, sizeof expired) < 0) { /* not expired: a timeout */
+        }
+        watch_wakeups++;
+        pthread_mutex_lock(&watch_lock);
+    }
+    pthread_mutex_unlock(&watch_lock);
+    watch_cpu_ns = now_ns(own);
+    return NULL;
+}
+
+static PyObject *watch_start(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"repeat_us", "depth", "on_cpu", "min_gap_us", NULL};
+    unsigned long repeat_us = 50000, depth = MAX_DEPTH, min_gap_us = 0;
+    int on_cpu = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|kkpk", keywords, &repeat_us, &depth, &on_cpu, &min_gap_us))
+        return NULL;
+    if (depth == 0 || depth > MAX_DEPTH) {
+        PyErr_Format(PyExc_ValueError, "depth must be in 1..%d", MAX_DEPTH);
+        return NULL;
+    }
+    cpu_set_t cpus;
+    int one_cpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) == 1;
+    pthread_mutex_lock(&watch_lock);
+    watch_repeat_ns = (uint64_t)repeat_us * 1000ull;
+    watch_min_gap_ns = (uint64_t)min_gap_us * 1000ull;
+    watch_depth = (uint32_t)depth;
+    watch_on_cpu = on_cpu && !one_cpu;
+    int was = watching;
+    if (was)
+        watch_arm(1); /* running: it plans again with the new settings */
+    pthread_mutex_unlock(&watch_lock);
+    if (was)
+        Py_RETURN_NONE;
+    if (prepare() != 0)
+        return NULL;
+    if (watch_tfd < 0 && (watch_tfd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK)) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    pthread_mutex_lock(&watch_lock);
+    watch_clear();
+    watch_arm(WATCH_NEVER);
+    pthread_mutex_unlock(&watch_lock);
+    watch_spans = watch_reads = watch_full = watch_cpu_ns = watch_wakeups = 0;
+    watch_native_id = 0;
+    watching = 1;
+    if (pthread_create(&watch_thread, NULL, watcher_main, NULL) != 0) {
+        watching = 0;
+        PyErr_SetString(PyExc_OSError, "could not start the slow-span watcher thread");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *watch_stop(PyObject *self, PyObject *unused)
+{
+    if (watching) {
+        pthread_mutex_lock(&watch_lock);
+        watching = 0;
+        watch_arm(1); /* out of its poll at once */
+        pthread_mutex_unlock(&watch_lock);
+        Py_BEGIN_ALLOW_THREADS pthread_join(watch_thread, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    pthread_mutex_lock(&watch_lock);
+    watch_clear();
+    watch_arm(WATCH_NEVER);
+    pthread_mutex_unlock(&watch_lock);
+    Py_RETURN_NONE;
+}
+
+/* watch(span_id, due_unix_ns, ident=0, tid=0) -> bool: the span of the calling thread
+ * (or of the thread `ident`, native id `tid`), read once it is open at due_unix_ns.
+ * False: not watched (the watcher is not running, or the table is full). */
+static PyObject *watch(PyObject *self, PyObject *args)
+{
+    unsigned long long key, due, ident_in = 0, tid_in = 0;
+    if (!PyArg_ParseTuple(args, "KK|KK", &key, &due, &ident_in, &tid_in))
+        return NULL;
+    if (!watching)
+        Py_RETURN_FALSE;
+    uint64_t ident = ident_in ? ident_in : PyThread_get_thread_ident();
+    uint64_t tid = ident_in ? tid_in : PyThread_get_thread_native_id();
+    int added = 0;
+    pthread_mutex_lock(&watch_lock);
+    int found = watch_find(key);
+    watch_t *w = NULL;
+    if (found >= 0)
+        w = &watched[watch_index[found]];
+    else if (watched_len < WATCH_SLOTS) {
+        uint32_t i = watch_hash(key);
+        for (int probe = 0; probe < WATCH_PROBE; probe++, i = (i + 1) & (WATCH_SLOTS - 1))
+            if (watch_index[i] < 0) {
+                w = &watched[watched_len];
+                w->at = i;
+                watch_index[i] = (int32_t)watched_len++;
+                break;
+            }
+    }
+    if (w != NULL) {
+        w->key = key;
+        w->ident = ident;
+        w->tid = tid;
+        w->due_ns = w->slow_ns = due;
+        w->reads = 0;
+        added = 1;
+        /* due well before the planned wake-up: the timer moves (the watcher sleeps on) */
+        if (due + WATCH_SLACK_NS < watch_next)
+            watch_arm(due);
+    } else
+        watch_full++;
+    pthread_mutex_unlock(&watch_lock);
+    return PyBool_FromLong(added);
+}
+
+/* unwatch(span_id) -> int: the span ended; how many times it was read (-1: it was not
+ * registered). The timer set for it moves to the next span's turn. */
+static PyObject *unwatch(PyObject *self, PyObject *arg)
+{
+    unsigned long long key = PyLong_AsUnsignedLongLong(arg);
+    if (key == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    long reads = -1;
+    pthread_mutex_lock(&watch_lock);
+    int i = watch_find(key);
+    if (i >= 0) {
+        watch_t *w = &watched[watch_index[i]];
+        reads = (long)w->reads;
+        int was_next = w->due_ns == watch_next;
+        watch_delete((uint32_t)i);
+        if (was_next && watching)
+            watch_arm(watch_soonest());
+    }
+    pthread_mutex_unlock(&watch_lock);
+    return PyLong_FromLong(reads);
+}
+
+static PyObject *watch_stats(PyObject *self, PyObject *unused)
+{
+    pthread_mutex_lock(&watch_lock);
+    unsigned int open = watched_len;
+    pthread_mutex_unlock(&watch_lock);
+    return Py_BuildValue("{sisIsKsKsKsKsKsi}", "watching", (int)watching, "open", open, "spans",
+                         (unsigned long long)watch_spans, "reads", (unsigned long long)watch_reads,
+                         "full", (unsigned long long)watch_full, "cpu_ns", (unsigned long long)watch_cpu_ns,
+                         "wakeups", (unsigned long long)watch_wakeups, "native_id", (int)watch_native_id);
+}
+
 /* A forked child has no sampler thread, and its locks may have been held at the fork. */
 static void after_fork_in_child(void)
 {
@@ -961,6 +1350,15 @@ static void after_fork_in_child(void)
     pthread_mutex_init(&wake_lock, NULL);
     pthread_mutex_init(&slots_lock, NULL);
     memset(slots, 0, sizeof slots); /* timers are not inherited */
+    watching = 0; /* nor the watcher thread, nor the parent's spans */
+    watch_native_id = 0;
+    pthread_mutex_init(&watch_lock, NULL);
+    watch_clear();
+    if (watch_tfd >= 0) { /* the parent's timer (a shared file description): not ours */
+        close(watch_tfd);
+        watch_tfd = -1;
+    }
+    watch_next = WATCH_NEVER;
     ring_len = 0;                   /* the parent's samples are the parent's */
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -992,6 +1390,14 @@ static PyMethodDef methods[] = {
     {"stats", stats, METH_NOARGS, "stats() -> ticks, idle_ticks, samples, errors, dropped, cpu_ns, ..."},
     {"limit_names", limit_names, METH_VARARGS, "limit_names(n): frames cached before a new generation (0: the default)."},
     {"track_current", track_current, METH_NOARGS, "track_current() -> bool: time this thread now (clock 'thread')."},
+    {"watch_start", (PyCFunction)(void (*)(void))watch_start, METH_VARARGS | METH_KEYWORDS,
+     "watch_start(repeat_us=50000, depth=128, on_cpu=True, min_gap_us=0): start the slow-span watcher "
+     "(running: new settings)."},
+    {"watch_stop", watch_stop, METH_NOARGS, "watch_stop(): end the watcher; every watched span is forgotten."},
+    {"watch", watch, METH_VARARGS,
+     "watch(span_id, due_unix_ns, ident=0, tid=0) -> bool: read this thread (or that one) once its span is open then."},
+    {"unwatch", unwatch, METH_O, "unwatch(span_id) -> int: the span ended; the reads it got (-1: not registered)."},
+    {"watch_stats", watch_stats, METH_NOARGS, "watch_stats() -> watching, open, spans, reads, full, cpu_ns, ..."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1007,6 +1413,7 @@ PyMODINIT_FUNC PyInit__native_sampler(void)
         pthread_cond_init(&wake, &attr);
         pthread_condattr_destroy(&attr);
         pthread_atfork(NULL, NULL, after_fork_in_child);
+        memset(watch_index, 0xff, sizeof watch_index); /* no span registered */
         ready = 1;
     }
     return PyModule_Create(&module);

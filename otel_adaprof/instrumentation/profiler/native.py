@@ -37,6 +37,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
+from typing import NamedTuple
 
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.stacks import Stack, frame_text
@@ -58,11 +59,13 @@ _owner: NativeSampler | None = None
 
 def _after_fork_in_child() -> None:
     """A forked child has no sampler thread (the extension says so too): none is owned."""
-    global _owner, _owner_lock
+    global _owner, _owner_lock, _READER
     _owner_lock = threading.Lock()  # another thread may have held it at the fork
     if _owner is not None:
         _owner.running = False
     _owner = None
+    _READER = _Ring()
+    WATCHER.after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -93,6 +96,64 @@ def unavailable() -> str | None:
             "where a C compiler and the Python headers are found"
         )
     return None
+
+
+class RingCounts(NamedTuple):
+    """What one take of the extension's ring moved into the store."""
+
+    cpu: int  # the sampler's samples, on CPU
+    off_cpu: int  # the sampler's samples of a GIL holder set aside (waiting)
+    slow: int  # the slow-span watcher's samples
+    slow_waiting: int  # of them, of a thread not on a CPU
+
+
+class _Ring:
+    """The extension's ring of samples and its frame names, taken by one reader at a
+    time: the sampler's (the supervisor) or the slow-span watcher's (a span's end). The
+    names are the process's, so one list of them is kept for both."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.frames: list[str] = []
+
+    def take(
+        self, store: SampleStore, version: int, slow_version: int, *, watermark: bool
+    ) -> RingCounts:
+        """Move every sample in the ring into ``store``: the sampler's under ``version``
+        (a GIL holder set aside as waiting: on its spans, out of the CPU histogram), the
+        watcher's under ``slow_version``, on their spans only (taken because their span
+        was slow, they are not a uniform sample of the CPU). ``watermark``: move the
+        store's watermark to the time up to which every sample is in."""
+        module = _load()
+        assert module is not None
+        with self.lock:
+            generation, names, got, watermark_ns = module.take(self.generation, len(self.frames))
+            if generation != self.generation:
+                self.generation, self.frames = generation, []
+            self.frames.extend(frame_text(qual, file, line) for qual, file, line in names)
+            frames = self.frames
+            # (ident, off CPU, slow) -> samples: a GIL holder read while the scheduler had
+            # set it aside is wall time, not CPU: on its spans, out of the CPU profile
+            per_thread: dict[tuple[int, bool, bool], list[tuple[int, Stack, int]]] = {}
+            for t_ns, ident, ids, off_cpu, slow in got:
+                stack = tuple(frames[i] for i in ids)
+                per_thread.setdefault((ident, off_cpu, slow), []).append((t_ns, stack, t_ns))
+        counts = [0, 0, 0, 0]
+        for (ident, off_cpu, slow), samples in per_thread.items():
+            if slow:
+                store.add_many(ident, samples, slow_version, idle=off_cpu, in_profile=False)
+                counts[2] += len(samples)
+                counts[3] += len(samples) if off_cpu else 0
+            else:
+                store.add_many(ident, samples, version, idle=off_cpu)
+                counts[1 if off_cpu else 0] += len(samples)
+        if watermark:
+            store.set_watermark(watermark_ns)
+        return RingCounts(*counts)
+
+
+_READER = _Ring()
 
 
 class NativeSampler:
@@ -133,8 +194,6 @@ class NativeSampler:
         self.all_threads = all_threads
         self.on_cpu = on_cpu
         self._on_ticks = on_ticks
-        self._generation = 0
-        self._frames: list[str] = []
         self._cpu_before = 0.0  # CPU seconds of the sampler threads already stopped
         self._cpu_seen = 0.0  # the highest :meth:`cpu_seconds` returned
         self._cpu_lock = threading.Lock()
@@ -224,26 +283,145 @@ class NativeSampler:
             return self._take()
 
     def _take(self) -> int:
-        generation, names, got, watermark_ns = self._ns.take(self._generation, len(self._frames))
-        if generation != self._generation:
-            self._generation, self._frames = generation, []
-        self._frames.extend(frame_text(qual, file, line) for qual, file, line in names)
-        frames = self._frames
-        # (ident, off CPU) -> samples: a GIL holder read while the scheduler had set it
-        # aside is wall time, not CPU: on its spans, out of the CPU profile
-        per_thread: dict[tuple[int, bool], list[tuple[int, Stack, int]]] = {}
-        for t_ns, ident, ids, off_cpu in got:
-            stack = tuple(frames[i] for i in ids)
-            per_thread.setdefault((ident, off_cpu), []).append((t_ns, stack, t_ns))
-        for (ident, off_cpu), samples in per_thread.items():
-            self.store.add_many(ident, samples, self.version, idle=off_cpu)
-            if off_cpu:
-                self.off_cpu += len(samples)
-        self.store.set_watermark(watermark_ns)
+        # the slow-span watcher's samples in the ring too (its spans are held for this
+        # watermark while the sampler runs), under the version in force
+        counts = _READER.take(self.store, self.version, self.version, watermark=True)
+        self.off_cpu += counts.off_cpu
+        WATCHER.count(counts)
         stats = self._ns.stats()
         self.errors, self.dropped = int(stats["errors"]), int(stats["dropped"])
         if self._on_ticks is not None:
             ticks = int(stats["ticks"])
             self._on_ticks(self.version, max(0, ticks - self._ticks_seen), self.interval_s)
             self._ticks_seen = ticks
-        return len(got)
+        return sum(counts)
+
+
+#: Least time between two rounds of the watcher's reads (s): at most 100 a second, each
+#: reading every thread whose span is due (one read a thread, about 80 µs of the
+#: watcher's CPU each on the benchmark machine, the first reads of new code included:
+#: bench/output/native_watch_s43.json), so the reads stay under about 1 % of a core
+#: whatever the number of slow spans.
+WATCH_MIN_GAP_S = 0.01
+
+
+class SlowSpanWatcher:
+    """Slow-span capture without the GIL: the extension's watcher thread.
+
+    The span path registers each span as it starts, with when it turns slow
+    (:meth:`watch`), and takes it out as it ends (:meth:`ended`); the watcher thread
+    sleeps until the earliest registered span turns slow, reads that span's thread's
+    frames as the sampler reads the GIL holder's, and reads it again every
+    ``repeat_s`` while the span is open. Its samples are on their spans only (out of
+    the CPU profile), *waiting* when the thread was not on a CPU while read. While the
+    sampler runs, its takes bring them in (spans are held for its watermark); while it
+    does not, a span that was read takes them in as it ends, before the span join
+    looks at it. One per process (the extension's state is the process's):
+    :data:`WATCHER`.
+
+    Compared with the in-process capture (a Python thread woken at each span's turn,
+    taking the GIL to read): no wake-up of a Python thread, no GIL, a read of tens of µs
+    (docs/benchmarks.md, "The capture in the native sampler").
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = False
+        self.store: SampleStore | None = None
+        self.version: Callable[[], int] = lambda: 0
+        #: Samples the watcher took (brought into a store), and of them waiting ones.
+        self.samples = 0
+        self.waiting_samples = 0
+        self._cpu_before = 0.0
+        self._cpu_seen = 0.0
+        self._settings: tuple[int, int] | None = None
+
+    def after_fork(self) -> None:
+        """In a forked child: no watcher thread (the extension's state is reset too)."""
+        self._lock = threading.Lock()
+        self.running = False
+        self._settings = None
+
+    def start(
+        self, store: SampleStore, version: Callable[[], int], repeat_s: float, depth: int
+    ) -> None:
+        """Start the watcher thread (running: new settings, in force at once)."""
+        module = _load()
+        if module is None:
+            raise RuntimeError(f"the native watcher cannot run: {unavailable()}")
+        settings = (max(1, int(repeat_s * 1e6)), max(1, min(MAX_DEPTH, depth)))
+        with self._lock:
+            self.store, self.version = store, version
+            if self.running and settings == self._settings:
+                return
+            module.watch_start(
+                repeat_us=settings[0], depth=settings[1], on_cpu=True,
+                min_gap_us=int(WATCH_MIN_GAP_S * 1e6),
+            )  # fmt: skip
+            self._settings = settings
+            self.running = True
+
+    def stop(self) -> None:
+        """Stop the watcher thread; every span registered is forgotten, the samples
+        taken so far are brought in."""
+        module = _load()
+        with self._lock:
+            if not self.running or module is None:
+                return
+            module.watch_stop()
+            self._cpu_before += int(module.watch_stats()["cpu_ns"]) / 1e9
+            self.running = False
+            self._settings = None
+        self._take()
+
+    def watch(self, span_id: int, due_ns: int, ident: int = 0, native_id: int = 0) -> bool:
+        """Read the thread of span ``span_id`` once the span is open at ``due_ns`` (unix
+        ns): the calling thread's (the span path, as the span starts), or the thread
+        ``ident`` (native id ``native_id``). Whether it is watched."""
+        module = _module
+        if module is None or not self.running:
+            return False
+        return bool(module.watch(span_id, due_ns, ident, native_id))
+
+    def ended(self, span_id: int) -> None:
+        """Called by the span path as a span ends: forget it, and bring its samples in
+        now when no sampler's take will (the span join looks at the span next)."""
+        module = _module
+        if module is None or not self.running:
+            return
+        if module.unwatch(span_id) > 0 and (_owner is None or not _owner.running):
+            self._take()
+
+    def _take(self) -> None:
+        store = self.store
+        if store is None:
+            return
+        version = self.version()
+        self.count(_READER.take(store, version, version, watermark=False))
+
+    def count(self, counts: RingCounts) -> None:
+        """Count the watcher's samples of a take (the sampler's takes bring them too)."""
+        if counts.slow:
+            self.samples += counts.slow
+            self.waiting_samples += counts.slow_waiting
+
+    def stats(self) -> dict[str, int]:
+        """The extension's figures: ``open`` spans registered, ``spans`` read at least
+        once, ``reads``, ``full`` (spans not registered: the table was full), ..."""
+        module = _load()
+        return dict(module.watch_stats()) if module is not None else {}
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of every watcher thread of this process so far (monotonic)."""
+        module = _module
+        live = 0.0
+        if module is not None and self.running:
+            native = int(module.watch_stats()["native_id"])
+            live = (thread_cpu_seconds(native) or 0.0) if native else 0.0
+        with self._lock:
+            self._cpu_seen = max(self._cpu_seen, self._cpu_before + live)
+            return self._cpu_seen
+
+
+#: The process's slow-span watcher.
+WATCHER = SlowSpanWatcher()

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -75,6 +76,7 @@ from otel_adaprof.cost_model import SLOW_SPAN_CORE_SHARE
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.stacks import Stack
+from otel_adaprof.instrumentation.profiler.native import SlowSpanWatcher
 from otel_adaprof.instrumentation.profiler.thread_stacks import ThreadStacks
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.instrumentation.spans.open_spans import NEVER_NS, OpenSpan, OpenSpanIndex
@@ -134,6 +136,8 @@ REPEAT_SHARE = 0.5
 #: loaded service, bench/output/watch_mode_s19_reflex_off.json). Back to the alarm
 #: below half of it.
 MAX_MOVES_PER_S = 1000.0
+#: Spans of operations not known yet that the native index keeps for the loop at most.
+MAX_PENDING = 1000
 #: Operations whose ``look_ns`` is kept at most (beyond, the table starts again).
 MAX_LOOK_OPERATIONS = 2048
 
@@ -165,8 +169,58 @@ class _ThreadClock:
         os.close(self.fd)
 
 
+class NativeWatchIndex(OpenSpanIndex):
+    """The open-span index when the native watcher reads the slow spans: the span path
+    hands each span to the watcher as it starts (with when it turns slow: its
+    operation's ``look_ns``) and takes it back as it ends; nothing is kept here, and the
+    loop's alarm is its own ticks only (it reads nothing)."""
+
+    def __init__(self, watcher: SlowSpanWatcher) -> None:
+        super().__init__()
+        self.watcher = watcher
+        #: Spans of operations whose trigger the loop does not know yet: it registers
+        #: them at the tick they wake it for.
+        self.pending: dict[int, OpenSpan] = {}
+        self._pending_lock = threading.Lock()
+
+    def __setitem__(self, span_id: int, span: OpenSpan) -> None:
+        name = span[3]
+        look = self.look_ns.get(name)
+        if look is None:  # the loop learns its operation (its trigger) now
+            with self._pending_lock:
+                if len(self.pending) < MAX_PENDING:
+                    self.pending[span_id] = span
+            self.unknown.add(name)
+            self.wake_now()
+        elif look < NEVER_NS:
+            self.watcher.watch(span_id, span[2] + look)
+
+    def starting(self, start_ns: int, name: str) -> bool:
+        return False
+
+    def pop(self, span_id: int, default: object = None) -> object:  # type: ignore[override]
+        if self.pending:
+            with self._pending_lock:
+                self.pending.pop(span_id, None)
+        self.watcher.ended(span_id)  # after: a span the loop registered meanwhile goes
+        return default
+
+    def register_pending(self) -> None:
+        """The loop's tick: register the spans that waited for their operation's trigger."""
+        with self._pending_lock:
+            pending, self.pending = self.pending, {}
+            for span_id, (ident, native_id, start, name) in pending.items():
+                look = self.look_ns.get(name)
+                if look is not None and look < NEVER_NS:
+                    self.watcher.watch(span_id, start + look, ident, native_id)
+
+
 class SlowSpanCapture:
-    """Captures the stacks of slow spans' threads; called by the agent's fast loop."""
+    """Captures the stacks of slow spans' threads; called by the agent's fast loop.
+
+    ``native``: the native watcher to read them with (:class:`NativeWatchIndex`), when
+    the agent's profiler is the native one, else ``None`` (the reads in this thread).
+    """
 
     def __init__(
         self,
@@ -174,6 +228,7 @@ class SlowSpanCapture:
         store: SampleStore,
         latency: LatencyTracker,
         enable: Callable[[OpenSpanIndex | None], bool] | None = None,
+        native: Callable[[], SlowSpanWatcher | None] | None = None,
     ) -> None:
         self.live = live
         self.store = store
@@ -181,6 +236,7 @@ class SlowSpanCapture:
         #: Installs (a dict) or removes (``None``) the marker processor's open-span
         #: index; returns whether it could.
         self.enable = enable or (lambda index: False)
+        self.native = native or (lambda: None)
         self.open_spans: OpenSpanIndex | None = None
         #: Spans its ticks saw outlive their trigger, and samples taken on them (since
         #: start). The agent reports the spans that *ended* slow (the marker
@@ -225,12 +281,15 @@ class SlowSpanCapture:
 
     def _switch(self, on: bool) -> None:
         if on and self.open_spans is None:
-            index = OpenSpanIndex()
+            watcher = self.native()
+            index = OpenSpanIndex() if watcher is None else NativeWatchIndex(watcher)
             index.seen = self._seen
             if self.enable(index):
                 self.open_spans = index
         elif not on and self.open_spans is not None:
             self.enable(None)
+            if isinstance(self.open_spans, NativeWatchIndex):
+                self.open_spans.watcher.stop()
             self.open_spans.close()
             self.open_spans = None
             self.stacks.close()
@@ -257,6 +316,8 @@ class SlowSpanCapture:
         if index is None:
             return OFF_TICK_S
         interval_ns = interval_ms * 1_000_000
+        if isinstance(index, NativeWatchIndex):
+            return self._native_tick(index, now_ns, interval_ns)
         # Spans starting from now on set the alarm themselves until the plan below.
         index.begin()
         index.slack_ns = interval_ns // 2  # (a new index after a switch has 0)
@@ -368,6 +429,30 @@ class SlowSpanCapture:
         index.plan(now_ns + base_ns, now_ns + wake_ns)
         return min(base_ns, wake_ns) / 1e9
 
+    def _native_tick(self, index: NativeWatchIndex, now_ns: int, interval_ns: int) -> float:
+        """With the native watcher: keep its settings and each operation's trigger
+        (``look_ns``, what a starting span is registered with) up to date; no read here."""
+        params = self.live.params
+        index.watcher.start(
+            self.store, lambda: self.live.current.version, interval_ns / 1e9, params.stack_depth
+        )
+        if (interval_ns, params.marker_trigger) != self._late_for:
+            index.look_ns.clear()
+            self._late_for = (interval_ns, params.marker_trigger)
+        if index.unknown:
+            for name in list(index.unknown):
+                index.unknown.discard(name)
+                index.look_ns.setdefault(name, 0)
+            self._late_refresh_ns = 0
+        if now_ns >= self._late_refresh_ns:
+            self._refresh_look(index, params.marker_trigger)
+            self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
+        index.register_pending()
+        self.slow_spans = int(index.watcher.stats().get("spans", 0))
+        index.begin()
+        index.plan(now_ns + int(NONE_OPEN_S * 1e9))
+        return NONE_OPEN_S
+
     def _judge_moves(self, index: OpenSpanIndex, now_ns: int, interval_ms: int) -> None:
         """Poll instead of the alarm while spans ask for more moves than polling costs."""
         last_ns, last_asked = self._moves_seen
@@ -463,4 +548,4 @@ class SlowSpanCapture:
             return None
 
 
-__all__ = ["OpenSpan", "OpenSpanIndex", "SlowSpanCapture", "Stack"]
+__all__ = ["NativeWatchIndex", "OpenSpan", "OpenSpanIndex", "SlowSpanCapture", "Stack"]
