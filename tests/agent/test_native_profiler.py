@@ -371,6 +371,12 @@ for k, ok in zip(many, took):
     if ok:
         ns.unwatch(k)
 out["open_after_many"] = ns.watch_stats()["open"]
+# spans that end before they turn slow move the timer there and back: no wake-up
+w0 = ns.watch_stats()["wakeups"]
+for i in range(500):
+    ns.watch(10**6 + i, time.time_ns() + 50_000_000)
+    ns.unwatch(10**6 + i)
+out["wakeups_for_500"] = ns.watch_stats()["wakeups"] - w0
 # a span due now is read at once, again every repeat while open, never after it ended
 done = threading.Event()
 def slow():
@@ -400,7 +406,8 @@ print(json.dumps(out))
 def test_the_watch_table_registers_reads_forgets_and_survives_a_fork():
     """The native watcher's table: 3,000 spans registered and taken out in random order
     (open addressing with backward-shift deletion: a bug loses or keeps entries), a
-    table too small refused and counted, a slow span read every repeat while open and
+    table too small refused and counted, spans that end before they turn slow not
+    waking the watcher, a slow span read every repeat while open and
     never after, and a forked child with no watcher and no parent's spans."""
     out = _run_script(WATCH_TABLE)
     assert out["before"] is False
@@ -409,6 +416,8 @@ def test_the_watch_table_registers_reads_forgets_and_survives_a_fork():
     assert out["rest"] == 1500 and out["open_end"] == 0, out
     assert 3000 <= out["many_added"] < 5000 and out["full"] == 5000 - out["many_added"], out
     assert out["open_after_many"] == 0, out
+    # (the watcher woken by each span that started: 500; a poll's 1 s timeout: 1)
+    assert out["wakeups_for_500"] <= 5, out
     # 0.3 s open, a read every 50 ms from the start: about 6 (the machine may be loaded)
     assert 3 <= out["reads"] <= 8 and out["slow_samples"] == out["reads"], out
     assert out["after_end"] == 0, out
