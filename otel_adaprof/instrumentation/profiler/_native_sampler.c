@@ -1000,6 +1000,7 @@ static PyObject *track_current(PyObject *self, PyObject *unused)
 typedef struct {
     uint64_t key; /* span id */
     uint64_t ident, tid;
+    const PyThreadState *ts; /* the thread's state when it registered it (NULL: unknown) */
     uint64_t due_ns;  /* unix ns: turns slow (or its next read) */
     uint64_t slow_ns; /* unix ns: turns slow */
     uint32_t reads;
@@ -1107,7 +1108,7 @@ static uint64_t watch_soonest(void)
 }
 
 /* The threads whose span is due now, each once (nested slow spans: one read). */
-static int watch_collect(uint64_t now, uint64_t *idents)
+static int watch_collect(uint64_t now, uint64_t *idents, const PyThreadState **states)
 {
     int n = 0;
     for (uint32_t d = 0; d < watched_len;) {
@@ -1120,8 +1121,10 @@ static int watch_collect(uint64_t now, uint64_t *idents)
             int seen = 0;
             for (int k = 0; k < n; k++)
                 seen |= idents[k] == w->ident;
-            if (!seen)
+            if (!seen) {
+                states[n] = w->ts;
                 idents[n++] = w->ident;
+            }
             if (w->reads++ == 0)
                 watch_spans++;
             w->due_ns = watch_repeat_ns ? now + watch_repeat_ns : WATCH_NEVER;
@@ -1131,26 +1134,36 @@ static int watch_collect(uint64_t now, uint64_t *idents)
     return n;
 }
 
-static void watch_read(uint64_t ident)
+static void watch_read_state(const PyThreadState *ts)
 {
+    _PyCFrame cframe;
+    if (ts->cframe != NULL && safe_read(&cframe, ts->cframe, sizeof cframe) == 0 && cframe.current_frame != NULL) {
+        record_as(cframe.current_frame, ts, watch_on_cpu, watch_depth, 1);
+        watch_reads++;
+    }
+}
+
+/* Read the thread `ident`: from the state it registered its span with when that is
+ * still its own, else found in the interpreter's thread list. */
+static void watch_read(uint64_t ident, const PyThreadState *state)
+{
+    PyThreadState ts;
+    if (state != NULL && safe_read(&ts, state, sizeof ts) == 0 && ts.thread_id == ident) {
+        watch_read_state(&ts);
+        return;
+    }
     const PyThreadState *t = NULL;
     if (safe_read(&t, (const char *)main_interp + offsetof(PyInterpreterState, threads.head), sizeof t) != 0) {
         errors++;
         return;
     }
     for (int n = 0; t != NULL && n < MAX_THREADS; n++) {
-        PyThreadState ts;
-        _PyCFrame cframe;
         if (safe_read(&ts, t, sizeof ts) != 0) {
             errors++;
             return;
         }
         if (ts.thread_id == ident) {
-            if (ts.cframe != NULL && safe_read(&cframe, ts.cframe, sizeof cframe) == 0 &&
-                cframe.current_frame != NULL) {
-                record_as(cframe.current_frame, &ts, watch_on_cpu, watch_depth, 1);
-                watch_reads++;
-            }
+            watch_read_state(&ts);
             return;
         }
         t = ts.next;
@@ -1168,17 +1181,18 @@ static void *watcher_main(void *unused)
     clockid_t own;
     pthread_getcpuclockid(pthread_self(), &own);
     uint64_t idents[WATCH_BATCH];
+    const PyThreadState *states[WATCH_BATCH];
     uint64_t last_read = 0;
     pthread_mutex_lock(&watch_lock);
     while (watching) {
         uint64_t now = now_ns(CLOCK_REALTIME);
-        int n = now >= last_read + watch_min_gap_ns ? watch_collect(now, idents) : 0;
+        int n = now >= last_read + watch_min_gap_ns ? watch_collect(now, idents, states) : 0;
         if (n > 0) {
             last_read = now;
             pthread_mutex_unlock(&watch_lock);
             ticks++; /* the frame cache's clock, when the sampler does not run */
             for (int k = 0; k < n; k++)
-                watch_read(idents[k]);
+                watch_read(idents[k], states[k]);
             watch_cpu_ns = now_ns(own);
             pthread_mutex_lock(&watch_lock);
             continue; /* what came due meanwhile */
@@ -1275,6 +1289,7 @@ static PyObject *watch(PyObject *self, PyObject *args)
         Py_RETURN_FALSE;
     uint64_t ident = ident_in ? ident_in : PyThread_get_thread_ident();
     uint64_t tid = ident_in ? tid_in : PyThread_get_thread_native_id();
+    const PyThreadState *ts = ident_in ? NULL : PyThreadState_Get();
     int added = 0;
     pthread_mutex_lock(&watch_lock);
     int found = watch_find(key);
@@ -1295,6 +1310,7 @@ static PyObject *watch(PyObject *self, PyObject *args)
         w->key = key;
         w->ident = ident;
         w->tid = tid;
+        w->ts = ts;
         w->due_ns = w->slow_ns = due;
         w->reads = 0;
         added = 1;

@@ -35,6 +35,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import NamedTuple
@@ -333,6 +334,8 @@ class SlowSpanWatcher:
         self.samples = 0
         self.waiting_samples = 0
         self._cpu_before = 0.0
+        #: CPU seconds of the takes made on the spans' threads as they end.
+        self._cpu_taking = 0.0
         self._cpu_seen = 0.0
         self._settings: tuple[int, int] | None = None
 
@@ -390,7 +393,10 @@ class SlowSpanWatcher:
         if module is None or not self.running:
             return
         if module.unwatch(span_id) > 0 and (_owner is None or not _owner.running):
+            t0 = time.thread_time()  # the agent's work on the span's thread: its CPU
             self._take()
+            with self._lock:
+                self._cpu_taking += time.thread_time() - t0
 
     def _take(self) -> None:
         store = self.store
@@ -412,14 +418,16 @@ class SlowSpanWatcher:
         return dict(module.watch_stats()) if module is not None else {}
 
     def cpu_seconds(self) -> float:
-        """CPU seconds of every watcher thread of this process so far (monotonic)."""
+        """CPU seconds of every watcher thread of this process so far, and of the takes
+        of its samples on the spans' threads (monotonic)."""
         module = _module
         live = 0.0
         if module is not None and self.running:
             native = int(module.watch_stats()["native_id"])
             live = (thread_cpu_seconds(native) or 0.0) if native else 0.0
         with self._lock:
-            self._cpu_seen = max(self._cpu_seen, self._cpu_before + live)
+            spent = self._cpu_before + self._cpu_taking + live
+            self._cpu_seen = max(self._cpu_seen, spent)
             return self._cpu_seen
 
 
