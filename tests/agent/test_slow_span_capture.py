@@ -20,7 +20,7 @@ import pytest
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.join.samples import SampleStore
-from otel_adaprof.instrumentation.profiler import slow_spans
+from otel_adaprof.instrumentation.profiler import native, slow_spans
 from otel_adaprof.instrumentation.profiler.thread_stacks import safe_backend
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.params import Params
@@ -392,3 +392,42 @@ def test_capture_polls_while_spans_would_move_its_alarm_too_often():
     assert got["busy"]["spans_per_s"] > 2000, got  # (else the machine was too busy)
     assert got["busy"]["polling"] is True, got
     assert got["polling_after"] is False, got
+
+
+class _RefusedWatcher(native.SlowSpanWatcher):
+    """A native watcher whose thread cannot start (as where threads are exhausted)."""
+
+    def start(self, *args: object, **kwargs: object) -> None:
+        raise OSError("could not start the slow-span watcher thread")
+
+
+def test_a_native_watcher_that_cannot_start_leaves_the_reads_in_process(caplog):
+    """The capture falls back to the in-process reads, says so once, and reads a slow
+    span there. (Fails with the error left to the fast loop: every tick fails and no
+    slow span is read.)"""
+    live = LiveParams(Params.parse({"slow_span_interval_ms": 5,
+                                    "marker_trigger": {"min_duration_ms": 10}}))  # fmt: skip
+    store = SampleStore()
+    installed: list[object] = []
+    capture = slow_spans.SlowSpanCapture(
+        live, store, LatencyTracker(), enable=lambda index: installed.append(index) or True,
+        native=_RefusedWatcher,
+    )  # fmt: skip
+    capture.tick(time.time_ns())  # the native index, then the refusal
+    assert isinstance(installed[0], slow_spans.NativeWatchIndex) and capture.open_spans is None
+    assert "cannot run" in caplog.text
+    capture.tick(time.time_ns())
+    index = capture.open_spans
+    assert type(index) is slow_spans.OpenSpanIndex
+    done = threading.Event()
+    worker = threading.Thread(target=done.wait)
+    worker.start()
+    try:
+        t0 = time.time_ns()
+        index[1] = (worker.ident, worker.native_id, t0 - 50_000_000, "op")
+        capture.tick(t0)
+        assert capture.samples == 1
+    finally:
+        done.set()
+        worker.join()
+        capture.stop()

@@ -433,9 +433,20 @@ class SlowSpanCapture:
         """With the native watcher: keep its settings and each operation's trigger
         (``look_ns``, what a starting span is registered with) up to date; no read here."""
         params = self.live.params
-        index.watcher.start(
-            self.store, lambda: self.live.current.version, interval_ns / 1e9, params.stack_depth
-        )
+        try:
+            index.watcher.start(
+                self.store, lambda: self.live.current.version, interval_ns / 1e9,
+                params.stack_depth,
+            )  # fmt: skip
+        except (OSError, RuntimeError) as exc:  # the reads go on in this thread
+            log.warning(
+                "otel-adaprof: the native slow-span watcher cannot run (%s); slow spans "
+                "are read in-process",
+                exc,
+            )
+            self.native = lambda: None
+            self._switch(False)  # the next tick installs the in-process index
+            return 0.0
         if (interval_ns, params.marker_trigger) != self._late_for:
             index.look_ns.clear()
             self._late_for = (interval_ns, params.marker_trigger)
