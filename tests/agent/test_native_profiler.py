@@ -268,7 +268,9 @@ for on_cpu, spinners in ((True, 2), (False, 2)):
         "ran": ran[0], "samples": len(mine),
         "waiting": sum(1 for _t, _s, waiting in mine if waiting),
         "off_cpu": sampler.off_cpu,
-        "in_profile": sum(c.count for c in hist.stacks if "burn" in c.stack),
+        # every stack of the worker thread (burn, or its start and end: a sample there
+        # is its CPU too)
+        "in_profile": sum(c.count for c in hist.stacks if "_bootstrap" in c.stack),
     }
 print(json.dumps(out))
 """
