@@ -182,18 +182,23 @@ class NativeWatchIndex(OpenSpanIndex):
         #: them at the tick they wake it for.
         self.pending: dict[int, OpenSpan] = {}
         self._pending_lock = threading.Lock()
+        #: Spans that could not be registered (an error in the span path, counted).
+        self.errors = 0
 
     def __setitem__(self, span_id: int, span: OpenSpan) -> None:
-        name = span[3]
-        look = self.look_ns.get(name)
-        if look is None:  # the loop learns its operation (its trigger) now
-            with self._pending_lock:
-                if len(self.pending) < MAX_PENDING:
-                    self.pending[span_id] = span
-            self.unknown.add(name)
-            self.wake_now()
-        elif look < NEVER_NS:
-            self.watcher.watch(span_id, span[2] + look)
+        try:
+            name = span[3]
+            look = self.look_ns.get(name)
+            if look is None:  # the loop learns its operation (its trigger) now
+                with self._pending_lock:
+                    if len(self.pending) < MAX_PENDING:
+                        self.pending[span_id] = span
+                self.unknown.add(name)
+                self.wake_now()
+            elif look < NEVER_NS:
+                self.watcher.watch(span_id, span[2] + look)
+        except Exception:  # the span's start must not fail: it goes unwatched
+            self.errors += 1
 
     def starting(self, start_ns: int, name: str) -> bool:
         return False
