@@ -131,6 +131,14 @@ def _run(profiler: str, interval: int) -> dict:
     return _probe(PROBE, profiler, str(interval))
 
 
+def _stray(got: dict, slow: list[dict]) -> list[int]:
+    """Samples of the thread of fast spans outside its (rare, machine-load) slow spans."""
+    return [
+        t for t in got["fast_thread_samples"]
+        if not any(s["start"] <= t <= s["end"] for s in slow if s["name"] == "fast-op")
+    ]  # fmt: skip
+
+
 def _slow_and_fast(got: dict) -> tuple[list[dict], list[dict]]:
     spans = [s for s in got["spans"] if s["name"] in ("slow-op", "fast-op", "sleepy-op")]
     return [s for s in spans if s["ms"] >= 100], [s for s in spans if s["ms"] < 100]
@@ -145,11 +153,7 @@ def test_samples_land_on_slow_spans_only_without_a_profiler():
     assert len([s for s in slow if s["name"] == "slow-op"]) == 6 and len(fast) >= 10
     assert all(not s["marker"] and s["samples"] == 0 for s in fast)
     # No sample of the other thread outside its (rare, machine-load) slow spans.
-    stray = [
-        t for t in got["fast_thread_samples"]
-        if not any(s["start"] <= t <= s["end"] for s in slow if s["name"] == "fast-op")
-    ]  # fmt: skip
-    assert stray == []
+    assert _stray(got, slow) == []
     # 300 ms, slow after 100 ms, a capture every 5 ms: about 40 each on an idle machine
     # (fewer here: three threads share the GIL, and the test machine may be loaded).
     # The capture thread needs the GIL, which two busy threads hold in turn: on a loaded
@@ -199,11 +203,7 @@ def test_with_the_native_profiler_a_native_thread_reads_the_slow_spans():
     meant = [s for s in slow if s["name"] != "fast-op"]
     assert len(meant) == 9 and all(s["samples"] >= 1 for s in meant), meant
     assert all(not s["marker"] and s["samples"] == 0 for s in fast)
-    stray = [
-        t for t in got["fast_thread_samples"]
-        if not any(s["start"] <= t <= s["end"] for s in slow if s["name"] == "fast-op")
-    ]  # fmt: skip
-    assert stray == []
+    assert _stray(got, slow) == []
     for span in meant:
         assert span["marker"], span
         if span["name"] == "slow-op":

@@ -326,17 +326,7 @@ class SlowSpanCapture:
         # Spans starting from now on set the alarm themselves until the plan below.
         index.begin()
         index.slack_ns = interval_ns // 2  # (a new index after a switch has 0)
-        if (interval_ns, params.marker_trigger) != self._late_for:
-            index.look_ns.clear()  # new params: each operation's comes back as it starts
-            self._late_for = (interval_ns, params.marker_trigger)
-        if index.unknown:  # operations that started since, maybe ended already
-            for name in list(index.unknown):
-                index.unknown.discard(name)
-                index.look_ns.setdefault(name, 0)  # (computed just below)
-            self._late_refresh_ns = 0
-        if now_ns >= self._late_refresh_ns:
-            self._refresh_look(index, params.marker_trigger)
-            self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
+        if self._keep_looks(index, now_ns, interval_ns, params.marker_trigger):
             self._judge_moves(index, now_ns, interval_ms)
         if not index and not self._seen and not self._clocks and not index.polling:
             # no span open (between requests, most ticks): nothing to look at, and
@@ -452,22 +442,32 @@ class SlowSpanCapture:
             self.native = lambda: None
             self._switch(False)  # the next tick installs the in-process index
             return 0.0
-        if (interval_ns, params.marker_trigger) != self._late_for:
-            index.look_ns.clear()
-            self._late_for = (interval_ns, params.marker_trigger)
-        if index.unknown:
-            for name in list(index.unknown):
-                index.unknown.discard(name)
-                index.look_ns.setdefault(name, 0)
-            self._late_refresh_ns = 0
-        if now_ns >= self._late_refresh_ns:
-            self._refresh_look(index, params.marker_trigger)
-            self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
+        self._keep_looks(index, now_ns, interval_ns, params.marker_trigger)
         index.register_pending()
         self.slow_spans = int(index.watcher.stats().get("spans", 0))
         index.begin()
         index.plan(now_ns + int(NONE_OPEN_S * 1e9))
         return NONE_OPEN_S
+
+    def _keep_looks(
+        self, index: OpenSpanIndex, now_ns: int, interval_ns: int, trigger: MarkerTrigger
+    ) -> bool:
+        """Each operation's ``look_ns`` up to date: cleared on new params (each comes back
+        as its operation starts), computed for the operations that started since, all
+        of them again every :data:`LATE_REFRESH_S`. Whether they were all computed again."""
+        if (interval_ns, trigger) != self._late_for:
+            index.look_ns.clear()
+            self._late_for = (interval_ns, trigger)
+        if index.unknown:  # operations that started since, maybe ended already
+            for name in list(index.unknown):
+                index.unknown.discard(name)
+                index.look_ns.setdefault(name, 0)  # (computed just below)
+            self._late_refresh_ns = 0
+        if now_ns < self._late_refresh_ns:
+            return False
+        self._refresh_look(index, trigger)
+        self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
+        return True
 
     def _judge_moves(self, index: OpenSpanIndex, now_ns: int, interval_ms: int) -> None:
         """Poll instead of the alarm while spans ask for more moves than polling costs."""
