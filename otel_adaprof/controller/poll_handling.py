@@ -223,6 +223,7 @@ class PollHandler:
     def _plan(self, request: PollRequest, known: _Known, timing: PollTiming | None = None) -> _Plan:
         """Credit and decide (in memory); the writes that make it durable."""
         now = self.clock()
+        request = _with_late_cpu(request)
         agent = request.agent
         service = agent.service
         session, spec = known.context.session, known.spec
@@ -320,7 +321,9 @@ class PollHandler:
             config_version=version,
             params=plan.decision.params,
             session_id=session_id,
-            poll_interval_s=self.config.agents.poll_interval_s,
+            poll_interval_s=self.config.agents.interval_for(
+                settled=bool(plan.decision.features.get("settled"))
+            ),
         )
 
     def _decide(
@@ -435,6 +438,51 @@ class PollHandler:
         self._pending[(instance_id, version)] = (ctx, decision)
         while len(self._pending) > MAX_PENDING_DECISIONS:
             self._pending.popitem(last=False)
+
+
+#: Part of a window's ``profiler_cpu_breakdown`` that holds the CPU of earlier versions
+#: reported late (:func:`_with_late_cpu`).
+LATE_CPU_PART = "late"
+
+
+def _with_late_cpu(request: PollRequest) -> PollRequest:
+    """The report, its window's profiler CPU with the late CPU of earlier versions added.
+
+    An agent hands each window exactly its own version's CPU; what an earlier version
+    spent after its report — a cut py-spy run's tail, or the agent's threads between a
+    window's close and the new params (the poll that reported it, the span join) — comes
+    in a later report's ``late_stacks`` (``profiler_cpu_seconds``). It was spent in the
+    wall time of the window it arrives with (that window began at the close), so it
+    counts there, as its late samples do (:func:`_with_late`): in the window's CPU that
+    the budget, the reward's cost and every report read, as part ``late`` of the
+    breakdown. Before session 44 it was dropped: a sampling agent's CPU read about
+    0.35 ms a second low (docs/benchmarks.md, "The CPU of a window's close").
+
+    >>> from otel_adaprof.protocol import AgentIdentity, LateStacks, ObservedState
+    >>> from otel_adaprof.protocol import StackHistogram
+    >>> agent = AgentIdentity(service="s", instance_id="i", host="h", pid=1)
+    >>> window = ObservedState(window_start=0.0, window_seconds=3.0, profiler_cpu_seconds=0.01,
+    ...                        profiler_cpu_breakdown={"native": 0.01})
+    >>> late = LateStacks(config_version=2, stacks=StackHistogram(),
+    ...                   profiler_cpu_seconds=0.002)
+    >>> out = _with_late_cpu(PollRequest(agent=agent, config_version=3, window=window,
+    ...                                  late_stacks=[late])).window
+    >>> round(out.profiler_cpu_seconds, 6), out.profiler_cpu_breakdown
+    (0.012, {'native': 0.01, 'late': 0.002})
+    """
+    window = request.window
+    late = sum(item.profiler_cpu_seconds for item in request.late_stacks or [])
+    if window is None or late <= 0.0:
+        return request
+    breakdown = dict(window.profiler_cpu_breakdown)
+    breakdown[LATE_CPU_PART] = breakdown.get(LATE_CPU_PART, 0.0) + late
+    window = window.model_copy(
+        update={
+            "profiler_cpu_seconds": window.profiler_cpu_seconds + late,
+            "profiler_cpu_breakdown": breakdown,
+        }
+    )
+    return request.model_copy(update={"window": window})
 
 
 def _with_late(request: PollRequest) -> dict[str, int] | None:

@@ -71,7 +71,7 @@ from otel_adaprof.demo.processes import Children
 from otel_adaprof.demo.report import write_report
 from otel_adaprof.demo.span_sink import SpanSink
 from otel_adaprof.demo.stack import LONGEST_RUN_S, SEGMENT_S, DemoStack
-from otel_adaprof.demo.timeline import TimelineRow, parse_timeline
+from otel_adaprof.demo.timeline import TimelineRow, parse_timeline, profiler_cpu_over
 from otel_adaprof.demo.workload import HOT_PATH
 from otel_adaprof.exporters.collapsed import parse_collapsed
 from otel_adaprof.params import Params
@@ -378,12 +378,12 @@ def _figures(
             workload, l1 = read_phase(gained, truth)
             edges_workload, edges_l1 = read_phase(by_edges, truth)
             rows = [r for r in timelines[name] if start <= r.t < end]
-            prof = [r.profiler_cpu_fraction for r in rows if r.profiler_cpu_fraction is not None]
+            prof = profiler_cpu_over(rows)
             app_cpu = _at(run.cpu, end) - _at(run.cpu, start)
             hot_err = abs(shares[HOT_PATH] - truth[HOT_PATH])
             sent_bytes = _at(run.sink_bytes, end) - _at(run.sink_bytes, start)
             fig: dict[str, Any] = {
-                "profiler_cpu": round(sum(prof) / len(prof), 5) if prof else None,
+                "profiler_cpu": round(prof, 5) if prof is not None else None,
                 "app_cpu_ms_per_request": round(1000 * app_cpu / stats.ok, 3)
                 if stats and stats.ok else None,
                 "p50_ms": round(stats.p50_ms, 3) if stats else None,

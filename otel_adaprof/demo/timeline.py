@@ -177,6 +177,31 @@ def parse_timeline(raw: Any) -> list[TimelineRow]:
     return sorted(rows, key=lambda r: r.t)
 
 
+def profiler_cpu_over(rows: Sequence[TimelineRow]) -> float | None:
+    """Profiler CPU per wall second over these windows: their CPU seconds over their
+    seconds, so a short window (a burst's early report) weighs what it lasted, and a
+    long one (a settled agent's) as much (windows without seconds: their mean fraction).
+
+    >>> rows = [TimelineRow(0.0, "a", 1, state={"profiler_cpu_seconds": 0.03,
+    ...                                         "window_seconds": 1.0}),
+    ...         TimelineRow(1.0, "a", 2, state={"profiler_cpu_seconds": 0.01,
+    ...                                         "window_seconds": 9.0})]
+    >>> profiler_cpu_over(rows), profiler_cpu_over([])
+    (0.004, None)
+    """
+    cpu = seconds = 0.0
+    fractions: list[float] = []
+    for row in rows:
+        spent, secs = _num(row.state.get("profiler_cpu_seconds")), row.figure("window_seconds")
+        if spent is not None and secs:
+            cpu, seconds = cpu + spent, seconds + secs
+        elif row.profiler_cpu_fraction is not None:
+            fractions.append(row.profiler_cpu_fraction)
+    if seconds > 0.0:
+        return round(cpu / seconds, 6)
+    return round(sum(fractions) / len(fractions), 6) if fractions else None
+
+
 def samples_in_by(rows: Sequence[TimelineRow], t: float) -> bool:
     """Whether every agent of ``rows`` has reported all its samples taken before unix time
     ``t``: a window of it ended at or after ``t`` with none pending from before ``t``

@@ -170,3 +170,54 @@ def test_the_guard_prices_actions_with_the_agents_own_profiler(controller: Contr
         ).fetchone()
         first[service] = action if not json.loads(features).get("saving") else "saving"
     assert first == {"shop-spy": "saving", "shop-native": "learn-100hz"}, first
+
+
+def test_cpu_an_earlier_version_spent_after_its_report_counts_in_the_window_it_comes_with(
+    controller: ControllerProcess,
+):
+    """The CPU an agent spent between a window's close and the new params (its poll, a cut
+    py-spy run's tail) comes in the next report's late stacks: it is counted there, in
+    the window's CPU that the timeline, the budget and the reward read."""
+    sid = controller.request("POST", "/v1/sessions", {"service": "shop", "mode": "static"})["id"]
+    controller.request("POST", "/v1/agents/poll", poll_body("a-1"))  # -> v1
+    controller.request("POST", "/v1/agents/poll", poll_body("a-1", 1, cpu_s=0.01))  # -> v2
+    body = poll_body("a-1", 2, cpu_s=0.02)
+    body["window"]["profiler_cpu_breakdown"] = {"native": 0.015, "poller": 0.005}
+    late = {"stacks": [{"stack": "main (app.py:1);handle (app.py:9)", "count": 3}], "depth": 64}
+    body["late_stacks"] = [{"config_version": 1, "stacks": late, "profiler_cpu_seconds": 0.004}]
+    controller.request("POST", "/v1/agents/poll", body)
+    windows = controller.request("GET", f"/v1/sessions/{sid}/timeline")["windows"]
+    assert [w["config_version"] for w in windows] == [1, 2]
+    first, second = (w["state"] for w in windows)
+    assert first["profiler_cpu_seconds"] == 0.01
+    assert abs(second["profiler_cpu_seconds"] - 0.024) < 1e-9
+    assert second["profiler_cpu_breakdown"] == {"native": 0.015, "poller": 0.005, "late": 0.004}
+
+
+def test_a_settled_agent_is_asked_to_poll_less_often(tmp_path):
+    """An adaptive session's phase learns until its profile is at the target, then
+    settles on maintenance: from then on the answer asks for a poll
+    ``settled_poll_factor`` times less often, until the phase needs samples again."""
+    config = tmp_path / "c.yaml"
+    config.write_text("agents:\n  poll_interval_s: 2\n  settled_poll_factor: 4\n")
+    with ControllerProcess(tmp_path / "db.sqlite", "--config", str(config)) as ctl:
+        ctl.request("POST", "/v1/sessions", {"service": "shop", "mode": "adaptive"})
+        answer = ctl.request("POST", "/v1/agents/poll", poll_body("a-1"))
+        intervals, actions = [answer["poll_interval_s"]], []
+        stacks = {"main (app.py:1);handle (app.py:9);burn_cpu (work.py:3)": 300}
+        for _ in range(8):  # 300 samples a window: the phase reaches its target
+            body = poll_body("a-1", answer["config_version"], stacks=stacks)
+            answer = ctl.request("POST", "/v1/agents/poll", body)
+            intervals.append(answer["poll_interval_s"])
+            actions.append(answer["params"]["sampling_interval_ms"])
+        assert intervals[0] == 2.0
+        assert 2.0 in intervals and intervals[-1] == 8.0, (intervals, actions)
+        assert set(intervals) == {2.0, 8.0}
+        settled_at = intervals.index(8.0)
+        assert all(i == 8.0 for i in intervals[settled_at:])
+        # a change the agent signalled: the new phase learns, at the usual interval
+        body = poll_body("a-1", answer["config_version"], stacks=stacks)
+        signals = {"changes": 1, "last_change_unix": body["window"]["window_start"] + 4.0}
+        body["window"]["change_signals"] = {**signals, "cpu_per_request": 12.0}
+        answer = ctl.request("POST", "/v1/agents/poll", body)
+        assert answer["poll_interval_s"] == 2.0 and answer["params"]["sampling_interval_ms"] > 0
