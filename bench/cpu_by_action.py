@@ -12,9 +12,12 @@ window that was mostly a reflex burst (``burst_seconds`` over half the window):
   windows), each counted for the *last window that profiled*: a py-spy run's samples
   often arrive in the report after it (``late_stacks``), when the params in force are
   already the watch's; and CPU milliseconds per sample;
-- the agent's CPU by part (``profiler_cpu_breakdown``: ``pyspy``, ``parse``, ``join``,
-  ``slow_span`` — the fast loop: slow-span capture, change signals, and the clock
-  beacon's notes it hosts in cpu mode —, ``beacon``, ``poller``) in ms per second.
+- the agent's CPU by part (``profiler_cpu_breakdown``: ``pyspy``, ``native``,
+  ``parse``, ``join``, ``slow_span`` — the fast loop: the in-process slow-span capture,
+  change signals, and the clock beacon's notes it hosts in cpu mode —, ``watch`` — the
+  native profiler's slow-span watcher and its takes, from session 44; in ``slow_span``
+  before —, ``beacon``, ``poller``, ``late`` — earlier versions' CPU spent in the
+  window's time, from session 44; dropped before) in ms per second.
 
 A run's per-phase figures (``adaprof bench``'s JSON) say how much; this says on what.
 

@@ -130,8 +130,9 @@ class Agent:
 
     def _new_profiler(self) -> Profiler:
         s = self.settings
-        # the native watcher's thread (slow-span capture without the GIL) is the capture's
-        self.cpu.add_meter("slow_span", native.WATCHER.cpu_seconds)
+        # the native watcher's thread (slow-span capture without the GIL) and its takes on
+        # the spans' threads: a part of their own, apart from the fast loop's
+        self.cpu.add_meter("watch", native.WATCHER.cpu_seconds)
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,
             segment_s=s.segment_s, segment_max_s=s.segment_max_s,
@@ -347,6 +348,9 @@ class Agent:
             backend=self._span_backend, profiling=self._samples_expected,
             linker=self.profiles,
         )  # fmt: skip
+        # the native watcher's samples come in at the join's pass, not at each span's end
+        join.before_send = native.WATCHER.take_ended
+        native.WATCHER.deferred = True
         self.joins.append(join)
         return join
 

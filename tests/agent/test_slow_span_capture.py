@@ -82,6 +82,8 @@ PROBE = textwrap.dedent(
 
     time.sleep(0.5)
     agent.observer.close_window()
+    from otel_adaprof.instrumentation.profiler import native
+    watcher_cpu_before = native.WATCHER.cpu_seconds()
     threads = [threading.Thread(target=f) for f in (slow, sleepy, fast)]
     for t in threads: t.start()
     threads[0].join(); threads[1].join(); stop.set(); threads[2].join()
@@ -92,6 +94,7 @@ PROBE = textwrap.dedent(
     while any(j.held for j in agent.joins) and time.monotonic() < deadline:
         time.sleep(0.05)
     state = agent.observer.close_window()
+    watcher_cpu = native.WATCHER.cpu_seconds() - watcher_cpu_before
     trace.get_tracer_provider().force_flush()
     out = {"spans": [], "state": state.model_dump(mode="json"),
            "fast_thread_samples": [t for t, _s, _w in
@@ -100,9 +103,9 @@ PROBE = textwrap.dedent(
            "stacks_backend": agent.slow_capture.stacks.backend,
            "stacks_failed": agent.slow_capture.stacks.failed,
            "capture_samples": agent.slow_capture.samples}
-    from otel_adaprof.instrumentation.profiler import native
     out["watcher_samples"] = native.WATCHER.samples
-    out["watcher_cpu"] = native.WATCHER.cpu_seconds()
+    out["watcher_cpu"] = watcher_cpu  # in the window
+    out["span_thread_takes"] = native.WATCHER.span_thread_takes
     for s in memory.get_finished_spans():
         a = dict(s.attributes or {})
         out["spans"].append({"name": s.name, "start": s.start_time, "end": s.end_time,
@@ -196,7 +199,8 @@ def test_with_the_native_profiler_a_native_thread_reads_the_slow_spans():
     extension's watcher thread, not by the fast loop: every span meant to be slow gets
     samples (the loop's reads, which need the GIL two busy threads hold in turn, may
     miss some), a sleeping span's are waiting, none lands on a fast span or in the CPU
-    histogram, and the watcher's CPU is the agent's (part ``slow_span``)."""
+    histogram, the span join brings them in (not the spans' threads as they end), and
+    the watcher's CPU is the agent's (part ``watch``)."""
     got = _run("native", 0)
     slow, fast = _slow_and_fast(got)
     assert got["capture_samples"] == 0 and got["watcher_samples"] > 0, got["watcher_samples"]
@@ -216,8 +220,15 @@ def test_with_the_native_profiler_a_native_thread_reads_the_slow_spans():
     assert state["slow_spans_sampled"] == sum(s["samples"] >= 1 for s in slow)
     assert state["slow_span_samples"] == got["watcher_samples"]
     assert state["samples_per_s"] == 0.0  # out of the CPU histogram
-    # the watcher thread's CPU counted in the agent's, with the fast loop's
-    assert 0 < got["watcher_cpu"] <= state["profiler_cpu_breakdown"]["slow_span"] + 1e-6
+    # brought in by the span join as it sent the spans on, none by a span's own thread
+    # (a take on the service's thread as each slow span ended, before session 44)
+    assert got["span_thread_takes"] == 0
+    # the watcher thread's CPU (and its takes) counted in the agent's, a part of its own
+    assert got["watcher_cpu"] > 0
+    assert abs(state["profiler_cpu_breakdown"]["watch"] - got["watcher_cpu"]) < 1e-3, (
+        state["profiler_cpu_breakdown"],
+        got["watcher_cpu"],
+    )
 
 
 @pytest.mark.slow

@@ -169,6 +169,10 @@ class SpanJoin(SpanProcessor):
         #: The marker processor's :meth:`~MarkerProcessor.decide` when this join stands
         #: in for it in the provider's list (:meth:`decide_markers`).
         self._decide: Callable[[ReadableSpan], MarkerInfo | None] | None = None
+        #: Called before each span is sent on: brings in samples read while the span
+        #: was open that no sampler's take will (the native watcher's,
+        #: :meth:`~otel_adaprof.instrumentation.profiler.native.SlowSpanWatcher.take_ended`).
+        self.before_send: Callable[[], None] | None = None
 
     def decide_markers(self, markers: MarkerProcessor) -> None:
         """Do the marker processor's work here, in its place in the provider's list.
@@ -359,6 +363,11 @@ class SpanJoin(SpanProcessor):
 
     def _forward(self, span: ReadableSpan, info: MarkerInfo, *, samples: bool) -> None:
         self.counters.slow += info.slow
+        if samples and self.before_send is not None:
+            try:
+                self.before_send()
+            except Exception:  # the span goes on with the samples that are in
+                log.debug("otel-adaprof: samples not brought in", exc_info=True)
         try:
             out = self._with_samples(span, info, samples)
         except Exception:

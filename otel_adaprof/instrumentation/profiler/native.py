@@ -316,9 +316,10 @@ class SlowSpanWatcher:
     ``repeat_s`` while the span is open. Its samples are on their spans only (out of
     the CPU profile), *waiting* when the thread was not on a CPU while read. While the
     sampler runs, its takes bring them in (spans are held for its watermark); while it
-    does not, a span that was read takes them in as it ends, before the span join
-    looks at it. One per process (the extension's state is the process's):
-    :data:`WATCHER`.
+    does not, the span join takes them in before it sends a span on
+    (:meth:`take_ended`, with :attr:`deferred`: one take a pass, on the join's thread),
+    else a span that was read takes them in as it ends. One per process (the
+    extension's state is the process's): :data:`WATCHER`.
 
     Compared with the in-process capture (a Python thread woken at each span's turn,
     taking the GIL to read): no wake-up of a Python thread, no GIL, a read of tens of µs
@@ -338,6 +339,15 @@ class SlowSpanWatcher:
         self._cpu_taking = 0.0
         self._cpu_seen = 0.0
         self._settings: tuple[int, int] | None = None
+        #: Whether a span join takes the samples of the spans that ended
+        #: (:meth:`take_ended`, before it sends a span on), rather than each span's
+        #: thread as the span ends: one take a join pass (about a second while no
+        #: sampler runs) instead of one per slow span, and none on the service's
+        #: threads (docs/agent.md). The agent sets it as it puts its span joins in.
+        self.deferred = False
+        self._ended_unread = False
+        #: Takes made on the spans' threads as they ended (without :attr:`deferred`).
+        self.span_thread_takes = 0
 
     def after_fork(self) -> None:
         """In a forked child: no watcher thread (the extension's state is reset too)."""
@@ -393,10 +403,23 @@ class SlowSpanWatcher:
         if module is None or not self.running:
             return
         if module.unwatch(span_id) > 0 and (_owner is None or not _owner.running):
+            if self.deferred:  # the span join takes them before it sends the span on
+                self._ended_unread = True
+                return
             t0 = time.thread_time()  # the agent's work on the span's thread: its CPU
             self._take()
             with self._lock:
                 self._cpu_taking += time.thread_time() - t0
+                self.span_thread_takes += 1
+
+    def take_ended(self) -> None:
+        """Bring in the samples of the spans read that ended since the last take (the
+        span join calls it before sending each span on; a flag's look when there are
+        none). The take's CPU is the calling thread's."""
+        if not self._ended_unread:
+            return
+        self._ended_unread = False  # before the take: a span ending meanwhile sets it again
+        self._take()
 
     def _take(self) -> None:
         store = self.store
