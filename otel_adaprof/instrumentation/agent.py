@@ -68,8 +68,13 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: When a burst starts, the window closes and is reported this long after (s), not at
 #: its end: long enough for the burst's first py-spy run (planned for 200 samples: 2 s
-#: at 100 Hz) to be in.
+#: at 100 Hz) to be in. A glimpse (2 s) is reported after it too, whole.
 BURST_REPORT_AFTER_S = 2.5
+#: The same for a burst of the native profiler (s): its samples are in the store within
+#: a take, and the report's close takes the rest (``Profiler.pause``), so a second of a
+#: 100 Hz burst, about 100 samples, is the news of a change in the report; waiting
+#: 2.5 s made a burst's detection wait 1.5 s more than its samples did.
+NATIVE_BURST_REPORT_AFTER_S = 1.0
 
 
 @functools.cache
@@ -199,8 +204,18 @@ class Agent:
         poller.resume_profiler = self.profiler.resume
         poller.late_stacks = self._late_stacks
         poller.pending_since = self.profiler.pending_since
-        self.fast_loop.on_burst = functools.partial(poller.poll_soon, BURST_REPORT_AFTER_S)
+        self.fast_loop.on_burst = functools.partial(self._report_burst, poller)
         return poller
+
+    def _report_burst(self, poller: Poller) -> None:
+        """A burst started (on the fast loop's thread): close the window and report soon,
+        once its first samples are in (:data:`BURST_REPORT_AFTER_S`,
+        :data:`NATIVE_BURST_REPORT_AFTER_S`). Never blocks."""
+        native_burst = (
+            self.profiler.backend == ProfilerBackend.NATIVE.value
+            and not self.fast_loop.reflex.in_glimpse
+        )
+        poller.poll_soon(NATIVE_BURST_REPORT_AFTER_S if native_burst else BURST_REPORT_AFTER_S)
 
     def _late_stacks(self, depth: int) -> list[LateStacks]:
         """Samples and CPU of already-reported versions that came in since (the tail of a

@@ -424,3 +424,71 @@ def test_the_watch_table_registers_reads_forgets_and_survives_a_fork():
     assert 3 <= out["reads"] <= 8 and out["slow_samples"] == out["reads"], out
     assert out["after_end"] == 0, out
     assert out["child_status"] == 0 and out["stop_s"] < 1.0 and out["stopped"] == 0, out
+
+
+BURST_SERVICE = r"""
+import sys, threading, time
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import otel_adaprof
+from otel_adaprof.instrumentation.settings import AgentSettings
+
+def hot_loop():
+    while True:
+        sum(i * i for i in range(500))
+
+threading.Thread(target=hot_loop, daemon=True).start()
+agent = otel_adaprof.configure(
+    service_name="burst", exporter=InMemorySpanExporter(),
+    settings=AgentSettings(profiler=sys.argv[2], controller_url=sys.argv[1], window_s=9.0),
+)
+while agent.live.current.version != 1:  # the controller's watch params are in force
+    time.sleep(0.05)
+agent.fast_loop.stop()  # the test starts the reflex's burst, as the loop's tick would
+time.sleep(1.0)
+reflex = agent.fast_loop.reflex
+if sys.argv[3] == "burst":
+    assert reflex.react(["cpu_per_request"], time.monotonic())
+else:
+    assert reflex.react([], time.monotonic(), rise=3.0) and reflex.in_glimpse
+print(time.time(), flush=True)
+agent.fast_loop.on_burst()
+time.sleep(60)
+"""
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("profiler", "kind", "after_s"), [("native", "burst", 1.0), ("native", "glimpse", 2.5)]
+)
+def test_a_native_burst_is_reported_after_its_first_second_a_glimpse_whole(
+    tmp_path, recorder, profiler, kind, after_s
+):
+    """A burst's start closes the window soon, whatever the poll interval (here 9 s, a
+    settled agent's): with the native profiler one second later, its samples of that
+    second in the report (``NATIVE_BURST_REPORT_AFTER_S``); a glimpse (2 s) after it
+    ended, whole (``BURST_REPORT_AFTER_S``, as for py-spy)."""
+    recorder.params = Params.parse(
+        {"sampling_interval_ms": 0, "burst_sensitivity": 8, "burst_interval_ms": 10,
+         "burst_seconds": 5, "glimpse_sensitivity": 2.5}
+    )  # fmt: skip
+    recorder.poll_interval_s = 9.0
+    script = tmp_path / "service.py"
+    script.write_text(BURST_SERVICE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), recorder.url, profiler, kind],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        started = float(proc.stdout.readline())
+        report = recorder.wait_windows(1, 1, timeout=15.0)[0]
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err, err[-3000:]
+    window = report.window
+    assert window is not None and report.stacks is not None
+    closed = window.window_start + window.window_seconds
+    assert after_s - 0.1 <= closed - started <= after_s + 0.6, (closed - started, after_s)
+    # the burst's samples at 100 Hz since it started: the news of the change
+    assert report.stacks.total_samples >= 40 * after_s, report.stacks.total_samples

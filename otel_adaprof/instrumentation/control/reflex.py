@@ -145,6 +145,11 @@ class BurstReflex:
         """Whether a burst runs now."""
         return self._until is not None
 
+    @property
+    def in_glimpse(self) -> bool:
+        """Whether the burst running now is a glimpse (a rise's short look)."""
+        return self._until is not None and self._glimpse
+
     def react(self, fired: list[str], now: float, rise: float = 0.0) -> bool:
         """One tick (``now``: monotonic s): account, end or start a burst or a glimpse;
         whether one started. ``rise``: the largest rise of CPU per request or span rate
