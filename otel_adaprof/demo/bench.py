@@ -145,6 +145,25 @@ class BenchSettings:
         """
         return self.duration_s * self.phase_scale
 
+    @property
+    def sample_lead_s(self) -> float:
+        """Seconds before a window opened that its report's samples may go back.
+
+        A py-spy run that spans a window's close reports its samples late, in the next
+        report: a window's samples may then be up to a run (``SEGMENT_S``) older than
+        the window. The native profiler's are never older: the report's close takes
+        them all in (``Profiler.pause``), and those it takes as the new params come in
+        were read after the close. A phase's profile counts a window when its samples
+        all fall in the phase (:func:`~otel_adaprof.demo.bench_figures.windows_within`);
+        with the py-spy lead, a native window opened less than 2 s into a phase was
+        left out of it (before session 44) — for adaptive, often the window of the
+        burst that found the phase's change.
+
+        >>> BenchSettings().sample_lead_s, BenchSettings(profiler="native").sample_lead_s
+        (2.0, 0.0)
+        """
+        return 0.0 if self.profiler == "native" else SEGMENT_S
+
 
 @dataclass
 class _Run:
@@ -370,7 +389,7 @@ def _figures(
             stats = load.per_phase[phase.name] if load else None
             by_edges = profile_diff(_at(run.snapshots, end + lag), _at(run.snapshots, start + lag))
             # a phase too short to hold a whole window (--quick): read at the edges
-            inside = windows_within(windows or [], start, end, SEGMENT_S)
+            inside = windows_within(windows or [], start, end, settings.sample_lead_s)
             gained = windows_profile(inside) if inside else by_edges
             shares = function_shares(gained)
             truth = GROUND_TRUTH[phase.name]
