@@ -93,6 +93,11 @@ NONE_OPEN_S = 1.0
 #: Seconds between two refreshes of every operation's ``look_ns`` (the span path's
 #: alarm rule): a percentile that moved is used there within this long.
 LATE_REFRESH_S = 0.25
+#: The same with the native watcher (s): there ``look_ns`` only sets when a starting
+#: span is due, and no tick looks at the open spans again, so a percentile that moved
+#: is used by the spans starting within this long, and the fast loop's ticks (0.25-1.25
+#: s apart) do not compute every operation's percentile again each time.
+NATIVE_LATE_REFRESH_S = 2.0
 #: Sleep while capture is off (s): the fast loop's own signal readings come sooner, and
 #: a change of params (a new ``slow_span_interval_ms``) wakes it at once.
 OFF_TICK_S = 5.0
@@ -442,7 +447,9 @@ class SlowSpanCapture:
             self.native = lambda: None
             self._switch(False)  # the next tick installs the in-process index
             return 0.0
-        self._keep_looks(index, now_ns, interval_ns, params.marker_trigger)
+        self._keep_looks(
+            index, now_ns, interval_ns, params.marker_trigger, refresh_s=NATIVE_LATE_REFRESH_S
+        )
         index.register_pending()
         self.slow_spans = int(index.watcher.stats().get("spans", 0))
         index.begin()
@@ -450,11 +457,12 @@ class SlowSpanCapture:
         return NONE_OPEN_S
 
     def _keep_looks(
-        self, index: OpenSpanIndex, now_ns: int, interval_ns: int, trigger: MarkerTrigger
-    ) -> bool:
+        self, index: OpenSpanIndex, now_ns: int, interval_ns: int, trigger: MarkerTrigger,
+        refresh_s: float = LATE_REFRESH_S,
+    ) -> bool:  # fmt: skip
         """Each operation's ``look_ns`` up to date: cleared on new params (each comes back
         as its operation starts), computed for the operations that started since, all
-        of them again every :data:`LATE_REFRESH_S`. Whether they were all computed again."""
+        of them again every ``refresh_s``. Whether they were all computed again."""
         if (interval_ns, trigger) != self._late_for:
             index.look_ns.clear()
             self._late_for = (interval_ns, trigger)
@@ -466,7 +474,7 @@ class SlowSpanCapture:
         if now_ns < self._late_refresh_ns:
             return False
         self._refresh_look(index, trigger)
-        self._late_refresh_ns = now_ns + int(LATE_REFRESH_S * 1e9)
+        self._late_refresh_ns = now_ns + int(refresh_s * 1e9)
         return True
 
     def _judge_moves(self, index: OpenSpanIndex, now_ns: int, interval_ms: int) -> None:
