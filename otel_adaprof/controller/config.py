@@ -100,10 +100,10 @@ class AgentsConfig(_Section):
     stale_after_s: Annotated[float, Field(ge=1.0, le=86_400.0)] = 60.0
     #: A settled agent (the adaptive policy's steady phase, on a maintenance action)
     #: polls this many times less often (at most every 300 s): each poll costs the
-    #: agent about 1.5 ms of CPU (its window's close and the request), a third of what
-    #: a settled agent spends, while a change it sees itself — its reflex's burst or
-    #: glimpse — is reported at once whatever the interval. ``1``: every agent polls
-    #: every ``poll_interval_s``.
+    #: agent about 1.5 ms of CPU (its window's close and the request), a quarter of
+    #: what a settled agent spends at 3 s windows (docs/benchmarks.md, session 44),
+    #: while a change it sees itself — its reflex's burst or glimpse — is reported at
+    #: once whatever the interval. ``1``: every agent polls every ``poll_interval_s``.
     settled_poll_factor: Annotated[float, Field(ge=1.0, le=20.0)] = 3.0
 
     def interval_for(self, *, settled: bool) -> float:

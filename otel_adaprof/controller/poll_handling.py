@@ -456,7 +456,7 @@ def _with_late_cpu(request: PollRequest) -> PollRequest:
     counts there, as its late samples do (:func:`_with_late`): in the window's CPU that
     the budget, the reward's cost and every report read, as part ``late`` of the
     breakdown. Before session 44 it was dropped: a sampling agent's CPU read about
-    0.35 ms a second low (docs/benchmarks.md, "The CPU of a window's close").
+    0.5 ms a second low (docs/benchmarks.md, "Counting a window's close").
 
     >>> from otel_adaprof.protocol import AgentIdentity, LateStacks, ObservedState
     >>> from otel_adaprof.protocol import StackHistogram

@@ -135,8 +135,8 @@ class Agent:
 
     def _new_profiler(self) -> Profiler:
         s = self.settings
-        # the native watcher's thread (slow-span capture without the GIL) and its takes on
-        # the spans' threads: a part of their own, apart from the fast loop's
+        # the native watcher's thread (slow-span capture without the GIL), and its takes
+        # on the spans' threads where no span join takes them: a part of their own
         self.cpu.add_meter("watch", native.WATCHER.cpu_seconds)
         return Profiler(
             self.live, self.store, choice=s.profiler, py_spy_path=s.py_spy_path,

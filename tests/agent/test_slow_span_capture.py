@@ -223,7 +223,8 @@ def test_with_the_native_profiler_a_native_thread_reads_the_slow_spans():
     # brought in by the span join as it sent the spans on, none by a span's own thread
     # (a take on the service's thread as each slow span ended, before session 44)
     assert got["span_thread_takes"] == 0
-    # the watcher thread's CPU (and its takes) counted in the agent's, a part of its own
+    # the watcher's C thread's CPU counted in the agent's, a part of its own (its takes
+    # are the span join's)
     assert got["watcher_cpu"] > 0
     assert abs(state["profiler_cpu_breakdown"]["watch"] - got["watcher_cpu"]) < 1e-3, (
         state["profiler_cpu_breakdown"],
