@@ -275,3 +275,19 @@ def test_a_glimpse_alone_is_no_burst_the_phase_rules_still_decide():
         d = policy.decide(replace(ctx, state=ctx.state.model_copy(update=burst)))
         assert "saving" not in d.features and "settled" not in d.features
         assert d.features["state"]["bursting"] == 1.0
+
+
+def test_the_agents_sharing_a_settled_decision_are_settled_too():
+    """The agents of one service that share its decision (``share_decision_s``) poll as
+    the deciding agent does: a shared settled decision is marked settled, so each agent
+    is asked to poll less often; a shared learning decision is not."""
+    policy = _watcher(2)
+    settled = policy.decide(_ctx(2000.0))
+    assert settled.features.get("settled") is True
+    shared = policy.decide_shared(_ctx(2000.0), settled)
+    assert shared.features == {"shared": True, "settled": True}
+    assert shared.action == settled.action
+    policy.guard.bank = _bank(0.0)
+    learning = policy.decide(_ctx(30.0))
+    assert learning.features.get("learning") is True
+    assert policy.decide_shared(_ctx(30.0), learning).features == {"shared": True}

@@ -458,12 +458,14 @@ class VWPolicy(Policy):
         self.guard.observe(ctx)
         if self.guard.must_retreat(ctx):
             return self._decide_observed(ctx)
+        # a settled service's agents all poll less often (AgentsConfig.interval_for)
+        settled = {"settled": True} if shared.features.get("settled") else {}
         return Decision(
             params=shared.params,
             probability=shared.probability,
             action=shared.action,
             explored=shared.explored,
-            features={"shared": True},
+            features={"shared": True, **settled},
         )
 
     def _decide_observed(self, ctx: DecisionContext) -> Decision:
