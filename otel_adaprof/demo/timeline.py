@@ -192,7 +192,7 @@ def profiler_cpu_over(rows: Sequence[TimelineRow]) -> float | None:
     cpu = seconds = 0.0
     fractions: list[float] = []
     for row in rows:
-        spent, secs = _num(row.state.get("profiler_cpu_seconds")), row.figure("window_seconds")
+        spent, secs = row.figure("profiler_cpu_seconds"), row.figure("window_seconds")
         if spent is not None and secs:
             cpu, seconds = cpu + spent, seconds + secs
         elif row.profiler_cpu_fraction is not None:
