@@ -14,8 +14,16 @@ said "within 1.5× of the L1 error 100 Hz reaches in a minute-long phase", but o
 runs since session 33 static-100 took a median of about 900 samples a minute-long
 phase, so 0.09 asked for 1.0× its sampling error (0.7 of its samples), not 1.5×.
 
+Each profiler has its own target (``RewardWeights.for_profiler``): py-spy's is the
+field's default, from py-spy runs; the native sampler's (``PROFILER_ACCURACY_TARGETS``)
+from native runs (``--profiler native``), since it takes fewer samples at 100 Hz (only
+a thread that holds the GIL: a median of 717 a minute-long phase of the shop in session
+44's runs, against py-spy's 974).
+
 Usage::
 
+    python bench/accuracy_target.py bench/output/bench_s44_shop_seed?_native.json --json \
+        --out bench/output/accuracy_target_native.json
     python bench/accuracy_target.py bench/output/bench_s3[345]*_seed?.json
     python bench/accuracy_target.py bench/output/bench_s35_*_seed?.json --json \\
         --out bench/output/accuracy_target.json

@@ -257,7 +257,9 @@ class PollHandler:
             params_in_force=in_force,
             session_id=session_id,
             mode=mode,
-            goal=spec.goal if spec else self.config.policy.goal,
+            goal=(spec.goal if spec else self.config.policy.goal).for_profiler(
+                agent.profiler_backend.value
+            ),
             budget=spec.budget if spec else self.config.policy.budget,
             state=window,
             stacks=request.stacks,
@@ -387,7 +389,9 @@ class PollHandler:
         else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
             spec = SessionSpec.parse(known.session["spec"]) if known.session else None
-            goal = spec.goal if spec else self.config.policy.goal
+            goal = (spec.goal if spec else self.config.policy.goal).for_profiler(
+                request.agent.profiler_backend.value
+            )
             budget = spec.budget if spec else self.config.policy.budget
             changed = False
         changes, last_change = _phase_changes(getattr(window, "change_signals", None))

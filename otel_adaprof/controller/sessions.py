@@ -132,8 +132,12 @@ class Sessions:
 
 
 def spec_json(spec: SessionSpec) -> dict[str, Any]:
-    """The spec as stored (params in their JSON form)."""
+    """The spec as stored (params in their JSON form; a goal's accuracy target only when
+    the spec sets one: unset, it is the agent's profiler's, ``RewardWeights.for_profiler``).
+    """
     data = spec.model_dump(mode="json")
+    if "accuracy_target" not in spec.goal.model_fields_set:
+        del data["goal"]["accuracy_target"]
     if spec.initial_params is not None:
         data["initial_params"] = spec.initial_params.to_json()
     return data

@@ -221,3 +221,34 @@ def test_a_settled_agent_is_asked_to_poll_less_often(tmp_path):
         body["window"]["change_signals"] = {**signals, "cpu_per_request": 12.0}
         answer = ctl.request("POST", "/v1/agents/poll", body)
         assert answer["poll_interval_s"] == 2.0 and answer["params"]["sampling_interval_ms"] > 0
+
+
+def test_a_native_agents_phase_settles_at_its_profilers_accuracy_target(tmp_path):
+    """The goal's default accuracy target is derived from a fixed 100 Hz profiler's
+    samples per phase, and the native sampler takes fewer at 100 Hz than py-spy (only
+    a thread holding the GIL): an agent's phase learns to its own profiler's target,
+    about 321 samples with the native sampler against 437 with py-spy, unless the
+    session's goal sets one. (Fails with every agent held to py-spy's target: the
+    native agent learns to 440 samples too.)"""
+    stacks = {"main (app.py:1);handle (app.py:9);burn_cpu (work.py:3)": 40}
+    settled_at: dict[str, int] = {}
+    with ControllerProcess(tmp_path / "db.sqlite") as ctl:
+        for service, backend, goal in (
+            ("shop-spy", "py-spy", {}),
+            ("shop-native", "native", {}),
+            ("shop-native-set", "native", {"goal": {"accuracy_target": 0.108}}),
+        ):
+            spec = {"service": service, "mode": "adaptive", "budget": {"cpu_fraction": 0.1}}
+            ctl.request("POST", "/v1/sessions", {**spec, **goal})
+            agent = f"{service}-1"
+            body = poll_body(agent, service=service, backend=backend)
+            version = ctl.request("POST", "/v1/agents/poll", body)["config_version"]
+            for window in range(1, 16):  # 40 samples a window, up to 600
+                body = poll_body(agent, version, service=service, stacks=stacks, backend=backend)
+                answer = ctl.request("POST", "/v1/agents/poll", body)
+                version = answer["config_version"]
+                if answer["params"]["sampling_interval_ms"] == 0:  # settled on the watch
+                    settled_at[service] = 40 * window
+                    break
+    # e(n) = sqrt(2K / (pi n)), K = 8: 0.126 at 321 samples, 0.108 at 437
+    assert settled_at == {"shop-spy": 440, "shop-native": 360, "shop-native-set": 440}

@@ -14,12 +14,13 @@ import sys
 import pytest
 
 from otel_adaprof.reward import samples_for_error
-from otel_adaprof.session_spec import RewardWeights
+from otel_adaprof.session_spec import PROFILER_ACCURACY_TARGETS, RewardWeights
 from tests.support.bench_scripts import BENCH, load
 
 target = load("accuracy_target")
 lockstep = load("lockstep")
 COMMITTED = BENCH / "output" / "accuracy_target.json"
+COMMITTED_NATIVE = BENCH / "output" / "accuracy_target_native.json"
 
 
 def test_the_default_target_is_the_committed_derivation_of_the_committed_runs() -> None:
@@ -37,9 +38,30 @@ def test_the_default_target_is_the_committed_derivation_of_the_committed_runs() 
     assert samples_for_error(RewardWeights().accuracy_target, 8) < 0.5 * committed["median_samples"]
 
 
-def test_the_ledger_is_not_among_the_runs_the_target_comes_from() -> None:
+def test_the_native_samplers_target_is_the_same_derivation_of_its_own_runs() -> None:
+    """The native sampler takes fewer samples at 100 Hz than py-spy (only a thread that
+    holds the GIL), so its agents' default target comes from static-100's samples in
+    native runs, by the same script."""
+    committed = json.loads(COMMITTED_NATIVE.read_text())
+    runs = {
+        name: json.loads((BENCH / "output" / name).read_text()) for name in committed["per_run"]
+    }
+    assert all(run["settings"]["profiler"] == "native" for run in runs.values())
+    assert target.derive(runs, functions=RewardWeights().functions) == committed
+    assert PROFILER_ACCURACY_TARGETS["native"] == committed["target"]
+    assert RewardWeights().for_profiler("native").accuracy_target == committed["target"]
+    py_spy = json.loads(COMMITTED.read_text())
+    assert all(
+        json.loads((BENCH / "output" / name).read_text())["settings"].get("profiler", "auto")
+        != "native"
+        for name in py_spy["per_run"]
+    )
+
+
+@pytest.mark.parametrize("committed", [COMMITTED, COMMITTED_NATIVE], ids=["py-spy", "native"])
+def test_the_ledger_is_not_among_the_runs_the_target_comes_from(committed) -> None:  # type: ignore[no-untyped-def]
     """The ledger is the service the policy is judged on without being tuned on it."""
-    runs = json.loads(COMMITTED.read_text())["per_run"]
+    runs = json.loads(committed.read_text())["per_run"]
     assert runs and not any("ledger" in name for name in runs)
 
 
