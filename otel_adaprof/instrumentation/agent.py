@@ -205,17 +205,24 @@ class Agent:
         poller.late_stacks = self._late_stacks
         poller.pending_since = self.profiler.pending_since
         self.fast_loop.on_burst = functools.partial(self._report_burst, poller)
+        poller.learning_report_after = self._first_samples_after
         return poller
+
+    def _first_samples_after(self) -> float:
+        """Seconds after a sampling run starts that its first samples are in for a
+        report: a second with the native profiler, py-spy's first run (2.5 s) else."""
+        if self.profiler.backend == ProfilerBackend.NATIVE.value:
+            return NATIVE_BURST_REPORT_AFTER_S
+        return BURST_REPORT_AFTER_S
 
     def _report_burst(self, poller: Poller) -> None:
         """A burst started (on the fast loop's thread): close the window and report soon,
         once its first samples are in (:data:`BURST_REPORT_AFTER_S`,
         :data:`NATIVE_BURST_REPORT_AFTER_S`). Never blocks."""
-        native_burst = (
-            self.profiler.backend == ProfilerBackend.NATIVE.value
-            and not self.fast_loop.reflex.in_glimpse
-        )
-        poller.poll_soon(NATIVE_BURST_REPORT_AFTER_S if native_burst else BURST_REPORT_AFTER_S)
+        if self.fast_loop.reflex.in_glimpse:
+            poller.poll_soon(BURST_REPORT_AFTER_S)  # a glimpse (2 s) is reported whole
+        else:
+            poller.poll_soon(self._first_samples_after())
 
     def _late_stacks(self, depth: int) -> list[LateStacks]:
         """Samples and CPU of already-reported versions that came in since (the tail of a

@@ -492,3 +492,37 @@ def test_a_native_burst_is_reported_after_its_first_second_a_glimpse_whole(
     assert after_s - 0.1 <= closed - started <= after_s + 1.0, (closed - started, after_s)
     # the burst's samples at 100 Hz since it started: the news of the change
     assert report.stacks.total_samples >= 40 * after_s, report.stacks.total_samples
+
+
+@needs_native
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
+def test_a_learning_run_the_controller_starts_is_first_reported_after_a_second(tmp_path, recorder):
+    """When the controller's answer starts a learning rate (here 100 Hz after the watch,
+    polls every 3 s), the next poll comes a second later with that second's samples, as a
+    burst's (``Poller.learning_report_after``): the controller started it on a change it
+    saw, and those samples are the news of it. The windows after it keep the answer's
+    interval. (Fails with every window at the answer's interval: the first closes 3 s
+    after.)"""
+    recorder.params = Params(sampling_interval_ms=0)
+    recorder.poll_interval_s = 3.0
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), recorder.url], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        watch = recorder.wait_windows(1, 1, timeout=15.0)
+        assert watch[0].stacks is not None and watch[0].stacks.total_samples == 0
+        recorder.version, recorder.params = 2, Params(sampling_interval_ms=10)
+        first, second = recorder.wait_windows(2, 2, timeout=20.0)[:2]
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err, err[-3000:]
+    assert first.window is not None and second.window is not None
+    # (a loaded machine may wake the poller late: within a second, still short of 3 s)
+    assert 0.9 <= first.window.window_seconds <= 2.0, first.window.window_seconds
+    assert first.stacks is not None and first.stacks.total_samples >= 40, first.stacks
+    assert second.window.window_seconds >= 2.8, second.window.window_seconds

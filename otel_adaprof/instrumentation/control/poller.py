@@ -34,6 +34,7 @@ from collections.abc import Callable
 from otel_adaprof.errors import ContractError
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.observe.observer import WindowObserver
+from otel_adaprof.params import Params
 from otel_adaprof.protocol import (
     AgentIdentity,
     LateStacks,
@@ -62,6 +63,29 @@ def parse_url(url: str) -> tuple[str, str, int, str]:
     scheme = parts.scheme or "http"
     port = parts.port or (443 if scheme == "https" else 80)
     return scheme, parts.hostname or "127.0.0.1", port, parts.path.rstrip("/")
+
+
+#: A sampling interval this short or shorter (ms) is a learning rate (the catalog's
+#: 50-100 Hz learning actions, a burst's 100 Hz).
+LEARNING_INTERVAL_MS = 20
+
+
+def starts_learning(ran: Params, now: Params) -> bool:
+    """Whether ``now`` samples at a learning rate and ``ran`` did not (the watch, a
+    maintenance rate).
+
+    >>> starts_learning(Params(sampling_interval_ms=0), Params(sampling_interval_ms=10))
+    True
+    >>> starts_learning(Params(sampling_interval_ms=20), Params(sampling_interval_ms=10))
+    False
+    >>> starts_learning(Params(sampling_interval_ms=500), Params(sampling_interval_ms=50))
+    False
+    """
+
+    def learning(p: Params) -> bool:
+        return 0 < p.sampling_interval_ms <= LEARNING_INTERVAL_MS
+
+    return learning(now) and not learning(ran)
 
 
 class Poller:
@@ -111,6 +135,11 @@ class Poller:
         self.late_stacks: Callable[[int], list[LateStacks]] | None = None
         #: Since when (unix s) samples are still in flight (a py-spy segment), or None.
         self.pending_since: Callable[[], float | None] | None = None
+        #: Seconds after an answer that starts learning (:func:`starts_learning`) the
+        #: next poll reports, when sooner than the answer's interval: the first samples
+        #: of a learning run the controller started on a change it saw are the news of
+        #: that change, as a burst's are (``None``: every poll at the answer's interval).
+        self.learning_report_after: Callable[[], float] | None = None
 
     def start(self) -> None:
         """Start polling (a daemon thread); the first poll goes out at once."""
@@ -188,6 +217,7 @@ class Poller:
 
     def _report(self, first: bool) -> float:
         current = self.live.current
+        ran = current.params  # the params the window ran (a burst's included)
         if first:
             request = PollRequest(agent=self.identity(), config_version=current.version)
         else:
@@ -230,6 +260,9 @@ class Poller:
                 answer.params.trace_ratio,
             )  # fmt: skip
         self.window_s = float(answer.poll_interval_s)
+        after = self.learning_report_after
+        if after is not None and changed and starts_learning(ran, self.live.current.params):
+            return min(self.window_s, after())
         return self.window_s
 
     def _on_failure(self, reason: str) -> float:
