@@ -119,7 +119,7 @@ class RewardWeights(_Spec):
 #: that kind takes in a minute-long phase of the benchmark's shop (``python
 #: bench/accuracy_target.py bench/output/bench_s44_shop_seed?_native.json`` →
 #: ``bench/output/accuracy_target_native.json``: 717 samples, about 321 at the target).
-#: The in-process fallback samples like py-spy.
+#: The in-process fallback keeps py-spy's (its samples a phase not measured).
 PROFILER_ACCURACY_TARGETS: Mapping[str, float] = {"native": 0.126}
 
 
