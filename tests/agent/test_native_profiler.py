@@ -490,8 +490,10 @@ def test_a_native_burst_is_reported_after_its_first_second_a_glimpse_whole(
     closed = window.window_start + window.window_seconds
     # (a loaded machine may wake the poller late: within a second, still short of 2.5 s)
     assert after_s - 0.1 <= closed - started <= after_s + 1.0, (closed - started, after_s)
-    # the burst's samples at 100 Hz since it started: the news of the change
-    assert report.stacks.total_samples >= 40 * after_s, report.stacks.total_samples
+    # the burst's samples at 100 Hz since it started: the news of the change (the watch
+    # takes none; 20 a second: the hot thread shares the cores with the other tests' on a
+    # loaded pass, 35 in 1 s seen with four workers on two cores)
+    assert report.stacks.total_samples >= 20 * after_s, report.stacks.total_samples
 
 
 @needs_native
@@ -524,5 +526,6 @@ def test_a_learning_run_the_controller_starts_is_first_reported_after_a_second(t
     assert first.window is not None and second.window is not None
     # (a loaded machine may wake the poller late: within a second, still short of 3 s)
     assert 0.9 <= first.window.window_seconds <= 2.0, first.window.window_seconds
-    assert first.stacks is not None and first.stacks.total_samples >= 40, first.stacks
+    # that second's samples (20 a second, as for the burst above; the watch took none)
+    assert first.stacks is not None and first.stacks.total_samples >= 20, first.stacks
     assert second.window.window_seconds >= 2.8, second.window.window_seconds
