@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -53,6 +54,25 @@ time.sleep(120)  # the main thread waits here: only wall mode reads it
 HOT_LINE = next(i for i, line in enumerate(SERVICE.splitlines(), 1) if "HOT LINE" in line)
 
 
+@contextlib.contextmanager
+def _native_service(tmp_path: Path, url: str) -> Iterator[subprocess.Popen[str]]:
+    """:data:`SERVICE` polling ``url``, once its agent is up; stopped on exit, and its
+    stderr must hold no traceback."""
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err, err[-3000:]
+
+
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     rec = Recorder()
@@ -74,14 +94,7 @@ def _stacks(reports: list[PollRequest]) -> dict[str, int]:
 @needs_native
 @pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
 def test_each_window_reports_its_versions_native_samples_and_cpu(tmp_path, recorder):
-    script = tmp_path / "service.py"
-    script.write_text(SERVICE)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), recorder.url], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    with _native_service(tmp_path, recorder.url):
         # v1, cpu mode at 100 Hz: the hot thread holds the GIL; the main thread sleeps.
         # Three 1 s windows: about 300 samples alone, 91 seen on a loaded pass (four
         # workers on two cores: cpu mode keeps a read only when the holder ran)
@@ -116,10 +129,6 @@ def test_each_window_reports_its_versions_native_samples_and_cpu(tmp_path, recor
         assert any("<module>" in stack for stack in every), list(every)[:5]
         assert all(len(stack.split(";")) <= 3 for stack in every), list(every)[:5]
         assert all(r.window and r.window.profiler_cpu_breakdown.get("native", 0) > 0 for r in wall)
-    finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=20)
-    assert "Traceback" not in err, err[-3000:]
 
 
 @pytest.mark.slow
@@ -510,22 +519,11 @@ def test_a_learning_run_the_controller_starts_is_first_reported_after_a_second(t
     after.)"""
     recorder.params = Params(sampling_interval_ms=0)
     recorder.poll_interval_s = 3.0
-    script = tmp_path / "service.py"
-    script.write_text(SERVICE)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), recorder.url], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    with _native_service(tmp_path, recorder.url):
         watch = recorder.wait_windows(1, 1, timeout=15.0)
         assert watch[0].stacks is not None and watch[0].stacks.total_samples == 0
         recorder.version, recorder.params = 2, Params(sampling_interval_ms=10)
         first, second = recorder.wait_windows(2, 2, timeout=20.0)[:2]
-    finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=20)
-    assert "Traceback" not in err, err[-3000:]
     assert first.window is not None and second.window is not None
     # (a loaded machine may wake the poller late: within a second, still short of 3 s)
     assert 0.9 <= first.window.window_seconds <= 2.0, first.window.window_seconds
