@@ -87,7 +87,10 @@ class ChangeSignals(_Message):
     ``profile_changes`` counts those the window's profile mode can show in samples (in
     ``cpu`` mode a latency change alone is not one) and ``last_profile_change_unix`` is
     when one last fired; the reward restarts its phase on these. ``None``: an agent
-    older than them (the reward then reads ``changes``).
+    older than them (the reward then reads ``changes``). ``new_code`` counts the leaf
+    functions that became *new code* in the window (new to the process's CPU samples,
+    seen again and again: :mod:`otel_adaprof.instrumentation.observe.new_code`); each
+    may start a glimpse.
     """
 
     cpu_per_request: float = Field(default=0.0, ge=-1e6, le=1e6)
@@ -97,6 +100,7 @@ class ChangeSignals(_Message):
     last_change_unix: NonNegative | None = None
     profile_changes: Annotated[int, Field(ge=0)] | None = None
     last_profile_change_unix: NonNegative | None = None
+    new_code: Annotated[int, Field(ge=0)] = 0
 
 
 class ObservedState(_Message):

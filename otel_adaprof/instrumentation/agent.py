@@ -37,6 +37,7 @@ from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.join.span_join import SpanJoin
 from otel_adaprof.instrumentation.observe.agent_cpu import AgentCpu, thread_part
 from otel_adaprof.instrumentation.observe.metered_exporter import MeteredSpanExporter
+from otel_adaprof.instrumentation.observe.new_code import NewCode
 from otel_adaprof.instrumentation.observe.observer import Counts, WindowObserver
 from otel_adaprof.instrumentation.profiler import native
 from otel_adaprof.instrumentation.profiler.native import SlowSpanWatcher
@@ -68,12 +69,14 @@ log = logging.getLogger("otel_adaprof.agent")
 
 #: When a burst starts, the window closes and is reported this long after (s), not at
 #: its end: long enough for the burst's first py-spy run (planned for 200 samples: 2 s
-#: at 100 Hz) to be in. A glimpse (2 s) is reported after it too, whole.
+#: at 100 Hz) to be in. A py-spy glimpse (one 2 s run) is reported after it too, whole.
 BURST_REPORT_AFTER_S = 2.5
 #: The same for a burst of the native profiler (s): its samples are in the store within
 #: a take, and the report's close takes the rest (``Profiler.pause``), so a second of a
 #: 100 Hz burst, about 100 samples, is the news of a change in the report; waiting
-#: 2.5 s made a burst's detection wait 1.5 s more than its samples did.
+#: 2.5 s made a burst's detection wait 1.5 s more than its samples did. A glimpse too
+#: (its second half comes with the next report): the first of it is what finds a hot
+#: path a slow request showed as new code (session 46; it used to be reported whole).
 NATIVE_BURST_REPORT_AFTER_S = 1.0
 
 
@@ -164,13 +167,18 @@ class Agent:
         return self.profiler.native_cpu_total() + native.WATCHER.cpu_seconds()
 
     def _new_fast_loop(self) -> FastLoop:
-        return FastLoop(
+        new_code = NewCode()
+        loop = FastLoop(
             self.live, self.slow_capture, self.latency,
             counts=lambda: (self.counters.requests, self.counters.spans),
             agent_threads=self.agent_threads, beacon=self.profiler.beacon,
             profiler_cpu=self._native_cpu,
             one_level=lambda: self.profiler.backend == ProfilerBackend.NATIVE.value,
+            new_code=new_code,
         )  # fmt: skip
+        new_code.on_new = loop.wake  # the glimpse at the loop's next tick, not in 1.25 s
+        self.store.new_code = new_code
+        return loop
 
     def _new_observer(self) -> WindowObserver:
         return WindowObserver(
@@ -216,13 +224,10 @@ class Agent:
         return BURST_REPORT_AFTER_S
 
     def _report_burst(self, poller: Poller) -> None:
-        """A burst started (on the fast loop's thread): close the window and report soon,
-        once its first samples are in (:data:`BURST_REPORT_AFTER_S`,
+        """A burst or a glimpse started (on the fast loop's thread): close the window and
+        report soon, once its first samples are in (:data:`BURST_REPORT_AFTER_S`,
         :data:`NATIVE_BURST_REPORT_AFTER_S`). Never blocks."""
-        if self.fast_loop.reflex.in_glimpse:
-            poller.poll_soon(BURST_REPORT_AFTER_S)  # a glimpse (2 s) is reported whole
-        else:
-            poller.poll_soon(self._first_samples_after())
+        poller.poll_soon(self._first_samples_after())
 
     def _late_stacks(self, depth: int) -> list[LateStacks]:
         """Samples and CPU of already-reported versions that came in since (the tail of a
@@ -335,6 +340,7 @@ class Agent:
             glimpse_s=self.fast_loop.reflex.glimpse_seconds,
             changes=self.fast_loop.detector.changes,
             profile_changes=self.fast_loop.detector.profile_changes,
+            new_code=self.store.new_code.events if self.store.new_code is not None else 0,
         )
 
     def agent_threads(self) -> list[int]:

@@ -44,6 +44,7 @@ from otel_adaprof.instrumentation.observe.change_signals import (
     ChangeDetector,
     Inputs,
 )
+from otel_adaprof.instrumentation.observe.new_code import NewCode
 from otel_adaprof.instrumentation.profiler.clock_beacon import ClockBeacon
 from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
@@ -123,6 +124,7 @@ class FastLoop:
         beacon: ClockBeacon | None = None,
         profiler_cpu: Callable[[], float] | None = None,
         one_level: Callable[[], bool] | None = None,
+        new_code: NewCode | None = None,
     ) -> None:
         self.live = live
         self.capture = capture
@@ -140,6 +142,9 @@ class FastLoop:
         #: The clock beacon whose cpu-mode notes ride on this loop's wake-ups
         #: (:meth:`ClockBeacon.visit`): one thread waking instead of two.
         self.beacon = beacon
+        #: The leaf functions of the agent's CPU samples: new code seen wakes the loop
+        #: (:meth:`wake`) and its next tick lets the reflex take a glimpse at once.
+        self.new_code = new_code
         self.detector = self._detector()
         self.reflex = BurstReflex(live)
         self.ticks = 0
@@ -246,6 +251,7 @@ class FastLoop:
 
     def signal_tick(self, now: float) -> list[str]:
         """Read the counters, update the signals, let the reflex act; what fired."""
+        new_code = self.new_code.take() if self.new_code is not None else []
         requests, spans = self.counts()
         self._follow_rate(now, requests)
         cpu = time.process_time() - threads_cpu_seconds(self.agent_threads())
@@ -263,7 +269,8 @@ class FastLoop:
             # this tick's CPU and latencies straddle two levels. Their baselines, no alarm.
             self.detector.observe(inputs, float("inf"), now_unix=time.time())
             self.detector.rebase(self._level())
-            self.reflex.react([], now, rise=self.detector.rise)
+            if self.reflex.react([], now, rise=self.detector.rise, new_code=new_code):
+                self._burst_started()
             return []
         fired = self.detector.observe(
             inputs,
@@ -271,12 +278,19 @@ class FastLoop:
             now_unix=time.time(),
             profile_mode=self.live.params.profile_mode,
         )
-        if self.reflex.react(fired, now, rise=self.detector.rise) and self.on_burst is not None:
-            self.on_burst()
+        if self.reflex.react(fired, now, rise=self.detector.rise, new_code=new_code):
+            self._burst_started()
         if self._level() != self.detector.level:
             # A burst started or ended: the agent changed its own cost to the service.
             self.detector.rebase(self._level())
         return fired
+
+    def _burst_started(self) -> None:
+        if self.on_burst is not None:
+            self.on_burst()
+
+    def _new_code_seen(self) -> bool:
+        return self.new_code is not None and self.new_code.pending
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
@@ -287,7 +301,8 @@ class FastLoop:
             try:
                 wait = self.capture.tick(time.time_ns())
                 now = time.monotonic()
-                if now >= next_signal - SIGNAL_EARLY_S:
+                if now >= next_signal - SIGNAL_EARLY_S or self._new_code_seen():
+                    # (new code is not kept for the next reading: its glimpse now)
                     self.signal_tick(now)
                     next_signal = now + self.signal_period()
                 self.ticks += 1

@@ -64,11 +64,25 @@ A glimpse on a rise of 3 std, before any signal fires:
     False
     >>> reflex.glimpses, reflex.glimpse_seconds, reflex.burst_seconds
     (1, 2.0, 2.0)
+
+**New code.** A leaf function the process's CPU samples never had, now seen again and
+again (:mod:`~otel_adaprof.instrumentation.observe.new_code`: the slow requests that run
+a new hot path show it at once), starts a glimpse too, with no rise, within its own
+allowance (:data:`NEW_CODE_GLIMPSES`, one more every :data:`NEW_CODE_GLIMPSE_EVERY_S`),
+apart from the rise's spacing. New code met while the reflex rests after a burst or a
+glimpse is looked at when the rest ends; met while one runs (its samples show it), or
+with the allowance spent, it starts nothing (the function is known from then on).
+
+    >>> reflex.react([], now=20.0, new_code=["compress (app.py)"])
+    True
+    >>> reflex.in_glimpse, reflex.new_code_glimpses
+    (True, 1)
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.observe.change_signals import REPORT_THRESHOLD, shown_in_samples
@@ -103,6 +117,16 @@ REARM_SHARE = 0.5
 GLIMPSE_SPACING_S = 30.0
 #: The override reason while a glimpse runs.
 GLIMPSE_REASON = "glimpse"
+#: Glimpses on new code allowed at once, and seconds for one more to be allowed (a token
+#: bucket; a glimpse on a rise keeps its own :data:`GLIMPSE_SPACING_S`: new code seen
+#: first does not silence the rise that follows, nor the reverse). New code is rare once
+#: the process's functions are known (a few false ones in a four-minute benchmark run,
+#: ``bench/new_code_signal.py``), but one a few seconds before a real change must not
+#: silence it (with a 10 s spacing instead, a false one 5 s before the shop's hot path
+#: did, session 46); the allowance bounds what a service that keeps showing new
+#: functions pays: a 2 s glimpse every 20 s at most, a tenth of the time at 100 Hz.
+NEW_CODE_GLIMPSES = 2
+NEW_CODE_GLIMPSE_EVERY_S = 20.0
 
 
 class BurstReflex:
@@ -120,6 +144,11 @@ class BurstReflex:
         self._glimpse = False
         self._armed = True
         self._glimpsed_at: float | None = None
+        self._new_code_allowance = float(NEW_CODE_GLIMPSES)
+        self._allowance_at: float | None = None
+        self._new_code_deferred: list[str] = []
+        #: Glimpses started on new code (:mod:`~otel_adaprof.instrumentation.observe.new_code`).
+        self.new_code_glimpses = 0
         #: When the last burst started (monotonic s), if one did.
         self.started_at: float | None = None
         self._until: float | None = None
@@ -150,10 +179,14 @@ class BurstReflex:
         """Whether the burst running now is a glimpse (a rise's short look)."""
         return self._until is not None and self._glimpse
 
-    def react(self, fired: list[str], now: float, rise: float = 0.0) -> bool:
+    def react(
+        self, fired: list[str], now: float, rise: float = 0.0, new_code: Sequence[str] = ()
+    ) -> bool:
         """One tick (``now``: monotonic s): account, end or start a burst or a glimpse;
         whether one started. ``rise``: the largest rise of CPU per request or span rate
-        now (their CUSUM statistics, std; for the glimpse)."""
+        now (their CUSUM statistics, std; for the glimpse). ``new_code``: functions that
+        became new code since the last tick (:class:`~otel_adaprof.instrumentation.
+        observe.new_code.NewCode`): a glimpse too, spaced apart from the rise's."""
         if self._until is not None and self._last is not None:
             spent = max(0.0, min(now, self._until) - self._last)
             self.burst_seconds += spent
@@ -183,6 +216,25 @@ class BurstReflex:
         ):
             self._armed = True
         spaced = self._glimpsed_at is None or now - self._glimpsed_at >= GLIMPSE_SPACING_S
+        if self._allowance_at is not None:
+            regained = (now - self._allowance_at) / NEW_CODE_GLIMPSE_EVERY_S
+            self._new_code_allowance = min(
+                float(NEW_CODE_GLIMPSES), self._new_code_allowance + max(0.0, regained)
+            )
+        self._allowance_at = now
+        # New code met while the reflex rests is looked at when the rest ends (a false
+        # glimpse's rest held the shop's hot path back 3 s, session 46); met in a burst
+        # or a glimpse, whose samples show it, it starts nothing.
+        if self._until is not None:
+            new_code, self._new_code_deferred = [], []
+        elif now < self._rest_until:
+            self._new_code_deferred = sorted({*self._new_code_deferred, *new_code})
+            new_code = []
+        elif self._new_code_deferred:
+            new_code = sorted({*self._new_code_deferred, *new_code})
+            self._new_code_deferred = []
+        on_rise = self._armed and spaced and rise >= base.glimpse_sensitivity
+        on_new_code = bool(new_code) and glimpse_on and self._new_code_allowance >= 1.0
         started = False
         # In cpu mode a latency change alone is not one CPU samples can explain.
         fired = shown_in_samples(fired, base.profile_mode)
@@ -214,23 +266,27 @@ class BurstReflex:
             )  # fmt: skip
         elif (
             glimpse_on
-            and self._armed
-            and spaced
-            and rise >= base.glimpse_sensitivity
+            and (on_rise or on_new_code)
             and self._until is None
             and now >= self._rest_until
         ):
             started = True
             self._until = now + GLIMPSE_SECONDS
             self._glimpse = True
-            self._armed = False
-            self._glimpsed_at = now
             self.bursts += 1
             self.glimpses += 1
             self.started_at = now
+            if on_rise:
+                self._armed = False
+                self._glimpsed_at = now
+                why = f"a rise of {rise:.1f} std"
+            else:
+                self._new_code_allowance -= 1.0
+                self.new_code_glimpses += 1
+                why = "new code: " + ", ".join(new_code)
             log.info(
-                "otel-adaprof: glimpse at %d ms for %g s (a rise of %.1f std)",
-                base.burst_interval_ms, GLIMPSE_SECONDS, rise,
+                "otel-adaprof: glimpse at %d ms for %g s (%s)",
+                base.burst_interval_ms, GLIMPSE_SECONDS, why,
             )  # fmt: skip
         if self._until is not None and base is not self._base:
             # A burst, or new params from the controller under it: the burst's params.

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from otel_adaprof.instrumentation.join.stacks import Stack, collapse, is_waiting
+from otel_adaprof.instrumentation.observe.new_code import NewCode, leaf_function
 from otel_adaprof.instrumentation.threads import AgentThreads, inherited_until
 from otel_adaprof.protocol import (
     MAX_LATE_VERSIONS,
@@ -74,6 +75,7 @@ class SampleStore:
         self._idle_ids: dict[Stack, int] = {}
         self._table: list[Stack] = []
         self._waiting: list[bool] = []
+        self._leaves: list[str] = []  # each stack's leaf function (NewCode's key)
         # the window's CPU histogram, per config version the samples were taken under
         self._window: dict[int, Counter[int]] = {}
         self._window_total: dict[int, int] = {}
@@ -88,6 +90,9 @@ class SampleStore:
         self._follows_clock = False
         #: Events set once the watermark reaches their time (ns): :meth:`wake_at`.
         self._watchers: dict[threading.Event, int] = {}
+        #: Told the leaf function of every CPU sample kept (in and out of the profile):
+        #: new code starts a glimpse (set by the agent; ``None``: not followed).
+        self.new_code: NewCode | None = None
         #: The agent's own threads: their samples are not kept.
         self.ignored = agent_threads if agent_threads is not None else AgentThreads()
         self.samples_added = 0
@@ -106,6 +111,7 @@ class SampleStore:
             sid = ids[stack] = len(self._table)
             self._table.append(stack)
             self._waiting.append(idle or is_waiting(stack))
+            self._leaves.append(leaf_function(stack[-1]) if stack else "")
         return sid
 
     def add_one(
@@ -142,6 +148,8 @@ class SampleStore:
             thread.since.insert(at, t_ns)
             self._count += 1
             self.samples_added += 1
+            if self.new_code is not None and not self._waiting[sid]:
+                self.new_code.observe(self._leaves[sid], t_ns)
             if not self._waiting[sid] and in_profile:
                 self.cpu_samples_added += 1
                 window = self._window.get(version)
@@ -185,6 +193,7 @@ class SampleStore:
             if window is None:
                 window = self._window[version] = Counter()
             added, first, last = 0, 0, 0
+            new_code = self.new_code
             for t_ns, stack, since in samples:
                 sid = self._intern(stack, idle and not is_waiting(stack))
                 if thread.times and t_ns < thread.times[-1]:
@@ -198,6 +207,8 @@ class SampleStore:
                     thread.since.append(since)
                 self._count += 1
                 self.samples_added += 1
+                if new_code is not None and not self._waiting[sid]:
+                    new_code.observe(self._leaves[sid], t_ns)
                 if not self._waiting[sid] and in_profile:
                     self.cpu_samples_added += 1
                     window[sid] += 1
@@ -425,6 +436,7 @@ class SampleStore:
     def _rebuild_table(self) -> None:
         old_table, old_waiting = self._table, self._waiting
         self._ids, self._idle_ids, self._table, self._waiting = {}, {}, [], []
+        self._leaves = []
         for thread in self._threads.values():
             thread.stacks = [
                 self._intern(old_table[sid], old_waiting[sid] and not is_waiting(old_table[sid]))

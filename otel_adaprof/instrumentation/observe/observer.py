@@ -48,6 +48,7 @@ class Counts:
     glimpse_s: float = 0.0
     changes: int = 0
     profile_changes: int = 0
+    new_code: int = 0
 
     def minus(self, other: Counts) -> Counts:
         """Field-wise difference (never negative: counters restart after a fork)."""
@@ -152,7 +153,7 @@ class WindowObserver:
                 self._signals(diff.changes, diff.profile_changes)
                 if self._signals is not None
                 else ChangeSignals(changes=diff.changes, profile_changes=diff.profile_changes)
-            ),
+            ).model_copy(update={"new_code": diff.new_code}),
             burst_seconds=min(diff.burst_s, seconds),
             glimpse_seconds=min(diff.glimpse_s, diff.burst_s, seconds),
             slow_spans=diff.slow_spans,
