@@ -186,7 +186,8 @@ class BurstReflex:
         whether one started. ``rise``: the largest rise of CPU per request or span rate
         now (their CUSUM statistics, std; for the glimpse). ``new_code``: functions that
         became new code since the last tick (:class:`~otel_adaprof.instrumentation.
-        observe.new_code.NewCode`): a glimpse too, spaced apart from the rise's."""
+        observe.new_code.NewCode`): a glimpse too, within its own allowance (apart from
+        the rise's spacing), at the end of a rest it meets."""
         if self._until is not None and self._last is not None:
             spent = max(0.0, min(now, self._until) - self._last)
             self.burst_seconds += spent
