@@ -175,6 +175,7 @@ class Agent:
             profiler_cpu=self._native_cpu,
             one_level=lambda: self.profiler.backend == ProfilerBackend.NATIVE.value,
             new_code=new_code,
+            glimpse_on_new_code=lambda: self.profiler.backend == ProfilerBackend.NATIVE.value,
         )  # fmt: skip
         new_code.on_new = loop.wake  # the glimpse at the loop's next tick, not in 1.25 s
         self.store.new_code = new_code

@@ -234,7 +234,10 @@ def test_a_slow_request_running_code_never_sampled_brings_a_glimpse_and_its_repo
     assert first.window is not None
     assert first.window.change_signals.new_code >= 1, first.window
     assert first.window.glimpse_seconds > 0, first.window
-    # closed about a second after the glimpse began, not at the window's 5 s
+    # closed about a second after the glimpse began, not at the window's 5 s (4.8 s or
+    # more after the flag); the new code is seen at the span join's next pass, up to a
+    # second after its request ended, and a loaded machine wakes the poller late
     closed = first.window.window_start + first.window.window_seconds
-    assert closed - flagged <= 2.5, (closed - flagged, first.window)
-    assert _samples_in(first, "new_code_path") >= 20, first.stacks
+    assert closed - flagged <= 3.5, (closed - flagged, first.window)
+    # that second's samples at 100 Hz (the watch takes none; 10: a loaded machine)
+    assert _samples_in(first, "new_code_path") >= 10, first.stacks

@@ -125,6 +125,7 @@ class FastLoop:
         profiler_cpu: Callable[[], float] | None = None,
         one_level: Callable[[], bool] | None = None,
         new_code: NewCode | None = None,
+        glimpse_on_new_code: Callable[[], bool] | None = None,
     ) -> None:
         self.live = live
         self.capture = capture
@@ -145,6 +146,9 @@ class FastLoop:
         #: The leaf functions of the agent's CPU samples: new code seen wakes the loop
         #: (:meth:`wake`) and its next tick lets the reflex take a glimpse at once.
         self.new_code = new_code
+        #: Whether new code starts a glimpse now (``None``: always). The agent says so
+        #: with the native profiler only: with py-spy it is not measured (docs/agent.md).
+        self.glimpse_on_new_code = glimpse_on_new_code
         self.detector = self._detector()
         self.reflex = BurstReflex(live)
         self.ticks = 0
@@ -252,6 +256,8 @@ class FastLoop:
     def signal_tick(self, now: float) -> list[str]:
         """Read the counters, update the signals, let the reflex act; what fired."""
         new_code = self.new_code.take() if self.new_code is not None else []
+        if self.glimpse_on_new_code is not None and not self.glimpse_on_new_code():
+            new_code = []  # counted in the report, no glimpse
         requests, spans = self.counts()
         self._follow_rate(now, requests)
         cpu = time.process_time() - threads_cpu_seconds(self.agent_threads())

@@ -17,8 +17,8 @@ process runs. After that, a leaf function it does not know is *new code* once it
 :data:`HITS` samples within :data:`HIT_WINDOW_S` (one sample of a rarely-run framework
 function is common — a socket opened, a metric recorded — two close together far
 rarer: the same replay counts 4-9 other functions a run while the watch was in force,
-waiting samples included); it is then known, and the fast loop lets the burst reflex
-take a glimpse
+waiting samples included); it is then known, and (with the native profiler) the fast
+loop lets the burst reflex take a glimpse
 (:meth:`~otel_adaprof.instrumentation.control.reflex.BurstReflex.react`).
 
 A function new code returned to is not new: what the agent knows is kept (up to
