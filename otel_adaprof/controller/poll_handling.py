@@ -55,7 +55,7 @@ from otel_adaprof.reward import (
     stack_key,
     step,
 )
-from otel_adaprof.session_spec import Mode, PolicyKind, SessionSpec
+from otel_adaprof.session_spec import Mode, PolicyKind, RewardWeights, SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +257,7 @@ class PollHandler:
             params_in_force=in_force,
             session_id=session_id,
             mode=mode,
-            goal=(spec.goal if spec else self.config.policy.goal).for_profiler(
-                agent.profiler_backend.value
-            ),
+            goal=self.goal_for(spec, agent.profiler_backend.value),
             budget=spec.budget if spec else self.config.policy.budget,
             state=window,
             stacks=request.stacks,
@@ -361,6 +359,12 @@ class PollHandler:
             )
             return Decision(params=ctx.initial_params, probability=1.0, action="fallback")
 
+    def goal_for(self, spec: SessionSpec | None, backend: str) -> RewardWeights:
+        """The goal a window is decided and scored under: its session's, else the
+        controller's default, as it applies to the agent's profiler ``backend``
+        (:meth:`RewardWeights.for_profiler`: each profiler its own accuracy target)."""
+        return (spec.goal if spec else self.config.policy.goal).for_profiler(backend)
+
     def _credit(
         self,
         request: PollRequest,
@@ -389,9 +393,7 @@ class PollHandler:
         else:  # decided before a restart, or by another replica: the session's terms
             ctx, decision = None, None
             spec = SessionSpec.parse(known.session["spec"]) if known.session else None
-            goal = (spec.goal if spec else self.config.policy.goal).for_profiler(
-                request.agent.profiler_backend.value
-            )
+            goal = self.goal_for(spec, request.agent.profiler_backend.value)
             budget = spec.budget if spec else self.config.policy.budget
             changed = False
         changes, last_change = _phase_changes(getattr(window, "change_signals", None))
