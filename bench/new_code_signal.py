@@ -14,6 +14,14 @@ For each ``adaprof bench --workdir DIR`` given, two readings of the adaptive ser
   seconds.
 
     python bench/new_code_signal.py WORKDIR... [--out bench/output/new_code_signal.json]
+    python bench/new_code_signal.py WORKDIR... --key leaf   # session 46's key: the leaf
+
+``--key own`` (the default) keys each sample as the agent does since session 47: by its
+innermost own function, its other own functions learnt as known
+(:func:`~otel_adaprof.instrumentation.observe.new_code.own_functions`); ``--key leaf``
+by its leaf function, as the agent did in session 46. ``--compare`` runs both and prints
+one line a run (``bench/output/new_code_keys.json``). Runs are named by their workdir's
+parent and name (``s46c/wd_ledger_1``).
 
 The module docstring of ``otel_adaprof/instrumentation/observe/new_code.py`` and
 docs/agent.md cite its output.
@@ -27,7 +35,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from otel_adaprof.instrumentation.observe.new_code import NewCode, leaf_function
+from otel_adaprof.instrumentation.observe.new_code import NewCode, leaf_function, own_functions
 
 HOT = "compress_report"
 
@@ -36,9 +44,9 @@ def _attrs(span: dict[str, Any]) -> dict[str, Any]:
     return {a["key"]: a["value"] for a in span.get("attributes", [])}
 
 
-def replay(spans_path: Path) -> dict[str, Any]:
+def replay(spans_path: Path, key: str = "own") -> dict[str, Any]:
     """The exported spans' stacks through :class:`NewCode` (see the module docstring)."""
-    samples: list[tuple[int, str, int, bool]] = []
+    samples: list[tuple[int, tuple[str, ...], int, bool]] = []
     onset: float | None = None
     for line in spans_path.read_text().splitlines():
         span = json.loads(line)
@@ -53,19 +61,22 @@ def replay(spans_path: Path) -> dict[str, Any]:
         watch = int(attrs.get("adaprof.sampling_interval_ms", {}).get("intValue", -1)) == 0
         for value in stacks["arrayValue"]["values"]:
             count, stack = value["stringValue"].split(" ", 1)
-            leaf = leaf_function(stack.rsplit(";", 1)[-1])
-            samples.append((end_ns, leaf, int(count), watch))
+            frames = stack.split(";")
+            own = (leaf_function(frames[-1]),) if key == "leaf" else own_functions(frames)
+            samples.append((end_ns, own, int(count), watch))
     samples.sort(key=lambda s: s[0])
     seen = NewCode()
     events = []
-    for t_ns, leaf, count, watch in samples:
+    for t_ns, own, count, watch in samples:
+        if len(own) > 1:
+            seen.know(own[1:])  # as the sample store does for each new stack
         for _ in range(count):
-            if seen.observe(leaf, t_ns):
+            if seen.observe(own[0] if own else "", t_ns):
                 events.append(
                     {
                         "from_onset_s": round(t_ns / 1e9 - onset, 2) if onset else None,
                         "in_watch": watch,
-                        "function": leaf,
+                        "function": own[0],
                     }
                 )
     hot = [e for e in events if e["function"].startswith(HOT + " ")]
@@ -112,21 +123,64 @@ def agent_reports(db_path: Path, onset: float | None) -> dict[str, Any]:
     }
 
 
+def compare(workdirs: list[Path], out_path: Path | None) -> None:
+    """Both keys on each run: when the hot path was new code, and how much else was new
+    while the watch was in force (each a glimpse with the native profiler)."""
+    rows = {}
+    for workdir in workdirs:
+        spans = workdir / "spans-adaptive.jsonl"
+        row = {}
+        for key in ("leaf", "own"):
+            got = replay(spans, key)
+            others = [e for e in got["events"] if e["in_watch"] and not _hot(e)]
+            row[key] = {
+                "hot_path_new_after_s": got["hot_path_new_after_s"],
+                "other_events_in_watch": len(others),
+                "others": sorted({e["function"] for e in others}),
+            }
+        name = f"{workdir.parent.name}/{workdir.name}"
+        rows[name] = row
+        print(
+            f"{name}: hot path new after {row['leaf']['hot_path_new_after_s']} s (leaf) / "
+            f"{row['own']['hot_path_new_after_s']} s (own); other new code in the watch "
+            f"{row['leaf']['other_events_in_watch']} / {row['own']['other_events_in_watch']}"
+        )
+    total = {k: sum(r[k]["other_events_in_watch"] for r in rows.values()) for k in ("leaf", "own")}
+    same = sum(
+        r["leaf"]["hot_path_new_after_s"] == r["own"]["hot_path_new_after_s"] for r in rows.values()
+    )
+    print(f"{len(rows)} runs: hot path at the same time in {same}; other new code {total}")
+    if out_path:
+        out_path.write_text(
+            json.dumps({"runs": rows, "total_other_in_watch": total}, indent=1) + "\n"
+        )
+
+
+def _hot(event: dict[str, Any]) -> bool:
+    return str(event["function"]).startswith(HOT + " ")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workdirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--key", choices=("own", "leaf"), default="own")
+    parser.add_argument("--compare", action="store_true", help="both keys, replay only")
     args = parser.parse_args()
+    for workdir in args.workdirs:
+        if not (workdir / "spans-adaptive.jsonl").exists():
+            raise SystemExit(f"{workdir}: no spans-adaptive.jsonl (a `adaprof bench --workdir`?)")
+    if args.compare:
+        compare(args.workdirs, args.out)
+        return
     runs = {}
     for workdir in args.workdirs:
         spans = workdir / "spans-adaptive.jsonl"
-        if not spans.exists():
-            raise SystemExit(f"{spans}: no adaptive spans (a `adaprof bench --workdir` dir?)")
-        got = replay(spans)
+        got = replay(spans, args.key)
         db = workdir / "adaprof.db"
         if db.exists():
             got["agent"] = agent_reports(db, got["onset_unix"])
-        runs[workdir.name] = got
+        runs[f"{workdir.parent.name}/{workdir.name}"] = got
         agent = got.get("agent", {})
         print(
             f"{workdir}: replay: hot path new after {got['hot_path_new_after_s']} s, "

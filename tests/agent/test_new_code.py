@@ -1,11 +1,13 @@
-"""New code (:mod:`otel_adaprof.instrumentation.observe.new_code`): a leaf function the
-process's CPU samples never had, seen again and again, starts a glimpse.
+"""New code (:mod:`otel_adaprof.instrumentation.observe.new_code`): a function of the
+service's that its CPU samples never had, seen again and again, starts a glimpse.
 
 * The tracker: a warm-up learns the process's functions; one sample of an unknown
   function is not new code, two within the window are, two further apart are not; once
   new it is known.
 * The sample store tells it of every CPU sample, slow-span captures included, never of
-  a waiting one.
+  a waiting one, keyed by the sample's innermost own frame: a framework function met for
+  the first time under known code is not new code, a new function of the service's
+  spending its CPU in the standard library is.
 * The reflex takes a glimpse on new code within its own allowance (two at once, one
   more every 20 s), apart from a rise's glimpse, and not while the params in force
   already sample as fast.
@@ -27,7 +29,7 @@ import pytest
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.reflex import NEW_CODE_GLIMPSE_EVERY_S, BurstReflex
 from otel_adaprof.instrumentation.join.samples import SampleStore
-from otel_adaprof.instrumentation.observe.new_code import NewCode, leaf_function
+from otel_adaprof.instrumentation.observe.new_code import NewCode, code_key, leaf_function
 from otel_adaprof.params import Params
 from tests.agent.test_accounting import Recorder
 from tests.support.native import needs_native
@@ -81,6 +83,35 @@ def test_the_store_tells_it_of_cpu_samples_slow_span_captures_included_never_wai
     store.add_one(1, 8 * S, new, in_profile=False)
     store.add_many(1, [(9 * S, (*HANDLE, "compress (app.py:31)"), 9 * S)])
     assert store.new_code.take() == ["compress (app.py)"] and woken == [1]
+
+
+SERVER_LOOP = "serve_forever (socketserver.py:233)"
+OTEL_DETACH = "detach (opentelemetry/context/__init__.py:160)"
+
+
+def test_new_code_is_the_services_own_not_the_frameworks_it_calls():
+    store = SampleStore()
+    store.new_code = NewCode(warmup=3)
+    for i in range(3):
+        store.add_one(1, i * S, (*HANDLE, "burn (app.py:20)"))
+    # known code opening its first socket, twice within the window: a new leaf, not new code
+    for t in (5, 6):
+        store.add_one(1, t * S, (*HANDLE, "create_connection (socket.py:851)"))
+    # the OpenTelemetry SDK or the server loop alone: no own frame at all, never new code
+    for t in (7, 8):
+        store.add_one(1, t * S, (SERVER_LOOP, OTEL_DETACH))
+    assert store.new_code.events == 0
+    # a new function of the service's whose CPU is json's: new code, by its own frame
+    exporting = (*HANDLE, "export_report (app.py:50)", "dumps (json/__init__.py:231)")
+    for t in (10, 11):
+        store.add_one(1, t * S, exporting)
+    assert store.new_code.take() == ["export_report (app.py)"]
+    # the agent's own frames are framework; its demo services are applications
+    demo = "main (otel_adaprof/demo/service.py:9)"
+    assert code_key((demo,)) == "main (otel_adaprof/demo/service.py)"
+    assert code_key((demo, "on_end (otel_adaprof/instrumentation/join/span_join.py:9)")) == (
+        "main (otel_adaprof/demo/service.py)"
+    )
 
 
 def test_a_leaf_function_leaves_out_the_line():

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from otel_adaprof.instrumentation.join.stacks import Stack, collapse, is_waiting
-from otel_adaprof.instrumentation.observe.new_code import NewCode, leaf_function
+from otel_adaprof.instrumentation.observe.new_code import NewCode, own_functions
 from otel_adaprof.instrumentation.threads import AgentThreads, inherited_until
 from otel_adaprof.protocol import (
     MAX_LATE_VERSIONS,
@@ -75,7 +75,7 @@ class SampleStore:
         self._idle_ids: dict[Stack, int] = {}
         self._table: list[Stack] = []
         self._waiting: list[bool] = []
-        self._leaves: list[str] = []  # each stack's leaf function (NewCode's key)
+        self._code_keys: list[str] = []  # each stack's innermost own function (NewCode's key)
         # the window's CPU histogram, per config version the samples were taken under
         self._window: dict[int, Counter[int]] = {}
         self._window_total: dict[int, int] = {}
@@ -111,7 +111,10 @@ class SampleStore:
             sid = ids[stack] = len(self._table)
             self._table.append(stack)
             self._waiting.append(idle or is_waiting(stack))
-            self._leaves.append(leaf_function(stack[-1]) if stack else "")
+            own = own_functions(stack)
+            self._code_keys.append(own[0] if own else "")
+            if len(own) > 1 and self.new_code is not None:
+                self.new_code.know(own[1:])  # its callers are known code
         return sid
 
     def add_one(
@@ -149,7 +152,7 @@ class SampleStore:
             self._count += 1
             self.samples_added += 1
             if self.new_code is not None and not self._waiting[sid]:
-                self.new_code.observe(self._leaves[sid], t_ns)
+                self.new_code.observe(self._code_keys[sid], t_ns)
             if not self._waiting[sid] and in_profile:
                 self.cpu_samples_added += 1
                 window = self._window.get(version)
@@ -208,7 +211,7 @@ class SampleStore:
                 self._count += 1
                 self.samples_added += 1
                 if new_code is not None and not self._waiting[sid]:
-                    new_code.observe(self._leaves[sid], t_ns)
+                    new_code.observe(self._code_keys[sid], t_ns)
                 if not self._waiting[sid] and in_profile:
                     self.cpu_samples_added += 1
                     window[sid] += 1
@@ -436,7 +439,7 @@ class SampleStore:
     def _rebuild_table(self) -> None:
         old_table, old_waiting = self._table, self._waiting
         self._ids, self._idle_ids, self._table, self._waiting = {}, {}, [], []
-        self._leaves = []
+        self._code_keys = []
         for thread in self._threads.values():
             thread.stacks = [
                 self._intern(old_table[sid], old_waiting[sid] and not is_waiting(old_table[sid]))
