@@ -143,7 +143,7 @@ class FastLoop:
         #: The clock beacon whose cpu-mode notes ride on this loop's wake-ups
         #: (:meth:`ClockBeacon.visit`): one thread waking instead of two.
         self.beacon = beacon
-        #: The leaf functions of the agent's CPU samples: new code seen wakes the loop
+        #: The own functions of the agent's CPU samples: new code seen wakes the loop
         #: (:meth:`wake`) and its next tick lets the reflex take a glimpse at once.
         self.new_code = new_code
         #: Whether new code starts a glimpse now (``None``: always). The agent says so

@@ -65,8 +65,8 @@ A glimpse on a rise of 3 std, before any signal fires:
     >>> reflex.glimpses, reflex.glimpse_seconds, reflex.burst_seconds
     (1, 2.0, 2.0)
 
-**New code.** A leaf function the process's CPU samples never had, now seen again and
-again (:mod:`~otel_adaprof.instrumentation.observe.new_code`: the slow requests that run
+**New code.** A function of the service's own its CPU samples never had, now seen
+again and again (:mod:`~otel_adaprof.instrumentation.observe.new_code`: the slow requests that run
 a new hot path show it at once), starts a glimpse too, with no rise, within its own
 allowance (:data:`NEW_CODE_GLIMPSES`, one more every :data:`NEW_CODE_GLIMPSE_EVERY_S`),
 apart from the rise's spacing. New code met while the reflex rests after a burst or a

@@ -90,8 +90,8 @@ class SampleStore:
         self._follows_clock = False
         #: Events set once the watermark reaches their time (ns): :meth:`wake_at`.
         self._watchers: dict[threading.Event, int] = {}
-        #: Told the leaf function of every CPU sample kept (in and out of the profile):
-        #: new code starts a glimpse (set by the agent; ``None``: not followed).
+        #: Told the innermost own function of every CPU sample kept (in and out of the
+        #: profile): new code starts a glimpse (set by the agent; ``None``: not followed).
         self.new_code: NewCode | None = None
         #: The agent's own threads: their samples are not kept.
         self.ignored = agent_threads if agent_threads is not None else AgentThreads()

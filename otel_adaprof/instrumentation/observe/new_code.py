@@ -38,9 +38,9 @@ of the service's own.
 A function new code returned to is not new: what the agent knows is kept (up to
 :data:`MAX_KNOWN` functions, the oldest forgotten first). New code that spends its CPU
 in the standard library (a new function of the service's calling ``json.dumps``) is new
-by its own frame; code of the service's that is not new calling a function it never
-called before is not new code by this test, and the CPU-per-request signal still sees
-it.
+by its own frame. Not new code by this test, and left to the CPU-per-request signal:
+known code calling a function it never called before, and a new function whose CPU is
+spent in a known function of the service's (it is that function's caller, so known).
 
     >>> seen = NewCode(warmup=3)
     >>> [seen.observe("handle (app.py)", t * 10**9) for t in range(3)]  # the warm-up
@@ -67,7 +67,7 @@ from functools import lru_cache
 #: are learnt as the process's own (a learning window's 100 Hz, or a minute of the
 #: watch's slow-span captures, is this many).
 WARMUP_SAMPLES = 200
-#: Samples of one unknown leaf function that make it new code, within HIT_WINDOW_S.
+#: Samples of one unknown function that make it new code, within HIT_WINDOW_S.
 HITS = 2
 #: Seconds within which those samples must fall (sample time, not the clock's).
 HIT_WINDOW_S = 5.0
@@ -103,6 +103,10 @@ _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))
 def is_framework(frame: str) -> bool:
     """Whether a frame (``function (file:line)``, the file below its ``sys.path``
     entry) is the standard library's, OpenTelemetry's or this agent's, or has no file.
+
+    Judged by the file's top-level name, as the frame's text has no more: a module of
+    the service's named as one of the standard library's (its own ``profile.py``) is
+    taken for it, and its functions are never new code.
 
     >>> is_framework("create_connection (socket.py:851)")
     True
