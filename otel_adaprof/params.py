@@ -38,6 +38,12 @@ Knobs (see :data:`BOUNDS` for the numbers):
     ``cpu`` (default): py-spy ``--gil``, on-CPU samples of the thread holding the GIL
     only, a fraction of the cost with many threads; ``wall``: every thread at every
     sample, waiting ones included and marked (see :data:`PROFILE_MODES`).
+``sample_scope``
+    What the native profiler samples: ``process`` (default), the whole process at every
+    tick; ``requests``, only while a request (a local root span) is open: a profile of
+    the requests' CPU, at a fraction of the cost on a service idle between requests, and
+    blind to CPU outside any request (see :data:`SAMPLE_SCOPES`). py-spy and the
+    in-process sampler always sample the process.
 ``slow_span_interval_ms``
     In-process capture of a slow span's own thread: while a span outlives its
     ``marker_trigger``, its thread's stack is read every interval. ``0`` = off.
@@ -134,6 +140,19 @@ PROFILE_MODES: dict[str, str] = {
 ProfileMode = Literal["cpu", "wall"]
 DEFAULT_PROFILE_MODE: ProfileMode = "cpu"
 
+#: ``sample_scope`` values: when the native profiler samples.
+SAMPLE_SCOPES: dict[str, str] = {
+    "process": "at every tick, whatever runs: the process's CPU",
+    "requests": "only while a request (a local root span) is open: the requests' CPU, "
+    "no wake-up while none is; CPU outside requests is not seen",
+}
+SampleScope = Literal["process", "requests"]
+#: The knobs that take one of a few names: what each is called in an error, and the names.
+_CHOICES: dict[str, tuple[str, Mapping[str, str]]] = {
+    "profile_mode": ("profile mode", PROFILE_MODES),
+    "sample_scope": ("sample scope", SAMPLE_SCOPES),
+}
+
 #: At most this many per-operation ratio rules.
 MAX_OPERATION_RULES = 64
 #: Longest operation (span) name accepted in a rule.
@@ -217,17 +236,19 @@ class Params(_Frozen):
     span_filters: SpanFilters = Field(default_factory=SpanFilters)
     marker_trigger: MarkerTrigger = Field(default_factory=MarkerTrigger)
     profile_mode: ProfileMode = DEFAULT_PROFILE_MODE
+    sample_scope: SampleScope = "process"
     slow_span_interval_ms: int = 0
     burst_sensitivity: float = 0.0
     burst_interval_ms: int = DEFAULT_BURST_INTERVAL_MS
     burst_seconds: float = DEFAULT_BURST_SECONDS
     glimpse_sensitivity: float = 0.0
 
-    @field_validator("profile_mode", mode="before")
+    @field_validator("profile_mode", "sample_scope", mode="before")
     @classmethod
-    def _mode(cls, value: Any) -> Any:
-        if value not in PROFILE_MODES:
-            raise ValueError(f"{value!r} is not a profile mode, allowed: cpu, wall")
+    def _choice(cls, value: Any, info: ValidationInfo) -> Any:
+        what, allowed = _CHOICES[str(info.field_name)]
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not a {what}, allowed: {', '.join(allowed)}")
         return value
 
     @field_validator("sampling_interval_ms")

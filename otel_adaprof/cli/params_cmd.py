@@ -16,6 +16,7 @@ from otel_adaprof.params import (
     DEFAULT_PARAMS,
     MAX_OPERATION_RULES,
     PROFILE_MODES,
+    SAMPLE_SCOPES,
     Category,
     Params,
 )
@@ -51,6 +52,10 @@ def show(as_json: bool) -> None:
     modes = "; ".join(f"{name}: {doc}" for name, doc in PROFILE_MODES.items())
     table.add_row(
         "profile_mode", json.dumps(defaults["profile_mode"]), " | ".join(PROFILE_MODES), modes
+    )
+    scopes = "; ".join(f"{name}: {doc}" for name, doc in SAMPLE_SCOPES.items())
+    table.add_row(
+        "sample_scope", json.dumps(defaults["sample_scope"]), " | ".join(SAMPLE_SCOPES), scopes
     )
     out.print(table)
 

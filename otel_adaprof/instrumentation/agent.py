@@ -121,6 +121,8 @@ class Agent:
         self.pid = os.getpid()
         self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
+        if self.profiler.backend == ProfilerBackend.NATIVE.value:  # sample_scope: requests
+            self.marker_processor.request_hooks = native.request_hooks()
         self.slow_capture = self._new_slow_capture()
         self.fast_loop = self._new_fast_loop()
         self.observer = self._new_observer()

@@ -135,6 +135,24 @@ static volatile int on_cpu_only = 0;
 #define RECHECK_NS 100000
 static volatile pid_t sampler_native_id;
 
+/* scope='requests': the wall clock samples only while a request is open (the agent calls
+ * request_started() and request_ended() at each local root span's start and end). With
+ * none open the sampler thread sleeps until one starts, so a service that is idle most
+ * of the time no longer pays a wake-up for each tick that would find it idle; the
+ * exponential gaps restart when one opens (they have no memory: the time in requests is
+ * still sampled uniformly). While it waits it looks at the GIL once a second
+ * (probe_interval()): the share of those looks that find it held is CPU outside
+ * requests, which the scope does not see (stats(): outside_probes, outside_held; the
+ * agent then samples the process). Measured in docs/benchmarks.md, "Sampling only
+ * while a request is open: ... (session 48)". */
+static volatile int requests_only = 0;
+static int in_flight;    /* open requests (__atomic) */
+static uint64_t opened_ns; /* CLOCK_MONOTONIC when the last first request opened (__atomic) */
+static uint64_t closed_ns; /* ... and when the last one open closed (__atomic) */
+static int gate_waiting; /* the sampler thread waits for one (__atomic) */
+static uint64_t gate_waits, outside_probes, outside_held;
+static uint64_t probe_ns = 1000000000ull; /* probe_interval(): tests look sooner */
+
 static int safe_read(void *dst, const void *src, size_t n)
 {
     struct iovec local = {dst, n}, remote = {(void *)src, n};
@@ -466,12 +484,60 @@ static uint64_t exp_gap(unsigned int *seed)
     return gap > 60e9 ? (uint64_t)60e9 : (uint64_t)gap;
 }
 
+static int requests_open(void)
+{
+    return __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0;
+}
+
+/* Sleep until a request opens (or stop(), configure(), or a probe's time); the time to
+ * plan the next gap from: when the request opened, not when this thread woke. The
+ * scheduler may take a while to run this thread (under load, as long as a short
+ * request), and gaps planned from the wake-up would never sample a request's first
+ * moments: the benchmark's short /catalog requests read a quarter under their share. */
+static uint64_t wait_for_request(void)
+{
+    uint64_t since = now_ns(CLOCK_MONOTONIC), until = since + probe_ns;
+    struct timespec at = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+    int probe = 0;
+    pthread_mutex_lock(&wake_lock);
+    /* set before looking: request_started() sets in_flight before looking at this, so
+     * one of the two sees the other's store, and a request never opens unseen */
+    __atomic_store_n(&gate_waiting, 1, __ATOMIC_SEQ_CST);
+    gate_waits++;
+    while (running && !woken && requests_only && !requests_open()) {
+        if (pthread_cond_timedwait(&wake, &wake_lock, &at) == ETIMEDOUT) {
+            probe = 1;
+            break;
+        }
+    }
+    __atomic_store_n(&gate_waiting, 0, __ATOMIC_SEQ_CST);
+    woken = 0;
+    pthread_mutex_unlock(&wake_lock);
+    if (probe && running && !requests_open()) {
+        outside_probes++;
+        if (_Py_atomic_load_relaxed(&gil->locked))
+            outside_held++;
+    }
+    uint64_t opened = __atomic_load_n(&opened_ns, __ATOMIC_SEQ_CST), now = now_ns(CLOCK_MONOTONIC);
+    return opened >= since && opened <= now ? opened : now;
+}
+
 static void wall_loop(unsigned int *seed, clockid_t own)
 {
     uint64_t next = now_ns(CLOCK_MONOTONIC);
+    int woke = 0;
     while (running) {
+        if (!woke && requests_only && !requests_open()) {
+            /* gaps from the request's start (they have no memory), planned even if it
+             * closed before this thread ran: its tick may still fall in it */
+            next = wait_for_request();
+            woke = 1;
+            cpu_ns = now_ns(own);
+            continue;
+        }
+        woke = 0;
         next += exp_gap(seed);
-        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        uint64_t planned = next, now = now_ns(CLOCK_MONOTONIC);
         if (next < now)
             next = now; /* behind: no catch-up burst */
         struct timespec at = {(time_t)(next / 1000000000ull), (long)(next % 1000000000ull)};
@@ -490,6 +556,12 @@ static void wall_loop(unsigned int *seed, clockid_t own)
             next = now_ns(CLOCK_MONOTONIC);
             continue;
         }
+        /* Out of scope when none was open at the planned time: none is now, and the
+         * last one closed before it. A tick the scheduler ran late, after a request
+         * open at its time had closed, still reads (what runs now, as in the process
+         * scope): dropping it would lose the ends of requests, most of a short one. */
+        if (requests_only && !requests_open() && __atomic_load_n(&closed_ns, __ATOMIC_SEQ_CST) < planned)
+            continue;
         ticks++;
         if (all_threads)
             sample_all();
@@ -697,6 +769,16 @@ static void *sampler_main(void *unused)
     return NULL;
 }
 
+static int parse_scope(const char *scope)
+{
+    if (scope == NULL || strcmp(scope, "process") == 0)
+        return 0;
+    if (strcmp(scope, "requests") == 0)
+        return 1;
+    PyErr_Format(PyExc_ValueError, "scope must be 'process' or 'requests', not '%s'", scope);
+    return -1;
+}
+
 static int parse_threads(const char *threads)
 {
     if (strcmp(threads, "holder") == 0)
@@ -733,12 +815,20 @@ static int prepare(void)
 
 static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"interval_us", "depth", "clock", "threads", "on_cpu", NULL};
+    static char *keywords[] = {"interval_us", "depth", "clock", "threads", "on_cpu", "scope", NULL};
     unsigned long interval_us = 10000, depth = MAX_DEPTH;
-    const char *clock = "wall", *threads = "holder";
+    const char *clock = "wall", *threads = "holder", *scope = "process";
     int on_cpu = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|kkssp", keywords, &interval_us, &depth, &clock, &threads, &on_cpu))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|kksspz", keywords, &interval_us, &depth, &clock, &threads, &on_cpu,
+                                     &scope))
         return NULL;
+    int only = parse_scope(scope);
+    if (only < 0)
+        return NULL;
+    if (only && strcmp(clock, "wall") != 0) {
+        PyErr_SetString(PyExc_ValueError, "scope='requests' needs clock='wall'");
+        return NULL;
+    }
     if (strcmp(clock, "wall") != 0 && strcmp(clock, "cpu") != 0 && strcmp(clock, "tick") != 0 &&
         strcmp(clock, "thread") != 0) {
         PyErr_Format(PyExc_ValueError, "clock must be 'wall', 'cpu', 'tick' or 'thread', not '%s'", clock);
@@ -772,6 +862,8 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
                 : strcmp(clock, "thread") == 0 ? 3
                                                : 0;
     ticks = idle_ticks = samples = errors = dropped = cpu_ns = full = off_cpu = rechecked = 0;
+    gate_waits = outside_probes = outside_held = 0;
+    requests_only = only;
     sampler_native_id = 0;
     woken = 0;
     running = 1;
@@ -786,13 +878,16 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
 /* A new interval, depth or thread choice for the running wall clock, in force at once. */
 static PyObject *configure(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"interval_us", "depth", "threads", NULL};
+    static char *keywords[] = {"interval_us", "depth", "threads", "scope", NULL};
     unsigned long interval_us, depth;
-    const char *threads = "holder";
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "kk|s", keywords, &interval_us, &depth, &threads))
+    const char *threads = "holder", *scope = "process";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "kk|sz", keywords, &interval_us, &depth, &threads, &scope))
         return NULL;
     int all = parse_threads(threads);
     if (all < 0)
+        return NULL;
+    int only = parse_scope(scope);
+    if (only < 0)
         return NULL;
     if (interval_us == 0 || depth == 0 || depth > MAX_DEPTH) {
         PyErr_Format(PyExc_ValueError, "interval_us must be > 0 and depth in 1..%d", MAX_DEPTH);
@@ -803,10 +898,12 @@ static PyObject *configure(PyObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     uint64_t was = interval_ns;
+    int was_only = requests_only;
     interval_ns = (uint64_t)interval_us * 1000ull;
     max_depth = (uint32_t)depth;
     all_threads = all;
-    if (interval_ns != was) {
+    requests_only = only;
+    if (interval_ns != was || only != was_only) {
         pthread_mutex_lock(&wake_lock);
         woken = 1;
         pthread_cond_signal(&wake);
@@ -933,16 +1030,48 @@ done:
     return result;
 }
 
+/* At a request's start and end (the agent's span processor, at each local root span):
+ * the requests open, which scope='requests' samples. Kept whatever the scope, so that
+ * a scope set later knows what is open. */
+static PyObject *request_started(PyObject *self, PyObject *unused)
+{
+    if (__atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST) == 0) {
+        __atomic_store_n(&opened_ns, now_ns(CLOCK_MONOTONIC), __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&gate_waiting, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&wake_lock);
+            woken = 1;
+            pthread_cond_signal(&wake);
+            pthread_mutex_unlock(&wake_lock);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *request_ended(PyObject *self, PyObject *unused)
+{
+    int open = __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST);
+    /* never below 0: a request that started before the agent did ends uncounted */
+    while (open > 0 && !__atomic_compare_exchange_n(&in_flight, &open, open - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+    if (open == 1) /* the last one open: from now on, out of scope */
+        __atomic_store_n(&closed_ns, now_ns(CLOCK_MONOTONIC), __ATOMIC_SEQ_CST);
+    Py_RETURN_NONE;
+}
+
 static PyObject *stats(PyObject *self, PyObject *unused)
 {
-    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsisK}", "ticks", (unsigned long long)ticks, "idle_ticks",
+    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsisKsisisKsKsK}", "ticks", (unsigned long long)ticks, "idle_ticks",
                          (unsigned long long)idle_ticks, "samples", (unsigned long long)samples,
                          "errors", (unsigned long long)errors, "dropped", (unsigned long long)dropped,
                          "cpu_ns", (unsigned long long)cpu_ns, "code_names", names_len, "threads_timed",
                          (unsigned long long)threads_timed, "generation", (unsigned long long)generation,
                          "cache_full", (unsigned long long)full, "native_id", (int)sampler_native_id,
                          "running", (int)running, "off_cpu", (unsigned long long)off_cpu,
-                         "on_cpu_only", (int)on_cpu_only, "rechecked", (unsigned long long)rechecked);
+                         "on_cpu_only", (int)on_cpu_only, "rechecked", (unsigned long long)rechecked,
+                         "requests_only", (int)requests_only, "requests_open",
+                         (int)__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST), "gate_waits",
+                         (unsigned long long)gate_waits, "outside_probes", (unsigned long long)outside_probes,
+                         "outside_held", (unsigned long long)outside_held);
 }
 
 /* In a thread that just started (threading.Thread._bootstrap_inner patched to call it
@@ -1362,6 +1491,8 @@ static void after_fork_in_child(void)
     running = 0;
     sampler_native_id = 0;
     sampler_tid = 0;
+    in_flight = 0; /* the parent's requests are the parent's */
+    gate_waiting = 0;
     pthread_mutex_init(&lock, NULL);
     pthread_mutex_init(&wake_lock, NULL);
     pthread_mutex_init(&slots_lock, NULL);
@@ -1394,17 +1525,31 @@ static PyObject *limit_names(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *probe_interval(PyObject *self, PyObject *args)
+{
+    unsigned long us;
+    if (!PyArg_ParseTuple(args, "k", &us))
+        return NULL;
+    probe_ns = us == 0 ? 1000000000ull : (uint64_t)us * 1000ull;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"start", (PyCFunction)(void (*)(void))start, METH_VARARGS | METH_KEYWORDS,
-     "start(interval_us=10000, depth=128, clock='wall', threads='holder'|'all', on_cpu=False): start "
-     "sampling; on_cpu: a GIL holder's sample is kept only if it ran while read."},
+     "start(interval_us=10000, depth=128, clock='wall', threads='holder'|'all', on_cpu=False, "
+     "scope='process'|'requests'): start sampling; on_cpu: a GIL holder's sample is kept only if it ran "
+     "while read; scope='requests': only while a request is open (request_started/request_ended)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
-     "configure(interval_us, depth, threads='holder'): new settings for the running wall clock."},
+     "configure(interval_us, depth, threads='holder', scope='process'): new settings for the running wall clock."},
+    {"request_started", request_started, METH_NOARGS, "request_started(): a request (local root span) opened."},
+    {"request_ended", request_ended, METH_NOARGS, "request_ended(): a request closed."},
     {"stop", stop, METH_NOARGS, "stop(): end the sampler thread (its samples stay to drain)."},
     {"drain", drain, METH_NOARGS, "drain() -> [(monotonic ns, native tid, frames innermost first)]."},
     {"take", take, METH_VARARGS, "take(generation, known) -> (generation, new names, samples, watermark_ns)."},
     {"stats", stats, METH_NOARGS, "stats() -> ticks, idle_ticks, samples, errors, dropped, cpu_ns, ..."},
     {"limit_names", limit_names, METH_VARARGS, "limit_names(n): frames cached before a new generation (0: the default)."},
+    {"probe_interval", probe_interval, METH_VARARGS,
+     "probe_interval(us): the looks outside requests (scope='requests'), every us (0: a second)."},
     {"track_current", track_current, METH_NOARGS, "track_current() -> bool: time this thread now (clock 'thread')."},
     {"watch_start", (PyCFunction)(void (*)(void))watch_start, METH_VARARGS | METH_KEYWORDS,
      "watch_start(repeat_us=50000, depth=128, on_cpu=True, min_gap_us=0): start the slow-span watcher "

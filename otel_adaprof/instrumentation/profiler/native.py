@@ -99,6 +99,32 @@ def unavailable() -> str | None:
     return None
 
 
+#: ``sample_scope: requests`` gives way to ``process`` once at least this many of the
+#: sampler's looks outside requests (one a second while none is open) were taken and
+#: this share of them found the GIL held: CPU outside requests the scope would not see
+#: (a worker thread, a scheduled job). It stays ``process`` while the sampler runs.
+OUTSIDE_MIN_PROBES = 10
+OUTSIDE_BUSY_SHARE = 0.25
+
+
+def request_hooks() -> tuple[Callable[[], None], Callable[[], None]] | None:
+    """``(started, ended)``: what the span processor calls as each request (a local root
+    span) opens and closes, so that ``sample_scope: requests`` samples only while one is
+    open; ``None`` where the native profiler cannot run. Each call is one C function
+    (an atomic add; it wakes the sampler thread only when the first request opens while
+    the thread waits for one).
+
+    >>> hooks = request_hooks()
+    >>> hooks is None or all(callable(hook) for hook in hooks)
+    True
+    """
+    if unavailable() is not None:
+        return None
+    module = _load()
+    assert module is not None
+    return module.request_started, module.request_ended
+
+
 class RingCounts(NamedTuple):
     """What one take of the extension's ring moved into the store."""
 
@@ -182,6 +208,7 @@ class NativeSampler:
         all_threads: bool = False,
         on_cpu: bool = True,
         on_ticks: Callable[[int, int, float], None] | None = None,
+        scope: str = "process",
     ) -> None:
         why = unavailable()
         if why is not None:
@@ -194,6 +221,9 @@ class NativeSampler:
         self.depth = max(1, min(MAX_DEPTH, depth))
         self.all_threads = all_threads
         self.on_cpu = on_cpu
+        #: ``process`` or ``requests`` (``Params.sample_scope``): with ``requests`` the
+        #: thread reads only while a request is open (:func:`request_hooks`).
+        self.scope = scope
         self._on_ticks = on_ticks
         self._cpu_before = 0.0  # CPU seconds of the sampler threads already stopped
         self._cpu_seen = 0.0  # the highest :meth:`cpu_seconds` returned
@@ -226,18 +256,23 @@ class NativeSampler:
                 "wall",
                 "all" if self.all_threads else "holder",
                 self.on_cpu,
+                self.scope,
             )
             _owner = self
         self.running = True
         self._ticks_seen = 0
         self._native_id = None
 
-    def configure(self, interval_s: float, depth: int, all_threads: bool) -> None:
+    def configure(
+        self, interval_s: float, depth: int, all_threads: bool, scope: str = "process"
+    ) -> None:
         """New settings, in force at the next read (a new interval plans from now)."""
-        self.interval_s, self.all_threads = interval_s, all_threads
+        self.interval_s, self.all_threads, self.scope = interval_s, all_threads, scope
         self.depth = max(1, min(MAX_DEPTH, depth))
         if self.running:
-            self._ns.configure(self._interval_us(), self.depth, "all" if all_threads else "holder")
+            self._ns.configure(
+                self._interval_us(), self.depth, "all" if all_threads else "holder", scope
+            )
 
     def stop(self) -> None:
         """Stop the sampler thread (within a millisecond); its samples stay to :meth:`take`."""
@@ -252,6 +287,17 @@ class NativeSampler:
         with _owner_lock:
             if _owner is self:
                 _owner = None
+
+    def outside_busy(self) -> bool:
+        """Whether the looks outside requests found the GIL held often enough that
+        ``sample_scope: requests`` would miss CPU the process spends (see
+        :data:`OUTSIDE_BUSY_SHARE`); ``False`` while too few looks were taken."""
+        if not self.running:
+            return False
+        stats = self._ns.stats()
+        probes = int(stats.get("outside_probes", 0))
+        held = int(stats.get("outside_held", 0))
+        return probes >= OUTSIDE_MIN_PROBES and held >= OUTSIDE_BUSY_SHARE * probes
 
     def _interval_us(self) -> int:
         return max(100, int(self.interval_s * 1e6))

@@ -563,21 +563,23 @@ class Profiler:
         """The native sampler runs with the params in force (started, or set anew)."""
         params = current.params
         interval_s, depth = params.sampling_interval_ms / 1000.0, params.stack_depth
-        all_threads = params.profile_mode == "wall"
+        all_threads, scope = params.profile_mode == "wall", params.sample_scope
         sampler = self._native
+        if scope == "requests" and sampler is not None and sampler.outside_busy():
+            scope = "process"  # CPU outside requests: the scope would not see it
         if sampler is not None:
             if sampler.version != current.version:  # what it took so far: the old one's
                 self._take_native()
                 self.cpu.checkpoint(sampler.version)
                 sampler.version = current.version
-            wanted = (interval_s, max(1, min(NATIVE_MAX_DEPTH, depth)), all_threads)
-            if (sampler.interval_s, sampler.depth, sampler.all_threads) != wanted:
-                sampler.configure(interval_s, depth, all_threads)
+            wanted = (interval_s, max(1, min(NATIVE_MAX_DEPTH, depth)), all_threads, scope)
+            if (sampler.interval_s, sampler.depth, sampler.all_threads, sampler.scope) != wanted:
+                sampler.configure(interval_s, depth, all_threads, scope)
             return
         try:
             sampler = NativeSampler(
                 self.store, interval_s, depth, current.version,
-                all_threads=all_threads, on_ticks=self._native_ticks,
+                all_threads=all_threads, on_ticks=self._native_ticks, scope=scope,
             )  # fmt: skip
             sampler.start()
         except (RuntimeError, OSError, ValueError) as exc:

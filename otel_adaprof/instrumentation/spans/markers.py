@@ -226,6 +226,10 @@ class MarkerProcessor(SpanProcessor):
         self._threads: dict[int, tuple[int, int, int]] = {}
         self._plan = _Plan(live.current)
         self.errors = 0
+        #: ``(started, ended)``, called as each request (a local root span) opens and
+        #: closes: the native profiler's ``sample_scope: requests`` samples while one is
+        #: open (:func:`~otel_adaprof.instrumentation.profiler.native.request_hooks`).
+        self.request_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
         #: Open spans (span id → thread ident, native id, start ns, name) while
         #: slow-span capture is on (``None``: off); read by its capture thread.
         self.open_spans: OpenSpanIndex | None = None
@@ -236,6 +240,11 @@ class MarkerProcessor(SpanProcessor):
         threads = self._threads
         span_id = span_id_in(span_context_of(span))
         thread_key = threads[span_id] = self.identity.current()
+        hooks = self.request_hooks
+        if hooks is not None:
+            parent = span.parent
+            if parent is None or parent.is_remote:
+                hooks[0]()
         open_spans = self.open_spans
         if open_spans is not None:  # slow-span capture is on
             start, name = span.start_time or 0, span.name
@@ -276,6 +285,9 @@ class MarkerProcessor(SpanProcessor):
         request = parent is None or parent.is_remote
         if request:
             counters.requests += 1
+            hooks = self.request_hooks
+            if hooks is not None:
+                hooks[1]()
         if thread is None or start is None or end is None:
             return None
         liveness = self.liveness

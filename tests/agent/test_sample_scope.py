@@ -1,0 +1,155 @@
+"""``sample_scope: requests``: the native profiler samples only while a request is open.
+
+Each script runs in a fresh interpreter (the extension's state is the process's), with
+the real extension, the real span processor and the real supervisor:
+
+* the sampler thread takes no tick while no request is open, however busy the process,
+  and samples while one is; a request closed twice counts once;
+* its looks outside requests see CPU the scope does not, and then the supervisor
+  samples the process instead;
+* the marker processor opens a request at each local root span (a remote parent
+  included) and not at a child.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_adaprof.errors import ContractError
+from otel_adaprof.params import Params
+from tests.agent.test_native_profiler import _run_script
+from tests.support.native import needs_native
+
+GATE = r"""
+import json, time
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler import native, _native_sampler as ns
+
+def burn(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+ns.probe_interval(20_000)  # a look outside requests every 20 ms
+sampler = native.NativeSampler(SampleStore(), 0.001, 32, scope="requests")
+started, ended = native.request_hooks()
+sampler.start()
+out = {}
+burn(0.6)  # the process busy, no request open
+s0 = ns.stats()
+out["outside"] = {k: s0[k] for k in ("ticks", "samples", "outside_probes", "outside_held")}
+out["outside_busy"] = sampler.outside_busy()
+started(); started(); burn(0.3); ended(); burn(0.2); ended(); ended()  # one too many
+s1 = ns.stats()
+out["inside_samples"], out["open_after"] = s1["samples"] - s0["samples"], s1["requests_open"]
+time.sleep(0.5)  # idle, none open
+out["idle_ticks"] = ns.stats()["ticks"] - s1["ticks"]
+sampler.configure(0.001, 32, False, "process")
+time.sleep(0.5)  # idle, the process's scope: every tick wakes the thread
+s2 = ns.stats()
+out["process_idle_ticks"] = s2["ticks"] - s1["ticks"] - out["idle_ticks"]
+sampler.stop()
+print(json.dumps(out))
+"""
+
+
+@needs_native
+def test_requests_scope_samples_only_while_a_request_is_open():
+    """No tick at all while no request is open (the process scope ticks about once a
+    millisecond, idle or not), samples while one is, and an extra close is not a
+    negative count. (Fails without the gate: ticks and samples outside requests.)"""
+    out = _run_script(GATE)
+    assert out["outside"]["ticks"] == 0 and out["outside"]["samples"] == 0, out
+    assert out["inside_samples"] > 100, out  # 0.5 s at 1 kHz, mean ~500
+    assert out["open_after"] == 0, out
+    assert out["idle_ticks"] == 0 and out["process_idle_ticks"] > 100, out
+    # the looks outside requests found the busy process: CPU the scope would not see
+    assert out["outside"]["outside_probes"] >= 10, out
+    assert out["outside"]["outside_held"] >= 0.8 * out["outside"]["outside_probes"], out
+    assert out["outside_busy"] is True, out
+
+
+FALLBACK = r"""
+import json, threading, time
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler import _native_sampler as ns
+from otel_adaprof.instrumentation.profiler.supervisor import Profiler
+from otel_adaprof.params import Params
+
+ns.probe_interval(20_000)
+params = Params(sampling_interval_ms=5, sample_scope="requests", profile_mode="cpu")
+profiler = Profiler(LiveParams(params), SampleStore(), choice="native")
+profiler.start()
+scopes, end = [], time.monotonic() + 8.0
+while time.monotonic() < end:  # CPU outside any request
+    for _ in range(20000):
+        pass
+    stats = ns.stats()
+    if stats["running"]:
+        scopes.append(stats["requests_only"])
+    if scopes and scopes[-1] == 0:
+        break
+profiler.stop()
+print(json.dumps({"backend": profiler.backend, "first": scopes[:1], "last": scopes[-1:],
+                  "probes": ns.stats()["outside_probes"]}))
+"""
+
+
+@needs_native
+def test_cpu_outside_requests_puts_the_sampler_back_on_the_process():
+    """A process busy outside any request (a worker thread, a job): the sampler's looks
+    outside requests find the GIL held, and the supervisor samples the process instead
+    of the requests the params ask for. (Fails without the rule: the scope stays
+    ``requests`` and the profile misses that CPU.)"""
+    out = _run_script(FALLBACK)
+    assert out["backend"] == "native", out
+    assert out["first"] == [1] and out["last"] == [0], out
+    assert out["probes"] >= 10, out
+
+
+HOOKS = r"""
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from otel_adaprof.instrumentation.control.live_params import LiveParams
+from otel_adaprof.instrumentation.profiler import native, _native_sampler as ns
+from otel_adaprof.instrumentation.spans.markers import MarkerBook, MarkerProcessor
+from otel_adaprof.params import Params
+
+markers = MarkerProcessor(LiveParams(Params()), MarkerBook())
+markers.request_hooks = native.request_hooks()
+provider = TracerProvider()
+provider.add_span_processor(markers)
+tracer = provider.get_tracer("t")
+seen = []
+def look():
+    seen.append(ns.stats()["requests_open"])
+with tracer.start_as_current_span("GET /a"):
+    look()
+    with tracer.start_as_current_span("SELECT"):
+        look()
+    look()
+look()
+remote = SpanContext(trace_id=1, span_id=2, is_remote=True, trace_flags=TraceFlags(1))
+caller = trace.set_span_in_context(NonRecordingSpan(remote))
+with tracer.start_as_current_span("GET /b", context=caller):
+    look()
+look()
+print(json.dumps({"seen": seen}))
+"""
+
+
+@needs_native
+def test_a_request_is_a_local_root_span():
+    """The span processor opens a request at a span with no parent or a remote one (a
+    server span under a caller's trace), and not at its children."""
+    assert _run_script(HOOKS) == {"seen": [1, 1, 1, 0, 1, 0]}
+
+
+def test_sample_scope_is_checked():
+    assert Params.parse({"sample_scope": "requests"}).sample_scope == "requests"
+    assert Params().sample_scope == "process"
+    with pytest.raises(ContractError, match="'threads' is not a sample scope"):
+        Params.parse({"sample_scope": "threads"})
