@@ -396,7 +396,8 @@ class PollHandler:
             goal = self.goal_for(spec, request.agent.profiler_backend.value)
             budget = spec.budget if spec else self.config.policy.budget
             changed = False
-        changes, last_change = _phase_changes(getattr(window, "change_signals", None))
+        signals = getattr(window, "change_signals", None)
+        changes, last_change = _phase_changes(signals)
         obs = WindowObservation(
             end_unix=window.window_start + window.window_seconds,
             seconds=window.window_seconds,
@@ -409,6 +410,7 @@ class PollHandler:
             slow_spans_sampled=getattr(window, "slow_spans_sampled", None),
             changes=changes,
             last_change_unix=last_change,
+            new_code=int(getattr(signals, "new_code", 0) or 0),
             params_changed=changed,
         )
         phase, reward = step(self._phases.get(service, PhaseState()), obs, goal, budget)

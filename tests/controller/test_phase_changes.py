@@ -1,4 +1,5 @@
-"""Which change signals restart the reward's phase: the profile changes an agent reports.
+"""Which change signals restart the reward's phase: the profile changes an agent reports,
+and new code.
 
 In cpu mode a latency change alone is one CPU samples cannot show (the agent counts it
 in ``changes``, not in ``profile_changes``): the reward's phase goes on. An agent that
@@ -71,8 +72,11 @@ def test_a_latency_change_alone_in_cpu_mode_does_not_restart_the_phase():
     [
         ChangeSignals(changes=1, profile_changes=1, cpu_per_request=9.0),
         ChangeSignals(changes=1, latency=9.0),  # an agent that reports no profile changes
+        # new code alone (session 48): a subtle hot path's CPU per request takes tens of
+        # seconds to signal, and meanwhile the phase before it took in its samples
+        ChangeSignals(changes=0, profile_changes=0, new_code=1),
     ],
-    ids=["profile-change", "older-agent"],
+    ids=["profile-change", "older-agent", "new-code"],
 )
 def test_a_change_the_samples_can_show_restarts_the_phase(signals):
     reward = _last_window_reward(signals)

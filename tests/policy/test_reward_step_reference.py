@@ -15,6 +15,7 @@ from otel_adaprof.reward import (
     WindowObservation,
     accuracy_gain,
     detection_credit,
+    key_appeared,
     keyed,
     shares_differ,
     step,
@@ -73,7 +74,9 @@ def _reference_phase(
         for key, count in window.items():
             profile[key] = profile.get(key, 0.0) + count
         state = _replace(state, samples=state.samples + n, profile=profile)
-    if state.pending_change_unix is not None and shares_differ(profile, state.previous, k):
+    if state.pending_change_unix is not None and (
+        shares_differ(profile, state.previous, k) or key_appeared(profile, state.previous)
+    ):
         detection = detection_credit(obs.end_unix - state.pending_change_unix, goal.detection_tau_s)
         gain += max(0.0, accuracy_gain(0.0, state.samples, k, target) - state.pending_paid)
         state = _replace(state, pending_change_unix=None, pending_paid=0.0)

@@ -11,6 +11,7 @@ from otel_adaprof.reward import (
     WindowObservation,
     accuracy_gain,
     expected_l1,
+    key_appeared,
     keyed,
     samples_for_error,
     shares_differ,
@@ -200,6 +201,45 @@ def test_a_signalled_change_the_samples_do_not_confirm_is_a_false_alarm():
     # and a converged phase earns nothing more
     _, more = _run(_windows(STEADY, 300, 3, t0=300.0), state)
     assert sum(r.accuracy for r in more) == 0.0
+
+
+def test_a_subtle_new_function_confirms_a_signalled_change_not_a_false_alarm():
+    """Session 48's ledger runs: a signalled hot path whose new function holds 15 % of
+    the samples moves the profile's total variation by 0.15, under the bar of
+    :func:`shares_differ` at a few hundred samples, and the change was merged back into
+    the phase before it as a false alarm: the phase looked learnt, so the policy stopped
+    learning its hot path. A function that was never sampled and now holds 15 % of 200
+    samples confirms it (:func:`key_appeared`). (Fails with ``shares_differ`` alone:
+    one false alarm, no detection.)"""
+    state, _ = _run(_windows(STEADY, 900, 10))
+    signal = WindowObservation(end_unix=155.0, seconds=5.0, changes=1, last_change_unix=152.0)
+    state, _ = step(state, signal, GOAL, BUDGET)
+    subtle = {**{k: 0.85 * v for k, v in STEADY.items()}, "main;compress (c.py:9)": 0.15}
+    state, rs = _run(_windows(subtle, 240, 6, t0=160.0), state)
+    assert state.false_alarms == 0 and state.pending_change_unix is None
+    assert sum(r.detection for r in rs) > 0.0
+    assert state.samples == pytest.approx(240)  # the new phase's own, not merged
+    assert not shares_differ(_split(subtle, 200), _split(STEADY, 900), 8)  # the old bar
+    assert key_appeared(_split(subtle, 200), _split(STEADY, 900))
+
+
+def test_new_code_starts_a_phase_with_its_own_window():
+    """New code (a function of the service's own never sampled before) restarts the
+    phase from its window's start, and that window's samples, which hold the new
+    function, are the new phase's: with the CUSUM's straddling rule they went to the
+    phase before, which then looked like the new one (session 48's ledger runs).
+    (Fails without it: no change, and the window's samples in the steady phase.)"""
+    state, _ = _run(_windows(STEADY, 900, 10))
+    subtle = {**{k: 0.85 * v for k, v in STEADY.items()}, "main;compress (c.py:9)": 0.15}
+    seen = WindowObservation(end_unix=155.0, seconds=5.0, new_code=1, samples=_split(subtle, 40))
+    state, r = step(state, seen, GOAL, BUDGET)
+    assert r.change and state.phase_started_unix == 150.0
+    assert state.samples == 40 and state.previous_samples == 900
+    assert "compress (c.py)" in state.profile and "compress (c.py)" not in state.previous
+    # six of its 40 samples in a function never sampled before: confirmed at once
+    assert r.detection > 0.0 and state.pending_change_unix is None
+    state, _ = _run(_windows(subtle, 200, 5, t0=160.0), state)
+    assert state.false_alarms == 0 and state.samples == 240
 
 
 def _with_tail(shares: dict[str, float], n: int, tail_keys: int = 100, tail: float = 0.15):
