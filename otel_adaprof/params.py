@@ -42,7 +42,7 @@ Knobs (see :data:`BOUNDS` for the numbers):
     What the native profiler samples: ``process`` (default), the whole process at every
     tick; ``requests``, only while a request (a local root span) is open: a profile of
     the requests' CPU, at a fraction of the cost on a service idle between requests, and
-    blind to CPU outside any request (see :data:`SAMPLE_SCOPES`). py-spy and the
+    blind to CPU spent while no request is open (see :data:`SAMPLE_SCOPES`). py-spy and the
     in-process sampler always sample the process.
 ``slow_span_interval_ms``
     In-process capture of a slow span's own thread: while a span outlives its
@@ -144,7 +144,7 @@ DEFAULT_PROFILE_MODE: ProfileMode = "cpu"
 SAMPLE_SCOPES: dict[str, str] = {
     "process": "at every tick, whatever runs: the process's CPU",
     "requests": "only while a request (a local root span) is open: the requests' CPU, "
-    "no wake-up while none is; CPU outside requests is not seen",
+    "no wake-up while none is; CPU while none is open is not seen",
 }
 SampleScope = Literal["process", "requests"]
 #: The knobs that take one of a few names: what each is called in an error, and the names.

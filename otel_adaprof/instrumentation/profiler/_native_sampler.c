@@ -493,7 +493,7 @@ static int requests_open(void)
  * plan the next gap from: when the request opened, not when this thread woke. The
  * scheduler may take a while to run this thread (under load, as long as a short
  * request), and gaps planned from the wake-up would never sample a request's first
- * moments: the benchmark's short /catalog requests read a quarter under their share. */
+ * moments, a large part of a short one. */
 static uint64_t wait_for_request(void)
 {
     uint64_t since = now_ns(CLOCK_MONOTONIC), until = since + probe_ns;
