@@ -38,6 +38,7 @@ out = {}
 burn(0.6)  # the process busy, no request open
 s0 = ns.stats()
 out["outside"] = {k: s0[k] for k in ("ticks", "samples", "outside_probes", "outside_held")}
+sampler.take()  # outside_busy() reads the counters of the last take
 out["outside_busy"] = sampler.outside_busy()
 started(); started(); burn(0.3); ended(); burn(0.2); ended(); ended()  # one too many
 # a tick planned before the last close may still run after it (it reads: its time was

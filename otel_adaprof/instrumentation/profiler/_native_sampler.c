@@ -484,6 +484,16 @@ static uint64_t exp_gap(unsigned int *seed)
     return gap > 60e9 ? (uint64_t)60e9 : (uint64_t)gap;
 }
 
+/* Cut the wall clock's sleep short (a new interval or scope, a request opened): it plans
+ * again from now. */
+static void cut_wall_sleep(void)
+{
+    pthread_mutex_lock(&wake_lock);
+    woken = 1;
+    pthread_cond_signal(&wake);
+    pthread_mutex_unlock(&wake_lock);
+}
+
 static int requests_open(void)
 {
     return __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0;
@@ -903,12 +913,8 @@ static PyObject *configure(PyObject *self, PyObject *args, PyObject *kwargs)
     max_depth = (uint32_t)depth;
     all_threads = all;
     requests_only = only;
-    if (interval_ns != was || only != was_only) {
-        pthread_mutex_lock(&wake_lock);
-        woken = 1;
-        pthread_cond_signal(&wake);
-        pthread_mutex_unlock(&wake_lock);
-    }
+    if (interval_ns != was || only != was_only)
+        cut_wall_sleep();
     Py_RETURN_NONE;
 }
 
@@ -1037,12 +1043,8 @@ static PyObject *request_started(PyObject *self, PyObject *unused)
 {
     if (__atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST) == 0) {
         __atomic_store_n(&opened_ns, now_ns(CLOCK_MONOTONIC), __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&gate_waiting, __ATOMIC_SEQ_CST)) {
-            pthread_mutex_lock(&wake_lock);
-            woken = 1;
-            pthread_cond_signal(&wake);
-            pthread_mutex_unlock(&wake_lock);
-        }
+        if (__atomic_load_n(&gate_waiting, __ATOMIC_SEQ_CST))
+            cut_wall_sleep();
     }
     Py_RETURN_NONE;
 }

@@ -230,6 +230,8 @@ class NativeSampler:
         self._cpu_lock = threading.Lock()
         self._native_id: int | None = None
         self._ticks_seen = 0
+        #: The extension's counters at the last take (:meth:`outside_busy` reads them).
+        self._stats: dict[str, int] = {}
         self.running = False
         self._take_lock = threading.Lock()  # the supervisor's and the poller's takes
         #: Reads that failed (a frame changed while read), and samples lost to a full ring.
@@ -261,6 +263,7 @@ class NativeSampler:
             _owner = self
         self.running = True
         self._ticks_seen = 0
+        self._stats = {}  # the counters start again
         self._native_id = None
 
     def configure(
@@ -291,10 +294,11 @@ class NativeSampler:
     def outside_busy(self) -> bool:
         """Whether the looks outside requests found the GIL held often enough that
         ``sample_scope: requests`` would miss CPU the process spends (see
-        :data:`OUTSIDE_BUSY_SHARE`); ``False`` while too few looks were taken."""
+        :data:`OUTSIDE_BUSY_SHARE`), as of the last :meth:`take`; ``False`` while too
+        few looks were taken."""
         if not self.running:
             return False
-        stats = self._ns.stats()
+        stats = self._stats  # the last take's: the supervisor takes every 0.2-1 s
         probes = int(stats.get("outside_probes", 0))
         held = int(stats.get("outside_held", 0))
         return probes >= OUTSIDE_MIN_PROBES and held >= OUTSIDE_BUSY_SHARE * probes
@@ -335,7 +339,7 @@ class NativeSampler:
         counts = _READER.take(self.store, self.version, self.version, watermark=True)
         self.off_cpu += counts.off_cpu
         WATCHER.count(counts)
-        stats = self._ns.stats()
+        stats = self._stats = self._ns.stats()
         self.errors, self.dropped = int(stats["errors"]), int(stats["dropped"])
         if self._on_ticks is not None:
             ticks = int(stats["ticks"])
