@@ -29,6 +29,10 @@ SPAN_CONFIGS = ("sdk", "agent_markers", "agent_filtered", "agent_p90", "agent_ma
 SERVICE_CONFIGS = ("off", "pyspy_10hz", "pyspy_100hz", "pyspy_100hz_wall")
 
 
+# Since session 47 it runs in the parallel pass: there, beside three other workers,
+# py-spy once read nothing of a 2 s wall-mode run (session 48's CI, `py_spy_seen`
+# False): a rerun, every assertion unchanged.
+@pytest.mark.flaky(reruns=2)
 def test_overhead_bench_reports_every_configuration() -> None:
     # 10 repetitions of each span configuration (the default's 150 took 30 of this
     # test's 58 s on session 30's machine: 28 s now); the bound is for a hang
