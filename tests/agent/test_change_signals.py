@@ -477,6 +477,27 @@ def test_poll_soon_wakes_the_poller_before_its_window_ends():
     assert time.monotonic() - t0 >= 0.19
 
 
+def test_a_report_asked_for_after_a_due_poll_is_kept_for_the_next_one():
+    """A glimpse that starts 0.1 s before the window's due close asks for a report a
+    second later: the due poll comes first, and the next one a second after the
+    glimpse's start, not a whole window later."""
+    import time
+
+    from otel_adaprof.instrumentation.control.poller import Poller
+
+    poller = Poller(LiveParams(Params()), None, lambda: None, lambda depth, version: None,
+                    controller_url=None)  # fmt: skip
+    t0 = time.monotonic()
+    poller.poll_soon(0.6)
+    poller._sleep(0.1)  # the window's due close comes first
+    assert time.monotonic() - t0 < 0.5
+    poller._sleep(5.0)  # the next window: cut at the glimpse's report
+    assert 0.55 <= time.monotonic() - t0 < 2.0
+    t0 = time.monotonic()
+    poller._sleep(0.3)  # asked for once: no report pending any more
+    assert time.monotonic() - t0 >= 0.29
+
+
 def test_after_a_rebase_a_change_of_the_service_is_seen_within_a_few_observations():
     # Relevel, not a new warm-up: the spread is kept, the level is the median of the
     # next RELEVEL_OBSERVATIONS; a step right after still fires at once.

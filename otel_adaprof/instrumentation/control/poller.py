@@ -190,7 +190,12 @@ class Poller:
         self._wake.set()
 
     def _sleep(self, wait: float) -> None:
-        """Until the next poll: ``wait`` seconds, or sooner if :meth:`poll_soon` asks."""
+        """Until the next poll: ``wait`` seconds, or sooner if :meth:`poll_soon` asks.
+
+        A report asked for later than the poll that ends this sleep is kept for the next
+        one: a glimpse that starts just before a window's due close wants its first
+        second's samples reported, and the close that came first held none of them
+        (session 49: the ledger's hot path waited the next window's whole 3 s)."""
         due = time.monotonic() + wait
         while not self._stop.is_set():
             soon = self._soon_at
@@ -199,7 +204,9 @@ class Poller:
                 break
             self._wake.wait(min(due, soon if soon is not None else due) - now)
             self._wake.clear()
-        self._soon_at = None
+        soon = self._soon_at
+        if soon is not None and soon <= time.monotonic():
+            self._soon_at = None  # this poll is the one asked for
 
     def poll_once(self, first: bool = False) -> float:
         """Close the window, report it, apply the answer; seconds until the next poll."""
