@@ -10,11 +10,12 @@ service's that its CPU samples never had, seen again and again, starts a glimpse
   spending its CPU in the standard library is.
 * The reflex takes a glimpse on new code within its own allowance (two at once, one
   more every 20 s), apart from a rise's glimpse, and not while the params in force
-  already sample as fast.
+  already sample as fast; the catalog's learning at 100 Hz glimpses at 200 Hz.
 * In a real service process under the native profiler, polling a controller on
   127.0.0.1: in the watch, a slow request that runs a function the agent never sampled
   brings a glimpse and a report a second later, with that function's samples in it;
-  the same requests running known code bring none.
+  the same requests running known code bring none; while it learns at 100 Hz, the same
+  new code brings a glimpse at 200 Hz and its report.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.instrumentation.control.live_params import LiveParams
 from otel_adaprof.instrumentation.control.reflex import NEW_CODE_GLIMPSE_EVERY_S, BurstReflex
 from otel_adaprof.instrumentation.join.samples import SampleStore
 from otel_adaprof.instrumentation.observe.new_code import NewCode, code_key, leaf_function
 from otel_adaprof.params import Params
+from otel_adaprof.protocol import PollRequest
 from tests.agent.test_accounting import Recorder
 from tests.support.native import needs_native
 
@@ -164,6 +167,23 @@ def test_no_glimpse_on_new_code_while_the_params_already_sample_as_fast():
     assert not BurstReflex(off).react([], now=1.0, new_code=["compress (app.py)"])
 
 
+def test_the_learning_action_glimpses_on_new_code_at_twice_its_rate_not_on_a_rise():
+    """The catalog's ``learn-100hz`` samples at 10 ms and glimpses at 5 ms: new code
+    starts a glimpse at 200 Hz; a rise of 5 std does not (its sensitivity is the bound,
+    20: at 100 Hz the samples show a rise already)."""
+    learn = load_catalog().get("learn-100hz")
+    assert learn is not None
+    live = LiveParams(learn.params)
+    reflex = BurstReflex(live)
+    assert not reflex.react([], now=1.0, rise=5.0)
+    assert live.params.sampling_interval_ms == 10
+    assert reflex.react([], now=2.0, new_code=["compress (app.py)"])
+    assert reflex.in_glimpse and live.params.sampling_interval_ms == 5
+    assert not reflex.react(["cpu_per_request"], now=3.0)  # no burst: it has none
+    assert not reflex.react([], now=4.5) and live.params.sampling_interval_ms == 10
+    assert reflex.bursts == reflex.glimpses == reflex.new_code_glimpses == 1
+
+
 SERVICE = r"""
 import os, sys, time
 from opentelemetry import trace
@@ -213,18 +233,12 @@ def _samples_in(report, function: str) -> int:
     return sum(row.count for row in rows if row.stack.rsplit(";", 1)[-1].startswith(function + " "))
 
 
-@needs_native
-@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
-def test_a_slow_request_running_code_never_sampled_brings_a_glimpse_and_its_report(
-    tmp_path, recorder
-):
-    """Learnt at 100 Hz, then watched (no sampling; slow-span capture and glimpses, the
-    burst and a rise's glimpse out of the way; polls every 5 s): requests that run known
-    code bring no glimpse in a whole window; the same requests running a function the
-    agent never sampled do, and the window closes about a second after it, with that
-    function's samples in it (the watch takes none). Fails without new code: the CPU per
-    request does not change, so nothing else would start a glimpse and the window runs
-    its 5 s."""
+def _run_to_new_code(
+    tmp_path, recorder: Recorder, phase: Params
+) -> tuple[PollRequest, PollRequest, float]:
+    """The service learnt at 100 Hz, then under ``phase`` (version 2, polls every 5 s):
+    a whole window of known code, then the flag (new code from then on). The quiet
+    window, the first window after it, and when the flag was set (unix s)."""
     script, flag = tmp_path / "service.py", tmp_path / "new-code-on"
     script.write_text(SERVICE)
     proc = subprocess.Popen(
@@ -239,13 +253,8 @@ def test_a_slow_request_running_code_never_sampled_brings_a_glimpse_and_its_repo
             where=lambda _r: sum(_samples_in(r, "known_work") for r in recorder.windows(1)) >= 250,
         )  # fmt: skip
         recorder.version, recorder.poll_interval_s = 2, 5.0
-        # (the reflex's burst off and a rise's glimpse out of reach: on a loaded machine
-        # the CPU per request moves, and only new code is what this test is about)
-        recorder.params = Params.parse(
-            {**WATCH, "burst_sensitivity": 0, "glimpse_sensitivity": 20,
-             "slow_span_interval_ms": 20, "marker_trigger": {"min_duration_ms": 10}}
-        )  # fmt: skip
-        quiet = recorder.wait_windows(2, 2, timeout=20.0)[1]  # a whole window in the watch
+        recorder.params = phase
+        quiet = recorder.wait_windows(2, 2, timeout=20.0)[1]  # a whole window of the phase
         flag.touch()
         flagged = time.time()
         assert quiet.window is not None
@@ -258,17 +267,67 @@ def test_a_slow_request_running_code_never_sampled_brings_a_glimpse_and_its_repo
         proc.terminate()
         _out, err = proc.communicate(timeout=20)
     assert "Traceback" not in err, err[-3000:]
-    assert quiet.window.window_seconds >= 4.5, quiet.window
-    assert quiet.window.change_signals.new_code == 0 and quiet.window.glimpse_seconds == 0
-    assert quiet.stacks is not None and quiet.stacks.total_samples == 0  # the watch samples none
-    first = after[0]
+    return quiet, after[0], flagged
+
+
+def _closed_soon_after(first: PollRequest, flagged: float) -> None:
+    """The window closed about a second after the glimpse began, not at its 5 s (4.8 s
+    or more after the flag); the new code is seen at the span join's next pass, up to a
+    second after its request ended, and a loaded machine wakes the poller late."""
     assert first.window is not None
     assert first.window.change_signals.new_code >= 1, first.window
     assert first.window.glimpse_seconds > 0, first.window
-    # closed about a second after the glimpse began, not at the window's 5 s (4.8 s or
-    # more after the flag); the new code is seen at the span join's next pass, up to a
-    # second after its request ended, and a loaded machine wakes the poller late
     closed = first.window.window_start + first.window.window_seconds
     assert closed - flagged <= 3.5, (closed - flagged, first.window)
+
+
+@needs_native
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
+def test_a_slow_request_running_code_never_sampled_brings_a_glimpse_and_its_report(
+    tmp_path, recorder
+):
+    """Learnt at 100 Hz, then watched (no sampling; slow-span capture and glimpses, the
+    burst and a rise's glimpse out of the way; polls every 5 s): requests that run known
+    code bring no glimpse in a whole window; the same requests running a function the
+    agent never sampled do, and the window closes about a second after it, with that
+    function's samples in it (the watch takes none). Fails without new code: the CPU per
+    request does not change, so nothing else would start a glimpse and the window runs
+    its 5 s."""
+    # (the reflex's burst off and a rise's glimpse out of reach: on a loaded machine
+    # the CPU per request moves, and only new code is what this test is about)
+    watch = Params.parse(
+        {**WATCH, "burst_sensitivity": 0, "glimpse_sensitivity": 20,
+         "slow_span_interval_ms": 20, "marker_trigger": {"min_duration_ms": 10}}
+    )  # fmt: skip
+    quiet, first, flagged = _run_to_new_code(tmp_path, recorder, watch)
+    assert quiet.window is not None
+    assert quiet.window.window_seconds >= 4.5, quiet.window
+    assert quiet.window.change_signals.new_code == 0 and quiet.window.glimpse_seconds == 0
+    assert quiet.stacks is not None and quiet.stacks.total_samples == 0  # the watch samples none
+    _closed_soon_after(first, flagged)
     # that second's samples at 100 Hz (the watch takes none; 10: a loaded machine)
     assert _samples_in(first, "new_code_path") >= 10, first.stacks
+
+
+@needs_native
+@pytest.mark.flaky(reruns=2)  # timing on a shared 2-core machine: a rerun, the bound unchanged
+def test_new_code_met_while_learning_at_100_hz_brings_a_glimpse_at_200_hz_and_its_report(
+    tmp_path, recorder
+):
+    """The catalog's ``learn-100hz`` (100 Hz, no burst; glimpses at 5 ms): new code
+    starts a glimpse at twice the rate and the window closes about a second after it,
+    where before the learning rate had no reflex and the window ran its 5 s. The
+    glimpse's samples come at about twice the rate of the quiet window's."""
+    learn = load_catalog().get("learn-100hz")
+    assert learn is not None
+    phase = learn.params.with_changes(profile_mode="cpu")
+    quiet, first, flagged = _run_to_new_code(tmp_path, recorder, phase)
+    assert quiet.window is not None and quiet.stacks is not None
+    assert quiet.window.glimpse_seconds == 0, quiet.window
+    _closed_soon_after(first, flagged)
+    assert first.window is not None and first.stacks is not None
+    # samples a second: the quiet window's at 100 Hz, the first's with the glimpse in it
+    # (the requests scope samples only while a request is open: about 80 % of the time)
+    quiet_rate = quiet.stacks.total_samples / quiet.window.window_seconds
+    first_rate = first.stacks.total_samples / first.window.window_seconds
+    assert first_rate >= 1.3 * quiet_rate, (first_rate, quiet_rate)
