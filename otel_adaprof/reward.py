@@ -22,7 +22,9 @@ same reward. ``docs/policy.md`` gives every term with its unit and the test that
   previous phase's profile. Until then the accuracy term counts the samples as if the
   phase went on, and pays the difference at confirmation; a signalled change whose
   first :data:`FALSE_ALARM_SAMPLES` samples match the previous phase was a false alarm:
-  the two phases merge again. So a noisy signal earns nothing.
+  the two phases merge again (not while a function is still on its way in or out,
+  :func:`key_moving`: up to :data:`UNDECIDED_MAX_SAMPLES`). So a noisy signal earns
+  nothing.
 * **S, slow-span coverage** (share × window/5 s): the share of the window's slow marker
   spans that carry at least one sample, py-spy's or slow-span capture's
   (:func:`slow_span_coverage`).
@@ -79,6 +81,16 @@ MIN_CONFIRM_SAMPLES = 20.0
 #: new samples; the ledger's hot path (15 %) stands at about 9 after the 200 samples that
 #: would otherwise merge it back, at 7 when it reads 12 %.
 KEY_MOVE_Z = 6.0
+#: Standard errors of a function's move between rare and common (:func:`key_moving`)
+#: that keep a signalled change pending past :data:`FALSE_ALARM_SAMPLES`: the evidence
+#: is building. The ledger's hot path (13-16 % of the phase before) gone from the next
+#: phase's first 200 samples is 5.0-5.9 standard errors, under :data:`KEY_MOVE_Z`, and
+#: was merged back as a false alarm in five ledger runs of five (sessions 48-49); at
+#: 300 samples it is 6.3-7.
+KEY_MOVING_Z = 3.0
+#: Samples after a signalled change that merge it back as a false alarm even while a
+#: function is still moving (:func:`key_moving`): twice :data:`FALSE_ALARM_SAMPLES`.
+UNDECIDED_MAX_SAMPLES = 400.0
 #: Margin over the sampling noise a total-variation distance must clear to be a change.
 CHANGE_MARGIN = 0.1
 #: Keys under this share of two histograms' pooled shares are compared as one when
@@ -295,6 +307,35 @@ def key_appeared(new: Mapping[str, float], old: Mapping[str, float], z: float = 
     return False
 
 
+def key_vanished(new: Mapping[str, float], old: Mapping[str, float], z: float = KEY_MOVE_Z) -> bool:
+    """Whether a key that held a share of ``old`` is rare in ``new`` (under
+    :data:`FOLD_SHARE`), its share at least ``z`` standard errors below: a function the
+    previous phase ran, now (nearly) gone — :func:`key_appeared` the other way.
+
+    The ledger's hot path ending takes 13-16 % of the profile away: under the bar of
+    :func:`shares_differ`, as its start was (docs/benchmarks.md, session 49).
+
+    >>> key_vanished({"a": 300.0}, {"a": 600.0, "hot": 120.0})
+    True
+    >>> key_vanished({"a": 300.0, "b": 2.0}, {"a": 600.0, "b": 6.0})  # rare before too
+    False
+    """
+    return key_appeared(old, new, z)
+
+
+def key_moving(new: Mapping[str, float], old: Mapping[str, float], z: float = KEY_MOVING_Z) -> bool:
+    """Whether a function is on its way in or out (:func:`key_appeared` or
+    :func:`key_vanished` at ``z``, :data:`KEY_MOVING_Z` standard errors): a signalled
+    change whose samples show it is not judged a false alarm yet.
+
+    >>> key_moving({"a": 200.0}, {"a": 600.0, "hot": 90.0})  # 13 % gone, 200 samples
+    True
+    >>> key_moving({"a": 150.0, "b": 50.0}, {"a": 450.0, "b": 150.0})
+    False
+    """
+    return key_appeared(new, old, z) or key_vanished(new, old, z)
+
+
 def _fold_rare(
     new: Mapping[str, float], old: Mapping[str, float], n_new: float, n_old: float
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -481,16 +522,27 @@ def step(
         for key, count in window.items():
             grown[key] = grown.get(key, 0.0) + count
         samples, profile = samples + n, grown
-    # 3. A pending change is confirmed once the new phase's samples differ from the old;
-    #    a change the agent signalled whose samples, once plenty, match the old phase was
-    #    a false alarm: the phases merge again (the old samples still describe it).
-    if pending is not None and (shares_differ(grown, previous, k) or key_appeared(grown, previous)):
+    # 3. A pending change is confirmed once the new phase's samples differ from the old
+    #    (a function appeared, or one the old phase held is gone); a change the agent
+    #    signalled whose samples, once plenty, match the old phase was a false alarm: the
+    #    phases merge again (the old samples still describe it). Not while a function is
+    #    on its way in or out (:func:`key_moving`): the evidence is still building, up to
+    #    UNDECIDED_MAX_SAMPLES.
+    if pending is not None and (
+        shares_differ(grown, previous, k)
+        or key_appeared(grown, previous)
+        or key_vanished(grown, previous)
+    ):
         detection = detection_credit(obs.end_unix - pending, goal.detection_tau_s)
         gain += max(0.0, accuracy_gain(0.0, samples, k, target) - pending_paid)
         pending, pending_paid = None, 0.0
     elif pending is not None and not previous:
         pending = None  # nothing to compare with
-    elif pending is not None and samples >= FALSE_ALARM_SAMPLES:
+    elif (
+        pending is not None
+        and samples >= FALSE_ALARM_SAMPLES
+        and (samples >= UNDECIDED_MAX_SAMPLES or not key_moving(grown, previous))
+    ):
         merged = dict(previous)
         for key, count in grown.items():
             merged[key] = merged.get(key, 0.0) + count

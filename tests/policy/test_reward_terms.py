@@ -12,6 +12,8 @@ from otel_adaprof.reward import (
     accuracy_gain,
     expected_l1,
     key_appeared,
+    key_moving,
+    key_vanished,
     keyed,
     samples_for_error,
     shares_differ,
@@ -221,6 +223,44 @@ def test_a_subtle_new_function_confirms_a_signalled_change_not_a_false_alarm():
     assert state.samples == pytest.approx(240)  # the new phase's own, not merged
     assert not shares_differ(_split(subtle, 200), _split(STEADY, 900), 8)  # the old bar
     assert key_appeared(_split(subtle, 200), _split(STEADY, 900))
+
+
+HOT_14 = {**{k: 0.86 * v for k, v in STEADY.items()}, "main;compress (c.py:9)": 0.14}
+
+
+def test_a_function_gone_confirms_a_signalled_change_not_a_false_alarm():
+    """Sessions 48-49's ledger runs: the hot path's end takes its 13-16 % of the profile
+    away, under the bar of :func:`shares_differ`, and 5.0-5.9 standard errors after the
+    200 samples that judged a false alarm: the phase after the hot path merged back
+    into it in every ledger run, and the policy stopped learning it. While the function
+    is on its way out (3 standard errors), the change stays pending; at 300 samples its
+    absence is about 6.5 standard errors and confirms it. (Fails without: one false
+    alarm at 200 samples, no detection.)"""
+    state, _ = _run(_windows(HOT_14, 900, 10))
+    signal = WindowObservation(end_unix=155.0, seconds=5.0, changes=1, last_change_unix=152.0)
+    state, _ = step(state, signal, GOAL, BUDGET)
+    state, rs = _run(_windows(STEADY, 200, 4, t0=160.0), state)
+    assert not key_vanished(_split(STEADY, 200), _split(HOT_14, 900))  # not yet
+    assert key_moving(_split(STEADY, 200), _split(HOT_14, 900))
+    assert state.false_alarms == 0 and state.pending_change_unix is not None
+    state, more = _run(_windows(STEADY, 100, 2, t0=320.0), state)
+    assert state.false_alarms == 0 and state.pending_change_unix is None
+    assert sum(r.detection for r in rs + more) > 0.0
+    assert state.samples == pytest.approx(300)  # the new phase's own, not merged
+
+
+def test_a_function_still_moving_is_a_false_alarm_at_twice_the_samples():
+    """A function at 5 % gone stays 3-4.5 standard errors away: undecided, the change is
+    judged a false alarm at :data:`UNDECIDED_MAX_SAMPLES` (400) samples, not never."""
+    small = {**{k: 0.95 * v for k, v in STEADY.items()}, "main;rare (r.py:9)": 0.05}
+    state, _ = _run(_windows(small, 900, 10))
+    signal = WindowObservation(end_unix=155.0, seconds=5.0, changes=1, last_change_unix=152.0)
+    state, _ = step(state, signal, GOAL, BUDGET)
+    state, _ = _run(_windows(STEADY, 300, 6, t0=160.0), state)
+    assert state.false_alarms == 0 and state.pending_change_unix is not None
+    state, _ = _run(_windows(STEADY, 100, 2, t0=320.0), state)
+    assert state.false_alarms == 1 and state.pending_change_unix is None
+    assert state.samples == pytest.approx(1300)  # merged back
 
 
 def test_new_code_starts_a_phase_with_its_own_window():
