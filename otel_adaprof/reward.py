@@ -83,10 +83,11 @@ MIN_CONFIRM_SAMPLES = 20.0
 KEY_MOVE_Z = 6.0
 #: Standard errors of a function's move between rare and common (:func:`key_moving`)
 #: that keep a signalled change pending past :data:`FALSE_ALARM_SAMPLES`: the evidence
-#: is building. The ledger's hot path (13-16 % of the phase before) gone from the next
-#: phase's first 200 samples is 5.0-5.9 standard errors, under :data:`KEY_MOVE_Z`, and
-#: was merged back as a false alarm in five ledger runs of five (sessions 48-49); at
-#: 300 samples it is 6.3-7.
+#: is building. The ledger's hot path (13-16 % of a phase of about 900 samples) gone
+#: from the next phase's first 200 samples is 5.4-6.1 standard errors (fewer after a
+#: shorter phase), about :data:`KEY_MOVE_Z`, and that phase was merged back into the hot
+#: path's as a false alarm in four of nine ledger runs replayed
+#: (``bench/output/phase_replay_s49.json``); at 300 samples it is 6.5-7.4.
 KEY_MOVING_Z = 3.0
 #: Samples after a signalled change that merge it back as a false alarm even while a
 #: function is still moving (:func:`key_moving`): twice :data:`FALSE_ALARM_SAMPLES`.
