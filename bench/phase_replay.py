@@ -59,6 +59,8 @@ def _phase_of(t: float, starts: list[float]) -> str:
 
 def replay(workdir: Path, without: str | None = None) -> list[dict[str, Any]]:
     """Each phase change of the replay: where it started, how it ended, the samples."""
+    if without not in (None, "vanished"):
+        raise ValueError(f"without={without!r}: the rule that can be left out is 'vanished'")
     starts = phase_starts(workdir)
     saved = reward.key_vanished, reward.key_moving
     if without == "vanished":
