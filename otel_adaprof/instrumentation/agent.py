@@ -121,7 +121,7 @@ class Agent:
         self.pid = os.getpid()
         self.cpu = AgentCpu(extra=self._other_threads)
         self.profiler = self._new_profiler()
-        if self.profiler.backend == ProfilerBackend.NATIVE.value:  # sample_scope: requests
+        if self._native_backend():  # sample_scope: requests
             self.marker_processor.request_hooks = native.request_hooks()
         self.slow_capture = self._new_slow_capture()
         self.fast_loop = self._new_fast_loop()
@@ -157,10 +157,15 @@ class Agent:
             native=self._native_watcher,
         )  # fmt: skip
 
+    def _native_backend(self) -> bool:
+        """Whether the profiler in use is the native sampler (asked anew each time: it
+        falls back to py-spy or the in-process sampler when the extension fails)."""
+        return self.profiler.backend == ProfilerBackend.NATIVE.value
+
     def _native_watcher(self) -> SlowSpanWatcher | None:
         """The native watcher for slow-span capture while the profiler is the native one
         (the reads without the GIL), else ``None`` (the reads in the fast loop)."""
-        if self.profiler.backend != ProfilerBackend.NATIVE.value or native.unavailable():
+        if not self._native_backend() or native.unavailable():
             return None
         return native.WATCHER
 
@@ -175,9 +180,9 @@ class Agent:
             counts=lambda: (self.counters.requests, self.counters.spans),
             agent_threads=self.agent_threads, beacon=self.profiler.beacon,
             profiler_cpu=self._native_cpu,
-            one_level=lambda: self.profiler.backend == ProfilerBackend.NATIVE.value,
+            one_level=self._native_backend,
             new_code=new_code,
-            glimpse_on_new_code=lambda: self.profiler.backend == ProfilerBackend.NATIVE.value,
+            glimpse_on_new_code=self._native_backend,
         )  # fmt: skip
         new_code.on_new = loop.wake  # the glimpse at the loop's next tick, not in 1.25 s
         self.store.new_code = new_code
@@ -222,7 +227,7 @@ class Agent:
     def _first_samples_after(self) -> float:
         """Seconds after a sampling run starts that its first samples are in for a
         report: a second with the native profiler, py-spy's first run (2.5 s) else."""
-        if self.profiler.backend == ProfilerBackend.NATIVE.value:
+        if self._native_backend():
             return NATIVE_BURST_REPORT_AFTER_S
         return BURST_REPORT_AFTER_S
 
