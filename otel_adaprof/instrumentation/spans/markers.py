@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 from otel_adaprof.instrumentation.control.live_params import LiveParams, ParamsInForce
 from otel_adaprof.instrumentation.sdk_compat import (
@@ -180,6 +180,18 @@ def trigger_text(min_duration_ms: float, percentile: float | None) -> str:
     return ",".join(parts) or "any"
 
 
+def is_request(parent: SpanContext | None) -> bool:
+    """Whether a span with this parent is a request of the service: a local root (no
+    parent, or a remote one).
+
+    >>> remote = SpanContext(trace_id=1, span_id=2, is_remote=True)
+    >>> local = SpanContext(trace_id=1, span_id=2, is_remote=False)
+    >>> is_request(None), is_request(remote), is_request(local)
+    (True, True, False)
+    """
+    return parent is None or parent.is_remote
+
+
 class _Plan:
     """The marker rules of one :class:`ParamsInForce`, prepared for the span path."""
 
@@ -241,10 +253,8 @@ class MarkerProcessor(SpanProcessor):
         span_id = span_id_in(span_context_of(span))
         thread_key = threads[span_id] = self.identity.current()
         hooks = self.request_hooks
-        if hooks is not None:
-            parent = span.parent
-            if parent is None or parent.is_remote:
-                hooks[0]()
+        if hooks is not None and is_request(span.parent):
+            hooks[0]()
         open_spans = self.open_spans
         if open_spans is not None:  # slow-span capture is on
             start, name = span.start_time or 0, span.name
@@ -282,7 +292,7 @@ class MarkerProcessor(SpanProcessor):
                 open_spans.ending(entry[2], entry[3])
         counters = self.counters
         counters.spans += 1
-        request = parent is None or parent.is_remote
+        request = is_request(parent)
         if request:
             counters.requests += 1
             hooks = self.request_hooks
