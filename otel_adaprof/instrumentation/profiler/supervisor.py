@@ -88,12 +88,20 @@ WRITE_LAG_NS = 2_000_000
 #: How often the supervisor looks at the params while in-process sampling runs or a
 #: window's cut holds (s).
 IDLE_TICK_S = 0.2
-#: The native sampler's samples are taken from its ring about every this many samples
-#: at the rate in force, within [IDLE_TICK_S, NATIVE_TAKE_MAX_S] (s): every wake-up of
-#: the supervisor costs about 0.3 ms of CPU (session 41: at 10 Hz, five takes a second
-#: cost more than the reads), and a marker span waits up to that long for its samples.
+#: The native sampler's samples are taken from its ring about every this many samples,
+#: within [IDLE_TICK_S, NATIVE_TAKE_MAX_S] (s): every wake-up of the supervisor costs
+#: about 0.2-0.3 ms of CPU (session 41: at 10 Hz, five takes a second cost more than
+#: the reads), and a marker span waits up to that long for its samples. The samples
+#: are those the sampler achieves (:class:`TakePace`), not the rate asked: sampling
+#: only while a request is open, 100 Hz on the benchmark's service (10 requests a
+#: second) gave 2-3 samples a take at five takes a second (bench/take_pace.py).
 NATIVE_TAKE_SAMPLES = 20
 NATIVE_TAKE_MAX_S = 1.0
+#: Weight of the newest measure of the samples a second in :class:`TakePace`.
+TAKE_PACE_ALPHA = 0.5
+#: Shortest span of time a measure of the samples a second covers (s): a take at a
+#: window's close, just after the loop's own, adds its samples to the next measure.
+TAKE_PACE_MIN_S = 0.15
 #: Longest sleep while profiling is off (s): a change of params wakes the supervisor at
 #: once; this wake-up only drops samples older than the retention (the slow-span
 #: capture's). It used to look every IDLE_TICK_S: 5 wake-ups/s, ~1 ms of CPU/s.
@@ -120,14 +128,60 @@ OVERRUNS_KEPT = 5
 CUT_RULES = ("params", "window")
 
 
-def native_take_s(rate_hz: float) -> float:
-    """How long the supervisor waits between two takes of the native sampler's samples.
+def native_take_s(rate_hz: float, achieved_hz: float | None = None) -> float:
+    """How long the supervisor waits between two takes of the native sampler's samples:
+    :data:`NATIVE_TAKE_SAMPLES` at ``achieved_hz`` (the samples a second it takes, when
+    known) or at ``rate_hz`` (the rate asked), whichever is lower.
 
     >>> [native_take_s(hz) for hz in (1, 10, 50, 100, 1000)]
     [1.0, 1.0, 0.4, 0.2, 0.2]
+    >>> native_take_s(100, achieved_hz=12.0), native_take_s(100, achieved_hz=40.0)
+    (1.0, 0.5)
     """
-    wanted = NATIVE_TAKE_SAMPLES / max(1e-9, rate_hz)
+    hz = rate_hz if achieved_hz is None else min(rate_hz, achieved_hz)
+    wanted = NATIVE_TAKE_SAMPLES / max(1e-9, hz)
     return max(IDLE_TICK_S, min(NATIVE_TAKE_MAX_S, wanted))
+
+
+class TakePace:
+    """The samples a second the native sampler achieves, measured at its takes.
+
+    Sampling only while a request is open, or in CPU mode on a service that mostly
+    waits, the sampler takes far fewer samples than its rate: the takes are paced by
+    what it achieves (:func:`native_take_s`). Unknown (``None``) until a measure covers
+    :data:`TAKE_PACE_MIN_S`, and again after :meth:`reset` (the sampler set anew).
+
+        >>> pace = TakePace()
+        >>> pace.took(3, now=0.1), pace.hz
+        (None, None)
+        >>> pace.took(3, now=0.5)  # 6 samples in 0.5 s
+        12.0
+        >>> pace.took(20, now=1.0)  # 40/s: the measure moves halfway
+        26.0
+    """
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.hz: float | None = None
+        self._since = now
+        self._samples = 0
+        self._lock = threading.Lock()
+
+    def reset(self, now: float) -> None:
+        """Forget the measure (the sampler was started or set to another rate)."""
+        with self._lock:
+            self.hz, self._since, self._samples = None, now, 0
+
+    def took(self, samples: int, now: float) -> float | None:
+        """``samples`` were taken at ``now`` (monotonic s); the samples a second."""
+        with self._lock:
+            self._samples += samples
+            seconds = now - self._since
+            if seconds < TAKE_PACE_MIN_S:
+                return self.hz
+            hz = self._samples / seconds
+            self.hz = hz if self.hz is None else self.hz + TAKE_PACE_ALPHA * (hz - self.hz)
+            self._since, self._samples = now, 0
+            return self.hz
 
 
 def pyspy_knobs(params: Params) -> tuple[int, str]:
@@ -252,6 +306,8 @@ class Profiler:
         self._native_cpu_done = 0.0
         #: When (monotonic s) the native sampler's samples were last taken.
         self._native_taken_at = 0.0
+        #: The native sampler's samples a second, which pace its takes.
+        self.take_pace = TakePace()
         self._folder = RunFolder(self.pid)
         self._lock = threading.Lock()
         self.liveness = liveness or ThreadLiveness()
@@ -472,7 +528,7 @@ class Profiler:
                 elif self.backend == ProfilerBackend.NATIVE.value:
                     self._keep_native(current)
                     self._paused.set()
-                    self.live.wait_change(gen, native_take_s(params.rate_hz))
+                    self.live.wait_change(gen, native_take_s(params.rate_hz, self.take_pace.hz))
                     self._take_native()
                 else:
                     self._keep_inprocess(current)
@@ -574,6 +630,10 @@ class Profiler:
                 sampler.version = current.version
             wanted = (interval_s, max(1, min(NATIVE_MAX_DEPTH, depth)), all_threads, scope)
             if (sampler.interval_s, sampler.depth, sampler.all_threads, sampler.scope) != wanted:
+                if (sampler.interval_s, sampler.all_threads, sampler.scope) != (
+                    interval_s, all_threads, scope,
+                ):  # fmt: skip
+                    self.take_pace.reset(time.monotonic())  # another rate of samples
                 sampler.configure(interval_s, depth, all_threads, scope)
             return
         try:
@@ -591,6 +651,7 @@ class Profiler:
             return
         self.cpu.name_threads()
         self._native_taken_at = time.monotonic()
+        self.take_pace.reset(self._native_taken_at)
         with self._lock:
             self._native = sampler
 
@@ -600,7 +661,7 @@ class Profiler:
         if sampler is None:
             return
         try:
-            sampler.take()
+            self.take_pace.took(sampler.take(), time.monotonic())
         except Exception:  # a bad take loses its samples, never the loop
             self.parse_errors += 1
             log.exception("otel-adaprof: native samples skipped")
