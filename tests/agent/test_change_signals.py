@@ -505,6 +505,28 @@ def test_a_report_asked_for_after_a_due_poll_is_kept_for_the_next_one():
     assert time.monotonic() - t0 >= 0.49
 
 
+def test_a_report_asked_for_while_an_earlier_one_waits_is_made_after_it():
+    """Two glimpses a second apart each ask for a report: the first is made at its time
+    and the second is kept for its own (only the earliest was kept, so the second
+    waited a whole window: fails with a single pending time)."""
+    import time
+
+    from otel_adaprof.instrumentation.control.poller import Poller
+
+    poller = Poller(LiveParams(Params()), None, lambda: None, lambda depth, version: None,
+                    controller_url=None)  # fmt: skip
+    t0 = time.monotonic()
+    poller.poll_soon(1.2)
+    poller.poll_soon(0.2)  # asked for later, due sooner
+    poller._sleep(5.0)
+    assert 0.15 <= time.monotonic() - t0 < 0.9
+    poller._sleep(5.0)  # the report asked for first, at its own time
+    assert 1.15 <= time.monotonic() - t0 < 3.0
+    t0 = time.monotonic()
+    poller._sleep(0.3)  # both made: none pending
+    assert time.monotonic() - t0 >= 0.29
+
+
 def test_after_a_rebase_a_change_of_the_service_is_seen_within_a_few_observations():
     # Relevel, not a new warm-up: the spread is kept, the level is the median of the
     # next RELEVEL_OBSERVATIONS; a step right after still fires at once.

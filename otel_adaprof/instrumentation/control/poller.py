@@ -128,7 +128,9 @@ class Poller:
         self._reverted = False
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._soon_at: float | None = None
+        #: Reports asked for (:meth:`poll_soon`), monotonic s, not yet made.
+        self._soon: list[float] = []
+        self._soon_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.native_id: int | None = None
         self.on_thread_start: Callable[[], None] | None = None
@@ -188,12 +190,19 @@ class Poller:
 
         The burst reflex calls it when a burst starts: the burst's first samples are
         the news of a change, and waiting for the end of the window would add up to a
-        window to the time the user waits to see it. Never blocks.
+        window to the time the user waits to see it. Never blocks (the lock is held for
+        a few instructions). Every report asked for is made: one asked for while an
+        earlier one waits is kept for after it.
         """
         at = time.monotonic() + max(0.0, delay_s)
-        if self._soon_at is None or at < self._soon_at:
-            self._soon_at = at
+        with self._soon_lock:
+            self._soon.append(at)
         self._wake.set()
+
+    def _soon_at(self) -> float | None:
+        """The earliest report asked for and not yet made."""
+        with self._soon_lock:
+            return min(self._soon, default=None)
 
     def _sleep(self, wait: float) -> None:
         """Until the next poll: ``wait`` seconds, or sooner if :meth:`poll_soon` asks.
@@ -206,15 +215,15 @@ class Poller:
         milliseconds after it would hold nothing)."""
         due = time.monotonic() + wait
         while not self._stop.is_set():
-            soon = self._soon_at
+            self._wake.clear()  # before the read: a request made after it wakes the wait
+            soon = self._soon_at()
             now = time.monotonic()
             if now >= due or (soon is not None and now >= soon):
                 break
             self._wake.wait(min(due, soon if soon is not None else due) - now)
-            self._wake.clear()
-        soon = self._soon_at
-        if soon is not None and soon <= time.monotonic() + SOON_KEPT_AFTER_S:
-            self._soon_at = None  # this poll is the one asked for
+        answered = time.monotonic() + SOON_KEPT_AFTER_S
+        with self._soon_lock:  # this poll is the one asked for; later ones wait
+            self._soon = [at for at in self._soon if at > answered]
 
     def poll_once(self, first: bool = False) -> float:
         """Close the window, report it, apply the answer; seconds until the next poll."""
