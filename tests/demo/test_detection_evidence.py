@@ -102,6 +102,12 @@ def test_detection_from_reports_reads_a_finished_run(tmp_path) -> None:  # type:
     assert got["adaptive"]["by_reports_s"] == pytest.approx(4.0)
     assert got["adaptive"]["by_reports_ratio"] == 2.0
     assert got["adaptive"]["by_looks_ratio"] == pytest.approx(1.86)
+    # 20 hot samples of 30: far above half the truth (0.2) at 1.645 standard errors too
+    assert got["static-100"]["confident_s"] == pytest.approx(2.0)
+    assert got["adaptive"]["confident_ratio"] == 2.0
+    # at 8 standard errors the lower end of 20 of 30 is under 0.2: never confident
+    strict = detection.run_detection(tmp_path, tmp_path / "bench.json", z=8.0)
+    assert strict["z"] == 8.0 and strict["configurations"]["adaptive"]["confident_s"] is None
     with pytest.raises(SystemExit, match=r"no adaprof\.db"):
         detection.run_detection(tmp_path / "nowhere", tmp_path / "bench.json")
     (tmp_path / "cut.json").write_text('{"ground_truth": {')
