@@ -54,14 +54,15 @@ print(json.dumps({"backend": profiler.backend, "takes_per_s": len(late) / 3.0,
 @needs_native
 @pytest.mark.parametrize(
     ("busy_share", "most", "least"),
-    [(0.1, 1.7, 0.5), (0.9, None, 3.5)],
+    [(0.1, 1.7, 0.5), (0.9, None, 2.5)],
     ids=["in-a-request-a-tenth-of-the-time", "in-a-request-nine-tenths"],
 )
 def test_takes_follow_the_samples_the_sampler_achieves(busy_share, most, least):
     """In a request a tenth of the time, 100 Hz gives about ten samples a second: the
     supervisor takes about once a second, not five times (fails with the takes paced
     by the rate: about 5 a second). Nine tenths of the time, about 90 a second: it
-    still takes every 0.2 s, so marker spans wait no longer for their samples."""
+    still takes about every 0.2 s (at least 2.5 times a second, on a loaded machine
+    too), so marker spans wait no longer for their samples."""
     out = _run_script(PACE.replace("BUSY_SHARE", repr(busy_share)))
     assert out["backend"] == "native", out
     assert out["samples"] > 0 and out["pace_hz"] is not None, out
