@@ -1,13 +1,19 @@
-"""The native sampler's takes paced by the samples it achieves, against the rate asked.
+"""The agent's threads at one catalog action, this tree beside another, side by side.
 
 The demo service under ``opentelemetry-instrument`` with the native profiler in the
-params of the catalog's ``learn-100hz`` action (100 Hz, only while a request is open),
-the real controller answering them with a poll every 3 s, loaded at ``--rate`` req/s;
-this tree and ``--baseline`` (another tree, e.g. ``git archive REV | tar -x -C DIR``)
-one after the other, ``--rounds`` times, so the two are measured side by side on the
-same machine. For each agent thread: its CPU per second (% of a core) and its
-wake-ups a second (``bench/agent_threads_profile.py``'s figures, from
-``/proc/<pid>/task/<tid>/schedstat``), median over the rounds.
+params of a catalog action (``--action``: ``learn-100hz``, the default, 100 Hz only
+while a request is open; ``watch-reflex``, the watch: no steady sampling, the native
+slow-span watcher and the change signals), the real controller answering them with a
+poll every 3 s, loaded at ``--rate`` req/s; this tree and ``--baseline`` (another tree,
+e.g. ``git archive REV | tar -x -C DIR``) one after the other, ``--rounds`` times, so
+the two are measured side by side on the same machine. For each agent thread: its CPU
+per second (% of a core) and its wake-ups a second (``bench/agent_threads_profile.py``'s
+figures, from ``/proc/<pid>/task/<tid>/schedstat``), median over the rounds.
+
+Made for session 50's takes paced by the samples the native sampler achieves
+(``learn-100hz``: ``bench/output/take_pace_s50.json``); with ``watch-reflex`` it measured
+a span join passing every 2 s in the watch, not kept
+(``bench/output/take_pace_s50_watch_join_2s*.json``).
 
 Usage::
 
@@ -15,6 +21,7 @@ Usage::
     cp otel_adaprof/instrumentation/profiler/_native_sampler*.so \\
        /tmp/base/otel_adaprof/instrumentation/profiler/
     python bench/take_pace.py --baseline /tmp/base --json > bench/output/take_pace.json
+    python bench/take_pace.py --baseline /tmp/base --action watch-reflex
 
 About ``rounds x 2 x (seconds + 15)`` s. The load targets 127.0.0.1.
 """
@@ -34,20 +41,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agent_threads_profile import measure
 
+from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.demo.bench import machine_description
 
-#: The catalog's learn-100hz params (configs/actions.yaml) as the agent runs them.
-LEARN_100HZ = {
-    "sample_scope": "requests",
-    "sampling_interval_ms": 10,
-    "stack_depth": 128,
-    "trace_ratio": 1.0,
-    "marker_trigger": {"latency_percentile": 90},
-    "slow_span_interval_ms": 0,
-    "burst_interval_ms": 5,
-    "glimpse_sensitivity": 20,
-}
 POLL_S = 3.0
+
+
+def action_params(name: str) -> dict[str, Any]:
+    """The packaged catalog's params of action ``name`` (what the controller sends)."""
+    action = load_catalog().get(name)
+    if action is None:
+        raise SystemExit(f"--action {name}: the packaged catalog has no such action")
+    params: dict[str, Any] = action.params.model_dump(mode="json", exclude_defaults=True)
+    return params
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=40.0, help="seconds of load a run")
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    parser.add_argument("--action", default="learn-100hz", help="a catalog action's params")
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
     if not (args.baseline / "otel_adaprof" / "__init__.py").is_file():
         parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
     if not 1 <= args.rounds <= 10 or not 5 <= args.seconds <= 120:
         parser.error("--rounds must be in [1, 10] and --seconds in [5, 120]")
-    params = json.dumps(LEARN_100HZ)
+    action = action_params(args.action)
+    params = json.dumps(action)
     runs: dict[str, list[dict[str, Any]]] = {"this tree": [], "baseline": []}
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     for i in range(args.rounds):
@@ -99,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "started_utc": started,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
-        "params": LEARN_100HZ,
+        "action": args.action,
+        "params": action,
         "rate": args.rate,
         "seconds": args.seconds,
         "baseline_tree": str(args.baseline),
