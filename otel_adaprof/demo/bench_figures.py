@@ -203,7 +203,7 @@ def detection_time(
         gained = profile_diff(snap, base)
         share = function_shares(gained)[HOT_PATH]
         if z > 0.0:
-            n = sum(n for stack, n in gained.items() if function_of(stack) is not None)
+            n = sum(c for stack, c in gained.items() if function_of(stack) is not None)
             share = wilson_lower(share * n, n, z)
         if share >= true_share / 2.0:
             return round(t - onset, 3)
