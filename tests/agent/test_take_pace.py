@@ -36,7 +36,7 @@ def burn(seconds):
         pass
 
 store = SampleStore()
-params = Params(sampling_interval_ms=10, sample_scope="requests", profile_mode="cpu")
+params = Params(sampling_interval_ms=10, sample_scope="requests", profile_mode=MODE)
 profiler = Profiler(LiveParams(params), store, choice="native")
 started, ended = native.request_hooks()
 profiler.start()
@@ -63,10 +63,21 @@ def test_takes_follow_the_samples_the_sampler_achieves(busy_share, most, least):
     by the rate: about 5 a second). Nine tenths of the time, about 90 a second: it
     still takes about every 0.2 s (at least 2.5 times a second, on a loaded machine
     too), so marker spans wait no longer for their samples."""
-    out = _run_script(PACE.replace("BUSY_SHARE", repr(busy_share)))
+    out = _run_script(PACE.replace("BUSY_SHARE", repr(busy_share)).replace("MODE", '"cpu"'))
     assert out["backend"] == "native", out
     assert out["samples"] > 0 and out["pace_hz"] is not None, out
     if most is not None:
         assert out["pace_hz"] < 30, out
         assert out["takes_per_s"] <= most, out
     assert out["takes_per_s"] >= least, out
+
+
+@needs_native
+def test_wall_mode_takes_at_the_rate_s_pace():
+    """In ``wall`` mode each tick reads every thread: after an idle spell a second's
+    samples of many threads could fill the extension's ring before the measure caught
+    up, so the rate paces the takes there (about 5 a second at 100 Hz), however few
+    samples the sampler achieves."""
+    out = _run_script(PACE.replace("BUSY_SHARE", "0.1").replace("MODE", '"wall"'))
+    assert out["backend"] == "native" and out["samples"] > 0, out
+    assert out["takes_per_s"] >= 3.5, out

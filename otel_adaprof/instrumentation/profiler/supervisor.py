@@ -149,7 +149,10 @@ class TakePace:
     Sampling only while a request is open, or in CPU mode on a service that mostly
     waits, the sampler takes far fewer samples than its rate: the takes are paced by
     what it achieves (:func:`native_take_s`). Unknown (``None``) until a measure covers
-    :data:`TAKE_PACE_MIN_S`, and again after :meth:`reset` (the sampler set anew).
+    :data:`TAKE_PACE_MIN_S`, and again after :meth:`reset` (the sampler set anew). Not
+    in ``wall`` mode: there each tick reads every thread, and after an idle spell paced
+    a second apart, a jump to hundreds of busy threads could fill the extension's ring
+    (16,384 samples) before the measure caught up; the rate paces those takes.
 
         >>> pace = TakePace()
         >>> pace.took(3, now=0.1), pace.hz
@@ -528,7 +531,10 @@ class Profiler:
                 elif self.backend == ProfilerBackend.NATIVE.value:
                     self._keep_native(current)
                     self._paused.set()
-                    self.live.wait_change(gen, native_take_s(params.rate_hz, self.take_pace.hz))
+                    # in wall mode every thread is read at each tick: after an idle
+                    # spell a second's samples of many threads could fill the ring
+                    paced = self.take_pace.hz if params.profile_mode != "wall" else None
+                    self.live.wait_change(gen, native_take_s(params.rate_hz, paced))
                     self._take_native()
                 else:
                     self._keep_inprocess(current)
