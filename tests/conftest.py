@@ -28,6 +28,7 @@ TIMING_MODULES = frozenset(
         "tests/agent/test_idle_wakeups.py",
         "tests/agent/test_long_segments.py",
         "tests/agent/test_native_set_aside.py",
+        "tests/agent/test_new_code.py",
         "tests/agent/test_pyspy_segments.py",
         "tests/agent/test_run_folders.py",
         "tests/agent/test_slow_span_capture.py",
