@@ -279,12 +279,21 @@ class ServiceConfig:
 CATALOG_ACTION = "learn-100hz"
 
 
+def action_params(name: str = CATALOG_ACTION) -> dict[str, Any]:
+    """The packaged catalog's params of action ``name``, as the controller sends them
+    (defaults left out); :class:`KeyError` naming the actions if there is none."""
+    catalog = load_catalog()
+    action = catalog.get(name)
+    if action is None:
+        known = ", ".join(catalog.names)
+        raise KeyError(f"the packaged catalog has no {name!r} action (it has {known})")
+    params: dict[str, Any] = action.params.model_dump(mode="json", exclude_defaults=True)
+    return params
+
+
 def catalog_params(sampling_interval_ms: int, profile_mode: str = "cpu") -> str:
     """``ADAPROF_PARAMS`` JSON: :data:`CATALOG_ACTION`'s params at this rate and mode."""
-    action = load_catalog().get(CATALOG_ACTION)
-    if action is None:
-        raise RuntimeError(f"the packaged catalog has no {CATALOG_ACTION!r} action")
-    params = action.params.model_dump(mode="json", exclude_defaults=True)
+    params = action_params(CATALOG_ACTION)
     params |= {"sampling_interval_ms": sampling_interval_ms, "profile_mode": profile_mode}
     return json.dumps(params, sort_keys=True)
 

@@ -39,21 +39,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from agent_overhead import action_params
 from agent_threads_profile import measure
 
-from otel_adaprof.controller.policy.catalog import load_catalog
 from otel_adaprof.demo.bench import machine_description
 
 POLL_S = 3.0
-
-
-def action_params(name: str) -> dict[str, Any]:
-    """The packaged catalog's params of action ``name`` (what the controller sends)."""
-    action = load_catalog().get(name)
-    if action is None:
-        raise SystemExit(f"--action {name}: the packaged catalog has no such action")
-    params: dict[str, Any] = action.params.model_dump(mode="json", exclude_defaults=True)
-    return params
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -92,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
     if not 1 <= args.rounds <= 10 or not 5 <= args.seconds <= 120:
         parser.error("--rounds must be in [1, 10] and --seconds in [5, 120]")
-    action = action_params(args.action)
+    try:
+        action = action_params(args.action)
+    except KeyError as exc:
+        parser.error(f"--action {args.action}: {exc.args[0]}")
     params = json.dumps(action)
     runs: dict[str, list[dict[str, Any]]] = {"this tree": [], "baseline": []}
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())

@@ -51,6 +51,12 @@ print(json.dumps({"backend": profiler.backend, "takes_per_s": len(late) / 3.0,
 """
 
 
+def _pace(busy_share: float, mode: str) -> dict:
+    """The PACE script's figures, in a request ``busy_share`` of the time in ``mode``."""
+    script = PACE.replace("BUSY_SHARE", repr(busy_share)).replace("MODE", repr(mode))
+    return _run_script(script)
+
+
 @needs_native
 @pytest.mark.parametrize(
     ("busy_share", "most", "least"),
@@ -63,7 +69,7 @@ def test_takes_follow_the_samples_the_sampler_achieves(busy_share, most, least):
     by the rate: about 5 a second). Nine tenths of the time, about 90 a second: it
     still takes about every 0.2 s (at least 2.5 times a second, on a loaded machine
     too), so marker spans wait no longer for their samples."""
-    out = _run_script(PACE.replace("BUSY_SHARE", repr(busy_share)).replace("MODE", '"cpu"'))
+    out = _pace(busy_share, "cpu")
     assert out["backend"] == "native", out
     assert out["samples"] > 0 and out["pace_hz"] is not None, out
     if most is not None:
@@ -78,6 +84,6 @@ def test_wall_mode_takes_at_the_rate_s_pace():
     samples of many threads could fill the extension's ring before the measure caught
     up, so the rate paces the takes there (about 5 a second at 100 Hz), however few
     samples the sampler achieves."""
-    out = _run_script(PACE.replace("BUSY_SHARE", "0.1").replace("MODE", '"wall"'))
+    out = _pace(0.1, "wall")
     assert out["backend"] == "native" and out["samples"] > 0, out
     assert out["takes_per_s"] >= 3.5, out

@@ -634,12 +634,12 @@ class Profiler:
                 self._take_native()
                 self.cpu.checkpoint(sampler.version)
                 sampler.version = current.version
+            if (sampler.interval_s, sampler.all_threads, sampler.scope) != (
+                interval_s, all_threads, scope,
+            ):  # fmt: skip
+                self.take_pace.reset(time.monotonic())  # another rate of samples
             wanted = (interval_s, max(1, min(NATIVE_MAX_DEPTH, depth)), all_threads, scope)
             if (sampler.interval_s, sampler.depth, sampler.all_threads, sampler.scope) != wanted:
-                if (sampler.interval_s, sampler.all_threads, sampler.scope) != (
-                    interval_s, all_threads, scope,
-                ):  # fmt: skip
-                    self.take_pace.reset(time.monotonic())  # another rate of samples
                 sampler.configure(interval_s, depth, all_threads, scope)
             return
         try:
