@@ -29,6 +29,9 @@
  *   cpu     the GIL holder at exponential gaps of the process's CPU clock.
  * thread, tick and cpu are experiments (bench/): tick and cpu charge any thread's CPU
  * to the GIL holder, and thread reads the demo shapes with an error not explained yet.
+ * The sampler thread asks the scheduler for a short slice so that its ticks come on
+ * time on a busy machine (SHORT_SLICE_NS), and tells a GIL holder that waited for a CPU
+ * from one its own wake-up set aside by the scheduler's stamps (took_its_cpu).
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -42,11 +45,14 @@
 #include "internal/pycore_interp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <stdint.h>
@@ -124,16 +130,42 @@ static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 static int woken;
 
-static uint64_t ticks, idle_ticks, samples, errors, dropped, cpu_ns, full, off_cpu, rechecked;
+static uint64_t ticks, idle_ticks, samples, errors, dropped, cpu_ns, full, off_cpu, rechecked, switched;
 /* on_cpu=True: a GIL holder's sample is flagged off-CPU when the holder was not running
- * while read (the scheduler had set it aside: wall time, not CPU). The agent keeps such
- * samples on spans and out of the CPU profile; drain() leaves them out. A holder whose
- * CPU clock stood still while read is looked at again after this thread has slept
- * RECHECK_NS: if this thread had taken the holder's CPU, the holder runs meanwhile.
- * Measured in docs/benchmarks.md, "A CPU profile under contention (session 42)". */
+ * at the tick (the scheduler had set it aside: wall time, not CPU). The agent keeps
+ * such samples on spans and out of the CPU profile; drain() leaves them out.
+ * A holder whose CPU clock moved while read ran. One whose clock stood still either
+ * waited for a CPU since before the tick, or ran until this thread's wake-up took its
+ * CPU. The scheduler tells the two apart: a switch from one thread to another stamps
+ * the one put out and the one put in with the same run-queue clock (`se.exec_start` in
+ * /proc/self/task/TID/sched), so equal stamps mean this thread took the holder's CPU
+ * (`switched`): it counts as CPU. Where that file cannot be read, the holder is looked
+ * at again after this thread has slept RECHECK_NS: if this thread had taken its CPU,
+ * it runs meanwhile (session 42's check, which also counts a holder that had been
+ * waiting and got the CPU this thread gave back). Measured in docs/benchmarks.md,
+ * "A CPU profile under contention (session 42)" and "Late ticks under contention
+ * (session 51)". */
 static volatile int on_cpu_only = 0;
+static volatile int use_stamps = 1; /* start(stamps=False): the look again only (bench/) */
 #define RECHECK_NS 100000
+/* equal stamps, within the clock's rounding */
+#define SAME_SWITCH_NS 1000
 static volatile pid_t sampler_native_id;
+
+/* The sampler thread asks the scheduler for a short slice (sched_setattr's
+ * sched_runtime for SCHED_OTHER: Linux 6.12 and later honour it, earlier kernels ignore
+ * it). A waking thread with a short slice preempts the running one at once; with the
+ * default slice (0.7-3 ms) it waits, when every CPU is busy, until the running thread's
+ * slice ends or that thread blocks. Those late ticks are not independent of the work:
+ * a short stretch of CPU (a 2 ms request) often ends, and its thread blocks, before the
+ * read, so short stretches lost their reads to what came after them. `slice_ns` is
+ * what the kernel reports back (0: it keeps no slice of ours); `late_ticks` counts the
+ * wall ticks read more than LATE_NS after their time, `late_ns` sums every tick's delay.
+ * Measured in docs/benchmarks.md, "Late ticks under contention (session 51)". */
+#define SHORT_SLICE_NS 100000
+#define LATE_NS 500000
+static volatile uint64_t slice_asked_ns = SHORT_SLICE_NS;
+static uint64_t slice_ns, late_ticks, late_ns;
 
 /* scope='requests': the wall clock samples only while a request is open (the agent calls
  * request_started() and request_ended() at each local root span's start and end). With
@@ -349,6 +381,46 @@ static int read_frame(_PyInterpreterFrame *dst, const _PyInterpreterFrame *src, 
     return safe_read(dst, src, n);
 }
 
+/* The scheduler's `se.exec_start` of thread `tid` (0: this thread), in ns of its run
+ * queue's clock; -1 where the file or the line is missing (a kernel built without it). */
+static int64_t exec_start_ns(unsigned long tid)
+{
+    char path[64], buf[512];
+    if (tid)
+        snprintf(path, sizeof path, "/proc/self/task/%lu/sched", tid);
+    else
+        snprintf(path, sizeof path, "/proc/thread-self/sched");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *at = strstr(buf, "se.exec_start");
+    if (at == NULL || (at = strchr(at, ':')) == NULL)
+        return -1;
+    char *dot, *end;
+    unsigned long long ms = strtoull(at + 1, &dot, 10);
+    if (*dot != '.')
+        return -1;
+    unsigned long long frac = strtoull(dot + 1, &end, 10);
+    if (end - dot - 1 != 6) /* printed as ms with six decimals */
+        return -1;
+    return (int64_t)(ms * 1000000ull + frac);
+}
+
+/* 1: this thread's wake-up took thread `tid`'s CPU (one switch put it out and this
+ * thread in); 0: it was put out otherwise; -1: cannot tell. */
+static int took_its_cpu(unsigned long tid)
+{
+    int64_t theirs = exec_start_ns(tid), mine = exec_start_ns(0);
+    if (theirs < 0 || mine < 0)
+        return -1;
+    return llabs(theirs - mine) <= SAME_SWITCH_NS;
+}
+
 /* Walk the frames from `frame` outwards and keep them as one sample of thread `tid`,
  * whose thread state `ts` (a copy) says where its frame stack's chunk is.
  * `on_cpu`: keep it only if the thread used CPU while its frames were read (its CPU
@@ -394,26 +466,35 @@ static void record_as(const _PyInterpreterFrame *frame, const PyThreadState *ts,
     s.off_cpu = 0;
     if (on_cpu && s.depth > 0 && clock_gettime(thread_cpu_clock(tid), &after) == 0 &&
         after.tv_sec == before.tv_sec && after.tv_nsec == before.tv_nsec) {
-        /* it held the GIL and did not run while read: set aside by the scheduler, or by
-         * this very thread taking its CPU. Give the CPU back a moment and look again. */
-        uint64_t gen = generation;
-        pthread_mutex_unlock(&lock);
-        struct timespec pause = {0, RECHECK_NS}, later = {0, 0};
-        nanosleep(&pause, NULL);
-        int moved = clock_gettime(thread_cpu_clock(tid), &later) == 0 &&
-                    (later.tv_sec != after.tv_sec || later.tv_nsec != after.tv_nsec);
+        /* it held the GIL and did not run while read: waiting for a CPU since before the
+         * tick, or set aside by this very thread's wake-up */
         rechecked++;
-        pthread_mutex_lock(&lock);
-        /* stamped again: a take while the lock was free moved the watermark past the first */
-        s.ts_ns = now_ns(CLOCK_MONOTONIC);
-        s.real_ns = now_ns(CLOCK_REALTIME);
-        if (generation != gen) { /* the names were reset meanwhile: its ids name nothing */
-            errors++;
-            s.depth = 0;
-        } else if (!moved) {
+        int took = use_stamps ? took_its_cpu(tid) : -1;
+        if (took == 1)
+            switched++;
+        else if (took == 0) {
             if (!slow)
                 off_cpu++;
             s.off_cpu = 1;
+        } else { /* cannot tell: give the CPU back a moment and look again */
+            uint64_t gen = generation;
+            pthread_mutex_unlock(&lock);
+            struct timespec pause = {0, RECHECK_NS}, later = {0, 0};
+            nanosleep(&pause, NULL);
+            int moved = clock_gettime(thread_cpu_clock(tid), &later) == 0 &&
+                        (later.tv_sec != after.tv_sec || later.tv_nsec != after.tv_nsec);
+            pthread_mutex_lock(&lock);
+            /* stamped again: a take while the lock was free moved the watermark past the first */
+            s.ts_ns = now_ns(CLOCK_MONOTONIC);
+            s.real_ns = now_ns(CLOCK_REALTIME);
+            if (generation != gen) { /* the names were reset meanwhile: its ids name nothing */
+                errors++;
+                s.depth = 0;
+            } else if (!moved) {
+                if (!slow)
+                    off_cpu++;
+                s.off_cpu = 1;
+            }
         }
     }
     if (s.depth > 0) {
@@ -573,6 +654,12 @@ static void wall_loop(unsigned int *seed, clockid_t own)
         if (requests_only && !requests_open() && __atomic_load_n(&closed_ns, __ATOMIC_SEQ_CST) < planned)
             continue;
         ticks++;
+        uint64_t woke_at = now_ns(CLOCK_MONOTONIC);
+        if (woke_at > next) {
+            late_ns += woke_at - next;
+            if (woke_at - next > LATE_NS)
+                late_ticks++;
+        }
         if (all_threads)
             sample_all();
         else
@@ -758,6 +845,34 @@ static void thread_loop(clockid_t own)
     pthread_mutex_unlock(&slots_lock);
 }
 
+/* struct sched_attr (glibc has no wrapper): the fields up to sched_period are enough */
+typedef struct {
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+} slice_attr_t;
+
+/* Ask for a slice of `ns` for this thread (0: leave the kernel's); the slice it keeps. */
+static uint64_t ask_slice(uint64_t ns)
+{
+    slice_attr_t attr;
+    if (ns == 0)
+        return 0;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.policy = SCHED_OTHER;
+    attr.nice = getpriority(PRIO_PROCESS, 0); /* the thread's own: never raised */
+    attr.runtime = ns;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0)
+        return 0;
+    memset(&attr, 0, sizeof attr);
+    if (syscall(SYS_sched_getattr, 0, &attr, (unsigned int)sizeof attr, 0) != 0 || attr.policy != SCHED_OTHER)
+        return 0;
+    return attr.runtime == ns ? ns : 0; /* before 6.12 the kernel reports no slice */
+}
+
 static void *sampler_main(void *unused)
 {
     (void)unused;
@@ -766,6 +881,7 @@ static void *sampler_main(void *unused)
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* the service's signals go to its threads */
     pthread_setname_np(pthread_self(), "adaprof-native");
     sampler_native_id = (pid_t)syscall(SYS_gettid);
+    slice_ns = ask_slice(slice_asked_ns);
     clockid_t own;
     pthread_getcpuclockid(pthread_self(), &own);
     unsigned int seed = (unsigned int)now_ns(CLOCK_MONOTONIC);
@@ -825,12 +941,12 @@ static int prepare(void)
 
 static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"interval_us", "depth", "clock", "threads", "on_cpu", "scope", NULL};
-    unsigned long interval_us = 10000, depth = MAX_DEPTH;
+    static char *keywords[] = {"interval_us", "depth", "clock", "threads", "on_cpu", "scope", "slice_us", "stamps", NULL};
+    unsigned long interval_us = 10000, depth = MAX_DEPTH, slice_us = SHORT_SLICE_NS / 1000;
     const char *clock = "wall", *threads = "holder", *scope = "process";
-    int on_cpu = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|kksspz", keywords, &interval_us, &depth, &clock, &threads, &on_cpu,
-                                     &scope))
+    int on_cpu = 0, stamps = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|kksspzkp", keywords, &interval_us, &depth, &clock, &threads,
+                                     &on_cpu, &scope, &slice_us, &stamps))
         return NULL;
     int only = parse_scope(scope);
     if (only < 0)
@@ -871,8 +987,11 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
                 : strcmp(clock, "tick") == 0   ? 2
                 : strcmp(clock, "thread") == 0 ? 3
                                                : 0;
-    ticks = idle_ticks = samples = errors = dropped = cpu_ns = full = off_cpu = rechecked = 0;
+    ticks = idle_ticks = samples = errors = dropped = cpu_ns = full = off_cpu = rechecked = switched = 0;
     gate_waits = outside_probes = outside_held = 0;
+    slice_asked_ns = (uint64_t)slice_us * 1000ull;
+    use_stamps = stamps;
+    slice_ns = late_ticks = late_ns = 0;
     requests_only = only;
     sampler_native_id = 0;
     woken = 0;
@@ -1062,18 +1181,20 @@ static PyObject *request_ended(PyObject *self, PyObject *unused)
 
 static PyObject *stats(PyObject *self, PyObject *unused)
 {
-    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsisKsisisKsKsK}", "ticks", (unsigned long long)ticks, "idle_ticks",
+    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsisKsKsisisKsKsKsKsKsK}", "ticks", (unsigned long long)ticks, "idle_ticks",
                          (unsigned long long)idle_ticks, "samples", (unsigned long long)samples,
                          "errors", (unsigned long long)errors, "dropped", (unsigned long long)dropped,
                          "cpu_ns", (unsigned long long)cpu_ns, "code_names", names_len, "threads_timed",
                          (unsigned long long)threads_timed, "generation", (unsigned long long)generation,
                          "cache_full", (unsigned long long)full, "native_id", (int)sampler_native_id,
                          "running", (int)running, "off_cpu", (unsigned long long)off_cpu,
-                         "on_cpu_only", (int)on_cpu_only, "rechecked", (unsigned long long)rechecked,
+                         "on_cpu_only", (int)on_cpu_only, "rechecked", (unsigned long long)rechecked, "switched",
+                         (unsigned long long)switched,
                          "requests_only", (int)requests_only, "requests_open",
                          (int)__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST), "gate_waits",
                          (unsigned long long)gate_waits, "outside_probes", (unsigned long long)outside_probes,
-                         "outside_held", (unsigned long long)outside_held);
+                         "outside_held", (unsigned long long)outside_held, "slice_ns", (unsigned long long)slice_ns,
+                         "late_ticks", (unsigned long long)late_ticks, "late_ns", (unsigned long long)late_ns);
 }
 
 /* In a thread that just started (threading.Thread._bootstrap_inner patched to call it
@@ -1539,8 +1660,11 @@ static PyObject *probe_interval(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"start", (PyCFunction)(void (*)(void))start, METH_VARARGS | METH_KEYWORDS,
      "start(interval_us=10000, depth=128, clock='wall', threads='holder'|'all', on_cpu=False, "
-     "scope='process'|'requests'): start sampling; on_cpu: a GIL holder's sample is kept only if it ran "
-     "while read; scope='requests': only while a request is open (request_started/request_ended)."},
+     "scope='process'|'requests', slice_us=100, stamps=True): start sampling; on_cpu: a GIL holder's sample is kept only if "
+     "it ran while read; scope='requests': only while a request is open (request_started/request_ended); "
+     "slice_us: the scheduler slice the sampler thread asks for, so that its ticks come on time on a busy "
+     "machine (0: the kernel's default); stamps: tell a holder this thread's wake-up set aside from one that "
+     "waited by the scheduler's stamps (False: look again after 0.1 ms only)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(interval_us, depth, threads='holder', scope='process'): new settings for the running wall clock."},
     {"request_started", request_started, METH_NOARGS, "request_started(): a request (local root span) opened."},
