@@ -22,13 +22,14 @@ extra samples).
 Each profiler has its own target (``RewardWeights.for_profiler``): py-spy's is the
 field's default, from py-spy runs; the native sampler's (``PROFILER_ACCURACY_TARGETS``)
 from native runs (``--profiler native``), since it takes fewer samples at 100 Hz (only
-a thread that holds the GIL: a median of 717 a minute-long phase of the shop in session
-44's runs, against py-spy's 974).
+a thread that holds the GIL, and from session 51 not one waiting for a CPU: a median of
+453 a minute-long phase of the shop in session 51's runs, 717 in session 44's, against
+py-spy's 974).
 
 Usage::
 
-    python bench/accuracy_target.py bench/output/bench_s44_shop_seed?_native.json --ratio 1.1 \
-        --json --out bench/output/accuracy_target_native.json
+    python bench/accuracy_target.py bench/output/bench_s51_shop_seed?_native.json --ratio 1.1 \
+        --json --out bench/output/accuracy_target_native_s51.json
     python bench/accuracy_target.py bench/output/bench_s3[345]*_seed?.json
     python bench/accuracy_target.py bench/output/bench_s35_*_seed?.json --json \\
         --out bench/output/accuracy_target.json

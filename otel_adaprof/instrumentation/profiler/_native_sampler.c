@@ -467,34 +467,31 @@ static void record_as(const _PyInterpreterFrame *frame, const PyThreadState *ts,
     if (on_cpu && s.depth > 0 && clock_gettime(thread_cpu_clock(tid), &after) == 0 &&
         after.tv_sec == before.tv_sec && after.tv_nsec == before.tv_nsec) {
         /* it held the GIL and did not run while read: waiting for a CPU since before the
-         * tick, or set aside by this very thread's wake-up */
+         * tick, or set aside by this very thread's wake-up. Read without the lock (a take
+         * must not wait for /proc or a sleep). */
+        uint64_t gen = generation;
+        pthread_mutex_unlock(&lock);
+        int took = use_stamps ? took_its_cpu(tid) : -1, ran = took == 1;
+        if (took < 0) { /* cannot tell: give the CPU back a moment and look again */
+            struct timespec pause = {0, RECHECK_NS}, later = {0, 0};
+            nanosleep(&pause, NULL);
+            ran = clock_gettime(thread_cpu_clock(tid), &later) == 0 &&
+                  (later.tv_sec != after.tv_sec || later.tv_nsec != after.tv_nsec);
+        }
+        pthread_mutex_lock(&lock);
         rechecked++;
-        int took = use_stamps ? took_its_cpu(tid) : -1;
-        if (took == 1)
+        /* stamped again: a take while the lock was free moved the watermark past the first */
+        s.ts_ns = now_ns(CLOCK_MONOTONIC);
+        s.real_ns = now_ns(CLOCK_REALTIME);
+        if (generation != gen) { /* the names were reset meanwhile: its ids name nothing */
+            errors++;
+            s.depth = 0;
+        } else if (took == 1)
             switched++;
-        else if (took == 0) {
+        else if (!ran) {
             if (!slow)
                 off_cpu++;
             s.off_cpu = 1;
-        } else { /* cannot tell: give the CPU back a moment and look again */
-            uint64_t gen = generation;
-            pthread_mutex_unlock(&lock);
-            struct timespec pause = {0, RECHECK_NS}, later = {0, 0};
-            nanosleep(&pause, NULL);
-            int moved = clock_gettime(thread_cpu_clock(tid), &later) == 0 &&
-                        (later.tv_sec != after.tv_sec || later.tv_nsec != after.tv_nsec);
-            pthread_mutex_lock(&lock);
-            /* stamped again: a take while the lock was free moved the watermark past the first */
-            s.ts_ns = now_ns(CLOCK_MONOTONIC);
-            s.real_ns = now_ns(CLOCK_REALTIME);
-            if (generation != gen) { /* the names were reset meanwhile: its ids name nothing */
-                errors++;
-                s.depth = 0;
-            } else if (!moved) {
-                if (!slow)
-                    off_cpu++;
-                s.off_cpu = 1;
-            }
         }
     }
     if (s.depth > 0) {
