@@ -128,8 +128,9 @@ class RewardWeights(_Spec):
 #: target cost. Until session 51 it was 0.093 (717 samples, 589 at the target, from
 #: session 44's runs): the sampler then counted a holder that waited for a CPU as CPU
 #: when it got the CPU the sampler gave back, and its late ticks read short stretches
-#: low (docs/benchmarks.md, "Late ticks under contention (session 51)"); read right,
-#: static-100 takes fewer samples a phase and its profile is at its sampling error.
+#: low (docs/benchmarks.md, "Late ticks under contention, and a holder that waited");
+#: read right, static-100 takes fewer samples a phase and its profile is at its
+#: sampling error.
 #: The in-process fallback keeps py-spy's (its samples a phase not measured).
 PROFILER_ACCURACY_TARGETS: Mapping[str, float] = {"native": 0.117}
 

@@ -1,5 +1,6 @@
 """The native sampler thread asks the scheduler for a short slice, so that its ticks
-come on time on a busy machine (docs/benchmarks.md, "Late ticks under contention").
+come on time on a busy machine (docs/benchmarks.md, "Late ticks under contention, and a
+holder that waited").
 
 The kernel's own account of the thread (``/proc/self/task/TID/sched``'s ``se.slice``,
 Linux 6.12 and later) is the independent reading: the extension's ``slice_ns`` must

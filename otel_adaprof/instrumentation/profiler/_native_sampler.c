@@ -143,8 +143,8 @@ static uint64_t ticks, idle_ticks, samples, errors, dropped, cpu_ns, full, off_c
  * at again after this thread has slept RECHECK_NS: if this thread had taken its CPU,
  * it runs meanwhile (session 42's check, which also counts a holder that had been
  * waiting and got the CPU this thread gave back). Measured in docs/benchmarks.md,
- * "A CPU profile under contention (session 42)" and "Late ticks under contention
- * (session 51)". */
+ * "A CPU profile under contention (session 42)" and "Late ticks under contention,
+ * and a holder that waited (session 51)". */
 static volatile int on_cpu_only = 0;
 static volatile int use_stamps = 1; /* start(stamps=False): the look again only (bench/) */
 #define RECHECK_NS 100000
@@ -161,7 +161,8 @@ static volatile pid_t sampler_native_id;
  * read, so short stretches lost their reads to what came after them. `slice_ns` is
  * what the kernel reports back (0: it keeps no slice of ours); `late_ticks` counts the
  * wall ticks read more than LATE_NS after their time, `late_ns` sums every tick's delay.
- * Measured in docs/benchmarks.md, "Late ticks under contention (session 51)". */
+ * Measured in docs/benchmarks.md, "Late ticks under contention, and a holder that
+ * waited (session 51)". */
 #define SHORT_SLICE_NS 100000
 #define LATE_NS 500000
 static volatile uint64_t slice_asked_ns = SHORT_SLICE_NS;
