@@ -1,5 +1,6 @@
 """Late ticks under contention: does the native sampler read a short stretch of CPU as
-often as it runs, with the kernel's scheduler slice and with its own short one?
+often as it runs, with the kernel's scheduler slice or its own short one, and with or
+without the scheduler's stamps?
 
 In ``adaprof bench`` six services share two cores and get each request at the same
 instant. A sampler thread that wakes while every CPU is busy waits, with the kernel's
@@ -37,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -82,8 +84,6 @@ def long_stretch(ms: float) -> None:
 
 def requests(period: float, stop: threading.Event, cpu: dict[str, float], seed: int) -> None:
     """The sampled thread: at each instant a short or a long stretch, then sleep."""
-    import random
-
     rng = random.Random(seed)
     while not stop.is_set():
         now = time.monotonic()
@@ -106,7 +106,8 @@ VARIANTS = (
 def one_round(
     slice_us: int, stamps: bool, seconds: float, period: float, seed: int
 ) -> dict[str, Any]:
-    """One sampler run of ``seconds`` with the slice asked for; its figures."""
+    """One sampler run of ``seconds`` with the slice asked for and the stamps on or off;
+    its figures."""
     from otel_adaprof.instrumentation.profiler import _native_sampler as ns  # type: ignore
 
     stop = threading.Event()
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=3, help="pairs of runs (kernel's, short)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the four variants")
     parser.add_argument("--seconds", type=float, default=10.0, help="each run's length")
     parser.add_argument("--helpers", type=int, default=5, help="processes bursting in step")
     parser.add_argument("--period-ms", type=float, default=20.0, help="between the instants")
