@@ -76,6 +76,46 @@ def test_requests_scope_samples_only_while_a_request_is_open():
     assert out["outside_busy"] is True, out
 
 
+WAKES = r"""
+import json, time
+from otel_adaprof.instrumentation.join.samples import SampleStore
+from otel_adaprof.instrumentation.profiler import native, _native_sampler as ns
+
+def burn(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+sampler = native.NativeSampler(SampleStore(), 0.01, 32, scope="requests")  # 100 Hz
+started, ended = native.request_hooks()
+sampler.start()
+time.sleep(0.05)
+s0 = ns.stats()
+for _ in range(60):  # requests of 1 ms, 20 ms apart: a tick in about one in ten
+    started(); burn(0.001); ended()
+    time.sleep(0.019)
+s1 = ns.stats()
+sampler.stop()
+keys = ("wakes", "ticks", "samples", "outside_probes", "taken_back")
+print(json.dumps({k: s1[k] - s0[k] for k in keys}))
+"""
+
+
+@needs_native
+def test_the_sampler_wakes_only_for_the_ticks_in_a_request():
+    """Sixty requests of 1 ms, 20 ms apart, at 100 Hz: the sampler thread wakes for the
+    ticks that fall in a request (about one request in ten) and its looks outside them,
+    not at each request's start nor for a tick planned after its close, which the
+    request's close takes back. (Before session 52 it woke at each first request to plan
+    from it, and again at the tick it planned, which a 1 ms request had most often
+    outlived: two wake-ups or more a request here, 120 or more.)"""
+    out = _run_script(WAKES)
+    assert out["taken_back"] >= 30, out  # most requests end before their tick
+    # a timer that fires as a close takes it back wakes the thread for nothing: rare
+    assert out["wakes"] <= out["ticks"] + out["outside_probes"] + 12, out
+    assert out["ticks"] >= 1, out
+
+
 FALLBACK = r"""
 import json, threading, time
 from otel_adaprof.instrumentation.control.live_params import LiveParams

@@ -54,6 +54,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -125,11 +126,6 @@ static uint64_t generation;
 static uint8_t linetable[LINETABLE_MAX]; /* the sampler thread's, under lock */
 static char chunk_buf[CHUNK_MAX];        /* the same */
 
-/* the wall clock's sleep, cut short by stop() and configure() */
-static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake;
-static int woken;
-
 static uint64_t ticks, idle_ticks, samples, errors, dropped, cpu_ns, full, off_cpu, rechecked, switched;
 /* on_cpu=True: a GIL holder's sample is flagged off-CPU when the holder was not running
  * at the tick (the scheduler had set it aside: wall time, not CPU). The agent keeps
@@ -170,19 +166,19 @@ static uint64_t slice_ns, late_ticks, late_ns;
 
 /* scope='requests': the wall clock samples only while a request is open (the agent calls
  * request_started() and request_ended() at each local root span's start and end). With
- * none open the sampler thread sleeps until one starts, so a service that is idle most
- * of the time no longer pays a wake-up for each tick that would find it idle; the
- * exponential gaps restart when one opens (they have no memory: the time in requests is
- * still sampled uniformly). While it waits it looks at the GIL once a second
+ * none open the sampler thread's timer is not armed (the first request to open arms it,
+ * the last to close takes back a tick planned after it: wall_loop), so a service that
+ * is idle most of the time no longer pays a wake-up for each tick that would find it
+ * idle; the exponential gaps restart when one opens (they have no memory: the time in
+ * requests is still sampled uniformly). While none is open it looks at the GIL once a
+ * second
  * (probe_interval()): the share of those looks that find it held is CPU outside
  * requests, which the scope does not see (stats(): outside_probes, outside_held; the
  * agent then samples the process). Measured in docs/benchmarks.md, "Sampling only
  * while a request is open: ... (session 48)". */
 static volatile int requests_only = 0;
 static int in_flight;    /* open requests (__atomic) */
-static uint64_t opened_ns; /* CLOCK_MONOTONIC when the last first request opened (__atomic) */
-static uint64_t closed_ns; /* ... and when the last one open closed (__atomic) */
-static int gate_waiting; /* the sampler thread waits for one (__atomic) */
+static uint64_t closed_ns; /* CLOCK_MONOTONIC when the last one open closed (__atomic) */
 static uint64_t gate_waits, outside_probes, outside_held;
 static uint64_t probe_ns = 1000000000ull; /* probe_interval(): tests look sooner */
 
@@ -563,14 +559,44 @@ static uint64_t exp_gap(unsigned int *seed)
     return gap > 60e9 ? (uint64_t)60e9 : (uint64_t)gap;
 }
 
-/* Cut the wall clock's sleep short (a new interval or scope, a request opened): it plans
- * again from now. */
+/* The wall clock's sleep: a timer (wall_tfd, CLOCK_MONOTONIC, absolute) armed for the
+ * next tick, and an event (wall_efd) for stop() and configure(). `tick_at` is the time
+ * the timer is armed for (0: none), under arm_lock, which also keeps the gaps' seed.
+ *
+ * With scope='requests' the threads that open and close requests arm it themselves: the
+ * first request opened arms a tick at an exponential gap from its start (nothing armed
+ * before), and the last one closed takes back a tick planned after its close (it would
+ * find none open: out of scope). The sampler thread re-arms from the tick it read while
+ * a request is open, and leaves the timer unarmed when none is. So it wakes for the
+ * ticks in scope only: before session 52 it also woke at each first request (to plan
+ * from it) and at each tick planned after the last close (to find it out of scope),
+ * about three times the wake-ups on the demo service at 100 Hz (bench/sampler_wakes.py),
+ * each about 25 us of CPU on the benchmark's virtual machine (docs/benchmarks.md,
+ * "Waking only for a tick in a request (session 52)"). A request's hooks pay a
+ * timerfd_settime instead of a condition's signal. */
+static int wall_tfd = -1, wall_efd = -1;
+static pthread_mutex_t arm_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t tick_at;
+static unsigned int arm_seed;
+static uint64_t wakes, taken_back;
+
+static void arm(uint64_t at) /* under arm_lock; 0: disarm */
+{
+    struct itimerspec when;
+    memset(&when, 0, sizeof when);
+    when.it_value.tv_sec = (time_t)(at / 1000000000ull);
+    when.it_value.tv_nsec = (long)(at % 1000000000ull);
+    tick_at = at;
+    timerfd_settime(wall_tfd, TFD_TIMER_ABSTIME, &when, NULL);
+}
+
+/* Wake the sampler thread (stop(), a new interval or scope): it plans again from now. */
 static void cut_wall_sleep(void)
 {
-    pthread_mutex_lock(&wake_lock);
-    woken = 1;
-    pthread_cond_signal(&wake);
-    pthread_mutex_unlock(&wake_lock);
+    uint64_t one = 1;
+    if (wall_efd >= 0 && write(wall_efd, &one, sizeof one) < 0) {
+        /* the counter is full: it is awake already */
+    }
 }
 
 static int requests_open(void)
@@ -578,92 +604,111 @@ static int requests_open(void)
     return __atomic_load_n(&in_flight, __ATOMIC_SEQ_CST) > 0;
 }
 
-/* Sleep until a request opens (or stop(), configure(), or a probe's time); the time to
- * plan the next gap from: when the request opened, not when this thread woke. The
- * scheduler may take a while to run this thread (under load, as long as a short
- * request), and gaps planned from the wake-up would never sample a request's first
- * moments, a large part of a short one. */
-static uint64_t wait_for_request(void)
+/* Plan the next tick from `now` (under arm_lock): at a gap in the process scope or
+ * while a request is open, else none (a request's opening arms one). */
+static void plan_from(uint64_t now)
 {
-    uint64_t since = now_ns(CLOCK_MONOTONIC), until = since + probe_ns;
-    struct timespec at = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
-    int probe = 0;
-    pthread_mutex_lock(&wake_lock);
-    /* set before looking: request_started() sets in_flight before looking at this, so
-     * one of the two sees the other's store, and a request never opens unseen */
-    __atomic_store_n(&gate_waiting, 1, __ATOMIC_SEQ_CST);
-    gate_waits++;
-    while (running && !woken && requests_only && !requests_open()) {
-        if (pthread_cond_timedwait(&wake, &wake_lock, &at) == ETIMEDOUT) {
-            probe = 1;
-            break;
-        }
-    }
-    __atomic_store_n(&gate_waiting, 0, __ATOMIC_SEQ_CST);
-    woken = 0;
-    pthread_mutex_unlock(&wake_lock);
-    if (probe && running && !requests_open()) {
-        outside_probes++;
-        if (_Py_atomic_load_relaxed(&gil->locked))
-            outside_held++;
-    }
-    uint64_t opened = __atomic_load_n(&opened_ns, __ATOMIC_SEQ_CST), now = now_ns(CLOCK_MONOTONIC);
-    return opened >= since && opened <= now ? opened : now;
+    if (!requests_only || requests_open())
+        arm(now + exp_gap(&arm_seed));
+    else
+        arm(0);
 }
 
 static void wall_loop(unsigned int *seed, clockid_t own)
 {
-    uint64_t next = now_ns(CLOCK_MONOTONIC);
-    int woke = 0;
+    pthread_mutex_lock(&arm_lock);
+    arm_seed = *seed;
+    plan_from(now_ns(CLOCK_MONOTONIC));
+    pthread_mutex_unlock(&arm_lock);
+    /* the last tick or look outside requests: with scope='requests', a look every
+     * probe_ns that finds none open and nothing armed (the timer may have been taken
+     * back while this thread slept) */
+    uint64_t last_look = now_ns(CLOCK_MONOTONIC);
+    int was_idle = 0;
     while (running) {
-        if (!woke && requests_only && !requests_open()) {
-            /* gaps from the request's start (they have no memory), planned even if it
-             * closed before this thread ran: its tick may still fall in it */
-            next = wait_for_request();
-            woke = 1;
+        pthread_mutex_lock(&arm_lock);
+        int idle = requests_only && tick_at == 0;
+        pthread_mutex_unlock(&arm_lock);
+        if (idle && !was_idle)
+            gate_waits++;
+        was_idle = idle;
+        int timeout_ms = -1;
+        if (requests_only) {
+            uint64_t now = now_ns(CLOCK_MONOTONIC), due = last_look + probe_ns;
+            timeout_ms = due > now ? (int)((due - now + 999999) / 1000000) : 0;
+        }
+        struct pollfd fds[2] = {{wall_tfd, POLLIN, 0}, {wall_efd, POLLIN, 0}};
+        int n = poll(fds, 2, timeout_ms);
+        wakes++;
+        if (!running)
+            break;
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        if (n == 0) { /* the look's time */
+            pthread_mutex_lock(&arm_lock);
+            int armed = tick_at != 0;
+            pthread_mutex_unlock(&arm_lock);
+            if (requests_only && !armed && !requests_open()) {
+                outside_probes++;
+                if (_Py_atomic_load_relaxed(&gil->locked))
+                    outside_held++;
+            }
+            last_look = now;
             cpu_ns = now_ns(own);
             continue;
         }
-        woke = 0;
-        next += exp_gap(seed);
-        uint64_t planned = next, now = now_ns(CLOCK_MONOTONIC);
-        if (next < now)
-            next = now; /* behind: no catch-up burst */
-        struct timespec at = {(time_t)(next / 1000000000ull), (long)(next % 1000000000ull)};
-        int cut = 0;
-        pthread_mutex_lock(&wake_lock);
-        while (running && !woken) {
-            if (pthread_cond_timedwait(&wake, &wake_lock, &at) == ETIMEDOUT)
-                break;
+        if (n > 0 && (fds[1].revents & POLLIN)) { /* a new interval or scope: plan from now */
+            uint64_t count;
+            if (read(wall_efd, &count, sizeof count) < 0) {
+                /* nothing to read: another wake took it */
+            }
+            pthread_mutex_lock(&arm_lock);
+            plan_from(now);
+            pthread_mutex_unlock(&arm_lock);
+            cpu_ns = now_ns(own);
+            continue;
         }
-        cut = woken;
-        woken = 0;
-        pthread_mutex_unlock(&wake_lock);
-        if (!running)
-            break;
-        if (cut) { /* a new interval: plan from now */
-            next = now_ns(CLOCK_MONOTONIC);
+        uint64_t expired;
+        if (n < 0 || read(wall_tfd, &expired, sizeof expired) != (ssize_t)sizeof expired) {
+            cpu_ns = now_ns(own); /* armed again or taken back since it fired */
+            continue;
+        }
+        pthread_mutex_lock(&arm_lock);
+        uint64_t planned = tick_at;
+        if (planned == 0 || planned > now) { /* taken back, or armed again, meanwhile */
+            pthread_mutex_unlock(&arm_lock);
+            cpu_ns = now_ns(own);
             continue;
         }
         /* Out of scope when none was open at the planned time: none is now, and the
          * last one closed before it. A tick the scheduler ran late, after a request
          * open at its time had closed, still reads (what runs now, as in the process
          * scope): dropping it would lose the ends of requests, most of a short one. */
-        if (requests_only && !requests_open() && __atomic_load_n(&closed_ns, __ATOMIC_SEQ_CST) < planned)
-            continue;
-        ticks++;
-        uint64_t woke_at = now_ns(CLOCK_MONOTONIC);
-        if (woke_at > next) {
-            late_ns += woke_at - next;
-            if (woke_at - next > LATE_NS)
-                late_ticks++;
+        int open = requests_open();
+        int in_scope = !requests_only || open || __atomic_load_n(&closed_ns, __ATOMIC_SEQ_CST) >= planned;
+        if (!requests_only || open) {
+            uint64_t next = planned + exp_gap(&arm_seed);
+            arm(next < now ? now : next); /* behind: no catch-up burst */
+        } else
+            arm(0);
+        pthread_mutex_unlock(&arm_lock);
+        if (in_scope) {
+            ticks++;
+            last_look = now;
+            if (now > planned) {
+                late_ns += now - planned;
+                if (now - planned > LATE_NS)
+                    late_ticks++;
+            }
+            if (all_threads)
+                sample_all();
+            else
+                sample_holder();
         }
-        if (all_threads)
-            sample_all();
-        else
-            sample_holder();
         cpu_ns = now_ns(own);
     }
+    pthread_mutex_lock(&arm_lock);
+    arm(0);
+    pthread_mutex_unlock(&arm_lock);
 }
 
 static void cpu_loop(unsigned int *seed, clockid_t own)
@@ -992,7 +1037,18 @@ static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
     slice_ns = late_ticks = late_ns = 0;
     requests_only = only;
     sampler_native_id = 0;
-    woken = 0;
+    wakes = taken_back = 0;
+    if (wall_tfd < 0)
+        wall_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (wall_efd < 0)
+        wall_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wall_tfd < 0 || wall_efd < 0) {
+        PyErr_Format(PyExc_OSError, "could not make the sampler's timer (%s)", strerror(errno));
+        return NULL;
+    }
+    uint64_t stale;
+    while (read(wall_efd, &stale, sizeof stale) > 0) /* a stop()'s wake, not read */
+        ;
     running = 1;
     if (pthread_create(&sampler_thread, NULL, sampler_main, NULL) != 0) {
         running = 0;
@@ -1041,11 +1097,8 @@ static PyObject *stop(PyObject *self, PyObject *unused)
         running = 0;
         if (cpu_clock)
             pthread_kill(sampler_thread, TICK_SIGNAL); /* out of sigwaitinfo */
-        else {
-            pthread_mutex_lock(&wake_lock);
-            pthread_cond_signal(&wake);
-            pthread_mutex_unlock(&wake_lock);
-        }
+        else
+            cut_wall_sleep(); /* out of its poll */
         Py_BEGIN_ALLOW_THREADS pthread_join(sampler_thread, NULL);
         Py_END_ALLOW_THREADS
     }
@@ -1158,10 +1211,13 @@ done:
  * a scope set later knows what is open. */
 static PyObject *request_started(PyObject *self, PyObject *unused)
 {
-    if (__atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST) == 0) {
-        __atomic_store_n(&opened_ns, now_ns(CLOCK_MONOTONIC), __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&gate_waiting, __ATOMIC_SEQ_CST))
-            cut_wall_sleep();
+    if (__atomic_fetch_add(&in_flight, 1, __ATOMIC_SEQ_CST) == 0 && running && cpu_clock == 0 && requests_only) {
+        /* gaps from the request's start (they have no memory): its first tick */
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        pthread_mutex_lock(&arm_lock);
+        if (tick_at == 0)
+            arm(now + exp_gap(&arm_seed));
+        pthread_mutex_unlock(&arm_lock);
     }
     Py_RETURN_NONE;
 }
@@ -1172,14 +1228,26 @@ static PyObject *request_ended(PyObject *self, PyObject *unused)
     /* never below 0: a request that started before the agent did ends uncounted */
     while (open > 0 && !__atomic_compare_exchange_n(&in_flight, &open, open - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
         ;
-    if (open == 1) /* the last one open: from now on, out of scope */
-        __atomic_store_n(&closed_ns, now_ns(CLOCK_MONOTONIC), __ATOMIC_SEQ_CST);
+    if (open == 1) { /* the last one open: from now on, out of scope */
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        __atomic_store_n(&closed_ns, now, __ATOMIC_SEQ_CST);
+        if (running && cpu_clock == 0 && requests_only) {
+            /* a tick planned after the close would find none open: take it back (one
+             * planned before it is the sampler's to read, late or not) */
+            pthread_mutex_lock(&arm_lock);
+            if (tick_at > now && !requests_open()) {
+                arm(0);
+                taken_back++;
+            }
+            pthread_mutex_unlock(&arm_lock);
+        }
+    }
     Py_RETURN_NONE;
 }
 
 static PyObject *stats(PyObject *self, PyObject *unused)
 {
-    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsisKsKsisisKsKsKsKsKsK}", "ticks", (unsigned long long)ticks, "idle_ticks",
+    return Py_BuildValue("{sKsKsKsKsKsKsIsKsKsKsisisKsisKsKsisisKsKsKsKsKsKsKsK}", "ticks", (unsigned long long)ticks, "idle_ticks",
                          (unsigned long long)idle_ticks, "samples", (unsigned long long)samples,
                          "errors", (unsigned long long)errors, "dropped", (unsigned long long)dropped,
                          "cpu_ns", (unsigned long long)cpu_ns, "code_names", names_len, "threads_timed",
@@ -1192,7 +1260,8 @@ static PyObject *stats(PyObject *self, PyObject *unused)
                          (int)__atomic_load_n(&in_flight, __ATOMIC_SEQ_CST), "gate_waits",
                          (unsigned long long)gate_waits, "outside_probes", (unsigned long long)outside_probes,
                          "outside_held", (unsigned long long)outside_held, "slice_ns", (unsigned long long)slice_ns,
-                         "late_ticks", (unsigned long long)late_ticks, "late_ns", (unsigned long long)late_ns);
+                         "late_ticks", (unsigned long long)late_ticks, "late_ns", (unsigned long long)late_ns,
+                         "wakes", (unsigned long long)wakes, "taken_back", (unsigned long long)taken_back);
 }
 
 /* In a thread that just started (threading.Thread._bootstrap_inner patched to call it
@@ -1613,9 +1682,17 @@ static void after_fork_in_child(void)
     sampler_native_id = 0;
     sampler_tid = 0;
     in_flight = 0; /* the parent's requests are the parent's */
-    gate_waiting = 0;
     pthread_mutex_init(&lock, NULL);
-    pthread_mutex_init(&wake_lock, NULL);
+    pthread_mutex_init(&arm_lock, NULL);
+    tick_at = 0;
+    if (wall_tfd >= 0) { /* shared file descriptions with the parent: not ours */
+        close(wall_tfd);
+        wall_tfd = -1;
+    }
+    if (wall_efd >= 0) {
+        close(wall_efd);
+        wall_efd = -1;
+    }
     pthread_mutex_init(&slots_lock, NULL);
     memset(slots, 0, sizeof slots); /* timers are not inherited */
     watching = 0; /* nor the watcher thread, nor the parent's spans */
@@ -1628,11 +1705,6 @@ static void after_fork_in_child(void)
     }
     watch_next = WATCH_NEVER;
     ring_len = 0;                   /* the parent's samples are the parent's */
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&wake, &attr);
-    pthread_condattr_destroy(&attr);
 }
 
 static PyObject *limit_names(PyObject *self, PyObject *args)
@@ -1692,11 +1764,6 @@ PyMODINIT_FUNC PyInit__native_sampler(void)
 {
     static int ready = 0;
     if (!ready) {
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&wake, &attr);
-        pthread_condattr_destroy(&attr);
         pthread_atfork(NULL, NULL, after_fork_in_child);
         memset(watch_index, 0xff, sizeof watch_index); /* no span registered */
         ready = 1;
