@@ -178,6 +178,19 @@ class ObservedState(_Message):
         """Profiler CPU seconds per wall second (fraction of one core)."""
         return self.profiler_cpu_seconds / self.window_seconds
 
+    @property
+    def app_cpu_fraction(self) -> float:
+        """The service's own CPU (cores): ``process_cpu`` without the agent's threads in
+        it (the profiler CPU but py-spy's, a process of its own), at least 0.
+
+        >>> round(ObservedState(window_start=0, window_seconds=2, process_cpu=0.3,
+        ...               profiler_cpu_seconds=0.2).app_cpu_fraction, 3)
+        0.2
+        """
+        pyspy = float((self.profiler_cpu_breakdown or {}).get("pyspy", 0.0))
+        in_process = max(0.0, self.profiler_cpu_seconds - pyspy) / self.window_seconds
+        return max(0.0, self.process_cpu - in_process)
+
 
 class StackCount(_Message):
     """One collapsed stack (``root;...;leaf``, frames as ``function (file:line)``)."""

@@ -16,7 +16,10 @@ same reward. ``docs/policy.md`` gives every term with its unit and the test that
   ``t`` (the error's log falls by ``½ ln(n₁/n₀)``: the tenth sample and the three
   hundredth weigh within a factor of 30, not 1,000). It telescopes, so the same samples
   earn the same however they are batched, and it stops paying at the target. ``n``
-  counts from the last detected change.
+  counts from the last detected change. A phase busier than the service's usual load
+  (its own CPU, averaged over the goal's ``load_horizon_s``) has its target's samples
+  scaled by the ratio, up to :data:`MAX_LOAD_FACTOR` (:meth:`PhaseState.target`): a
+  fixed-rate profiler takes that many more samples there, and more CPU is at stake.
 * **D, detection** (0..1): ``exp(−delay / τ)`` once, when a change signalled by the
   agent (or seen in the samples) is confirmed by samples that differ from the
   previous phase's profile. Until then the accuracy term counts the samples as if the
@@ -106,6 +109,11 @@ FOLD_SHARE = 0.02
 FALSE_ALARM_SAMPLES = 10 * MIN_CONFIRM_SAMPLES
 #: Fewest samples a novelty share is counted against (see :func:`novelty`).
 NOVELTY_MIN_SAMPLES = 20.0
+#: Most a phase's load can scale its target's samples by (:meth:`PhaseState.target`).
+#: The benchmark's busiest phase runs at twice the base load; a service whose usual
+#: level is far below a phase (a first window, a service waking from idle) would
+#: otherwise ask for an unbounded profile.
+MAX_LOAD_FACTOR = 4.0
 
 _LINE = re.compile(r"\s*\([^()]*:\d+\)$")
 #: The key rare keys are folded into (no stack key has this form).
@@ -398,6 +406,7 @@ class WindowObservation:
     last_change_unix: float | None = None
     new_code: int = 0  # functions of the service's own that became new code in the window
     params_changed: bool = False  # ran under params that differ from the window before
+    app_cpu_fraction: float = 0.0  # the service's own CPU, cores, the agent's left out
 
 
 @dataclass(frozen=True)
@@ -415,11 +424,44 @@ class PhaseState:
     previous_samples: float = 0.0  # samples of the phase before
     pending_paid: float = 0.0  # accuracy paid since an unconfirmed signalled change
     false_alarms: int = 0  # signalled changes the samples did not confirm
+    phase_load: float = 0.0  # the service's CPU (cores) over this phase's windows
+    phase_load_s: float = 0.0  # seconds of windows phase_load averages
+    usual_load: float = 0.0  # its CPU averaged over the goal's load horizon (0: none yet)
+    usual_weight: float = 0.0  # the weight that average has seen (1 - e^(-seconds/horizon))
 
     @property
     def cpu_average(self) -> float:
         """Profiler CPU averaged over the horizon (fraction of a core; the bank's)."""
         return self.bank.average
+
+    @property
+    def load_factor(self) -> float:
+        """How much busier than usual this phase is (1..:data:`MAX_LOAD_FACTOR`; 1
+        until the agent has reported its CPU).
+
+        >>> PhaseState(phase_load=0.3, usual_load=0.15).load_factor
+        2.0
+        >>> PhaseState(phase_load=0.05, usual_load=0.1).load_factor
+        1.0
+        """
+        if self.usual_load <= 0.0 or self.phase_load <= self.usual_load:
+            return 1.0
+        return min(MAX_LOAD_FACTOR, self.phase_load / self.usual_load)
+
+    def target(self, goal: RewardWeights) -> float:
+        """The expected L1 error this phase's profile is gathered to: the goal's
+        ``accuracy_target`` at the service's usual load, lower in a phase busier than
+        usual, so that its samples scale with the load (``e ∝ 1/√n``), as a fixed-rate
+        profiler's do. A goal with ``load_horizon_s: 0`` keeps its target fixed.
+
+        >>> from otel_adaprof.session_spec import RewardWeights
+        >>> goal = RewardWeights(accuracy_target=0.12)
+        >>> PhaseState().target(goal), PhaseState(phase_load=0.4, usual_load=0.1).target(goal)
+        (0.12, 0.06)
+        """
+        if goal.load_horizon_s <= 0.0:
+            return goal.accuracy_target
+        return goal.accuracy_target / math.sqrt(self.load_factor)
 
     def accuracy_reached(self, functions: int) -> float:
         """Expected L1 error of the current phase's profile (0..2)."""
@@ -431,7 +473,47 @@ class PhaseState:
             "phase_samples": self.samples,
             "pending_change": self.pending_change_unix is not None,
             "cpu_average": self.cpu_average,
+            "load_factor": self.load_factor,
         }
+
+
+def phase_target(phase: PhaseState | None, goal: RewardWeights) -> float:
+    """The accuracy target in force for ``phase`` (the goal's before any report).
+
+    >>> from otel_adaprof.session_spec import RewardWeights
+    >>> phase_target(None, RewardWeights(accuracy_target=0.1))
+    0.1
+    """
+    return goal.accuracy_target if phase is None else phase.target(goal)
+
+
+def _loads(
+    state: PhaseState, obs: WindowObservation, goal: RewardWeights, new_phase: bool
+) -> tuple[float, float, float, float]:
+    """The phase's load, its seconds, the usual load and its weight after ``obs``: the
+    phase's a mean over its windows by their length (from this window on when it starts
+    one), the usual one an exponential average over ``load_horizon_s`` divided by the
+    weight it has seen, so that a service younger than the horizon has the mean of its
+    windows so far, not its first window's load (a first window seeded it until session
+    52's 4x run: a low one at the start made the steady phase "busier than usual" for ten
+    minutes). A window with none of the service's own CPU in its report (idle, or an
+    agent that reports no process CPU) leaves them as they were."""
+    load, seconds = obs.app_cpu_fraction, obs.seconds
+    phase_load, phase_s = state.phase_load, state.phase_load_s
+    usual, weight = state.usual_load, state.usual_weight
+    if load <= 0.0 or seconds <= 0.0:
+        return (0.0, 0.0, usual, weight) if new_phase else (phase_load, phase_s, usual, weight)
+    if goal.load_horizon_s > 0.0:
+        decay = math.exp(-seconds / goal.load_horizon_s)
+        grown = weight * decay + (1.0 - decay)
+        usual = (usual * weight * decay + (1.0 - decay) * load) / grown
+        weight = grown
+    elif usual <= 0.0:
+        usual = load
+    if new_phase or phase_s <= 0.0:
+        return load, seconds, usual, weight
+    total = phase_s + seconds
+    return (phase_load * phase_s + load * seconds) / total, total, usual, weight
 
 
 @dataclass(frozen=True)
@@ -505,7 +587,10 @@ def step(
             previous = dict(previous)
         samples, profile, pending_paid = 0.0, {}, 0.0
         phase_started = pending = restart_at
-    target = goal.accuracy_target
+    phase_load, phase_load_s, usual_load, usual_weight = _loads(state, obs, goal, change)
+    target = PhaseState(
+        phase_load=phase_load, phase_load_s=phase_load_s, usual_load=usual_load
+    ).target(goal)
     if pending is not None and previous:
         # Not confirmed yet: paid as if the phase went on (a false alarm earns nothing);
         # the difference is paid when the samples confirm the change.
@@ -565,6 +650,10 @@ def step(
         previous_samples=previous_samples,
         pending_paid=pending_paid,
         false_alarms=false_alarms,
+        phase_load=phase_load,
+        phase_load_s=phase_load_s,
+        usual_load=usual_load,
+        usual_weight=usual_weight,
     )
     cpu_cost = cpu / budget.cpu_fraction * scale
     over = max(0.0, bank.average / budget.cpu_fraction - 1.0) * scale

@@ -87,6 +87,10 @@ class RewardWeights(_Spec):
     bytes: Weight = 0.1  # per 5 s at the bytes budget (only when one is set)
     switch: Weight = 0.3  # per params change
     target_markers_per_s: Annotated[float, Field(gt=0.0, le=1e6)] = 5.0
+    #: The service's usual load is its own CPU averaged over this horizon; a phase busier
+    #: than that has the samples of its ``accuracy_target`` scaled by the ratio (at most
+    #: 4x), as a fixed-rate profiler's are. 0: the target is the same whatever the load.
+    load_horizon_s: Annotated[float, Field(ge=0.0, le=86_400.0)] = 600.0
 
     def for_profiler(self, backend: str) -> RewardWeights:
         """This goal as it applies to an agent whose profiler is ``backend``.

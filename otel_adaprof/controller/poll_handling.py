@@ -412,6 +412,7 @@ class PollHandler:
             last_change_unix=last_change,
             new_code=int(getattr(signals, "new_code", 0) or 0),
             params_changed=changed,
+            app_cpu_fraction=window.app_cpu_fraction,
         )
         phase, reward = step(self._phases.get(service, PhaseState()), obs, goal, budget)
         self._phases[service] = phase

@@ -291,3 +291,20 @@ def test_the_agents_sharing_a_settled_decision_are_settled_too():
     learning = policy.decide(_ctx(30.0))
     assert learning.features.get("learning") is True
     assert policy.decide_shared(_ctx(30.0), learning).features == {"shared": True}
+
+
+def test_a_phase_busier_than_usual_learns_past_the_usual_targets_samples():
+    """600 samples settle a phase at the service's usual load (expected L1 0.092 under
+    the target 0.108), and keep one at twice that load learning: its target's samples
+    scale with the load (about 870 here), as a fixed-rate profiler's do. (Fails with a
+    fixed target: the busy phase settles at 600.)"""
+    policy = _watcher(3)
+    usual = _ctx(600.0)
+    busy = replace(
+        usual, phase=PhaseState(samples=600.0, phase_load=0.4, phase_load_s=30.0, usual_load=0.2)
+    )
+    for _ in range(5):
+        settled = policy.decide(usual)
+        assert settled.action in MAINTAIN and settled.features.get("settled") is True
+        learning = policy.decide(busy)
+        assert learning.action in LEARN and learning.features["learning"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -333,3 +334,76 @@ def test_a_window_nothing_announced_needs_the_higher_bar_to_be_a_change():
     window = WindowObservation(end_unix=156.0, seconds=3.0, samples=_with_tail(shifted, 70))
     state, r = step(state, window, GOAL, BUDGET)
     assert state.pending_change_unix is None and r.detection > 0.5  # confirmed
+
+
+def _loaded(shares: dict[str, float], total: int, count: int, t0: float, load: float):
+    """``_windows`` whose agent reports the service's own CPU at ``load`` cores."""
+    return [replace(w, app_cpu_fraction=load) for w in _windows(shares, total, count, t0)]
+
+
+def test_a_phase_busier_than_usual_is_gathered_to_as_many_more_samples():
+    """Half an hour at 0.1 of a core makes the usual load; a hot path at twice that load
+    starts a phase whose target needs about twice the samples (what a fixed-rate
+    profiler takes there): it pays ½·ln 2 nats more than the goal's fixed target and
+    stops at about twice the samples. At the usual load the target is the goal's, and
+    ``load_horizon_s: 0`` keeps it fixed. (Fails with a fixed target: no more paid.)"""
+    needed = samples_for_error(GOAL.accuracy_target, GOAL.functions)
+    fixed = RewardWeights(load_horizon_s=0.0)
+    usual = [w for i in range(12) for w in _loaded(STEADY, 600, 1, 150.0 * i, 0.1)]
+    busy = _loaded(HOT, int(3 * needed), 12, 1800.0, 0.2)
+    paid = {}
+    for name, goal in (("scaled", GOAL), ("fixed", fixed)):
+        state = PhaseState()
+        for obs in usual:
+            state, _ = step(state, obs, goal, BUDGET)
+        if name == "scaled":
+            assert state.usual_load == pytest.approx(0.1) and state.load_factor == 1.0
+            assert state.target(goal) == goal.accuracy_target
+        gains = []
+        for obs in busy:
+            state, r = step(state, obs, goal, BUDGET)
+            gains.append(r.accuracy)
+        paid[name] = gains
+        if name == "scaled":
+            assert 1.5 < state.load_factor < 2.0  # 150 s moved the usual load towards 0.2
+            assert state.target(fixed) == fixed.accuracy_target
+    per_window = 3 * needed / 12
+    past = math.ceil(needed / per_window) + 1  # the first window wholly past `needed`
+    # the fixed target stops paying once the phase holds its samples ...
+    assert all(g == 0.0 for g in paid["fixed"][past:])
+    # ... the scaled one pays on, to about twice them, and no further
+    assert paid["scaled"][past] > 0.0
+    assert all(g == 0.0 for g in paid["scaled"][math.ceil(2 * needed / per_window) :])
+    extra = sum(paid["scaled"]) - sum(paid["fixed"])
+    assert 0.2 < extra <= 0.5 * math.log(2.0) + 1e-9
+
+
+def test_the_same_samples_in_a_busy_phase_earn_the_same_however_batched():
+    """The load-scaled target keeps the accuracy term additive while the load factor
+    holds (a day's horizon: the usual load stays at 0.1 while the phase runs at 0.2)."""
+    goal = RewardWeights(load_horizon_s=86_400.0)
+    state = PhaseState()
+    days = replace(_loaded(STEADY, 600, 1, 0.0, 0.1)[0], seconds=3 * 86_400.0)
+    for obs in [days, *_loaded(HOT, 60, 1, 3 * 86_400.0, 0.2)]:
+        state, _ = step(state, obs, goal, BUDGET)
+    assert state.load_factor == pytest.approx(2.0, rel=0.01)
+    totals = []
+    for count in (1, 30):
+        after, paid = state, 0.0
+        for obs in _loaded(HOT, 1500, count, 3 * 86_400.0 + 150.0, 0.2):
+            after, r = step(after, obs, goal, BUDGET)
+            paid += r.accuracy
+        totals.append(paid)
+    assert totals[0] > 1.0
+    assert totals[1] == pytest.approx(totals[0], rel=1e-3)
+
+
+def test_a_first_window_at_a_low_load_does_not_make_the_service_busier_than_usual():
+    """A service's first window, its start (a fifth of its load), then two and a half
+    minutes at its load: the usual load is the mean of its windows so far, so the phase
+    is as busy as usual, not 2.5 times (an average seeded by the first window)."""
+    state = PhaseState()
+    first = replace(_loaded(STEADY, 20, 1, 0.0, 0.02)[0], seconds=5.0, end_unix=5.0)
+    for obs in [first, *_loaded(STEADY, 300, 10, 5.0, 0.1)]:
+        state, _ = step(state, obs, GOAL, BUDGET)
+    assert state.load_factor < 1.1, state

@@ -37,6 +37,7 @@ from otel_adaprof.reward import (
     expected_l1,
     keyed,
     novelty,
+    phase_target,
     slow_span_coverage,
     total_variation,
 )
@@ -87,7 +88,7 @@ def phase_features(ctx: DecisionContext) -> dict[str, float]:
     1.0
     """
     phase = ctx.phase
-    k, target = ctx.goal.functions, ctx.goal.accuracy_target
+    k, target = ctx.goal.functions, phase_target(ctx.phase, ctx.goal)
     n = phase.samples if phase is not None else 0.0
     err = expected_l1(n, k)
     feats = {
@@ -229,7 +230,7 @@ class ActionContext:
                 self.pass_scale = min(1.0, state.markers_per_s / kept_now) / prior_now
         self.phase_n = ctx.phase.samples if ctx.phase is not None else 0.0
         self.functions = ctx.goal.functions
-        self.acc_target = ctx.goal.accuracy_target
+        self.acc_target = phase_target(ctx.phase, ctx.goal)
 
     def rows(
         self,

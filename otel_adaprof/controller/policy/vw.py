@@ -189,7 +189,7 @@ def _phase_needs_samples(ctx: DecisionContext, *, settled: bool = False) -> bool
         phase.changed
         or phase.pending_change_unix
         or change_building(ctx.state, rising_only=settled)
-        or phase.accuracy_reached(ctx.goal.functions) > ctx.goal.accuracy_target
+        or phase.accuracy_reached(ctx.goal.functions) > phase.target(ctx.goal)
     )
 
 
