@@ -179,6 +179,7 @@ static uint64_t slice_ns, late_ticks, late_ns;
 static volatile int requests_only = 0;
 static int in_flight;    /* open requests (__atomic) */
 static uint64_t closed_ns; /* CLOCK_MONOTONIC when the last one open closed (__atomic) */
+/* gate_waits: the times the sampler found no tick armed (none open); outside_*: below */
 static uint64_t gate_waits, outside_probes, outside_held;
 static uint64_t probe_ns = 1000000000ull; /* probe_interval(): tests look sooner */
 

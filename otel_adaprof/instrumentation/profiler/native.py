@@ -111,8 +111,8 @@ def request_hooks() -> tuple[Callable[[], None], Callable[[], None]] | None:
     """``(started, ended)``: what the span processor calls as each request (a local root
     span) opens and closes, so that ``sample_scope: requests`` samples only while one is
     open; ``None`` where the native profiler cannot run. Each call is one C function
-    (an atomic add; it wakes the sampler thread only when the first request opens while
-    the thread waits for one).
+    (an atomic add; the first request to open arms the sampler thread's timer for its
+    first tick, and the last to close takes back a tick planned after it).
 
     >>> hooks = request_hooks()
     >>> hooks is None or all(callable(hook) for hook in hooks)
