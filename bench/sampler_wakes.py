@@ -7,9 +7,9 @@ open) with its own open-loop load generator at ``--rate`` requests a second. The
 services of this tree and of ``--baseline`` (a tree with its extension built: ``git
 archive REV otel_adaprof setup.py pyproject.toml | tar -x -C DIR && (cd DIR && python
 setup.py build_ext --inplace)``) run *at the same time*, so both see the same machine.
-After a warm-up, for ``--seconds``, each agent thread's CPU and runs (the kernel's
-``/proc/<pid>/task/<tid>/schedstat``: CPU ns, and the times it was put on a CPU, one a
-wake-up for a thread that sleeps between ticks) are read, per thread named
+After a warm-up, for ``--seconds``, each agent thread's CPU and wake-ups (its voluntary
+context switches) are read as ``bench/agent_threads_profile.py`` reads them
+(``read_threads``, ``thread_figures``: ``/proc/<pid>/task/<tid>/``), per thread named
 ``adaprof-<part>``, with the service's own CPU per request (``psutil``).
 
 Printed per service and round: the sampler thread's (``adaprof-native``) CPU in ms a
@@ -43,16 +43,12 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from otel_adaprof.controller.policy.catalog import load_catalog  # noqa: E402
+from agent_overhead import action_params  # noqa: E402
+from agent_threads_profile import read_threads, thread_figures  # noqa: E402
+
 from otel_adaprof.demo.processes import Children  # noqa: E402
-
-
-def learn_100hz() -> dict[str, Any]:
-    """The packaged catalog's ``learn-100hz`` params (what the controller runs at 100 Hz)."""
-    action = next(a for a in load_catalog() if a.name == "learn-100hz")
-    params: dict[str, Any] = action.params.model_dump(mode="json")
-    return params
 
 
 def free_port() -> int:
@@ -60,21 +56,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def agent_threads(pid: int) -> dict[str, tuple[int, int]]:
-    """CPU ns and runs of each thread named ``adaprof-*`` (summed by name)."""
-    out: dict[str, tuple[int, int]] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            cpu, _, runs = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
-        except (OSError, ValueError):
-            continue  # a thread that ended meanwhile
-        if name.startswith("adaprof"):
-            was = out.get(name, (0, 0))
-            out[name] = (was[0] + int(cpu), was[1] + int(runs))
-    return out
 
 
 def one_round(
@@ -114,24 +95,17 @@ def one_round(
                 env=base_env, cwd=ROOT,
             )  # fmt: skip
         time.sleep(5.0)  # warm-up: the params in force, the caches full
-        before = {label: agent_threads(p.pid) for label, p in procs.items()}
+        before = {label: read_threads(p.pid) for label, p in procs.items()}
         cpu0 = {label: psutil.Process(p.pid).cpu_times() for label, p in procs.items()}
         time.sleep(seconds)
-        after = {label: agent_threads(p.pid) for label, p in procs.items()}
+        after = {label: read_threads(p.pid) for label, p in procs.items()}
         cpu1 = {label: psutil.Process(p.pid).cpu_times() for label, p in procs.items()}
+        requests = round(rate * seconds)
         for label in trees:
-            parts = {}
-            for name, (cpu, runs) in after[label].items():
-                c0, r0 = before[label].get(name, (0, 0))
-                parts[name] = {
-                    "cpu_ms_per_s": round((cpu - c0) / 1e6 / seconds, 3),
-                    "runs_per_s": round((runs - r0) / seconds, 1),
-                    "us_per_run": round((cpu - c0) / 1e3 / max(1, runs - r0), 1),
-                }
             used = (cpu1[label].user + cpu1[label].system) - (cpu0[label].user + cpu0[label].system)
             result[label] = {
-                "threads": parts,
-                "service_cpu_ms_per_req": round(used * 1000 / (rate * seconds), 3),
+                "threads": thread_figures(before[label], after[label], requests, seconds),
+                "service_cpu_ms_per_req": round(used * 1000 / requests, 3),
             }
     return result
 
@@ -152,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--baseline {args.baseline}: no otel_adaprof package in it")
     if not 0 < args.rate <= 50 or not 0 < args.seconds <= 600 or not 1 <= args.rounds <= 10:
         parser.error("--rate in (0, 50], --seconds in (0, 600], --rounds in 1..10")
-    params = json.loads(args.params) if args.params else learn_100hz()
+    params = json.loads(args.params) if args.params else action_params("learn-100hz")
     trees = {"this": ROOT}
     if args.baseline is not None:
         trees["baseline"] = args.baseline.resolve()
@@ -174,15 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     for i, r in enumerate(rounds, 1):
         for label, figures in r.items():
-            native = figures["threads"].get("adaprof-native", {})
-            others = sum(
-                v["cpu_ms_per_s"] for k, v in figures["threads"].items() if k != "adaprof-native"
-            )
-            cpu, runs = native.get("cpu_ms_per_s", 0), native.get("runs_per_s", 0)
-            each, per_req = native.get("us_per_run", 0), figures["service_cpu_ms_per_req"]
+            threads = figures["threads"]
+            native = threads.get("adaprof-native", {})
+            others = sum(v["pct_core"] for k, v in threads.items() if k.startswith("adaprof-"))
+            others -= native.get("pct_core", 0.0)
+            cpu, wakes = 10 * native.get("pct_core", 0), native.get("wakes_per_s", 0)
+            each, per_req = native.get("cpu_us_per_wake", 0), figures["service_cpu_ms_per_req"]
             print(
-                f"round {i} {label:9s} sampler {cpu:6.3f} ms/s, {runs:6.1f} wake-ups/s, "
-                f"{each:5.1f} us each; other agent threads {others:6.3f} ms/s; "
+                f"round {i} {label:9s} sampler {cpu:6.3f} ms/s, {wakes:6.1f} wake-ups/s, "
+                f"{each:5.1f} us each; other agent threads {10 * others:6.3f} ms/s; "
                 f"service {per_req:.2f} ms/req"
             )
 

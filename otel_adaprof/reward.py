@@ -444,9 +444,7 @@ class PhaseState:
         >>> PhaseState(phase_load=0.05, usual_load=0.1).load_factor
         1.0
         """
-        if self.usual_load <= 0.0 or self.phase_load <= self.usual_load:
-            return 1.0
-        return min(MAX_LOAD_FACTOR, self.phase_load / self.usual_load)
+        return load_factor(self.phase_load, self.usual_load)
 
     def target(self, goal: RewardWeights) -> float:
         """The expected L1 error this phase's profile is gathered to: the goal's
@@ -459,9 +457,7 @@ class PhaseState:
         >>> PhaseState().target(goal), PhaseState(phase_load=0.4, usual_load=0.1).target(goal)
         (0.12, 0.06)
         """
-        if goal.load_horizon_s <= 0.0:
-            return goal.accuracy_target
-        return goal.accuracy_target / math.sqrt(self.load_factor)
+        return load_target(goal, self.phase_load, self.usual_load)
 
     def accuracy_reached(self, functions: int) -> float:
         """Expected L1 error of the current phase's profile (0..2)."""
@@ -475,6 +471,30 @@ class PhaseState:
             "cpu_average": self.cpu_average,
             "load_factor": self.load_factor,
         }
+
+
+def load_factor(phase_load: float, usual_load: float) -> float:
+    """``phase_load / usual_load`` within 1..:data:`MAX_LOAD_FACTOR` (1 with no usual load).
+
+    >>> load_factor(0.3, 0.15), load_factor(0.05, 0.1), load_factor(0.3, 0.0)
+    (2.0, 1.0, 1.0)
+    """
+    if usual_load <= 0.0 or phase_load <= usual_load:
+        return 1.0
+    return min(MAX_LOAD_FACTOR, phase_load / usual_load)
+
+
+def load_target(goal: RewardWeights, phase_load: float, usual_load: float) -> float:
+    """The goal's ``accuracy_target`` over ``√load_factor`` (the goal's own with
+    ``load_horizon_s: 0``): :meth:`PhaseState.target` from the loads alone.
+
+    >>> from otel_adaprof.session_spec import RewardWeights
+    >>> load_target(RewardWeights(accuracy_target=0.12), 0.4, 0.1)
+    0.06
+    """
+    if goal.load_horizon_s <= 0.0:
+        return goal.accuracy_target
+    return goal.accuracy_target / math.sqrt(load_factor(phase_load, usual_load))
 
 
 def phase_target(phase: PhaseState | None, goal: RewardWeights) -> float:
@@ -588,9 +608,7 @@ def step(
         samples, profile, pending_paid = 0.0, {}, 0.0
         phase_started = pending = restart_at
     phase_load, phase_load_s, usual_load, usual_weight = _loads(state, obs, goal, change)
-    target = PhaseState(
-        phase_load=phase_load, phase_load_s=phase_load_s, usual_load=usual_load
-    ).target(goal)
+    target = load_target(goal, phase_load, usual_load)
     if pending is not None and previous:
         # Not confirmed yet: paid as if the phase went on (a false alarm earns nothing);
         # the difference is paid when the samples confirm the change.

@@ -179,7 +179,7 @@ static uint64_t slice_ns, late_ticks, late_ns;
 static volatile int requests_only = 0;
 static int in_flight;    /* open requests (__atomic) */
 static uint64_t closed_ns; /* CLOCK_MONOTONIC when the last one open closed (__atomic) */
-/* gate_waits: the times the sampler found no tick armed (none open); outside_*: below */
+/* gate_waits: the times the sampler left its timer unarmed (none open); outside_*: below */
 static uint64_t gate_waits, outside_probes, outside_held;
 static uint64_t probe_ns = 1000000000ull; /* probe_interval(): tests look sooner */
 
@@ -581,14 +581,30 @@ static uint64_t tick_at;
 static unsigned int arm_seed;
 static uint64_t wakes, taken_back;
 
-static void arm(uint64_t at) /* under arm_lock; 0: disarm */
+/* Set timer `fd` (absolute, its own clock) for `at` ns; 0 disarms it. */
+static void set_timer(int fd, uint64_t at)
 {
     struct itimerspec when;
     memset(&when, 0, sizeof when);
     when.it_value.tv_sec = (time_t)(at / 1000000000ull);
     when.it_value.tv_nsec = (long)(at % 1000000000ull);
+    if (fd >= 0)
+        timerfd_settime(fd, TFD_TIMER_ABSTIME, &when, NULL);
+}
+
+/* Close `*fd` if open (a forked child's copy of the parent's file description). */
+static void drop_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void arm(uint64_t at) /* under arm_lock; 0: disarm */
+{
     tick_at = at;
-    timerfd_settime(wall_tfd, TFD_TIMER_ABSTIME, &when, NULL);
+    set_timer(wall_tfd, at);
 }
 
 /* Wake the sampler thread (stop(), a new interval or scope): it plans again from now. */
@@ -611,8 +627,10 @@ static void plan_from(uint64_t now)
 {
     if (!requests_only || requests_open())
         arm(now + exp_gap(&arm_seed));
-    else
+    else {
         arm(0);
+        gate_waits++;
+    }
 }
 
 static void wall_loop(unsigned int *seed, clockid_t own)
@@ -625,14 +643,7 @@ static void wall_loop(unsigned int *seed, clockid_t own)
      * probe_ns that finds none open and nothing armed (the timer may have been taken
      * back while this thread slept) */
     uint64_t last_look = now_ns(CLOCK_MONOTONIC);
-    int was_idle = 0;
     while (running) {
-        pthread_mutex_lock(&arm_lock);
-        int idle = requests_only && tick_at == 0;
-        pthread_mutex_unlock(&arm_lock);
-        if (idle && !was_idle)
-            gate_waits++;
-        was_idle = idle;
         int timeout_ms = -1;
         if (requests_only) {
             uint64_t now = now_ns(CLOCK_MONOTONIC), due = last_look + probe_ns;
@@ -689,8 +700,10 @@ static void wall_loop(unsigned int *seed, clockid_t own)
         if (!requests_only || open) {
             uint64_t next = planned + exp_gap(&arm_seed);
             arm(next < now ? now : next); /* behind: no catch-up burst */
-        } else
+        } else {
             arm(0);
+            gate_waits++;
+        }
         pthread_mutex_unlock(&arm_lock);
         if (in_scope) {
             ticks++;
@@ -1358,16 +1371,9 @@ static void watch_clear(void) /* under watch_lock */
 /* The timer, set for `at` (unix ns; WATCH_NEVER: not set). Under watch_lock. */
 static void watch_arm(uint64_t at)
 {
-    struct itimerspec spec;
-    memset(&spec, 0, sizeof spec);
-    if (at != WATCH_NEVER) {
-        if (at == 0)
-            at = 1; /* 0 would disarm it */
-        spec.it_value.tv_sec = (time_t)(at / 1000000000ull);
-        spec.it_value.tv_nsec = (long)(at % 1000000000ull);
-    }
-    if (watch_tfd >= 0)
-        timerfd_settime(watch_tfd, TFD_TIMER_ABSTIME, &spec, NULL);
+    if (at == 0)
+        at = 1; /* 0 would disarm it */
+    set_timer(watch_tfd, at == WATCH_NEVER ? 0 : at);
     watch_next = at;
 }
 
@@ -1686,24 +1692,15 @@ static void after_fork_in_child(void)
     pthread_mutex_init(&lock, NULL);
     pthread_mutex_init(&arm_lock, NULL);
     tick_at = 0;
-    if (wall_tfd >= 0) { /* shared file descriptions with the parent: not ours */
-        close(wall_tfd);
-        wall_tfd = -1;
-    }
-    if (wall_efd >= 0) {
-        close(wall_efd);
-        wall_efd = -1;
-    }
+    drop_fd(&wall_tfd); /* shared file descriptions with the parent: not ours */
+    drop_fd(&wall_efd);
     pthread_mutex_init(&slots_lock, NULL);
     memset(slots, 0, sizeof slots); /* timers are not inherited */
     watching = 0; /* nor the watcher thread, nor the parent's spans */
     watch_native_id = 0;
     pthread_mutex_init(&watch_lock, NULL);
     watch_clear();
-    if (watch_tfd >= 0) { /* the parent's timer (a shared file description): not ours */
-        close(watch_tfd);
-        watch_tfd = -1;
-    }
+    drop_fd(&watch_tfd); /* the parent's timer (a shared file description): not ours */
     watch_next = WATCH_NEVER;
     ring_len = 0;                   /* the parent's samples are the parent's */
 }
