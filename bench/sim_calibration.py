@@ -31,6 +31,23 @@ provide:
   timeline, the agent's change signals per second at ``burst_sensitivity`` 4 beyond the
   run's real phase changes.
 
+With ``--profiler native`` (runs of ``adaprof bench --profiler native``) the figures are
+the native profiler's world, written to ``bench/output/sim_calibration_native.json`` and
+with ``--write`` to the packaged ``otel_adaprof/sim/calibration_native.json``; py-spy's
+cost model does not price it, so two more figures are read:
+
+- ``sampler_cores_fixed`` and ``sampler_cores_per_hz``: the process scope's CPU beyond
+  profiling off, a fixed part while the sampler runs and a part per Hz (static-100's,
+  static-10's and static-1's profiler CPU less ``off``'s, phase by phase, a
+  least-squares line in the rate; ``sampler_fit`` says how well each rate fits it);
+- ``requests_cores_per_hz_core`` (``--workdir``): the requests scope's part per Hz and
+  per core of the service's own CPU, from the adaptive session's windows that sampled
+  in that scope without a burst: their profiler CPU less the agent's other threads (the
+  figures above, per span) and the fixed part, over rate × the service's own CPU
+  (``process_cpu`` less the agent's in-process CPU);
+- ``segment_lag_s`` is 0: the native sampler is a thread of the process, new params
+  apply at its next tick and a window's close takes in all its samples.
+
 Usage::
 
     .venv/bin/python bench/sim_calibration.py [--duration 120] [--write]
@@ -38,6 +55,8 @@ Usage::
     .venv/bin/python bench/sim_calibration.py --from-bench RUN/bench.json --write
     .venv/bin/python bench/sim_calibration.py --from-bench A.json B.json C.json --write
     .venv/bin/python bench/sim_calibration.py --from-bench A.json B.json --workdir RUN_A --write
+    .venv/bin/python bench/sim_calibration.py --profiler native --from-bench A.json B.json \
+        --workdir RUN_A RUN_B --write     # each --workdir that of the result in its place
 
 (several results: each figure is their mean.)
 
@@ -67,8 +86,53 @@ RATES = {"static-100": 100.0, "static-10": 10.0, "static-1": 1.0}
 WORKLOAD_FUNCTIONS = 5
 
 
-def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]:
-    """The simulator's calibration from one benchmark result."""
+def sampler_per_hz(result: dict[str, Any], phases: dict[str, float]) -> dict[str, Any]:
+    """The process scope's sampler CPU: each static configuration's profiler CPU less
+    ``off``'s, phase by phase, fitted by a line in the rate (a fixed part while the
+    sampler runs at all, and a part per Hz).
+
+    >>> confs = {"off": {"a": {"profiler_cpu": 0.001}},
+    ...          "static-100": {"a": {"profiler_cpu": 0.012}},
+    ...          "static-10": {"a": {"profiler_cpu": 0.003}},
+    ...          "static-1": {"a": {"profiler_cpu": 0.0021}}}
+    >>> fit = sampler_per_hz({"configurations": confs}, {"a": 60.0})
+    >>> round(fit["sampler_cores_fixed"], 6), round(fit["sampler_cores_per_hz"], 7)
+    (0.001, 0.0001)
+    >>> fit["sampler_fit"]["static-1"]
+    1.0
+    """
+    confs = result["configurations"]
+    points: dict[str, list[tuple[float, float]]] = {}
+    for name, rate in RATES.items():
+        for ph in phases:
+            cpu = confs[name].get(ph, {}).get("profiler_cpu")
+            off = confs["off"].get(ph, {}).get("profiler_cpu")
+            if cpu is not None and off is not None:
+                points.setdefault(name, []).append((rate, cpu - off))
+    pairs = [xy for rows in points.values() for xy in rows]
+    rates = {x for x, _y in pairs}
+    if len(rates) < 2:
+        return {}
+    n = len(pairs)
+    sx, sy = sum(x for x, _ in pairs), sum(y for _, y in pairs)
+    sxx, sxy = sum(x * x for x, _ in pairs), sum(x * y for x, y in pairs)
+    per_hz = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+    fixed = max(0.0, (sy - per_hz * sx) / n)
+    return {
+        "sampler_cores_fixed": fixed,
+        "sampler_cores_per_hz": per_hz,
+        # each rate's measured extra CPU over the line's (1: on it)
+        "sampler_fit": {
+            name: round(statistics.fmean(y for _x, y in rows) / (fixed + per_hz * rows[0][0]), 3)
+            for name, rows in points.items()
+        },
+    }
+
+
+def calibrate(
+    result: dict[str, Any], settings: BenchSettings, profiler: str = "py-spy"
+) -> dict[str, Any]:
+    """The simulator's calibration from one benchmark result (of ``profiler``'s world)."""
     phases = {p.name: p.duration_s for p in schedule(settings.load_s, settings.rate_rps)}
     confs = result["configurations"]
     per_rate: dict[str, dict[str, float | None]] = {}
@@ -105,9 +169,13 @@ def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]
         if off.get("app_cpu_ms_per_request") and off.get("requests_ok"):
             cores = off["app_cpu_ms_per_request"] / 1000.0 * off["requests_ok"] / seconds
             demo_cpu[ph] = round(cores, 4)
+    native = (
+        {**sampler_per_hz(result, phases), "segment_lag_s": 0.0} if profiler == "native" else {}
+    )
     return {
         "measured_at_unix": round(time.time()),
         "command": f"bench/sim_calibration.py --duration {settings.duration_s:g}",
+        "profiler": profiler,
         "settings": {
             "duration_s": settings.duration_s,
             "rate_rps": settings.rate_rps,
@@ -119,6 +187,7 @@ def calibrate(result: dict[str, Any], settings: BenchSettings) -> dict[str, Any]
         "attribution_bias": statistics.fmean(bias) if bias else None,
         "segment_lag_s": SEGMENT_S / 2.0,
         "demo_cpu_cores": demo_cpu,
+        **native,
     }
 
 
@@ -130,19 +199,25 @@ def mean_calibration(calibs: list[dict[str, Any]]) -> dict[str, Any]:
     {'sample_yield': 1.5, 'demo_cpu_cores': {'a': 0.2}}
     """
     out = dict(calibs[0])
-    for key in ("sample_yield", "attribution_bias"):
+    for key in ("sample_yield", "attribution_bias", "sampler_cores_fixed", "sampler_cores_per_hz"):
         values = [c[key] for c in calibs if c.get(key) is not None]
         if values:
             out[key] = statistics.fmean(values)
-    out["per_rate"] = {
-        name: {
-            field: (statistics.fmean(vals) if (vals := [
-                c["per_rate"][name][field] for c in calibs
-                if c.get("per_rate", {}).get(name, {}).get(field) is not None]) else None)
-            for field in row
+    if "per_rate" in out:
+        out["per_rate"] = {
+            name: {
+                field: (statistics.fmean(vals) if (vals := [
+                    c["per_rate"][name][field] for c in calibs
+                    if c.get("per_rate", {}).get(name, {}).get(field) is not None]) else None)
+                for field in row
+            }
+            for name, row in calibs[0].get("per_rate", {}).items()
+        }  # fmt: skip
+    fits = [c["sampler_fit"] for c in calibs if c.get("sampler_fit")]
+    if fits:
+        out["sampler_fit"] = {
+            name: round(statistics.fmean(f[name] for f in fits if name in f), 3) for name in fits[0]
         }
-        for name, row in calibs[0].get("per_rate", {}).items()
-    }  # fmt: skip
     phases = list(dict.fromkeys(ph for c in calibs for ph in c.get("demo_cpu_cores", {})))
     out["demo_cpu_cores"] = {
         ph: round(statistics.fmean(c["demo_cpu_cores"][ph] for c in calibs
@@ -213,6 +288,52 @@ def agent_threads(workdir: Path, result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def requests_scope_cost(
+    workdir: Path, threads: dict[str, Any], fixed: float = 0.0
+) -> dict[str, float]:
+    """The requests scope's sampler CPU per Hz per core of the service's own CPU, from
+    the adaptive session's windows in a bench run's ``WORKDIR/adaprof.db`` that sampled
+    in that scope without a burst: their profiler CPU less the agent's other threads
+    (``threads``: :func:`agent_threads`' figures per span) and the sampler's ``fixed``
+    part (cores, the process scope's), over rate × own CPU."""
+    base = float(threads["agent_cpu_per_span_s"])
+    capture = float(threads["capture_cpu_per_span_s"])
+    cpu = work = 0.0
+    windows = 0
+    for params, w in _session_windows(workdir, "bench-adaptive"):
+        interval = params.get("sampling_interval_ms") or 0
+        if params.get("sample_scope") != "requests" or interval <= 0 or w.get("burst_seconds"):
+            continue
+        seconds = float(w["window_seconds"])
+        spent = float(w.get("profiler_cpu_seconds") or 0.0)
+        per_span = base + (capture if (params.get("slow_span_interval_ms") or 0) > 0 else 0.0)
+        own = max(0.0, float(w.get("process_cpu") or 0.0) - spent / seconds)
+        cpu += spent - (per_span * float(w.get("spans_per_s") or 0.0) + fixed) * seconds
+        work += 1000.0 / interval * own * seconds
+        windows += 1
+    if not work:
+        raise SystemExit(f"{workdir}: no adaptive windows sampling in the requests scope")
+    return {"requests_cores_per_hz_core": cpu / work, "requests_scope_windows": windows}
+
+
+def mean_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figure by figure, the mean of several runs' (``None`` ones skipped; counts summed).
+
+    >>> mean_figures([{"a": 1.0, "b": None, "c_windows": 3}, {"a": 2.0, "b": 4.0, "c_windows": 5}])
+    {'a': 1.5, 'b': 4.0, 'c_windows': 8}
+    """
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if key.endswith("_windows") or key.endswith("_seen"):
+            out[key] = sum(values)
+        elif all(isinstance(v, (int, float)) for v in values) and values:
+            out[key] = statistics.fmean(values)
+        else:
+            out[key] = values[0] if values else None
+    return out
+
+
 #: A profile-change signal this long after a phase change is the change's, not a false alarm.
 CHANGE_WINDOW_S = 20.0
 #: The catalog's reflex sensitivity (``burst_sensitivity`` of its reflex actions).
@@ -272,8 +393,16 @@ def main() -> None:
     parser.add_argument(
         "--workdir",
         type=Path,
-        help="an adaprof bench --workdir, whose result is the first --from-bench file: also "
-        "the agent's CPU per span (agent threads, capture)",
+        nargs="+",
+        help="adaprof bench --workdirs, whose results are the first --from-bench files in "
+        "the same order: also the agent's CPU per span (agent threads, capture), the "
+        "reflex's delay and false alarms and (native) the requests scope's cost; the mean",
+    )
+    parser.add_argument(
+        "--profiler",
+        choices=("py-spy", "native"),
+        default="py-spy",
+        help="the profiler the runs ran (adaprof bench --profiler): which world's file",
     )
     parser.add_argument(
         "--from-bench", type=Path, nargs="+", help="bench results already measured (mean)"
@@ -287,27 +416,39 @@ def main() -> None:
         calibs = []
         for path in args.from_bench:
             result = json.loads(path.read_text())
-            calibs.append(calibrate(result, BenchSettings(**result["settings"])))
+            calibs.append(calibrate(result, BenchSettings(**result["settings"]), args.profiler))
         calib = mean_calibration(calibs)
         files = " ".join(str(p) for p in args.from_bench)
-        calib["command"] = f"bench/sim_calibration.py --from-bench {files} --write"
+        calib["command"] = (
+            f"bench/sim_calibration.py --profiler {args.profiler} --from-bench {files} --write"
+        )
     else:
+        if args.profiler != "py-spy":
+            parser.error("--profiler native reads runs already made: give --from-bench")
         with tempfile.TemporaryDirectory(prefix="adaprof-calib-") as tmp:
             result = run_bench(settings, Path(tmp) / "out")
         calib = calibrate(result, settings)
     if args.workdir is not None:
-        if args.from_bench is None:
-            parser.error("--workdir needs that run's result as the first --from-bench file")
-        calib.update(agent_threads(args.workdir, json.loads(args.from_bench[0].read_text())))
-        calib.update(reflex_signals(args.workdir))
-        calib["command"] += f" --workdir {args.workdir}"
+        if args.from_bench is None or len(args.workdir) > len(args.from_bench):
+            parser.error("each --workdir needs its run's result in the same place of --from-bench")
+        rows = []
+        for workdir, path in zip(args.workdir, args.from_bench, strict=False):
+            threads = agent_threads(workdir, json.loads(path.read_text()))
+            row = {**threads, **reflex_signals(workdir)}
+            if args.profiler == "native":
+                fixed = float(calib.get("sampler_cores_fixed") or 0.0)
+                row.update(requests_scope_cost(workdir, threads, fixed))
+            rows.append(row)
+        calib.update(mean_figures(rows))
+        calib["command"] += " --workdir " + " ".join(str(w) for w in args.workdir)
     text = json.dumps(calib, indent=1)
     print(text)
-    out = ROOT / "bench" / "output" / "sim_calibration.json"
+    suffix = "" if args.profiler == "py-spy" else f"_{args.profiler}"
+    out = ROOT / "bench" / "output" / f"sim_calibration{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     if args.write:
-        packaged = ROOT / "otel_adaprof" / "sim" / "calibration.json"
+        packaged = ROOT / "otel_adaprof" / "sim" / f"calibration{suffix}.json"
         old = json.loads(packaged.read_text()) if packaged.exists() else {}
         separately = (  # measured separately (--timeline, --workdir)
             "reflex_false_alarms_per_s_at_4std",

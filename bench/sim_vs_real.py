@@ -6,6 +6,11 @@ heuristic and adaptive (the packaged default model), under the real runs' budget
 sets its figures beside those of real ``adaprof bench`` results (their mean when several
 are given): profiler CPU, mean per-phase L1 error, hot-path detection, params changes.
 
+The simulated world is the profiler's the real runs ran (their ``settings.profiler``:
+py-spy's ``calibration.json`` or the native profiler's ``calibration_native.json``,
+both from ``bench/sim_calibration.py``), and the real runs must be of the shop, the
+service the ``demo`` scenario mirrors.
+
 Then the ranking, measure by measure (CPU, L1, detection): for every pair of
 configurations, whether the simulator orders them as the real runs do. A pair the real
 runs order both ways (one run one way, another the other) is a tie the simulator cannot
@@ -28,6 +33,7 @@ from typing import Any
 from otel_adaprof.controller.policy.vw import default_model
 from otel_adaprof.demo.bench_verdict import summary
 from otel_adaprof.session_spec import OverheadBudget
+from otel_adaprof.sim.calibration import calibration
 from otel_adaprof.sim.compare import compare
 from otel_adaprof.sim.scenario import demo_scenario
 from otel_adaprof.sim.training import SIM_BUDGET
@@ -36,14 +42,16 @@ NAMES = ("static-100", "static-10", "static-1", "heuristic", "adaptive")
 
 
 def simulated(
-    phase_scale: float, seeds: int, budget_cpu: float | None = None
+    phase_scale: float, seeds: int, budget_cpu: float | None = None, profiler: str = "py-spy"
 ) -> dict[str, dict[str, float | None]]:
-    """Figures of each configuration on the demo scenario in the simulator, under
-    ``budget_cpu`` (a fraction of a core; the benchmark's) or the simulator's own."""
-    scen = demo_scenario(phase_scale)
+    """Figures of each configuration on the demo scenario in ``profiler``'s simulated
+    world, under ``budget_cpu`` (a fraction of a core; the benchmark's) or the
+    simulator's own."""
+    calib = calibration(profiler)
+    scen = demo_scenario(phase_scale, calib=calib)
     budget = OverheadBudget(cpu_fraction=budget_cpu) if budget_cpu else SIM_BUDGET
     report = compare([scen], seeds=list(range(1, seeds + 1)), model=default_model(),
-                     budget=budget)  # fmt: skip
+                     budget=budget, calib=calib)  # fmt: skip
     rep = report.scenarios[0]
     seconds = scen.total_windows * scen.window_s
     out: dict[str, dict[str, float | None]] = {}
@@ -148,18 +156,26 @@ def main() -> None:
     results = [json.loads(p.read_text()) for p in args.bench_json]
     scales = {float(r.get("settings", {}).get("phase_scale", 1.0)) for r in results}
     budgets = {r.get("budget_cpu") for r in results}
-    if len(scales) != 1 or len(budgets) != 1:
-        parser.error("the results differ in phase scale or budget: compare like with like")
-    scale, budget = scales.pop(), budgets.pop()
+    profilers = {r.get("settings", {}).get("profiler", "py-spy") for r in results}
+    if len(scales) != 1 or len(budgets) != 1 or len(profilers) != 1:
+        parser.error(
+            "the results differ in phase scale, budget or profiler: compare like with like"
+        )
+    shapes = {r.get("shape") or "shop" for r in results}
+    if shapes != {"shop"}:
+        parser.error(f"the demo scenario is the shop's story; these runs are of {shapes}")
+    scale, budget, profiler = scales.pop(), budgets.pop(), profilers.pop()
     runs = [measured(r) for r in results]
-    sim, real = simulated(scale, args.seeds, budget), mean_measured(runs)
+    sim, real = simulated(scale, args.seeds, budget, profiler), mean_measured(runs)
     pairs = {key: pair_agreement(sim, runs, key) for key, _ in MEASURES}
     if args.json:
-        out = {"phase_scale": scale, "budget_cpu": budget, "runs": len(results),
+        out = {"phase_scale": scale, "budget_cpu": budget, "profiler": profiler,
+               "runs": len(results),
                "simulated": sim, "measured": real, "pairs": pairs}  # fmt: skip
         print(json.dumps(out, indent=1))
         return
-    print(f"phase scale {scale:g}, budget {budget}; simulator: {args.seeds} seeds of the demo "
+    print(f"profiler {profiler}, phase scale {scale:g}, budget {budget}; simulator: "
+          f"{args.seeds} seeds of the demo "
           f"scenario; real: the mean of {len(results)} run(s)\n")  # fmt: skip
     print("| configuration | profiler CPU sim / real | mean phase L1 sim / real "
           "| detection s sim / real | params changes sim / real | coverage real |")  # fmt: skip

@@ -6,6 +6,7 @@ Usage::
     # the packaged default model (used by new services unless the config names another):
     adaprof train --sim --out otel_adaprof/controller/policy/default_model.vw
     adaprof train --sim --out model.vw --scenarios 200 --catalog my-actions.yaml
+    adaprof train --sim --profiler native --out native.vw   # in the native profiler's world
     adaprof controller --model model.vw              # seeds services without a model
     # or in the controller config: policy: {model: model.vw}
 """
@@ -49,6 +50,13 @@ from otel_adaprof.errors import ContractError
     help="Action catalog YAML (the controller must use the same one).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
+@click.option(
+    "--profiler",
+    type=click.Choice(["py-spy", "native"]),
+    default="py-spy",
+    show_default=True,
+    help="The agents' profiler: which measured world to train in (bench/sim_calibration.py).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def train(
     use_sim: bool,
@@ -56,12 +64,14 @@ def train(
     scenarios: int | None,
     catalog: str | None,
     seed: int,
+    profiler: str,
     as_json: bool,
 ) -> None:
     """Pretrain a model on random simulated scenarios and write it to --out."""
     from rich.progress import Progress
 
     from otel_adaprof.controller.policy.catalog import load_catalog
+    from otel_adaprof.sim.calibration import calibration
     from otel_adaprof.sim.training import DEFAULT_TRAIN_SCENARIOS, pretrain
 
     try:
@@ -76,6 +86,7 @@ def train(
             catalog=cat,
             seed=seed,
             progress=lambda done, total: progress.update(task, completed=done),
+            calib=calibration(profiler),
         )
     blob = policy.snapshot()
     target = Path(out_path)
@@ -91,8 +102,12 @@ def train(
         "updates": policy.updates,
         "scenarios": n,
         "actions": len(cat),
+        "profiler": profiler,
     }
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        out.print(f"wrote {target} ({len(blob)} bytes, {policy.updates} updates on {n} scenarios)")
+        out.print(
+            f"wrote {target} ({len(blob)} bytes, {policy.updates} updates on {n} scenarios "
+            f"in {profiler}'s world)"
+        )

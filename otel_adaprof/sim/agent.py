@@ -5,11 +5,15 @@ The report is a :class:`~otel_adaprof.protocol.PollRequest` with an
 :class:`~otel_adaprof.protocol.StackHistogram`, exactly what a real agent sends, so the
 controller-side code (features, reward) cannot tell the difference.
 
-Samples reach the report as they reach a real agent: py-spy runs in segments planned
-for the rate (:func:`~otel_adaprof.instrumentation.profiler.supervisor.planned_segment_s`:
-10 s at 1–20 Hz, 4 s at 50 Hz, 2 s at 100 Hz), a segment's samples come in when it ends
-or is cut (a new rate), and a window reports those that came in during it: at 10 Hz a
-window of 3 s may report none, the next one ten seconds' worth.
+Samples reach the report as they reach a real agent. In py-spy's world py-spy runs in
+segments planned for the rate
+(:func:`~otel_adaprof.instrumentation.profiler.supervisor.planned_segment_s`: 10 s at
+1–20 Hz, 4 s at 50 Hz, 2 s at 100 Hz), a segment's samples come in when it ends or is
+cut (a new rate), and a window reports those that came in during it: at 10 Hz a window
+of 3 s may report none, the next one ten seconds' worth. In the native profiler's world
+(``calib`` of :func:`~otel_adaprof.sim.physics.calibration` ``("native")``) the sampler
+is a thread of the process: new params apply at its next tick and a window's close takes
+in every sample taken during it.
 
 Usage::
 
@@ -22,6 +26,11 @@ Usage::
     >>> first.config_version, first.stacks  # a 10 s segment at 10 Hz: nothing in yet
     (3, None)
     >>> agent.report(Params(sampling_interval_ms=100), 3, phase, 5.0).stacks.total_samples > 0
+    True
+    >>> native = SimulatedAgent("shop", np.random.default_rng(0), calib=calibration("native"))
+    >>> native.identity.profiler_backend.value
+    'native'
+    >>> native.report(Params(sampling_interval_ms=100), 3, phase, 0.0).stacks.total_samples > 0
     True
 """
 
@@ -45,7 +54,13 @@ from otel_adaprof.protocol import (
     StackCount,
     StackHistogram,
 )
-from otel_adaprof.sim.physics import BYTES_NOISE, CPU_NOISE, calibration, window_truth
+from otel_adaprof.sim.physics import (
+    BYTES_NOISE,
+    CPU_NOISE,
+    Calibration,
+    calibration,
+    window_truth,
+)
 from otel_adaprof.sim.scenario import WINDOW_SECONDS, Phase
 
 #: Where the attribution bias puts the samples it takes from the workload.
@@ -90,9 +105,14 @@ class SimulatedAgent:
         rng: np.random.Generator,
         instance: str = "sim-1",
         window_s: float = WINDOW_SECONDS,
+        calib: Calibration | None = None,
     ) -> None:
         self.rng = rng
         self.window_s = window_s
+        #: The world: what the profiler costs and yields (py-spy's by default).
+        self.calib = calib or calibration()
+        #: Whether samples come in by segments (py-spy) or at each window's close.
+        self.segments = self.calib.profiler == "py-spy"
         # the py-spy segment in flight: its rate (0: none), seconds left, samples taken
         self._segment_rate = 0.0
         self._segment_left = 0.0
@@ -108,7 +128,7 @@ class SimulatedAgent:
             instance_id=instance,
             host="sim",
             pid=1,
-            profiler_backend=ProfilerBackend.PY_SPY,
+            profiler_backend=ProfilerBackend(self.calib.profiler),
         )
 
     def _seconds_by_rate(self, params: Params, phase: Phase) -> list[tuple[float, float, bool]]:
@@ -119,12 +139,12 @@ class SimulatedAgent:
         parts: list[tuple[float, float, bool]] = []
         old = self._last_params
         if old is not None and old != params:
-            lag = min(secs, calibration().segment_lag_s)
+            lag = min(secs, self.calib.segment_lag_s)
             parts.append((lag, float(old.rate_hz), False))
             secs -= lag
         sensitivity = float(getattr(params, "burst_sensitivity", 0.0) or 0.0)
         changed = self._last_phase is not None and phase.name != self._last_phase
-        false_alarm = calibration().false_alarm_rate(sensitivity) * self.window_s
+        false_alarm = self.calib.false_alarm_rate(sensitivity) * self.window_s
         self._false_alarm = not changed and bool(self.rng.random() < min(0.9, false_alarm))
         # As the agent's reflex: a burst of fixed length, then a rest as long (REST_FACTOR)
         # in which a signal starts nothing.
@@ -138,7 +158,7 @@ class SimulatedAgent:
             self._burst_left = length
             self._burst_ran = 0.0
             self._rest_left = REST_FACTOR * self._burst_left
-            delay = min(secs, calibration().reflex_delay_s)  # the change signals' delay
+            delay = min(secs, self.calib.reflex_delay_s)  # the change signals' delay
             parts.append((delay, float(params.rate_hz), False))
             secs -= delay
         elif self._burst_left <= 0:
@@ -159,8 +179,14 @@ class SimulatedAgent:
         self, params: Params, phase: Phase, parts: list[tuple[float, float, bool]]
     ) -> Counter[str]:
         """The samples that come in during this window: py-spy's segments that end in
-        it, or are cut by a new rate, in the order of ``parts``."""
+        it, or are cut by a new rate, in the order of ``parts``; without segments (the
+        native profiler) every sample taken in it."""
         out: Counter[str] = Counter()
+        if not self.segments:
+            for seconds, rate, _burst in parts:
+                if rate > 0:
+                    out.update(self._sample(params, phase, rate, seconds))
+            return out
         for seconds, rate, _burst in parts:
             if rate != self._segment_rate:  # a new rate: the running segment is cut
                 out.update(self._pending)
@@ -180,17 +206,17 @@ class SimulatedAgent:
         return out
 
     def _sample(self, params: Params, phase: Phase, rate: float, seconds: float) -> Counter[str]:
-        """Samples py-spy takes in ``seconds`` at ``rate`` (workload stacks, a share of
-        them moved onto :data:`BIAS_STACK` by the attribution bias)."""
+        """Samples the profiler takes in ``seconds`` at ``rate`` (workload stacks, a share
+        of them moved onto :data:`BIAS_STACK` by the attribution bias)."""
         rng = self.rng
-        n = int(rng.poisson(seconds * window_truth(params, phase, rate).samples_per_s))
+        n = int(rng.poisson(seconds * window_truth(params, phase, rate, self.calib).samples_per_s))
         out: Counter[str] = Counter()
         if n <= 0:
             return out
         names, probs = _stacks(
             tuple(sorted(phase.functions.items())), phase.frames, params.stack_depth
         )
-        moved = int(rng.binomial(n, min(0.5, calibration().attribution_bias / 2.0)))
+        moved = int(rng.binomial(n, min(0.5, self.calib.attribution_bias / 2.0)))
         for i in np.flatnonzero(counts := rng.multinomial(n - moved, probs)):
             out[names[i]] += int(counts[i])
         if moved:
@@ -214,15 +240,17 @@ class SimulatedAgent:
     ) -> PollRequest:
         """Run one window of ``phase`` under ``params``; return the poll that reports it."""
         rng = self.rng
-        truth = window_truth(params, phase)
+        truth = window_truth(params, phase, calib=self.calib)
         secs = self.window_s
         parts = self._seconds_by_rate(params, phase)
         burst_s = sum(t for t, _r, b in parts if b)
         changed = self._last_phase is not None and phase.name != self._last_phase
         self._last_params, self._last_phase = params, phase.name
-        spy = sum(t * window_truth(params, phase, r).pyspy_cpu for t, r, _ in parts) / secs
+        spy = sum(t * window_truth(params, phase, r, self.calib).sampler_cpu for t, r, _ in parts)
+        spy /= secs
         # as the agent's reflex: a fast burst sets the slow-span capture aside
-        burst_agent = window_truth(burst_params(params), phase).agent_cpu if burst_s else 0.0
+        burst = window_truth(burst_params(params), phase, calib=self.calib) if burst_s else None
+        burst_agent = burst.agent_cpu if burst is not None else 0.0
         agent = (burst_s * burst_agent + max(0.0, secs - burst_s) * truth.agent_cpu) / secs
         came_in = self._delivered(params, phase, parts)
         n = sum(came_in.values())

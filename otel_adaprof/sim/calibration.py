@@ -1,9 +1,13 @@
 """The simulator's calibration: what real processes measured, read from the packaged
-``calibration.json`` (written by ``bench/sim_calibration.py``).
+``calibration.json`` (py-spy's world) or ``calibration_native.json`` (the native
+profiler's), both written by ``bench/sim_calibration.py``.
 
     >>> calib = calibration()
     >>> calib.sample_yield > 0, dict(calib.demo_cpu_cores).get("steady", 0.05) > 0
     (True, True)
+    >>> native = calibration("native")
+    >>> native.profiler, native.segment_lag_s, native.sampler_cores_per_hz > 0
+    ('native', 0.0, True)
 """
 
 from __future__ import annotations
@@ -35,6 +39,18 @@ class Calibration:
     capture_cpu_per_span_s: float = 0.0
     #: spans the demo service exports per request (None: the scenario's own figure)
     demo_spans_per_request: float | None = None
+    #: the agent's profiler (``py-spy`` or ``native``): what the simulated agent says
+    #: it runs, so that the controller prices and targets it as it would the real one
+    profiler: str = "py-spy"
+    #: the sampler's CPU (cores) in the process scope beyond every other agent thread:
+    #: a fixed part while it runs at all, and a part per Hz (``None``: the cost
+    #: model's fit, ``cost_model.json``: py-spy's world)
+    sampler_cores_fixed: float = 0.0
+    sampler_cores_per_hz: float | None = None
+    #: the same in the requests scope, per Hz and per core of the service's own CPU:
+    #: the sampler ticks only while a request is open, about as long as the service
+    #: works (``None``: as the process scope)
+    requests_cores_per_hz_core: float | None = None
 
     def false_alarm_rate(self, sensitivity: float) -> float:
         """Reflex firings per second without a change at ``sensitivity`` (baseline std):
@@ -46,10 +62,30 @@ class Calibration:
         return self.false_alarms_per_s * math.exp(-(sensitivity - self.false_alarms_at_std) / 2.0)
 
 
-@lru_cache(maxsize=1)
-def calibration() -> Calibration:
-    """The packaged calibration (``otel_adaprof/sim/calibration.json``)."""
-    data = json.loads(resources.files("otel_adaprof.sim").joinpath("calibration.json").read_text())
+#: The packaged calibration file of each profiler's world.
+FILES = {"py-spy": "calibration.json", "native": "calibration_native.json"}
+
+
+def _optional(data: dict[str, object], key: str) -> float | None:
+    value = data.get(key)
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=len(FILES))
+def calibration(profiler: str = "py-spy") -> Calibration:
+    """The packaged calibration of ``profiler``'s world (:data:`FILES`).
+
+    >>> calibration("austin")
+    Traceback (most recent call last):
+    ...
+    ValueError: no simulated world for the profiler 'austin' (known: py-spy, native)
+    """
+    if profiler not in FILES:
+        raise ValueError(
+            f"no simulated world for the profiler {profiler!r} (known: {', '.join(FILES)})"
+        )
+    text = resources.files("otel_adaprof.sim").joinpath(FILES[profiler]).read_text()
+    data = json.loads(text)
     return Calibration(
         sample_yield=float(data.get("sample_yield") or 1.0),
         attribution_bias=float(data.get("attribution_bias") or 0.0),
@@ -79,4 +115,8 @@ def calibration() -> Calibration:
             if data.get("demo_spans_per_request") is not None
             else None
         ),
+        profiler=profiler,
+        sampler_cores_fixed=_optional(data, "sampler_cores_fixed") or 0.0,
+        sampler_cores_per_hz=_optional(data, "sampler_cores_per_hz"),
+        requests_cores_per_hz_core=_optional(data, "requests_cores_per_hz_core"),
     )

@@ -37,6 +37,7 @@ from otel_adaprof.protocol import PollRequest
 from otel_adaprof.reward import RewardBreakdown, keyed, stack_key, union_keys
 from otel_adaprof.session_spec import Mode, OverheadBudget, PolicyKind, RewardWeights, SessionSpec
 from otel_adaprof.sim.agent import SimulatedAgent, stack_for
+from otel_adaprof.sim.calibration import Calibration
 from otel_adaprof.sim.scenario import WINDOW_SECONDS, Scenario
 
 #: Session length of a simulated run (longer than any scenario).
@@ -184,9 +185,11 @@ def run_policy(
     budget: OverheadBudget | None = None,
     label: str | None = None,
     on_credit: Callable[[Decision, RewardBreakdown], None] | None = None,
+    calib: Calibration | None = None,
 ) -> RunResult:
     """Run ``policy`` for ``windows`` windows (default: the whole scenario) through a
-    fresh :class:`ControllerCore` whose service policy is ``policy``.
+    fresh :class:`ControllerCore` whose service policy is ``policy``, in ``calib``'s
+    world (default: py-spy's; :func:`~otel_adaprof.sim.physics.calibration`).
 
     ``on_credit`` sees every credited decision with its reward (as the controller
     stored it: params, action, probability and logged features)."""
@@ -218,7 +221,7 @@ def run_policy(
         )
     )
     window_s = scenario.window_s
-    agent = SimulatedAgent(service, np.random.default_rng(seed), window_s=window_s)
+    agent = SimulatedAgent(service, np.random.default_rng(seed), window_s=window_s, calib=calib)
     result = RunResult(
         label or policy.name, scenario.name, seed, truth=_truth(scenario), window_s=window_s
     )

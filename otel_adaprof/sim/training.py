@@ -18,6 +18,7 @@ from collections.abc import Callable
 from otel_adaprof.controller.policy.catalog import Catalog
 from otel_adaprof.controller.policy.vw import DEFAULT_GAMMA_SCALE, VWPolicy
 from otel_adaprof.session_spec import OverheadBudget, RewardWeights
+from otel_adaprof.sim.calibration import Calibration
 from otel_adaprof.sim.runner import run_policy
 from otel_adaprof.sim.scenario import random_scenario
 
@@ -54,14 +55,18 @@ def pretrain(
     seed: int = 0,
     gamma_scale: float = DEFAULT_GAMMA_SCALE,
     progress: Callable[[int, int], None] | None = None,
+    calib: Calibration | None = None,
 ) -> VWPolicy:
     """A policy trained on ``scenarios`` random scenarios (``windows`` each, default all);
-    each scenario under ``budget``, or, when it is ``None``, one of :data:`TRAIN_BUDGETS`."""
+    each scenario under ``budget``, or, when it is ``None``, one of :data:`TRAIN_BUDGETS`,
+    in ``calib``'s world (default: py-spy's)."""
     policy = VWPolicy(catalog, seed=TRAIN_SEED_BASE + seed, gamma_scale=gamma_scale)
     for i in range(scenarios):
         s = TRAIN_SEED_BASE + seed * 1000 + i
         b = budget or OverheadBudget(cpu_fraction=TRAIN_BUDGETS[i % len(TRAIN_BUDGETS)])
-        run_policy(policy, random_scenario(s), seed=s, windows=windows, goal=goal, budget=b)
+        run_policy(
+            policy, random_scenario(s), seed=s, windows=windows, goal=goal, budget=b, calib=calib
+        )
         if progress is not None:
             progress(i + 1, scenarios)
     return policy

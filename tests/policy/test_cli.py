@@ -77,6 +77,21 @@ def test_train_writes_a_model_the_policy_loads(tmp_path):
     assert len(run.windows) == 5
 
 
+def test_train_in_the_native_world_learns_other_costs(tmp_path):
+    """The same seed and scenarios in the native profiler's world (its costs a fraction
+    of py-spy's, its samples in at each window's close) train another model."""
+    blobs = {}
+    for profiler in ("py-spy", "native"):
+        out = tmp_path / f"{profiler}.vw"
+        proc = _run("train", "--sim", "--out", str(out), "--scenarios", "2", "--json",
+                    "--profiler", profiler)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["profiler"] == profiler
+        blobs[profiler] = out.read_bytes()
+    assert blobs["native"] != blobs["py-spy"]
+    VWPolicy.from_file(tmp_path / "native.vw")  # a model the policy loads
+
+
 def test_train_makes_the_same_model_whatever_the_hash_seed(tmp_path):
     # The packaged model must be what its documented command makes. Until session 31 a
     # drift feature summed over a set of strings, in an order PYTHONHASHSEED picks: two
