@@ -3,7 +3,8 @@
 A real process with the agent (profiler off, no capture) and a request loop, first at
 about 8 requests/s, then at about 80: at the slow rate the loop wakes for the signals
 about once per 12 requests (capped at 1.25 s), not four times a second as the fixed
-0.25 s tick did; at the fast rate it reads every 0.25 s, as before.
+0.25 s tick did; at the fast rate it reads every 0.25 s, as before. With the native
+profiler's slow-span watcher in the watch, the loop wakes for those readings only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from otel_adaprof.instrumentation.profiler.slow_spans import SlowSpanCapture
 from otel_adaprof.instrumentation.spans.latency import LatencyTracker
 from otel_adaprof.instrumentation.threads import ThreadLiveness
 from otel_adaprof.params import Params
+from tests.support.native import needs_native
 
 PROBE = textwrap.dedent(
     """
@@ -78,6 +80,61 @@ def test_signal_readings_follow_the_request_rate():
     assert slow["period"] >= 1.0 and slow["ticks_per_s"] <= 1.5, got
     if fast["requests_per_s"] >= 50:  # a loaded machine may not serve 80/s
         assert fast["period"] <= 0.3 and fast["ticks_per_s"] >= 2.5, got
+
+
+WATCH_PROBE = textwrap.dedent(
+    """
+    import json, threading, time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import otel_adaprof
+    from otel_adaprof.instrumentation.settings import AgentSettings
+
+    agent = otel_adaprof.configure(
+        service_name="ticks", exporter=InMemorySpanExporter(),
+        params={"sample_scope": "requests", "sampling_interval_ms": 0,
+                "marker_trigger": {"latency_percentile": 90}, "slow_span_interval_ms": 50,
+                "burst_sensitivity": 8, "glimpse_sensitivity": 2.5},
+        settings=AgentSettings(profiler="native"))
+    tracer = trace.get_tracer("ticks")
+    loop = agent.fast_loop
+    stop = threading.Event()
+
+    def requests():
+        while not stop.is_set():
+            with tracer.start_as_current_span("GET /x", kind=trace.SpanKind.SERVER):
+                time.sleep(0.002)
+            time.sleep(0.15)
+
+    threading.Thread(target=requests, daemon=True).start()
+    time.sleep(4.0)  # the rate settles, the watcher is on
+    t0, ticks0, seen0 = time.monotonic(), loop.ticks, agent.counters.requests
+    time.sleep(8.0)
+    seconds = time.monotonic() - t0
+    stop.set()
+    print(json.dumps({"ticks_per_s": (loop.ticks - ticks0) / seconds,
+                      "requests_per_s": (agent.counters.requests - seen0) / seconds,
+                      "period": loop.signal_period(),
+                      "watching": type(loop.capture.open_spans).__name__}))
+    """
+)
+
+
+@needs_native
+def test_with_the_native_watcher_the_loop_wakes_for_its_signal_readings_only():
+    """The native watcher reads the slow spans in its own C thread; the loop only keeps
+    its triggers up to date, which its signal readings do. It used to plan a tick of its
+    own a second as well: at about 6 requests/s (a reading per 1.25 s) it woke 1.6-1.8
+    times a second, not 0.8 (session 53, docs/benchmarks.md)."""
+    done = subprocess.run(
+        [sys.executable, "-c", WATCH_PROBE], capture_output=True, text=True, timeout=90,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["watching"] == "NativeWatchIndex", got
+    assert got["period"] >= 1.0, got  # 12 requests take more than a second
+    assert got["ticks_per_s"] <= 1.0 / got["period"] + 0.3, got
 
 
 def _loop(live: LiveParams, beacon: ClockBeacon | None = None) -> FastLoop:

@@ -96,7 +96,9 @@ LATE_REFRESH_S = 0.25
 #: The same with the native watcher (s): there ``look_ns`` only sets when a starting
 #: span is due, and no tick looks at the open spans again, so a percentile that moved
 #: is used by the spans starting within this long, and the fast loop's ticks (0.25-1.25
-#: s apart) do not compute every operation's percentile again each time.
+#: s apart) do not compute every operation's percentile again each time. It is also
+#: the longest sleep the capture plans with the watcher: the loop's signal readings
+#: come sooner, and the spans of an operation not known yet wake it at once.
 NATIVE_LATE_REFRESH_S = 2.0
 #: Sleep while capture is off (s): the fast loop's own signal readings come sooner, and
 #: a change of params (a new ``slow_span_interval_ms``) wakes it at once.
@@ -431,7 +433,11 @@ class SlowSpanCapture:
 
     def _native_tick(self, index: NativeWatchIndex, now_ns: int, interval_ns: int) -> float:
         """With the native watcher: keep its settings and each operation's trigger
-        (``look_ns``, what a starting span is registered with) up to date; no read here."""
+        (``look_ns``, what a starting span is registered with) up to date; no read here,
+        and no tick of its own sooner than :data:`NATIVE_LATE_REFRESH_S`: the loop's
+        signal readings (every 0.25-1.25 s) tick it. Until session 53 it planned one a
+        second, and below 12 requests a second (a reading per more than a second) the
+        loop woke about twice as often as it reads the signals."""
         params = self.live.params
         try:
             index.watcher.start(
@@ -453,8 +459,8 @@ class SlowSpanCapture:
         index.register_pending()
         self.slow_spans = int(index.watcher.stats().get("spans", 0))
         index.begin()
-        index.plan(now_ns + int(NONE_OPEN_S * 1e9))
-        return NONE_OPEN_S
+        index.plan(now_ns + int(NATIVE_LATE_REFRESH_S * 1e9))
+        return NATIVE_LATE_REFRESH_S
 
     def _keep_looks(
         self, index: OpenSpanIndex, now_ns: int, interval_ns: int, trigger: MarkerTrigger,
