@@ -523,13 +523,11 @@ def _loads(
     usual, weight = state.usual_load, state.usual_weight
     if load <= 0.0 or seconds <= 0.0:
         return (0.0, 0.0, usual, weight) if new_phase else (phase_load, phase_s, usual, weight)
-    if goal.load_horizon_s > 0.0:
+    if goal.load_horizon_s > 0.0:  # (none: no usual load, a factor of 1 as the target's)
         decay = math.exp(-seconds / goal.load_horizon_s)
         grown = weight * decay + (1.0 - decay)
         usual = (usual * weight * decay + (1.0 - decay) * load) / grown
         weight = grown
-    elif usual <= 0.0:
-        usual = load
     if new_phase or phase_s <= 0.0:
         return load, seconds, usual, weight
     total = phase_s + seconds

@@ -90,7 +90,7 @@ def sim(
     from otel_adaprof.controller.policy.catalog import load_catalog
     from otel_adaprof.sim.calibration import calibration
     from otel_adaprof.sim.compare import compare
-    from otel_adaprof.sim.scenario import SCENARIOS, demo_scenario
+    from otel_adaprof.sim.scenario import SCENARIOS, scenarios_for
     from otel_adaprof.sim.training import DEFAULT_TRAIN_SCENARIOS
 
     unknown = [n for n in names if n not in SCENARIOS]
@@ -101,10 +101,8 @@ def sim(
     except ContractError as exc:
         fail(exc)
     calib = calibration(profiler)
-    # the demo scenarios carry the demo service's CPU as this world measured it
-    worlds = {**SCENARIOS, "demo": demo_scenario(calib=calib),
-              "demo-4x": demo_scenario(4.0, "demo-4x", calib=calib)}  # fmt: skip
-    scenarios = [worlds[n] for n in names] if names else list(worlds.values())
+    world = scenarios_for(calib)
+    scenarios = [world[n] for n in names] if names else list(world.values())
     seeds = list(range(1, n_seeds + 1))
     blob = Path(model).read_bytes() if model else None
     steps = len(scenarios) * len(seeds) + (0 if blob else 1)

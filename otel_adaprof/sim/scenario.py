@@ -267,6 +267,19 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 
+
+def scenarios_for(calib: Calibration) -> dict[str, Scenario]:
+    """:data:`SCENARIOS` in ``calib``'s world: the ``demo`` scenarios carry the demo
+    service's CPU per phase as that world measured it.
+
+    >>> native = scenarios_for(calibration("native"))
+    >>> list(native) == list(SCENARIOS), native["hot-path"] is SCENARIOS["hot-path"]
+    (True, True)
+    """
+    demo = (demo_scenario(calib=calib), demo_scenario(4.0, "demo-4x", calib=calib))
+    return {**SCENARIOS, **{s.name: s for s in demo}}
+
+
 _NEW_FUNCTIONS = [
     "parse_csv",
     "render_pdf",

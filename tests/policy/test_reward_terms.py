@@ -367,6 +367,8 @@ def test_a_phase_busier_than_usual_is_gathered_to_as_many_more_samples():
         if name == "scaled":
             assert 1.5 < state.load_factor < 2.0  # 150 s moved the usual load towards 0.2
             assert state.target(fixed) == fixed.accuracy_target
+        else:  # no usual load kept: the factor the features see is the target's, 1
+            assert state.usual_load == 0.0 and state.load_factor == 1.0
     per_window = 3 * needed / 12
     past = math.ceil(needed / per_window) + 1  # the first window wholly past `needed`
     # the fixed target stops paying once the phase holds its samples ...
