@@ -431,6 +431,9 @@ def main() -> None:
     if args.workdir is not None:
         if args.from_bench is None or len(args.workdir) > len(args.from_bench):
             parser.error("each --workdir needs its run's result in the same place of --from-bench")
+        missing = [str(w) for w in args.workdir if not (w / "adaprof.db").is_file()]
+        if missing:
+            parser.error(f"no controller database (adaprof.db) in --workdir {', '.join(missing)}")
         rows = []
         for workdir, path in zip(args.workdir, args.from_bench, strict=False):
             threads = agent_threads(workdir, json.loads(path.read_text()))
